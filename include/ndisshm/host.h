@@ -1,0 +1,197 @@
+/*
+ * ndisshm/host.h: what the PnP manager and NDIS would set up on Windows, and
+ * user space has to ask for: a runtime, miniport adapters, provider bindings
+ * and receive queues; plus the verifier's reports and the books' statistics.
+ *
+ * Everything here is ndisshm's own API (the ndisshm_ prefix), not NDIS's. The
+ * NDIS calls themselves are in <ndis/ndis_shm.h>. C11 and C++.
+ *
+ * Object model, as in NDIS:
+ *   runtime  1-* adapter            (NdisHandle of a miniport)
+ *   adapter  1-* receive queue      (queue 0, the default queue, always exists)
+ *   adapter  0-* provider binding   (NdisHandle of a filter; at most one of
+ *                                    them provides shared memory at a time)
+ *   adapter  1-* block              (one per NdisAllocateSharedMemory, linked
+ *                                    to its adapter, binding and queue)
+ * Destroying a parent with blocks still outstanding is a verifier violation;
+ * the runtime then frees each block through its own provider, so nothing
+ * leaks. Callers must not use a handle while another thread destroys it.
+ */
+#ifndef NDISSHM_HOST_H
+#define NDISSHM_HOST_H
+
+#include <ndis/ndis_shm.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The C API's ABI version: bumped on any incompatible change. */
+#define NDISSHM_ABI_VERSION 1
+NDISSHM_API const char *ndisshm_version(void);  /* "MAJOR.MINOR.PATCH" */
+NDISSHM_API int ndisshm_abi_version(void);      /* NDISSHM_ABI_VERSION of the library */
+
+/* Name of a status code ("NDIS_STATUS_RESOURCES"), or "NDIS_STATUS_<hex>". */
+NDISSHM_API const char *ndisshm_status_name(NDIS_STATUS status);
+/* Name of a usage ("Receive"), or "Invalid". */
+NDISSHM_API const char *ndisshm_usage_name(NDIS_SHARED_MEMORY_USAGE usage);
+
+/* ---- Verifier ----------------------------------------------------------- */
+typedef enum ndisshm_violation_kind {
+    NDISSHM_VIOLATION_BAD_HANDLE = 1,        /* NdisHandle is no live adapter/binding */
+    NDISSHM_VIOLATION_BAD_PARAMETERS,        /* NULL pointer, header, flags, usage, queue, node */
+    NDISSHM_VIOLATION_BAD_LENGTH,            /* Length 0 or over the maximum */
+    NDISSHM_VIOLATION_SG_BUFFER_TOO_SHORT,   /* caller's SG list too small */
+    NDISSHM_VIOLATION_DOUBLE_FREE,           /* block already freed */
+    NDISSHM_VIOLATION_WRONG_ADAPTER,         /* block belongs to another adapter */
+    NDISSHM_VIOLATION_GARBAGE_HANDLE,        /* not a block handle at all */
+    NDISSHM_VIOLATION_IRQL,                  /* call above PASSIVE_LEVEL, or bad raise/lower */
+    NDISSHM_VIOLATION_PROVIDER_NO_CONTEXT,   /* provider said success, gave no context */
+    NDISSHM_VIOLATION_PROVIDER_BAD_RESULT,   /* provider said success, outputs inconsistent */
+    NDISSHM_VIOLATION_BAD_REGISTRATION,      /* provider characteristics malformed */
+    NDISSHM_VIOLATION_LEAK,                  /* block outstanding at teardown */
+    NDISSHM_VIOLATION_QUEUE_FREED_WITH_BLOCKS,
+    NDISSHM_VIOLATION_BINDING_DETACHED_WITH_BLOCKS,
+    NDISSHM_VIOLATION_KIND_COUNT
+} ndisshm_violation_kind;
+
+typedef struct ndisshm_violation {
+    ndisshm_violation_kind kind;
+    const char *kind_name;  /* "double-free", ... */
+    const char *call;       /* "NdisFreeSharedMemory", ... */
+    const char *message;    /* one line a person can act on; names adapter, handle, site */
+    NDIS_HANDLE adapter;    /* may be NULL */
+    NDIS_HANDLE handle;     /* the offending handle, may be NULL */
+    const char *alloc_file; /* where the block was allocated, or NULL */
+    int alloc_line;
+} ndisshm_violation;
+
+/* Called once per violation, on the thread that made the bad call. The
+ * pointers are valid only during the call. */
+typedef void (*ndisshm_violation_callback)(void *context, const ndisshm_violation *violation);
+
+/* ---- Runtime ------------------------------------------------------------ */
+typedef struct ndisshm_runtime ndisshm_runtime;
+
+typedef struct ndisshm_runtime_config {
+    uint32_t struct_size;       /* sizeof(ndisshm_runtime_config) */
+    int verifier;               /* 1 on, 0 off (only the checks that keep the books safe remain) */
+    int report_to_stderr;       /* 1: print each violation to stderr as well */
+    uint32_t max_block_bytes;   /* Length above this: NDIS_STATUS_INVALID_LENGTH; 0: 1 GiB */
+    uint64_t arena_capacity_bytes;  /* address space of the default provider's arena; 0: 16 GiB */
+    uint64_t iova_base;         /* SG addresses: iova_base + arena offset; 0: IOVA = VA */
+    uint64_t max_blocks;        /* book-keeping capacity (outstanding + quarantine); 0: 4M */
+} ndisshm_runtime_config;
+
+/* Defaults: verifier on (off with NDISSHM_VERIFIER=0 in the environment),
+ * stderr reports on (off with NDISSHM_QUIET=1). */
+NDISSHM_API void ndisshm_runtime_config_init(ndisshm_runtime_config *config);
+
+/* config may be NULL for the defaults. NDIS_STATUS_INVALID_PARAMETER for a bad
+ * config; NDIS_STATUS_RESOURCES when memory cannot be set up (the reason goes
+ * to the verifier log). */
+NDISSHM_API NDIS_STATUS ndisshm_runtime_create(const ndisshm_runtime_config *config, ndisshm_runtime **runtime);
+
+/* Tears everything down: each adapter as by ndisshm_adapter_destroy, with a
+ * leak report for every block still outstanding. NULL is ignored. */
+NDISSHM_API void ndisshm_runtime_destroy(ndisshm_runtime *runtime);
+
+NDISSHM_API void ndisshm_runtime_set_violation_callback(ndisshm_runtime *runtime,
+                                                        ndisshm_violation_callback callback, void *context);
+/* For violations no runtime can be found for (a garbage NdisHandle, IRQL
+ * misuse outside any call). Default: stderr only. */
+NDISSHM_API void ndisshm_set_global_violation_callback(ndisshm_violation_callback callback, void *context);
+
+NDISSHM_API uint64_t ndisshm_runtime_violation_count(const ndisshm_runtime *runtime, ndisshm_violation_kind kind);
+NDISSHM_API uint64_t ndisshm_global_violation_count(void);
+
+/* ---- Adapters, queues, bindings ----------------------------------------- */
+
+/* A miniport adapter. *adapter is the NdisHandle for NdisAllocateSharedMemory.
+ * Its default queue (NDIS_DEFAULT_RECEIVE_QUEUE_ID) exists from the start.
+ * NDIS_STATUS_RESOURCES when the process already has the maximum (1024). */
+NDISSHM_API NDIS_STATUS ndisshm_adapter_create(ndisshm_runtime *runtime, const char *name, NDIS_HANDLE *adapter);
+
+/* Detaches every binding, frees every queue and reports and frees every block
+ * still outstanding (through its provider), then invalidates the handle. */
+NDISSHM_API void ndisshm_adapter_destroy(NDIS_HANDLE adapter);
+
+/* A receive queue with this id (non-zero). NDIS_STATUS_INVALID_PARAMETER if it
+ * exists already or the id is 0. */
+NDISSHM_API NDIS_STATUS ndisshm_queue_create(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id);
+
+/* Frees a queue. Blocks still allocated for it: a verifier violation naming
+ * them, then freed through their provider. NDIS_STATUS_INVALID_PARAMETER for
+ * an unknown queue or the default queue. */
+NDISSHM_API NDIS_STATUS ndisshm_queue_free(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id);
+
+/* A provider binding (a filter or protocol bound to the adapter). *binding is
+ * the NdisHandle for NdisSetOptionalHandlers. */
+NDISSHM_API NDIS_STATUS ndisshm_binding_create(NDIS_HANDLE adapter, const char *name, NDIS_HANDLE *binding);
+
+/* Unregisters the binding's provider (allocations go to the default provider
+ * again); blocks it still has are a violation, freed through it. */
+NDISSHM_API void ndisshm_binding_destroy(NDIS_HANDLE binding);
+
+/* The full provider table, of which NDIS's characteristics are the first two
+ * entries (modelled on Linux's per-queue memory provider ops). */
+typedef struct ndisshm_provider_ops {
+    uint32_t struct_size; /* sizeof(ndisshm_provider_ops) */
+    NDIS_HANDLE context;
+    ALLOCATE_SHARED_MEMORY_HANDLER allocate; /* required */
+    FREE_SHARED_MEMORY_HANDLER free;       /* required */
+    /* Optional: a queue of the adapter appears / goes (after its blocks are freed). */
+    void (*attach_queue)(NDIS_HANDLE context, NDIS_RECEIVE_QUEUE_ID queue_id);
+    void (*detach_queue)(NDIS_HANDLE context, NDIS_RECEIVE_QUEUE_ID queue_id);
+    /* Optional: one line describing the provider, for `ndisshm stat`. */
+    void (*describe)(NDIS_HANDLE context, char *buffer, size_t buffer_bytes);
+} ndisshm_provider_ops;
+
+/* Registers ops as the adapter's provider through this binding (what
+ * NdisSetOptionalHandlers does with the first two entries). Same errors. */
+NDISSHM_API NDIS_STATUS ndisshm_binding_register_provider(NDIS_HANDLE binding, const ndisshm_provider_ops *ops);
+
+/* ---- Books --------------------------------------------------------------- */
+typedef struct ndisshm_usage_stats {
+    uint64_t blocks;       /* outstanding now */
+    uint64_t bytes;        /* outstanding now (requested Length) */
+    uint64_t peak_blocks;
+    uint64_t peak_bytes;
+    uint64_t allocations;  /* successful, ever */
+    uint64_t frees;
+    uint64_t failures;     /* allocations refused, for any reason */
+} ndisshm_usage_stats;
+
+typedef struct ndisshm_adapter_stats {
+    ndisshm_usage_stats total;
+    ndisshm_usage_stats by_usage[NdisSharedMemoryUsageMax];
+    uint32_t queues;
+    uint32_t bindings;
+    int has_provider;      /* a binding provides; else the default provider */
+} ndisshm_adapter_stats;
+
+NDISSHM_API NDIS_STATUS ndisshm_adapter_get_stats(NDIS_HANDLE adapter, ndisshm_adapter_stats *stats);
+NDISSHM_API NDIS_STATUS ndisshm_queue_get_stats(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id,
+                                                ndisshm_usage_stats *stats);
+
+/* Where a live block lives, for handing it to another process or reading it
+ * in place: its provider's memfd (or -1 if the provider has none), the offset
+ * of the block in it, and its length. */
+typedef struct ndisshm_block_info {
+    NDIS_HANDLE adapter;
+    NDIS_RECEIVE_QUEUE_ID queue_id;
+    NDIS_SHARED_MEMORY_USAGE usage;
+    ULONG length;
+    PVOID virtual_address;
+    ULONG64 first_address; /* Elements[0].Address */
+    const char *provider;  /* binding name, or "default" */
+} ndisshm_block_info;
+
+/* NDIS_STATUS_INVALID_PARAMETER unless handle is a live block of adapter. */
+NDISSHM_API NDIS_STATUS ndisshm_block_get_info(NDIS_HANDLE adapter, NDIS_HANDLE handle, ndisshm_block_info *info);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* NDISSHM_HOST_H */

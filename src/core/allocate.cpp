@@ -1,0 +1,368 @@
+// The two hot paths: NdisAllocateSharedMemory and NdisFreeSharedMemory.
+//
+// Order of work, chosen so a bad call changes nothing: check the caller (IRQL,
+// parameters) without touching the books; call the provider with no lock
+// held; check what the provider gave; only then take the adapter lock, take a
+// record and link it. A free unlinks under the lock, so whichever thread
+// unlinks a block is the one that calls the provider: exactly once.
+#include <cstring>
+
+#include "core/irql.hpp"
+#include "core/ops_provider.hpp"
+#include "core/runtime.hpp"
+
+namespace ndisshm::core {
+namespace {
+
+constexpr size_t kQuarantine = 4096;
+constexpr const char* kAlloc = "NdisAllocateSharedMemory";
+constexpr const char* kFree = "NdisFreeSharedMemory";
+
+// Writes the provider's ranges into the caller's SG buffer, never past its
+// capacity, and counts how many there were.
+class BufferSink final : public providers::SgSink {
+public:
+    BufferSink(PSCATTER_GATHER_LIST list, ULONG capacity) : list_(list), capacity_(capacity) {}
+    void add(uint64_t address, uint64_t length) override {
+        used_ = true;
+        if (count_ < capacity_) {
+            SCATTER_GATHER_ELEMENT& e = list_->Elements[count_];
+            e.Address.QuadPart = static_cast<LONGLONG>(address);
+            e.Length = static_cast<ULONG>(length);
+            e.Reserved = 0;
+        }
+        ++count_;
+    }
+    bool used() const { return used_; }
+    ULONG count() const { return count_; }
+
+private:
+    PSCATTER_GATHER_LIST list_;
+    ULONG capacity_;
+    ULONG count_ = 0;
+    bool used_ = false;
+};
+
+NDIS_STATUS to_ndis(providers::ProviderStatus s, bool native) {
+    if (native) return OpsProvider::last_status();
+    switch (s) {
+        case providers::ProviderStatus::Success: return NDIS_STATUS_SUCCESS;
+        case providers::ProviderStatus::Resources: return NDIS_STATUS_RESOURCES;
+        case providers::ProviderStatus::InvalidParameter: return NDIS_STATUS_INVALID_PARAMETER;
+        case providers::ProviderStatus::BufferTooShort: return NDIS_STATUS_BUFFER_TOO_SHORT;
+        case providers::ProviderStatus::Failure: break;
+    }
+    return NDIS_STATUS_FAILURE;
+}
+
+std::string hexnum(uint64_t v) {
+    char buf[24];
+    std::snprintf(buf, sizeof(buf), "0x%llx", static_cast<unsigned long long>(v));
+    return buf;
+}
+
+}  // namespace
+
+NDIS_STATUS Runtime::validate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p, PNDIS_HANDLE out, Queue** queue,
+                              ndisshm_violation_kind* kind, std::string* why) {
+    *kind = NDISSHM_VIOLATION_BAD_PARAMETERS;
+    if (p == nullptr) return *why = "SharedMemoryParameters is NULL", NDIS_STATUS_INVALID_PARAMETER;
+    if (out == nullptr) return *why = "pAllocationHandle is NULL", NDIS_STATUS_INVALID_PARAMETER;
+    const NDIS_OBJECT_HEADER& h = p->Header;
+    if (h.Type != NDIS_OBJECT_TYPE_DEFAULT)
+        return *why = "Header.Type is " + hexnum(h.Type) + ", expected NDIS_OBJECT_TYPE_DEFAULT (0x80)",
+               NDIS_STATUS_INVALID_PARAMETER;
+    if (h.Revision == NDIS_SHARED_MEMORY_PARAMETERS_REVISION_1) {
+        if (h.Size < NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_1)
+            return *why = "Header.Size is " + std::to_string(h.Size) + ", revision 1 needs at least " +
+                          std::to_string(NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_1),
+                   NDIS_STATUS_INVALID_PARAMETER;
+    } else if (h.Revision == NDIS_SHARED_MEMORY_PARAMETERS_REVISION_2) {
+        if (h.Size < NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_2)
+            return *why = "Header.Size is " + std::to_string(h.Size) + ", revision 2 needs at least " +
+                          std::to_string(NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_2),
+                   NDIS_STATUS_INVALID_PARAMETER;
+    } else {
+        return *why = "Header.Revision is " + std::to_string(h.Revision) + ", expected 1 or 2",
+               NDIS_STATUS_INVALID_PARAMETER;
+    }
+    if ((p->Flags & ~static_cast<ULONG>(NDIS_SHARED_MEM_PARAMETERS_CONTIGUOUS)) != 0)
+        return *why = "Flags " + hexnum(p->Flags) + " has bits other than NDIS_SHARED_MEM_PARAMETERS_CONTIGUOUS",
+               NDIS_STATUS_INVALID_PARAMETER;
+    if (static_cast<uint32_t>(p->Usage) >= NdisSharedMemoryUsageMax)
+        return *why = "Usage " + std::to_string(static_cast<uint32_t>(p->Usage)) + " is not an NDIS_SHARED_MEMORY_USAGE",
+               NDIS_STATUS_INVALID_PARAMETER;
+    if (p->Length == 0 || p->Length > config_.max_block_bytes) {
+        *kind = NDISSHM_VIOLATION_BAD_LENGTH;
+        return *why = "Length " + std::to_string(p->Length) + " is outside 1.." + std::to_string(config_.max_block_bytes),
+               NDIS_STATUS_INVALID_LENGTH;
+    }
+    if (p->SGListBuffer == nullptr) return *why = "SGListBuffer is NULL", NDIS_STATUS_INVALID_PARAMETER;
+    if (p->SGListBufferLength < NDISSHM_SG_LIST_BYTES(1)) {
+        // Every block needs at least one element; say so where the caller
+        // gave room for the count.
+        if (p->SGListBufferLength >= NDISSHM_SG_LIST_HEADER_BYTES) p->SGListBuffer->NumberOfElements = 1;
+        *kind = NDISSHM_VIOLATION_SG_BUFFER_TOO_SHORT;
+        return *why = "SGListBufferLength " + std::to_string(p->SGListBufferLength) +
+                      " holds no element; at least 1 is needed (" + std::to_string(NDISSHM_SG_LIST_BYTES(1)) +
+                      " bytes)",
+               NDIS_STATUS_BUFFER_TOO_SHORT;
+    }
+    std::lock_guard lock(adapter->mu);
+    auto it = adapter->queues.find(p->QueueId);
+    if (it == adapter->queues.end())
+        return *why = "QueueId " + std::to_string(p->QueueId) + " is not a receive queue of " + describe(adapter),
+               NDIS_STATUS_INVALID_PARAMETER;
+    *queue = it->second.get();
+    return NDIS_STATUS_SUCCESS;
+}
+
+NDIS_STATUS Runtime::allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p, PNDIS_HANDLE out, CallSite site) {
+    const ViolationSite vsite{site.file, site.line};
+    if (verifier_.enabled() && current_irql() != PASSIVE_LEVEL) {
+        verifier_.report(NDISSHM_VIOLATION_IRQL, kAlloc, adapter, nullptr, vsite,
+                         "called at IRQL " + std::to_string(current_irql()) + " on " + describe(adapter) +
+                             "; it must be called at PASSIVE_LEVEL");
+        return NDIS_STATUS_FAILURE;
+    }
+    Queue* queue = nullptr;
+    ndisshm_violation_kind kind{};
+    std::string why;
+    NDIS_STATUS status = validate(adapter, p, out, &queue, &kind, &why);
+    auto fail = [&](NDIS_STATUS s, bool report, ndisshm_violation_kind k, const std::string& msg) {
+        {
+            std::lock_guard lock(adapter->mu);
+            ++adapter->total.failures;
+            if (p != nullptr && static_cast<uint32_t>(p->Usage) < NdisSharedMemoryUsageMax)
+                ++adapter->by_usage[p->Usage].failures;
+            if (p != nullptr) {
+                auto it = adapter->queues.find(p->QueueId);
+                if (it != adapter->queues.end()) ++it->second->stats.failures;
+            }
+        }
+        if (report) verifier_.report(k, kAlloc, adapter, nullptr, vsite, msg + " on " + describe(adapter));
+        return s;
+    };
+    if (status != NDIS_STATUS_SUCCESS) return fail(status, true, kind, why);
+
+    Binding* binding;
+    providers::Provider* provider;
+    {
+        std::lock_guard lock(adapter->mu);
+        binding = adapter->provider_binding;
+        if (binding != nullptr) binding->in_flight.fetch_add(1, std::memory_order_acq_rel);
+        provider = binding != nullptr ? binding->provider.get() : default_provider_.get();
+    }
+    const bool native = binding != nullptr && dynamic_cast<OpsProvider*>(provider) != nullptr;
+    const std::string provider_name = binding != nullptr ? binding->name : "default";
+    auto done_in_flight = [&] {
+        if (binding != nullptr) binding->in_flight.fetch_sub(1, std::memory_order_acq_rel);
+    };
+
+    p->SharedMemoryHandle = nullptr;
+    p->VirtualAddress = nullptr;
+    *out = nullptr;
+    const ULONG capacity = NDISSHM_SG_LIST_CAPACITY(p->SGListBufferLength);
+    BufferSink sink(p->SGListBuffer, capacity);
+    providers::Request req;
+    req.length = p->Length;
+    req.contiguous = (p->Flags & NDIS_SHARED_MEM_PARAMETERS_CONTIGUOUS) != 0;
+    req.queue_id = p->QueueId;
+    req.usage = static_cast<uint32_t>(p->Usage);
+    req.preferred_node = p->PreferredNode;
+    req.vport_id = p->Header.Revision >= NDIS_SHARED_MEMORY_PARAMETERS_REVISION_2 ? p->VPortId : 0;
+    req.native = p;
+    providers::Grant grant;
+    providers::ProviderStatus ps = provider->allocate(req, sink, grant);
+
+    if (ps != providers::ProviderStatus::Success) {
+        done_in_flight();
+        status = to_ndis(ps, native);
+        if (status == NDIS_STATUS_SUCCESS) status = NDIS_STATUS_FAILURE;  // a status that lies is a failure
+        if (ps == providers::ProviderStatus::BufferTooShort)
+            return fail(status, true, NDISSHM_VIOLATION_SG_BUFFER_TOO_SHORT,
+                        "provider '" + provider_name + "' needs " + std::to_string(p->SGListBuffer->NumberOfElements) +
+                            " SG elements, SGListBuffer holds " + std::to_string(capacity));
+        if (!grant.error.empty() && ps == providers::ProviderStatus::InvalidParameter)
+            return fail(status, true, NDISSHM_VIOLATION_BAD_PARAMETERS, grant.error);
+        if (!grant.error.empty()) verifier_.log(kAlloc, ndisshm_status_name(status) + (": " + grant.error));
+        return fail(status, false, kind, {});
+    }
+    if (grant.token == 0) {
+        done_in_flight();
+        return fail(NDIS_STATUS_FAILURE, true, NDISSHM_VIOLATION_PROVIDER_NO_CONTEXT,
+                    "provider '" + provider_name + "' returned NDIS_STATUS_SUCCESS without a context; the block "
+                    "cannot be freed and is lost to the provider");
+    }
+    // Check what the provider gave before anything is recorded.
+    std::string bad;
+    ULONG count = sink.used() ? sink.count() : p->SGListBuffer->NumberOfElements;
+    if (sink.used() && count > capacity) {
+        p->SGListBuffer->NumberOfElements = count;
+        provider->free(grant.token);
+        done_in_flight();
+        return fail(NDIS_STATUS_BUFFER_TOO_SHORT, true, NDISSHM_VIOLATION_SG_BUFFER_TOO_SHORT,
+                    "the block needs " + std::to_string(count) + " SG elements, SGListBuffer holds " +
+                        std::to_string(capacity));
+    }
+    if (sink.used()) p->SGListBuffer->NumberOfElements = count;
+    uint64_t described = 0;
+    if (grant.virtual_address == nullptr) bad = "VirtualAddress is NULL";
+    else if (count == 0 || count > capacity)
+        bad = "SG list has " + std::to_string(count) + " elements, buffer holds " + std::to_string(capacity);
+    else if (req.contiguous && count != 1)
+        bad = "a CONTIGUOUS block is described by " + std::to_string(count) + " SG elements, not 1";
+    else {
+        for (ULONG i = 0; i < count; ++i) described += p->SGListBuffer->Elements[i].Length;
+        if (described < p->Length)
+            bad = "SG list describes " + std::to_string(described) + " bytes of the " + std::to_string(p->Length) +
+                  " asked for";
+    }
+    if (!bad.empty()) {
+        provider->free(grant.token);
+        done_in_flight();
+        p->VirtualAddress = nullptr;
+        return fail(NDIS_STATUS_FAILURE, true, NDISSHM_VIOLATION_PROVIDER_BAD_RESULT,
+                    "provider '" + provider_name + "' returned success but " + bad + "; block freed back to it");
+    }
+    p->VirtualAddress = grant.virtual_address;
+
+    Block* b;
+    {
+        std::lock_guard lock(adapter->mu);
+        auto it = adapter->queues.find(p->QueueId);
+        b = it != adapter->queues.end() ? take_record(adapter) : nullptr;
+        if (b != nullptr) {
+            queue = it->second.get();
+            b->binding = binding;
+            b->queue = queue;
+            b->provider = provider;
+            b->token = grant.token;
+            std::memcpy(&b->params, p, std::min<size_t>(p->Header.Size, sizeof(b->params)));
+            b->params.SharedMemoryHandle = b;
+            b->first_address = static_cast<uint64_t>(p->SGListBuffer->Elements[0].Address.QuadPart);
+            b->serial = serial_.fetch_add(1, std::memory_order_relaxed) + 1;
+            b->file = site.file;
+            b->line = site.line;
+            adapter->blocks.push_back(b);
+            queue->blocks.push_back(b);
+            if (binding != nullptr) binding->blocks.push_back(b);
+            adapter->total.on_allocate(p->Length);
+            adapter->by_usage[p->Usage].on_allocate(p->Length);
+            queue->stats.on_allocate(p->Length);
+            b->state.store(BlockState::Live, std::memory_order_release);
+        }
+    }
+    done_in_flight();
+    if (b == nullptr) {
+        provider->free(grant.token);
+        p->VirtualAddress = nullptr;
+        return fail(NDIS_STATUS_RESOURCES, true, NDISSHM_VIOLATION_BAD_PARAMETERS,
+                    "no book-keeping record left (max_blocks " + std::to_string(table_.capacity()) +
+                        ") or queue " + std::to_string(p->QueueId) + " was freed during the call");
+    }
+    p->SharedMemoryHandle = b;
+    *out = b;
+    return NDIS_STATUS_SUCCESS;
+}
+
+void Runtime::free(Adapter* adapter, NDIS_HANDLE handle) {
+    if (verifier_.enabled() && current_irql() != PASSIVE_LEVEL) {
+        verifier_.report(NDISSHM_VIOLATION_IRQL, kFree, adapter, handle, {},
+                         "called at IRQL " + std::to_string(current_irql()) + " on " + describe(adapter) +
+                             "; it must be called at PASSIVE_LEVEL; the block was not freed");
+        return;
+    }
+    Block* b = table_.find(handle);
+    if (b == nullptr) {
+        char buf[32];
+        std::snprintf(buf, sizeof(buf), "%p", handle);
+        verifier_.report(NDISSHM_VIOLATION_GARBAGE_HANDLE, kFree, adapter, handle, {},
+                         std::string("handle ") + buf + " was never returned by NdisAllocateSharedMemory (" +
+                             describe(adapter) + "); nothing freed");
+        return;
+    }
+    // A record keeps its adapter for life (records are only reused by the
+    // adapter that freed them), so this read needs no lock.
+    if (b->adapter != adapter) {
+        std::string owner = b->adapter != nullptr && find_adapter(b->adapter) == b->adapter
+                                ? describe(b->adapter) : std::string("an adapter that no longer exists");
+        verifier_.report(NDISSHM_VIOLATION_WRONG_ADAPTER, kFree, adapter, handle, {},
+                         "handle belongs to " + owner + ", not to " + describe(adapter) + "; nothing freed");
+        return;
+    }
+    providers::Provider* provider;
+    uint64_t token;
+    {
+        std::unique_lock lock(adapter->mu);
+        BlockState s = b->state.load(std::memory_order_acquire);
+        if (s != BlockState::Live) {
+            std::string what = s == BlockState::Unused ? "handle is not a live block"
+                                                       : "double free of " + describe(b);
+            ViolationSite vs{b->file, b->line};
+            lock.unlock();
+            verifier_.report(s == BlockState::Unused ? NDISSHM_VIOLATION_GARBAGE_HANDLE : NDISSHM_VIOLATION_DOUBLE_FREE,
+                             kFree, adapter, handle, vs, what + " on " + describe(adapter) + "; nothing freed");
+            return;
+        }
+        unlink(b);
+        provider = b->provider;
+        token = b->token;
+    }
+    provider->free(token);
+    std::lock_guard lock(adapter->mu);
+    release_record(adapter, b);
+}
+
+Block* Runtime::take_record(Adapter* adapter) {
+    Block* b = nullptr;
+    if (adapter->quarantine.size() > kQuarantine) {
+        b = adapter->quarantine.front();
+        adapter->quarantine.pop_front();
+    } else if ((b = table_.carve()) == nullptr && !adapter->quarantine.empty()) {
+        b = adapter->quarantine.front();
+        adapter->quarantine.pop_front();
+    }
+    if (b == nullptr) return nullptr;
+    b->adapter = adapter;
+    b->adapter_link = b->binding_link = b->queue_link = {};
+    return b;
+}
+
+void Runtime::release_record(Adapter* adapter, Block* b) {
+    b->state.store(BlockState::Freed, std::memory_order_release);
+    adapter->quarantine.push_back(b);
+}
+
+void Runtime::unlink(Block* b) {
+    Adapter* a = b->adapter;
+    a->blocks.erase(b);
+    b->queue->blocks.erase(b);
+    if (b->binding != nullptr) b->binding->blocks.erase(b);
+    a->total.on_free(b->params.Length);
+    a->by_usage[b->params.Usage].on_free(b->params.Length);
+    b->queue->stats.on_free(b->params.Length);
+    b->state.store(BlockState::Freeing, std::memory_order_release);
+}
+
+void Runtime::reclaim(Adapter* adapter, std::vector<Block*>& blocks, ndisshm_violation_kind kind, const char* call,
+                      const std::string& why) {
+    std::vector<std::pair<Block*, std::string>> mine;
+    {
+        std::lock_guard lock(adapter->mu);
+        for (Block* b : blocks) {
+            // Another thread may have freed it since it was collected.
+            if (b->state.load(std::memory_order_acquire) != BlockState::Live) continue;
+            mine.emplace_back(b, describe(b));
+            unlink(b);
+        }
+    }
+    for (auto& [b, words] : mine) {
+        verifier_.report(kind, call, adapter, b, {b->file, b->line}, words + " " + why);
+        b->provider->free(b->token);
+        std::lock_guard lock(adapter->mu);
+        release_record(adapter, b);
+    }
+}
+
+}  // namespace ndisshm::core

@@ -1,0 +1,262 @@
+// Runtime life cycle and the host-side objects: adapters, queues, bindings.
+// The allocation and free paths are in allocate.cpp.
+#include "core/runtime.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "core/slot_pool.hpp"
+#include "os/os.hpp"
+
+namespace ndisshm::core {
+namespace {
+
+constexpr size_t kMaxAdapters = 1024;
+constexpr size_t kMaxBindings = 4096;
+
+SlotPool<Adapter, kMaxAdapters>& adapter_pool() {
+    static auto* pool = new SlotPool<Adapter, kMaxAdapters>();  // never destroyed: handles outlive statics
+    return *pool;
+}
+SlotPool<Binding, kMaxBindings>& binding_pool() {
+    static auto* pool = new SlotPool<Binding, kMaxBindings>();
+    return *pool;
+}
+
+std::string hex(const void* p) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%p", p);
+    return buf;
+}
+
+}  // namespace
+
+Adapter* find_adapter(const void* handle) { return adapter_pool().find(handle); }
+Binding* find_binding(const void* handle) { return binding_pool().find(handle); }
+
+Result<std::unique_ptr<Runtime>> Runtime::create(const ndisshm_runtime_config& in) {
+    ndisshm_runtime_config config = in;
+    if (config.max_block_bytes == 0) config.max_block_bytes = 1u << 30;
+    if (config.arena_capacity_bytes == 0) config.arena_capacity_bytes = uint64_t{16} << 30;
+    if (config.max_blocks == 0) config.max_blocks = uint64_t{4} << 20;
+    const uint64_t page = os::page_size();
+    if (config.arena_capacity_bytes % page != 0)
+        return Error{"ndisshm_runtime_create", EINVAL, "arena_capacity_bytes must be a multiple of the page size"};
+    if (config.max_block_bytes > config.arena_capacity_bytes)
+        return Error{"ndisshm_runtime_create", EINVAL, "max_block_bytes exceeds arena_capacity_bytes"};
+
+    providers::DefaultProviderConfig pc;
+    pc.arena.name = "ndisshm-default";
+    pc.arena.capacity_bytes = config.arena_capacity_bytes;
+    pc.iova_base = config.iova_base;
+    auto provider = providers::DefaultProvider::create(pc);
+    if (!provider) return provider.error();
+
+    const uint64_t table_bytes = config.max_blocks * sizeof(Block);
+    auto table = os::reserve_anonymous(table_bytes);
+    if (!table) return table.error();
+    return std::unique_ptr<Runtime>(
+        new Runtime(config, std::move(*provider), static_cast<Block*>(*table), table_bytes));
+}
+
+Runtime::Runtime(const ndisshm_runtime_config& config, std::unique_ptr<providers::DefaultProvider> provider,
+                 Block* table, uint64_t table_bytes)
+    : config_(config), verifier_(config.verifier != 0, config.report_to_stderr != 0),
+      default_provider_(std::move(provider)), table_(table, config.max_blocks), table_bytes_(table_bytes) {}
+
+Runtime::~Runtime() {
+    std::vector<Adapter*> adapters;
+    {
+        std::lock_guard lock(adapters_mu_);
+        adapters = adapters_;
+    }
+    for (Adapter* a : adapters) destroy_adapter(a);
+    os::unmap(table_.base(), table_bytes_);
+}
+
+std::string Runtime::describe(const Adapter* adapter) {
+    return "adapter '" + adapter->name + "' (#" + std::to_string(adapter->index) + ", handle " + hex(adapter) + ")";
+}
+
+std::string Runtime::describe(const Block* b) {
+    std::string s = "block " + hex(b) + " (queue " + std::to_string(b->params.QueueId) + ", " +
+                    ndisshm_usage_name(b->params.Usage) + ", " + std::to_string(b->params.Length) +
+                    " bytes, provider '" + (b->binding != nullptr ? b->binding->name : std::string("default")) +
+                    "', allocation #" + std::to_string(b->serial);
+    if (b->file != nullptr) s += ", allocated at " + std::string(b->file) + ":" + std::to_string(b->line);
+    return s + ")";
+}
+
+NDIS_STATUS Runtime::create_adapter(const char* name, Adapter** out) {
+    if (out == nullptr) return NDIS_STATUS_INVALID_PARAMETER;
+    std::lock_guard lock(adapters_mu_);
+    uint64_t index = ++adapter_index_;
+    Adapter* a = adapter_pool().create(this, name != nullptr ? name : "adapter" + std::to_string(index), index);
+    if (a == nullptr) return NDIS_STATUS_RESOURCES;
+    a->queues.emplace(NDIS_DEFAULT_RECEIVE_QUEUE_ID, std::make_unique<Queue>(NDIS_DEFAULT_RECEIVE_QUEUE_ID));
+    adapters_.push_back(a);
+    *out = a;
+    return NDIS_STATUS_SUCCESS;
+}
+
+void Runtime::destroy_adapter(Adapter* adapter) {
+    // Blocks first, as leaks, each through its own provider; then the
+    // bindings and queues, which are empty by then.
+    std::vector<Block*> leaked;
+    {
+        std::lock_guard lock(adapter->mu);
+        for (Block* b = adapter->blocks.front(); b != nullptr; b = AdapterBlocks::next(b)) leaked.push_back(b);
+    }
+    reclaim(adapter, leaked, NDISSHM_VIOLATION_LEAK, "ndisshm_adapter_destroy",
+            "still allocated when " + describe(adapter) + " was torn down; freed through its provider");
+    std::vector<Binding*> bindings;
+    {
+        std::lock_guard lock(adapter->mu);
+        bindings = adapter->bindings;
+    }
+    for (Binding* b : bindings) destroy_binding(b);
+    {
+        std::lock_guard lock(adapters_mu_);
+        adapters_.erase(std::remove(adapters_.begin(), adapters_.end(), adapter), adapters_.end());
+    }
+    adapter_pool().destroy(adapter);
+}
+
+NDIS_STATUS Runtime::create_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id) {
+    providers::Provider* provider;
+    {
+        std::lock_guard lock(adapter->mu);
+        if (id == NDIS_DEFAULT_RECEIVE_QUEUE_ID || adapter->queues.count(id) != 0) return NDIS_STATUS_INVALID_PARAMETER;
+        adapter->queues.emplace(id, std::make_unique<Queue>(id));
+        provider = adapter->provider_binding != nullptr ? adapter->provider_binding->provider.get()
+                                                        : default_provider_.get();
+    }
+    provider->attach_queue(id);
+    return NDIS_STATUS_SUCCESS;
+}
+
+NDIS_STATUS Runtime::free_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id) {
+    std::vector<Block*> left;
+    {
+        std::lock_guard lock(adapter->mu);
+        auto it = adapter->queues.find(id);
+        if (id == NDIS_DEFAULT_RECEIVE_QUEUE_ID || it == adapter->queues.end()) return NDIS_STATUS_INVALID_PARAMETER;
+        for (Block* b = it->second->blocks.front(); b != nullptr; b = QueueBlocks::next(b)) left.push_back(b);
+    }
+    reclaim(adapter, left, NDISSHM_VIOLATION_QUEUE_FREED_WITH_BLOCKS, "ndisshm_queue_free",
+            "still allocated when queue " + std::to_string(id) + " of " + describe(adapter) +
+                " was freed (the miniport must free a queue's shared memory first); freed through its provider");
+    providers::Provider* provider;
+    {
+        std::lock_guard lock(adapter->mu);
+        adapter->queues.erase(id);
+        provider = adapter->provider_binding != nullptr ? adapter->provider_binding->provider.get()
+                                                        : default_provider_.get();
+    }
+    provider->detach_queue(id);
+    return NDIS_STATUS_SUCCESS;
+}
+
+NDIS_STATUS Runtime::create_binding(Adapter* adapter, const char* name, Binding** out) {
+    if (out == nullptr) return NDIS_STATUS_INVALID_PARAMETER;
+    std::string n = name != nullptr ? name : "binding";
+    Binding* b = binding_pool().create(adapter, n);
+    if (b == nullptr) return NDIS_STATUS_RESOURCES;
+    std::lock_guard lock(adapter->mu);
+    adapter->bindings.push_back(b);
+    *out = b;
+    return NDIS_STATUS_SUCCESS;
+}
+
+void Runtime::destroy_binding(Binding* binding) {
+    Adapter* adapter = binding->adapter;
+    {
+        std::lock_guard lock(adapter->mu);
+        if (adapter->provider_binding == binding) adapter->provider_binding = nullptr;  // new calls: default
+    }
+    // Allocations already inside this provider finish and link their blocks
+    // before we collect them.
+    while (binding->in_flight.load(std::memory_order_acquire) != 0) std::this_thread::yield();
+    std::vector<Block*> left;
+    {
+        std::lock_guard lock(adapter->mu);
+        for (Block* b = binding->blocks.front(); b != nullptr; b = BindingBlocks::next(b)) left.push_back(b);
+    }
+    reclaim(adapter, left, NDISSHM_VIOLATION_BINDING_DETACHED_WITH_BLOCKS, "ndisshm_binding_destroy",
+            "still allocated when provider binding '" + binding->name + "' detached from " + describe(adapter) +
+                "; freed through that provider");
+    {
+        std::lock_guard lock(adapter->mu);
+        auto& v = adapter->bindings;
+        v.erase(std::remove(v.begin(), v.end(), binding), v.end());
+    }
+    binding_pool().destroy(binding);
+}
+
+NDIS_STATUS Runtime::register_provider(Binding* binding, const char* call,
+                                       std::unique_ptr<providers::Provider> provider) {
+    Adapter* adapter = binding->adapter;
+    std::vector<NDIS_RECEIVE_QUEUE_ID> queues;
+    {
+        std::lock_guard lock(adapter->mu);
+        if (adapter->provider_binding != nullptr && adapter->provider_binding != binding) {
+            verifier_.report(NDISSHM_VIOLATION_BAD_REGISTRATION, call, adapter, binding, {},
+                             "binding '" + binding->name + "' cannot provide shared memory for " + describe(adapter) +
+                                 ": binding '" + adapter->provider_binding->name + "' already does");
+            return NDIS_STATUS_FAILURE;
+        }
+        if (!binding->blocks.empty() || binding->in_flight.load() != 0) {
+            verifier_.report(NDISSHM_VIOLATION_BAD_REGISTRATION, call, adapter, binding, {},
+                             "binding '" + binding->name + "' re-registered while " +
+                                 std::to_string(binding->blocks.size()) + " of its blocks are outstanding");
+            return NDIS_STATUS_FAILURE;
+        }
+        binding->provider = std::move(provider);
+        adapter->provider_binding = binding;
+        for (auto& [id, q] : adapter->queues)
+            if (id != NDIS_DEFAULT_RECEIVE_QUEUE_ID) queues.push_back(id);
+    }
+    for (auto id : queues) binding->provider->attach_queue(id);
+    return NDIS_STATUS_SUCCESS;
+}
+
+NDIS_STATUS Runtime::adapter_stats(Adapter* adapter, ndisshm_adapter_stats* out) {
+    if (out == nullptr) return NDIS_STATUS_INVALID_PARAMETER;
+    std::lock_guard lock(adapter->mu);
+    *out = {};
+    out->total = adapter->total.to_c();
+    for (int u = 0; u < NdisSharedMemoryUsageMax; ++u) out->by_usage[u] = adapter->by_usage[u].to_c();
+    out->queues = static_cast<uint32_t>(adapter->queues.size());
+    out->bindings = static_cast<uint32_t>(adapter->bindings.size());
+    out->has_provider = adapter->provider_binding != nullptr ? 1 : 0;
+    return NDIS_STATUS_SUCCESS;
+}
+
+NDIS_STATUS Runtime::queue_stats(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id, ndisshm_usage_stats* out) {
+    if (out == nullptr) return NDIS_STATUS_INVALID_PARAMETER;
+    std::lock_guard lock(adapter->mu);
+    auto it = adapter->queues.find(id);
+    if (it == adapter->queues.end()) return NDIS_STATUS_INVALID_PARAMETER;
+    *out = it->second->stats.to_c();
+    return NDIS_STATUS_SUCCESS;
+}
+
+NDIS_STATUS Runtime::block_info(Adapter* adapter, NDIS_HANDLE handle, ndisshm_block_info* out) {
+    Block* b = table_.find(handle);
+    if (out == nullptr || b == nullptr) return NDIS_STATUS_INVALID_PARAMETER;
+    std::lock_guard lock(adapter->mu);
+    if (b->state.load() != BlockState::Live || b->adapter != adapter) return NDIS_STATUS_INVALID_PARAMETER;
+    out->adapter = adapter;
+    out->queue_id = b->params.QueueId;
+    out->usage = b->params.Usage;
+    out->length = b->params.Length;
+    out->virtual_address = b->params.VirtualAddress;
+    out->first_address = b->first_address;
+    out->provider = b->binding != nullptr ? b->binding->name.c_str() : "default";
+    return NDIS_STATUS_SUCCESS;
+}
+
+}  // namespace ndisshm::core

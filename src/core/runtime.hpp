@@ -1,0 +1,89 @@
+// The runtime: NDIS's side of the shared memory API, for one set of adapters.
+//
+// It validates each call, picks the provider (the one registered on the
+// adapter through a binding, else the default), calls it synchronously,
+// keeps one record per block, and routes each free back to the provider that
+// made the block, exactly once. The C surface (src/ndis/) maps NDIS and host
+// calls onto these methods one to one.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "base/result.hpp"
+#include "core/block_table.hpp"
+#include "core/books.hpp"
+#include "core/verifier.hpp"
+#include "ndisshm/host.h"
+#include "providers/default_provider.hpp"
+
+namespace ndisshm::core {
+
+// The live adapter / binding a handle names, from any runtime, or nullptr.
+Adapter* find_adapter(const void* handle);
+Binding* find_binding(const void* handle);
+
+struct CallSite {
+    const char* file = nullptr;
+    int line = 0;
+};
+
+class Runtime {
+public:
+    static Result<std::unique_ptr<Runtime>> create(const ndisshm_runtime_config& config);
+    ~Runtime();  // tears down every adapter, reporting leaks
+    Runtime(const Runtime&) = delete;
+    Runtime& operator=(const Runtime&) = delete;
+
+    Verifier& verifier() { return verifier_; }
+    const ndisshm_runtime_config& config() const { return config_; }
+    providers::DefaultProvider& default_provider() { return *default_provider_; }
+
+    NDIS_STATUS create_adapter(const char* name, Adapter** out);
+    void destroy_adapter(Adapter* adapter);
+    NDIS_STATUS create_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id);
+    NDIS_STATUS free_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id);
+    NDIS_STATUS create_binding(Adapter* adapter, const char* name, Binding** out);
+    void destroy_binding(Binding* binding);
+    NDIS_STATUS register_provider(Binding* binding, const char* call, std::unique_ptr<providers::Provider> provider);
+
+    NDIS_STATUS allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS params, PNDIS_HANDLE out, CallSite site);
+    void free(Adapter* adapter, NDIS_HANDLE handle);
+
+    NDIS_STATUS adapter_stats(Adapter* adapter, ndisshm_adapter_stats* out);
+    NDIS_STATUS queue_stats(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id, ndisshm_usage_stats* out);
+    NDIS_STATUS block_info(Adapter* adapter, NDIS_HANDLE handle, ndisshm_block_info* out);
+
+    // Words for reports: "adapter 'eth0'", "block 0x… (queue 3, Receive, …)".
+    static std::string describe(const Adapter* adapter);
+    static std::string describe(const Block* block);
+
+private:
+    Runtime(const ndisshm_runtime_config& config, std::unique_ptr<providers::DefaultProvider> provider,
+            Block* table, uint64_t table_bytes);
+
+    Block* take_record(Adapter* adapter);  // adapter lock held
+    void release_record(Adapter* adapter, Block* block);  // adapter lock held
+    void unlink(Block* block);             // adapter lock held
+    // Unlinks (lock held) then frees through the provider (lock released) all
+    // of `blocks`, each reported as `kind` first.
+    void reclaim(Adapter* adapter, std::vector<Block*>& blocks, ndisshm_violation_kind kind, const char* call,
+                 const std::string& why);
+    NDIS_STATUS validate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p, PNDIS_HANDLE out, Queue** queue,
+                         ndisshm_violation_kind* kind, std::string* why);
+
+    ndisshm_runtime_config config_;
+    Verifier verifier_;
+    std::unique_ptr<providers::DefaultProvider> default_provider_;
+    BlockTable table_;
+    uint64_t table_bytes_;
+    std::atomic<uint64_t> serial_{0};
+    std::mutex adapters_mu_;
+    std::vector<Adapter*> adapters_;
+    uint64_t adapter_index_ = 0;
+};
+
+}  // namespace ndisshm::core

@@ -1,0 +1,198 @@
+// ndisshm's host API (include/ndisshm/host.h), mapped onto the core.
+#define NDISSHM_BUILDING_LIBRARY 1
+#include "ndisshm/host.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+#include "core/ops_provider.hpp"
+#include "core/runtime.hpp"
+
+#ifndef NDISSHM_VERSION_STRING
+#define NDISSHM_VERSION_STRING "0.0.0"
+#endif
+
+struct ndisshm_runtime {
+    std::unique_ptr<ndisshm::core::Runtime> core;
+};
+
+using ndisshm::core::Adapter;
+using ndisshm::core::Binding;
+using ndisshm::core::Verifier;
+
+namespace {
+
+bool env_is(const char* name, const char* value) {
+    const char* v = std::getenv(name);
+    return v != nullptr && std::strcmp(v, value) == 0;
+}
+
+Adapter* adapter_or_report(NDIS_HANDLE h, const char* call) {
+    Adapter* a = ndisshm::core::find_adapter(h);
+    if (a == nullptr) {
+        char buf[32];
+        std::snprintf(buf, sizeof(buf), "%p", h);
+        Verifier::global().report(NDISSHM_VIOLATION_BAD_HANDLE, call, h, nullptr, {},
+                                  std::string("handle ") + buf + " is not a live adapter");
+    }
+    return a;
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* ndisshm_version(void) { return NDISSHM_VERSION_STRING; }
+int ndisshm_abi_version(void) { return NDISSHM_ABI_VERSION; }
+
+const char* ndisshm_status_name(NDIS_STATUS s) {
+    switch (s) {
+        case NDIS_STATUS_SUCCESS: return "NDIS_STATUS_SUCCESS";
+        case NDIS_STATUS_PENDING: return "NDIS_STATUS_PENDING";
+        case NDIS_STATUS_FAILURE: return "NDIS_STATUS_FAILURE";
+        case NDIS_STATUS_INVALID_PARAMETER: return "NDIS_STATUS_INVALID_PARAMETER";
+        case NDIS_STATUS_RESOURCES: return "NDIS_STATUS_RESOURCES";
+        case NDIS_STATUS_NOT_SUPPORTED: return "NDIS_STATUS_NOT_SUPPORTED";
+        case NDIS_STATUS_INVALID_LENGTH: return "NDIS_STATUS_INVALID_LENGTH";
+        case NDIS_STATUS_INVALID_DATA: return "NDIS_STATUS_INVALID_DATA";
+        case NDIS_STATUS_BUFFER_TOO_SHORT: return "NDIS_STATUS_BUFFER_TOO_SHORT";
+        default: break;
+    }
+    static thread_local char buf[32];
+    std::snprintf(buf, sizeof(buf), "NDIS_STATUS_0x%08X", static_cast<unsigned>(s));
+    return buf;
+}
+
+const char* ndisshm_usage_name(NDIS_SHARED_MEMORY_USAGE u) {
+    static const char* const names[] = {"Undefined", "Xmit", "XmitHeader", "XmitData", "Receive",
+                                        "ReceiveLookahead", "ReceivePostLookahead", "ReceiveHeader", "ReceiveData",
+                                        "Other"};
+    auto i = static_cast<uint32_t>(u);
+    return i < NdisSharedMemoryUsageMax ? names[i] : "Invalid";
+}
+
+void ndisshm_runtime_config_init(ndisshm_runtime_config* c) {
+    if (c == nullptr) return;
+    *c = {};
+    c->struct_size = sizeof(*c);
+    c->verifier = env_is("NDISSHM_VERIFIER", "0") ? 0 : 1;
+    c->report_to_stderr = env_is("NDISSHM_QUIET", "1") ? 0 : 1;
+}
+
+NDIS_STATUS ndisshm_runtime_create(const ndisshm_runtime_config* config, ndisshm_runtime** runtime) {
+    if (runtime == nullptr) return NDIS_STATUS_INVALID_PARAMETER;
+    *runtime = nullptr;
+    ndisshm_runtime_config c;
+    ndisshm_runtime_config_init(&c);
+    if (config != nullptr) {
+        if (config->struct_size != sizeof(ndisshm_runtime_config)) {
+            Verifier::global().log("ndisshm_runtime_create", "config.struct_size is " +
+                                                                 std::to_string(config->struct_size) + ", expected " +
+                                                                 std::to_string(sizeof(ndisshm_runtime_config)));
+            return NDIS_STATUS_INVALID_PARAMETER;
+        }
+        c = *config;
+    }
+    auto rt = ndisshm::core::Runtime::create(c);
+    if (!rt) {
+        Verifier::global().log("ndisshm_runtime_create", rt.error().message());
+        return rt.error().err == EINVAL ? NDIS_STATUS_INVALID_PARAMETER : NDIS_STATUS_RESOURCES;
+    }
+    *runtime = new ndisshm_runtime{std::move(*rt)};
+    return NDIS_STATUS_SUCCESS;
+}
+
+void ndisshm_runtime_destroy(ndisshm_runtime* runtime) { delete runtime; }
+
+void ndisshm_runtime_set_violation_callback(ndisshm_runtime* runtime, ndisshm_violation_callback cb, void* ctx) {
+    if (runtime != nullptr) runtime->core->verifier().set_callback(cb, ctx);
+}
+
+void ndisshm_set_global_violation_callback(ndisshm_violation_callback cb, void* ctx) {
+    Verifier::global().set_callback(cb, ctx);
+}
+
+uint64_t ndisshm_runtime_violation_count(const ndisshm_runtime* runtime, ndisshm_violation_kind kind) {
+    return runtime != nullptr ? runtime->core->verifier().count(kind) : 0;
+}
+
+uint64_t ndisshm_global_violation_count(void) { return Verifier::global().total(); }
+
+NDIS_STATUS ndisshm_adapter_create(ndisshm_runtime* runtime, const char* name, NDIS_HANDLE* adapter) {
+    if (runtime == nullptr || adapter == nullptr) return NDIS_STATUS_INVALID_PARAMETER;
+    Adapter* a = nullptr;
+    NDIS_STATUS s = runtime->core->create_adapter(name, &a);
+    *adapter = a;
+    return s;
+}
+
+void ndisshm_adapter_destroy(NDIS_HANDLE adapter) {
+    if (Adapter* a = adapter_or_report(adapter, "ndisshm_adapter_destroy")) a->runtime->destroy_adapter(a);
+}
+
+NDIS_STATUS ndisshm_queue_create(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id) {
+    Adapter* a = adapter_or_report(adapter, "ndisshm_queue_create");
+    return a != nullptr ? a->runtime->create_queue(a, queue_id) : NDIS_STATUS_INVALID_PARAMETER;
+}
+
+NDIS_STATUS ndisshm_queue_free(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id) {
+    Adapter* a = adapter_or_report(adapter, "ndisshm_queue_free");
+    return a != nullptr ? a->runtime->free_queue(a, queue_id) : NDIS_STATUS_INVALID_PARAMETER;
+}
+
+NDIS_STATUS ndisshm_binding_create(NDIS_HANDLE adapter, const char* name, NDIS_HANDLE* binding) {
+    Adapter* a = adapter_or_report(adapter, "ndisshm_binding_create");
+    if (a == nullptr || binding == nullptr) return NDIS_STATUS_INVALID_PARAMETER;
+    Binding* b = nullptr;
+    NDIS_STATUS s = a->runtime->create_binding(a, name, &b);
+    *binding = b;
+    return s;
+}
+
+void ndisshm_binding_destroy(NDIS_HANDLE binding) {
+    Binding* b = ndisshm::core::find_binding(binding);
+    if (b == nullptr) {
+        Verifier::global().report(NDISSHM_VIOLATION_BAD_HANDLE, "ndisshm_binding_destroy", nullptr, binding, {},
+                                  "handle is not a live provider binding");
+        return;
+    }
+    b->adapter->runtime->destroy_binding(b);
+}
+
+NDIS_STATUS ndisshm_binding_register_provider(NDIS_HANDLE binding, const ndisshm_provider_ops* ops) {
+    constexpr const char* kCall = "ndisshm_binding_register_provider";
+    Binding* b = ndisshm::core::find_binding(binding);
+    if (b == nullptr) {
+        Verifier::global().report(NDISSHM_VIOLATION_BAD_HANDLE, kCall, nullptr, binding, {},
+                                  "handle is not a live provider binding");
+        return NDIS_STATUS_INVALID_PARAMETER;
+    }
+    auto& v = b->adapter->runtime->verifier();
+    if (ops == nullptr || ops->struct_size != sizeof(ndisshm_provider_ops) || ops->allocate == nullptr ||
+        ops->free == nullptr) {
+        v.report(NDISSHM_VIOLATION_BAD_REGISTRATION, kCall, b->adapter, binding, {},
+                 "ops must be non-NULL, with struct_size = sizeof(ndisshm_provider_ops) and both allocate and free "
+                 "set (binding '" + b->name + "')");
+        return NDIS_STATUS_INVALID_PARAMETER;
+    }
+    return b->adapter->runtime->register_provider(b, kCall, std::make_unique<ndisshm::core::OpsProvider>(*ops, b->name));
+}
+
+NDIS_STATUS ndisshm_adapter_get_stats(NDIS_HANDLE adapter, ndisshm_adapter_stats* stats) {
+    Adapter* a = adapter_or_report(adapter, "ndisshm_adapter_get_stats");
+    return a != nullptr ? a->runtime->adapter_stats(a, stats) : NDIS_STATUS_INVALID_PARAMETER;
+}
+
+NDIS_STATUS ndisshm_queue_get_stats(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id, ndisshm_usage_stats* stats) {
+    Adapter* a = adapter_or_report(adapter, "ndisshm_queue_get_stats");
+    return a != nullptr ? a->runtime->queue_stats(a, queue_id, stats) : NDIS_STATUS_INVALID_PARAMETER;
+}
+
+NDIS_STATUS ndisshm_block_get_info(NDIS_HANDLE adapter, NDIS_HANDLE handle, ndisshm_block_info* info) {
+    Adapter* a = adapter_or_report(adapter, "ndisshm_block_get_info");
+    return a != nullptr ? a->runtime->block_info(a, handle, info) : NDIS_STATUS_INVALID_PARAMETER;
+}
+
+}  // extern "C"
