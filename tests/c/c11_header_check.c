@@ -1,0 +1,10 @@
+/* Compiled as strict C11 with -pedantic -Werror in every build: the public
+ * headers must stay valid C for driver code. The layout asserts inside
+ * ndis_shm.h run here as C's _Static_assert. */
+#include <ndis/ndis_shm.h>
+#include <ndisshm/host.h>
+
+_Static_assert(sizeof(SCATTER_GATHER_LIST) == 16, "C sees the 16-byte list header");
+_Static_assert(BYTES_TO_PAGES(1) == 1 && BYTES_TO_PAGES(4096) == 1 && BYTES_TO_PAGES(4097) == 2, "BYTES_TO_PAGES");
+
+int ndisshm_c11_header_check(void) { return NDISSHM_ABI_VERSION; }
