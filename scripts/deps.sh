@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages ndisshm builds with, only those missing.
+# Each one, and why:
+#   cmake ninja-build g++       the build (CMake >= 3.25, Ninja, C++20)
+#   libgtest-dev libgmock-dev   the test suites (GoogleTest/GoogleMock)
+#   libbenchmark-dev            bench/ (Google Benchmark)
+#   libcli11-dev                the ndisshm CLI's argument parsing
+#   nlohmann-json3-dev          the CLI's --json output
+#   libnuma-dev                 NUMA placement of shared memory
+#   python3                     bench/run.sh's ratio summary, CLI test's JSON checks
+set -euo pipefail
+packages=(cmake ninja-build g++ libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev
+          libnuma-dev python3)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "ndisshm: installing ${missing[*]}"
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "ndisshm: these Debian packages are missing and installing them needs root: ${missing[*]}" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
