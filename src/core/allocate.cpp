@@ -5,6 +5,8 @@
 // held; check what the provider gave; only then take the adapter lock, take a
 // record and link it. A free unlinks under the lock, so whichever thread
 // unlinks a block is the one that calls the provider: exactly once.
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 #include "core/irql.hpp"
@@ -63,9 +65,10 @@ std::string hexnum(uint64_t v) {
 
 }  // namespace
 
-NDIS_STATUS Runtime::validate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p, PNDIS_HANDLE out, Queue** queue,
+NDIS_STATUS Runtime::validate(PNDIS_SHARED_MEMORY_PARAMETERS p, PNDIS_HANDLE out, bool* readable,
                               ndisshm_violation_kind* kind, std::string* why) {
     *kind = NDISSHM_VIOLATION_BAD_PARAMETERS;
+    *readable = false;
     if (p == nullptr) return *why = "SharedMemoryParameters is NULL", NDIS_STATUS_INVALID_PARAMETER;
     if (out == nullptr) return *why = "pAllocationHandle is NULL", NDIS_STATUS_INVALID_PARAMETER;
     const NDIS_OBJECT_HEADER& h = p->Header;
@@ -86,6 +89,7 @@ NDIS_STATUS Runtime::validate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p
         return *why = "Header.Revision is " + std::to_string(h.Revision) + ", expected 1 or 2",
                NDIS_STATUS_INVALID_PARAMETER;
     }
+    *readable = true;
     if ((p->Flags & ~static_cast<ULONG>(NDIS_SHARED_MEM_PARAMETERS_CONTIGUOUS)) != 0)
         return *why = "Flags " + hexnum(p->Flags) + " has bits other than NDIS_SHARED_MEM_PARAMETERS_CONTIGUOUS",
                NDIS_STATUS_INVALID_PARAMETER;
@@ -108,12 +112,6 @@ NDIS_STATUS Runtime::validate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p
                       " bytes)",
                NDIS_STATUS_BUFFER_TOO_SHORT;
     }
-    std::lock_guard lock(adapter->mu);
-    auto it = adapter->queues.find(p->QueueId);
-    if (it == adapter->queues.end())
-        return *why = "QueueId " + std::to_string(p->QueueId) + " is not a receive queue of " + describe(adapter),
-               NDIS_STATUS_INVALID_PARAMETER;
-    *queue = it->second.get();
     return NDIS_STATUS_SUCCESS;
 }
 
@@ -125,17 +123,17 @@ NDIS_STATUS Runtime::allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p
                              "; it must be called at PASSIVE_LEVEL");
         return NDIS_STATUS_FAILURE;
     }
-    Queue* queue = nullptr;
     ndisshm_violation_kind kind{};
     std::string why;
-    NDIS_STATUS status = validate(adapter, p, out, &queue, &kind, &why);
+    bool readable = false;
+    NDIS_STATUS status = validate(p, out, &readable, &kind, &why);
     auto fail = [&](NDIS_STATUS s, bool report, ndisshm_violation_kind k, const std::string& msg) {
         {
             std::lock_guard lock(adapter->mu);
             ++adapter->total.failures;
-            if (p != nullptr && static_cast<uint32_t>(p->Usage) < NdisSharedMemoryUsageMax)
+            if (readable && static_cast<uint32_t>(p->Usage) < NdisSharedMemoryUsageMax)
                 ++adapter->by_usage[p->Usage].failures;
-            if (p != nullptr) {
+            if (readable) {
                 auto it = adapter->queues.find(p->QueueId);
                 if (it != adapter->queues.end()) ++it->second->stats.failures;
             }
@@ -148,7 +146,12 @@ NDIS_STATUS Runtime::allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p
     Binding* binding;
     providers::Provider* provider;
     {
-        std::lock_guard lock(adapter->mu);
+        std::unique_lock lock(adapter->mu);
+        if (adapter->queues.count(p->QueueId) == 0) {
+            lock.unlock();
+            return fail(NDIS_STATUS_INVALID_PARAMETER, true, NDISSHM_VIOLATION_BAD_PARAMETERS,
+                        "QueueId " + std::to_string(p->QueueId) + " is not a receive queue");
+        }
         binding = adapter->provider_binding;
         if (binding != nullptr) binding->in_flight.fetch_add(1, std::memory_order_acq_rel);
         provider = binding != nullptr ? binding->provider.get() : default_provider_.get();
@@ -233,7 +236,7 @@ NDIS_STATUS Runtime::allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p
         auto it = adapter->queues.find(p->QueueId);
         b = it != adapter->queues.end() ? take_record(adapter) : nullptr;
         if (b != nullptr) {
-            queue = it->second.get();
+            Queue* queue = it->second.get();
             b->binding = binding;
             b->queue = queue;
             b->provider = provider;
@@ -244,6 +247,8 @@ NDIS_STATUS Runtime::allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p
             b->serial = serial_.fetch_add(1, std::memory_order_relaxed) + 1;
             b->file = site.file;
             b->line = site.line;
+            provider_name.copy(b->provider_name, sizeof(b->provider_name) - 1);
+            b->provider_name[std::min(provider_name.size(), sizeof(b->provider_name) - 1)] = '\0';
             adapter->blocks.push_back(b);
             queue->blocks.push_back(b);
             if (binding != nullptr) binding->blocks.push_back(b);

@@ -60,6 +60,9 @@ struct Block {
     uint64_t serial = 0;
     const char* file = nullptr;  // where it was allocated (string literal from the caller)
     int line = 0;
+    // Copied, not pointed to: reports about a freed block (double free) may
+    // come after its binding is gone.
+    char provider_name[32] = {};
     ListLink<Block> adapter_link, binding_link, queue_link;
 };
 

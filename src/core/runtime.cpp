@@ -84,7 +84,7 @@ std::string Runtime::describe(const Adapter* adapter) {
 std::string Runtime::describe(const Block* b) {
     std::string s = "block " + hex(b) + " (queue " + std::to_string(b->params.QueueId) + ", " +
                     ndisshm_usage_name(b->params.Usage) + ", " + std::to_string(b->params.Length) +
-                    " bytes, provider '" + (b->binding != nullptr ? b->binding->name : std::string("default")) +
+                    " bytes, provider '" + std::string(b->provider_name) +
                     "', allocation #" + std::to_string(b->serial);
     if (b->file != nullptr) s += ", allocated at " + std::string(b->file) + ":" + std::to_string(b->line);
     return s + ")";

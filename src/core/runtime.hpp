@@ -72,7 +72,9 @@ private:
     // of `blocks`, each reported as `kind` first.
     void reclaim(Adapter* adapter, std::vector<Block*>& blocks, ndisshm_violation_kind kind, const char* call,
                  const std::string& why);
-    NDIS_STATUS validate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p, PNDIS_HANDLE out, Queue** queue,
+    // Checks everything a call carries, without any lock. *readable says
+    // whether p's fields can be read (for failure accounting).
+    NDIS_STATUS validate(PNDIS_SHARED_MEMORY_PARAMETERS p, PNDIS_HANDLE out, bool* readable,
                          ndisshm_violation_kind* kind, std::string* why);
 
     ndisshm_runtime_config config_;
