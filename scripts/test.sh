@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it:
 #   1. Debug build, warnings as errors, every test (unit, conformance, stress,
-#      examples, CLI) plus the C11 header check and a benchmark smoke run;
+#      examples, CLI, packaging) plus the C11 header check and a benchmark
+#      smoke run;
 #   2. ASan+UBSan build: the core and stress suites;
 #   3. TSan build: the core and stress suites.
 # Each build lives in its own folder (build-test, build-asan, build-tsan).
@@ -20,7 +21,7 @@ run_build() {  # dir, labels regex, extra cmake args...
     (cd "$dir" && ${CTEST_PREFIX:-} ctest -L "$labels" --output-on-failure -j"$jobs" --timeout 600)
 }
 
-run_build build-test 'core|stress' -DCMAKE_BUILD_TYPE=Debug
+run_build build-test 'core|stress|packaging' -DCMAKE_BUILD_TYPE=Debug
 echo "==== build-test: benchmark smoke run (figures: bench/run.sh)"
 build-test/bench/ndisshm_bench --benchmark_min_time=0.001 --benchmark_filter='4KiB' >/dev/null
 run_build build-asan 'core|stress' -DCMAKE_BUILD_TYPE=Debug -DNDISSHM_SANITIZE=address,undefined \
