@@ -19,7 +19,6 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <source_location>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -200,6 +199,15 @@ struct AllocationRequest {
     ULONG max_sg_elements = 0;  // 0: BYTES_TO_PAGES(length), as drivers size it
 };
 
+// Where a call was made, captured by default arguments. __builtin_FILE and
+// __builtin_LINE work in g++ and in clang 14 (whose libstdc++ pairing lacks
+// std::source_location).
+struct CallSite {
+    const char* file;
+    int line;
+    static constexpr CallSite here(const char* f = __builtin_FILE(), int l = __builtin_LINE()) { return {f, l}; }
+};
+
 struct SgElement {
     uint64_t address;
     ULONG length;
@@ -210,8 +218,7 @@ class Allocation {
 public:
     Allocation() = default;
     // Leak and double-free reports name `where` as the allocation site.
-    Allocation(Adapter& adapter, const AllocationRequest& r,
-               std::source_location where = std::source_location::current()) {
+    Allocation(Adapter& adapter, const AllocationRequest& r, CallSite where = CallSite::here()) {
         check(try_allocate(adapter, r, where), "NdisAllocateSharedMemory");
     }
     ~Allocation() { reset(); }
@@ -229,8 +236,7 @@ public:
     }
 
     // The non-throwing form: the NDIS status, and *this owns the block on success.
-    NDIS_STATUS try_allocate(Adapter& adapter, const AllocationRequest& r,
-                             std::source_location where = std::source_location::current()) {
+    NDIS_STATUS try_allocate(Adapter& adapter, const AllocationRequest& r, CallSite where = CallSite::here()) {
         reset();
         NDIS_SHARED_MEMORY_PARAMETERS p;
         NdisZeroMemory(&p, sizeof(p));
@@ -250,8 +256,7 @@ public:
         p.SGListBufferLength = static_cast<ULONG>(sg.size());
         p.SGListBuffer = list;
         NDIS_HANDLE h = nullptr;
-        NDIS_STATUS s = ndisshm_allocate_shared_memory_at(adapter.handle(), &p, &h, where.file_name(),
-                                                          static_cast<int>(where.line()));
+        NDIS_STATUS s = ndisshm_allocate_shared_memory_at(adapter.handle(), &p, &h, where.file, where.line);
         if (s != NDIS_STATUS_SUCCESS) return s;
         adapter_ = adapter.handle();
         handle_ = h;

@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# The ndisshm CLI, run as a user would: --help, --version, bad usage, and
+# `ndisshm demo` in table and JSON form. Usage: demo_test.sh PATH/TO/ndisshm
+set -uo pipefail
+
+cli=${1:?usage: demo_test.sh PATH/TO/ndisshm}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+failures=0
+
+fail() {
+    echo "FAIL: $*" >&2
+    failures=$((failures + 1))
+}
+
+# run NAME ARGS...: runs the CLI, keeps stdout, stderr and the exit status.
+run() {
+    local name=$1
+    shift
+    "$cli" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err"
+    echo $? >"$tmp/$name.rc"
+}
+rc() { cat "$tmp/$1.rc"; }
+expect_rc() {  # name, expected status
+    [[ $(rc "$1") == "$2" ]] ||
+        fail "$1: exit status $(rc "$1"), expected $2; stderr: $(head -c 400 "$tmp/$1.err")"
+}
+expect_in() {  # name, stream (out|err), fixed string
+    grep -qF -- "$3" "$tmp/$1.$2" || fail "$1: std$2 lacks '$3'"
+}
+expect_not_in() {
+    ! grep -qF -- "$3" "$tmp/$1.$2" || fail "$1: std$2 has '$3'"
+}
+
+# ---- --help: true to what exists -------------------------------------------
+run help --help
+expect_rc help 0
+expect_in help out "Usage: ndisshm"
+expect_in help out "--version"
+# The subcommands listed are exactly the ones that exist.
+listed=$(awk '/^Subcommands:/ {on = 1; next} on && /^$/ {on = 0} on {print $1}' "$tmp/help.out" |
+    sort | tr '\n' ' ')
+[[ $listed == "demo " ]] || fail "help: subcommands listed are '$listed', expected 'demo '"
+run demo_help demo --help
+expect_rc demo_help 0
+for flag in --json --queues --blocks-per-queue --block-size --quiet; do expect_in demo_help out "$flag"; done
+
+# ---- --version --------------------------------------------------------------
+run version --version
+expect_rc version 0
+grep -qxE 'ndisshm [0-9]+\.[0-9]+\.[0-9]+' "$tmp/version.out" ||
+    fail "version: stdout is '$(cat "$tmp/version.out")', expected 'ndisshm MAJOR.MINOR.PATCH'"
+
+# ---- bad usage: refused with status 2, the flag named -----------------------
+run no_subcommand
+expect_rc no_subcommand 2
+run unknown_flag demo --bogus
+expect_rc unknown_flag 2
+expect_in unknown_flag err "--bogus"
+run zero_queues demo --queues 0
+expect_rc zero_queues 2
+expect_in zero_queues err "--queues"
+run too_many_queues demo --queues 33
+expect_rc too_many_queues 2
+expect_in too_many_queues err "--queues"
+run bad_size demo --block-size lots
+expect_rc bad_size 2
+expect_in bad_size err "--block-size"
+run zero_blocks demo --blocks-per-queue 0
+expect_rc zero_blocks 2
+expect_in zero_blocks err "--blocks-per-queue"
+run over_budget demo --queues 32 --blocks-per-queue 1024 --block-size 16777216
+expect_rc over_budget 2
+expect_in over_budget err "--block-size"
+for name in no_subcommand unknown_flag zero_queues bad_size over_budget; do
+    [[ ! -s $tmp/$name.out ]] || fail "$name: bad usage printed to stdout"
+done
+
+# ---- demo, table form -------------------------------------------------------
+run table demo
+expect_rc table 0
+expect_in table out "[1/"
+expect_in table out "NdisSetOptionalHandlers"
+expect_in table out "caught on purpose: double-free in NdisFreeSharedMemory"
+expect_in table out "verifier findings: 1 (1 on purpose, 0 unexpected)"
+expect_in table out "outstanding blocks: 0"
+expect_in table out "demo: ok"
+grep -qE '^adapter +queue +usage +provider +blocks +bytes +peak +frees +failures$' "$tmp/table.out" ||
+    fail "table: no summary table header"
+grep -qE '^nic0 +2 +ReceiveLookahead +vswitch +4 ' "$tmp/table.out" ||
+    fail "table: no lookahead row for nic0 queue 2"
+grep -qE '^nic1 +1 +Receive +default +4 ' "$tmp/table.out" ||
+    fail "table: no default-provider row for nic1 queue 1"
+[[ ! -s $tmp/table.err ]] || fail "table: stderr not empty: $(head -c 400 "$tmp/table.err")"
+
+# ---- demo --quiet: the summary only -----------------------------------------
+run quiet demo --quiet
+expect_rc quiet 0
+expect_not_in quiet out "[1/"
+expect_in quiet out "outstanding blocks: 0"
+
+# ---- demo --json: stdout is JSON and nothing else ---------------------------
+check_json() {  # name, queues, blocks per queue, block size
+    python3 - "$tmp/$1.out" "$2" "$3" "$4" <<'PY' || fail "$1: JSON checks failed"
+import json, sys
+path, queues, per_queue, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+d = json.load(open(path))
+errors = []
+def expect(ok, what):
+    if not ok:
+        errors.append(what)
+expect(d["ok"] is True, "ok is not true")
+expect(d["problems"] == [], f"problems: {d['problems']}")
+expect(d["outstanding_blocks"] == 0, "outstanding_blocks is not 0")
+expect(d["workload"] == {"queues": queues, "blocks_per_queue": per_queue, "block_size": size},
+       f"workload {d['workload']}")
+f = d["findings"]
+expect(len(f) == 1 and f[0]["kind"] == "double-free" and f[0]["on_purpose"] is True
+       and f[0]["call"] == "NdisFreeSharedMemory", f"findings: {f}")
+rows = d["rows"]
+for nic, provider in (("nic0", "vswitch"), ("nic1", "default")):
+    mine = [r for r in rows if r["adapter"] == nic]
+    expect({r["provider"] for r in mine} == {provider}, f"{nic} providers {({r['provider'] for r in mine})}")
+    ids = {r["queue"] for r in mine}
+    expect(ids == set(range(queues + 1)), f"{nic} queues {sorted(ids)}")
+    if queues >= 3:
+        expect({r["usage_value"] for r in mine} == set(range(10)), f"{nic} does not use every usage")
+    for r in mine:
+        where = f"{nic} queue {r['queue']} {r['usage']}"
+        expect(r["blocks"] == r["frees"], f"{where}: {r['blocks']} blocks, {r['frees']} frees")
+        expect(r["peak"] >= 1 and r["bytes"] >= r["blocks"], f"{where}: {r}")
+    receive = [r for r in mine if r["queue"] == 1 and r["usage"] == "Receive"]
+    expect(len(receive) == 1 and receive[0]["blocks"] == per_queue, f"{nic} queue 1 Receive: {receive}")
+failed = [(r["adapter"], r["queue"], r["usage"], r["failures"]) for r in rows if r["failures"]]
+expect(failed == [("nic0", 1, "Receive", 1)], f"failures: {failed} (expected only the refusal on purpose)")
+for a in d["adapters"]:
+    b = a["books"]
+    expect(b["blocks"] == 0 and b["allocations"] == b["frees"], f"{a['name']} books: {b}")
+expect(d["figures_compared"] > 0, "no figures compared")
+for e in errors:
+    print(f"{path}: {e}", file=sys.stderr)
+sys.exit(1 if errors else 0)
+PY
+}
+run json demo --json
+expect_rc json 0
+check_json json 3 4 65536
+expect_in json err "[1/"  # narration moved to stderr
+run json_sized demo --json --quiet --queues 5 --blocks-per-queue 2 --block-size 8192
+expect_rc json_sized 0
+check_json json_sized 5 2 8192
+[[ ! -s $tmp/json_sized.err ]] || fail "json_sized: --quiet still wrote to stderr"
+
+if ((failures > 0)); then
+    echo "cli demo test: $failures failure(s)" >&2
+    exit 1
+fi
+echo "cli demo test: all checks passed"
