@@ -249,7 +249,8 @@ typedef struct _NDIS_SPIN_LOCK {
  * (else the default, host-memory provider) synchronously. On
  * NDIS_STATUS_SUCCESS: SharedMemoryParameters->SharedMemoryHandle and
  * ->VirtualAddress are set, SGListBuffer is filled, *pAllocationHandle is set;
- * free it with NdisFreeSharedMemory. The block is zeroed.
+ * free it with NdisFreeSharedMemory. Blocks of the default provider are zeroed
+ * (no byte crosses users); a registered provider's are as it gives them.
  * Failures: NDIS_STATUS_INVALID_PARAMETER (bad handle, header, flags, usage,
  * queue, node or NULL pointers), NDIS_STATUS_INVALID_LENGTH (Length 0 or over
  * the runtime's maximum), NDIS_STATUS_BUFFER_TOO_SHORT (SGListBuffer holds too

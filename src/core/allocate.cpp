@@ -147,7 +147,8 @@ NDIS_STATUS Runtime::allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p
     providers::Provider* provider;
     {
         std::unique_lock lock(adapter->mu);
-        if (adapter->queues.count(p->QueueId) == 0) {
+        auto q = adapter->queues.find(p->QueueId);
+        if (q == adapter->queues.end() || q->second->closing) {
             lock.unlock();
             return fail(NDIS_STATUS_INVALID_PARAMETER, true, NDISSHM_VIOLATION_BAD_PARAMETERS,
                         "QueueId " + std::to_string(p->QueueId) + " is not a receive queue");
@@ -234,7 +235,7 @@ NDIS_STATUS Runtime::allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p
     {
         std::lock_guard lock(adapter->mu);
         auto it = adapter->queues.find(p->QueueId);
-        b = it != adapter->queues.end() ? take_record(adapter) : nullptr;
+        b = it != adapter->queues.end() && !it->second->closing ? take_record(adapter) : nullptr;
         if (b != nullptr) {
             Queue* queue = it->second.get();
             b->binding = binding;
@@ -258,14 +259,15 @@ NDIS_STATUS Runtime::allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p
             b->state.store(BlockState::Live, std::memory_order_release);
         }
     }
-    done_in_flight();
     if (b == nullptr) {
         provider->free(grant.token);
+        done_in_flight();
         p->VirtualAddress = nullptr;
         return fail(NDIS_STATUS_RESOURCES, true, NDISSHM_VIOLATION_BAD_PARAMETERS,
                     "no book-keeping record left (max_blocks " + std::to_string(table_.capacity()) +
                         ") or queue " + std::to_string(p->QueueId) + " was freed during the call");
     }
+    done_in_flight();
     p->SharedMemoryHandle = b;
     *out = b;
     return NDIS_STATUS_SUCCESS;
@@ -298,6 +300,7 @@ void Runtime::free(Adapter* adapter, NDIS_HANDLE handle) {
     }
     providers::Provider* provider;
     uint64_t token;
+    Binding* binding;
     {
         std::unique_lock lock(adapter->mu);
         BlockState s = b->state.load(std::memory_order_acquire);
@@ -310,13 +313,14 @@ void Runtime::free(Adapter* adapter, NDIS_HANDLE handle) {
                              kFree, adapter, handle, vs, what + " on " + describe(adapter) + "; nothing freed");
             return;
         }
-        unlink(b);
+        binding = unlink(b);
         provider = b->provider;
         token = b->token;
     }
     provider->free(token);
     std::lock_guard lock(adapter->mu);
     release_record(adapter, b);
+    if (binding != nullptr) binding->in_flight.fetch_sub(1, std::memory_order_acq_rel);
 }
 
 Block* Runtime::take_record(Adapter* adapter) {
@@ -339,8 +343,10 @@ void Runtime::release_record(Adapter* adapter, Block* b) {
     adapter->quarantine.push_back(b);
 }
 
-void Runtime::unlink(Block* b) {
+Binding* Runtime::unlink(Block* b) {
     Adapter* a = b->adapter;
+    // The provider's free is about to be called: its binding must stay.
+    if (b->binding != nullptr) b->binding->in_flight.fetch_add(1, std::memory_order_acq_rel);
     a->blocks.erase(b);
     b->queue->blocks.erase(b);
     if (b->binding != nullptr) b->binding->blocks.erase(b);
@@ -348,6 +354,7 @@ void Runtime::unlink(Block* b) {
     a->by_usage[b->params.Usage].on_free(b->params.Length);
     b->queue->stats.on_free(b->params.Length);
     b->state.store(BlockState::Freeing, std::memory_order_release);
+    return b->binding;
 }
 
 void Runtime::reclaim(Adapter* adapter, std::vector<Block*>& blocks, ndisshm_violation_kind kind, const char* call,
@@ -365,8 +372,10 @@ void Runtime::reclaim(Adapter* adapter, std::vector<Block*>& blocks, ndisshm_vio
     for (auto& [b, words] : mine) {
         verifier_.report(kind, call, adapter, b, {b->file, b->line}, words + " " + why);
         b->provider->free(b->token);
+        Binding* binding = b->binding;
         std::lock_guard lock(adapter->mu);
         release_record(adapter, b);
+        if (binding != nullptr) binding->in_flight.fetch_sub(1, std::memory_order_acq_rel);
     }
 }
 

@@ -73,6 +73,7 @@ using QueueBlocks = IntrusiveList<Block, &Block::queue_link>;
 struct Queue {
     explicit Queue(NDIS_RECEIVE_QUEUE_ID queue_id) : id(queue_id) {}
     NDIS_RECEIVE_QUEUE_ID id;
+    bool closing = false;  // being freed: no block may be linked to it any more
     QueueBlocks blocks;
     UsageStats stats;
 };
@@ -83,7 +84,9 @@ struct Binding {
     std::string name;
     std::unique_ptr<providers::Provider> provider;  // set once registered
     BindingBlocks blocks;
-    std::atomic<int> in_flight{0};  // allocations inside this provider right now
+    // Calls into this binding's provider under way right now (allocate, free,
+    // attach, detach): the binding, and its provider, outlive every one.
+    std::atomic<int> in_flight{0};
 };
 
 struct Adapter {

@@ -125,16 +125,24 @@ void Runtime::destroy_adapter(Adapter* adapter) {
     adapter_pool().destroy(adapter);
 }
 
+providers::Provider* Runtime::current_provider(Adapter* adapter, Binding** binding) {
+    *binding = adapter->provider_binding;
+    if (*binding == nullptr) return default_provider_.get();
+    (*binding)->in_flight.fetch_add(1, std::memory_order_acq_rel);
+    return (*binding)->provider.get();
+}
+
 NDIS_STATUS Runtime::create_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id) {
     providers::Provider* provider;
+    Binding* binding;
     {
         std::lock_guard lock(adapter->mu);
         if (id == NDIS_DEFAULT_RECEIVE_QUEUE_ID || adapter->queues.count(id) != 0) return NDIS_STATUS_INVALID_PARAMETER;
         adapter->queues.emplace(id, std::make_unique<Queue>(id));
-        provider = adapter->provider_binding != nullptr ? adapter->provider_binding->provider.get()
-                                                        : default_provider_.get();
+        provider = current_provider(adapter, &binding);
     }
     provider->attach_queue(id);
+    if (binding != nullptr) binding->in_flight.fetch_sub(1, std::memory_order_acq_rel);
     return NDIS_STATUS_SUCCESS;
 }
 
@@ -143,20 +151,32 @@ NDIS_STATUS Runtime::free_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id) {
     {
         std::lock_guard lock(adapter->mu);
         auto it = adapter->queues.find(id);
-        if (id == NDIS_DEFAULT_RECEIVE_QUEUE_ID || it == adapter->queues.end()) return NDIS_STATUS_INVALID_PARAMETER;
+        if (id == NDIS_DEFAULT_RECEIVE_QUEUE_ID || it == adapter->queues.end() || it->second->closing)
+            return NDIS_STATUS_INVALID_PARAMETER;
+        // From here no allocation can link a block to this queue, so what we
+        // collect now is all there will ever be.
+        it->second->closing = true;
         for (Block* b = it->second->blocks.front(); b != nullptr; b = QueueBlocks::next(b)) left.push_back(b);
     }
     reclaim(adapter, left, NDISSHM_VIOLATION_QUEUE_FREED_WITH_BLOCKS, "ndisshm_queue_free",
             "still allocated when queue " + std::to_string(id) + " of " + describe(adapter) +
                 " was freed (the miniport must free a queue's shared memory first); freed through its provider");
     providers::Provider* provider;
+    Binding* binding;
     {
         std::lock_guard lock(adapter->mu);
+        // Frees on other threads may still be unlinking this queue's last
+        // blocks; the queue goes once its list is empty.
+        while (!adapter->queues.at(id)->blocks.empty()) {
+            adapter->mu.unlock();
+            std::this_thread::yield();
+            adapter->mu.lock();
+        }
         adapter->queues.erase(id);
-        provider = adapter->provider_binding != nullptr ? adapter->provider_binding->provider.get()
-                                                        : default_provider_.get();
+        provider = current_provider(adapter, &binding);
     }
     provider->detach_queue(id);
+    if (binding != nullptr) binding->in_flight.fetch_sub(1, std::memory_order_acq_rel);
     return NDIS_STATUS_SUCCESS;
 }
 
@@ -192,6 +212,15 @@ void Runtime::destroy_binding(Binding* binding) {
         std::lock_guard lock(adapter->mu);
         auto& v = adapter->bindings;
         v.erase(std::remove(v.begin(), v.end(), binding), v.end());
+    }
+    // Frees of this binding's blocks racing the reclaim above may still be
+    // inside its provider: it must outlive them.
+    for (;;) {
+        {
+            std::lock_guard lock(adapter->mu);
+            if (binding->blocks.empty() && binding->in_flight.load(std::memory_order_acquire) == 0) break;
+        }
+        std::this_thread::yield();
     }
     binding_pool().destroy(binding);
 }

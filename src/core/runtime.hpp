@@ -67,7 +67,13 @@ private:
 
     Block* take_record(Adapter* adapter);  // adapter lock held
     void release_record(Adapter* adapter, Block* block);  // adapter lock held
-    void unlink(Block* block);             // adapter lock held
+    // Adapter lock held: the provider serving the adapter now, with a call
+    // counted in flight on its binding (returned) when it has one.
+    providers::Provider* current_provider(Adapter* adapter, Binding** binding);
+    // Adapter lock held. Takes the block off its lists and counts a call in
+    // flight on its binding (returned; nullptr for the default provider),
+    // which the caller ends once the provider's free has returned.
+    Binding* unlink(Block* block);
     // Unlinks (lock held) then frees through the provider (lock released) all
     // of `blocks`, each reported as `kind` first.
     void reclaim(Adapter* adapter, std::vector<Block*>& blocks, ndisshm_violation_kind kind, const char* call,
