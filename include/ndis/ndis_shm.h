@@ -252,11 +252,15 @@ typedef struct _NDIS_SPIN_LOCK {
  * free it with NdisFreeSharedMemory. Blocks of the default provider are zeroed
  * (no byte crosses users); a registered provider's are as it gives them.
  * Failures: NDIS_STATUS_INVALID_PARAMETER (bad handle, header, flags, usage,
- * queue, node or NULL pointers), NDIS_STATUS_INVALID_LENGTH (Length 0 or over
- * the runtime's maximum), NDIS_STATUS_BUFFER_TOO_SHORT (SGListBuffer holds too
- * few elements: when it holds at least the list header, NumberOfElements is
- * set to the count needed), NDIS_STATUS_FAILURE (not at PASSIVE_LEVEL, or the
- * provider misbehaved), or the provider's own status (NDIS_STATUS_RESOURCES).
+ * queue or NULL pointers; a NUMA node the default provider does not have),
+ * NDIS_STATUS_INVALID_LENGTH (Length 0 or over the runtime's maximum),
+ * NDIS_STATUS_BUFFER_TOO_SHORT (SGListBuffer holds too few elements: when it
+ * holds at least the list header, NumberOfElements is set to the count
+ * needed), NDIS_STATUS_FAILURE (with the verifier on: not at PASSIVE_LEVEL;
+ * or the provider misbehaved, e.g. returned PENDING), NDIS_STATUS_RESOURCES
+ * (out of memory or book-keeping records), or a provider's own error status.
+ * A registered provider receives the caller's structure as it is (a revision
+ * 1 caller's is 0x40 bytes: the provider must honour Header.Size).
  * On failure no output is valid and nothing is allocated. */
 NDISSHM_API NDIS_STATUS NdisAllocateSharedMemory(NDIS_HANDLE NdisHandle,
                                                  PNDIS_SHARED_MEMORY_PARAMETERS SharedMemoryParameters,

@@ -7,6 +7,7 @@
 // unlinks a block is the one that calls the provider: exactly once.
 #include <algorithm>
 #include <cstdio>
+#include <cstddef>
 #include <cstring>
 
 #include "core/irql.hpp"
@@ -57,6 +58,15 @@ NDIS_STATUS to_ndis(providers::ProviderStatus s, bool native) {
     return NDIS_STATUS_FAILURE;
 }
 
+// Usage as the caller stored it: any 32-bit value, read without going
+// through the C++ enum type (a value outside it would be undefined there).
+uint32_t raw_usage(const NDIS_SHARED_MEMORY_PARAMETERS* p) {
+    uint32_t u;
+    std::memcpy(&u, reinterpret_cast<const unsigned char*>(p) + offsetof(NDIS_SHARED_MEMORY_PARAMETERS, Usage),
+                sizeof(u));
+    return u;
+}
+
 std::string hexnum(uint64_t v) {
     char buf[24];
     std::snprintf(buf, sizeof(buf), "0x%llx", static_cast<unsigned long long>(v));
@@ -93,8 +103,8 @@ NDIS_STATUS Runtime::validate(PNDIS_SHARED_MEMORY_PARAMETERS p, PNDIS_HANDLE out
     if ((p->Flags & ~static_cast<ULONG>(NDIS_SHARED_MEM_PARAMETERS_CONTIGUOUS)) != 0)
         return *why = "Flags " + hexnum(p->Flags) + " has bits other than NDIS_SHARED_MEM_PARAMETERS_CONTIGUOUS",
                NDIS_STATUS_INVALID_PARAMETER;
-    if (static_cast<uint32_t>(p->Usage) >= NdisSharedMemoryUsageMax)
-        return *why = "Usage " + std::to_string(static_cast<uint32_t>(p->Usage)) + " is not an NDIS_SHARED_MEMORY_USAGE",
+    if (raw_usage(p) >= NdisSharedMemoryUsageMax)
+        return *why = "Usage " + std::to_string(raw_usage(p)) + " is not an NDIS_SHARED_MEMORY_USAGE",
                NDIS_STATUS_INVALID_PARAMETER;
     if (p->Length == 0 || p->Length > config_.max_block_bytes) {
         *kind = NDISSHM_VIOLATION_BAD_LENGTH;
@@ -117,22 +127,15 @@ NDIS_STATUS Runtime::validate(PNDIS_SHARED_MEMORY_PARAMETERS p, PNDIS_HANDLE out
 
 NDIS_STATUS Runtime::allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p, PNDIS_HANDLE out, CallSite site) {
     const ViolationSite vsite{site.file, site.line};
-    if (verifier_.enabled() && current_irql() != PASSIVE_LEVEL) {
-        verifier_.report(NDISSHM_VIOLATION_IRQL, kAlloc, adapter, nullptr, vsite,
-                         "called at IRQL " + std::to_string(current_irql()) + " on " + describe(adapter) +
-                             "; it must be called at PASSIVE_LEVEL");
-        return NDIS_STATUS_FAILURE;
-    }
     ndisshm_violation_kind kind{};
     std::string why;
     bool readable = false;
-    NDIS_STATUS status = validate(p, out, &readable, &kind, &why);
+    NDIS_STATUS status = NDIS_STATUS_SUCCESS;
     auto fail = [&](NDIS_STATUS s, bool report, ndisshm_violation_kind k, const std::string& msg) {
         {
             std::lock_guard lock(adapter->mu);
             ++adapter->total.failures;
-            if (readable && static_cast<uint32_t>(p->Usage) < NdisSharedMemoryUsageMax)
-                ++adapter->by_usage[p->Usage].failures;
+            if (readable && raw_usage(p) < NdisSharedMemoryUsageMax) ++adapter->by_usage[raw_usage(p)].failures;
             if (readable) {
                 auto it = adapter->queues.find(p->QueueId);
                 if (it != adapter->queues.end()) ++it->second->stats.failures;
@@ -141,6 +144,18 @@ NDIS_STATUS Runtime::allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p
         if (report) verifier_.report(k, kAlloc, adapter, nullptr, vsite, msg + " on " + describe(adapter));
         return s;
     };
+    if (verifier_.enabled() && current_irql() != PASSIVE_LEVEL) {
+        // Counted as a failure like any refusal, by usage and queue where the
+        // header says the structure holds them.
+        readable = p != nullptr && p->Header.Type == NDIS_OBJECT_TYPE_DEFAULT &&
+                   ((p->Header.Revision == NDIS_SHARED_MEMORY_PARAMETERS_REVISION_1 &&
+                     p->Header.Size >= NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_1) ||
+                    (p->Header.Revision == NDIS_SHARED_MEMORY_PARAMETERS_REVISION_2 &&
+                     p->Header.Size >= NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_2));
+        return fail(NDIS_STATUS_FAILURE, true, NDISSHM_VIOLATION_IRQL,
+                    "called at IRQL " + std::to_string(current_irql()) + "; it must be called at PASSIVE_LEVEL");
+    }
+    status = validate(p, out, &readable, &kind, &why);
     if (status != NDIS_STATUS_SUCCESS) return fail(status, true, kind, why);
 
     Binding* binding;
@@ -182,7 +197,13 @@ NDIS_STATUS Runtime::allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p
     if (ps != providers::ProviderStatus::Success) {
         done_in_flight();
         status = to_ndis(ps, native);
-        if (status == NDIS_STATUS_SUCCESS) status = NDIS_STATUS_FAILURE;  // a status that lies is a failure
+        if (status >= 0) {
+            // Success-class codes other than SUCCESS (PENDING above all) have
+            // no meaning for a synchronous call: the caller gets FAILURE.
+            return fail(NDIS_STATUS_FAILURE, true, NDISSHM_VIOLATION_PROVIDER_BAD_RESULT,
+                        "provider '" + provider_name + "' returned " + ndisshm_status_name(status) +
+                            " from its synchronous allocate handler");
+        }
         if (ps == providers::ProviderStatus::BufferTooShort)
             return fail(status, true, NDISSHM_VIOLATION_SG_BUFFER_TOO_SHORT,
                         "provider '" + provider_name + "' needs " + std::to_string(p->SGListBuffer->NumberOfElements) +
@@ -211,7 +232,9 @@ NDIS_STATUS Runtime::allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p
     }
     if (sink.used()) p->SGListBuffer->NumberOfElements = count;
     uint64_t described = 0;
-    if (grant.virtual_address == nullptr) bad = "VirtualAddress is NULL";
+    if (p->Length != req.length)
+        bad = "it changed Length from " + std::to_string(req.length) + " to " + std::to_string(p->Length);
+    else if (grant.virtual_address == nullptr) bad = "VirtualAddress is NULL";
     else if (count == 0 || count > capacity)
         bad = "SG list has " + std::to_string(count) + " elements, buffer holds " + std::to_string(capacity);
     else if (req.contiguous && count != 1)
@@ -226,6 +249,7 @@ NDIS_STATUS Runtime::allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p
         provider->free(grant.token);
         done_in_flight();
         p->VirtualAddress = nullptr;
+        p->Length = static_cast<ULONG>(req.length);
         return fail(NDIS_STATUS_FAILURE, true, NDISSHM_VIOLATION_PROVIDER_BAD_RESULT,
                     "provider '" + provider_name + "' returned success but " + bad + "; block freed back to it");
     }
@@ -263,9 +287,10 @@ NDIS_STATUS Runtime::allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p
         provider->free(grant.token);
         done_in_flight();
         p->VirtualAddress = nullptr;
-        return fail(NDIS_STATUS_RESOURCES, true, NDISSHM_VIOLATION_BAD_PARAMETERS,
-                    "no book-keeping record left (max_blocks " + std::to_string(table_.capacity()) +
-                        ") or queue " + std::to_string(p->QueueId) + " was freed during the call");
+        verifier_.log(kAlloc, "NDIS_STATUS_RESOURCES: no book-keeping record left (max_blocks " +
+                                  std::to_string(table_.capacity()) + ") or queue " + std::to_string(p->QueueId) +
+                                  " was freed during the call, on " + describe(adapter));
+        return fail(NDIS_STATUS_RESOURCES, false, kind, {});
     }
     done_in_flight();
     p->SharedMemoryHandle = b;
@@ -291,11 +316,22 @@ void Runtime::free(Adapter* adapter, NDIS_HANDLE handle) {
     }
     // A record keeps its adapter for life (records are only reused by the
     // adapter that freed them), so this read needs no lock.
-    if (b->adapter != adapter) {
-        std::string owner = b->adapter != nullptr && find_adapter(b->adapter) == b->adapter
-                                ? describe(b->adapter) : std::string("an adapter that no longer exists");
-        verifier_.report(NDISSHM_VIOLATION_WRONG_ADAPTER, kFree, adapter, handle, {},
-                         "handle belongs to " + owner + ", not to " + describe(adapter) + "; nothing freed");
+    Adapter* owner = b->adapter.load(std::memory_order_acquire);
+    if (owner != adapter) {
+        std::string words = "handle " + hexnum(reinterpret_cast<uint64_t>(handle));
+        ViolationSite vs;
+        if (owner != nullptr && find_adapter(owner) == owner) {
+            std::lock_guard lock(owner->mu);
+            if (b->adapter.load() == owner && b->state.load() == BlockState::Live) {
+                words = describe(b);
+                vs = {b->file, b->line};
+            }
+            words += " belongs to " + describe(owner);
+        } else {
+            words += " belongs to an adapter that no longer exists";
+        }
+        verifier_.report(NDISSHM_VIOLATION_WRONG_ADAPTER, kFree, adapter, handle, vs,
+                         words + ", not to " + describe(adapter) + "; nothing freed");
         return;
     }
     providers::Provider* provider;
@@ -304,6 +340,7 @@ void Runtime::free(Adapter* adapter, NDIS_HANDLE handle) {
     {
         std::unique_lock lock(adapter->mu);
         BlockState s = b->state.load(std::memory_order_acquire);
+        if (b->adapter.load(std::memory_order_relaxed) != adapter) s = BlockState::Unused;  // moved meanwhile
         if (s != BlockState::Live) {
             std::string what = s == BlockState::Unused ? "handle is not a live block"
                                                        : "double free of " + describe(b);
@@ -328,12 +365,19 @@ Block* Runtime::take_record(Adapter* adapter) {
     if (adapter->quarantine.size() > kQuarantine) {
         b = adapter->quarantine.front();
         adapter->quarantine.pop_front();
-    } else if ((b = table_.carve()) == nullptr && !adapter->quarantine.empty()) {
+    } else if ((b = table_.carve()) == nullptr) {
+        std::lock_guard lock(adapters_mu_);
+        if (!spare_.empty()) {
+            b = spare_.back();
+            spare_.pop_back();
+        }
+    }
+    if (b == nullptr && !adapter->quarantine.empty()) {
         b = adapter->quarantine.front();
         adapter->quarantine.pop_front();
     }
     if (b == nullptr) return nullptr;
-    b->adapter = adapter;
+    b->adapter.store(adapter, std::memory_order_release);
     b->adapter_link = b->binding_link = b->queue_link = {};
     return b;
 }
@@ -344,7 +388,7 @@ void Runtime::release_record(Adapter* adapter, Block* b) {
 }
 
 Binding* Runtime::unlink(Block* b) {
-    Adapter* a = b->adapter;
+    Adapter* a = b->adapter.load(std::memory_order_relaxed);
     // The provider's free is about to be called: its binding must stay.
     if (b->binding != nullptr) b->binding->in_flight.fetch_add(1, std::memory_order_acq_rel);
     a->blocks.erase(b);

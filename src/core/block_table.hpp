@@ -28,7 +28,10 @@ public:
     Block* find(const void* handle) const {
         const auto p = reinterpret_cast<uintptr_t>(handle);
         const auto b = reinterpret_cast<uintptr_t>(base_);
-        const uint64_t carved = next_.load(std::memory_order_acquire);
+        // next_ may briefly run past capacity while a full table is asked
+        // for more (see carve): never name a record beyond the table.
+        uint64_t carved = next_.load(std::memory_order_acquire);
+        if (carved > capacity_) carved = capacity_;
         if (p < b || (p - b) % sizeof(Block) != 0 || (p - b) / sizeof(Block) >= carved) return nullptr;
         return &base_[(p - b) / sizeof(Block)];
     }

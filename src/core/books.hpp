@@ -50,7 +50,9 @@ enum class BlockState : uint32_t { Unused = 0, Live = 1, Freeing = 2, Freed = 3 
 
 struct Block {
     std::atomic<BlockState> state{BlockState::Unused};
-    Adapter* adapter = nullptr;
+    // Changes only when a destroyed adapter's spare records go to another
+    // adapter; read without a lock by free(), then checked again under it.
+    std::atomic<Adapter*> adapter{nullptr};
     Binding* binding = nullptr;                // nullptr: the default provider
     Queue* queue = nullptr;
     providers::Provider* provider = nullptr;  // who gets the free

@@ -45,6 +45,8 @@ Result<std::unique_ptr<Runtime>> Runtime::create(const ndisshm_runtime_config& i
     const uint64_t page = os::page_size();
     if (config.arena_capacity_bytes % page != 0)
         return Error{"ndisshm_runtime_create", EINVAL, "arena_capacity_bytes must be a multiple of the page size"};
+    if (config.max_blocks > (uint64_t{1} << 32))
+        return Error{"ndisshm_runtime_create", EINVAL, "max_blocks must be at most 2^32"};
     if (config.max_block_bytes > config.arena_capacity_bytes)
         return Error{"ndisshm_runtime_create", EINVAL, "max_block_bytes exceeds arena_capacity_bytes"};
 
@@ -73,7 +75,7 @@ Runtime::~Runtime() {
         std::lock_guard lock(adapters_mu_);
         adapters = adapters_;
     }
-    for (Adapter* a : adapters) destroy_adapter(a);
+    for (Adapter* a : adapters) destroy_adapter(a, "ndisshm_runtime_destroy");
     os::unmap(table_.base(), table_bytes_);
 }
 
@@ -102,7 +104,7 @@ NDIS_STATUS Runtime::create_adapter(const char* name, Adapter** out) {
     return NDIS_STATUS_SUCCESS;
 }
 
-void Runtime::destroy_adapter(Adapter* adapter) {
+void Runtime::destroy_adapter(Adapter* adapter, const char* call) {
     // Blocks first, as leaks, each through its own provider; then the
     // bindings and queues, which are empty by then.
     std::vector<Block*> leaked;
@@ -110,8 +112,20 @@ void Runtime::destroy_adapter(Adapter* adapter) {
         std::lock_guard lock(adapter->mu);
         for (Block* b = adapter->blocks.front(); b != nullptr; b = AdapterBlocks::next(b)) leaked.push_back(b);
     }
-    reclaim(adapter, leaked, NDISSHM_VIOLATION_LEAK, "ndisshm_adapter_destroy",
+    reclaim(adapter, leaked, NDISSHM_VIOLATION_LEAK, call,
             "still allocated when " + describe(adapter) + " was torn down; freed through its provider");
+    // The provider hears of each queue going, as when a queue is freed.
+    std::vector<NDIS_RECEIVE_QUEUE_ID> queues;
+    providers::Provider* provider;
+    Binding* serving;
+    {
+        std::lock_guard lock(adapter->mu);
+        for (auto& [id, q] : adapter->queues)
+            if (id != NDIS_DEFAULT_RECEIVE_QUEUE_ID) queues.push_back(id);
+        provider = current_provider(adapter, &serving);
+    }
+    for (auto id : queues) provider->detach_queue(id);
+    if (serving != nullptr) serving->in_flight.fetch_sub(1, std::memory_order_acq_rel);
     std::vector<Binding*> bindings;
     {
         std::lock_guard lock(adapter->mu);
@@ -119,7 +133,14 @@ void Runtime::destroy_adapter(Adapter* adapter) {
     }
     for (Binding* b : bindings) destroy_binding(b);
     {
+        // Its freed records serve other adapters from now on.
+        std::lock_guard alock(adapter->mu);
         std::lock_guard lock(adapters_mu_);
+        for (Block* b : adapter->quarantine) {
+            b->adapter.store(nullptr, std::memory_order_release);
+            spare_.push_back(b);
+        }
+        adapter->quarantine.clear();
         adapters_.erase(std::remove(adapters_.begin(), adapters_.end(), adapter), adapters_.end());
     }
     adapter_pool().destroy(adapter);
@@ -277,7 +298,7 @@ NDIS_STATUS Runtime::block_info(Adapter* adapter, NDIS_HANDLE handle, ndisshm_bl
     Block* b = table_.find(handle);
     if (out == nullptr || b == nullptr) return NDIS_STATUS_INVALID_PARAMETER;
     std::lock_guard lock(adapter->mu);
-    if (b->state.load() != BlockState::Live || b->adapter != adapter) return NDIS_STATUS_INVALID_PARAMETER;
+    if (b->state.load() != BlockState::Live || b->adapter.load() != adapter) return NDIS_STATUS_INVALID_PARAMETER;
     out->adapter = adapter;
     out->queue_id = b->params.QueueId;
     out->usage = b->params.Usage;

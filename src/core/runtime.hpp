@@ -43,7 +43,8 @@ public:
     providers::DefaultProvider& default_provider() { return *default_provider_; }
 
     NDIS_STATUS create_adapter(const char* name, Adapter** out);
-    void destroy_adapter(Adapter* adapter);
+    // `call` names who tore it down, for leak reports.
+    void destroy_adapter(Adapter* adapter, const char* call = "ndisshm_adapter_destroy");
     NDIS_STATUS create_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id);
     NDIS_STATUS free_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id);
     NDIS_STATUS create_binding(Adapter* adapter, const char* name, Binding** out);
@@ -91,6 +92,7 @@ private:
     std::atomic<uint64_t> serial_{0};
     std::mutex adapters_mu_;
     std::vector<Adapter*> adapters_;
+    std::vector<Block*> spare_;  // freed records of destroyed adapters, for any adapter (adapters_mu_)
     uint64_t adapter_index_ = 0;
 };
 

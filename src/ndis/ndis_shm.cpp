@@ -76,7 +76,8 @@ NDIS_STATUS NdisSetOptionalHandlers(NDIS_HANDLE NdisHandle, PNDIS_DRIVER_OPTIONA
     if (rt->verifier().enabled() && ndisshm::core::current_irql() != PASSIVE_LEVEL) {
         rt->verifier().report(NDISSHM_VIOLATION_IRQL, kCall, b->adapter, NdisHandle, {},
                               "called at IRQL " + std::to_string(ndisshm::core::current_irql()) +
-                                  "; it must be called at PASSIVE_LEVEL");
+                                  " by binding '" + b->name + "' on " +
+                                  ndisshm::core::Runtime::describe(b->adapter) + "; it must be called at PASSIVE_LEVEL");
         return NDIS_STATUS_FAILURE;
     }
     if (OptionalHandlers == nullptr) return refuse("OptionalHandlers is NULL");
