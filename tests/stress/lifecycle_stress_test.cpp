@@ -1,3 +1,5 @@
+// Over 600 lines on purpose: one scenario whose five threads share its
+// providers, adapters and invariants; split, the story would be spread thin.
 // Stress: the host objects' life cycles under load.
 //
 //  - Threads allocate on different adapters of one runtime at once, while one
