@@ -1,0 +1,1 @@
+// Anchors the precompiled GoogleTest header that the test suites share.
