@@ -1,0 +1,110 @@
+// NdisAllocateSharedMemory + NdisFreeSharedMemory pairs through the C
+// surface, on the default (memfd arena) provider: what a miniport pays per
+// receive buffer. Each block is touched once per 4 KiB page before it is
+// freed, as the baselines in baseline_bench.cpp are.
+//
+//   pair/ndisshm/bytes:B/outstanding:N/real_time/threads:T
+//     B bytes per block; N blocks of B bytes allocated before the timed loop
+//     and held through it; T threads allocating on the same adapter.
+//   pair/ndisshm_node0/...
+//     the same with PreferredNode = 0 instead of MM_ANY_NODE_OK (a driver
+//     that asks for the node of its queue).
+//   pair/ndisshm_adapter_per_thread/...   (threads:2 only)
+//     one runtime, each thread on an adapter of its own: the adapter's lock
+//     and books are private, the default provider's arena is shared.
+//   pair/ndisshm_runtime_per_thread/...   (threads:2 only)
+//     each thread on a runtime of its own: nothing of ndisshm's is shared, so
+//     this is what two threads get from the machine itself.
+#include <memory>
+#include <vector>
+
+#include "bench_support.hpp"
+#include "testbed.hpp"
+
+namespace bench {
+namespace {
+
+enum class Layout { SharedAdapter, AdapterPerThread, RuntimePerThread };
+
+struct Beds {
+    std::vector<std::unique_ptr<Testbed>> beds;
+    std::vector<NDIS_HANDLE> adapter_of_thread;
+};
+
+Shared<Beds> g_beds;
+
+void BM_NdisPair(benchmark::State& state, Layout layout, NODE_REQUIREMENT node) {
+    const auto length = static_cast<ULONG>(state.range(0));
+    const int64_t outstanding = state.range(1);
+    const std::string key =
+        key_of(state, "ndisshm", {length, outstanding, node, static_cast<int64_t>(layout)});
+    Beds& beds = g_beds.setup(state, key, [&] {
+        auto b = std::make_unique<Beds>();
+        TestbedOptions o;
+        o.outstanding = outstanding;
+        o.outstanding_length = length;
+        if (layout == Layout::AdapterPerThread) o.adapters = state.threads();
+        const int runtimes = layout == Layout::RuntimePerThread ? state.threads() : 1;
+        for (int i = 0; i < runtimes; ++i) b->beds.push_back(std::make_unique<Testbed>(o));
+        for (int t = 0; t < state.threads(); ++t) {
+            switch (layout) {
+                case Layout::SharedAdapter: b->adapter_of_thread.push_back(b->beds[0]->adapter()); break;
+                case Layout::AdapterPerThread: b->adapter_of_thread.push_back(b->beds[0]->adapter(t)); break;
+                case Layout::RuntimePerThread:
+                    b->adapter_of_thread.push_back(b->beds[static_cast<size_t>(t)]->adapter());
+                    break;
+            }
+        }
+        return b;
+    });
+    const NDIS_HANDLE adapter = beds.adapter_of_thread[static_cast<size_t>(state.thread_index())];
+    DriverRequest req(length, node);
+    for (auto _ : state) {
+        NDIS_HANDLE block = nullptr;
+        PNDIS_SHARED_MEMORY_PARAMETERS p = req.fresh();
+        if (NdisAllocateSharedMemory(adapter, p, &block) != NDIS_STATUS_SUCCESS) {
+            state.SkipWithError("NdisAllocateSharedMemory failed");
+            break;
+        }
+        touch_pages(p->VirtualAddress, length);
+        NdisFreeSharedMemory(adapter, block);
+    }
+    state.SetItemsProcessed(state.iterations());
+    state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(length));
+    for (const auto& bed : beds.beds) fail_on_violations(state, *bed);
+    g_beds.teardown(state);
+}
+
+constexpr auto kAnyNode = static_cast<NODE_REQUIREMENT>(MM_ANY_NODE_OK);
+
+BENCHMARK_CAPTURE(BM_NdisPair, shared_adapter, Layout::SharedAdapter, kAnyNode)
+    ->Name("pair/ndisshm")
+    ->ArgNames({"bytes", "outstanding"})
+    ->ArgsProduct({{4 * kKiB, 64 * kKiB, 2 * kMiB}, {0, 1000}})
+    ->Threads(1)
+    ->Threads(2)
+    ->UseRealTime();
+
+BENCHMARK_CAPTURE(BM_NdisPair, node0, Layout::SharedAdapter, NODE_REQUIREMENT{0})
+    ->Name("pair/ndisshm_node0")
+    ->ArgNames({"bytes", "outstanding"})
+    ->Args({4 * kKiB, 0})
+    ->Threads(1)
+    ->UseRealTime();
+
+BENCHMARK_CAPTURE(BM_NdisPair, adapter_per_thread, Layout::AdapterPerThread, kAnyNode)
+    ->Name("pair/ndisshm_adapter_per_thread")
+    ->ArgNames({"bytes", "outstanding"})
+    ->ArgsProduct({{4 * kKiB, 64 * kKiB, 2 * kMiB}, {0}})
+    ->Threads(2)
+    ->UseRealTime();
+
+BENCHMARK_CAPTURE(BM_NdisPair, runtime_per_thread, Layout::RuntimePerThread, kAnyNode)
+    ->Name("pair/ndisshm_runtime_per_thread")
+    ->ArgNames({"bytes", "outstanding"})
+    ->ArgsProduct({{4 * kKiB, 64 * kKiB, 2 * kMiB}, {0}})
+    ->Threads(2)
+    ->UseRealTime();
+
+}  // namespace
+}  // namespace bench

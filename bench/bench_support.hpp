@@ -1,0 +1,140 @@
+// What every benchmark here shares: driver-style allocation parameters, the
+// one-byte-per-page touch, and state that thread 0 sets up for all threads of
+// a run.
+#pragma once
+
+#include <benchmark/benchmark.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <ndis/ndis_shm.h>
+#include <ndisshm/host.h>
+
+namespace bench {
+
+constexpr int64_t kKiB = 1024;
+constexpr int64_t kMiB = 1024 * kKiB;
+constexpr size_t kTouchStride = 4096;
+
+// Writes one byte in every 4 KiB page of [p, p + bytes), so every variant
+// pays for the page faults (or the lack of them) its memory brings.
+inline void touch_pages(void* p, size_t bytes) {
+    auto* bytes_p = static_cast<unsigned char*>(p);
+    for (size_t off = 0; off < bytes; off += kTouchStride) bytes_p[off] = 1;
+    benchmark::DoNotOptimize(bytes_p);
+    benchmark::ClobberMemory();
+}
+
+[[noreturn]] inline void die(const std::string& what) {
+    std::fprintf(stderr, "ndisshm_bench: %s\n", what.c_str());
+    std::abort();
+}
+
+// NDIS_SHARED_MEMORY_PARAMETERS as a miniport fills them for a receive
+// buffer, with an SG buffer sized BYTES_TO_PAGES(Length) elements, allocated
+// once and reused for every call. fresh() hands out a clean copy per call, as a
+// driver fills its parameters before each NdisAllocateSharedMemory.
+class DriverRequest {
+public:
+    explicit DriverRequest(ULONG length, NODE_REQUIREMENT preferred_node = MM_ANY_NODE_OK) {
+        ULONG elements = BYTES_TO_PAGES(length);
+        if (elements == 0) elements = 1;
+        const ULONG sg_bytes = NDISSHM_SG_LIST_BYTES(elements);
+        sg_.resize((sg_bytes + sizeof(uint64_t) - 1) / sizeof(uint64_t));
+        NdisZeroMemory(&template_, sizeof(template_));
+        template_.Header.Type = NDIS_OBJECT_TYPE_DEFAULT;
+        template_.Header.Revision = NDIS_SHARED_MEMORY_PARAMETERS_REVISION_2;
+        template_.Header.Size = NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_2;
+        template_.Flags = 0;
+        template_.QueueId = NDIS_DEFAULT_RECEIVE_QUEUE_ID;
+        template_.PreferredNode = preferred_node;
+        template_.Usage = NdisSharedMemoryUsageReceive;
+        template_.Length = length;
+        template_.SGListBufferLength = sg_bytes;
+        template_.SGListBuffer = reinterpret_cast<PSCATTER_GATHER_LIST>(sg_.data());
+    }
+
+    PNDIS_SHARED_MEMORY_PARAMETERS fresh() {
+        params_ = template_;
+        return &params_;
+    }
+
+private:
+    std::vector<uint64_t> sg_;  // 8-byte aligned, as SCATTER_GATHER_LIST needs
+    NDIS_SHARED_MEMORY_PARAMETERS template_;
+    NDIS_SHARED_MEMORY_PARAMETERS params_;
+};
+
+inline uint64_t violations(const ndisshm_runtime* rt) {
+    uint64_t n = 0;
+    for (int k = 1; k < NDISSHM_VIOLATION_KIND_COUNT; ++k)
+        n += ndisshm_runtime_violation_count(rt, static_cast<ndisshm_violation_kind>(k));
+    return n;
+}
+
+// main() calls every registered function once the run is over (drop_shared_state).
+void register_drop(std::function<void()> drop);
+void drop_shared_state();
+
+// State one benchmark's threads share. Google Benchmark calls the function
+// several times per benchmark (to size the iteration count), on every thread;
+// thread 0 makes the state the first time and reuses it while the key stays
+// the same, so the timed run starts warm. The other threads wait until thread
+// 0 has published it (Google Benchmark's own start barrier comes only at the
+// loop, after they have read it). Publish with setup() before the loop and
+// retract with teardown() after it, on every thread.
+template <class T>
+class Shared {
+public:
+    Shared() { register_drop([this] { drop(); }); }
+
+    template <class Make>
+    T& setup(benchmark::State& state, const std::string& key, Make make) {
+        if (state.thread_index() == 0) {
+            if (!value_ || key != key_) {
+                value_.reset();  // the previous benchmark's, before the next one is made
+                value_ = make();
+                key_ = key;
+            }
+            ready_.store(value_.get(), std::memory_order_release);
+            return *value_;
+        }
+        T* v;
+        while ((v = ready_.load(std::memory_order_acquire)) == nullptr) std::this_thread::yield();
+        return *v;
+    }
+
+    // Every thread has left the loop by the time thread 0 gets here.
+    void teardown(benchmark::State& state) {
+        if (state.thread_index() == 0) ready_.store(nullptr, std::memory_order_release);
+    }
+
+    void drop() {
+        value_.reset();
+        key_.clear();
+    }
+
+private:
+    std::unique_ptr<T> value_;
+    std::string key_;
+    std::atomic<T*> ready_{nullptr};
+};
+
+// "what/a/b/threads:n": one key per benchmark instance.
+inline std::string key_of(const benchmark::State& state, const char* what, std::initializer_list<int64_t> args) {
+    std::string k = what;
+    for (int64_t a : args) k += "/" + std::to_string(a);
+    return k + "/threads:" + std::to_string(state.threads());
+}
+
+}  // namespace bench

@@ -1,0 +1,57 @@
+// The suite's entry point: Google Benchmark's, plus the context a figure
+// needs to be read (CPU model, ndisshm version, build flags, THP mode), and a
+// clean teardown of every runtime the benchmarks kept warm.
+#include <gnu/libc-version.h>
+
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "bench_support.hpp"
+
+#ifndef NDISSHM_BENCH_BUILD
+#define NDISSHM_BENCH_BUILD "unknown"
+#endif
+
+namespace bench {
+
+namespace {
+std::vector<std::function<void()>>& drops() {
+    static std::vector<std::function<void()>> v;
+    return v;
+}
+
+std::string first_line_of(const char* path, const std::string& prefix) {
+    std::ifstream in(path);
+    for (std::string line; std::getline(in, line);) {
+        if (line.rfind(prefix, 0) != 0) continue;
+        const size_t colon = line.find(':');
+        return colon == std::string::npos ? line : line.substr(line.find_first_not_of(" \t", colon + 1));
+    }
+    return "unknown";
+}
+}  // namespace
+
+void register_drop(std::function<void()> drop) { drops().push_back(std::move(drop)); }
+
+void drop_shared_state() {
+    for (auto& d : drops()) d();
+}
+
+}  // namespace bench
+
+int main(int argc, char** argv) {
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    benchmark::AddCustomContext("cpu_model", bench::first_line_of("/proc/cpuinfo", "model name"));
+    benchmark::AddCustomContext("ndisshm_version", ndisshm_version());
+    benchmark::AddCustomContext("ndisshm_build", NDISSHM_BENCH_BUILD);
+    benchmark::AddCustomContext("glibc", gnu_get_libc_version());
+    std::string thp;
+    std::getline(std::ifstream("/sys/kernel/mm/transparent_hugepage/enabled"), thp);
+    benchmark::AddCustomContext("transparent_hugepage", thp.empty() ? "unknown" : thp);
+    benchmark::RunSpecifiedBenchmarks();
+    bench::drop_shared_state();
+    benchmark::Shutdown();
+    return 0;
+}
