@@ -23,7 +23,7 @@ run_build() {  # dir, labels regex, extra cmake args...
 
 run_build build-test 'core|stress|packaging' -DCMAKE_BUILD_TYPE=Debug
 echo "==== build-test: benchmark smoke run (figures: bench/run.sh)"
-build-test/bench/ndisshm_bench --benchmark_min_time=0.001 --benchmark_filter='4KiB' >/dev/null
+build-test/bench/ndisshm_bench --benchmark_min_time=0.001 --benchmark_filter='pair/ndisshm/|routing' >/dev/null
 run_build build-asan 'core|stress' -DCMAKE_BUILD_TYPE=Debug -DNDISSHM_SANITIZE=address,undefined \
     -DNDISSHM_BUILD_BENCH=OFF -DNDISSHM_BUILD_TOOLS=OFF
 # TSan maps its shadow at fixed addresses; kernels with high mmap entropy make
