@@ -133,8 +133,13 @@ private:
 // "what/a/b/threads:n": one key per benchmark instance.
 inline std::string key_of(const benchmark::State& state, const char* what, std::initializer_list<int64_t> args) {
     std::string k = what;
-    for (int64_t a : args) k += "/" + std::to_string(a);
-    return k + "/threads:" + std::to_string(state.threads());
+    for (int64_t a : args) {
+        k += '/';
+        k += std::to_string(a);
+    }
+    k += "/threads:";
+    k += std::to_string(state.threads());
+    return k;
 }
 
 }  // namespace bench
