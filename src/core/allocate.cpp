@@ -172,8 +172,9 @@ NDIS_STATUS Runtime::allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p
         if (binding != nullptr) binding->in_flight.fetch_add(1, std::memory_order_acq_rel);
         provider = binding != nullptr ? binding->provider.get() : default_provider_.get();
     }
-    const bool native = binding != nullptr && dynamic_cast<OpsProvider*>(provider) != nullptr;
-    const std::string provider_name = binding != nullptr ? binding->name : "default";
+    const bool native = binding != nullptr && binding->native;
+    static const std::string kDefaultName = "default";
+    const std::string& provider_name = binding != nullptr ? binding->name : kDefaultName;
     auto done_in_flight = [&] {
         if (binding != nullptr) binding->in_flight.fetch_sub(1, std::memory_order_acq_rel);
     };
@@ -269,7 +270,7 @@ NDIS_STATUS Runtime::allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p
             std::memcpy(&b->params, p, std::min<size_t>(p->Header.Size, sizeof(b->params)));
             b->params.SharedMemoryHandle = b;
             b->first_address = static_cast<uint64_t>(p->SGListBuffer->Elements[0].Address.QuadPart);
-            b->serial = serial_.fetch_add(1, std::memory_order_relaxed) + 1;
+            b->serial = ++adapter->serial;
             b->file = site.file;
             b->line = site.line;
             provider_name.copy(b->provider_name, sizeof(b->provider_name) - 1);
@@ -353,10 +354,11 @@ void Runtime::free(Adapter* adapter, NDIS_HANDLE handle) {
         binding = unlink(b);
         provider = b->provider;
         token = b->token;
+        // The record may go back now: what the free needs is copied out, and
+        // the Freed state already makes any second free of it a report.
+        release_record(adapter, b);
     }
     provider->free(token);
-    std::lock_guard lock(adapter->mu);
-    release_record(adapter, b);
     if (binding != nullptr) binding->in_flight.fetch_sub(1, std::memory_order_acq_rel);
 }
 

@@ -85,6 +85,7 @@ struct Binding {
     Adapter* adapter;
     std::string name;
     std::unique_ptr<providers::Provider> provider;  // set once registered
+    bool native = false;  // provider is an OpsProvider: its NDIS status is passed through as is
     BindingBlocks blocks;
     // Calls into this binding's provider under way right now (allocate, free,
     // attach, detach): the binding, and its provider, outlive every one.
@@ -102,6 +103,7 @@ struct Adapter {
     std::vector<Binding*> bindings;
     Binding* provider_binding = nullptr;  // the one whose provider serves this adapter
     AdapterBlocks blocks;
+    uint64_t serial = 0;  // allocations ever made on this adapter: names blocks in reports
     UsageStats total;
     UsageStats by_usage[NdisSharedMemoryUsageMax];
     // Freed block records wait here before reuse, so a stale handle freed

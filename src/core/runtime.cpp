@@ -8,6 +8,7 @@
 #include <cstring>
 #include <thread>
 
+#include "core/ops_provider.hpp"
 #include "core/slot_pool.hpp"
 #include "os/os.hpp"
 
@@ -264,6 +265,7 @@ NDIS_STATUS Runtime::register_provider(Binding* binding, const char* call,
                                  std::to_string(binding->blocks.size()) + " of its blocks are outstanding");
             return NDIS_STATUS_FAILURE;
         }
+        binding->native = dynamic_cast<OpsProvider*>(provider.get()) != nullptr;
         binding->provider = std::move(provider);
         adapter->provider_binding = binding;
         for (auto& [id, q] : adapter->queues)

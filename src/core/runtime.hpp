@@ -89,7 +89,6 @@ private:
     std::unique_ptr<providers::DefaultProvider> default_provider_;
     BlockTable table_;
     uint64_t table_bytes_;
-    std::atomic<uint64_t> serial_{0};
     std::mutex adapters_mu_;
     std::vector<Adapter*> adapters_;
     std::vector<Block*> spare_;  // freed records of destroyed adapters, for any adapter (adapters_mu_)

@@ -51,8 +51,7 @@ Result<ArenaBlock> Arena::allocate(uint64_t bytes) {
     if (!fresh) {
         // Reused pages may hold another user's data: no byte crosses tenants.
         std::memset(block.address, 0, length);
-        std::lock_guard relock(mu_);
-        zeroed_bytes_ += length;
+        zeroed_bytes_.fetch_add(length, std::memory_order_relaxed);
     }
     return block;
 }
@@ -66,7 +65,7 @@ bool Arena::free(uint64_t offset, uint64_t length) {
 ArenaStats Arena::stats() const {
     std::lock_guard lock(mu_);
     return ArenaStats{config_.capacity_bytes,        file_bytes_,           pages_.pages_in_use() * page_,
-                      pages_.blocks_in_use(),        pages_.high_water_pages() * page_, zeroed_bytes_};
+                      pages_.blocks_in_use(),        pages_.high_water_pages() * page_, zeroed_bytes_.load(std::memory_order_relaxed)};
 }
 
 }  // namespace ndisshm::memory

@@ -11,6 +11,7 @@
 // issue's allocator work).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -75,7 +76,7 @@ private:
     mutable std::mutex mu_;
     PageAllocator pages_;
     uint64_t file_bytes_ = 0;
-    uint64_t zeroed_bytes_ = 0;
+    std::atomic<uint64_t> zeroed_bytes_{0};
 };
 
 }  // namespace ndisshm::memory

@@ -78,7 +78,8 @@ Status punch_hole(int fd, uint64_t offset, uint64_t bytes) {
     return Ok{};
 }
 
-unsigned numa_node_count() {
+namespace {
+unsigned count_numa_nodes() {
     // /sys lists node0..nodeN for each online node; a kernel without NUMA has
     // no such directory, which is one node.
     DIR* dir = ::opendir("/sys/devices/system/node");
@@ -89,6 +90,14 @@ unsigned numa_node_count() {
     }
     ::closedir(dir);
     return count == 0 ? 1 : count;
+}
+}  // namespace
+
+unsigned numa_node_count() {
+    // Nodes do not come and go under a running process: read /sys once (it
+    // cost five system calls per allocation that named a node).
+    static const unsigned count = count_numa_nodes();
+    return count;
 }
 
 }  // namespace ndisshm::os
