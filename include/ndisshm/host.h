@@ -73,6 +73,21 @@ typedef void (*ndisshm_violation_callback)(void *context, const ndisshm_violatio
 /* ---- Runtime ------------------------------------------------------------ */
 typedef struct ndisshm_runtime ndisshm_runtime;
 
+/* Which pages back the default provider's arenas. */
+typedef enum ndisshm_page_mode {
+    NDISSHM_PAGES_AUTO = 0, /* 2 MiB huge pages (MFD_HUGETLB) when the machine has them free, else BASE */
+    NDISSHM_PAGES_HUGE = 1, /* 2 MiB huge pages or nothing: runtime creation fails without them */
+    NDISSHM_PAGES_BASE = 2  /* 4 KiB pages, transparent huge pages advised (MADV_HUGEPAGE) */
+} ndisshm_page_mode;
+
+/* What SG elements of the default provider's blocks carry. */
+typedef enum ndisshm_address_mode {
+    NDISSHM_ADDRESS_IOVA = 0,         /* iova_base + offset in the arena (IOVA = VA by default): one element */
+    NDISSHM_ADDRESS_PHYSICAL = 1,     /* physical addresses from /proc/self/pagemap, one element per
+                                         physically contiguous run, pages locked while allocated; root only */
+    NDISSHM_ADDRESS_ARENA_OFFSET = 2  /* offset in the arena's memfd (what another process maps): one element */
+} ndisshm_address_mode;
+
 typedef struct ndisshm_runtime_config {
     uint32_t struct_size;       /* sizeof(ndisshm_runtime_config) */
     int verifier;               /* 1 on, 0 off (only the checks that keep the books safe remain) */
@@ -81,6 +96,14 @@ typedef struct ndisshm_runtime_config {
     uint64_t arena_capacity_bytes;  /* address space of the default provider's arena; 0: 16 GiB */
     uint64_t iova_base;         /* SG addresses: iova_base + arena offset; 0: IOVA = VA */
     uint64_t max_blocks;        /* book-keeping capacity (outstanding + quarantine); 0: 4M */
+    uint32_t page_mode;         /* ndisshm_page_mode; NDISSHM_PAGES=auto|huge|base overrides the default */
+    uint32_t address_mode;      /* ndisshm_address_mode */
+    /* Reused blocks at least this large are zeroed by releasing their pages
+     * (fallocate punch hole) rather than memset; 0: the measured default,
+     * UINT64_MAX: always memset. */
+    uint64_t zero_by_release_bytes;
+    uint64_t adapter_limit_bytes; /* cap on each adapter's outstanding bytes (Length); 0: none */
+    uint64_t queue_limit_bytes;   /* cap on each queue's outstanding bytes; 0: none */
 } ndisshm_runtime_config;
 
 /* Defaults: verifier on (off with NDISSHM_VERIFIER=0 in the environment),
@@ -151,7 +174,17 @@ typedef struct ndisshm_provider_ops {
  * NdisSetOptionalHandlers does with the first two entries). Same errors. */
 NDISSHM_API NDIS_STATUS ndisshm_binding_register_provider(NDIS_HANDLE binding, const ndisshm_provider_ops *ops);
 
+/* ---- Limits -------------------------------------------------------------- */
+/* Caps on outstanding bytes (the sum of Length of live blocks); 0 removes the
+ * cap. An allocation that would exceed one gets NDIS_STATUS_RESOURCES (and a
+ * line in the verifier log), never an abort. Lowering a cap below what is
+ * outstanding frees nothing: it refuses new allocations until enough go. */
+NDISSHM_API NDIS_STATUS ndisshm_adapter_set_limit(NDIS_HANDLE adapter, uint64_t max_bytes);
+NDISSHM_API NDIS_STATUS ndisshm_queue_set_limit(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id,
+                                                uint64_t max_bytes);
+
 /* ---- Books --------------------------------------------------------------- */
+#define NDISSHM_MAX_NODES 64
 typedef struct ndisshm_usage_stats {
     uint64_t blocks;       /* outstanding now */
     uint64_t bytes;        /* outstanding now (requested Length) */
@@ -165,6 +198,9 @@ typedef struct ndisshm_usage_stats {
 typedef struct ndisshm_adapter_stats {
     ndisshm_usage_stats total;
     ndisshm_usage_stats by_usage[NdisSharedMemoryUsageMax];
+    ndisshm_usage_stats by_node[NDISSHM_MAX_NODES]; /* node the provider placed the block on; failures by
+                                                       the node asked for (MM_ANY_NODE_OK: not counted) */
+    uint64_t limit_bytes;  /* 0: none */
     uint32_t queues;
     uint32_t bindings;
     int has_provider;      /* a binding provides; else the default provider */
@@ -173,6 +209,29 @@ typedef struct ndisshm_adapter_stats {
 NDISSHM_API NDIS_STATUS ndisshm_adapter_get_stats(NDIS_HANDLE adapter, ndisshm_adapter_stats *stats);
 NDISSHM_API NDIS_STATUS ndisshm_queue_get_stats(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id,
                                                 ndisshm_usage_stats *stats);
+
+/* The default provider's memory: which pages, where, how much, how zeroed. */
+typedef struct ndisshm_memory_stats {
+    uint32_t page_mode;       /* ndisshm_page_mode actually in use (never AUTO) */
+    uint32_t page_bytes;      /* 2097152 with huge pages, else 4096 */
+    uint32_t thp_advised;     /* 1: MADV_HUGEPAGE accepted on the arenas */
+    uint32_t address_mode;    /* ndisshm_address_mode */
+    uint32_t arenas;          /* one per NUMA node used so far */
+    uint32_t numa_nodes;      /* nodes this machine has */
+    uint64_t reserved_bytes;  /* address space reserved by the arenas */
+    uint64_t file_bytes;      /* memfd bytes behind them */
+    uint64_t bytes_in_use;    /* page-rounded bytes of live blocks */
+    uint64_t blocks_in_use;
+    uint64_t high_water_bytes;
+    uint64_t largest_free_bytes; /* largest block that could be carved now without growing */
+    uint64_t zeroed_by_memset_bytes;
+    uint64_t zeroed_by_release_bytes;
+    uint64_t cache_hits;      /* allocations served from a per-CPU cache */
+    uint64_t cache_misses;
+    uint64_t node_bytes_in_use[NDISSHM_MAX_NODES];
+} ndisshm_memory_stats;
+
+NDISSHM_API NDIS_STATUS ndisshm_runtime_get_memory_stats(const ndisshm_runtime *runtime, ndisshm_memory_stats *stats);
 
 /* Where a live block lives, for handing it to another process or reading it
  * in place: its provider's memfd (or -1 if the provider has none), the offset
@@ -184,6 +243,7 @@ typedef struct ndisshm_block_info {
     ULONG length;
     PVOID virtual_address;
     ULONG64 first_address; /* Elements[0].Address */
+    int32_t node;          /* NUMA node the provider placed it on, -1 if it did not say */
     const char *provider;  /* binding name, or "default" */
 } ndisshm_block_info;
 

@@ -131,10 +131,18 @@ NDIS_STATUS Runtime::allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p
     std::string why;
     bool readable = false;
     NDIS_STATUS status = NDIS_STATUS_SUCCESS;
+    bool admitted = false;  // p->Length counted in pending_bytes of the adapter and admitted_queue
+    Queue* admitted_queue = nullptr;  // compared, never followed: the queue may be gone by the end
     auto fail = [&](NDIS_STATUS s, bool report, ndisshm_violation_kind k, const std::string& msg) {
         {
             std::lock_guard lock(adapter->mu);
+            if (admitted) {
+                adapter->pending_bytes -= p->Length;
+                auto q = adapter->queues.find(p->QueueId);
+                if (q != adapter->queues.end() && q->second.get() == admitted_queue) q->second->pending_bytes -= p->Length;
+            }
             ++adapter->total.failures;
+            if (readable && p->PreferredNode < NDISSHM_MAX_NODES) ++adapter->by_node[p->PreferredNode].failures;
             if (readable && raw_usage(p) < NdisSharedMemoryUsageMax) ++adapter->by_usage[raw_usage(p)].failures;
             if (readable) {
                 auto it = adapter->queues.find(p->QueueId);
@@ -168,6 +176,33 @@ NDIS_STATUS Runtime::allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p
             return fail(NDIS_STATUS_INVALID_PARAMETER, true, NDISSHM_VIOLATION_BAD_PARAMETERS,
                         "QueueId " + std::to_string(p->QueueId) + " is not a receive queue");
         }
+        // Caps count what is outstanding plus what other threads are being
+        // given right now, so two racing calls cannot both slip under one.
+        Queue& queue = *q->second;
+        const uint64_t len = p->Length;
+        const char* over = nullptr;
+        uint64_t cap = 0, used = 0;
+        if (adapter->limit_bytes != 0 && adapter->total.bytes + adapter->pending_bytes + len > adapter->limit_bytes) {
+            over = "adapter";
+            cap = adapter->limit_bytes;
+            used = adapter->total.bytes + adapter->pending_bytes;
+        } else if (queue.limit_bytes != 0 && queue.stats.bytes + queue.pending_bytes + len > queue.limit_bytes) {
+            over = "queue";
+            cap = queue.limit_bytes;
+            used = queue.stats.bytes + queue.pending_bytes;
+        }
+        if (over != nullptr) {
+            lock.unlock();
+            verifier_.log(kAlloc, "NDIS_STATUS_RESOURCES: " + std::to_string(len) + " bytes for queue " +
+                                      std::to_string(p->QueueId) + " would exceed the " + over + " limit of " +
+                                      std::to_string(cap) + " bytes (" + std::to_string(used) +
+                                      " outstanding) on " + describe(adapter));
+            return fail(NDIS_STATUS_RESOURCES, false, kind, {});
+        }
+        adapter->pending_bytes += len;
+        queue.pending_bytes += len;
+        admitted = true;
+        admitted_queue = &queue;
         binding = adapter->provider_binding;
         if (binding != nullptr) binding->in_flight.fetch_add(1, std::memory_order_acq_rel);
         provider = binding != nullptr ? binding->provider.get() : default_provider_.get();
@@ -270,6 +305,7 @@ NDIS_STATUS Runtime::allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p
             std::memcpy(&b->params, p, std::min<size_t>(p->Header.Size, sizeof(b->params)));
             b->params.SharedMemoryHandle = b;
             b->first_address = static_cast<uint64_t>(p->SGListBuffer->Elements[0].Address.QuadPart);
+            b->node = grant.node;
             b->serial = ++adapter->serial;
             b->file = site.file;
             b->line = site.line;
@@ -278,8 +314,12 @@ NDIS_STATUS Runtime::allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p
             adapter->blocks.push_back(b);
             queue->blocks.push_back(b);
             if (binding != nullptr) binding->blocks.push_back(b);
+            adapter->pending_bytes -= p->Length;
+            if (queue == admitted_queue) queue->pending_bytes -= p->Length;
+            admitted = false;
             adapter->total.on_allocate(p->Length);
             adapter->by_usage[p->Usage].on_allocate(p->Length);
+            if (b->node >= 0 && b->node < NDISSHM_MAX_NODES) adapter->by_node[b->node].on_allocate(p->Length);
             queue->stats.on_allocate(p->Length);
             b->state.store(BlockState::Live, std::memory_order_release);
         }
@@ -398,6 +438,7 @@ Binding* Runtime::unlink(Block* b) {
     if (b->binding != nullptr) b->binding->blocks.erase(b);
     a->total.on_free(b->params.Length);
     a->by_usage[b->params.Usage].on_free(b->params.Length);
+    if (b->node >= 0 && b->node < NDISSHM_MAX_NODES) a->by_node[b->node].on_free(b->params.Length);
     b->queue->stats.on_free(b->params.Length);
     b->state.store(BlockState::Freeing, std::memory_order_release);
     return b->binding;

@@ -59,6 +59,7 @@ struct Block {
     uint64_t token = 0;                        // the provider's context for this block
     NDIS_SHARED_MEMORY_PARAMETERS params{};   // as returned to the caller
     uint64_t first_address = 0;
+    int32_t node = -1;  // where the provider placed it
     uint64_t serial = 0;
     const char* file = nullptr;  // where it was allocated (string literal from the caller)
     int line = 0;
@@ -78,6 +79,8 @@ struct Queue {
     bool closing = false;  // being freed: no block may be linked to it any more
     QueueBlocks blocks;
     UsageStats stats;
+    uint64_t limit_bytes = 0;    // 0: no cap
+    uint64_t pending_bytes = 0;  // admitted against the cap, inside a provider call now
 };
 
 struct Binding {
@@ -106,6 +109,9 @@ struct Adapter {
     uint64_t serial = 0;  // allocations ever made on this adapter: names blocks in reports
     UsageStats total;
     UsageStats by_usage[NdisSharedMemoryUsageMax];
+    UsageStats by_node[NDISSHM_MAX_NODES];
+    uint64_t limit_bytes = 0;    // 0: no cap
+    uint64_t pending_bytes = 0;  // admitted against the cap, inside a provider call now
     // Freed block records wait here before reuse, so a stale handle freed
     // again is still recognised as a double free for a long while.
     std::deque<Block*> quarantine;

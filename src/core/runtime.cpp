@@ -55,6 +55,14 @@ Result<std::unique_ptr<Runtime>> Runtime::create(const ndisshm_runtime_config& i
     pc.arena.name = "ndisshm-default";
     pc.arena.capacity_bytes = config.arena_capacity_bytes;
     pc.iova_base = config.iova_base;
+    if (config.page_mode > NDISSHM_PAGES_BASE)
+        return Error{"ndisshm_runtime_create", EINVAL, "page_mode " + std::to_string(config.page_mode) + " is unknown"};
+    if (config.address_mode > NDISSHM_ADDRESS_ARENA_OFFSET)
+        return Error{"ndisshm_runtime_create", EINVAL,
+                     "address_mode " + std::to_string(config.address_mode) + " is unknown"};
+    pc.page_mode = static_cast<providers::PageMode>(config.page_mode);
+    pc.address_mode = static_cast<providers::AddressMode>(config.address_mode);
+    pc.zero_by_release_bytes = config.zero_by_release_bytes;
     auto provider = providers::DefaultProvider::create(pc);
     if (!provider) return provider.error();
 
@@ -100,6 +108,8 @@ NDIS_STATUS Runtime::create_adapter(const char* name, Adapter** out) {
     Adapter* a = adapter_pool().create(this, name != nullptr ? name : "adapter" + std::to_string(index), index);
     if (a == nullptr) return NDIS_STATUS_RESOURCES;
     a->queues.emplace(NDIS_DEFAULT_RECEIVE_QUEUE_ID, std::make_unique<Queue>(NDIS_DEFAULT_RECEIVE_QUEUE_ID));
+    a->limit_bytes = config_.adapter_limit_bytes;
+    a->queues[NDIS_DEFAULT_RECEIVE_QUEUE_ID]->limit_bytes = config_.queue_limit_bytes;
     adapters_.push_back(a);
     *out = a;
     return NDIS_STATUS_SUCCESS;
@@ -160,7 +170,8 @@ NDIS_STATUS Runtime::create_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id) {
     {
         std::lock_guard lock(adapter->mu);
         if (id == NDIS_DEFAULT_RECEIVE_QUEUE_ID || adapter->queues.count(id) != 0) return NDIS_STATUS_INVALID_PARAMETER;
-        adapter->queues.emplace(id, std::make_unique<Queue>(id));
+        auto& q = adapter->queues.emplace(id, std::make_unique<Queue>(id)).first->second;
+        q->limit_bytes = config_.queue_limit_bytes;
         provider = current_provider(adapter, &binding);
     }
     provider->attach_queue(id);
@@ -275,12 +286,26 @@ NDIS_STATUS Runtime::register_provider(Binding* binding, const char* call,
     return NDIS_STATUS_SUCCESS;
 }
 
+NDIS_STATUS Runtime::set_limit(Adapter* adapter, const NDIS_RECEIVE_QUEUE_ID* queue_id, uint64_t max_bytes) {
+    std::lock_guard lock(adapter->mu);
+    if (queue_id == nullptr) {
+        adapter->limit_bytes = max_bytes;
+        return NDIS_STATUS_SUCCESS;
+    }
+    auto it = adapter->queues.find(*queue_id);
+    if (it == adapter->queues.end() || it->second->closing) return NDIS_STATUS_INVALID_PARAMETER;
+    it->second->limit_bytes = max_bytes;
+    return NDIS_STATUS_SUCCESS;
+}
+
 NDIS_STATUS Runtime::adapter_stats(Adapter* adapter, ndisshm_adapter_stats* out) {
     if (out == nullptr) return NDIS_STATUS_INVALID_PARAMETER;
     std::lock_guard lock(adapter->mu);
     *out = {};
     out->total = adapter->total.to_c();
     for (int u = 0; u < NdisSharedMemoryUsageMax; ++u) out->by_usage[u] = adapter->by_usage[u].to_c();
+    for (int n = 0; n < NDISSHM_MAX_NODES; ++n) out->by_node[n] = adapter->by_node[n].to_c();
+    out->limit_bytes = adapter->limit_bytes;
     out->queues = static_cast<uint32_t>(adapter->queues.size());
     out->bindings = static_cast<uint32_t>(adapter->bindings.size());
     out->has_provider = adapter->provider_binding != nullptr ? 1 : 0;
@@ -307,6 +332,7 @@ NDIS_STATUS Runtime::block_info(Adapter* adapter, NDIS_HANDLE handle, ndisshm_bl
     out->length = b->params.Length;
     out->virtual_address = b->params.VirtualAddress;
     out->first_address = b->first_address;
+    out->node = b->node;
     out->provider = b->binding != nullptr ? b->binding->name.c_str() : "default";
     return NDIS_STATUS_SUCCESS;
 }

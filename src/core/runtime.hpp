@@ -54,6 +54,8 @@ public:
     NDIS_STATUS allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS params, PNDIS_HANDLE out, CallSite site);
     void free(Adapter* adapter, NDIS_HANDLE handle);
 
+    // The adapter's cap (queue_id NULL) or one queue's; 0 removes it.
+    NDIS_STATUS set_limit(Adapter* adapter, const NDIS_RECEIVE_QUEUE_ID* queue_id, uint64_t max_bytes);
     NDIS_STATUS adapter_stats(Adapter* adapter, ndisshm_adapter_stats* out);
     NDIS_STATUS queue_stats(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id, ndisshm_usage_stats* out);
     NDIS_STATUS block_info(Adapter* adapter, NDIS_HANDLE handle, ndisshm_block_info* out);

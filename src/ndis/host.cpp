@@ -24,6 +24,8 @@ using ndisshm::core::Verifier;
 
 namespace {
 
+constexpr unsigned providers_max_nodes() { return ndisshm::providers::MemoryStats::kMaxNodes; }
+
 bool env_is(const char* name, const char* value) {
     const char* v = std::getenv(name);
     return v != nullptr && std::strcmp(v, value) == 0;
@@ -79,6 +81,8 @@ void ndisshm_runtime_config_init(ndisshm_runtime_config* c) {
     c->struct_size = sizeof(*c);
     c->verifier = env_is("NDISSHM_VERIFIER", "0") ? 0 : 1;
     c->report_to_stderr = env_is("NDISSHM_QUIET", "1") ? 0 : 1;
+    if (env_is("NDISSHM_PAGES", "huge")) c->page_mode = NDISSHM_PAGES_HUGE;
+    if (env_is("NDISSHM_PAGES", "base")) c->page_mode = NDISSHM_PAGES_BASE;
 }
 
 NDIS_STATUS ndisshm_runtime_create(const ndisshm_runtime_config* config, ndisshm_runtime** runtime) {
@@ -180,6 +184,16 @@ NDIS_STATUS ndisshm_binding_register_provider(NDIS_HANDLE binding, const ndisshm
     return b->adapter->runtime->register_provider(b, kCall, std::make_unique<ndisshm::core::OpsProvider>(*ops, b->name));
 }
 
+NDIS_STATUS ndisshm_adapter_set_limit(NDIS_HANDLE adapter, uint64_t max_bytes) {
+    Adapter* a = adapter_or_report(adapter, "ndisshm_adapter_set_limit");
+    return a != nullptr ? a->runtime->set_limit(a, nullptr, max_bytes) : NDIS_STATUS_INVALID_PARAMETER;
+}
+
+NDIS_STATUS ndisshm_queue_set_limit(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id, uint64_t max_bytes) {
+    Adapter* a = adapter_or_report(adapter, "ndisshm_queue_set_limit");
+    return a != nullptr ? a->runtime->set_limit(a, &queue_id, max_bytes) : NDIS_STATUS_INVALID_PARAMETER;
+}
+
 NDIS_STATUS ndisshm_adapter_get_stats(NDIS_HANDLE adapter, ndisshm_adapter_stats* stats) {
     Adapter* a = adapter_or_report(adapter, "ndisshm_adapter_get_stats");
     return a != nullptr ? a->runtime->adapter_stats(a, stats) : NDIS_STATUS_INVALID_PARAMETER;
@@ -188,6 +202,31 @@ NDIS_STATUS ndisshm_adapter_get_stats(NDIS_HANDLE adapter, ndisshm_adapter_stats
 NDIS_STATUS ndisshm_queue_get_stats(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id, ndisshm_usage_stats* stats) {
     Adapter* a = adapter_or_report(adapter, "ndisshm_queue_get_stats");
     return a != nullptr ? a->runtime->queue_stats(a, queue_id, stats) : NDIS_STATUS_INVALID_PARAMETER;
+}
+
+NDIS_STATUS ndisshm_runtime_get_memory_stats(const ndisshm_runtime* runtime, ndisshm_memory_stats* out) {
+    if (runtime == nullptr || out == nullptr) return NDIS_STATUS_INVALID_PARAMETER;
+    const auto m = runtime->core->default_provider().memory_stats();
+    *out = {};
+    out->page_mode = static_cast<uint32_t>(m.page_mode);
+    out->page_bytes = static_cast<uint32_t>(m.page_bytes);
+    out->thp_advised = m.thp_advised ? 1 : 0;
+    out->address_mode = static_cast<uint32_t>(m.address_mode);
+    out->arenas = m.arenas;
+    out->numa_nodes = m.numa_nodes;
+    out->reserved_bytes = m.reserved_bytes;
+    out->file_bytes = m.file_bytes;
+    out->bytes_in_use = m.bytes_in_use;
+    out->blocks_in_use = m.blocks_in_use;
+    out->high_water_bytes = m.high_water_bytes;
+    out->largest_free_bytes = m.largest_free_bytes;
+    out->zeroed_by_memset_bytes = m.zeroed_by_memset_bytes;
+    out->zeroed_by_release_bytes = m.zeroed_by_release_bytes;
+    out->cache_hits = m.cache_hits;
+    out->cache_misses = m.cache_misses;
+    static_assert(providers_max_nodes() == NDISSHM_MAX_NODES, "node arrays agree");
+    for (unsigned i = 0; i < NDISSHM_MAX_NODES; ++i) out->node_bytes_in_use[i] = m.node_bytes_in_use[i];
+    return NDIS_STATUS_SUCCESS;
 }
 
 NDIS_STATUS ndisshm_block_get_info(NDIS_HANDLE adapter, NDIS_HANDLE handle, ndisshm_block_info* info) {

@@ -45,6 +45,7 @@ ProviderStatus DefaultProvider::allocate(const Request& request, SgSink& sg, Gra
     const uint64_t base = iova_base_ != 0 ? iova_base_ : reinterpret_cast<uint64_t>(arena_->base());
     sg.add(base + block->offset, request.length);
     grant.virtual_address = block->address;
+    grant.node = 0;
     grant.token = make_token(block->offset / page, block->length / page);
     return ProviderStatus::Success;
 }
@@ -53,6 +54,22 @@ void DefaultProvider::free(uint64_t token) {
     const uint64_t page = arena_->page_bytes();
     if ((token & 1) == 0 || !arena_->free(token_first_page(token) * page, token_pages(token) * page))
         refused_frees_.fetch_add(1, std::memory_order_relaxed);
+}
+
+MemoryStats DefaultProvider::memory_stats() const {
+    auto a = arena_->stats();
+    MemoryStats m;
+    m.page_bytes = arena_->page_bytes();
+    m.arenas = 1;
+    m.numa_nodes = os::numa_node_count();
+    m.reserved_bytes = a.capacity_bytes;
+    m.file_bytes = a.file_bytes;
+    m.bytes_in_use = a.bytes_in_use;
+    m.blocks_in_use = a.blocks_in_use;
+    m.high_water_bytes = a.high_water_bytes;
+    m.zeroed_by_memset_bytes = a.zeroed_bytes;
+    m.node_bytes_in_use[0] = a.bytes_in_use;
+    return m;
 }
 
 std::string DefaultProvider::describe() const {

@@ -44,6 +44,7 @@ protected:
 struct Grant {
     void* virtual_address = nullptr;
     uint64_t token = 0;  // non-zero; given back to free()
+    int32_t node = -1;   // NUMA node the block was placed on, -1 unknown
     std::string error;   // on failure: why, in words (goes to the verifier log)
 };
 
