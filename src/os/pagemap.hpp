@@ -1,0 +1,2 @@
+// Placeholder: physical addresses from /proc/self/pagemap (being written).
+#pragma once

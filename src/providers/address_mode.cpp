@@ -1,0 +1,1 @@
+#include "providers/address_mode.hpp"
