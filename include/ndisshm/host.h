@@ -139,9 +139,27 @@ NDISSHM_API NDIS_STATUS ndisshm_adapter_create(ndisshm_runtime *runtime, const c
  * still outstanding (through its provider), then invalidates the handle. */
 NDISSHM_API void ndisshm_adapter_destroy(NDIS_HANDLE adapter);
 
-/* A receive queue with this id (non-zero). NDIS_STATUS_INVALID_PARAMETER if it
- * exists already or the id is 0. */
+/* A receive queue with this id (non-zero), allocated and completed at once.
+ * NDIS_STATUS_INVALID_PARAMETER if it exists already or the id is 0. */
 NDISSHM_API NDIS_STATUS ndisshm_queue_create(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id);
+
+/* The VMQ life cycle in two steps, as NDIS has it: the queue is allocated
+ * (OID_RECEIVE_FILTER_ALLOCATE_QUEUE) with its parameters, then its
+ * allocation completes (OID_RECEIVE_FILTER_QUEUE_ALLOCATION_COMPLETE); only
+ * then may the miniport allocate shared memory for it: before, the call is a
+ * verifier violation (NDIS_STATUS_INVALID_PARAMETER). The provider hears of
+ * the queue (attach_queue) at completion. */
+#define NDISSHM_QUEUE_LOOKAHEAD_SPLIT 0x00000002 /* = NDIS_RECEIVE_QUEUE_PARAMETERS_LOOKAHEAD_SPLIT_REQUIRED */
+typedef struct ndisshm_queue_params {
+    uint32_t flags;           /* NDISSHM_QUEUE_LOOKAHEAD_SPLIT */
+    uint32_t lookahead_size;  /* bytes, with lookahead split */
+} ndisshm_queue_params;
+NDISSHM_API NDIS_STATUS ndisshm_queue_allocate(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id,
+                                               const ndisshm_queue_params *params);
+NDISSHM_API NDIS_STATUS ndisshm_queue_allocation_complete(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id);
+/* NDIS_STATUS_INVALID_PARAMETER for an unknown queue. *complete: 1 once completed. */
+NDISSHM_API NDIS_STATUS ndisshm_queue_get_params(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id,
+                                                 ndisshm_queue_params *params, int *complete);
 
 /* Frees a queue. Blocks still allocated for it: a verifier violation naming
  * them, then freed through their provider. NDIS_STATUS_INVALID_PARAMETER for
@@ -168,6 +186,10 @@ typedef struct ndisshm_provider_ops {
     void (*detach_queue)(NDIS_HANDLE context, NDIS_RECEIVE_QUEUE_ID queue_id);
     /* Optional: one line describing the provider, for `ndisshm stat`. */
     void (*describe)(NDIS_HANDLE context, char *buffer, size_t buffer_bytes);
+    /* Optional: after a successful allocate, the SharedMemoryHandle NDIS gave
+     * the block that provider_context names (packets name blocks by it).
+     * Called before NdisAllocateSharedMemory returns. */
+    void (*committed)(NDIS_HANDLE context, NDIS_HANDLE provider_context, NDIS_HANDLE shared_memory_handle);
 } ndisshm_provider_ops;
 
 /* Registers ops as the adapter's provider through this binding (what

@@ -144,6 +144,9 @@ public:
     virtual NDIS_STATUS allocate(NDIS_SHARED_MEMORY_PARAMETERS& params, NDIS_HANDLE& context) = 0;
     // Exactly once per successful allocate, with its context.
     virtual void free(NDIS_HANDLE context) = 0;
+    // The SharedMemoryHandle NDIS gave the block `context` names, before
+    // NdisAllocateSharedMemory returns.
+    virtual void committed(NDIS_HANDLE /*context*/, NDIS_HANDLE /*shared_memory_handle*/) {}
     virtual void attach_queue(NDIS_RECEIVE_QUEUE_ID) {}
     virtual void detach_queue(NDIS_RECEIVE_QUEUE_ID) {}
     virtual std::string describe() const = 0;
@@ -158,6 +161,9 @@ public:
         o.free = [](NDIS_HANDLE self, NDIS_HANDLE ctx) { static_cast<Provider*>(self)->free(ctx); };
         o.attach_queue = [](NDIS_HANDLE self, NDIS_RECEIVE_QUEUE_ID q) { static_cast<Provider*>(self)->attach_queue(q); };
         o.detach_queue = [](NDIS_HANDLE self, NDIS_RECEIVE_QUEUE_ID q) { static_cast<Provider*>(self)->detach_queue(q); };
+        o.committed = [](NDIS_HANDLE self, NDIS_HANDLE ctx, NDIS_HANDLE handle) {
+            static_cast<Provider*>(self)->committed(ctx, handle);
+        };
         o.describe = [](NDIS_HANDLE self, char* buf, size_t n) {
             std::string d = static_cast<const Provider*>(self)->describe();
             if (n == 0) return;

@@ -176,6 +176,13 @@ NDIS_STATUS Runtime::allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p
             return fail(NDIS_STATUS_INVALID_PARAMETER, true, NDISSHM_VIOLATION_BAD_PARAMETERS,
                         "QueueId " + std::to_string(p->QueueId) + " is not a receive queue");
         }
+        if (!q->second->complete) {
+            lock.unlock();
+            return fail(NDIS_STATUS_INVALID_PARAMETER, true, NDISSHM_VIOLATION_BAD_PARAMETERS,
+                        "queue " + std::to_string(p->QueueId) +
+                            " is allocated but its allocation has not completed; shared memory for a queue is "
+                            "allocated after OID_RECEIVE_FILTER_QUEUE_ALLOCATION_COMPLETE");
+        }
         // Caps count what is outstanding plus what other threads are being
         // given right now, so two racing calls cannot both slip under one.
         Queue& queue = *q->second;
@@ -333,6 +340,7 @@ NDIS_STATUS Runtime::allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p
                                   " was freed during the call, on " + describe(adapter));
         return fail(NDIS_STATUS_RESOURCES, false, kind, {});
     }
+    provider->committed(grant.token, b);
     done_in_flight();
     p->SharedMemoryHandle = b;
     *out = b;

@@ -77,6 +77,9 @@ struct Queue {
     explicit Queue(NDIS_RECEIVE_QUEUE_ID queue_id) : id(queue_id) {}
     NDIS_RECEIVE_QUEUE_ID id;
     bool closing = false;  // being freed: no block may be linked to it any more
+    bool complete = true;  // allocation completed: shared memory may be allocated for it
+    uint32_t flags = 0;    // NDISSHM_QUEUE_LOOKAHEAD_SPLIT
+    uint32_t lookahead_size = 0;
     QueueBlocks blocks;
     UsageStats stats;
     uint64_t limit_bytes = 0;    // 0: no cap

@@ -24,6 +24,11 @@ providers::ProviderStatus OpsProvider::allocate(const providers::Request& reques
 
 void OpsProvider::free(uint64_t token) { ops_.free(ops_.context, reinterpret_cast<NDIS_HANDLE>(token)); }
 
+void OpsProvider::committed(uint64_t token, void* shared_memory_handle) {
+    if (ops_.committed != nullptr)
+        ops_.committed(ops_.context, reinterpret_cast<NDIS_HANDLE>(token), shared_memory_handle);
+}
+
 void OpsProvider::attach_queue(uint32_t queue_id) {
     if (ops_.attach_queue != nullptr) ops_.attach_queue(ops_.context, queue_id);
 }

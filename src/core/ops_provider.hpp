@@ -16,6 +16,7 @@ public:
     providers::ProviderStatus allocate(const providers::Request& request, providers::SgSink& sg,
                                        providers::Grant& grant) override;
     void free(uint64_t token) override;
+    void committed(uint64_t token, void* shared_memory_handle) override;
     void attach_queue(uint32_t queue_id) override;
     void detach_queue(uint32_t queue_id) override;
     std::string describe() const override;

@@ -132,7 +132,7 @@ void Runtime::destroy_adapter(Adapter* adapter, const char* call) {
     {
         std::lock_guard lock(adapter->mu);
         for (auto& [id, q] : adapter->queues)
-            if (id != NDIS_DEFAULT_RECEIVE_QUEUE_ID) queues.push_back(id);
+            if (id != NDIS_DEFAULT_RECEIVE_QUEUE_ID && q->complete) queues.push_back(id);
         provider = current_provider(adapter, &serving);
     }
     for (auto id : queues) provider->detach_queue(id);
@@ -164,18 +164,47 @@ providers::Provider* Runtime::current_provider(Adapter* adapter, Binding** bindi
     return (*binding)->provider.get();
 }
 
-NDIS_STATUS Runtime::create_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id) {
-    providers::Provider* provider;
-    Binding* binding;
+NDIS_STATUS Runtime::create_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id, const ndisshm_queue_params* params,
+                                  bool complete) {
+    if (params != nullptr && (params->flags & ~static_cast<uint32_t>(NDISSHM_QUEUE_LOOKAHEAD_SPLIT)) != 0)
+        return NDIS_STATUS_INVALID_PARAMETER;
     {
         std::lock_guard lock(adapter->mu);
         if (id == NDIS_DEFAULT_RECEIVE_QUEUE_ID || adapter->queues.count(id) != 0) return NDIS_STATUS_INVALID_PARAMETER;
         auto& q = adapter->queues.emplace(id, std::make_unique<Queue>(id)).first->second;
         q->limit_bytes = config_.queue_limit_bytes;
+        q->complete = false;
+        if (params != nullptr) {
+            q->flags = params->flags;
+            q->lookahead_size = params->lookahead_size;
+        }
+    }
+    return complete ? complete_queue(adapter, id) : NDIS_STATUS_SUCCESS;
+}
+
+NDIS_STATUS Runtime::complete_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id) {
+    providers::Provider* provider;
+    Binding* binding;
+    {
+        std::lock_guard lock(adapter->mu);
+        auto it = adapter->queues.find(id);
+        if (it == adapter->queues.end() || it->second->complete || it->second->closing)
+            return NDIS_STATUS_INVALID_PARAMETER;
+        it->second->complete = true;
         provider = current_provider(adapter, &binding);
     }
     provider->attach_queue(id);
     if (binding != nullptr) binding->in_flight.fetch_sub(1, std::memory_order_acq_rel);
+    return NDIS_STATUS_SUCCESS;
+}
+
+NDIS_STATUS Runtime::queue_params(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id, ndisshm_queue_params* out,
+                                  int* complete) {
+    std::lock_guard lock(adapter->mu);
+    auto it = adapter->queues.find(id);
+    if (it == adapter->queues.end()) return NDIS_STATUS_INVALID_PARAMETER;
+    if (out != nullptr) *out = {it->second->flags, it->second->lookahead_size};
+    if (complete != nullptr) *complete = it->second->complete ? 1 : 0;
     return NDIS_STATUS_SUCCESS;
 }
 
@@ -205,7 +234,9 @@ NDIS_STATUS Runtime::free_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id) {
             std::this_thread::yield();
             adapter->mu.lock();
         }
+        const bool attached = adapter->queues.at(id)->complete;
         adapter->queues.erase(id);
+        if (!attached) return NDIS_STATUS_SUCCESS;  // the provider never heard of it
         provider = current_provider(adapter, &binding);
     }
     provider->detach_queue(id);
@@ -280,7 +311,7 @@ NDIS_STATUS Runtime::register_provider(Binding* binding, const char* call,
         binding->provider = std::move(provider);
         adapter->provider_binding = binding;
         for (auto& [id, q] : adapter->queues)
-            if (id != NDIS_DEFAULT_RECEIVE_QUEUE_ID) queues.push_back(id);
+            if (id != NDIS_DEFAULT_RECEIVE_QUEUE_ID && q->complete) queues.push_back(id);
     }
     for (auto id : queues) binding->provider->attach_queue(id);
     return NDIS_STATUS_SUCCESS;

@@ -45,7 +45,11 @@ public:
     NDIS_STATUS create_adapter(const char* name, Adapter** out);
     // `call` names who tore it down, for leak reports.
     void destroy_adapter(Adapter* adapter, const char* call = "ndisshm_adapter_destroy");
-    NDIS_STATUS create_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id);
+    // complete=false: allocated, waiting for complete_queue (the VMQ life cycle).
+    NDIS_STATUS create_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id, const ndisshm_queue_params* params = nullptr,
+                             bool complete = true);
+    NDIS_STATUS complete_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id);
+    NDIS_STATUS queue_params(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id, ndisshm_queue_params* out, int* complete);
     NDIS_STATUS free_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id);
     NDIS_STATUS create_binding(Adapter* adapter, const char* name, Binding** out);
     void destroy_binding(Binding* binding);

@@ -141,6 +141,22 @@ NDIS_STATUS ndisshm_queue_create(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queu
     return a != nullptr ? a->runtime->create_queue(a, queue_id) : NDIS_STATUS_INVALID_PARAMETER;
 }
 
+NDIS_STATUS ndisshm_queue_allocate(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id, const ndisshm_queue_params* params) {
+    Adapter* a = adapter_or_report(adapter, "ndisshm_queue_allocate");
+    return a != nullptr ? a->runtime->create_queue(a, queue_id, params, false) : NDIS_STATUS_INVALID_PARAMETER;
+}
+
+NDIS_STATUS ndisshm_queue_allocation_complete(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id) {
+    Adapter* a = adapter_or_report(adapter, "ndisshm_queue_allocation_complete");
+    return a != nullptr ? a->runtime->complete_queue(a, queue_id) : NDIS_STATUS_INVALID_PARAMETER;
+}
+
+NDIS_STATUS ndisshm_queue_get_params(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id, ndisshm_queue_params* params,
+                                     int* complete) {
+    Adapter* a = adapter_or_report(adapter, "ndisshm_queue_get_params");
+    return a != nullptr ? a->runtime->queue_params(a, queue_id, params, complete) : NDIS_STATUS_INVALID_PARAMETER;
+}
+
 NDIS_STATUS ndisshm_queue_free(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id) {
     Adapter* a = adapter_or_report(adapter, "ndisshm_queue_free");
     return a != nullptr ? a->runtime->free_queue(a, queue_id) : NDIS_STATUS_INVALID_PARAMETER;

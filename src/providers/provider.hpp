@@ -55,6 +55,10 @@ public:
     virtual ProviderStatus allocate(const Request& request, SgSink& sg, Grant& grant) = 0;
     // Exactly once per successful allocate, with its token.
     virtual void free(uint64_t token) = 0;
+    // After a successful allocate, once NDIS has recorded the block: the
+    // SharedMemoryHandle that drivers and packets will name it by. Called
+    // before NdisAllocateSharedMemory returns, at most once per token.
+    virtual void committed(uint64_t /*token*/, void* /*shared_memory_handle*/) {}
     virtual void attach_queue(uint32_t /*queue_id*/) {}
     virtual void detach_queue(uint32_t /*queue_id*/) {}
     virtual std::string describe() const = 0;

@@ -1,0 +1,126 @@
+// The VMQ life cycle (spec section 4): a queue is allocated with its
+// parameters, its allocation completes, and only then does the miniport
+// allocate shared memory for it; the provider hears of the queue at
+// completion and learns each block's SharedMemoryHandle before the
+// allocation returns.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <mutex>
+
+#include "conformance/fixture.hpp"
+
+namespace {
+using namespace ndisshm_test;
+
+class VmqLifecycle : public NdisTest {};
+
+TEST_F(VmqLifecycle, SharedMemoryBeforeAllocationCompleteIsRefusedAndReported) {
+    ndisshm_queue_params qp{NDISSHM_QUEUE_LOOKAHEAD_SPLIT, 128};
+    ASSERT_EQ(ndisshm_queue_allocate(adapter_, 5, &qp), NDIS_STATUS_SUCCESS);
+    Alloc early = allocate(adapter_, 4096, 5, NdisSharedMemoryUsageReceiveLookahead);
+    EXPECT_EQ(early.status, NDIS_STATUS_INVALID_PARAMETER);
+    auto v = log_.of(NDISSHM_VIOLATION_BAD_PARAMETERS);
+    ASSERT_EQ(v.size(), 1u);
+    EXPECT_NE(v[0].message.find("has not completed"), std::string::npos) << v[0].message;
+
+    ASSERT_EQ(ndisshm_queue_allocation_complete(adapter_, 5), NDIS_STATUS_SUCCESS);
+    Alloc later = allocate(adapter_, 4096, 5, NdisSharedMemoryUsageReceiveLookahead);
+    EXPECT_TRUE(later.ok());
+    NdisFreeSharedMemory(adapter_, later.handle);
+    EXPECT_EQ(ndisshm_queue_free(adapter_, 5), NDIS_STATUS_SUCCESS);
+}
+
+TEST_F(VmqLifecycle, QueueParametersAreKeptAndCompletionIsOnce) {
+    ndisshm_queue_params qp{NDISSHM_QUEUE_LOOKAHEAD_SPLIT, 256};
+    ASSERT_EQ(ndisshm_queue_allocate(adapter_, 2, &qp), NDIS_STATUS_SUCCESS);
+    ndisshm_queue_params got{};
+    int complete = -1;
+    ASSERT_EQ(ndisshm_queue_get_params(adapter_, 2, &got, &complete), NDIS_STATUS_SUCCESS);
+    EXPECT_EQ(got.flags, static_cast<uint32_t>(NDISSHM_QUEUE_LOOKAHEAD_SPLIT));
+    EXPECT_EQ(got.lookahead_size, 256u);
+    EXPECT_EQ(complete, 0);
+    ASSERT_EQ(ndisshm_queue_allocation_complete(adapter_, 2), NDIS_STATUS_SUCCESS);
+    ASSERT_EQ(ndisshm_queue_get_params(adapter_, 2, nullptr, &complete), NDIS_STATUS_SUCCESS);
+    EXPECT_EQ(complete, 1);
+    EXPECT_EQ(ndisshm_queue_allocation_complete(adapter_, 2), NDIS_STATUS_INVALID_PARAMETER);
+    EXPECT_EQ(ndisshm_queue_allocation_complete(adapter_, 77), NDIS_STATUS_INVALID_PARAMETER);
+    ndisshm_queue_params bad{0x80, 0};
+    EXPECT_EQ(ndisshm_queue_allocate(adapter_, 3, &bad), NDIS_STATUS_INVALID_PARAMETER);
+}
+
+TEST_F(VmqLifecycle, ProviderHearsOfAQueueAtCompletionAndOfItsGoing) {
+    NDIS_HANDLE binding = new_binding(adapter_, "vswitch");
+    TestProvider& p = new_provider();
+    ndisshm_provider_ops ops = p.ops();
+    ASSERT_EQ(ndisshm_binding_register_provider(binding, &ops), NDIS_STATUS_SUCCESS);
+    ASSERT_EQ(ndisshm_queue_allocate(adapter_, 4, nullptr), NDIS_STATUS_SUCCESS);
+    EXPECT_TRUE(p.queue_events().empty()) << "not before the allocation completes";
+    ASSERT_EQ(ndisshm_queue_allocation_complete(adapter_, 4), NDIS_STATUS_SUCCESS);
+    ASSERT_EQ(p.queue_events().size(), 1u);
+    EXPECT_EQ(p.queue_events()[0], std::make_pair(NDIS_RECEIVE_QUEUE_ID{4}, true));
+    ASSERT_EQ(ndisshm_queue_free(adapter_, 4), NDIS_STATUS_SUCCESS);
+    ASSERT_EQ(p.queue_events().size(), 2u);
+    EXPECT_EQ(p.queue_events()[1], std::make_pair(NDIS_RECEIVE_QUEUE_ID{4}, false));
+}
+
+TEST_F(VmqLifecycle, AQueueFreedBeforeCompletionIsNeverAnnouncedToTheProvider) {
+    NDIS_HANDLE binding = new_binding(adapter_, "vswitch");
+    TestProvider& p = new_provider();
+    ndisshm_provider_ops ops = p.ops();
+    ASSERT_EQ(ndisshm_binding_register_provider(binding, &ops), NDIS_STATUS_SUCCESS);
+    ASSERT_EQ(ndisshm_queue_allocate(adapter_, 6, nullptr), NDIS_STATUS_SUCCESS);
+    ASSERT_EQ(ndisshm_queue_free(adapter_, 6), NDIS_STATUS_SUCCESS);
+    EXPECT_TRUE(p.queue_events().empty());
+}
+
+// Records, per provider context, the SharedMemoryHandle it was committed under.
+struct CommitLog {
+    std::mutex mu;
+    std::map<NDIS_HANDLE, NDIS_HANDLE> handle_of;
+    int commits = 0;
+};
+CommitLog* g_commits = nullptr;
+int g_next_context = 0;
+NDIS_STATUS CommitAllocate(NDIS_HANDLE, PNDIS_SHARED_MEMORY_PARAMETERS p, PNDIS_HANDLE ctx) {
+    static unsigned char memory[64 * 4096];
+    const int n = g_next_context++ % 64;
+    p->VirtualAddress = memory + n * 4096;
+    p->SGListBuffer->NumberOfElements = 1;
+    p->SGListBuffer->Elements[0].Address.QuadPart = 0x10000 + n * 4096;
+    p->SGListBuffer->Elements[0].Length = p->Length;
+    *ctx = reinterpret_cast<NDIS_HANDLE>(static_cast<uintptr_t>(n + 1));
+    return NDIS_STATUS_SUCCESS;
+}
+void CommitFree(NDIS_HANDLE, NDIS_HANDLE) {}
+void CommitCommitted(NDIS_HANDLE, NDIS_HANDLE ctx, NDIS_HANDLE handle) {
+    std::lock_guard lock(g_commits->mu);
+    g_commits->handle_of[ctx] = handle;
+    ++g_commits->commits;
+}
+
+TEST_F(VmqLifecycle, ProviderLearnsEachBlocksSharedMemoryHandleBeforeTheCallReturns) {
+    CommitLog log;
+    g_commits = &log;
+    g_next_context = 0;
+    ndisshm_provider_ops ops{};
+    ops.struct_size = sizeof(ops);
+    ops.allocate = &CommitAllocate;
+    ops.free = &CommitFree;
+    ops.committed = &CommitCommitted;
+    NDIS_HANDLE binding = new_binding(adapter_, "vswitch");
+    ASSERT_EQ(ndisshm_binding_register_provider(binding, &ops), NDIS_STATUS_SUCCESS);
+    Alloc a = allocate(adapter_, 4096);
+    ASSERT_TRUE(a.ok());
+    EXPECT_EQ(log.commits, 1);
+    EXPECT_EQ(log.handle_of[reinterpret_cast<NDIS_HANDLE>(uintptr_t{1})], a.params.SharedMemoryHandle);
+    // A refused allocation commits nothing.
+    Alloc refused = allocate(adapter_, 4096, 9);
+    EXPECT_FALSE(refused.ok());
+    EXPECT_EQ(log.commits, 1);
+    NdisFreeSharedMemory(adapter_, a.handle);
+    ndisshm_binding_destroy(binding);
+    g_commits = nullptr;
+}
+
+}  // namespace
