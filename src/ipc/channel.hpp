@@ -1,0 +1,86 @@
+// Channel: one host/guest conversation over a Unix SOCK_SEQPACKET socket.
+//
+// SEQPACKET keeps message boundaries, so one message is one datagram: a
+// truncated or oversized datagram is seen as such (MSG_TRUNC) and never
+// confused with the start of the next. Every received message is checked
+// against protocol.hpp (magic, version, known type, exact payload length,
+// descriptor count, file descriptors only where SET_MEMORY wants exactly one)
+// before the caller sees it; a message that fails comes back as an Error with
+// err = EPROTO and a reason fit for the log, and any fd it carried is closed.
+// Not thread-safe: one thread sends and receives on a channel at a time (two
+// threads may share it if one only sends and the other only receives).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "base/result.hpp"
+#include "ipc/protocol.hpp"
+#include "os/os.hpp"
+
+namespace ndisshm::ipc {
+
+struct Message {
+    MessageHeader header{};
+    std::vector<std::byte> payload;  // exactly header.length bytes, already validated
+    os::UniqueFd fd;                 // SET_MEMORY's memfd; invalid for every other type
+
+    MessageType type() const { return static_cast<MessageType>(header.type); }
+    // The payload as its fixed-size struct (the type was checked on receipt).
+    template <class T>
+    T as() const {
+        T value;
+        static_assert(std::is_trivially_copyable_v<T>);
+        std::memcpy(&value, payload.data(), sizeof(T));
+        return value;
+    }
+    // PACKETS / PACKETS_DONE only.
+    PacketsHeader packets_header() const { return as<PacketsHeader>(); }
+    std::vector<PacketDescriptor> packets() const;
+};
+
+class Channel {
+public:
+    explicit Channel(os::UniqueFd socket) : socket_(std::move(socket)) {}
+
+    // Sends one message; `fd` (-1: none) travels with it by SCM_RIGHTS.
+    // EPIPE when the peer is gone (never SIGPIPE).
+    Status send(MessageType type, const void* payload, uint32_t length, int fd = -1);
+    template <class T>
+    Status send(MessageType type, const T& payload, int fd = -1) {
+        return send(type, &payload, sizeof(T), fd);
+    }
+    // PACKETS or PACKETS_DONE with 1..kMaxPacketsPerMessage descriptors.
+    Status send_packets(MessageType type, uint32_t queue_id, std::span<const PacketDescriptor> packets);
+
+    // The next whole, valid message. timeout_ms < 0 waits forever; on timeout
+    // err = ETIMEDOUT. The peer closing gives err = ECONNRESET ("peer closed").
+    Result<Message> receive(int timeout_ms = -1);
+
+    int fd() const { return socket_.get(); }
+
+private:
+    os::UniqueFd socket_;
+    uint32_t sent_ = 0;
+};
+
+// Validates one received datagram (exposed for tests and fuzzing): header
+// fields, payload length for its type, fd count. `fds` is how many file
+// descriptors arrived with it. Empty string: valid; else the reason.
+std::string validate(const std::byte* data, size_t bytes, bool truncated, int fds);
+
+// A listening socket at `path` (the directory is created 0700 if missing,
+// the socket is 0600, a stale socket file is replaced).
+Result<os::UniqueFd> listen_at(const std::string& path);
+Result<os::UniqueFd> accept_from(int listen_fd);
+Result<os::UniqueFd> connect_to(const std::string& path);
+
+// Where hosts put their sockets: $XDG_RUNTIME_DIR/ndisshm, else /run/ndisshm
+// for root, else /tmp/ndisshm-<uid>.
+std::string default_socket_dir();
+
+}  // namespace ndisshm::ipc
