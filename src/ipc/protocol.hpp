@@ -1,11 +1,11 @@
 // The host/guest protocol: every message either side may send, in one place.
 //
 // A guest (the "virtual machine") owns its memory as a memfd and hands it to
-// the host over a Unix stream socket with SCM_RIGHTS, as vhost-user's
-// SET_MEM_TABLE does. The host's guest provider carves receive-queue blocks
-// out of that memory; the NIC writes packets into them; the guest reads each
-// packet in place, named by (shared memory handle, offset, length) as
-// NET_BUFFER_SHARED_MEMORY names it on Windows.
+// the host over a Unix SOCK_SEQPACKET socket (one message per datagram) with
+// SCM_RIGHTS, as vhost-user's SET_MEM_TABLE does. The host's guest provider
+// carves receive-queue blocks out of that memory; the NIC writes packets into
+// them; the guest reads each packet in place, named by (shared memory handle,
+// offset, length) as NET_BUFFER_SHARED_MEMORY names it on Windows.
 //
 // Wire format: a 16-byte header, then `length` payload bytes; little-endian
 // (both ends run on the same machine); fixed-size payloads except PACKETS and

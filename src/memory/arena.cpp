@@ -1,71 +1,303 @@
 #include "memory/arena.hpp"
 
-#include <cstring>
+#include <algorithm>
+#include <array>
+#include <cassert>
+
+#include "memory/zeroing.hpp"
 
 namespace ndisshm::memory {
+namespace {
+
+// Blocks fetched from the page allocator per cache miss: one trip to the arena lock serves the next few
+// allocations of that size on this CPU too. Small, so a miss stays cheap and a burst of one size does
+// not strand many blocks in one CPU's cache.
+constexpr unsigned kRefillBatch = 8;
+
+uint64_t round_up(uint64_t v, uint64_t step) { return (v + step - 1) / step * step; }
+
+}  // namespace
 
 Result<std::unique_ptr<Arena>> Arena::create(const ArenaConfig& config) {
-    const uint64_t page = os::page_size();
-    if (config.capacity_bytes < page || config.capacity_bytes % page != 0)
-        return Error{"arena " + config.name, EINVAL, "capacity must be a non-zero multiple of the page size"};
-    auto fd = os::memfd_create(config.name, /*huge_pages=*/false);
+    const uint64_t unit = os::page_size();
+    const std::string what = "arena " + config.name;
+    if (config.capacity_bytes < unit || config.capacity_bytes % unit != 0)
+        return Error{what, EINVAL, "capacity must be a non-zero multiple of the page size"};
+    if (!config.huge_pages && (config.grow_step_bytes == 0 || config.grow_step_bytes % unit != 0))
+        return Error{what, EINVAL, "grow step must be a non-zero multiple of the page size"};
+    // hugetlb mappings are whole huge pages; the allocator may use all of what is mapped.
+    const uint64_t capacity =
+        config.huge_pages ? round_up(config.capacity_bytes, os::kHugePageBytes) : config.capacity_bytes;
+
+    auto fd = os::memfd_create(config.name, config.huge_pages);
     if (!fd) return fd.error();
-    if (auto s = os::memfd_seal_shrink(fd->get()); !s) return s.error();
-    auto base = os::map_shared(fd->get(), config.capacity_bytes);
+    auto base = os::map_shared(fd->get(), capacity);  // a hugetlb memfd takes this size here
     if (!base) return base.error();
-    return std::unique_ptr<Arena>(
-        new Arena(config, std::move(*fd), static_cast<std::byte*>(*base), page));
+    // From here on `arena` owns the mapping and the fd, so every early return cleans up.
+    auto states = os::reserve_anonymous(capacity / unit * sizeof(uint64_t));
+    if (!states) {
+        os::unmap(*base, capacity);
+        return states.error();
+    }
+    std::unique_ptr<Arena> arena(new Arena(config, std::move(*fd), static_cast<std::byte*>(*base), capacity,
+                                           static_cast<uint64_t*>(*states)));
+    if (auto s = os::memfd_seal_shrink(arena->fd()); !s) return s.error();
+    if (config.node >= 0) {
+        if (auto s = os::prefer_node(arena->base_, capacity, static_cast<unsigned>(config.node)); !s)
+            return s.error();
+    }
+    if (config.huge_pages) {
+        // The first huge page now: an arena that cannot have even one is refused here, where the caller
+        // can fall back or report, rather than at some later allocation.
+        std::lock_guard lock(arena->mu_);
+        if (auto s = arena->commit_locked(os::kHugePageBytes); !s) return s.error();
+    } else {
+        // Refused only by kernels without transparent huge pages; the arena works the same either way.
+        arena->thp_advised_ = static_cast<bool>(os::advise_huge_pages(arena->base_, capacity));
+    }
+    return arena;
 }
 
-Arena::Arena(ArenaConfig config, os::UniqueFd fd, std::byte* base, uint64_t page)
-    : config_(std::move(config)), fd_(std::move(fd)), base_(base), page_(page),
-      pages_(config_.capacity_bytes / page) {}
+Arena::Arena(ArenaConfig config, os::UniqueFd fd, std::byte* base, uint64_t capacity, uint64_t* states)
+    : config_(std::move(config)), fd_(std::move(fd)), base_(base), capacity_(capacity), unit_(os::page_size()),
+      release_from_(resolve_zero_by_release(config_.zero_by_release_bytes)), states_(states),
+      pages_(capacity / unit_) {}
 
-Arena::~Arena() { os::unmap(base_, config_.capacity_bytes); }
+Arena::~Arena() {
+    os::unmap(base_, capacity_);
+    os::unmap(states_, capacity_ / unit_ * sizeof(uint64_t));
+}
 
-Result<ArenaBlock> Arena::allocate(uint64_t bytes) {
-    if (bytes == 0) return Error{"arena " + config_.name + " allocate", EINVAL, "zero bytes"};
-    const uint64_t pages = (bytes + page_ - 1) / page_;
-    std::unique_lock lock(mu_);
-    auto range = pages_.allocate(pages);
-    if (!range)
-        return Error{"arena " + config_.name + " allocate(" + std::to_string(bytes) + ")", ENOMEM,
-                     "no free range that large (" + std::to_string(pages_.pages_in_use() * page_) + " of " +
-                         std::to_string(config_.capacity_bytes) + " bytes in use)"};
-    const uint64_t offset = range->first_page * page_;
-    const uint64_t length = range->pages * page_;
-    if (offset + length > file_bytes_) {
-        // Grow in steps so that most allocations never reach the kernel.
-        uint64_t target = (offset + length + config_.grow_step_bytes - 1) / config_.grow_step_bytes *
-                          config_.grow_step_bytes;
-        if (target > config_.capacity_bytes) target = config_.capacity_bytes;
-        if (auto s = os::resize_file(fd_.get(), target); !s) {
-            pages_.free(range->first_page, range->pages);
+Error Arena::no_room(uint64_t bytes) const {
+    std::lock_guard lock(mu_);
+    return Error{"arena " + config_.name + " allocate(" + std::to_string(bytes) + ")", ENOMEM,
+                 "no free range that large (" + std::to_string(pages_.pages_in_use() * unit_) + " of " +
+                     std::to_string(capacity_) + " bytes in use)"};
+}
+
+Status Arena::commit_locked(uint64_t end_bytes) {
+    if (end_bytes <= committed_) return Ok{};
+    if (config_.huge_pages) {
+        // Exactly the huge pages needed: each one is real memory taken from a pool others may need.
+        const uint64_t target = std::min(round_up(end_bytes, os::kHugePageBytes), capacity_);
+        if (auto s = os::commit_huge_pages(fd_.get(), committed_, target - committed_, config_.node); !s)
             return s.error();
+        committed_ = target;
+        return Ok{};
+    }
+    // Grow in steps so that most allocations never reach the kernel (growing costs no memory: the
+    // kernel supplies pages when they are touched).
+    const uint64_t target = std::min(round_up(end_bytes, config_.grow_step_bytes), capacity_);
+    if (auto s = os::resize_file(fd_.get(), target); !s) return s.error();
+    committed_ = target;
+    return Ok{};
+}
+
+Result<ArenaBlock> Arena::allocate(uint64_t bytes, bool contiguous) {
+    if (bytes == 0) return Error{"arena " + config_.name + " allocate", EINVAL, "zero bytes"};
+    if (bytes > capacity_) return no_room(bytes);
+    const uint64_t pages = (bytes + unit_ - 1) / unit_;
+    // A cached block may sit across a huge page boundary, so a CONTIGUOUS request in a huge page arena
+    // goes to the page allocator, which knows how to avoid that.
+    const bool within_huge_page = contiguous && config_.huge_pages && pages * unit_ <= os::kHugePageBytes;
+    if (config_.cpu_cache && pages <= CpuCache::kMaxPages && !within_huge_page) return allocate_cached(pages);
+    return allocate_uncached(pages, within_huge_page);
+}
+
+Result<ArenaBlock> Arena::allocate_cached(uint64_t pages) {
+    CpuCache::Slot& slot = cache_.local();
+    std::unique_lock slot_lock(slot.mu);
+    uint64_t e = 0;
+    if (slot.pop(pages, e)) {
+        ++slot.hits;
+        slot_lock.unlock();
+        return hand_out(CpuCache::entry_page(e), pages, CpuCache::entry_fresh(e));
+    }
+    ++slot.misses;
+    // Refill: a few blocks of this size in one trip to the arena lock (slot lock held: the order is
+    // slot, then arena). The stack for this size is empty, so the batch fits in it.
+    std::array<uint64_t, kRefillBatch> batch{};
+    unsigned n = 0;
+    {
+        std::lock_guard lock(mu_);
+        const unsigned want = std::clamp(CpuCache::capacity(pages) / 2, 1u, kRefillBatch);
+        uint64_t end = 0;
+        for (; n < want; ++n) {
+            auto r = pages_.allocate(pages);
+            if (!r) break;
+            batch[n] = CpuCache::entry(r->first_page, r->fresh);
+            end = std::max(end, (r->first_page + pages) * unit_);
         }
-        file_bytes_ = target;
+        if (n > 0) {
+            if (auto s = commit_locked(end); !s) {
+                // Keep what fits under the memory already there; give the rest back.
+                unsigned kept = 0;
+                for (unsigned i = 0; i < n; ++i) {
+                    const uint64_t first = CpuCache::entry_page(batch[i]);
+                    if ((first + pages) * unit_ <= committed_) {
+                        batch[kept++] = batch[i];
+                    } else {
+                        [[maybe_unused]] const bool ok = pages_.free(first, pages);
+                        assert(ok);
+                    }
+                }
+                if (kept == 0) return s.error();
+                n = kept;
+            }
+        }
     }
-    const bool fresh = range->fresh;
-    lock.unlock();
-    ArenaBlock block{offset, length, base_ + offset};
+    if (n == 0) {
+        // No room: the uncached path flushes every cache and retries before it says so.
+        slot_lock.unlock();
+        return allocate_uncached(pages, false);
+    }
+    for (unsigned i = 1; i < n; ++i) {
+        state(CpuCache::entry_page(batch[i])).store(cached(pages), std::memory_order_relaxed);
+        [[maybe_unused]] const bool pushed = slot.push(pages, batch[i]);
+        assert(pushed);
+    }
+    slot_lock.unlock();
+    return hand_out(CpuCache::entry_page(batch[0]), pages, CpuCache::entry_fresh(batch[0]));
+}
+
+Result<ArenaBlock> Arena::allocate_uncached(uint64_t pages, bool within_huge_page) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        std::unique_lock lock(mu_);
+        std::optional<PageAllocator::Range> r;
+        if (within_huge_page) r = pages_.allocate_within(pages, os::kHugePageBytes / unit_);
+        if (!r) r = pages_.allocate(pages);
+        if (r) {
+            if (auto s = commit_locked((r->first_page + pages) * unit_); !s) {
+                [[maybe_unused]] const bool ok = pages_.free(r->first_page, pages);
+                assert(ok);
+                return s.error();
+            }
+            lock.unlock();
+            return hand_out(r->first_page, pages, r->fresh);
+        }
+        lock.unlock();
+        // Blocks parked in caches are free memory too: take them back before saying there is no room.
+        if (!config_.cpu_cache || flush_caches() == 0) break;
+    }
+    return no_room(pages * unit_);
+}
+
+ArenaBlock Arena::hand_out(uint64_t first_page, uint64_t pages, bool fresh) {
+    const ArenaBlock block{first_page * unit_, pages * unit_, base_ + first_page * unit_};
     if (!fresh) {
-        // Reused pages may hold another user's data: no byte crosses tenants.
-        std::memset(block.address, 0, length);
-        zeroed_bytes_.fetch_add(length, std::memory_order_relaxed);
+        // Reused memory may hold another user's data: no byte crosses from one user to the next.
+        // Hugetlb pages are never released (see zeroing.hpp).
+        const ZeroMethod how =
+            zero_block(fd_.get(), base_, block.offset, block.length, release_from_, !config_.huge_pages);
+        CpuCache::Slot& counters = cache_.local();
+        (how == ZeroMethod::Release ? counters.zeroed_by_release : counters.zeroed_by_memset)
+            .fetch_add(block.length, std::memory_order_relaxed);
     }
+    // Release: whoever frees it next (after the core publishes the handle) sees it live.
+    state(first_page).store(live(pages), std::memory_order_release);
     return block;
 }
 
+bool Arena::is_live(uint64_t offset, uint64_t length) const {
+    if (offset % unit_ != 0 || length % unit_ != 0 || length == 0 || offset >= capacity_ ||
+        length > capacity_ - offset)
+        return false;
+    return state(offset / unit_).load(std::memory_order_acquire) == live(length / unit_);
+}
+
 bool Arena::free(uint64_t offset, uint64_t length) {
-    if (offset % page_ != 0 || length % page_ != 0 || length == 0) return false;
+    if (offset % unit_ != 0 || length % unit_ != 0 || length == 0 || offset >= capacity_ ||
+        length > capacity_ - offset)
+        return false;
+    const uint64_t first = offset / unit_;
+    const uint64_t pages = length / unit_;
+    uint64_t expect = live(pages);
+    if (!config_.cpu_cache || pages > CpuCache::kMaxPages) {
+        if (!state(first).compare_exchange_strong(expect, 0, std::memory_order_acq_rel)) return false;
+        std::lock_guard lock(mu_);
+        [[maybe_unused]] const bool ok = pages_.free(first, pages);
+        assert(ok && "a live state word names a block the page allocator has");
+        return true;
+    }
+    // Only the one free that moves the word from live to cached may put the block in a cache: a second
+    // free of the same block, however it races, finds the word changed and is refused.
+    if (!state(first).compare_exchange_strong(expect, cached(pages), std::memory_order_acq_rel)) return false;
+    std::array<uint64_t, CpuCache::capacity(1)> spill{};
+    unsigned n = 0;
+    {
+        CpuCache::Slot& slot = cache_.local();
+        std::lock_guard slot_lock(slot.mu);
+        if (!slot.push(pages, CpuCache::entry(first, false))) {
+            // Full: the older half goes back to the page allocator, in one trip to its lock.
+            n = slot.take_half(pages, spill.data());
+            [[maybe_unused]] const bool pushed = slot.push(pages, CpuCache::entry(first, false));
+            assert(pushed);
+        }
+    }
+    if (n == 0) return true;
+    for (unsigned i = 0; i < n; ++i) state(CpuCache::entry_page(spill[i])).store(0, std::memory_order_relaxed);
     std::lock_guard lock(mu_);
-    return pages_.free(offset / page_, length / page_);
+    for (unsigned i = 0; i < n; ++i) {
+        [[maybe_unused]] const bool ok = pages_.free(CpuCache::entry_page(spill[i]), pages);
+        assert(ok);
+    }
+    return true;
+}
+
+uint64_t Arena::flush_caches() {
+    if (!config_.cpu_cache) return 0;
+    uint64_t total = 0;
+    struct Held {
+        uint64_t pages, entry;
+    };
+    for (unsigned i = 0; i < cache_.slots(); ++i) {
+        // One slot at a time, its lock released before the arena's is taken (lock order).
+        std::array<Held, CpuCache::kSlotEntries> held{};
+        unsigned n = 0;
+        {
+            CpuCache::Slot& slot = cache_.slot(i);
+            std::lock_guard slot_lock(slot.mu);
+            slot.drain([&](uint64_t pages, uint64_t e) { held[n++] = Held{pages, e}; });
+        }
+        if (n == 0) continue;
+        for (unsigned k = 0; k < n; ++k) state(CpuCache::entry_page(held[k].entry)).store(0, std::memory_order_relaxed);
+        std::lock_guard lock(mu_);
+        for (unsigned k = 0; k < n; ++k) {
+            [[maybe_unused]] const bool ok = pages_.free(CpuCache::entry_page(held[k].entry), held[k].pages);
+            assert(ok);
+        }
+        total += n;
+    }
+    return total;
 }
 
 ArenaStats Arena::stats() const {
+    ArenaStats s;
+    for (unsigned i = 0; i < cache_.slots(); ++i) {
+        CpuCache::Slot& slot = cache_.slot(i);
+        s.zeroed_by_memset_bytes += slot.zeroed_by_memset.load(std::memory_order_relaxed);
+        s.zeroed_by_release_bytes += slot.zeroed_by_release.load(std::memory_order_relaxed);
+        std::lock_guard slot_lock(slot.mu);
+        s.cached_bytes += slot.cached_pages * unit_;
+        s.cached_blocks += slot.cached_blocks;
+        s.cache_hits += slot.hits;
+        s.cache_misses += slot.misses;
+    }
+    s.zeroed_bytes = s.zeroed_by_memset_bytes + s.zeroed_by_release_bytes;
     std::lock_guard lock(mu_);
-    return ArenaStats{config_.capacity_bytes,        file_bytes_,           pages_.pages_in_use() * page_,
-                      pages_.blocks_in_use(),        pages_.high_water_pages() * page_, zeroed_bytes_.load(std::memory_order_relaxed)};
+    s.capacity_bytes = capacity_;
+    s.file_bytes = committed_;
+    // Blocks move between caches and the page allocator while the slots are read: clamp, never wrap.
+    s.bytes_in_use = pages_.pages_in_use() * unit_ - std::min(pages_.pages_in_use() * unit_, s.cached_bytes);
+    s.blocks_in_use = pages_.blocks_in_use() - std::min(pages_.blocks_in_use(), s.cached_blocks);
+    s.high_water_bytes = pages_.high_water_pages() * unit_;
+    s.largest_free_bytes = pages_.largest_free_range() * unit_;
+    return s;
+}
+
+bool Arena::check_consistency() const {
+    std::lock_guard lock(mu_);
+    return pages_.check_consistency();
 }
 
 }  // namespace ndisshm::memory

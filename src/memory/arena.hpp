@@ -1,14 +1,29 @@
 // Arena: one memfd, mapped once, carved into page-aligned blocks.
 //
-// Every block is a range of one memfd, so it can be handed to another process
-// as (fd, offset, length). The whole capacity is reserved as address space up
-// front (so a block's address never changes), and the file grows under it in
-// steps as the allocator reaches further. Blocks are zeroed before they are
-// handed out: a block that reuses memory somebody else wrote is cleared, a
-// block of never-used pages is zero already.
+// Every block is a range of one memfd, so it can be handed to another process as (fd, offset, length).
+// The whole capacity is reserved as address space up front (so a block's address never changes), and
+// memory comes under it in steps as the allocator reaches further:
+//  - base pages (4 KiB): the file grows with ftruncate, grow_step_bytes at a time; the kernel supplies
+//    pages when they are first touched. Transparent huge pages are asked for (MADV_HUGEPAGE), which the
+//    kernel honours for shared memory only when /sys/kernel/mm/transparent_hugepage/shmem_enabled says
+//    so; thp_advised() tells whether the advice was accepted, not whether it is followed.
+//  - huge pages (2 MiB, hugetlb): the pages of each 2 MiB step are allocated from the system's pool
+//    with fallocate when the allocator first reaches them, because hugetlb has no overcommit: touching
+//    a page the pool could not supply is SIGBUS, so a missing page must be an allocation error instead.
+//    Creation fails if not even the first huge page can be had.
+// The allocation unit is the base page (4 KiB) either way: drivers ask for 4 KiB blocks and get them.
+// In a huge page arena a CONTIGUOUS block of at most 2 MiB is placed inside one huge page when such a
+// place is free, so that it is also one physically contiguous range.
 //
-// Thread-safe: one lock per arena (per-thread caches come with the memory
-// issue's allocator work).
+// NUMA: with a node, the mapping prefers that node's memory (mbind), and huge pages are taken from that
+// node's pool. Zeroing: a block is zero when handed out; never-used units are zero already, reused ones
+// are cleared as zeroing.hpp says. Freeing: small blocks go to per-CPU caches (cpu_cache.hpp) when
+// enabled, the rest straight back to the page allocator.
+//
+// Thread-safe. Lock order: a cache slot's mutex, then the arena's; never the other way.
+// A free of anything that is not a live block (wrong offset or length, double free, a block sitting in
+// a cache) is refused and changes nothing: each block's first unit has a state word, changed by
+// compare-and-swap, so a block can be freed once whatever the caches hold.
 #pragma once
 
 #include <atomic>
@@ -18,6 +33,7 @@
 #include <string>
 
 #include "base/result.hpp"
+#include "memory/cpu_cache.hpp"
 #include "memory/page_allocator.hpp"
 #include "os/os.hpp"
 
@@ -25,23 +41,35 @@ namespace ndisshm::memory {
 
 struct ArenaConfig {
     std::string name = "ndisshm";
-    uint64_t capacity_bytes = uint64_t{16} << 30;  // address space reserved
-    uint64_t grow_step_bytes = uint64_t{64} << 20; // the file grows by this much at a time
+    uint64_t capacity_bytes = uint64_t{16} << 30;   // address space reserved (huge pages: rounded up to 2 MiB)
+    uint64_t grow_step_bytes = uint64_t{64} << 20;  // base pages: the file grows by this much at a time
+    bool huge_pages = false;                        // 2 MiB hugetlb pages, committed 2 MiB at a time
+    int node = -1;                                  // NUMA node whose memory to prefer; -1: no binding
+    bool cpu_cache = false;                         // per-CPU caches of freed small blocks
+    uint64_t zero_by_release_bytes = 0;             // see zeroing.hpp: 0 the default, UINT64_MAX never
 };
 
 struct ArenaBlock {
     uint64_t offset = 0;  // bytes from the start of the memfd
-    uint64_t length = 0;  // bytes, a multiple of the page size
+    uint64_t length = 0;  // bytes, a multiple of unit_bytes()
     std::byte* address = nullptr;
 };
 
 struct ArenaStats {
-    uint64_t capacity_bytes = 0;
-    uint64_t file_bytes = 0;
-    uint64_t bytes_in_use = 0;
+    uint64_t capacity_bytes = 0;  // address space reserved
+    uint64_t file_bytes = 0;      // memfd bytes that memory can be behind: the file's size (base pages) or
+                                  // the huge pages committed
+    uint64_t bytes_in_use = 0;    // blocks handed out and not freed (cached ones are free)
     uint64_t blocks_in_use = 0;
+    uint64_t cached_bytes = 0;    // freed blocks held in per-CPU caches
+    uint64_t cached_blocks = 0;
     uint64_t high_water_bytes = 0;
-    uint64_t zeroed_bytes = 0;  // bytes cleared by us because they were reused
+    uint64_t largest_free_bytes = 0;  // largest block the page allocator could carve now (caches aside)
+    uint64_t zeroed_bytes = 0;        // cleared because reused: the two below together
+    uint64_t zeroed_by_memset_bytes = 0;
+    uint64_t zeroed_by_release_bytes = 0;
+    uint64_t cache_hits = 0;    // allocations served by a per-CPU cache
+    uint64_t cache_misses = 0;  // cacheable allocations that had to go to the page allocator
 };
 
 class Arena {
@@ -51,32 +79,66 @@ public:
     Arena(const Arena&) = delete;
     Arena& operator=(const Arena&) = delete;
 
-    // A zeroed block of at least `bytes` (rounded up to pages). Fails with an
-    // Error (err = ENOMEM for lack of space, or the OS's errno) and allocates
-    // nothing.
-    Result<ArenaBlock> allocate(uint64_t bytes);
+    // A zeroed block of at least `bytes` (rounded up to units). `contiguous`: the caller needs one
+    // physical range; in a huge page arena, a block of up to 2 MiB is then placed inside one huge page
+    // if any such place is free. Fails with an Error (err = ENOMEM for lack of space, EINVAL for 0
+    // bytes, or the OS's errno when it refused memory) and allocates nothing.
+    Result<ArenaBlock> allocate(uint64_t bytes, bool contiguous = false);
 
-    // Returns a block exactly as allocate gave it. False, changing nothing, for
-    // anything else (the caller reports the misuse).
+    // Returns a block exactly as allocate gave it. False, changing nothing, for anything else (the
+    // caller reports the misuse).
     bool free(uint64_t offset, uint64_t length);
+
+    // Whether [offset, offset + length) is a live block right now (for callers that must undo something
+    // of theirs before free(); the answer can only change by a free or an allocate of that block).
+    bool is_live(uint64_t offset, uint64_t length) const;
+
+    // Gives every block held in the per-CPU caches back to the page allocator (allocate does this by
+    // itself before it reports that no room is left). Returns the number of blocks.
+    uint64_t flush_caches();
 
     int fd() const { return fd_.get(); }
     std::byte* base() const { return base_; }
-    uint64_t page_bytes() const { return page_; }
-    ArenaStats stats() const;
+    uint64_t unit_bytes() const { return unit_; }  // allocation granularity: the base page
+    uint64_t page_bytes() const { return config_.huge_pages ? os::kHugePageBytes : unit_; }
+    uint64_t capacity_bytes() const { return capacity_; }
+    bool huge_pages() const { return config_.huge_pages; }
+    bool thp_advised() const { return thp_advised_; }
+    int node() const { return config_.node; }
     const std::string& name() const { return config_.name; }
+    ArenaStats stats() const;
+    // Page allocator consistency (tests): O(number of ranges).
+    bool check_consistency() const;
 
 private:
-    Arena(ArenaConfig config, os::UniqueFd fd, std::byte* base, uint64_t page);
+    Arena(ArenaConfig config, os::UniqueFd fd, std::byte* base, uint64_t capacity, uint64_t* states);
+
+    // The state word of the block starting at unit `page`: 0 (no block starts here, or it is free),
+    // live(pages) or cached(pages). Atomic because free() checks it without a lock.
+    std::atomic_ref<uint64_t> state(uint64_t page) const { return std::atomic_ref<uint64_t>(states_[page]); }
+    static constexpr uint64_t live(uint64_t pages) { return pages << 2 | 1; }
+    static constexpr uint64_t cached(uint64_t pages) { return pages << 2 | 2; }
+
+    Result<ArenaBlock> allocate_cached(uint64_t pages);
+    Result<ArenaBlock> allocate_uncached(uint64_t pages, bool within_huge_page);
+    // Makes memory available under [0, end_bytes): grows the file or commits huge pages. Under mu_.
+    Status commit_locked(uint64_t end_bytes);
+    // Zeroes a block if it reuses memory, marks it live, and describes it.
+    ArenaBlock hand_out(uint64_t first_page, uint64_t pages, bool fresh);
+    Error no_room(uint64_t bytes) const;
 
     ArenaConfig config_;
     os::UniqueFd fd_;
     std::byte* base_;
-    uint64_t page_;
+    uint64_t capacity_;  // bytes mapped
+    uint64_t unit_;
+    uint64_t release_from_;
+    bool thp_advised_ = false;
+    uint64_t* states_;  // one word per unit, reserved address space: only the touched part costs memory
     mutable std::mutex mu_;
-    PageAllocator pages_;
-    uint64_t file_bytes_ = 0;
-    std::atomic<uint64_t> zeroed_bytes_{0};
+    PageAllocator pages_;     // under mu_
+    uint64_t committed_ = 0;  // under mu_: bytes of the file memory can be behind
+    mutable CpuCache cache_;  // stacks used only with config_.cpu_cache; counters always
 };
 
 }  // namespace ndisshm::memory

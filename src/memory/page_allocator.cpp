@@ -140,16 +140,19 @@ PageAllocator::PageAllocator(uint64_t capacity_pages) : capacity_(capacity_pages
     for (auto& row : heads_) row.fill(kNil);
 }
 
-bool PageAllocator::reserve_for_one_more_node() noexcept {
+bool PageAllocator::reserve_nodes(unsigned extra) noexcept {
     try {
-        if (live_nodes_ + 1 >= kNil) return false;  // node indices are 32-bit: ~4G ranges at most
-        if (unused_nodes_ == kNil && nodes_.size() == nodes_.capacity()) {
+        if (live_nodes_ + extra >= kNil) return false;  // node indices are 32-bit: ~4G ranges at most
+        // Unused pool nodes are reused first; only the rest needs room at the end of the vector.
+        uint64_t reusable = 0;
+        for (uint32_t i = unused_nodes_; i != kNil && reusable < extra; i = nodes_[i].next_free) ++reusable;
+        if (nodes_.size() + (extra - reusable) > nodes_.capacity()) {
             const uint64_t want = std::max<uint64_t>(64, uint64_t{nodes_.size()} * 2);
             nodes_.reserve(static_cast<size_t>(std::min<uint64_t>(want, kNil)));
         }
-        by_first_.reserve(live_nodes_ + 1);
+        by_first_.reserve(live_nodes_ + extra);
         // Free ranges never outnumber ranges, so this much room in by_last_ covers every later free().
-        by_last_.reserve(live_nodes_ + 1);
+        by_last_.reserve(live_nodes_ + extra);
         return true;
     } catch (...) {  // bad_alloc (or length_error, which these sizes cannot reach): just "no room"
         return false;
@@ -257,7 +260,7 @@ PageAllocator::Range PageAllocator::carve_wilderness(uint64_t pages) noexcept {
 
 std::optional<PageAllocator::Range> PageAllocator::allocate(uint64_t pages) noexcept {
     if (pages == 0 || pages > capacity_ - pages_in_use_) return std::nullopt;
-    if (!reserve_for_one_more_node()) return std::nullopt;
+    if (!reserve_nodes(1)) return std::nullopt;
 
     // 1. The head of the request's own list, if it is large enough: the tightest fit to be had in O(1).
     const SizeClass own = class_of(pages);
@@ -291,6 +294,71 @@ std::optional<PageAllocator::Range> PageAllocator::allocate(uint64_t pages) noex
         }
     }
     return std::nullopt;
+}
+
+// Where in free range n a block of `pages` can start without crossing a multiple of `boundary`: at its
+// start, or else at the first boundary inside it.
+bool PageAllocator::place_within(const Node& n, uint64_t pages, uint64_t boundary, uint64_t& at) noexcept {
+    at = n.first_page;
+    if (at % boundary + pages > boundary) at = (at / boundary + 1) * boundary;
+    return at + pages <= n.first_page + n.pages;
+}
+
+// Carves [at, at + pages) out of free range `index`; what is left on either side stays free (each side
+// touches only the new block and whatever the whole range touched, which was not free).
+PageAllocator::Range PageAllocator::take_free_at(uint32_t index, uint64_t at, uint64_t pages) noexcept {
+    unlink_free(index);
+    const uint64_t first = nodes_[index].first_page;
+    const uint64_t end = first + nodes_[index].pages;
+    if (at > first) {
+        nodes_[index].pages = at - first;
+        link_free(index);
+        new_node(at, pages);
+    } else {
+        nodes_[index].pages = pages;
+    }
+    if (at + pages < end) link_free(new_node(at + pages, end - at - pages));
+    pages_in_use_ += pages;
+    ++blocks_in_use_;
+    return Range{at, pages, false};
+}
+
+std::optional<PageAllocator::Range> PageAllocator::allocate_within(uint64_t pages, uint64_t boundary) noexcept {
+    if (pages == 0 || boundary == 0 || pages > boundary || pages > capacity_ - pages_in_use_) return std::nullopt;
+    if (!reserve_nodes(2)) return std::nullopt;  // a split in three adds two ranges
+    constexpr unsigned kLookPerClass = 4;
+    // Every range of a class above this one is at least pages + boundary - 1 long, which always holds a
+    // place: the search ends there at the latest.
+    const SizeClass sure = class_of(pages + boundary - 1);
+    SizeClass c = class_of(pages);
+    while (find_non_empty(c)) {
+        unsigned looked = 0;
+        for (uint32_t i = heads_[c.fl][c.sl]; i != kNil && looked < kLookPerClass; i = nodes_[i].next_free, ++looked) {
+            uint64_t at = 0;
+            if (place_within(nodes_[i], pages, boundary, at)) return take_free_at(i, at, pages);
+        }
+        if (c.fl > sure.fl || (c.fl == sure.fl && c.sl > sure.sl) || !next_class(c)) break;
+    }
+    // The wilderness, from the next boundary if the block would cross one: the gap before it becomes
+    // free (merged with the free range that ends at high_water, if any, as free ranges never touch).
+    uint64_t at = high_water_;
+    if (at % boundary + pages > boundary) at = (at / boundary + 1) * boundary;
+    if (at > capacity_ || pages > capacity_ - at) return std::nullopt;
+    if (at > high_water_) {
+        const uint32_t tail = high_water_ != 0 ? by_last_.find(high_water_ - 1) : kNil;
+        if (tail != kNil) {
+            unlink_free(tail);
+            nodes_[tail].pages += at - high_water_;
+            link_free(tail);
+        } else {
+            link_free(new_node(high_water_, at - high_water_));
+        }
+    }
+    new_node(at, pages);
+    high_water_ = at + pages;
+    pages_in_use_ += pages;
+    ++blocks_in_use_;
+    return Range{at, pages, true};
 }
 
 bool PageAllocator::free(uint64_t first_page, uint64_t pages) noexcept {

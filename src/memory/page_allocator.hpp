@@ -49,6 +49,14 @@ public:
     // "no room" and not "TLSF rounding missed it".
     std::optional<Range> allocate(uint64_t pages) noexcept;
 
+    // Like allocate, but placed so that it does not cross a multiple of `boundary` pages (pages <=
+    // boundary): with boundary = one huge page, the block lies inside one huge page and is physically
+    // contiguous. std::nullopt when no such place is free (the caller may then take any place). Looks
+    // at a few ranges per size class from the request's up to the first class whose every range has a
+    // place (pages + boundary - 1), then at the wilderness: bounded, but not O(1) like allocate, and
+    // meant for the rare CONTIGUOUS requests that need it.
+    std::optional<Range> allocate_within(uint64_t pages, uint64_t boundary) noexcept;
+
     // Gives back a range exactly as allocate returned it (same first_page, same pages). Coalesces it with
     // free neighbours. False, changing nothing, for anything else. O(1).
     bool free(uint64_t first_page, uint64_t pages) noexcept;
@@ -121,7 +129,7 @@ private:
     bool next_class(SizeClass& c) const noexcept;
     bool find_non_empty(SizeClass& c) const noexcept;
 
-    bool reserve_for_one_more_node() noexcept;
+    bool reserve_nodes(unsigned extra) noexcept;  // room for `extra` more ranges in the pool and maps
     uint32_t new_node(uint64_t first_page, uint64_t pages) noexcept;
     void release_node(uint32_t index) noexcept;
     void link_free(uint32_t index) noexcept;    // into its size-class list and the by-last-page map
@@ -129,6 +137,8 @@ private:
     Range take_free(uint32_t index, uint64_t pages) noexcept;
     Range take_tail_and_wilderness(uint32_t index, uint64_t pages) noexcept;
     Range carve_wilderness(uint64_t pages) noexcept;
+    static bool place_within(const Node& n, uint64_t pages, uint64_t boundary, uint64_t& at) noexcept;
+    Range take_free_at(uint32_t index, uint64_t at, uint64_t pages) noexcept;
 
     uint64_t capacity_;
     uint64_t high_water_ = 0;

@@ -1,13 +1,19 @@
 // Linux implementations of os.hpp. The only file set that includes Linux headers.
 #include "os/os.hpp"
 
+#include <asm-generic/hugetlb_encode.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <numa.h>
+#include <numaif.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
+#include <vector>
 
 namespace ndisshm::os {
 namespace {
@@ -36,9 +42,20 @@ size_t page_size() {
     return size;
 }
 
+uint64_t free_huge_pages() {
+    std::FILE* f = std::fopen("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages", "re");
+    if (f == nullptr) return 0;  // no hugetlb support, or no 2 MiB size
+    unsigned long long n = 0;
+    if (std::fscanf(f, "%llu", &n) != 1) n = 0;
+    std::fclose(f);
+    return n;
+}
+
 Result<UniqueFd> memfd_create(const std::string& name, bool huge_pages) {
     unsigned flags = MFD_CLOEXEC | MFD_ALLOW_SEALING;
-    if (huge_pages) flags |= MFD_HUGETLB;
+    // The size is named: MFD_HUGETLB alone means the system's default huge page size, which may be 1 GiB.
+    // (HUGETLB_FLAG_ENCODE_2MB is MFD_HUGE_2MB; <linux/memfd.h> would clash with glibc's MFD_ macros.)
+    if (huge_pages) flags |= MFD_HUGETLB | HUGETLB_FLAG_ENCODE_2MB;
     int fd = ::memfd_create(name.c_str(), flags);
     if (fd < 0) return errno_error("memfd_create(" + name + ")");
     return UniqueFd(fd);
@@ -76,6 +93,114 @@ Status punch_hole(int fd, uint64_t offset, uint64_t bytes) {
                     static_cast<off_t>(bytes)) != 0)
         return errno_error("fallocate(PUNCH_HOLE, " + std::to_string(offset) + ", " + std::to_string(bytes) + ")");
     return Ok{};
+}
+
+Status advise_huge_pages(void* address, uint64_t bytes) {
+    if (::madvise(address, bytes, MADV_HUGEPAGE) != 0)
+        return errno_error("madvise(MADV_HUGEPAGE, " + std::to_string(bytes) + " bytes)");
+    return Ok{};
+}
+
+namespace {
+
+bool have_numa() {
+    static const bool available = ::numa_available() >= 0;
+    return available;
+}
+
+// A node mask as the mempolicy calls take it: one bit per possible node.
+struct NodeMask {
+    explicit NodeMask(int node = -1)
+        : bits(static_cast<size_t>(::numa_num_possible_nodes()) + 1),
+          words((bits + 8 * sizeof(unsigned long) - 1) / (8 * sizeof(unsigned long)), 0) {
+        if (node >= 0) words[static_cast<size_t>(node) / (8 * sizeof(unsigned long))] |=
+            1ul << (static_cast<size_t>(node) % (8 * sizeof(unsigned long)));
+    }
+    size_t bits;
+    std::vector<unsigned long> words;
+};
+
+// Runs `f` with the calling thread's memory policy set to prefer `node`, then puts the old policy back.
+// hugetlbfs's fallocate takes its pages by the caller's task policy (it ignores the mapping's, which
+// mbind sets), so this is how committed huge pages land on the arena's node.
+template <class F>
+auto with_preferred_node(int node, F f) {
+    int old_mode = MPOL_DEFAULT;
+    NodeMask old_mask;
+    const bool swap = node >= 0 && have_numa() &&
+                      ::get_mempolicy(&old_mode, old_mask.words.data(), old_mask.bits, nullptr, 0) == 0;
+    if (swap) {
+        NodeMask want(node);
+        if (::set_mempolicy(MPOL_PREFERRED, want.words.data(), want.bits) != 0) return f();  // best effort
+    }
+    auto result = f();
+    if (swap) {
+        const int e = errno;  // f's errno is what the caller reports
+        if (old_mode == MPOL_DEFAULT) ::set_mempolicy(MPOL_DEFAULT, nullptr, 0);
+        else ::set_mempolicy(old_mode, old_mask.words.data(), old_mask.bits);
+        errno = e;
+    }
+    return result;
+}
+
+}  // namespace
+
+Status commit_huge_pages(int fd, uint64_t offset, uint64_t bytes, int node) {
+    // KEEP_SIZE: the first mapping already set the size; this allocates (and the kernel zeroes) the pages.
+    const int rc = with_preferred_node(node, [&] {
+        return ::fallocate(fd, FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset), static_cast<off_t>(bytes));
+    });
+    if (rc == 0) return Ok{};
+    Error e = errno_error("fallocate(" + std::to_string(bytes >> 20) + " MiB of 2 MiB huge pages at offset " +
+                          std::to_string(offset) + ")");
+    if (e.err == ENOSPC || e.err == ENOMEM)
+        e.detail += " (" + std::to_string(free_huge_pages()) +
+                    " free 2 MiB huge pages in the pool; reserve more in /proc/sys/vm/nr_hugepages)";
+    return e;
+}
+
+Status prefer_node(void* address, uint64_t bytes, unsigned node) {
+    if (!have_numa()) return Ok{};
+    NodeMask mask(static_cast<int>(node));
+    if (::mbind(address, bytes, MPOL_PREFERRED, mask.words.data(), mask.bits, 0) != 0)
+        return errno_error("mbind(MPOL_PREFERRED, node " + std::to_string(node) + ", " + std::to_string(bytes) +
+                           " bytes)");
+    return Ok{};
+}
+
+int node_of_address(const void* address) {
+    if (!have_numa()) return 0;
+    int node = -1;
+    if (::get_mempolicy(&node, nullptr, 0, const_cast<void*>(address), MPOL_F_NODE | MPOL_F_ADDR) != 0) return -1;
+    return node;
+}
+
+unsigned cpu_count() {
+    static const unsigned count = [] {
+        const long n = ::sysconf(_SC_NPROCESSORS_CONF);
+        return n > 0 ? static_cast<unsigned>(n) : 1u;
+    }();
+    return count;
+}
+
+unsigned current_cpu() {
+    const int cpu = ::sched_getcpu();
+    return cpu >= 0 ? static_cast<unsigned>(cpu) : 0u;
+}
+
+unsigned node_of_cpu(unsigned cpu) {
+    // CPUs and nodes do not change under a running process (hotplug aside, which then reads as node 0).
+    static const std::vector<unsigned> table = [] {
+        std::vector<unsigned> t(cpu_count(), 0);
+        if (have_numa()) {
+            for (unsigned c = 0; c < t.size(); ++c) {
+                const int n = ::numa_node_of_cpu(static_cast<int>(c));
+                t[c] = n >= 0 ? static_cast<unsigned>(n) : 0u;
+            }
+        }
+        return t;
+    }();
+    return cpu < table.size() ? table[cpu] : 0u;
 }
 
 namespace {

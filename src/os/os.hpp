@@ -37,9 +37,30 @@ private:
 
 size_t page_size();
 
+// ---- Huge pages ----------------------------------------------------------
+// The size of the huge pages ndisshm uses (x86-64 and arm64 with 4 KiB base pages: 2 MiB).
+constexpr uint64_t kHugePageBytes = uint64_t{2} << 20;
+
+// 2 MiB huge pages free in the system's pool right now (0 without hugetlb support).
+uint64_t free_huge_pages();
+
 // Anonymous shared memory that can be sealed against shrinking and passed to
-// another process. `huge_pages` asks for MFD_HUGETLB (2 MiB pages).
+// another process. `huge_pages` asks for MFD_HUGETLB | MFD_HUGE_2MB. Such a memfd
+// takes the size of its first writable mapping, but its pages exist only once
+// commit_huge_pages() has allocated them: touching one that was not committed
+// is SIGBUS.
 Result<UniqueFd> memfd_create(const std::string& name, bool huge_pages);
+
+// Allocates the huge pages of [offset, offset + bytes) of a hugetlb memfd
+// (fallocate), from NUMA node `node`'s pool when it has free pages (a
+// preference, as PreferredNode is), any node's otherwise; node < 0: the
+// calling thread's policy. Fails (ENOSPC, with what the pool holds in the
+// message) when the pool has too few free pages, changing nothing that the
+// caller relies on. Both offset and bytes must be multiples of 2 MiB.
+Status commit_huge_pages(int fd, uint64_t offset, uint64_t bytes, int node);
+
+// madvise(MADV_HUGEPAGE): asks for transparent huge pages on a mapping.
+Status advise_huge_pages(void* address, uint64_t bytes);
 Status memfd_seal_shrink(int fd);
 Status resize_file(int fd, uint64_t bytes);
 
@@ -56,7 +77,35 @@ Result<void*> reserve_anonymous(uint64_t bytes);
 // afterwards and cost no memory until touched again.
 Status punch_hole(int fd, uint64_t offset, uint64_t bytes);
 
+// ---- NUMA and CPUs ---------------------------------------------------------
 // Number of NUMA nodes this machine has online (1 without NUMA).
 unsigned numa_node_count();
+
+// Sets the memory policy of [address, address + bytes) to prefer node `node`
+// (mbind MPOL_PREFERRED): pages are taken from that node while it has free
+// memory, from others after, as NDIS's PreferredNode is a preference and
+// running out of one node's memory must not crash the process. On a shared
+// memfd mapping the policy belongs to the file's pages, so every process that
+// maps them sees the same placement. A no-op without NUMA support in the kernel.
+Status prefer_node(void* address, uint64_t bytes, unsigned node);
+
+// The node whose memory holds the (touched) page at `address`
+// (get_mempolicy MPOL_F_NODE | MPOL_F_ADDR), or -1 if it cannot be told.
+int node_of_address(const void* address);
+
+// CPUs the system is configured with (sched_getcpu() is always below it).
+unsigned cpu_count();
+
+// The CPU the calling thread is running on now (sched_getcpu, through the
+// vDSO / rseq: about 1 ns). 0 if the kernel cannot tell.
+unsigned current_cpu();
+
+// The NUMA node of `cpu`, from a table built once: libnuma's own
+// numa_node_of_cpu costs about 360 ns a call (it rescans its cpu masks), far
+// too much for every allocation. 0 without NUMA.
+unsigned node_of_cpu(unsigned cpu);
+
+// The NUMA node of the CPU the calling thread is running on now.
+inline unsigned current_node() { return node_of_cpu(current_cpu()); }
 
 }  // namespace ndisshm::os

@@ -1,16 +1,30 @@
 // The default provider: host memory, as NDIS gives when no provider registered.
 //
-// Blocks come from one memfd arena (so even default blocks are shareable by
-// fd + offset). SG addresses are IO virtual: iova_base + offset in the arena,
-// with iova_base defaulting to the arena's address (DPDK's IOVA-as-VA).
-// A block is one address range, so it is always described by one element.
+// Blocks come from memfd arenas (so even default blocks are shareable by fd + offset), one arena per
+// NUMA node, made the first time a block is asked of that node: PreferredNode picks the node,
+// MM_ANY_NODE_OK the node of the CPU the calling thread runs on. SG elements are what the address mode
+// says (address_mode.hpp); a block is always one range of its arena.
+//
+// Pages (PageMode): Huge makes every arena of 2 MiB hugetlb pages and fails creation when the system
+// has none free; Base makes them of 4 KiB pages (transparent huge pages advised); Auto is Huge when
+// huge pages are free when the provider is made, else Base. In Auto, a node whose huge page arena
+// cannot have more huge pages (the pool ran dry, or the arena is full) gets a second arena of 4 KiB
+// pages and serves from it what the first cannot: Auto never fails for want of huge pages while the
+// machine has memory. memory_stats().page_mode is the mode the primary arenas use.
+//
+// Tokens pack the arena and the block's place in it, so freeing needs no lookup table and no
+// allocation per block; the arena refuses any token that is not a live block of it.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <memory>
+#include <mutex>
+#include <vector>
 
 #include "base/result.hpp"
 #include "memory/arena.hpp"
+#include "providers/address_mode.hpp"
 #include "providers/provider.hpp"
 
 namespace ndisshm::providers {
@@ -19,11 +33,12 @@ enum class PageMode : uint32_t { Auto = 0, Huge = 1, Base = 2 };             // 
 enum class AddressMode : uint32_t { Iova = 0, Physical = 1, ArenaOffset = 2 };  // = ndisshm_address_mode
 
 struct DefaultProviderConfig {
-    memory::ArenaConfig arena;  // capacity per arena (one arena per NUMA node used)
+    memory::ArenaConfig arena;  // capacity per arena (one arena per NUMA node used); name is the prefix
     uint64_t iova_base = 0;     // 0: IOVA = VA
     PageMode page_mode = PageMode::Auto;
     AddressMode address_mode = AddressMode::Iova;
     uint64_t zero_by_release_bytes = 0;  // 0: the measured default; UINT64_MAX: always memset
+    bool cpu_cache = true;               // per-CPU caches of freed small blocks (off: every call takes the lock)
 };
 
 // What `ndisshm stat` and ndisshm_runtime_get_memory_stats show.
@@ -49,16 +64,35 @@ public:
     void free(uint64_t token) override;
     std::string describe() const override;
 
-    memory::Arena& arena() { return *arena_; }
+    // The first arena made: the one of the node of the thread that created the provider.
+    memory::Arena& arena() { return *arena_at(first_slot_); }
+    // The arena of `node`, nullptr until a block was asked of it. `overflow`: Auto's 4 KiB arena.
+    memory::Arena* arena_of(unsigned node, bool overflow = false) const {
+        return node < MemoryStats::kMaxNodes ? arena_at(node * 2 + (overflow ? 1 : 0)) : nullptr;
+    }
+    PageMode page_mode() const { return mode_; }
     MemoryStats memory_stats() const;
     // Tokens free() refused (not a live block): should stay 0.
     uint64_t refused_frees() const { return refused_frees_.load(std::memory_order_relaxed); }
 
 private:
-    DefaultProvider(std::unique_ptr<memory::Arena> arena, uint64_t iova_base);
+    static constexpr unsigned kSlots = MemoryStats::kMaxNodes * 2;  // [node * 2]: primary, [+1]: Auto's overflow
 
-    std::unique_ptr<memory::Arena> arena_;
-    uint64_t iova_base_;
+    DefaultProvider(const DefaultProviderConfig& config, PageMode mode, SgDescriber describer);
+    memory::Arena* arena_at(unsigned slot) const { return arenas_[slot].load(std::memory_order_acquire); }
+    // The arena in `slot`, made if it is not there yet. Errors are the arena's (OS errno and text).
+    Result<memory::Arena*> arena_for(unsigned slot);
+    Result<std::unique_ptr<memory::Arena>> make_arena(unsigned slot) const;
+
+    DefaultProviderConfig config_;
+    PageMode mode_;           // Huge or Base
+    bool overflow_;           // Auto with huge pages: nodes may get a 4 KiB arena too
+    SgDescriber describer_;
+    unsigned first_slot_ = 0;
+    std::array<std::atomic<memory::Arena*>, kSlots> arenas_{};
+    std::array<std::atomic<bool>, MemoryStats::kMaxNodes> no_huge_{};  // Auto: this node's huge arena failed
+    std::mutex create_mu_;  // making arenas
+    std::vector<std::unique_ptr<memory::Arena>> owned_;  // under create_mu_
     std::atomic<uint64_t> refused_frees_{0};
 };
 

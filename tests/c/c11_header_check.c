@@ -2,6 +2,7 @@
  * headers must stay valid C for driver code. The layout asserts inside
  * ndis_shm.h run here as C's _Static_assert. */
 #include <ndis/ndis_shm.h>
+#include <ndisshm/guest.h>
 #include <ndisshm/host.h>
 
 _Static_assert(sizeof(SCATTER_GATHER_LIST) == 16, "C sees the 16-byte list header");

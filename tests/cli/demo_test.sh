@@ -40,7 +40,7 @@ expect_in help out "--version"
 # The subcommands listed are exactly the ones that exist.
 listed=$(awk '/^Subcommands:/ {on = 1; next} on && /^$/ {on = 0} on {print $1}' "$tmp/help.out" |
     sort | tr '\n' ' ')
-[[ $listed == "demo " ]] || fail "help: subcommands listed are '$listed', expected 'demo '"
+[[ $listed == "demo guest " ]] || fail "help: subcommands listed are '$listed', expected 'demo guest '"
 run demo_help demo --help
 expect_rc demo_help 0
 for flag in --json --queues --blocks-per-queue --block-size --quiet; do expect_in demo_help out "$flag"; done

@@ -1,0 +1,139 @@
+// guest.hpp: the guest side in C++. RAII over <ndisshm/guest.h>, header-only
+// so it binds to the same exported C ABI as C callers do.
+//
+//   ndisshm::Guest g({.name = "vm1", .memory_bytes = 64 << 20},
+//                    [](const ndisshm::GuestPacket& p) { use(p.data); });
+//   g.connect(path);                  // throws GuestError with the host's reason
+//   auto end = g.run();               // until the host says BYE or goes away
+//   if (end == NDISSHM_GUEST_HOST_GONE) ...   g.last_error() says why
+//
+// A packet's bytes are in place in guest memory and valid only during the
+// handler: the host reuses the buffer once the batch is returned. An
+// exception from a handler stops the batch's remaining callbacks (the
+// descriptors still go back to the host) and is rethrown from poll_once/run.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+#include <ndisshm/guest.h>
+
+namespace ndisshm {
+
+class GuestError : public std::runtime_error {
+public:
+    GuestError(const std::string& what, ndisshm_guest_status status)
+        : std::runtime_error(what), status_(status) {}
+    ndisshm_guest_status status() const { return status_; }
+
+private:
+    ndisshm_guest_status status_;
+};
+
+struct GuestOptions {
+    std::string name;                  // 1..31 bytes
+    uint64_t memory_bytes = 0;         // > 0
+    uint64_t guest_physical_base = 0;  // added by the host to offsets in SG lists
+};
+
+struct GuestPacket {
+    uint32_t queue_id;
+    uint64_t handle;  // SharedMemoryHandle of the block
+    uint32_t offset;  // within the block
+    std::span<const std::byte> data;
+};
+
+class Guest {
+public:
+    using PacketHandler = std::function<void(const GuestPacket&)>;
+    using EventHandler = std::function<void(const ndisshm_guest_event&)>;
+
+    // Makes the memory; throws GuestError (FAILED) with the reason.
+    explicit Guest(const GuestOptions& options, PacketHandler on_packet = {}, EventHandler on_event = {})
+        : on_packet_(std::move(on_packet)), on_event_(std::move(on_event)) {
+        ndisshm_guest_config c{};
+        c.name = options.name.c_str();
+        c.memory_bytes = options.memory_bytes;
+        c.guest_physical_base = options.guest_physical_base;
+        c.on_packet = &Guest::packet_trampoline;
+        c.on_event = &Guest::event_trampoline;
+        c.context = this;
+        char error[256] = {};
+        g_ = ndisshm_guest_create(&c, error, sizeof(error));
+        if (g_ == nullptr) throw GuestError(error, NDISSHM_GUEST_FAILED);
+    }
+    ~Guest() { ndisshm_guest_destroy(g_); }
+    Guest(const Guest&) = delete;  // the C side holds `this` as its context
+    Guest& operator=(const Guest&) = delete;
+
+    // Handshake; throws GuestError with the status and reason unless OK.
+    void connect(const std::string& socket_path, int timeout_ms = 5000) {
+        const ndisshm_guest_status s = ndisshm_guest_connect(g_, socket_path.c_str(), timeout_ms);
+        if (s != NDISSHM_GUEST_OK) throw GuestError(last_error(), s);
+    }
+    // One message, or TIMEOUT; any status above TIMEOUT has ended the session.
+    ndisshm_guest_status poll_once(int timeout_ms) {
+        const ndisshm_guest_status s = ndisshm_guest_poll(g_, timeout_ms);
+        rethrow_from_handler();
+        return s;
+    }
+    // Until the session ends; returns how (HOST_BYE, HOST_GONE, ...).
+    ndisshm_guest_status run() {
+        for (;;) {
+            const ndisshm_guest_status s = poll_once(-1);
+            if (s != NDISSHM_GUEST_OK && s != NDISSHM_GUEST_TIMEOUT) return s;
+        }
+    }
+    void close() { ndisshm_guest_close(g_); }
+
+    std::string last_error() const { return ndisshm_guest_last_error(g_); }
+    ndisshm_guest_stats stats() const {
+        ndisshm_guest_stats s;
+        ndisshm_guest_get_stats(g_, &s);
+        return s;
+    }
+    std::span<std::byte> memory() const {
+        uint64_t bytes = 0;
+        void* p = ndisshm_guest_memory(g_, &bytes);
+        return {static_cast<std::byte*>(p), static_cast<size_t>(bytes)};
+    }
+    int memory_fd() const { return ndisshm_guest_memory_fd(g_); }
+    ndisshm_guest* handle() const { return g_; }
+
+private:
+    static void packet_trampoline(void* context, const ndisshm_guest_packet* p) {
+        auto* self = static_cast<Guest*>(context);
+        if (!self->on_packet_ || self->pending_) return;
+        try {
+            self->on_packet_(GuestPacket{p->queue_id, p->handle, p->offset,
+                                         {static_cast<const std::byte*>(p->data), p->length}});
+        } catch (...) {
+            self->pending_ = std::current_exception();  // never through the C library
+        }
+    }
+    static void event_trampoline(void* context, const ndisshm_guest_event* e) {
+        auto* self = static_cast<Guest*>(context);
+        if (!self->on_event_ || self->pending_) return;
+        try {
+            self->on_event_(*e);
+        } catch (...) {
+            self->pending_ = std::current_exception();
+        }
+    }
+    void rethrow_from_handler() {
+        if (pending_) std::rethrow_exception(std::exchange(pending_, nullptr));
+    }
+
+    PacketHandler on_packet_;
+    EventHandler on_event_;
+    std::exception_ptr pending_;
+    ndisshm_guest* g_ = nullptr;
+};
+
+}  // namespace ndisshm

@@ -1,0 +1,191 @@
+// GuestHub: the host's guest server, in the role Hyper-V's virtual switch
+// plays for VMQ. Guests (separate processes) connect to a Unix socket, hand
+// over their memory as a memfd, and each gets a receive queue of the NIC
+// whose buffers are carved out of that memory, so the NIC's writes land in
+// the guest with no copy and the guest reads each packet in place.
+//
+// Per guest, in order (protocol.hpp has the messages):
+//   HELLO -> HELLO_ACK; SET_MEMORY + memfd -> checked and mapped
+//   (GuestMemory::adopt; refused with ERROR + close, reason logged) ->
+//   MEMORY_ACK; a VMQ is allocated on the adapter (ndisshm_queue_allocate
+//   with config.queue_params), assigned to the guest in the guest provider,
+//   completed -> QUEUE_ATTACHED; the miniport allocates the queue's receive
+//   buffers (NdisAllocateSharedMemory; each block's commit -> BLOCK_ADDED);
+//   then deliver() -> PACKETS and PACKETS_DONE give slots back.
+//
+// Threads: one hub thread polls the listening socket and every session (the
+// control traffic is light: a handshake, then batches of PACKETS_DONE), and is
+// the only one that receives on a session or tears one down, so a session's
+// messages and its teardown never race. deliver() runs on the caller's thread
+// (the NIC's), not through the hub thread: the data path takes one lock, the
+// session's, which also serialises sends on its socket. Sockets are
+// non-blocking for sends: a guest that stops reading makes deliver drop
+// packets (EAGAIN: ring full, in effect) and control sends close its session;
+// it can never stall the host.
+//
+// Ownership: the hub owns its binding on the adapter and the guest provider
+// registered through it, the miniport, and the sessions; a session owns its
+// channel and a reference to its GuestMemory (the provider and each block hold
+// others). The adapter and its runtime must outlive the hub.
+//
+// Teardown of one session (the guest closed, died, sent a malformed or
+// forbidden message, or the host stops): deliver stops for its queue; the
+// miniport frees the queue's blocks (NdisFreeSharedMemory; when the host
+// stops, the provider's BLOCK_REMOVED goes to the guest, a guest that died or
+// was refused is told nothing more); the queue is freed
+// (ndisshm_queue_free, no blocks left, so no violation); the guest is removed
+// from the provider; the last reference to its memory unmaps it. Other guests
+// and the host are untouched. stop(): QUEUE_DETACHED and BYE to each guest
+// after that, then the binding goes (every block was freed through its
+// provider). Blocks other drivers still hold on the adapter at stop() are
+// reclaimed by NDIS with a verifier report, as for any provider detaching.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <ndisshm/host.h>
+
+#include "base/result.hpp"
+#include "ipc/channel.hpp"
+#include "nic/vmq_miniport.hpp"
+#include "os/fd_checks.hpp"
+#include "providers/guest_memory.hpp"
+#include "providers/guest_provider.hpp"
+
+namespace ndisshm::ipc {
+
+struct GuestHubConfig {
+    std::string socket_path;  // empty: default_socket_dir() + "/host.sock"
+    providers::GuestMemoryLimits memory_limits;  // min is raised to what one queue's buffers need
+    nic::VmqMiniportConfig miniport;
+    ndisshm_queue_params queue_params{};  // for ndisshm_queue_allocate (lookahead split is optional)
+    uint32_t first_queue_id = 1;          // guests' queues are numbered from here
+    uint32_t max_guests = 64;
+    int handshake_timeout_ms = 5000;      // HELLO and SET_MEMORY must be done by then
+    std::function<void(const std::string&)> log;  // one line per event; empty: stderr
+};
+
+enum class Delivery {
+    Delivered,
+    NoGuest,   // no running guest owns that queue
+    Dropped,   // no free slot, too large, or the guest's socket is full
+};
+
+struct GuestInfo {
+    uint32_t guest_id = 0;
+    std::string name;
+    uint32_t queue_id = 0;
+    uint64_t memory_bytes = 0;
+    uint64_t guest_physical_base = 0;
+};
+
+struct GuestHubStats {
+    uint64_t accepted = 0;  // connections
+    uint64_t running = 0;   // guests with a queue now
+    uint64_t closed = 0;    // sessions ended, for any reason
+    uint64_t refused = 0;   // ended by the host for a bad handshake or message
+    uint64_t delivered = 0;
+    uint64_t dropped = 0;
+    uint64_t returned = 0;  // slots given back by PACKETS_DONE
+};
+
+class GuestHub final : private providers::BlockListener {
+public:
+    // Registers the guest provider on `adapter` (a binding named "guest-hub"),
+    // listens and starts the hub thread. Fails if the adapter already has a
+    // provider or the socket cannot be made.
+    static Result<std::unique_ptr<GuestHub>> start(NDIS_HANDLE adapter, GuestHubConfig config);
+    ~GuestHub();
+    GuestHub(const GuestHub&) = delete;
+    GuestHub& operator=(const GuestHub&) = delete;
+
+    // BLOCK_REMOVED, QUEUE_DETACHED and BYE to every guest with the teardown
+    // above; joins the thread; destroys the binding; removes the socket file.
+    // Idempotent, but not to be called from two threads at once. deliver()
+    // afterwards returns NoGuest.
+    void stop();
+
+    // The NIC received `packet` for `queue`: written into a free slot of that
+    // queue's buffers (in the guest's memory) and announced to the guest.
+    // Any thread; packets of one queue are delivered in call order.
+    Delivery deliver(uint32_t queue, std::span<const std::byte> packet);
+    // As deliver, for up to kMaxPacketsPerMessage packets in one PACKETS
+    // message (one system call for the batch: what a NIC's interrupt
+    // moderation buys). Returns how many were delivered, a prefix of
+    // `packets`; the rest were dropped (ring full, too large) or the guest is
+    // gone.
+    size_t deliver_batch(uint32_t queue, std::span<const std::span<const std::byte>> packets);
+
+    const std::string& socket_path() const { return socket_path_; }
+    std::vector<GuestInfo> guests() const;
+    GuestHubStats stats() const;
+    // Why each session ended, oldest first (at most the last 256).
+    std::vector<std::string> closed_reasons() const;
+    // Waits until `done()` holds (checked after each session event) or
+    // timeout_ms passes; returns done()'s last value. For tests and tools.
+    bool wait_until(const std::function<bool()>& done, int timeout_ms) const;
+
+    providers::GuestProvider& provider() { return *provider_; }
+    nic::VmqMiniport& miniport() { return *miniport_; }
+    NDIS_HANDLE adapter() const { return adapter_; }
+
+private:
+    struct Session;
+    using SessionPtr = std::shared_ptr<Session>;
+
+    GuestHub(NDIS_HANDLE adapter, GuestHubConfig config);
+    void run();
+    void accept_one();
+    void serve(const SessionPtr& s);
+    void handle_hello(const SessionPtr& s, const Message& m);
+    void handle_set_memory(const SessionPtr& s, Message& m);
+    void handle_packets_done(const SessionPtr& s, const Message& m);
+    bool attach_queue(const SessionPtr& s);
+    enum class Ending {
+        HostStops,  // graceful: BLOCK_REMOVED, QUEUE_DETACHED, BYE
+        GuestLeft,  // BYE, closed, died: nothing more is sent
+        Refused,    // the host's decision: ERROR (if error_code) with the reason, then close
+    };
+    void close_session(const SessionPtr& s, const std::string& reason, Ending ending, uint32_t error_code = 0);
+    void say(const std::string& line) const;
+    void notify();
+
+    void block_added(uint32_t guest_id, const providers::GuestBlock& block) override;
+    void block_removed(uint32_t guest_id, const providers::GuestBlock& block) override;
+    SessionPtr session_of_guest(uint32_t guest_id) const;
+    SessionPtr session_of_queue(uint32_t queue) const;
+
+    NDIS_HANDLE adapter_;
+    GuestHubConfig config_;
+    std::string socket_path_;
+    NDIS_HANDLE binding_ = nullptr;
+    std::unique_ptr<providers::GuestProvider> provider_;
+    std::unique_ptr<nic::VmqMiniport> miniport_;
+    os::UniqueFd listen_fd_;
+    std::unique_ptr<os::WakeFd> wake_;
+    std::thread thread_;
+    std::atomic<bool> stopping_{false};
+    bool stopped_ = false;
+
+    mutable std::mutex mu_;  // the maps and counters below; never held while sending or calling NDIS
+    mutable std::condition_variable changed_;
+    std::map<uint32_t, SessionPtr> sessions_;      // by guest id
+    std::map<uint32_t, SessionPtr> queue_owner_;   // running guests, by queue id
+    uint32_t next_guest_id_ = 1;
+    uint64_t events_ = 0;
+    GuestHubStats stats_;  // delivered, dropped and returned live in the atomics below
+    std::atomic<uint64_t> delivered_{0}, dropped_{0}, returned_{0};
+    std::vector<std::string> closed_reasons_;
+};
+
+}  // namespace ndisshm::ipc

@@ -1,0 +1,235 @@
+// The hub's work on one session: the handshake (HELLO, SET_MEMORY, the queue
+// and its buffers), PACKETS_DONE, and the session's teardown.
+#include <algorithm>
+#include <cerrno>
+#include <set>
+
+#include "ipc/guest_session.hpp"
+
+namespace ndisshm::ipc {
+
+const char* message_type_name(MessageType t) {
+    switch (t) {
+        case MessageType::Hello: return "HELLO";
+        case MessageType::HelloAck: return "HELLO_ACK";
+        case MessageType::SetMemory: return "SET_MEMORY";
+        case MessageType::MemoryAck: return "MEMORY_ACK";
+        case MessageType::QueueAttached: return "QUEUE_ATTACHED";
+        case MessageType::QueueDetached: return "QUEUE_DETACHED";
+        case MessageType::BlockAdded: return "BLOCK_ADDED";
+        case MessageType::BlockRemoved: return "BLOCK_REMOVED";
+        case MessageType::Packets: return "PACKETS";
+        case MessageType::PacketsDone: return "PACKETS_DONE";
+        case MessageType::Bye: return "BYE";
+        case MessageType::Error: return "ERROR";
+    }
+    return "unknown";
+}
+
+std::string to_hex(uint64_t v) {
+    char buf[24];
+    std::snprintf(buf, sizeof(buf), "0x%llx", static_cast<unsigned long long>(v));
+    return buf;
+}
+
+namespace {
+constexpr size_t kReasonsKept = 256;
+constexpr uint32_t kRefused = static_cast<uint32_t>(NDIS_STATUS_INVALID_PARAMETER);
+
+// The guest's name as it may appear in a log line: up to the first NUL,
+// printable ASCII only (a guest chooses these bytes).
+std::string clean_name(const char (&raw)[kNameBytes]) {
+    std::string n;
+    for (char c : raw) {
+        if (c == '\0') break;
+        n += (c >= 0x20 && c < 0x7f) ? c : '?';
+    }
+    return n.empty() ? "unnamed" : n;
+}
+}  // namespace
+
+void GuestHub::handle_hello(const SessionPtr& s, const Message& m) {
+    const Hello h = m.as<Hello>();
+    {
+        std::lock_guard lock(mu_);
+        s->info.name = clean_name(h.name);
+    }
+    s->state = Session::State::AwaitMemory;
+    say("guest " + std::to_string(s->guest_id) + " '" + s->info.name + "' connected");
+    s->send(MessageType::HelloAck, HelloAck{s->guest_id, 0});
+}
+
+void GuestHub::handle_set_memory(const SessionPtr& s, Message& m) {
+    const SetMemory sm = m.as<SetMemory>();
+    auto memory = providers::GuestMemory::adopt(std::move(m.fd), sm.size, sm.guest_physical_base, config_.memory_limits,
+                                                s->info.name);
+    if (!memory) {
+        close_session(s, "SET_MEMORY refused: " + memory.error().detail, Ending::Refused, kRefused);
+        return;
+    }
+    s->memory = std::move(*memory);
+    if (auto added = provider_->add_guest(s->guest_id, s->memory); !added) {
+        close_session(s, added.error().message(), Ending::Refused, static_cast<uint32_t>(NDIS_STATUS_FAILURE));
+        return;
+    }
+    s->guest_added = true;
+    {
+        std::lock_guard lock(mu_);
+        s->info.memory_bytes = sm.size;
+        s->info.guest_physical_base = sm.guest_physical_base;
+    }
+    if (!s->send(MessageType::MemoryAck, MemoryAck{sm.size})) return;  // serve() closes it
+    if (attach_queue(s)) say("guest " + std::to_string(s->guest_id) + " '" + s->info.name + "' running on queue " +
+                             std::to_string(s->queue_id()));
+}
+
+bool GuestHub::attach_queue(const SessionPtr& s) {
+    uint32_t id = config_.first_queue_id;
+    {
+        std::lock_guard lock(mu_);
+        if (queue_owner_.size() >= config_.max_guests) {
+            id = 0;
+        } else {
+            std::set<uint32_t> used;
+            for (const auto& [gid, other] : sessions_)
+                if (other->queue_allocated) used.insert(other->info.queue_id);
+            while (used.count(id) != 0) ++id;
+        }
+    }
+    if (id == 0) {
+        close_session(s, "the host runs its maximum of " + std::to_string(config_.max_guests) + " guests",
+                      Ending::Refused, static_cast<uint32_t>(NDIS_STATUS_RESOURCES));
+        return false;
+    }
+    // The VMQ life cycle (spec section 4): allocate with parameters, assign
+    // it to the guest before it completes, so that no allocation for it can
+    // ever be served from anything but this guest's memory.
+    if (NDIS_STATUS st = ndisshm_queue_allocate(adapter_, id, &config_.queue_params); st != NDIS_STATUS_SUCCESS) {
+        close_session(s, "cannot allocate VMQ " + std::to_string(id) + ": " + ndisshm_status_name(st), Ending::Refused,
+                      static_cast<uint32_t>(st));
+        return false;
+    }
+    {
+        std::lock_guard lock(mu_);
+        s->queue_allocated = true;
+        s->info.queue_id = id;
+    }
+    if (auto a = provider_->assign_queue(id, s->guest_id); !a) {
+        close_session(s, a.error().message(), Ending::Refused, static_cast<uint32_t>(NDIS_STATUS_FAILURE));
+        return false;
+    }
+    if (NDIS_STATUS st = ndisshm_queue_allocation_complete(adapter_, id); st != NDIS_STATUS_SUCCESS) {
+        close_session(s, "cannot complete VMQ " + std::to_string(id) + ": " + ndisshm_status_name(st), Ending::Refused,
+                      static_cast<uint32_t>(st));
+        return false;
+    }
+    const bool split = (config_.queue_params.flags & NDISSHM_QUEUE_LOOKAHEAD_SPLIT) != 0;
+    const QueueAttached qa{id, split ? kQueueLookaheadSplit : 0u, split ? config_.queue_params.lookahead_size : 0u, 0};
+    if (!s->send(MessageType::QueueAttached, qa)) return false;
+    // Owned before its buffers exist: the guest may see its last BLOCK_ADDED
+    // and be told of packets before start_queue returns here; until then
+    // deliver finds the ring empty (Dropped), never "no such guest".
+    {
+        std::lock_guard lock(mu_);
+        queue_owner_[id] = s;
+    }
+    {
+        std::lock_guard lock(s->mu);
+        s->accepting = true;
+    }
+    std::string why;
+    if (NDIS_STATUS st = miniport_->start_queue(id, &why); st != NDIS_STATUS_SUCCESS) {
+        // start_queue freed whatever part it got.
+        close_session(s, "receive buffers: " + why + ": " + ndisshm_status_name(st) + " (" + provider_->last_error() + ")",
+                      Ending::Refused, static_cast<uint32_t>(st));
+        return false;
+    }
+    s->queue_started = true;
+    if (!s->healthy()) return false;  // a BLOCK_ADDED did not go out: serve() closes it
+    s->state = Session::State::Running;
+    notify();
+    return true;
+}
+
+void GuestHub::handle_packets_done(const SessionPtr& s, const Message& m) {
+    const PacketsHeader h = m.packets_header();
+    const uint32_t queue = s->queue_id();
+    if (h.queue_id != queue) {
+        close_session(s, "PACKETS_DONE names queue " + std::to_string(h.queue_id) + ", not its own queue " +
+                             std::to_string(queue),
+                      Ending::Refused, kRefused);
+        return;
+    }
+    uint64_t returned = 0;
+    for (const PacketDescriptor& d : m.packets()) {
+        if (miniport_->give_back(queue, {d.handle, d.offset, d.length, d.cookie})) {
+            ++returned;
+            continue;
+        }
+        // Say precisely what was wrong: the guest's owner debugs from this line.
+        std::string why = "PACKETS_DONE descriptor (handle " + to_hex(d.handle) + ", offset " + std::to_string(d.offset) +
+                          ", length " + std::to_string(d.length) + ") ";
+        const auto blocks = miniport_->blocks(queue);
+        auto b = std::find_if(blocks.begin(), blocks.end(), [&](const auto& x) { return x.handle == d.handle; });
+        if (b == blocks.end())
+            why += "names a block that is not one of its own queue's";
+        else if (d.offset >= b->length || d.length > b->length - d.offset)
+            why += "lies outside its block of " + std::to_string(b->length) + " bytes";
+        else
+            why += "is no packet it holds (returned twice, or altered)";
+        returned_.fetch_add(returned, std::memory_order_relaxed);
+        close_session(s, why, Ending::Refused, kRefused);
+        return;
+    }
+    returned_.fetch_add(returned, std::memory_order_relaxed);
+}
+
+void GuestHub::close_session(const SessionPtr& s, const std::string& reason, Ending ending, uint32_t error_code) {
+    if (s->state == Session::State::Closed) return;
+    const bool graceful = ending == Ending::HostStops;
+    const bool refused = ending == Ending::Refused;
+    {
+        // From here deliver() writes nothing more into this guest's memory.
+        std::lock_guard lock(s->mu);
+        s->accepting = false;
+        s->tell_blocks = graceful;
+    }
+    const uint32_t queue = s->queue_id();
+    {
+        std::lock_guard lock(mu_);
+        auto it = queue_owner_.find(queue);
+        if (it != queue_owner_.end() && it->second == s) queue_owner_.erase(it);
+    }
+    // Children first: the queue's buffers (BLOCK_REMOVED goes out only when
+    // the host stops: a guest that left or was refused is told nothing more),
+    // then the queue (no blocks left: no violation), then the guest's memory.
+    if (s->queue_started) miniport_->stop_queue(queue);
+    if (s->queue_allocated) {
+        if (NDIS_STATUS st = ndisshm_queue_free(adapter_, queue); st != NDIS_STATUS_SUCCESS)
+            say("ndisshm_queue_free(" + std::to_string(queue) + "): " + ndisshm_status_name(st));
+    }
+    if (s->guest_added) provider_->remove_guest(s->guest_id);
+    if (graceful && s->queue_allocated) s->send(MessageType::QueueDetached, QueueDetached{queue, 0});
+    if (graceful) s->send(MessageType::Bye, Bye{0, 0});
+    if (refused && error_code != 0) {
+        ErrorMessage e{};
+        e.code = error_code;
+        reason.copy(e.reason, std::min(reason.size(), sizeof(e.reason) - 1));
+        s->send(MessageType::Error, e);
+    }
+    s->state = Session::State::Closed;
+    s->memory.reset();  // the mapping goes with the last block's reference
+    const std::string line = "guest " + std::to_string(s->guest_id) + " '" + s->info.name + "': " + reason;
+    say((refused ? "session refused: " : "session closed: ") + line);
+    {
+        std::lock_guard lock(mu_);
+        sessions_.erase(s->guest_id);
+        ++stats_.closed;
+        if (refused) ++stats_.refused;
+        if (closed_reasons_.size() == kReasonsKept) closed_reasons_.erase(closed_reasons_.begin());
+        closed_reasons_.push_back(line);
+    }
+    notify();
+}
+
+}  // namespace ndisshm::ipc

@@ -1,0 +1,85 @@
+// One guest's session inside the hub: private to guest_hub.cpp and
+// guest_session.cpp (the handshake, PACKETS_DONE and teardown).
+#pragma once
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "ipc/channel.hpp"
+#include "ipc/guest_hub.hpp"
+
+namespace ndisshm::ipc {
+
+using Clock = std::chrono::steady_clock;
+
+const char* message_type_name(MessageType t);
+std::string to_hex(uint64_t v);
+
+struct GuestHub::Session {
+    enum class State { AwaitHello, AwaitMemory, Running, Closed };
+    Session(os::UniqueFd fd, uint32_t id, Clock::time_point deadline)
+        : channel(std::move(fd)), guest_id(id), deadline(deadline) {}
+
+    Channel channel;  // received on by the hub thread only; sent on under mu
+    const uint32_t guest_id;
+    const Clock::time_point deadline;  // for the handshake
+
+    // The hub thread's alone.
+    State state = State::AwaitHello;
+    std::shared_ptr<providers::GuestMemory> memory;
+    bool guest_added = false, queue_allocated = false, queue_started = false;
+    GuestInfo info;  // written under the hub's lock, read by guests()
+    uint32_t queue_id() const { return info.queue_id; }
+
+    // Under mu: the data path and every send.
+    std::mutex mu;
+    bool accepting = false;     // deliver may write into the queue and send PACKETS
+    bool channel_ok = true;     // sends may be tried
+    bool tell_blocks = true;    // BLOCK_ADDED / BLOCK_REMOVED go out (not to a guest being dropped)
+    std::string send_error;     // why channel_ok went false
+    bool send_refused = false;  // ... and whether that is the host's decision
+    std::atomic<bool> broken{false};  // a send failed off the hub thread: close at its next turn
+
+    template <class T>
+    bool send(MessageType t, const T& payload) {
+        std::lock_guard lock(mu);
+        return send_locked(t, &payload, sizeof(T));
+    }
+    bool send_locked(MessageType t, const void* payload, uint32_t bytes) {
+        if (!channel_ok) return false;
+        auto s = channel.send(t, payload, bytes);
+        if (s) return true;
+        const bool full = s.error().err == EAGAIN || s.error().err == EWOULDBLOCK;
+        fail_locked(std::string("sending ") + message_type_name(t) + ": " +
+                        (full ? "the guest is not reading its socket" : s.error().message()),
+                    full);
+        return false;
+    }
+    // `refuse`: the host ends the session (a guest that does not read);
+    // otherwise the guest is gone (EPIPE and the like).
+    void fail_locked(std::string why, bool refuse) {
+        channel_ok = false;
+        send_error = std::move(why);
+        send_refused = refuse;
+        broken = true;
+    }
+    bool healthy() {
+        std::lock_guard lock(mu);
+        return channel_ok;
+    }
+    std::string failure() {
+        std::lock_guard lock(mu);
+        return send_error;
+    }
+    bool failure_refused() {
+        std::lock_guard lock(mu);
+        return send_refused;
+    }
+};
+
+}  // namespace ndisshm::ipc

@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# `ndisshm guest` run as a separate process against a fake host (Python,
+# speaking src/ipc/protocol.hpp byte for byte): the host checks the memfd it
+# receives (size, seals), writes packets into it and reads them back through
+# the guest's checksum; then it ends the session each way a host can: BYE
+# (exit 0), SIGKILL of the host process (exit 3), refusing the memory (exit
+# 1), or the guest stopping at --packets (it says BYE itself, exit 0).
+# Usage: guest_test.sh PATH/TO/ndisshm
+set -uo pipefail
+
+cli=${1:?usage: guest_test.sh PATH/TO/ndisshm}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+failures=0
+fail() {
+    echo "FAIL: $*" >&2
+    failures=$((failures + 1))
+}
+
+cat >"$tmp/host.py" <<'PY'
+import fcntl, mmap, os, signal, socket, struct, sys
+path, mode, out = sys.argv[1], sys.argv[2], sys.argv[3]
+MAGIC, HDR = 0x4D53444E, struct.Struct('<IHHII')
+seq = 0
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+srv.bind(path)
+srv.listen(1)
+c, _ = srv.accept()
+def send(t, payload):
+    global seq
+    seq += 1
+    c.send(HDR.pack(MAGIC, 1, t, len(payload), seq) + payload)
+def send_quietly(t, payload):  # the guest may have said BYE and closed already
+    try:
+        send(t, payload)
+    except BrokenPipeError:
+        pass
+def recv():
+    try:
+        data, fds, _, _ = socket.recv_fds(c, 16 + 65536, 4)
+    except ConnectionResetError:  # closed with our data unread; what it sent first is still queued
+        data, fds, _, _ = socket.recv_fds(c, 16 + 65536, 4)
+    if not data:
+        return None, b'', fds
+    magic, version, t, length, _ = HDR.unpack_from(data)
+    assert magic == MAGIC and version == 1 and length == len(data) - 16, data[:16]
+    return t, data[16:], fds
+report = open(out, 'w')
+t, p, _ = recv()
+assert t == 1, t
+report.write('name=%s\n' % p[:32].split(b'\0')[0].decode())
+send(2, struct.pack('<II', 9, 0))
+t, p, fds = recv()
+assert t == 3 and len(fds) == 1, (t, fds)
+size, base = struct.unpack('<QQ', p)
+assert os.fstat(fds[0]).st_size == size
+seals = fcntl.fcntl(fds[0], 1034)  # F_GET_SEALS
+report.write('size=%d sealed_shrink=%d\n' % (size, (seals & 2) != 0))  # F_SEAL_SHRINK
+if mode == 'refuse':
+    send(12, struct.pack('<II120s', 0xC000009A, 0, b'guest memory too small: 4 queues need more'))
+    sys.exit(0)
+mem = mmap.mmap(fds[0], size)
+send(4, struct.pack('<Q', size))
+send(5, struct.pack('<IIII', 1, 0, 0, 0))
+send(7, struct.pack('<QQIIII', 0xB10C, 4096, 65536, 1, 1, 0))
+for b in range(5):
+    descs = []
+    for i in range(4):
+        off = i * 2048
+        mem[4096 + off:4096 + off + 1500] = bytes([(b * 4 + i) & 255]) * 1500
+        descs.append(struct.pack('<QIIQ', 0xB10C, off, 1500, b * 4 + i))
+    if b == 0:
+        descs.append(struct.pack('<QIIQ', 0xB10C, 65000, 1500, 99))  # past the block's end
+    send_quietly(9, struct.pack('<II', len(descs), 1) + b''.join(descs))
+    t, p, _ = recv()
+    if t == 11:
+        report.write('guest said bye after %d batches\n' % b)
+        sys.exit(0)
+    assert t == 10 and struct.unpack_from('<I', p)[0] == len(descs), t
+report.write('batches returned\n')
+report.flush()
+if mode == 'vanish':
+    os.kill(os.getpid(), signal.SIGKILL)
+send(8, struct.pack('<Q', 0xB10C))
+send(6, struct.pack('<II', 1, 0))
+send(11, struct.pack('<II', 0, 0))
+PY
+
+# run_pair NAME MODE GUEST-ARGS...: starts the fake host, waits for its
+# socket, runs the guest against it; keeps the guest's stdout, stderr, status.
+run_pair() {
+    local name=$1 mode=$2
+    shift 2
+    local sock=$tmp/$name.sock
+    # In a subshell, so that the vanish case's SIGKILL is reported (if at
+    # all) into host_err, not on the test's own stderr.
+    (python3 "$tmp/host.py" "$sock" "$mode" "$tmp/$name.host"; exit $?) 2>"$tmp/$name.host_err" &
+    local host=$!
+    for _ in $(seq 100); do [[ -S $sock ]] && break; sleep 0.05; done
+    "$cli" guest --socket "$sock" --name "$name" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err"
+    echo $? >"$tmp/$name.rc"
+    wait "$host" 2>/dev/null
+}
+expect_rc() {
+    [[ $(cat "$tmp/$1.rc") == "$2" ]] ||
+        fail "$1: exit status $(cat "$tmp/$1.rc"), expected $2; stderr: $(head -c 400 "$tmp/$1.err")"
+}
+expect_in() {  # name, file suffix, fixed string
+    grep -qF -- "$3" "$tmp/$1.$2" || fail "$1: $2 lacks '$3': $(head -c 400 "$tmp/$1.$2")"
+}
+
+# ---- the host says BYE: exit 0, every good packet read in place ------------
+run_pair bye bye --memory 1M
+expect_rc bye 0
+expect_in bye host "name=bye"
+expect_in bye host "size=1048576 sealed_shrink=1"
+expect_in bye host "batches returned"
+expect_in bye out "host closed the connection (BYE)"
+expect_in bye out "packets: 20"
+expect_in bye out "bytes: 30000"
+expect_in bye out "bad descriptors: 1"
+expect_in bye out "blocks known: 0"
+# Each packet is 1500 copies of its index; the guest XORs FNV-1a hashes.
+want=$(python3 -c '
+h_all = 0
+for i in range(20):
+    h = 1469598103934665603
+    for _ in range(1500):
+        h = ((h ^ i) * 1099511628211) % 2**64
+    h_all ^= h
+print("checksum: %016x" % h_all)')
+expect_in bye out "$want"
+
+# ---- the host process is killed: the guest reports it, exit 3 -------------
+run_pair vanish vanish --memory 1M --json
+expect_rc vanish 3
+expect_in vanish err "host closed the connection without BYE"
+python3 - "$tmp/vanish.out" <<'PY' || fail "vanish: JSON checks failed"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["end"] == "HOST_GONE" and d["exit_status"] == 3, d
+assert d["packets"] == 20 and d["bad_descriptors"] == 1 and d["blocks_known"] == 1, d
+assert d["guest_id"] == 9 and d["memory_bytes"] == 1048576, d
+PY
+
+# ---- the host refuses the memory: exit 1 with its reason ------------------
+run_pair refuse refuse --memory 64K
+expect_rc refuse 1
+expect_in refuse err "guest memory too small: 4 queues need more"
+expect_in refuse host "size=65536"
+
+# ---- a packet limit: the guest says BYE itself, exit 0 ---------------------
+run_pair limit limit --memory 1M --packets 8
+expect_rc limit 0
+expect_in limit out "limit reached"
+expect_in limit host "guest said bye after 2 batches"
+
+# ---- no host, bad usage -----------------------------------------------------
+"$cli" guest --socket "$tmp/nobody.sock" >"$tmp/nohost.out" 2>"$tmp/nohost.err"
+echo $? >"$tmp/nohost.rc"
+expect_rc nohost 1
+expect_in nohost err "connect($tmp/nobody.sock)"
+"$cli" guest --memory 1M >/dev/null 2>"$tmp/nosocket.err"
+[[ $? == 2 ]] || fail "guest without --socket: expected exit 2"
+grep -qF -- "--socket" "$tmp/nosocket.err" || fail "guest without --socket: --socket not named"
+"$cli" guest --socket x --memory 0 >/dev/null 2>&1
+[[ $? == 2 ]] || fail "guest --memory 0: expected exit 2"
+
+if ((failures > 0)); then
+    echo "cli guest test: $failures failure(s)" >&2
+    exit 1
+fi
+echo "cli guest test: all checks passed"

@@ -1,0 +1,123 @@
+// Processes dying at any moment: a guest killed with SIGKILL loses its queue
+// and blocks (freed through the provider), its memory is unmapped, and the
+// host and the other guest run on untouched; a host killed leaves its guest
+// seeing the socket close.
+#include <atomic>
+#include <thread>
+
+#include "hub_fixture.hpp"
+
+namespace ndisshm_mp {
+namespace {
+
+class GuestDeath : public HubTest {
+protected:
+    void expect_only_survivor_left(const std::string& victim, ChildProcess& survivor, uint32_t queue, uint64_t seen) {
+        ASSERT_TRUE(wait_closed(1)) << "the hub never noticed the guest die";
+        EXPECT_EQ(hub_->stats().running, 1u);
+        EXPECT_EQ(adapter_blocks(), kBlocksPerQueue) << "only the survivor's blocks are left";
+        EXPECT_FALSE(maps_guest_memory(victim)) << "the dead guest's memory is still mapped";
+        EXPECT_EQ(hub_->provider().stats().guests, 1u);
+        EXPECT_EQ(hub_->provider().stats().guest_blocks, kBlocksPerQueue);
+        EXPECT_EQ(violations(), 0u) << first_violation_;
+        deliver_and_check(survivor, queue, 20, seen + 20);
+    }
+};
+
+TEST_F(GuestDeath, KilledBeforeSetMemory) {
+    auto other = spawn_guest("other");
+    const uint32_t q = wait_attached(*other);
+    ASSERT_NE(q, 0u);
+    auto victim = spawn_guest("victim", {"--behavior", "stall-before-memory"});
+    ASSERT_TRUE(victim->wait_line("HELLO_ACK")) << victim->transcript();
+    victim->kill9();
+    expect_only_survivor_left("victim", *other, q, 0);
+    EXPECT_NE(last_reason().find("closed the connection"), std::string::npos) << last_reason();
+}
+
+TEST_F(GuestDeath, KilledAfterItsBlocksWereAdded) {
+    auto other = spawn_guest("other");
+    const uint32_t q = wait_attached(*other);
+    auto victim = spawn_guest("victim");
+    const uint32_t vq = wait_attached(*victim);
+    ASSERT_NE(vq, 0u);
+    EXPECT_EQ(adapter_blocks(), 2 * kBlocksPerQueue);
+    EXPECT_TRUE(maps_guest_memory("victim"));
+    victim->kill9();
+    expect_only_survivor_left("victim", *other, q, 0);
+    ndisshm_usage_stats qs{};
+    EXPECT_EQ(ndisshm_queue_get_stats(adapter_, vq, &qs), NDIS_STATUS_INVALID_PARAMETER) << "its queue was freed";
+}
+
+TEST_F(GuestDeath, KilledWhilePacketsFlow) {
+    auto other = spawn_guest("other");
+    const uint32_t q = wait_attached(*other);
+    auto victim = spawn_guest("victim");
+    const uint32_t vq = wait_attached(*victim);
+    ASSERT_NE(vq, 0u);
+    // A NIC thread delivering to the victim as fast as it can, across its death.
+    std::atomic<bool> stop{false};
+    std::atomic<uint64_t> delivered{0};
+    std::thread nic([&] {
+        uint64_t seq = 1;
+        while (!stop) {
+            const auto p = make_packet(seq++, 1500);
+            if (hub_->deliver(vq, p) == ndisshm::ipc::Delivery::Delivered) ++delivered;
+        }
+    });
+    ASSERT_TRUE(victim->wait_line("GOT ")) << victim->transcript();
+    victim->kill9();
+    const bool closed = wait_closed(1);
+    stop = true;
+    nic.join();
+    ASSERT_TRUE(closed);
+    EXPECT_GT(delivered.load(), 0u);
+    EXPECT_EQ(hub_->deliver(vq, make_packet(1, 64)), ndisshm::ipc::Delivery::NoGuest);
+    expect_only_survivor_left("victim", *other, q, 0);
+}
+
+TEST_F(GuestDeath, ManyGuestsKilledAtRandomMomentsLeaveNothingBehind) {
+    auto other = spawn_guest("other");
+    const uint32_t q = wait_attached(*other);
+    // Each victim dies at a different point of its life: mid-handshake,
+    // while the host carves its blocks, attached, receiving.
+    const char* waits[] = {"HELLO_ACK", "MEMORY_ACK", "QUEUE ", "BLOCK ", "GOT "};
+    uint64_t closed = 0, seen = 0;
+    for (int round = 0; round < 5; ++round) {
+        const std::string name = "victim" + std::to_string(round);
+        auto v = spawn_guest(name);
+        if (round == 4) {
+            const uint32_t vq = wait_attached(*v);
+            ASSERT_NE(vq, 0u);
+            ASSERT_EQ(hub_->deliver(vq, make_packet(1, 100)), ndisshm::ipc::Delivery::Delivered);
+        }
+        ASSERT_TRUE(v->wait_line(waits[round])) << v->transcript();
+        v->kill9();
+        ASSERT_TRUE(wait_closed(++closed)) << "round " << round;
+        EXPECT_FALSE(maps_guest_memory(name));
+        deliver_and_check(*other, q, 5, seen += 5);
+    }
+    EXPECT_EQ(adapter_blocks(), kBlocksPerQueue);
+    EXPECT_EQ(violations(), 0u) << first_violation_;
+}
+
+TEST(HostDeath, GuestSeesTheSocketCloseAndSaysSo) {
+    char dir[] = "/tmp/ndisshm-mp-XXXXXX";
+    ASSERT_NE(::mkdtemp(dir), nullptr);
+    const std::string sock = std::string(dir) + "/run/host.sock";
+    ChildProcess host({NDISSHM_MULTIPROCESS_PEER, "host", sock});
+    ASSERT_TRUE(host.wait_line("LISTENING")) << host.transcript();
+    ChildProcess guest({NDISSHM_MULTIPROCESS_PEER, "guest", sock, "g"});
+    ASSERT_TRUE(guest.wait_line("GOT ")) << guest.transcript();  // packets flowing
+    host.kill9();
+    EXPECT_EQ(host.wait_exit(), 128 + SIGKILL);
+    auto closed = guest.wait_line("CLOSED");
+    ASSERT_TRUE(closed) << guest.transcript();
+    EXPECT_NE(closed->find("peer closed"), std::string::npos) << *closed;
+    EXPECT_EQ(guest.wait_exit(), 3);
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+}
+
+}  // namespace
+}  // namespace ndisshm_mp

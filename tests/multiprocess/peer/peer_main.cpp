@@ -1,0 +1,229 @@
+// The other process of the multiprocess suite, exec'd by the tests.
+//
+//   multiprocess_peer guest SOCKET NAME [options]   a guest, honest or not
+//   multiprocess_peer host SOCKET                   a host with a test NIC
+//
+// It speaks the wire protocol through Channel directly (not the guest
+// library) so that it can misbehave in ways a library would never let it:
+// hand over a pipe, lie about the size, forge descriptors, send garbage.
+// It reports what happens as lines on stdout, one event a line, flushed, for
+// the test to wait on: "HELLO_ACK id", "MEMORY_ACK bytes", "QUEUE id flags lookahead",
+// "BLOCK handle offset length", "GOT total bad", "TRUNCATE EPERM|OK|<errno>",
+// "ERROR reason", "CLOSED reason" (exit 3), "BYE" (exit 0). Every wait is
+// bounded: a peer never outlives --life-ms.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ipc/channel.hpp"
+#include "ipc/guest_hub.hpp"
+#include "peer/packet_pattern.hpp"
+
+namespace {
+using namespace ndisshm;
+using namespace ndisshm::ipc;
+using Clock = std::chrono::steady_clock;
+
+void out(const std::string& line) {
+    std::printf("%s\n", line.c_str());
+    std::fflush(stdout);
+}
+
+struct Options {
+    uint64_t memory = 4 << 20;  // bytes of the memfd
+    uint64_t claim = 0;         // SET_MEMORY.size; 0: the real size
+    std::string fd = "memfd";   // memfd | unsealed | unsealable | pipe | file
+    std::string behavior = "normal";
+    uint64_t forge_handle = 0;
+    int life_ms = 15000;
+};
+
+Options parse(int argc, char** argv, int first) {
+    Options o;
+    for (int i = first; i + 1 < argc; i += 2) {
+        const std::string k = argv[i], v = argv[i + 1];
+        if (k == "--memory") o.memory = std::strtoull(v.c_str(), nullptr, 0);
+        else if (k == "--claim") o.claim = std::strtoull(v.c_str(), nullptr, 0);
+        else if (k == "--fd") o.fd = v;
+        else if (k == "--behavior") o.behavior = v;
+        else if (k == "--forge-handle") o.forge_handle = std::strtoull(v.c_str(), nullptr, 0);
+        else if (k == "--life-ms") o.life_ms = std::atoi(v.c_str());
+    }
+    return o;
+}
+
+// The guest's memory, or the thing it pretends is its memory.
+int make_memory(const Options& o, const std::string& name, int* keep) {
+    *keep = -1;
+    if (o.fd == "pipe") {
+        int p[2];
+        if (::pipe(p) != 0) return -1;
+        *keep = p[1];
+        return p[0];
+    }
+    if (o.fd == "file") {
+        char path[] = "/tmp/ndisshm-mp-file-XXXXXX";
+        const int fd = ::mkstemp(path);
+        ::unlink(path);
+        if (fd >= 0 && ::ftruncate(fd, static_cast<off_t>(o.memory)) != 0) return -1;
+        return fd;
+    }
+    const int fd = ::memfd_create(("mp-guest-" + name).c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(o.memory)) != 0) return -1;
+    if (o.fd == "memfd") ::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK);
+    if (o.fd == "unsealable") ::fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL);  // no seal can ever be added now
+    return fd;
+}
+
+struct Block {
+    uint64_t offset, length;
+};
+
+int guest(const std::string& path, const std::string& name, const Options& o) {
+    auto sock = connect_to(path);
+    if (!sock) return out("CLOSED connect: " + sock.error().message()), 3;
+    Channel ch(std::move(*sock));
+    int writer = -1;
+    const int memfd = make_memory(o, name, &writer);
+    if (memfd < 0) return out("CLOSED cannot make memory"), 4;
+    auto* mem = static_cast<std::byte*>(::mmap(nullptr, o.memory, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0));
+    if (mem == MAP_FAILED) mem = nullptr;  // a pipe cannot be mapped: it is only handed over
+
+    Hello h{};
+    std::snprintf(h.name, sizeof(h.name), "%s", name.c_str());
+    if (o.behavior == "garbage") {
+        const char junk[] = "GET / HTTP/1.1\r\nthis is not a message";
+        ::send(ch.fd(), junk, sizeof(junk), MSG_NOSIGNAL);
+    } else {
+        ch.send(MessageType::Hello, h);
+    }
+    std::map<uint64_t, Block> blocks;
+    uint64_t total = 0, bad = 0;
+    bool forged = false;
+    const auto end = Clock::now() + std::chrono::milliseconds(o.life_ms);
+    while (Clock::now() < end) {
+        auto r = ch.receive(100);
+        if (!r) {
+            if (r.error().err == ETIMEDOUT) continue;
+            return out("CLOSED " + r.error().message()), 3;
+        }
+        const Message& m = *r;
+        switch (m.type()) {
+            case MessageType::HelloAck: {
+                out("HELLO_ACK " + std::to_string(m.as<HelloAck>().guest_id));
+                if (o.behavior == "stall-before-memory") break;  // never sends SET_MEMORY
+                const SetMemory sm{o.claim != 0 ? o.claim : o.memory, 0x100000000ull};
+                ch.send(MessageType::SetMemory, sm, memfd);
+                break;
+            }
+            case MessageType::MemoryAck:
+                out("MEMORY_ACK " + std::to_string(m.as<MemoryAck>().size));
+                if (o.behavior == "shrink") {
+                    // The host maps all of it: a smaller file would make its
+                    // next write a SIGBUS. The seal must forbid this.
+                    const int rc = ::ftruncate(memfd, static_cast<off_t>(o.memory / 2));
+                    out(std::string("TRUNCATE ") + (rc == 0 ? "OK" : errno == EPERM ? "EPERM" : std::strerror(errno)));
+                }
+                break;
+            case MessageType::QueueAttached: {
+                const auto qa = m.as<QueueAttached>();
+                out("QUEUE " + std::to_string(qa.queue_id) + " " + std::to_string(qa.flags) + " " +
+                    std::to_string(qa.lookahead_size));
+                if (o.behavior == "deaf") {  // alive, connected, and never reads again
+                    std::this_thread::sleep_until(end);
+                    return out("CLOSED life time over"), 5;
+                }
+                break;
+            }
+            case MessageType::BlockAdded: {
+                const auto b = m.as<BlockAdded>();
+                blocks[b.handle] = {b.guest_offset, b.length};
+                out("BLOCK " + std::to_string(b.handle) + " " + std::to_string(b.guest_offset) + " " +
+                    std::to_string(b.length));
+                break;
+            }
+            case MessageType::BlockRemoved: blocks.erase(m.as<BlockRemoved>().handle); break;
+            case MessageType::Packets: {
+                auto ds = m.packets();
+                for (const auto& d : ds) {
+                    auto b = blocks.find(d.handle);
+                    uint64_t seq = 0;
+                    // Read in place: the packet is where the host wrote it, in our memory.
+                    const bool ok = b != blocks.end() && d.offset + uint64_t{d.length} <= b->second.length &&
+                                    mem != nullptr &&
+                                    ndisshm_mp::check_packet(mem + b->second.offset + d.offset, d.length, &seq);
+                    ++total;
+                    if (!ok) ++bad;
+                }
+                out("GOT " + std::to_string(total) + " " + std::to_string(bad));
+                if (!forged && o.behavior != "normal" && o.behavior != "shrink") {
+                    forged = true;
+                    if (o.behavior == "forge-offset") ds[0].offset = 0xFFFFFF00u;
+                    if (o.behavior == "forge-handle") ds[0].handle = o.forge_handle;
+                    if (o.behavior == "double-done") ds.push_back(ds[0]);
+                    const uint32_t q = m.packets_header().queue_id + (o.behavior == "wrong-queue" ? 1 : 0);
+                    ch.send_packets(MessageType::PacketsDone, q, ds);
+                    break;
+                }
+                ch.send_packets(MessageType::PacketsDone, m.packets_header().queue_id, ds);
+                break;
+            }
+            case MessageType::Error: out(std::string("ERROR ") + m.as<ErrorMessage>().reason); break;
+            case MessageType::Bye: return out("BYE"), 0;
+            default: break;
+        }
+    }
+    return out("CLOSED life time over"), 5;
+}
+
+// A host with a test NIC: every running guest's queue gets a packet about
+// every millisecond, until the test kills us (or --life-ms).
+int host(const std::string& path, const Options& o) {
+    ::setenv("NDISSHM_QUIET", "1", 1);
+    ndisshm_runtime* rt = nullptr;
+    NDIS_HANDLE adapter = nullptr;
+    if (ndisshm_runtime_create(nullptr, &rt) != NDIS_STATUS_SUCCESS ||
+        ndisshm_adapter_create(rt, "nic0", &adapter) != NDIS_STATUS_SUCCESS)
+        return out("CLOSED runtime"), 4;
+    GuestHubConfig c;
+    c.socket_path = path;
+    c.log = [](const std::string&) {};
+    auto hub = GuestHub::start(adapter, c);
+    if (!hub) return out("CLOSED hub: " + hub.error().message()), 4;
+    out("LISTENING");
+    uint64_t seq = 0;
+    const auto end = Clock::now() + std::chrono::milliseconds(o.life_ms);
+    while (Clock::now() < end) {
+        for (const auto& g : (*hub)->guests()) {
+            ++seq;
+            const auto p = ndisshm_mp::make_packet(seq, 64 + seq % 1400);
+            (*hub)->deliver(g.queue_id, p);
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    (*hub)->stop();
+    ndisshm_adapter_destroy(adapter);
+    ndisshm_runtime_destroy(rt);
+    return out("BYE"), 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc >= 4 && std::strcmp(argv[1], "guest") == 0) return guest(argv[2], argv[3], parse(argc, argv, 4));
+    if (argc >= 3 && std::strcmp(argv[1], "host") == 0) return host(argv[2], parse(argc, argv, 3));
+    std::fprintf(stderr, "usage: %s guest SOCKET NAME [--memory B] [--claim B] [--fd KIND] [--behavior B]\n"
+                         "       %s host SOCKET [--life-ms MS]\n", argv[0], argv[0]);
+    return 2;
+}

@@ -1,0 +1,132 @@
+// `ndisshm guest`: runs one guest session through the public C++ guest API
+// (<ndisshm/guest.hpp>) and prints what it saw. Packets are read in place:
+// each one's bytes are folded into a checksum, so every byte the host said it
+// delivered is really touched in the guest's memory.
+//
+// The JSON summary is built here rather than in report.cpp: it shares nothing
+// with the demo's report.
+#include "guest_command.hpp"
+
+#include <ndisshm/guest.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+namespace ndisshm::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// How long one poll waits when there is no deadline: short enough that the
+// packet limit is noticed soon after a quiet spell, long enough to cost nothing.
+constexpr int kPollSliceMs = 200;
+
+struct Outcome {
+    ndisshm_guest_status end = NDISSHM_GUEST_OK;  // OK: a limit ended it
+    std::string reason;
+    bool limit_reached = false;
+};
+
+int exit_status(const Outcome& o) {
+    if (o.limit_reached || o.end == NDISSHM_GUEST_HOST_BYE) return 0;
+    if (o.end == NDISSHM_GUEST_HOST_GONE) return kGuestHostVanished;
+    return 1;
+}
+
+std::string describe_end(const Outcome& o) {
+    if (o.limit_reached) return "limit reached; said BYE";
+    return o.reason;
+}
+
+void print_summary(const GuestCommandOptions& opt, const ndisshm_guest_stats& s, uint64_t checksum,
+                   const Outcome& o) {
+    if (opt.json) {
+        nlohmann::ordered_json j = {
+            {"name", opt.name},
+            {"socket", opt.socket},
+            {"memory_bytes", opt.memory_bytes},
+            {"guest_id", s.guest_id},
+            {"end", o.limit_reached ? "LIMIT" : ndisshm_guest_status_name(o.end)},
+            {"reason", describe_end(o)},
+            {"packets", s.packets},
+            {"bytes", s.bytes},
+            {"bad_descriptors", s.bad_descriptors},
+            {"bad_blocks", s.bad_blocks},
+            {"batches", s.batches},
+            {"blocks_known", s.blocks},
+            {"queues_attached", s.queues},
+            {"checksum", checksum},
+            {"exit_status", exit_status(o)},
+        };
+        std::printf("%s\n", j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
+        return;
+    }
+    std::printf("guest %s (id %u, %llu bytes of memory): %s\n", opt.name.c_str(), s.guest_id,
+                static_cast<unsigned long long>(opt.memory_bytes), describe_end(o).c_str());
+    std::printf("packets: %llu\nbytes: %llu\nbad descriptors: %llu\nbad blocks: %llu\nbatches: %llu\n"
+                "blocks known: %u\nqueues attached: %u\nchecksum: %016llx\n",
+                static_cast<unsigned long long>(s.packets), static_cast<unsigned long long>(s.bytes),
+                static_cast<unsigned long long>(s.bad_descriptors), static_cast<unsigned long long>(s.bad_blocks),
+                static_cast<unsigned long long>(s.batches), s.blocks, s.queues,
+                static_cast<unsigned long long>(checksum));
+}
+
+}  // namespace
+
+int run_guest(const GuestCommandOptions& opt) {
+    uint64_t checksum = 0;
+    // FNV-1a over each packet: cheap, and it reads every byte in place.
+    auto on_packet = [&checksum](const ndisshm::GuestPacket& p) {
+        uint64_t h = 1469598103934665603ull;
+        for (std::byte b : p.data) h = (h ^ static_cast<uint64_t>(b)) * 1099511628211ull;
+        checksum ^= h;
+    };
+    std::unique_ptr<ndisshm::Guest> guest;
+    try {
+        guest = std::make_unique<ndisshm::Guest>(ndisshm::GuestOptions{opt.name, opt.memory_bytes, 0}, on_packet);
+        guest->connect(opt.socket, opt.connect_timeout_ms);
+    } catch (const ndisshm::GuestError& e) {
+        std::fprintf(stderr, "ndisshm guest: %s\n", e.what());
+        return e.status() == NDISSHM_GUEST_HOST_GONE ? kGuestHostVanished : 1;
+    }
+    if (!opt.json) {
+        std::fprintf(stderr, "ndisshm guest: connected to %s as guest %u\n", opt.socket.c_str(),
+                     guest->stats().guest_id);
+    }
+
+    const auto start = Clock::now();
+    const auto deadline = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt.duration_s));
+    Outcome o;
+    for (;;) {
+        int wait = kPollSliceMs;
+        if (opt.duration_s > 0) {
+            const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
+            if (left <= 0) {
+                o.limit_reached = true;
+                break;
+            }
+            wait = left < kPollSliceMs ? static_cast<int>(left) : kPollSliceMs;
+        }
+        const ndisshm_guest_status s = guest->poll_once(wait);
+        if (s != NDISSHM_GUEST_OK && s != NDISSHM_GUEST_TIMEOUT) {
+            o.end = s;
+            o.reason = guest->last_error();
+            break;
+        }
+        if (opt.packets > 0 && guest->stats().packets >= opt.packets) {
+            o.limit_reached = true;
+            break;
+        }
+    }
+    if (o.limit_reached) guest->close();  // BYE: the host frees our blocks at once
+    print_summary(opt, guest->stats(), checksum, o);
+    const int rc = exit_status(o);
+    if (rc != 0) std::fprintf(stderr, "ndisshm guest: %s\n", o.reason.c_str());
+    return rc;
+}
+
+}  // namespace ndisshm::cli
