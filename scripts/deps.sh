@@ -8,9 +8,11 @@
 #   nlohmann-json3-dev          the CLI's --json output
 #   libnuma-dev                 NUMA placement of shared memory
 #   python3                     bench/run.sh's ratio summary, CLI test's JSON checks
+#   libdpdk-dev pkg-config      bench/: DPDK's rte_memzone/rte_malloc, side by side (found with pkg-config)
+#   doxygen                     the API reference from the public headers (`docs` target, ctest docs.doxygen)
 set -euo pipefail
 packages=(cmake ninja-build g++ libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev
-          libnuma-dev python3)
+          libnuma-dev python3 libdpdk-dev pkg-config doxygen)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,4 +1,4 @@
-/*
+/** @file
  * ndis_shm.h: the NDIS shared memory API (NDIS 6.20+) for Linux user space.
  *
  * Source compatible with the parts of the WDK's ndis.h that a miniport uses to
@@ -36,7 +36,7 @@ extern "C" {
 #ifndef NDISSHM_NO_BASE_TYPES
 typedef uint8_t UCHAR;
 typedef uint16_t USHORT;
-typedef uint32_t ULONG; /* 32 bits on Windows x64: never 'unsigned long' */
+typedef uint32_t ULONG; /**< 32 bits on Windows x64: never 'unsigned long' */
 typedef int32_t LONG;
 typedef uint64_t ULONG64;
 typedef uint64_t ULONGLONG;
@@ -73,10 +73,10 @@ typedef LARGE_INTEGER PHYSICAL_ADDRESS, *PPHYSICAL_ADDRESS;
 #define FALSE 0
 #endif
 
-/* Signed, as in the WDK: (ULONG_PTR)va & ~(PAGE_SIZE - 1) must keep the high bits. */
+/** Signed, as in the WDK: (ULONG_PTR)va & ~(PAGE_SIZE - 1) must keep the high bits. */
 #define PAGE_SIZE 0x1000
 #define PAGE_SHIFT 12L
-/* Pages spanned by Size bytes starting at a page boundary (as drivers use it). */
+/** Pages spanned by Size bytes starting at a page boundary (as drivers use it). */
 #define BYTES_TO_PAGES(Size) (((Size) >> PAGE_SHIFT) + (((Size) & (PAGE_SIZE - 1)) != 0))
 
 #define NdisZeroMemory(Destination, Length) memset((Destination), 0, (Length))
@@ -128,7 +128,7 @@ typedef struct _SCATTER_GATHER_ELEMENT {
 typedef struct _SCATTER_GATHER_LIST {
     ULONG NumberOfElements;
     ULONG_PTR Reserved;
-    /* A flexible array, as in wdm.h: sizeof(SCATTER_GATHER_LIST) is the
+    /** A flexible array, as in wdm.h: sizeof(SCATTER_GATHER_LIST) is the
      * 16-byte header in C and in C++ (where g++ and clang take it as an
      * extension), so drivers' sizeof(list) + n * sizeof(element) is exact. */
 #if defined(__cplusplus) && defined(__GNUC__)
@@ -141,11 +141,12 @@ typedef struct _SCATTER_GATHER_LIST {
 #endif
 } SCATTER_GATHER_LIST, *PSCATTER_GATHER_LIST;
 
-/* Bytes of an SG list buffer that holds n elements. */
+/** @def NDISSHM_SG_LIST_BYTES(n)
+ * Bytes of an SG list buffer that holds n elements. */
 #define NDISSHM_SG_LIST_HEADER_BYTES ((ULONG)sizeof(SCATTER_GATHER_LIST))
 #define NDISSHM_SG_LIST_BYTES(n) \
     (NDISSHM_SG_LIST_HEADER_BYTES + (ULONG)(n) * (ULONG)sizeof(SCATTER_GATHER_ELEMENT))
-/* Elements a buffer of BufferLength bytes can hold. */
+/** Elements a buffer of BufferLength bytes can hold. */
 #define NDISSHM_SG_LIST_CAPACITY(BufferLength)                                  \
     ((BufferLength) < NDISSHM_SG_LIST_HEADER_BYTES                              \
          ? 0u                                                                   \
@@ -167,29 +168,31 @@ typedef enum _NDIS_SHARED_MEMORY_USAGE {
     NdisSharedMemoryUsageMax = 10
 } NDIS_SHARED_MEMORY_USAGE, *PNDIS_SHARED_MEMORY_USAGE;
 
-/* The block must be one physically (here: address-) contiguous range, one SG
+/** @{ */
+/** The block must be one physically (here: address-) contiguous range, one SG
  * element. ndis.h spells it both ways, with the same value. */
 #define NDIS_SHARED_MEM_PARAMETERS_CONTIGOUS 0x00000001
 #define NDIS_SHARED_MEM_PARAMETERS_CONTIGUOUS 0x00000001
+/** @} */
 
 #define NDIS_SHARED_MEMORY_PARAMETERS_REVISION_1 1
 #define NDIS_SHARED_MEMORY_PARAMETERS_REVISION_2 2
 
 typedef struct _NDIS_SHARED_MEMORY_PARAMETERS {
-    NDIS_OBJECT_HEADER Header;     /* Type DEFAULT, Revision 1 or 2 */
-    ULONG Flags;                   /* NDIS_SHARED_MEM_PARAMETERS_CONTIGUOUS */
-    NDIS_RECEIVE_QUEUE_ID QueueId; /* NDIS_DEFAULT_RECEIVE_QUEUE_ID or a VMQ */
-    NDIS_HANDLE SharedMemoryHandle; /* OUT: set by NDIS on success */
-    NODE_REQUIREMENT PreferredNode; /* a NUMA node, or MM_ANY_NODE_OK */
+    NDIS_OBJECT_HEADER Header;     /**< Type DEFAULT, Revision 1 or 2 */
+    ULONG Flags;                   /**< NDIS_SHARED_MEM_PARAMETERS_CONTIGUOUS */
+    NDIS_RECEIVE_QUEUE_ID QueueId; /**< NDIS_DEFAULT_RECEIVE_QUEUE_ID or a VMQ */
+    NDIS_HANDLE SharedMemoryHandle; /**< OUT: set by NDIS on success */
+    NODE_REQUIREMENT PreferredNode; /**< a NUMA node, or MM_ANY_NODE_OK */
     NDIS_SHARED_MEMORY_USAGE Usage;
-    ULONG Length;                   /* bytes */
-    PVOID VirtualAddress;           /* OUT: base address of the block */
-    ULONG SGListBufferLength;       /* IN: bytes at SGListBuffer */
-    PSCATTER_GATHER_LIST SGListBuffer; /* IN: caller's buffer; OUT: filled */
-    NDIS_NIC_SWITCH_VPORT_ID VPortId;  /* revision 2 (NDIS 6.30) only */
+    ULONG Length;                   /**< bytes */
+    PVOID VirtualAddress;           /**< OUT: base address of the block */
+    ULONG SGListBufferLength;       /**< IN: bytes at SGListBuffer */
+    PSCATTER_GATHER_LIST SGListBuffer; /**< IN: caller's buffer; OUT: filled */
+    NDIS_NIC_SWITCH_VPORT_ID VPortId;  /**< revision 2 (NDIS 6.30) only */
 } NDIS_SHARED_MEMORY_PARAMETERS, *PNDIS_SHARED_MEMORY_PARAMETERS;
 
-/* RTL_SIZEOF_THROUGH_FIELD, as ndis.h defines the revision sizes. */
+/** RTL_SIZEOF_THROUGH_FIELD, as ndis.h defines the revision sizes. */
 #define NDISSHM_SIZEOF_THROUGH_FIELD(type, field) \
     (offsetof(type, field) + sizeof(((type *)0)->field))
 #define NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_1 \
@@ -198,7 +201,7 @@ typedef struct _NDIS_SHARED_MEMORY_PARAMETERS {
     NDISSHM_SIZEOF_THROUGH_FIELD(NDIS_SHARED_MEMORY_PARAMETERS, VPortId)
 
 /* ---- Provider characteristics and handlers ------------------------------ */
-/* Pointer typedefs, as in the WDK's ndis.h (not function types).
+/** Pointer typedefs, as in the WDK's ndis.h (not function types).
  *
  * The allocate handler is called by NDIS, at PASSIVE_LEVEL, in the context of
  * NdisAllocateSharedMemory. On success the provider has filled
@@ -211,7 +214,7 @@ typedef NDIS_STATUS (*ALLOCATE_SHARED_MEMORY_HANDLER)(NDIS_HANDLE ProviderContex
                                                       PNDIS_SHARED_MEMORY_PARAMETERS SharedMemoryParameters,
                                                       PNDIS_HANDLE pSharedMemoryProviderContext);
 
-/* Called by NDIS, at PASSIVE_LEVEL, exactly once per block, with the context
+/** Called by NDIS, at PASSIVE_LEVEL, exactly once per block, with the context
  * the provider returned at allocation. */
 typedef VOID (*FREE_SHARED_MEMORY_HANDLER)(NDIS_HANDLE ProviderContext, NDIS_HANDLE SharedMemoryProviderContext);
 
@@ -219,8 +222,8 @@ typedef VOID (*FREE_SHARED_MEMORY_HANDLER)(NDIS_HANDLE ProviderContext, NDIS_HAN
 #define NDIS_SHARED_MEMORY_PROVIDER_CHAR_SUPPORTS_PF_VPORTS 0x00000001
 
 typedef struct _NDIS_SHARED_MEMORY_PROVIDER_CHARACTERISTICS {
-    NDIS_OBJECT_HEADER Header; /* Type ..._SHARED_MEMORY_PROVIDER_CHARACTERISTICS */
-    ULONG Flags;               /* reserved for NDIS */
+    NDIS_OBJECT_HEADER Header; /**< Type ..._SHARED_MEMORY_PROVIDER_CHARACTERISTICS */
+    ULONG Flags;               /**< reserved for NDIS */
     NDIS_HANDLE ProviderContext;
     ALLOCATE_SHARED_MEMORY_HANDLER AllocateSharedMemoryHandler;
     FREE_SHARED_MEMORY_HANDLER FreeSharedMemoryHandler;
@@ -230,7 +233,7 @@ typedef struct _NDIS_SHARED_MEMORY_PROVIDER_CHARACTERISTICS {
     NDISSHM_SIZEOF_THROUGH_FIELD(NDIS_SHARED_MEMORY_PROVIDER_CHARACTERISTICS, \
                                  FreeSharedMemoryHandler)
 
-/* NdisSetOptionalHandlers takes any optional handler set; the header's Type
+/** NdisSetOptionalHandlers takes any optional handler set; the header's Type
  * says which. Only the shared memory provider set is implemented here. */
 typedef struct _NDIS_DRIVER_OPTIONAL_HANDLERS {
     NDIS_OBJECT_HEADER Header;
@@ -244,7 +247,7 @@ typedef struct _NDIS_SPIN_LOCK {
 
 /* ---- Entry points ------------------------------------------------------- */
 
-/* Allocates one block of shared memory for the miniport adapter NdisHandle.
+/** Allocates one block of shared memory for the miniport adapter NdisHandle.
  * Caller at PASSIVE_LEVEL. NDIS calls the provider registered on the adapter
  * (else the default, host-memory provider) synchronously. On
  * NDIS_STATUS_SUCCESS: SharedMemoryParameters->SharedMemoryHandle and
@@ -266,14 +269,14 @@ NDISSHM_API NDIS_STATUS NdisAllocateSharedMemory(NDIS_HANDLE NdisHandle,
                                                  PNDIS_SHARED_MEMORY_PARAMETERS SharedMemoryParameters,
                                                  PNDIS_HANDLE pAllocationHandle);
 
-/* Frees one block that NdisAllocateSharedMemory gave this adapter, by calling
+/** Frees one block that NdisAllocateSharedMemory gave this adapter, by calling
  * the provider's free handler with the provider's own context, exactly once.
  * Caller at PASSIVE_LEVEL. A handle that is not a live block of this adapter
  * (double free, another adapter's block, garbage) is a verifier violation:
  * it is reported and nothing is freed or corrupted. */
 NDISSHM_API VOID NdisFreeSharedMemory(NDIS_HANDLE NdisHandle, NDIS_HANDLE AllocationHandle);
 
-/* Registers optional handlers. With OptionalHandlers pointing at an
+/** Registers optional handlers. With OptionalHandlers pointing at an
  * NDIS_SHARED_MEMORY_PROVIDER_CHARACTERISTICS (Type 0xB0, Revision 1, Size at
  * least NDIS_SIZEOF_..._REVISION_1, both handlers set), NdisHandle must be a
  * provider binding (ndisshm_binding_create): from then on every allocation of
@@ -284,20 +287,24 @@ NDISSHM_API VOID NdisFreeSharedMemory(NDIS_HANDLE NdisHandle, NDIS_HANDLE Alloca
 NDISSHM_API NDIS_STATUS NdisSetOptionalHandlers(NDIS_HANDLE NdisHandle,
                                                 PNDIS_DRIVER_OPTIONAL_HANDLERS OptionalHandlers);
 
-/* Per-thread IRQL emulation. Every thread starts at PASSIVE_LEVEL. Raising to
+/** @{ */
+/** Per-thread IRQL emulation. Every thread starts at PASSIVE_LEVEL. Raising to
  * a lower level, or lowering to a higher one, is a verifier violation and
  * leaves the IRQL unchanged. */
 NDISSHM_API KIRQL KeGetCurrentIrql(void);
 NDISSHM_API VOID KeRaiseIrql(KIRQL NewIrql, PKIRQL OldIrql);
 NDISSHM_API VOID KeLowerIrql(KIRQL NewIrql);
+/** @} */
 
-/* Spin locks: acquiring raises the thread to DISPATCH_LEVEL until release. */
+/** @{ */
+/** Spin locks: acquiring raises the thread to DISPATCH_LEVEL until release. */
 NDISSHM_API VOID NdisAllocateSpinLock(PNDIS_SPIN_LOCK SpinLock);
 NDISSHM_API VOID NdisFreeSpinLock(PNDIS_SPIN_LOCK SpinLock);
 NDISSHM_API VOID NdisAcquireSpinLock(PNDIS_SPIN_LOCK SpinLock);
 NDISSHM_API VOID NdisReleaseSpinLock(PNDIS_SPIN_LOCK SpinLock);
+/** @} */
 
-/* The allocation entry point with the caller's source location, so verifier
+/** The allocation entry point with the caller's source location, so verifier
  * reports and leak reports say where a block was allocated. The macro below
  * routes NdisAllocateSharedMemory(...) here; &NdisAllocateSharedMemory still
  * names the plain function. Define NDISSHM_NO_CALL_SITES to turn it off. */

@@ -1,4 +1,4 @@
-/*
+/** @file
  * ndisshm/guest.h: the guest side of host/guest shared memory, in C.
  *
  * A guest plays the virtual machine: it owns its memory (a memfd, sealed
@@ -8,12 +8,14 @@
  * names it on Windows. The host's NIC writes into this memory; nothing is
  * copied on the way.
  *
+ * @code
  *   ndisshm_guest_config c = {0};
  *   c.name = "vm1"; c.memory_bytes = 64 << 20; c.on_packet = my_fn;
  *   ndisshm_guest *g = ndisshm_guest_create(&c, err, sizeof err);
  *   if (ndisshm_guest_connect(g, path, 5000) != NDISSHM_GUEST_OK) ... last_error
  *   while (ndisshm_guest_poll(g, 100) <= NDISSHM_GUEST_TIMEOUT) { ... }
  *   ndisshm_guest_destroy(g);      (says BYE if still connected)
+ * @endcode
  *
  * One session per guest object. Not thread-safe: one thread at a time calls
  * into a given guest (callbacks run on that thread, inside poll). C11 and C++.
@@ -38,77 +40,77 @@ extern "C" {
 
 typedef struct ndisshm_guest ndisshm_guest;
 
-/* What connect and poll return. Values above TIMEOUT end the session: the
+/** What connect and poll return. Values above TIMEOUT end the session: the
  * socket is closed, last_error says why, stats stay readable. */
 typedef enum ndisshm_guest_status {
-    NDISSHM_GUEST_OK = 0,        /* a message was handled */
-    NDISSHM_GUEST_TIMEOUT = 1,   /* nothing arrived in time; call again */
-    NDISSHM_GUEST_HOST_BYE = 2,  /* the host said BYE and closed the connection: a clean end */
-    NDISSHM_GUEST_HOST_GONE = 3, /* the host closed the connection without BYE (it died) */
-    NDISSHM_GUEST_REFUSED = 4,   /* the host sent ERROR (e.g. memory refused); its reason is in last_error */
-    NDISSHM_GUEST_PROTOCOL = 5,  /* the host sent a malformed or unexpected message */
-    NDISSHM_GUEST_FAILED = 6     /* a system call failed, a bad argument, or no session */
+    NDISSHM_GUEST_OK = 0,        /**< a message was handled */
+    NDISSHM_GUEST_TIMEOUT = 1,   /**< nothing arrived in time; call again */
+    NDISSHM_GUEST_HOST_BYE = 2,  /**< the host said BYE and closed the connection: a clean end */
+    NDISSHM_GUEST_HOST_GONE = 3, /**< the host closed the connection without BYE (it died) */
+    NDISSHM_GUEST_REFUSED = 4,   /**< the host sent ERROR (e.g. memory refused); its reason is in last_error */
+    NDISSHM_GUEST_PROTOCOL = 5,  /**< the host sent a malformed or unexpected message */
+    NDISSHM_GUEST_FAILED = 6     /**< a system call failed, a bad argument, or no session */
 } ndisshm_guest_status;
 
-/* One received packet, valid only during the callback: the host reuses the
+/** One received packet, valid only during the callback: the host reuses the
  * buffer once the packet is returned (PACKETS_DONE, sent after the batch). */
 typedef struct ndisshm_guest_packet {
-    uint32_t queue_id;  /* the VMQ it arrived on */
-    uint32_t length;    /* SharedMemoryLength */
-    uint64_t handle;    /* SharedMemoryHandle of the block */
-    uint32_t offset;    /* SharedMemoryOffset within the block */
+    uint32_t queue_id;  /**< the VMQ it arrived on */
+    uint32_t length;    /**< SharedMemoryLength */
+    uint64_t handle;    /**< SharedMemoryHandle of the block */
+    uint32_t offset;    /**< SharedMemoryOffset within the block */
     uint32_t reserved;
-    const void *data;   /* in place: guest memory + block's guest offset + offset */
+    const void *data;   /**< in place: guest memory + block's guest offset + offset */
 } ndisshm_guest_packet;
 
 typedef enum ndisshm_guest_event_kind {
-    NDISSHM_GUEST_QUEUE_ATTACHED = 1, /* queue_id, flags, lookahead_size */
-    NDISSHM_GUEST_QUEUE_DETACHED = 2, /* queue_id (its remaining blocks are forgotten too) */
-    NDISSHM_GUEST_BLOCK_ADDED = 3,    /* handle, guest_offset, length, queue_id, usage */
-    NDISSHM_GUEST_BLOCK_REMOVED = 4   /* handle, and the rest as it was added */
+    NDISSHM_GUEST_QUEUE_ATTACHED = 1, /**< queue_id, flags, lookahead_size */
+    NDISSHM_GUEST_QUEUE_DETACHED = 2, /**< queue_id (its remaining blocks are forgotten too) */
+    NDISSHM_GUEST_BLOCK_ADDED = 3,    /**< handle, guest_offset, length, queue_id, usage */
+    NDISSHM_GUEST_BLOCK_REMOVED = 4   /**< handle, and the rest as it was added */
 } ndisshm_guest_event_kind;
 
 typedef struct ndisshm_guest_event {
     ndisshm_guest_event_kind kind;
     uint32_t queue_id;
-    uint32_t flags;          /* QUEUE_ATTACHED: 1 = lookahead split */
-    uint32_t lookahead_size; /* QUEUE_ATTACHED */
-    uint64_t handle;         /* BLOCK_*: SharedMemoryHandle */
-    uint64_t guest_offset;   /* BLOCK_*: where the block starts in guest memory */
-    uint32_t length;         /* BLOCK_*: bytes */
-    uint32_t usage;          /* BLOCK_*: NDIS_SHARED_MEMORY_USAGE */
+    uint32_t flags;          /**< QUEUE_ATTACHED: 0x2 (NDISSHM_QUEUE_LOOKAHEAD_SPLIT) = lookahead split */
+    uint32_t lookahead_size; /**< QUEUE_ATTACHED */
+    uint64_t handle;         /**< BLOCK_*: SharedMemoryHandle */
+    uint64_t guest_offset;   /**< BLOCK_*: where the block starts in guest memory */
+    uint32_t length;         /**< BLOCK_*: bytes */
+    uint32_t usage;          /**< BLOCK_*: NDIS_SHARED_MEMORY_USAGE */
 } ndisshm_guest_event;
 
 typedef void (*ndisshm_guest_packet_fn)(void *context, const ndisshm_guest_packet *packet);
 typedef void (*ndisshm_guest_event_fn)(void *context, const ndisshm_guest_event *event);
 
 typedef struct ndisshm_guest_config {
-    const char *name;             /* 1..31 bytes, sent in HELLO (for the host's logs) */
-    uint64_t memory_bytes;        /* size of guest memory, > 0 */
-    uint64_t guest_physical_base; /* the host adds it to offsets in SG lists */
-    ndisshm_guest_packet_fn on_packet; /* may be NULL: packets are then only counted */
-    ndisshm_guest_event_fn on_event;   /* may be NULL */
-    void *context;                /* passed to both callbacks */
+    const char *name;             /**< 1..31 bytes, sent in HELLO (for the host's logs) */
+    uint64_t memory_bytes;        /**< size of guest memory, > 0 */
+    uint64_t guest_physical_base; /**< the host adds it to offsets in SG lists */
+    ndisshm_guest_packet_fn on_packet; /**< may be NULL: packets are then only counted */
+    ndisshm_guest_event_fn on_event;   /**< may be NULL */
+    void *context;                /**< passed to both callbacks */
 } ndisshm_guest_config;
 
 typedef struct ndisshm_guest_stats {
-    uint64_t packets;         /* handed to on_packet (or counted) */
-    uint64_t bytes;           /* their lengths, summed */
-    uint64_t bad_descriptors; /* unknown handle, another queue's block, length 0, past the block's end: not read */
-    uint64_t bad_blocks;      /* BLOCK_ADDED empty, outside guest memory or a duplicate; removal of an unknown one */
-    uint64_t batches;         /* PACKETS messages */
-    uint32_t blocks;          /* known now */
-    uint32_t queues;          /* attached now */
-    uint32_t guest_id;        /* the host's, from HELLO_ACK (0 before) */
-    uint32_t connected;       /* 1 while the session lasts */
+    uint64_t packets;         /**< handed to on_packet (or counted) */
+    uint64_t bytes;           /**< their lengths, summed */
+    uint64_t bad_descriptors; /**< unknown handle, another queue's block, length 0, past the block's end: not read */
+    uint64_t bad_blocks;      /**< BLOCK_ADDED empty, outside guest memory or a duplicate; removal of an unknown one */
+    uint64_t batches;         /**< PACKETS messages */
+    uint32_t blocks;          /**< known now */
+    uint32_t queues;          /**< attached now */
+    uint32_t guest_id;        /**< the host's, from HELLO_ACK (0 before) */
+    uint32_t connected;       /**< 1 while the session lasts */
 } ndisshm_guest_stats;
 
-/* Creates the guest's memory (memfd of memory_bytes, sealed against
+/** Creates the guest's memory (memfd of memory_bytes, sealed against
  * shrinking, mapped read/write, zero) and nothing else. NULL on failure, with
  * the reason in `error` (error_bytes > 0; may be NULL). */
 NDISSHM_API ndisshm_guest *ndisshm_guest_create(const ndisshm_guest_config *config, char *error, size_t error_bytes);
 
-/* Connects to the host's socket and completes the handshake: HELLO, then
+/** Connects to the host's socket and completes the handshake: HELLO, then
  * SET_MEMORY with the memfd; each answered (HELLO_ACK, MEMORY_ACK) within
  * timeout_ms (< 0: forever). OK, REFUSED (the host's ERROR reason in
  * last_error), HOST_GONE, PROTOCOL, or FAILED (cannot connect: last_error
@@ -116,31 +118,33 @@ NDISSHM_API ndisshm_guest *ndisshm_guest_create(const ndisshm_guest_config *conf
  * a second call is FAILED. */
 NDISSHM_API ndisshm_guest_status ndisshm_guest_connect(ndisshm_guest *guest, const char *socket_path, int timeout_ms);
 
-/* Waits up to timeout_ms (< 0: forever) for one message from the host and
+/** Waits up to timeout_ms (< 0: forever) for one message from the host and
  * handles it: queue and block events (on_event), PACKETS (on_packet for each
  * good descriptor, then all descriptors returned in PACKETS_DONE), BYE.
  * OK or TIMEOUT keep the session; any other status has ended it. */
 NDISSHM_API ndisshm_guest_status ndisshm_guest_poll(ndisshm_guest *guest, int timeout_ms);
 
-/* Says BYE and closes the connection (the host frees our blocks). The guest
+/** Says BYE and closes the connection (the host frees our blocks). The guest
  * keeps its memory and stats until destroyed. No-op without a session. */
 NDISSHM_API void ndisshm_guest_close(ndisshm_guest *guest);
 
-/* Closes (as above), unmaps and frees. NULL is ignored. */
+/** Closes (as above), unmaps and frees. NULL is ignored. */
 NDISSHM_API void ndisshm_guest_destroy(ndisshm_guest *guest);
 
-/* Why the last call failed or the session ended ("" if it has not); valid
+/** Why the last call failed or the session ended ("" if it has not); valid
  * until the next call on this guest. */
 NDISSHM_API const char *ndisshm_guest_last_error(const ndisshm_guest *guest);
 
 NDISSHM_API void ndisshm_guest_get_stats(const ndisshm_guest *guest, ndisshm_guest_stats *stats);
 
-/* The guest's memory (read/write) and its size; and the memfd itself, still
+/** @{ */
+/** The guest's memory (read/write) and its size; and the memfd itself, still
  * owned by the guest (for tests that try what a hostile guest would). */
 NDISSHM_API void *ndisshm_guest_memory(const ndisshm_guest *guest, uint64_t *bytes);
 NDISSHM_API int ndisshm_guest_memory_fd(const ndisshm_guest *guest);
+/** @} */
 
-/* "HOST_BYE", ... */
+/** "HOST_BYE", ... */
 NDISSHM_API const char *ndisshm_guest_status_name(ndisshm_guest_status status);
 
 #ifdef __cplusplus

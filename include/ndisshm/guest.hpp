@@ -1,16 +1,19 @@
-// guest.hpp: the guest side in C++. RAII over <ndisshm/guest.h>, header-only
-// so it binds to the same exported C ABI as C callers do.
-//
-//   ndisshm::Guest g({.name = "vm1", .memory_bytes = 64 << 20},
-//                    [](const ndisshm::GuestPacket& p) { use(p.data); });
-//   g.connect(path);                  // throws GuestError with the host's reason
-//   auto end = g.run();               // until the host says BYE or goes away
-//   if (end == NDISSHM_GUEST_HOST_GONE) ...   g.last_error() says why
-//
-// A packet's bytes are in place in guest memory and valid only during the
-// handler: the host reuses the buffer once the batch is returned. An
-// exception from a handler stops the batch's remaining callbacks (the
-// descriptors still go back to the host) and is rethrown from poll_once/run.
+/// @file
+/// guest.hpp: the guest side in C++. RAII over <ndisshm/guest.h>, header-only
+/// so it binds to the same exported C ABI as C callers do.
+///
+/// @code
+///   ndisshm::Guest g({.name = "vm1", .memory_bytes = 64 << 20},
+///                    [](const ndisshm::GuestPacket& p) { use(p.data); });
+///   g.connect(path);                  // throws GuestError with the host's reason
+///   auto end = g.run();               // until the host says BYE or goes away
+///   if (end == NDISSHM_GUEST_HOST_GONE) ...   g.last_error() says why
+/// @endcode
+///
+/// A packet's bytes are in place in guest memory and valid only during the
+/// handler: the host reuses the buffer once the batch is returned. An
+/// exception from a handler stops the batch's remaining callbacks (the
+/// descriptors still go back to the host) and is rethrown from poll_once/run.
 #pragma once
 
 #include <cstddef>
@@ -37,15 +40,15 @@ private:
 };
 
 struct GuestOptions {
-    std::string name;                  // 1..31 bytes
-    uint64_t memory_bytes = 0;         // > 0
-    uint64_t guest_physical_base = 0;  // added by the host to offsets in SG lists
+    std::string name;                  ///< 1..31 bytes
+    uint64_t memory_bytes = 0;         ///< > 0
+    uint64_t guest_physical_base = 0;  ///< added by the host to offsets in SG lists
 };
 
 struct GuestPacket {
     uint32_t queue_id;
-    uint64_t handle;  // SharedMemoryHandle of the block
-    uint32_t offset;  // within the block
+    uint64_t handle;  ///< SharedMemoryHandle of the block
+    uint32_t offset;  ///< within the block
     std::span<const std::byte> data;
 };
 
@@ -54,7 +57,7 @@ public:
     using PacketHandler = std::function<void(const GuestPacket&)>;
     using EventHandler = std::function<void(const ndisshm_guest_event&)>;
 
-    // Makes the memory; throws GuestError (FAILED) with the reason.
+    /// Makes the memory; throws GuestError (FAILED) with the reason.
     explicit Guest(const GuestOptions& options, PacketHandler on_packet = {}, EventHandler on_event = {})
         : on_packet_(std::move(on_packet)), on_event_(std::move(on_event)) {
         ndisshm_guest_config c{};
@@ -69,21 +72,21 @@ public:
         if (g_ == nullptr) throw GuestError(error, NDISSHM_GUEST_FAILED);
     }
     ~Guest() { ndisshm_guest_destroy(g_); }
-    Guest(const Guest&) = delete;  // the C side holds `this` as its context
+    Guest(const Guest&) = delete;  ///< the C side holds `this` as its context
     Guest& operator=(const Guest&) = delete;
 
-    // Handshake; throws GuestError with the status and reason unless OK.
+    /// Handshake; throws GuestError with the status and reason unless OK.
     void connect(const std::string& socket_path, int timeout_ms = 5000) {
         const ndisshm_guest_status s = ndisshm_guest_connect(g_, socket_path.c_str(), timeout_ms);
         if (s != NDISSHM_GUEST_OK) throw GuestError(last_error(), s);
     }
-    // One message, or TIMEOUT; any status above TIMEOUT has ended the session.
+    /// One message, or TIMEOUT; any status above TIMEOUT has ended the session.
     ndisshm_guest_status poll_once(int timeout_ms) {
         const ndisshm_guest_status s = ndisshm_guest_poll(g_, timeout_ms);
         rethrow_from_handler();
         return s;
     }
-    // Until the session ends; returns how (HOST_BYE, HOST_GONE, ...).
+    /// Until the session ends; returns how (HOST_BYE, HOST_GONE, ...).
     ndisshm_guest_status run() {
         for (;;) {
             const ndisshm_guest_status s = poll_once(-1);

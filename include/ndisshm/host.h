@@ -1,4 +1,4 @@
-/*
+/** @file
  * ndisshm/host.h: what the PnP manager and NDIS would set up on Windows, and
  * user space has to ask for: a runtime, miniport adapters, provider bindings
  * and receive queues; plus the verifier's reports and the books' statistics.
@@ -7,12 +7,14 @@
  * NDIS calls themselves are in <ndis/ndis_shm.h>. C11 and C++.
  *
  * Object model, as in NDIS:
+ * @code{.unparsed}
  *   runtime  1-* adapter            (NdisHandle of a miniport)
  *   adapter  1-* receive queue      (queue 0, the default queue, always exists)
  *   adapter  0-* provider binding   (NdisHandle of a filter; at most one of
  *                                    them provides shared memory at a time)
  *   adapter  1-* block              (one per NdisAllocateSharedMemory, linked
  *                                    to its adapter, binding and queue)
+ * @endcode
  * Destroying a parent with blocks still outstanding is a verifier violation;
  * the runtime then frees each block through its own provider, so nothing
  * leaks. Callers must not use a handle while another thread destroys it.
@@ -26,30 +28,30 @@
 extern "C" {
 #endif
 
-/* The C API's ABI version: bumped on any incompatible change. */
+/** The C API's ABI version: bumped on any incompatible change. */
 #define NDISSHM_ABI_VERSION 1
-NDISSHM_API const char *ndisshm_version(void);  /* "MAJOR.MINOR.PATCH" */
-NDISSHM_API int ndisshm_abi_version(void);      /* NDISSHM_ABI_VERSION of the library */
+NDISSHM_API const char *ndisshm_version(void);  /**< "MAJOR.MINOR.PATCH" */
+NDISSHM_API int ndisshm_abi_version(void);      /**< NDISSHM_ABI_VERSION of the library */
 
-/* Name of a status code ("NDIS_STATUS_RESOURCES"), or "NDIS_STATUS_<hex>". */
+/** Name of a status code ("NDIS_STATUS_RESOURCES"), or "NDIS_STATUS_<hex>". */
 NDISSHM_API const char *ndisshm_status_name(NDIS_STATUS status);
-/* Name of a usage ("Receive"), or "Invalid". */
+/** Name of a usage ("Receive"), or "Invalid". */
 NDISSHM_API const char *ndisshm_usage_name(NDIS_SHARED_MEMORY_USAGE usage);
 
 /* ---- Verifier ----------------------------------------------------------- */
 typedef enum ndisshm_violation_kind {
-    NDISSHM_VIOLATION_BAD_HANDLE = 1,        /* NdisHandle is no live adapter/binding */
-    NDISSHM_VIOLATION_BAD_PARAMETERS,        /* NULL pointer, header, flags, usage, queue, node */
-    NDISSHM_VIOLATION_BAD_LENGTH,            /* Length 0 or over the maximum */
-    NDISSHM_VIOLATION_SG_BUFFER_TOO_SHORT,   /* caller's SG list too small */
-    NDISSHM_VIOLATION_DOUBLE_FREE,           /* block already freed */
-    NDISSHM_VIOLATION_WRONG_ADAPTER,         /* block belongs to another adapter */
-    NDISSHM_VIOLATION_GARBAGE_HANDLE,        /* not a block handle at all */
-    NDISSHM_VIOLATION_IRQL,                  /* call above PASSIVE_LEVEL, or bad raise/lower */
-    NDISSHM_VIOLATION_PROVIDER_NO_CONTEXT,   /* provider said success, gave no context */
-    NDISSHM_VIOLATION_PROVIDER_BAD_RESULT,   /* provider said success, outputs inconsistent */
-    NDISSHM_VIOLATION_BAD_REGISTRATION,      /* provider characteristics malformed */
-    NDISSHM_VIOLATION_LEAK,                  /* block outstanding at teardown */
+    NDISSHM_VIOLATION_BAD_HANDLE = 1,        /**< NdisHandle is no live adapter/binding */
+    NDISSHM_VIOLATION_BAD_PARAMETERS,        /**< NULL pointer, header, flags, usage, queue, node */
+    NDISSHM_VIOLATION_BAD_LENGTH,            /**< Length 0 or over the maximum */
+    NDISSHM_VIOLATION_SG_BUFFER_TOO_SHORT,   /**< caller's SG list too small */
+    NDISSHM_VIOLATION_DOUBLE_FREE,           /**< block already freed */
+    NDISSHM_VIOLATION_WRONG_ADAPTER,         /**< block belongs to another adapter */
+    NDISSHM_VIOLATION_GARBAGE_HANDLE,        /**< not a block handle at all */
+    NDISSHM_VIOLATION_IRQL,                  /**< call above PASSIVE_LEVEL, or bad raise/lower */
+    NDISSHM_VIOLATION_PROVIDER_NO_CONTEXT,   /**< provider said success, gave no context */
+    NDISSHM_VIOLATION_PROVIDER_BAD_RESULT,   /**< provider said success, outputs inconsistent */
+    NDISSHM_VIOLATION_BAD_REGISTRATION,      /**< provider characteristics malformed */
+    NDISSHM_VIOLATION_LEAK,                  /**< block outstanding at teardown */
     NDISSHM_VIOLATION_QUEUE_FREED_WITH_BLOCKS,
     NDISSHM_VIOLATION_BINDING_DETACHED_WITH_BLOCKS,
     NDISSHM_VIOLATION_KIND_COUNT
@@ -57,71 +59,71 @@ typedef enum ndisshm_violation_kind {
 
 typedef struct ndisshm_violation {
     ndisshm_violation_kind kind;
-    const char *kind_name;  /* "double-free", ... */
-    const char *call;       /* "NdisFreeSharedMemory", ... */
-    const char *message;    /* one line a person can act on; names adapter, handle, site */
-    NDIS_HANDLE adapter;    /* may be NULL */
-    NDIS_HANDLE handle;     /* the offending handle, may be NULL */
-    const char *alloc_file; /* where the block was allocated, or NULL */
+    const char *kind_name;  /**< "double-free", ... */
+    const char *call;       /**< "NdisFreeSharedMemory", ... */
+    const char *message;    /**< one line a person can act on; names adapter, handle, site */
+    NDIS_HANDLE adapter;    /**< may be NULL */
+    NDIS_HANDLE handle;     /**< the offending handle, may be NULL */
+    const char *alloc_file; /**< where the block was allocated, or NULL */
     int alloc_line;
 } ndisshm_violation;
 
-/* Called once per violation, on the thread that made the bad call. The
+/** Called once per violation, on the thread that made the bad call. The
  * pointers are valid only during the call. */
 typedef void (*ndisshm_violation_callback)(void *context, const ndisshm_violation *violation);
 
 /* ---- Runtime ------------------------------------------------------------ */
 typedef struct ndisshm_runtime ndisshm_runtime;
 
-/* Which pages back the default provider's arenas. */
+/** Which pages back the default provider's arenas. */
 typedef enum ndisshm_page_mode {
-    NDISSHM_PAGES_AUTO = 0, /* 2 MiB huge pages (MFD_HUGETLB) when the machine has them free, else BASE */
-    NDISSHM_PAGES_HUGE = 1, /* 2 MiB huge pages or nothing: runtime creation fails without them */
-    NDISSHM_PAGES_BASE = 2  /* 4 KiB pages, transparent huge pages advised (MADV_HUGEPAGE) */
+    NDISSHM_PAGES_AUTO = 0, /**< 2 MiB huge pages (MFD_HUGETLB) when the machine has them free, else BASE */
+    NDISSHM_PAGES_HUGE = 1, /**< 2 MiB huge pages or nothing: runtime creation fails without them */
+    NDISSHM_PAGES_BASE = 2  /**< 4 KiB pages, transparent huge pages advised (MADV_HUGEPAGE) */
 } ndisshm_page_mode;
 
-/* What SG elements of the default provider's blocks carry. */
+/** What SG elements of the default provider's blocks carry. */
 typedef enum ndisshm_address_mode {
-    NDISSHM_ADDRESS_IOVA = 0,         /* iova_base + offset in the arena (IOVA = VA by default): one element */
-    NDISSHM_ADDRESS_PHYSICAL = 1,     /* physical addresses from /proc/self/pagemap, one element per
+    NDISSHM_ADDRESS_IOVA = 0,         /**< iova_base + offset in the arena (IOVA = VA by default): one element */
+    NDISSHM_ADDRESS_PHYSICAL = 1,     /**< physical addresses from /proc/self/pagemap, one element per
                                          physically contiguous run, pages locked while allocated; root only */
-    NDISSHM_ADDRESS_ARENA_OFFSET = 2  /* offset in the arena's memfd (what another process maps): one element */
+    NDISSHM_ADDRESS_ARENA_OFFSET = 2  /**< offset in the arena's memfd (what another process maps): one element */
 } ndisshm_address_mode;
 
 typedef struct ndisshm_runtime_config {
-    uint32_t struct_size;       /* sizeof(ndisshm_runtime_config) */
-    int verifier;               /* 1 on, 0 off (only the checks that keep the books safe remain) */
-    int report_to_stderr;       /* 1: print each violation to stderr as well */
-    uint32_t max_block_bytes;   /* Length above this: NDIS_STATUS_INVALID_LENGTH; 0: 1 GiB */
-    uint64_t arena_capacity_bytes;  /* address space of the default provider's arena; 0: 16 GiB */
-    uint64_t iova_base;         /* SG addresses: iova_base + arena offset; 0: IOVA = VA */
-    uint64_t max_blocks;        /* book-keeping capacity (outstanding + quarantine); 0: 4M */
-    uint32_t page_mode;         /* ndisshm_page_mode; NDISSHM_PAGES=auto|huge|base overrides the default */
-    uint32_t address_mode;      /* ndisshm_address_mode */
-    /* Reused blocks at least this large are zeroed by releasing their pages
+    uint32_t struct_size;       /**< sizeof(ndisshm_runtime_config) */
+    int verifier;               /**< 1 on, 0 off (only the checks that keep the books safe remain) */
+    int report_to_stderr;       /**< 1: print each violation to stderr as well */
+    uint32_t max_block_bytes;   /**< Length above this: NDIS_STATUS_INVALID_LENGTH; 0: 1 GiB */
+    uint64_t arena_capacity_bytes;  /**< address space of the default provider's arena; 0: 16 GiB */
+    uint64_t iova_base;         /**< SG addresses: iova_base + arena offset; 0: IOVA = VA */
+    uint64_t max_blocks;        /**< book-keeping capacity (outstanding + quarantine); 0: 4M */
+    uint32_t page_mode;         /**< ndisshm_page_mode; NDISSHM_PAGES=auto|huge|base overrides the default */
+    uint32_t address_mode;      /**< ndisshm_address_mode */
+    /** Reused blocks at least this large are zeroed by releasing their pages
      * (fallocate punch hole) rather than memset; 0: the measured default,
      * UINT64_MAX: always memset. */
     uint64_t zero_by_release_bytes;
-    uint64_t adapter_limit_bytes; /* cap on each adapter's outstanding bytes (Length); 0: none */
-    uint64_t queue_limit_bytes;   /* cap on each queue's outstanding bytes; 0: none */
+    uint64_t adapter_limit_bytes; /**< cap on each adapter's outstanding bytes (Length); 0: none */
+    uint64_t queue_limit_bytes;   /**< cap on each queue's outstanding bytes; 0: none */
 } ndisshm_runtime_config;
 
-/* Defaults: verifier on (off with NDISSHM_VERIFIER=0 in the environment),
+/** Defaults: verifier on (off with NDISSHM_VERIFIER=0 in the environment),
  * stderr reports on (off with NDISSHM_QUIET=1). */
 NDISSHM_API void ndisshm_runtime_config_init(ndisshm_runtime_config *config);
 
-/* config may be NULL for the defaults. NDIS_STATUS_INVALID_PARAMETER for a bad
+/** config may be NULL for the defaults. NDIS_STATUS_INVALID_PARAMETER for a bad
  * config; NDIS_STATUS_RESOURCES when memory cannot be set up (the reason goes
  * to the verifier log). */
 NDISSHM_API NDIS_STATUS ndisshm_runtime_create(const ndisshm_runtime_config *config, ndisshm_runtime **runtime);
 
-/* Tears everything down: each adapter as by ndisshm_adapter_destroy, with a
+/** Tears everything down: each adapter as by ndisshm_adapter_destroy, with a
  * leak report for every block still outstanding. NULL is ignored. */
 NDISSHM_API void ndisshm_runtime_destroy(ndisshm_runtime *runtime);
 
 NDISSHM_API void ndisshm_runtime_set_violation_callback(ndisshm_runtime *runtime,
                                                         ndisshm_violation_callback callback, void *context);
-/* For violations no runtime can be found for (a garbage NdisHandle, IRQL
+/** For violations no runtime can be found for (a garbage NdisHandle, IRQL
  * misuse outside any call). Default: stderr only. */
 NDISSHM_API void ndisshm_set_global_violation_callback(ndisshm_violation_callback callback, void *context);
 
@@ -130,146 +132,152 @@ NDISSHM_API uint64_t ndisshm_global_violation_count(void);
 
 /* ---- Adapters, queues, bindings ----------------------------------------- */
 
-/* A miniport adapter. *adapter is the NdisHandle for NdisAllocateSharedMemory.
+/** A miniport adapter. *adapter is the NdisHandle for NdisAllocateSharedMemory.
  * Its default queue (NDIS_DEFAULT_RECEIVE_QUEUE_ID) exists from the start.
  * NDIS_STATUS_RESOURCES when the process already has the maximum (1024). */
 NDISSHM_API NDIS_STATUS ndisshm_adapter_create(ndisshm_runtime *runtime, const char *name, NDIS_HANDLE *adapter);
 
-/* Detaches every binding, frees every queue and reports and frees every block
+/** Detaches every binding, frees every queue and reports and frees every block
  * still outstanding (through its provider), then invalidates the handle. */
 NDISSHM_API void ndisshm_adapter_destroy(NDIS_HANDLE adapter);
 
-/* A receive queue with this id (non-zero), allocated and completed at once.
+/** A receive queue with this id (non-zero), allocated and completed at once.
  * NDIS_STATUS_INVALID_PARAMETER if it exists already or the id is 0. */
 NDISSHM_API NDIS_STATUS ndisshm_queue_create(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id);
 
-/* The VMQ life cycle in two steps, as NDIS has it: the queue is allocated
+#define NDISSHM_QUEUE_LOOKAHEAD_SPLIT 0x00000002 /**< = NDIS_RECEIVE_QUEUE_PARAMETERS_LOOKAHEAD_SPLIT_REQUIRED */
+typedef struct ndisshm_queue_params {
+    uint32_t flags;           /**< NDISSHM_QUEUE_LOOKAHEAD_SPLIT */
+    uint32_t lookahead_size;  /**< bytes, with lookahead split */
+} ndisshm_queue_params;
+/** @{ */
+/** The VMQ life cycle in two steps, as NDIS has it: the queue is allocated
  * (OID_RECEIVE_FILTER_ALLOCATE_QUEUE) with its parameters, then its
  * allocation completes (OID_RECEIVE_FILTER_QUEUE_ALLOCATION_COMPLETE); only
  * then may the miniport allocate shared memory for it: before, the call is a
  * verifier violation (NDIS_STATUS_INVALID_PARAMETER). The provider hears of
  * the queue (attach_queue) at completion. */
-#define NDISSHM_QUEUE_LOOKAHEAD_SPLIT 0x00000002 /* = NDIS_RECEIVE_QUEUE_PARAMETERS_LOOKAHEAD_SPLIT_REQUIRED */
-typedef struct ndisshm_queue_params {
-    uint32_t flags;           /* NDISSHM_QUEUE_LOOKAHEAD_SPLIT */
-    uint32_t lookahead_size;  /* bytes, with lookahead split */
-} ndisshm_queue_params;
 NDISSHM_API NDIS_STATUS ndisshm_queue_allocate(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id,
                                                const ndisshm_queue_params *params);
 NDISSHM_API NDIS_STATUS ndisshm_queue_allocation_complete(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id);
-/* NDIS_STATUS_INVALID_PARAMETER for an unknown queue. *complete: 1 once completed. */
+/** @} */
+/** NDIS_STATUS_INVALID_PARAMETER for an unknown queue. *complete: 1 once completed. */
 NDISSHM_API NDIS_STATUS ndisshm_queue_get_params(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id,
                                                  ndisshm_queue_params *params, int *complete);
 
-/* Frees a queue. Blocks still allocated for it: a verifier violation naming
+/** Frees a queue. Blocks still allocated for it: a verifier violation naming
  * them, then freed through their provider. NDIS_STATUS_INVALID_PARAMETER for
  * an unknown queue or the default queue. */
 NDISSHM_API NDIS_STATUS ndisshm_queue_free(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id);
 
-/* A provider binding (a filter or protocol bound to the adapter). *binding is
+/** A provider binding (a filter or protocol bound to the adapter). *binding is
  * the NdisHandle for NdisSetOptionalHandlers. */
 NDISSHM_API NDIS_STATUS ndisshm_binding_create(NDIS_HANDLE adapter, const char *name, NDIS_HANDLE *binding);
 
-/* Unregisters the binding's provider (allocations go to the default provider
+/** Unregisters the binding's provider (allocations go to the default provider
  * again); blocks it still has are a violation, freed through it. */
 NDISSHM_API void ndisshm_binding_destroy(NDIS_HANDLE binding);
 
-/* The full provider table, of which NDIS's characteristics are the first two
+/** The full provider table, of which NDIS's characteristics are the first two
  * entries (modelled on Linux's per-queue memory provider ops). */
 typedef struct ndisshm_provider_ops {
-    uint32_t struct_size; /* sizeof(ndisshm_provider_ops) */
+    uint32_t struct_size; /**< sizeof(ndisshm_provider_ops) */
     NDIS_HANDLE context;
-    ALLOCATE_SHARED_MEMORY_HANDLER allocate; /* required */
-    FREE_SHARED_MEMORY_HANDLER free;       /* required */
-    /* Optional: a queue of the adapter appears / goes (after its blocks are freed). */
+    ALLOCATE_SHARED_MEMORY_HANDLER allocate; /**< required */
+    FREE_SHARED_MEMORY_HANDLER free;       /**< required */
+    /** @{ */
+    /** Optional: a queue of the adapter appears / goes (after its blocks are freed). */
     void (*attach_queue)(NDIS_HANDLE context, NDIS_RECEIVE_QUEUE_ID queue_id);
     void (*detach_queue)(NDIS_HANDLE context, NDIS_RECEIVE_QUEUE_ID queue_id);
-    /* Optional: one line describing the provider, for `ndisshm stat`. */
+    /** @} */
+    /** Optional: one line describing the provider, for `ndisshm stat`. */
     void (*describe)(NDIS_HANDLE context, char *buffer, size_t buffer_bytes);
-    /* Optional: after a successful allocate, the SharedMemoryHandle NDIS gave
+    /** Optional: after a successful allocate, the SharedMemoryHandle NDIS gave
      * the block that provider_context names (packets name blocks by it).
      * Called before NdisAllocateSharedMemory returns. */
     void (*committed)(NDIS_HANDLE context, NDIS_HANDLE provider_context, NDIS_HANDLE shared_memory_handle);
 } ndisshm_provider_ops;
 
-/* Registers ops as the adapter's provider through this binding (what
+/** Registers ops as the adapter's provider through this binding (what
  * NdisSetOptionalHandlers does with the first two entries). Same errors. */
 NDISSHM_API NDIS_STATUS ndisshm_binding_register_provider(NDIS_HANDLE binding, const ndisshm_provider_ops *ops);
 
 /* ---- Limits -------------------------------------------------------------- */
-/* Caps on outstanding bytes (the sum of Length of live blocks); 0 removes the
+/** @{ */
+/** Caps on outstanding bytes (the sum of Length of live blocks); 0 removes the
  * cap. An allocation that would exceed one gets NDIS_STATUS_RESOURCES (and a
  * line in the verifier log), never an abort. Lowering a cap below what is
  * outstanding frees nothing: it refuses new allocations until enough go. */
 NDISSHM_API NDIS_STATUS ndisshm_adapter_set_limit(NDIS_HANDLE adapter, uint64_t max_bytes);
 NDISSHM_API NDIS_STATUS ndisshm_queue_set_limit(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id,
                                                 uint64_t max_bytes);
+/** @} */
 
 /* ---- Books --------------------------------------------------------------- */
 #define NDISSHM_MAX_NODES 64
 typedef struct ndisshm_usage_stats {
-    uint64_t blocks;       /* outstanding now */
-    uint64_t bytes;        /* outstanding now (requested Length) */
+    uint64_t blocks;       /**< outstanding now */
+    uint64_t bytes;        /**< outstanding now (requested Length) */
     uint64_t peak_blocks;
     uint64_t peak_bytes;
-    uint64_t allocations;  /* successful, ever */
+    uint64_t allocations;  /**< successful, ever */
     uint64_t frees;
-    uint64_t failures;     /* allocations refused, for any reason */
+    uint64_t failures;     /**< allocations refused, for any reason */
 } ndisshm_usage_stats;
 
 typedef struct ndisshm_adapter_stats {
     ndisshm_usage_stats total;
     ndisshm_usage_stats by_usage[NdisSharedMemoryUsageMax];
-    ndisshm_usage_stats by_node[NDISSHM_MAX_NODES]; /* node the provider placed the block on; failures by
+    ndisshm_usage_stats by_node[NDISSHM_MAX_NODES]; /**< node the provider placed the block on; failures by
                                                        the node asked for (MM_ANY_NODE_OK: not counted) */
-    uint64_t limit_bytes;  /* 0: none */
+    uint64_t limit_bytes;  /**< 0: none */
     uint32_t queues;
     uint32_t bindings;
-    int has_provider;      /* a binding provides; else the default provider */
+    int has_provider;      /**< a binding provides; else the default provider */
 } ndisshm_adapter_stats;
 
 NDISSHM_API NDIS_STATUS ndisshm_adapter_get_stats(NDIS_HANDLE adapter, ndisshm_adapter_stats *stats);
 NDISSHM_API NDIS_STATUS ndisshm_queue_get_stats(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id,
                                                 ndisshm_usage_stats *stats);
 
-/* The default provider's memory: which pages, where, how much, how zeroed. */
+/** The default provider's memory: which pages, where, how much, how zeroed. */
 typedef struct ndisshm_memory_stats {
-    uint32_t page_mode;       /* ndisshm_page_mode actually in use (never AUTO) */
-    uint32_t page_bytes;      /* 2097152 with huge pages, else 4096 */
-    uint32_t thp_advised;     /* 1: MADV_HUGEPAGE accepted on the arenas */
-    uint32_t address_mode;    /* ndisshm_address_mode */
-    uint32_t arenas;          /* one per NUMA node used so far */
-    uint32_t numa_nodes;      /* nodes this machine has */
-    uint64_t reserved_bytes;  /* address space reserved by the arenas */
-    uint64_t file_bytes;      /* memfd bytes behind them */
-    uint64_t bytes_in_use;    /* page-rounded bytes of live blocks */
+    uint32_t page_mode;       /**< ndisshm_page_mode actually in use (never AUTO) */
+    uint32_t page_bytes;      /**< 2097152 with huge pages, else 4096 */
+    uint32_t thp_advised;     /**< 1: MADV_HUGEPAGE accepted on the arenas */
+    uint32_t address_mode;    /**< ndisshm_address_mode */
+    uint32_t arenas;          /**< one per NUMA node used so far */
+    uint32_t numa_nodes;      /**< nodes this machine has */
+    uint64_t reserved_bytes;  /**< address space reserved by the arenas */
+    uint64_t file_bytes;      /**< memfd bytes behind them */
+    uint64_t bytes_in_use;    /**< page-rounded bytes of live blocks */
     uint64_t blocks_in_use;
     uint64_t high_water_bytes;
-    uint64_t largest_free_bytes; /* largest block that could be carved now without growing */
+    uint64_t largest_free_bytes; /**< largest block that could be carved now without growing */
     uint64_t zeroed_by_memset_bytes;
     uint64_t zeroed_by_release_bytes;
-    uint64_t cache_hits;      /* allocations served from a per-CPU cache */
+    uint64_t cache_hits;      /**< allocations served from a per-CPU cache */
     uint64_t cache_misses;
     uint64_t node_bytes_in_use[NDISSHM_MAX_NODES];
 } ndisshm_memory_stats;
 
 NDISSHM_API NDIS_STATUS ndisshm_runtime_get_memory_stats(const ndisshm_runtime *runtime, ndisshm_memory_stats *stats);
 
-/* Where a live block lives, for handing it to another process or reading it
- * in place: its provider's memfd (or -1 if the provider has none), the offset
- * of the block in it, and its length. */
+/** What the books say of a live block: its adapter, queue, usage, length,
+ * address, first SG address, NUMA node and provider. `provider` points into
+ * the binding and is valid while the block is live. */
 typedef struct ndisshm_block_info {
     NDIS_HANDLE adapter;
     NDIS_RECEIVE_QUEUE_ID queue_id;
     NDIS_SHARED_MEMORY_USAGE usage;
     ULONG length;
     PVOID virtual_address;
-    ULONG64 first_address; /* Elements[0].Address */
-    int32_t node;          /* NUMA node the provider placed it on, -1 if it did not say */
-    const char *provider;  /* binding name, or "default" */
+    ULONG64 first_address; /**< Elements[0].Address */
+    int32_t node;          /**< NUMA node the provider placed it on, -1 if it did not say */
+    const char *provider;  /**< binding name, or "default" */
 } ndisshm_block_info;
 
-/* NDIS_STATUS_INVALID_PARAMETER unless handle is a live block of adapter. */
+/** NDIS_STATUS_INVALID_PARAMETER unless handle is a live block of adapter. */
 NDISSHM_API NDIS_STATUS ndisshm_block_get_info(NDIS_HANDLE adapter, NDIS_HANDLE handle, ndisshm_block_info *info);
 
 #ifdef __cplusplus

@@ -1,19 +1,22 @@
-// ndisshm.hpp: the C++ API. RAII owners over <ndisshm/host.h> and the NDIS
-// calls of <ndis/ndis_shm.h>, header-only so it binds to the same exported C
-// ABI as C callers do.
-//
-//   ndisshm::Runtime rt;                              // verifier on by default
-//   ndisshm::Adapter nic(rt, "nic0");                 // a miniport adapter
-//   ndisshm::ReceiveQueue q1(nic, 1);                 // VMQ queue 1
-//   ndisshm::ProviderBinding vswitch(nic, "vswitch"); // a filter bound to it
-//   vswitch.register_provider(my_provider);           // NdisSetOptionalHandlers
-//   ndisshm::Allocation a(nic, {.length = 65536, .queue = 1});
-//   a.data(); a.elements();                           // freed when `a` goes
-//
-// Objects must be destroyed children first (allocations, then queues and
-// bindings, then adapters, then the runtime); a parent destroyed early reports
-// its children's blocks as verifier violations and frees them itself.
-// Failures throw ndisshm::Error, which carries the NDIS_STATUS.
+/// @file
+/// ndisshm.hpp: the C++ API. RAII owners over <ndisshm/host.h> and the NDIS
+/// calls of <ndis/ndis_shm.h>, header-only so it binds to the same exported C
+/// ABI as C callers do.
+///
+/// @code
+///   ndisshm::Runtime rt;                              // verifier on by default
+///   ndisshm::Adapter nic(rt, "nic0");                 // a miniport adapter
+///   ndisshm::ReceiveQueue q1(nic, 1);                 // VMQ queue 1
+///   ndisshm::ProviderBinding vswitch(nic, "vswitch"); // a filter bound to it
+///   vswitch.register_provider(my_provider);           // NdisSetOptionalHandlers
+///   ndisshm::Allocation a(nic, {.length = 65536, .queue = 1});
+///   a.data(); a.elements();                           // freed when `a` goes
+/// @endcode
+///
+/// Objects must be destroyed children first (allocations, then queues and
+/// bindings, then adapters, then the runtime); a parent destroyed early reports
+/// its children's blocks as verifier violations and frees them itself.
+/// Failures throw ndisshm::Error, which carries the NDIS_STATUS.
 #pragma once
 
 #include <cstdint>
@@ -46,10 +49,10 @@ inline void check(NDIS_STATUS s, const char* what) {
 struct RuntimeOptions {
     bool verifier = true;
     bool report_to_stderr = true;
-    uint32_t max_block_bytes = 0;       // 0: 1 GiB
-    uint64_t arena_capacity_bytes = 0;  // 0: 16 GiB of address space
-    uint64_t iova_base = 0;             // 0: IOVA = VA
-    uint64_t max_blocks = 0;            // 0: 4M records
+    uint32_t max_block_bytes = 0;       ///< 0: 1 GiB
+    uint64_t arena_capacity_bytes = 0;  ///< 0: 16 GiB of address space
+    uint64_t iova_base = 0;             ///< 0: IOVA = VA
+    uint64_t max_blocks = 0;            ///< 0: 4M records
 };
 
 using ViolationHandler = std::function<void(const ndisshm_violation&)>;
@@ -59,7 +62,7 @@ public:
     explicit Runtime(const RuntimeOptions& o = {}) {
         ndisshm_runtime_config c;
         ndisshm_runtime_config_init(&c);
-        c.verifier = o.verifier ? 1 : 0;
+        c.verifier = o.verifier && c.verifier ? 1 : 0;  // NDISSHM_VERIFIER=0 wins, as for C callers
         c.report_to_stderr = o.report_to_stderr && c.report_to_stderr ? 1 : 0;
         c.max_block_bytes = o.max_block_bytes;
         c.arena_capacity_bytes = o.arena_capacity_bytes;
@@ -73,7 +76,7 @@ public:
 
     ndisshm_runtime* get() const { return rt_; }
 
-    // Called on the offending thread for each violation; replaces any before.
+    /// Called on the offending thread for each violation; replaces any before.
     void on_violation(ViolationHandler handler) {
         handler_ = std::make_unique<ViolationHandler>(std::move(handler));
         ndisshm_runtime_set_violation_callback(rt_, &Runtime::trampoline, handler_.get());
@@ -100,7 +103,7 @@ public:
     Adapter(const Adapter&) = delete;
     Adapter& operator=(const Adapter&) = delete;
 
-    // The miniport's NdisHandle.
+    /// The miniport's NdisHandle.
     NDIS_HANDLE handle() const { return h_; }
     ndisshm_adapter_stats stats() const {
         ndisshm_adapter_stats s{};
@@ -133,19 +136,19 @@ private:
     NDIS_RECEIVE_QUEUE_ID id_;
 };
 
-// A source of shared memory. Implement it and register it on a binding; the
-// runtime calls it as NDIS calls a provider (synchronously, PASSIVE_LEVEL).
+/// A source of shared memory. Implement it and register it on a binding; the
+/// runtime calls it as NDIS calls a provider (synchronously, PASSIVE_LEVEL).
 class Provider {
 public:
     virtual ~Provider() = default;
-    // Fill params.VirtualAddress and params.SGListBuffer (at most
-    // NDISSHM_SG_LIST_CAPACITY(params.SGListBufferLength) elements) and set
-    // `context` (non-null) on NDIS_STATUS_SUCCESS.
+    /// Fill params.VirtualAddress and params.SGListBuffer (at most
+    /// NDISSHM_SG_LIST_CAPACITY(params.SGListBufferLength) elements) and set
+    /// `context` (non-null) on NDIS_STATUS_SUCCESS.
     virtual NDIS_STATUS allocate(NDIS_SHARED_MEMORY_PARAMETERS& params, NDIS_HANDLE& context) = 0;
-    // Exactly once per successful allocate, with its context.
+    /// Exactly once per successful allocate, with its context.
     virtual void free(NDIS_HANDLE context) = 0;
-    // The SharedMemoryHandle NDIS gave the block `context` names, before
-    // NdisAllocateSharedMemory returns.
+    /// The SharedMemoryHandle NDIS gave the block `context` names, before
+    /// NdisAllocateSharedMemory returns.
     virtual void committed(NDIS_HANDLE /*context*/, NDIS_HANDLE /*shared_memory_handle*/) {}
     virtual void attach_queue(NDIS_RECEIVE_QUEUE_ID) {}
     virtual void detach_queue(NDIS_RECEIVE_QUEUE_ID) {}
@@ -184,9 +187,9 @@ public:
     ProviderBinding(const ProviderBinding&) = delete;
     ProviderBinding& operator=(const ProviderBinding&) = delete;
 
-    // The filter's NdisHandle, for NdisSetOptionalHandlers.
+    /// The filter's NdisHandle, for NdisSetOptionalHandlers.
     NDIS_HANDLE handle() const { return h_; }
-    // `provider` must outlive this binding.
+    /// `provider` must outlive this binding.
     void register_provider(Provider& provider) {
         ndisshm_provider_ops o = provider.ops();
         check(ndisshm_binding_register_provider(h_, &o), "ndisshm_binding_register_provider");
@@ -202,12 +205,12 @@ struct AllocationRequest {
     NDIS_RECEIVE_QUEUE_ID queue = NDIS_DEFAULT_RECEIVE_QUEUE_ID;
     bool contiguous = false;
     ULONG preferred_node = MM_ANY_NODE_OK;
-    ULONG max_sg_elements = 0;  // 0: BYTES_TO_PAGES(length), as drivers size it
+    ULONG max_sg_elements = 0;  ///< 0: BYTES_TO_PAGES(length), as drivers size it
 };
 
-// Where a call was made, captured by default arguments. __builtin_FILE and
-// __builtin_LINE work in g++ and in clang 14 (whose libstdc++ pairing lacks
-// std::source_location).
+/// Where a call was made, captured by default arguments. __builtin_FILE and
+/// __builtin_LINE work in g++ and in clang 14 (whose libstdc++ pairing lacks
+/// std::source_location).
 struct CallSite {
     const char* file;
     int line;
@@ -219,11 +222,11 @@ struct SgElement {
     ULONG length;
 };
 
-// One block of shared memory, freed (NdisFreeSharedMemory) on destruction.
+/// One block of shared memory, freed (NdisFreeSharedMemory) on destruction.
 class Allocation {
 public:
     Allocation() = default;
-    // Leak and double-free reports name `where` as the allocation site.
+    /// Leak and double-free reports name `where` as the allocation site.
     Allocation(Adapter& adapter, const AllocationRequest& r, CallSite where = CallSite::here()) {
         check(try_allocate(adapter, r, where), "NdisAllocateSharedMemory");
     }
@@ -241,7 +244,7 @@ public:
         return *this;
     }
 
-    // The non-throwing form: the NDIS status, and *this owns the block on success.
+    /// The non-throwing form: the NDIS status, and *this owns the block on success.
     NDIS_STATUS try_allocate(Adapter& adapter, const AllocationRequest& r, CallSite where = CallSite::here()) {
         reset();
         NDIS_SHARED_MEMORY_PARAMETERS p;
@@ -281,7 +284,7 @@ public:
     }
 
     explicit operator bool() const { return handle_ != nullptr; }
-    NDIS_HANDLE handle() const { return handle_; }  // also the SharedMemoryHandle
+    NDIS_HANDLE handle() const { return handle_; }  ///< also the SharedMemoryHandle
     void* data() const { return data_; }
     ULONG size() const { return length_; }
     const std::vector<SgElement>& elements() const { return elements_; }

@@ -125,18 +125,9 @@ void Runtime::destroy_adapter(Adapter* adapter, const char* call) {
     }
     reclaim(adapter, leaked, NDISSHM_VIOLATION_LEAK, call,
             "still allocated when " + describe(adapter) + " was torn down; freed through its provider");
-    // The provider hears of each queue going, as when a queue is freed.
-    std::vector<NDIS_RECEIVE_QUEUE_ID> queues;
-    providers::Provider* provider;
-    Binding* serving;
-    {
-        std::lock_guard lock(adapter->mu);
-        for (auto& [id, q] : adapter->queues)
-            if (id != NDIS_DEFAULT_RECEIVE_QUEUE_ID && q->complete) queues.push_back(id);
-        provider = current_provider(adapter, &serving);
-    }
-    for (auto id : queues) provider->detach_queue(id);
-    if (serving != nullptr) serving->in_flight.fetch_sub(1, std::memory_order_acq_rel);
+    // Queues go with the adapter: the providing binding, destroyed below,
+    // tells its provider of each (detach_queue); the default provider keeps
+    // no per-queue state.
     std::vector<Binding*> bindings;
     {
         std::lock_guard lock(adapter->mu);
@@ -257,9 +248,11 @@ NDIS_STATUS Runtime::create_binding(Adapter* adapter, const char* name, Binding*
 
 void Runtime::destroy_binding(Binding* binding) {
     Adapter* adapter = binding->adapter;
+    bool was_provider = false;
     {
         std::lock_guard lock(adapter->mu);
-        if (adapter->provider_binding == binding) adapter->provider_binding = nullptr;  // new calls: default
+        was_provider = adapter->provider_binding == binding;
+        if (was_provider) adapter->provider_binding = nullptr;  // new calls: default
     }
     // Allocations already inside this provider finish and link their blocks
     // before we collect them.
@@ -285,6 +278,17 @@ void Runtime::destroy_binding(Binding* binding) {
             if (binding->blocks.empty() && binding->in_flight.load(std::memory_order_acquire) == 0) break;
         }
         std::this_thread::yield();
+    }
+    // Registration announced each queue (attach_queue); detaching takes them
+    // back, so a provider sees its queues in pairs.
+    if (was_provider && binding->provider != nullptr) {
+        std::vector<NDIS_RECEIVE_QUEUE_ID> queues;
+        {
+            std::lock_guard lock(adapter->mu);
+            for (auto& [id, q] : adapter->queues)
+                if (id != NDIS_DEFAULT_RECEIVE_QUEUE_ID && q->complete) queues.push_back(id);
+        }
+        for (auto id : queues) binding->provider->detach_queue(id);
     }
     binding_pool().destroy(binding);
 }

@@ -74,8 +74,11 @@ uint64_t Verifier::total() const {
 }
 
 Verifier& Verifier::global() {
-    static Verifier v(/*enabled=*/true, std::getenv("NDISSHM_QUIET") == nullptr ||
-                                             std::strcmp(std::getenv("NDISSHM_QUIET"), "1") != 0);
+    auto env_is = [](const char* name, const char* value) {
+        const char* v = std::getenv(name);
+        return v != nullptr && std::strcmp(v, value) == 0;
+    };
+    static Verifier v(/*enabled=*/!env_is("NDISSHM_VERIFIER", "0"), /*to_stderr=*/!env_is("NDISSHM_QUIET", "1"));
     return v;
 }
 

@@ -87,7 +87,9 @@ struct QueueAttached {  // host -> guest
     uint32_t lookahead_size;  // bytes, with kQueueLookaheadSplit
     uint32_t reserved;
 };
-inline constexpr uint32_t kQueueLookaheadSplit = 1;
+// The NDIS value (NDIS_RECEIVE_QUEUE_PARAMETERS_LOOKAHEAD_SPLIT_REQUIRED), as
+// NDISSHM_QUEUE_LOOKAHEAD_SPLIT in host.h: one encoding everywhere.
+inline constexpr uint32_t kQueueLookaheadSplit = 0x00000002;
 
 struct QueueDetached {  // host -> guest
     uint32_t queue_id;

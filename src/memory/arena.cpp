@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cassert>
+#include <chrono>
 
 #include "memory/zeroing.hpp"
 
@@ -78,10 +79,20 @@ Error Arena::no_room(uint64_t bytes) const {
 Status Arena::commit_locked(uint64_t end_bytes) {
     if (end_bytes <= committed_) return Ok{};
     if (config_.huge_pages) {
+        // After the pool refused, ask again only once kCommitRetry has passed: until then every
+        // allocation that reaches past the committed pages would pay a failing fallocate before it is
+        // refused (or, in Auto, served by the 4 KiB overflow arena). The pool only refills when some
+        // other process or the administrator gives pages back, which is rare and never urgent.
+        const auto now = std::chrono::steady_clock::now();
+        if (commit_refused_ && now < retry_commit_at_) return *commit_refused_;
         // Exactly the huge pages needed: each one is real memory taken from a pool others may need.
         const uint64_t target = std::min(round_up(end_bytes, os::kHugePageBytes), capacity_);
-        if (auto s = os::commit_huge_pages(fd_.get(), committed_, target - committed_, config_.node); !s)
+        if (auto s = os::commit_huge_pages(fd_.get(), committed_, target - committed_, config_.node); !s) {
+            commit_refused_ = s.error();
+            retry_commit_at_ = now + kCommitRetry;
             return s.error();
+        }
+        commit_refused_.reset();
         committed_ = target;
         return Ok{};
     }

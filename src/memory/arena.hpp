@@ -27,9 +27,11 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "base/result.hpp"
@@ -138,6 +140,10 @@ private:
     mutable std::mutex mu_;
     PageAllocator pages_;     // under mu_
     uint64_t committed_ = 0;  // under mu_: bytes of the file memory can be behind
+    // Under mu_: the huge page pool's last refusal, repeated without asking until retry_commit_at_.
+    static constexpr std::chrono::milliseconds kCommitRetry{10};
+    std::optional<Error> commit_refused_;
+    std::chrono::steady_clock::time_point retry_commit_at_{};
     mutable CpuCache cache_;  // stacks used only with config_.cpu_cache; counters always
 };
 

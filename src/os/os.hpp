@@ -61,6 +61,7 @@ Status commit_huge_pages(int fd, uint64_t offset, uint64_t bytes, int node);
 
 // madvise(MADV_HUGEPAGE): asks for transparent huge pages on a mapping.
 Status advise_huge_pages(void* address, uint64_t bytes);
+
 Status memfd_seal_shrink(int fd);
 Status resize_file(int fd, uint64_t bytes);
 

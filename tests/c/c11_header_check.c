@@ -4,6 +4,7 @@
 #include <ndis/ndis_shm.h>
 #include <ndisshm/guest.h>
 #include <ndisshm/host.h>
+#include <ndisshm/hub.h>
 
 _Static_assert(sizeof(SCATTER_GATHER_LIST) == 16, "C sees the 16-byte list header");
 _Static_assert(BYTES_TO_PAGES(1) == 1 && BYTES_TO_PAGES(4096) == 1 && BYTES_TO_PAGES(4097) == 2, "BYTES_TO_PAGES");

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The ndisshm CLI, run as a user would: --help, --version, bad usage, and
-# `ndisshm demo` in table and JSON form. Usage: demo_test.sh PATH/TO/ndisshm
+# `ndisshm demo --api-tour` (the self-contained API scenario) in table and
+# JSON form. The live demo has live_demo_test.sh. Usage: demo_test.sh PATH/TO/ndisshm
 set -uo pipefail
 
 cli=${1:?usage: demo_test.sh PATH/TO/ndisshm}
@@ -40,10 +41,27 @@ expect_in help out "--version"
 # The subcommands listed are exactly the ones that exist.
 listed=$(awk '/^Subcommands:/ {on = 1; next} on && /^$/ {on = 0} on {print $1}' "$tmp/help.out" |
     sort | tr '\n' ' ')
-[[ $listed == "demo guest " ]] || fail "help: subcommands listed are '$listed', expected 'demo guest '"
+[[ $listed == "demo guest host stat " ]] ||
+    fail "help: subcommands listed are '$listed', expected 'demo guest host stat '"
+expect_in help out "--config"
 run demo_help demo --help
 expect_rc demo_help 0
-for flag in --json --queues --blocks-per-queue --block-size --quiet; do expect_in demo_help out "$flag"; done
+for flag in --api-tour --json --queues --blocks-per-queue --block-size --quiet --guests --packet-size --rate \
+    --duration --batch --lookahead --socket; do
+    expect_in demo_help out "$flag"
+done
+run host_help host --help
+expect_rc host_help 0
+for flag in --socket --max-guests --blocks-per-queue --block-size --slot-size --lookahead-split --rate \
+    --packet-size --batch --duration --json --quiet; do
+    expect_in host_help out "$flag"
+done
+run stat_help stat --help
+expect_rc stat_help 0
+for flag in --socket --json --watch --count --timeout; do expect_in stat_help out "$flag"; done
+run guest_help guest --help
+expect_rc guest_help 0
+expect_in guest_help out "--verify"
 
 # ---- --version --------------------------------------------------------------
 run version --version
@@ -69,15 +87,47 @@ expect_in bad_size err "--block-size"
 run zero_blocks demo --blocks-per-queue 0
 expect_rc zero_blocks 2
 expect_in zero_blocks err "--blocks-per-queue"
-run over_budget demo --queues 32 --blocks-per-queue 1024 --block-size 16777216
+run over_budget demo --api-tour --queues 32 --blocks-per-queue 1024 --block-size 16777216
 expect_rc over_budget 2
 expect_in over_budget err "--block-size"
-for name in no_subcommand unknown_flag zero_queues bad_size over_budget; do
+run live_over_budget demo --queues 32 --blocks-per-queue 1024 --block-size 16777216
+expect_rc live_over_budget 2
+expect_in live_over_budget err "--blocks-per-queue"
+# Flags of the live demo make no sense on the tour, and combinations are checked.
+run tour_guests demo --api-tour --guests 3
+expect_rc tour_guests 2
+expect_in tour_guests err "--guests"
+run few_queues demo --guests 3 --queues 3
+expect_rc few_queues 2
+expect_in few_queues err "--queues"
+run small_block demo --packet-size 9000 --block-size 8192
+expect_rc small_block 2
+expect_in small_block err "--block-size"
+run small_packet demo --packet-size 64,32
+expect_rc small_packet 2
+expect_in small_packet err "--packet-size"
+run zero_guests demo --guests 0
+expect_rc zero_guests 2
+expect_in zero_guests err "--guests"
+run big_lookahead demo --lookahead 4096
+expect_rc big_lookahead 2
+expect_in big_lookahead err "--lookahead"
+run short_duration demo --duration 0
+expect_rc short_duration 2
+expect_in short_duration err "--duration"
+run host_slot host --slot-size 128 --packet-size 1500
+expect_rc host_slot 2
+expect_in host_slot err "--packet-size"
+run stat_watch stat --watch 0
+expect_rc stat_watch 2
+expect_in stat_watch err "--watch"
+for name in no_subcommand unknown_flag zero_queues bad_size over_budget live_over_budget tour_guests few_queues \
+    small_block small_packet host_slot stat_watch; do
     [[ ! -s $tmp/$name.out ]] || fail "$name: bad usage printed to stdout"
 done
 
-# ---- demo, table form -------------------------------------------------------
-run table demo
+# ---- demo --api-tour, table form ----------------------------------------------
+run table demo --api-tour
 expect_rc table 0
 expect_in table out "[1/"
 expect_in table out "NdisSetOptionalHandlers"
@@ -93,13 +143,13 @@ grep -qE '^nic1 +1 +Receive +default +4 ' "$tmp/table.out" ||
     fail "table: no default-provider row for nic1 queue 1"
 [[ ! -s $tmp/table.err ]] || fail "table: stderr not empty: $(head -c 400 "$tmp/table.err")"
 
-# ---- demo --quiet: the summary only -----------------------------------------
-run quiet demo --quiet
+# ---- demo --api-tour --quiet: the summary only --------------------------------
+run quiet demo --api-tour --quiet
 expect_rc quiet 0
 expect_not_in quiet out "[1/"
 expect_in quiet out "outstanding blocks: 0"
 
-# ---- demo --json: stdout is JSON and nothing else ---------------------------
+# ---- demo --api-tour --json: stdout is JSON and nothing else -----------------
 check_json() {  # name, queues, blocks per queue, block size
     python3 - "$tmp/$1.out" "$2" "$3" "$4" <<'PY' || fail "$1: JSON checks failed"
 import json, sys
@@ -142,11 +192,11 @@ for e in errors:
 sys.exit(1 if errors else 0)
 PY
 }
-run json demo --json
+run json demo --api-tour --json
 expect_rc json 0
 check_json json 3 4 65536
 expect_in json err "[1/"  # narration moved to stderr
-run json_sized demo --json --quiet --queues 5 --blocks-per-queue 2 --block-size 8192
+run json_sized demo --api-tour --json --quiet --queues 5 --blocks-per-queue 2 --block-size 8192
 expect_rc json_sized 0
 check_json json_sized 5 2 8192
 [[ ! -s $tmp/json_sized.err ]] || fail "json_sized: --quiet still wrote to stderr"

@@ -116,7 +116,7 @@ TEST_F(HubTest, LookaheadSplitParametersReachTheQueueAndTheGuest) {
     EXPECT_EQ(got.flags, static_cast<uint32_t>(NDISSHM_QUEUE_LOOKAHEAD_SPLIT));
     EXPECT_EQ(got.lookahead_size, 256u);
     EXPECT_EQ(complete, 1);
-    EXPECT_NE(g->transcript().find("QUEUE " + std::to_string(q) + " 1 256"), std::string::npos) << g->transcript();
+    EXPECT_NE(g->transcript().find("QUEUE " + std::to_string(q) + " 2 256"), std::string::npos) << g->transcript();
     deliver_and_check(*g, q, 5, 5);
 }
 

@@ -1,11 +1,16 @@
 // `ndisshm guest`: runs one guest session through the public C++ guest API
 // (<ndisshm/guest.hpp>) and prints what it saw. Packets are read in place:
 // each one's bytes are folded into a checksum, so every byte the host said it
-// delivered is really touched in the guest's memory.
+// delivered is really touched in the guest's memory. With --verify, each
+// packet is instead checked against what the traffic generator of `ndisshm
+// host` and `ndisshm demo` writes (traffic_format.hpp): sequence number,
+// length, trailer and checksum, counting losses, reordering and corruption.
 //
 // The JSON summary is built here rather than in report.cpp: it shares nothing
 // with the demo's report.
 #include "guest_command.hpp"
+
+#include "traffic_format.hpp"
 
 #include <ndisshm/guest.hpp>
 
@@ -29,9 +34,12 @@ struct Outcome {
     ndisshm_guest_status end = NDISSHM_GUEST_OK;  // OK: a limit ended it
     std::string reason;
     bool limit_reached = false;
+    bool verify_failed = false;
+    ndisshm_guest_event queue{};  // QUEUE_ATTACHED, as the host announced it
 };
 
 int exit_status(const Outcome& o) {
+    if (o.verify_failed) return 1;
     if (o.limit_reached || o.end == NDISSHM_GUEST_HOST_BYE) return 0;
     if (o.end == NDISSHM_GUEST_HOST_GONE) return kGuestHostVanished;
     return 1;
@@ -43,7 +51,7 @@ std::string describe_end(const Outcome& o) {
 }
 
 void print_summary(const GuestCommandOptions& opt, const ndisshm_guest_stats& s, uint64_t checksum,
-                   const Outcome& o) {
+                   const traffic::CheckCounts& v, const Outcome& o) {
     if (opt.json) {
         nlohmann::ordered_json j = {
             {"name", opt.name},
@@ -60,8 +68,14 @@ void print_summary(const GuestCommandOptions& opt, const ndisshm_guest_stats& s,
             {"blocks_known", s.blocks},
             {"queues_attached", s.queues},
             {"checksum", checksum},
+            {"queue", {{"id", o.queue.queue_id},
+                       {"lookahead_split", o.queue.flags != 0},
+                       {"lookahead_size", o.queue.lookahead_size}}},
             {"exit_status", exit_status(o)},
         };
+        if (opt.verify)
+            j["verify"] = {{"verified", v.verified}, {"lost", v.lost}, {"out_of_order", v.out_of_order},
+                           {"corrupt", v.corrupt}, {"last_seq", v.last_seq}};
         std::printf("%s\n", j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
         return;
     }
@@ -73,21 +87,34 @@ void print_summary(const GuestCommandOptions& opt, const ndisshm_guest_stats& s,
                 static_cast<unsigned long long>(s.bad_descriptors), static_cast<unsigned long long>(s.bad_blocks),
                 static_cast<unsigned long long>(s.batches), s.blocks, s.queues,
                 static_cast<unsigned long long>(checksum));
+    if (opt.verify)
+        std::printf("verified: %llu\nlost: %llu\nout of order: %llu\ncorrupt: %llu\nlast sequence number: %llu\n",
+                    static_cast<unsigned long long>(v.verified), static_cast<unsigned long long>(v.lost),
+                    static_cast<unsigned long long>(v.out_of_order), static_cast<unsigned long long>(v.corrupt),
+                    static_cast<unsigned long long>(v.last_seq));
 }
 
 }  // namespace
 
 int run_guest(const GuestCommandOptions& opt) {
     uint64_t checksum = 0;
+    traffic::Checker checker;
     // FNV-1a over each packet: cheap, and it reads every byte in place.
-    auto on_packet = [&checksum](const ndisshm::GuestPacket& p) {
+    // --verify reads every byte too, through the traffic's own checksum.
+    auto on_packet = [&checksum, &checker, &opt](const ndisshm::GuestPacket& p) {
+        if (opt.verify) return checker.check(p.queue_id, p.data.data(), p.data.size());
         uint64_t h = 1469598103934665603ull;
         for (std::byte b : p.data) h = (h ^ static_cast<uint64_t>(b)) * 1099511628211ull;
         checksum ^= h;
     };
+    Outcome o;
+    auto on_event = [&o](const ndisshm_guest_event& e) {
+        if (e.kind == NDISSHM_GUEST_QUEUE_ATTACHED) o.queue = e;
+    };
     std::unique_ptr<ndisshm::Guest> guest;
     try {
-        guest = std::make_unique<ndisshm::Guest>(ndisshm::GuestOptions{opt.name, opt.memory_bytes, 0}, on_packet);
+        guest = std::make_unique<ndisshm::Guest>(ndisshm::GuestOptions{opt.name, opt.memory_bytes, 0}, on_packet,
+                                                 on_event);
         guest->connect(opt.socket, opt.connect_timeout_ms);
     } catch (const ndisshm::GuestError& e) {
         std::fprintf(stderr, "ndisshm guest: %s\n", e.what());
@@ -100,7 +127,6 @@ int run_guest(const GuestCommandOptions& opt) {
 
     const auto start = Clock::now();
     const auto deadline = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt.duration_s));
-    Outcome o;
     for (;;) {
         int wait = kPollSliceMs;
         if (opt.duration_s > 0) {
@@ -123,7 +149,13 @@ int run_guest(const GuestCommandOptions& opt) {
         }
     }
     if (o.limit_reached) guest->close();  // BYE: the host frees our blocks at once
-    print_summary(opt, guest->stats(), checksum, o);
+    const traffic::CheckCounts& v = checker.counts();
+    if (opt.verify && (v.lost != 0 || v.out_of_order != 0 || v.corrupt != 0)) {
+        o.verify_failed = true;
+        o.reason = "verify: " + std::to_string(v.lost) + " lost, " + std::to_string(v.out_of_order) +
+                   " out of order, " + std::to_string(v.corrupt) + " corrupt (" + describe_end(o) + ")";
+    }
+    print_summary(opt, guest->stats(), checksum, v, o);
     const int rc = exit_status(o);
     if (rc != 0) std::fprintf(stderr, "ndisshm guest: %s\n", o.reason.c_str());
     return rc;

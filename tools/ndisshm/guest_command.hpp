@@ -16,6 +16,7 @@ struct GuestCommandOptions {
     uint64_t packets = 0;          // stop after at least this many packets; 0: no limit
     int connect_timeout_ms = 5000; // for each step of the handshake
     bool json = false;             // summary as JSON on stdout
+    bool verify = false;           // check each packet's sequence number and checksum (traffic_format.hpp)
 };
 
 // Exit status for the command line.
@@ -23,8 +24,9 @@ inline constexpr int kGuestHostVanished = 3;
 
 // 0: the host said BYE, or a limit was reached (we then say BYE ourselves);
 // 3: the host closed the connection without BYE (it died);
-// 1: anything else (cannot connect, memory refused, a malformed message),
-//    with the reason on stderr.
+// 1: anything else (cannot connect, memory refused, a malformed message;
+//    with --verify, a packet lost, out of order or corrupt), with the reason
+//    on stderr.
 int run_guest(const GuestCommandOptions& options);
 
 }  // namespace ndisshm::cli

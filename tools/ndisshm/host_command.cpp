@@ -1,0 +1,121 @@
+#include "host_command.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <set>
+#include <stdexcept>
+#include <thread>
+
+#include "signals.hpp"
+#include "units.hpp"
+
+namespace ndisshm::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// The generator runs in slices this long, between which the host notices
+// guests that came or went and a signal.
+constexpr double kSliceS = 0.1;
+
+// Streams follow the running guests: one per guest id, so a guest that
+// reconnects starts its numbering afresh, as its new checker expects.
+void follow_guests(const LiveHost& host, TrafficGenerator& gen) {
+    std::set<uint32_t> running;
+    for (const auto& g : host.guests()) {
+        running.insert(g.guest_id);
+        if (gen.streams().count(g.guest_id) == 0) gen.add_stream(g.guest_id, g.queue_id);
+    }
+    for (auto it = gen.streams().begin(); it != gen.streams().end();)
+        it = running.count(it->first) == 0 ? gen.streams().erase(it) : std::next(it);
+}
+
+void print_summary(const HostOptions& o, const std::string& socket, double uptime, const ndisshm_hub_stats& h,
+                   uint64_t sent, const TeardownReport& t) {
+    if (o.json) {
+        nlohmann::ordered_json j = {
+            {"ok", t.clean()},
+            {"socket", socket},
+            {"uptime_s", uptime},
+            {"signal", stop_signal()},
+            {"guests_connected", h.accepted},
+            {"guests_refused", h.refused},
+            {"packets_sent", sent},
+            {"packets_delivered", h.delivered},
+            {"packets_returned", h.returned},
+            {"outstanding_blocks", t.blocks_left},
+            {"outstanding_bytes", t.bytes_left},
+            {"host_memory_blocks_left", t.memory_blocks_left},
+            {"verifier_findings", t.findings},
+        };
+        std::printf("%s\n", j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
+        return;
+    }
+    std::printf("ndisshm host: up %.1f s; %llu guests connected (%llu refused); %llu packets sent, %llu delivered, "
+                "%llu given back\n",
+                uptime, static_cast<unsigned long long>(h.accepted), static_cast<unsigned long long>(h.refused),
+                static_cast<unsigned long long>(sent), static_cast<unsigned long long>(h.delivered),
+                static_cast<unsigned long long>(h.returned));
+    std::printf("teardown: %llu blocks outstanding (%s), %llu in host memory; verifier findings: %zu\n",
+                static_cast<unsigned long long>(t.blocks_left), human_bytes(t.bytes_left).c_str(),
+                static_cast<unsigned long long>(t.memory_blocks_left), t.findings.size());
+    std::printf("%s\n", t.clean() ? "host: clean shutdown" : "host: LEAK OR VIOLATION (details on stderr)");
+}
+
+}  // namespace
+
+int run_host(const HostOptions& o) {
+    const std::atomic<bool>& stop = stop_on_signals();
+    std::unique_ptr<LiveHost> host;
+    auto log = [&o](const std::string& line) {
+        if (!o.quiet) std::fprintf(stderr, "ndisshm host: %s\n", line.c_str());
+    };
+    try {
+        host = std::make_unique<LiveHost>(o.host, log);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "ndisshm host: cannot start: %s\n", e.what());
+        return 1;
+    }
+    const std::string socket = host->socket_path();
+    // On stdout and flushed: scripts wait for this line before connecting.
+    std::printf("ndisshm host: listening on %s (control: %s)\n", socket.c_str(), host->control_path().c_str());
+    std::fflush(stdout);
+
+    std::unique_ptr<TrafficGenerator> gen;
+    if (o.rate_pps != 0)
+        gen = std::make_unique<TrafficGenerator>(host->hub(), TrafficOptions{o.packet_sizes, o.rate_pps, o.batch});
+    const auto start = Clock::now();
+    uint64_t sent = 0;
+    auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
+    while (!stop.load() && (o.duration_s <= 0 || elapsed() < o.duration_s)) {
+        if (!gen) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            continue;
+        }
+        follow_guests(*host, *gen);
+        if (gen->streams().empty()) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            continue;
+        }
+        sent += gen->run(Path::ZeroCopy, kSliceS, stop).total.packets;
+    }
+    if (stop_signal() != 0) log("signal " + std::to_string(stop_signal()) + ": shutting down");
+    ndisshm_hub_stats h;
+    ndisshm_hub_get_stats(host->hub(), &h);
+    const double uptime = elapsed();
+    const TeardownReport t = host->shut_down();
+    print_summary(o, socket, uptime, h, sent, t);
+    if (t.blocks_left != 0)
+        std::fprintf(stderr, "ndisshm host: LEAK: %llu blocks (%llu bytes) still on the adapter after the hub stopped\n",
+                     static_cast<unsigned long long>(t.blocks_left), static_cast<unsigned long long>(t.bytes_left));
+    if (t.memory_blocks_left != 0)
+        std::fprintf(stderr, "ndisshm host: LEAK: %llu blocks still in host memory\n",
+                     static_cast<unsigned long long>(t.memory_blocks_left));
+    for (const auto& f : t.findings) std::fprintf(stderr, "ndisshm host: verifier: %s\n", f.c_str());
+    return t.clean() ? 0 : 1;
+}
+
+}  // namespace ndisshm::cli
