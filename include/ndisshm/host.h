@@ -253,7 +253,7 @@ typedef struct ndisshm_memory_stats {
     uint64_t bytes_in_use;    /**< page-rounded bytes of live blocks */
     uint64_t blocks_in_use;
     uint64_t high_water_bytes;
-    uint64_t largest_free_bytes; /**< largest block that could be carved now without growing */
+    uint64_t largest_free_bytes; /**< largest free range within the reserved capacity (the file may grow to give it) */
     uint64_t zeroed_by_memset_bytes;
     uint64_t zeroed_by_release_bytes;
     uint64_t cache_hits;      /**< allocations served from a per-CPU cache */
