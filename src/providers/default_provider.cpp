@@ -116,7 +116,13 @@ ProviderStatus DefaultProvider::allocate(const Request& request, SgSink& sg, Gra
             why = block.error().message();
             continue;
         }
-        const SgBlock b{block->address, request.length, block->offset};
+        // IOVAs of different arenas must not collide: with an iova_base, each
+        // arena slot gets its own window of the IO address space (slot x
+        // capacity); with IOVA = VA they are distinct already.
+        const uint64_t window = config_.address_mode == AddressMode::Iova && config_.iova_base != 0
+                                    ? uint64_t{slot} * config_.arena.capacity_bytes
+                                    : 0;
+        const SgBlock b{block->address, request.length, window + block->offset};
         const SgResult described = describer_.describe(b, request.contiguous, sg);
         if (!described.ok()) {
             a.free(block->offset, block->length);
