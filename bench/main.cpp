@@ -1,7 +1,8 @@
 // The suite's entry point: Google Benchmark's, plus the context a figure
-// needs to be read (CPU model, ndisshm version, build flags, THP mode), a
-// process that is multi-threaded before the first figure, and a clean
-// teardown of every runtime the benchmarks kept warm.
+// needs to be read (CPU model, ndisshm version, build flags, THP modes, free
+// huge pages, DPDK version), a process that is multi-threaded before the
+// first figure, and a clean teardown of every runtime the benchmarks kept
+// warm (and of DPDK's EAL, if a DPDK benchmark started it).
 #include <gnu/libc-version.h>
 
 #include <cstdlib>
@@ -50,9 +51,20 @@ int main(int argc, char** argv) {
     benchmark::AddCustomContext("ndisshm_version", ndisshm_version());
     benchmark::AddCustomContext("ndisshm_build", NDISSHM_BENCH_BUILD);
     benchmark::AddCustomContext("glibc", gnu_get_libc_version());
+#ifdef NDISSHM_BENCH_DPDK
+    benchmark::AddCustomContext("dpdk", NDISSHM_BENCH_DPDK);
+#else
+    benchmark::AddCustomContext("dpdk", "not built (pkg-config libdpdk not found)");
+#endif
     std::string thp;
     std::getline(std::ifstream("/sys/kernel/mm/transparent_hugepage/enabled"), thp);
     benchmark::AddCustomContext("transparent_hugepage", thp.empty() ? "unknown" : thp);
+    // What a memfd (ndisshm's arenas) gets from MADV_HUGEPAGE, and whether
+    // MFD_HUGETLB has pages to give.
+    std::string shmem_thp;
+    std::getline(std::ifstream("/sys/kernel/mm/transparent_hugepage/shmem_enabled"), shmem_thp);
+    benchmark::AddCustomContext("transparent_hugepage_shmem", shmem_thp.empty() ? "unknown" : shmem_thp);
+    benchmark::AddCustomContext("hugepages_free", bench::first_line_of("/proc/meminfo", "HugePages_Free"));
     // glibc takes and releases a pthread mutex without a locked instruction
     // for as long as the process has never created a thread
     // (__libc_single_threaded), and with one ever after. ndisshm runs in

@@ -26,19 +26,35 @@ data = json.load(open(sys.argv[1]))
 scale = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
 runs = defaultdict(list)     # run_name -> ns of each repetition
 medians = {}                 # run_name -> ns of Google Benchmark's own median aggregate
-errors = []
+counter_runs = defaultdict(list)  # run_name -> the entries of each repetition (for user counters)
+counter_medians = {}         # run_name -> the median aggregate entry
+cvs = {}                     # run_name -> coefficient of variation over the repetitions
+errors, skipped = {}, {}     # run_name -> message (once, however many repetitions failed)
 for b in data["benchmarks"]:
     name = b.get("run_name", b["name"])
     if b.get("error_occurred"):
-        errors.append(f'{b["name"]}: {b.get("error_message", "")}')
+        msg = b.get("error_message", "")
+        # "skipped: ..." is a benchmark that cannot run on this machine (no huge pages, no DPDK EAL), not a failure.
+        (skipped if msg.startswith("skipped:") else errors)[name] = msg
         continue
     t = b["real_time"] * scale[b.get("time_unit", "ns")]
     if b.get("run_type", "iteration") == "iteration":
         runs[name].append(t)
+        counter_runs[name].append(b)
     elif b.get("aggregate_name") == "median":
         medians[name] = t
+        counter_medians[name] = b
+    elif b.get("aggregate_name") == "cv":
+        cvs[name] = b["real_time"]  # a fraction: stddev / mean over the repetitions
 ns = {name: statistics.median(v) for name, v in runs.items()}
 ns.update(medians)  # the median over repetitions wherever there were several
+
+def counter(name, key):
+    """A user counter of a benchmark: its median aggregate, else the median of its repetitions."""
+    if name in counter_medians and key in counter_medians[name]:
+        return counter_medians[name][key]
+    vals = [b[key] for b in counter_runs.get(name, []) if key in b]
+    return statistics.median(vals) if vals else None
 
 def get(kind, bytes_=None, outstanding=None, threads=1):
     name = f"{kind}"
@@ -57,8 +73,12 @@ def ratio(a, b):
 ctx = data.get("context", {})
 print(f'# {ctx.get("date", "")} on {ctx.get("host_name", "")}: {ctx.get("num_cpus", "?")} CPUs, '
       f'{ctx.get("cpu_model", "?")}, build: {ctx.get("ndisshm_build", "?")}')
+print(f'# DPDK: {ctx.get("dpdk", "?")}; THP: {ctx.get("transparent_hugepage", "?")}; '
+      f'shmem THP: {ctx.get("transparent_hugepage_shmem", "?")}; HugePages_Free: {ctx.get("hugepages_free", "?")}')
 if errors:
-    print("\nERRORS:\n  " + "\n  ".join(errors))
+    print("\nERRORS:\n  " + "\n  ".join(f"{k}: {v}" for k, v in errors.items()))
+if skipped:
+    print("\nSkipped (cannot run here):\n  " + "\n  ".join(f"{k}: {v}" for k, v in skipped.items()))
 
 sizes = [(4096, "4 KiB"), (65536, "64 KiB"), (2097152, "2 MiB")]
 print("\n## Allocate+free pairs, ns per pair (real time; with 2 threads: wall time / pairs of both threads)\n")
@@ -114,6 +134,107 @@ for b, label in sizes:
     n, m, c = get("pair/ndisshm", b, 0, 1), get("pair/malloc", b, 0, 1), get("pair/calloc", b, 0, 1)
     if None not in (n, m, c):
         print(f"- {label} pair, 1 thread, 0 outstanding: ndisshm/malloc {n / m:.2f}x, ndisshm/calloc {n / c:.2f}x")
+
+# ---- DPDK 22.11 side by side (dpdk_bench.cpp) ----
+have_dpdk = any(k.startswith("pair/rte_") for k in ns)
+print("\n## DPDK 22.11 side by side, ns per pair (EAL --no-huge --no-pci -m 1024; speed-up = DPDK time / ndisshm time)\n")
+if not have_dpdk:
+    print(f'DPDK figures not in this run ({ctx.get("dpdk", "dpdk_bench.cpp not built")}).')
+else:
+    print("| block | outstanding | threads | ndisshm | rte_memzone | rte_malloc | calloc | speed-up vs memzone | speed-up vs rte_malloc |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for b, label in sizes:
+        for o in ((0, 1000) if b < 2097152 else (0,)):
+            for t in (1, 2):
+                n, z, r, c = (get(k, b, o, t) for k in ("pair/ndisshm", "pair/rte_memzone", "pair/rte_malloc", "pair/calloc"))
+                print(f"| {label} | {o} | {t} | {fmt(n)} | {fmt(z)} | {fmt(r)} | {fmt(c)} | {ratio(z, n)} | {ratio(r, n)} |")
+    z0, z1 = get("pair/rte_memzone", 4096, 0, 1), get("pair/rte_memzone", 4096, 1000, 1)
+    if None not in (z0, z1):
+        print(f"\nrte_memzone, 4 KiB, 0 vs 1000 outstanding: {fmt(z0)} vs {fmt(z1)} ns ({z1 / z0:.1f}x: the linear scan over every zone)")
+
+# ---- 0, 1000 and 1,000,000 outstanding (alloc_free_bench.cpp) ----
+print("\n## Blocks outstanding, 4 KiB pairs, ns per pair\n")
+print("| threads | 0 | 1000 | 1,000,000 | 1M / 0 |")
+print("|---:|---:|---:|---:|---:|")
+for t in (1, 2):
+    a, k, m = (get("pair/ndisshm", 4096, o, t) for o in (0, 1000, 1000000))
+    print(f"| {t} | {fmt(a)} | {fmt(k)} | {fmt(m)} | {ratio(m, a)} |")
+
+# ---- First touch (first_touch_bench.cpp) ----
+print("\n## First touch: ns to make one never-touched page present (one byte written per 4 KiB)\n")
+print("| mapping | page | ns per page | ns per 4 KiB | GB/s | huge_backed | cv |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+ft = {}
+for kind in ("anon", "memfd", "anon_thp", "memfd_thp", "memfd_hugetlb"):
+    for b, label in ((4096, "4 KiB"), (2097152, "2 MiB")):
+        name = f"first_touch/{kind}/bytes:{b}/real_time"
+        if name in skipped:
+            print(f"| {kind} | {label} | skipped | | | | |")
+            continue
+        v = ns.get(name)
+        if v is None:
+            continue
+        ft[(kind, b)] = v
+        hb = counter(name, "huge_backed")
+        cv = cvs.get(name)
+        print(f"| {kind} | {label} | {fmt(v)} | {fmt(v / (b / 4096))} | {b / v:.2f} | {'n/a' if hb is None else f'{hb:.2f}'} | "
+              f"{'n/a' if cv is None else f'{cv:.0%}'} |")
+if ("anon", 2097152) in ft and ("anon_thp", 2097152) in ft:
+    a4, th = ft[("anon", 2097152)], ft[("anon_thp", 2097152)]
+    print(f"\n2 MiB of anonymous memory: 512 pages of 4 KiB {fmt(a4)} ns, one THP {fmt(th)} ns ({a4 / th:.2f}x as fast with THP)")
+if ("anon", 4096) in ft and ("memfd", 4096) in ft:
+    print(f"memfd vs anonymous, 4 KiB page: {ft[('memfd', 4096)] / ft[('anon', 4096)]:.2f}x the time")
+
+# ---- Fragmentation (fragmentation_bench.cpp) ----
+fname = next((k for k in ns if k.startswith("fragmentation/driver_mix")), None)
+print("\n## Fragmentation: driver-like mix on the default provider (4 queues x (4 x 1-4 MiB + 256 x 4-64 KiB), random-order churn)\n")
+if fname is None:
+    print("not in this run" + (f" ({errors.get(fname)})" if fname in errors else ""))
+else:
+    mib = lambda v: "n/a" if v is None else f"{v / 1048576:.1f} MiB"
+    c = {k: counter(fname, k) for k in ("live_peak_bytes", "high_water_bytes", "file_bytes", "largest_free_bytes",
+                                       "in_use_bytes", "live_end_bytes", "frag_high_water", "frag_file", "cache_hit_rate")}
+    print(f"- {fmt(ns[fname])} ns per replacement (one free + one allocation and its touch)")
+    holes = None if None in (c["high_water_bytes"], c["in_use_bytes"]) else c["high_water_bytes"] - c["in_use_bytes"]
+    print(f"- live peak {mib(c['live_peak_bytes'])}; arena high water {mib(c['high_water_bytes'])}; "
+          f"memfd {mib(c['file_bytes'])}; free below the high water at the end {mib(holes)} "
+          f"(holes and per-CPU caches); largest free range {mib(c['largest_free_bytes'])}"
+          + (" (0: not reported by this tree)" if not c["largest_free_bytes"] else
+             " (it counts the arena's untouched address space above the high water)"))
+    print(f"- in use at the end: {mib(c['in_use_bytes'])} by the provider's stats, {mib(c['live_end_bytes'])} by the benchmark's books")
+    if c["frag_high_water"] is not None:
+        print(f"- fragmentation: high water / live peak {c['frag_high_water']:.2f}, memfd / live peak {c['frag_file']:.2f}"
+              f" (1.00 = no space lost); per-CPU cache hit rate {c['cache_hit_rate']:.2f}")
+
+# ---- Targets of issue 3, computed from this run ----
+print("\n## Targets (issue 3), this run\n")
+def verdict(ok):
+    return "MET" if ok else "NOT MET"
+def target(label, value, goal, ok, detail):
+    if value is None:
+        print(f"- {label}: NOT MEASURED ({detail})")
+    else:
+        print(f"- {label}: {value:.2f}x, target {goal}: {verdict(ok(value))} ({detail})")
+for t in (1, 2):
+    n = get("pair/ndisshm", 65536, 1000, t)
+    z = get("pair/rte_memzone", 65536, 1000, t)
+    r = get("pair/rte_malloc", 65536, 1000, t)
+    target(f"{t} thread(s): ndisshm vs rte_memzone pair, 64 KiB, 1000 outstanding, speed-up",
+           None if None in (n, z) else z / n, ">= 10x", lambda v: v >= 10,
+           f"ndisshm {fmt(n)} ns, rte_memzone {fmt(z)} ns" if None not in (n, z) else "no DPDK figure")
+    target(f"{t} thread(s): ndisshm vs rte_malloc pair, 64 KiB, 1000 outstanding, speed-up",
+           None if None in (n, r) else r / n, ">= 3x", lambda v: v >= 3,
+           f"ndisshm {fmt(n)} ns, rte_malloc {fmt(r)} ns" if None not in (n, r) else "no DPDK figure")
+    a, m = get("pair/ndisshm", 4096, 0, t), get("pair/ndisshm", 4096, 1000000, t)
+    target(f"{t} thread(s): slowdown 0 -> 1,000,000 outstanding, 4 KiB pair",
+           None if None in (a, m) else m / a, "<= 2x", lambda v: v <= 2,
+           f"{fmt(a)} vs {fmt(m)} ns" if None not in (a, m) else "no 1M figure")
+    for o in (0, 1000):
+        n64, g = get("pair/ndisshm", 65536, o, t), get("pair/malloc", 65536, o, t)
+        target(f"{t} thread(s): ndisshm / glibc malloc pair, 64 KiB, {o} outstanding",
+               None if None in (n64, g) else n64 / g, "<= 2x", lambda v: v <= 2,
+               f"ndisshm {fmt(n64)} ns, malloc {fmt(g)} ns" if None not in (n64, g) else "missing")
+print("\n(2-thread verdicts mean something only when the calloc control above is near 2.0x.)")
 PY
 }
 
@@ -129,7 +250,8 @@ ninja -C "$build" -j"${NDISSHM_BENCH_JOBS:-2}" ndisshm_bench
 mkdir -p "$(dirname "$out")"
 # Three repetitions of 0.1 s each, interleaved at random so that a burst of
 # load from another tenant hits different benchmarks in different repetitions;
-# the summary takes the median. About 35 s on 2 cores.
+# the summary takes the median. About 60 s on 2 cores (the 1M-outstanding
+# set-up, DPDK's memzone scan and the fragmentation churn are most of it).
 "$build/bench/ndisshm_bench" --benchmark_min_time=0.1 --benchmark_repetitions=3 \
     --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true \
     --benchmark_out="$out" --benchmark_out_format=json "$@"

@@ -64,6 +64,7 @@ public:
     Testbed& operator=(const Testbed&) = delete;
 
     NDIS_HANDLE adapter(int i = 0) const { return adapters_[static_cast<size_t>(i)]; }
+    const ndisshm_runtime* runtime() const { return rt_; }
     uint64_t violations() const { return bench::violations(rt_); }
 
 private:

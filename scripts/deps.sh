@@ -10,9 +10,14 @@
 #   python3                     bench/run.sh's ratio summary, CLI test's JSON checks
 #   libdpdk-dev pkg-config      bench/: DPDK's rte_memzone/rte_malloc, side by side (found with pkg-config)
 #   doxygen                     the API reference from the public headers (`docs` target, ctest docs.doxygen)
+#   libxdp-dev                  the AF_XDP NIC path (src/os/xdp_socket): UMEM, XSK sockets, the default XDP program
+#   libbpf-dev                  libxdp's base: the XDP program's loading and its XSK map
+#   iproute2                    tests/afxdp and `demo --nic afxdp`: `ip` makes their namespaces and veth pairs
+#   clang libclang-rt-14-dev    scripts/fuzz.sh: the libFuzzer targets (clang only recommends its runtimes)
 set -euo pipefail
 packages=(cmake ninja-build g++ libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev
-          libnuma-dev python3 libdpdk-dev pkg-config doxygen)
+          libnuma-dev python3 libdpdk-dev pkg-config doxygen libxdp-dev libbpf-dev iproute2
+          clang libclang-rt-14-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

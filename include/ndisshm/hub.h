@@ -1,4 +1,4 @@
-/*
+/** @file
  * ndisshm/hub.h: the host side of host/guest shared memory, in C: what a
  * virtual switch or NIC emulator needs to run a VMQ host without the
  * library's internal headers.
@@ -17,6 +17,7 @@
  * ndisshm_hub_snapshot_json back. `ndisshm stat` is such a client
  * (ndisshm_control_query).
  *
+ * @code{.unparsed}
  *   ndisshm_hub_config c; ndisshm_hub_config_init(&c); c.socket_path = path;
  *   ndisshm_hub *hub; char err[256];
  *   if (ndisshm_hub_create(rt, &c, &hub, err, sizeof err) != NDIS_STATUS_SUCCESS) ... err
@@ -24,6 +25,7 @@
  *   ndisshm_hub_wait_guests(hub, 1, 5000);
  *   ndisshm_hub_deliver(hub, queue_id, frame, frame_bytes);
  *   ndisshm_hub_destroy(hub);   (stops: guests told BYE, every block freed)
+ * @endcode
  *
  * Threads: the hub runs two threads of its own (guests' control traffic, the
  * control socket). Delivery may run on any thread; packets of one queue are
@@ -41,45 +43,45 @@ extern "C" {
 
 typedef struct ndisshm_hub ndisshm_hub;
 
-/* One line per hub event (a guest connected, refused, gone); the string is
+/** One line per hub event (a guest connected, refused, gone); the string is
  * valid only during the call, which runs on one of the hub's threads. */
 typedef void (*ndisshm_hub_log_fn)(void *context, const char *line);
 
 typedef struct ndisshm_hub_config {
-    uint32_t struct_size;       /* sizeof(ndisshm_hub_config) */
-    const char *socket_path;    /* guests connect here; NULL or "": ndisshm_default_socket_path */
-    const char *adapter_name;   /* the hub's adapter; NULL: "nic0" */
-    uint32_t max_guests;        /* guests running at once, 1..1024; 0: 64 */
-    uint32_t first_queue_id;    /* guests' queues are numbered from here; 0: 1 */
-    uint32_t blocks_per_queue;  /* receive blocks per queue, 1..1024; 0: 4 */
-    uint32_t block_bytes;       /* bytes per receive block, 4096..1 GiB; 0: 65536 */
-    uint32_t slot_bytes;        /* largest packet, 64..block_bytes; 0: 2048 */
-    uint32_t lookahead_split;   /* 1: guests' queues are allocated with NDISSHM_QUEUE_LOOKAHEAD_SPLIT */
-    uint32_t lookahead_size;    /* bytes, with lookahead_split; 0: 128 */
-    int handshake_timeout_ms;   /* HELLO and SET_MEMORY must be done by then; 0: 5000 */
-    uint64_t max_guest_memory_bytes; /* larger guest memory is refused; 0: 64 GiB */
-    int serve_control;          /* 1 (the default): serve the control socket */
-    ndisshm_hub_log_fn log;     /* NULL: each line to stderr */
-    void *log_context;
+    uint32_t struct_size;       /**< sizeof(ndisshm_hub_config) */
+    const char *socket_path;    /**< guests connect here; NULL or "": ndisshm_default_socket_path */
+    const char *adapter_name;   /**< the hub's adapter; NULL: "nic0" */
+    uint32_t max_guests;        /**< guests running at once, 1..1024; 0: 64 */
+    uint32_t first_queue_id;    /**< guests' queues are numbered from here; 0: 1 */
+    uint32_t blocks_per_queue;  /**< receive blocks per queue, 1..1024; 0: 4 */
+    uint32_t block_bytes;       /**< bytes per receive block, 4096..1 GiB; 0: 65536 */
+    uint32_t slot_bytes;        /**< largest packet, 64..block_bytes; 0: 2048 */
+    uint32_t lookahead_split;   /**< 1: guests' queues are allocated with NDISSHM_QUEUE_LOOKAHEAD_SPLIT */
+    uint32_t lookahead_size;    /**< bytes, with lookahead_split; 0: 128 */
+    int handshake_timeout_ms;   /**< HELLO and SET_MEMORY must be done by then; 0: 5000 */
+    uint64_t max_guest_memory_bytes; /**< larger guest memory is refused; 0: 64 GiB */
+    int serve_control;          /**< 1 (the default): serve the control socket */
+    ndisshm_hub_log_fn log;     /**< NULL: each line to stderr */
+    void *log_context;          /**< passed to `log` */
 } ndisshm_hub_config;
 
-/* The defaults above, serve_control = 1. */
+/** The defaults above, serve_control = 1. */
 NDISSHM_API void ndisshm_hub_config_init(ndisshm_hub_config *config);
 
-/* Creates the hub's adapter on `runtime`; nothing listens yet. NULL config:
+/** Creates the hub's adapter on `runtime`; nothing listens yet. NULL config:
  * the defaults. NDIS_STATUS_INVALID_PARAMETER for a bad config (the reason in
  * `error`, error_bytes > 0, may be NULL), or an adapter creation's status.
  * The runtime must outlive the hub. */
 NDISSHM_API NDIS_STATUS ndisshm_hub_create(ndisshm_runtime *runtime, const ndisshm_hub_config *config,
                                            ndisshm_hub **hub, char *error, size_t error_bytes);
 
-/* Registers the guest provider on the adapter, listens on the guest socket
+/** Registers the guest provider on the adapter, listens on the guest socket
  * and the control socket (made 0600 in a 0700 directory; a stale socket file
  * is replaced, a live one refused) and starts the hub's threads. Once per
  * hub. NDIS_STATUS_FAILURE with the reason in `error` otherwise. */
 NDISSHM_API NDIS_STATUS ndisshm_hub_start(ndisshm_hub *hub, char *error, size_t error_bytes);
 
-/* Stops serving: the control socket closes, host queues' buffers and the
+/** Stops serving: the control socket closes, host queues' buffers and the
  * queues are freed, each guest is told BLOCK_REMOVED, QUEUE_DETACHED and BYE,
  * its queue's buffers are freed through the guest provider, the binding goes
  * and the socket files are removed. Blocks other drivers still hold on the
@@ -87,37 +89,37 @@ NDISSHM_API NDIS_STATUS ndisshm_hub_start(ndisshm_hub *hub, char *error, size_t 
  * afterwards finds no guest. */
 NDISSHM_API void ndisshm_hub_stop(ndisshm_hub *hub);
 
-/* Stops (as above) and destroys the adapter (a leak report for any block
+/** Stops (as above) and destroys the adapter (a leak report for any block
  * still on it). NULL is ignored. */
 NDISSHM_API void ndisshm_hub_destroy(ndisshm_hub *hub);
 
-/* The hub's adapter: the NdisHandle drivers of the same NIC allocate with
+/** The hub's adapter: the NdisHandle drivers of the same NIC allocate with
  * (the default queue gets host memory from the guest provider). */
 NDISSHM_API NDIS_HANDLE ndisshm_hub_adapter(const ndisshm_hub *hub);
 NDISSHM_API const char *ndisshm_hub_socket_path(const ndisshm_hub *hub);
-/* "" when the hub serves no control socket. */
+/** "" when the hub serves no control socket. */
 NDISSHM_API const char *ndisshm_hub_control_path(const ndisshm_hub *hub);
 
 /* ---- Delivery ------------------------------------------------------------ */
 typedef enum ndisshm_hub_delivery {
     NDISSHM_HUB_DELIVERED = 0,
-    NDISSHM_HUB_NO_GUEST = 1, /* no running guest owns that queue */
-    NDISSHM_HUB_DROPPED = 2   /* no free slot (the guest has not given enough back), too large, or the
+    NDISSHM_HUB_NO_GUEST = 1, /**< no running guest owns that queue */
+    NDISSHM_HUB_DROPPED = 2   /**< no free slot (the guest has not given enough back), too large, or the
                                  guest's socket is full: as a NIC drops on a full ring */
 } ndisshm_hub_delivery;
 
 typedef struct ndisshm_hub_packet {
     const void *data;
     uint32_t length;
-    uint32_t reserved;
+    uint32_t reserved;  /**< 0 */
 } ndisshm_hub_packet;
 
-/* The NIC received a packet for a guest's queue: written into a free slot of
+/** The NIC received a packet for a guest's queue: written into a free slot of
  * that queue's buffers, in the guest's memory, and announced to the guest. */
 NDISSHM_API ndisshm_hub_delivery ndisshm_hub_deliver(ndisshm_hub *hub, uint32_t queue_id, const void *data,
                                                      uint32_t length);
 
-/* As ndisshm_hub_deliver for up to 2730 packets in one message to the guest
+/** As ndisshm_hub_deliver for up to 2730 packets in one message to the guest
  * (one system call per batch). Returns how many were delivered: always a
  * prefix of `packets`; the rest were dropped (see NDISSHM_HUB_DROPPED) and
  * may be offered again, or the guest is gone. */
@@ -125,7 +127,7 @@ NDISSHM_API size_t ndisshm_hub_deliver_batch(ndisshm_hub *hub, uint32_t queue_id
                                              size_t count);
 
 /* ---- Host queues: the copy path ------------------------------------------ */
-/* A receive queue of the adapter that no guest owns: allocated (with
+/** A receive queue of the adapter that no guest owns: allocated (with
  * `params`, NULL for none) and completed, then its receive buffers are
  * allocated as the guests' are, but the guest provider serves them from host
  * memory. The id must lie outside the guests' range [first_queue_id,
@@ -133,10 +135,10 @@ NDISSHM_API size_t ndisshm_hub_deliver_batch(ndisshm_hub *hub, uint32_t queue_id
  * for a bad or taken id, or the failing call's status. After start. */
 NDISSHM_API NDIS_STATUS ndisshm_hub_host_queue_create(ndisshm_hub *hub, uint32_t queue_id,
                                                       const ndisshm_queue_params *params);
-/* Frees the queue's buffers, then the queue. INVALID_PARAMETER if unknown. */
+/** Frees the queue's buffers, then the queue. INVALID_PARAMETER if unknown. */
 NDISSHM_API NDIS_STATUS ndisshm_hub_host_queue_free(ndisshm_hub *hub, uint32_t queue_id);
 
-/* The copy path, for comparison with ndisshm_hub_deliver_batch: the NIC
+/** The copy path, for comparison with ndisshm_hub_deliver_batch: the NIC
  * writes each packet into a free slot of host queue `host_queue_id` (host
  * memory), then the host copies it from there into guest queue
  * `guest_queue_id` (as deliver_batch does), and the host slots are given back.
@@ -150,61 +152,61 @@ typedef struct ndisshm_hub_guest_info {
     uint32_t queue_id;
     uint64_t memory_bytes;
     uint64_t guest_physical_base;
-    char name[32];  /* as the guest sent it in HELLO, printable ASCII */
+    char name[32];  /**< as the guest sent it in HELLO, printable ASCII */
 } ndisshm_hub_guest_info;
 
-/* The running guests (those with a queue), by queue id. Fills up to
+/** The running guests (those with a queue), by queue id. Fills up to
  * `capacity` entries (guests may be NULL when capacity is 0); returns how
  * many there are, which may be more. */
 NDISSHM_API size_t ndisshm_hub_list_guests(const ndisshm_hub *hub, ndisshm_hub_guest_info *guests, size_t capacity);
 
 typedef enum ndisshm_hub_queue_kind {
-    NDISSHM_HUB_QUEUE_DEFAULT = 0, /* queue 0: host memory, the hub puts no buffers there */
-    NDISSHM_HUB_QUEUE_GUEST = 1,   /* a running guest's: its buffers are the guest's memory */
-    NDISSHM_HUB_QUEUE_HOST = 2     /* ndisshm_hub_host_queue_create: host memory */
+    NDISSHM_HUB_QUEUE_DEFAULT = 0, /**< queue 0: host memory, the hub puts no buffers there */
+    NDISSHM_HUB_QUEUE_GUEST = 1,   /**< a running guest's: its buffers are the guest's memory */
+    NDISSHM_HUB_QUEUE_HOST = 2     /**< ndisshm_hub_host_queue_create: host memory */
 } ndisshm_hub_queue_kind;
 
 typedef struct ndisshm_hub_queue_info {
     uint32_t queue_id;
-    uint32_t kind;            /* ndisshm_hub_queue_kind */
-    uint32_t guest_id;        /* NDISSHM_HUB_QUEUE_GUEST; else 0 */
-    uint32_t flags;           /* the queue's ndisshm_queue_params */
+    uint32_t kind;            /**< ndisshm_hub_queue_kind */
+    uint32_t guest_id;        /**< NDISSHM_HUB_QUEUE_GUEST; else 0 */
+    uint32_t flags;           /**< the queue's ndisshm_queue_params */
     uint32_t lookahead_size;
     uint32_t reserved;
-    uint64_t slots;           /* receive slots in its buffers */
-    uint64_t received;        /* packets the NIC wrote into them */
-    uint64_t ring_full;       /* packets refused: no free slot */
-    uint64_t too_large;       /* packets refused: longer than a slot */
-    uint64_t returned;        /* slots given back */
-    uint64_t outstanding;     /* slots holding a packet now */
-    ndisshm_usage_stats books; /* ndisshm_queue_get_stats: the runtime's books for the queue */
+    uint64_t slots;           /**< receive slots in its buffers */
+    uint64_t received;        /**< packets the NIC wrote into them */
+    uint64_t ring_full;       /**< packets refused: no free slot */
+    uint64_t too_large;       /**< packets refused: longer than a slot */
+    uint64_t returned;        /**< slots given back */
+    uint64_t outstanding;     /**< slots holding a packet now */
+    ndisshm_usage_stats books; /**< ndisshm_queue_get_stats: the runtime's books for the queue */
 } ndisshm_hub_queue_info;
 
-/* Queue 0, the running guests' queues and the host queues, by id; as
+/** Queue 0, the running guests' queues and the host queues, by id; as
  * ndisshm_hub_list_guests for capacity and the result. */
 NDISSHM_API size_t ndisshm_hub_list_queues(const ndisshm_hub *hub, ndisshm_hub_queue_info *queues, size_t capacity);
 
 typedef struct ndisshm_hub_stats {
-    uint64_t accepted;    /* guest connections */
-    uint64_t running;     /* guests with a queue now */
-    uint64_t closed;      /* sessions ended, for any reason */
-    uint64_t refused;     /* ended by the hub: bad handshake or message, no room */
-    uint64_t delivered;   /* packets delivered into guests (both paths) */
-    uint64_t dropped;     /* packets offered and not delivered (see NDISSHM_HUB_DROPPED) */
-    uint64_t returned;    /* slots guests gave back */
-    uint64_t copied;      /* of `delivered`, those that went through a host queue */
-    uint64_t host_queues; /* now */
-    uint64_t control_requests;
+    uint64_t accepted;    /**< guest connections */
+    uint64_t running;     /**< guests with a queue now */
+    uint64_t closed;      /**< sessions ended, for any reason */
+    uint64_t refused;     /**< ended by the hub: bad handshake or message, no room */
+    uint64_t delivered;   /**< packets delivered into guests (both paths) */
+    uint64_t dropped;     /**< packets offered and not delivered (see NDISSHM_HUB_DROPPED) */
+    uint64_t returned;    /**< slots guests gave back */
+    uint64_t copied;      /**< of `delivered`, those that went through a host queue */
+    uint64_t host_queues; /**< now */
+    uint64_t control_requests; /**< answered on the control socket */
 } ndisshm_hub_stats;
 
 NDISSHM_API void ndisshm_hub_get_stats(const ndisshm_hub *hub, ndisshm_hub_stats *stats);
 
-/* Waits until at least `count` guests are running, or timeout_ms passes
+/** Waits until at least `count` guests are running, or timeout_ms passes
  * (< 0: forever). 1 if they are, 0 otherwise. */
 NDISSHM_API int ndisshm_hub_wait_guests(const ndisshm_hub *hub, uint32_t count, int timeout_ms);
 
 /* ---- Control socket and snapshot ------------------------------------------- */
-/* The hub's state as one JSON object (UTF-8, NUL-terminated): "version",
+/** The hub's state as one JSON object (UTF-8, NUL-terminated): "version",
  * "adapters" (books: total, by usage, by node; provider), "providers",
  * "queues", "guests", "memory" (ndisshm_runtime_get_memory_stats), "verifier"
  * (counts by kind, recent messages), "hub" (ndisshm_hub_stats), "sessions"
@@ -214,21 +216,22 @@ NDISSHM_API int ndisshm_hub_wait_guests(const ndisshm_hub *hub, uint32_t count, 
  * tools/ndisshm/README.md; keys are only ever added. */
 NDISSHM_API size_t ndisshm_hub_snapshot_json(const ndisshm_hub *hub, char *buffer, size_t buffer_bytes);
 
-/* A ndisshm_violation_callback: keeps the last few violations' messages for
+/** A ndisshm_violation_callback: keeps the last few violations' messages for
  * the snapshot ("verifier.recent"). `hub` is the ndisshm_hub. Register it
  * with ndisshm_runtime_set_violation_callback, or call it from your own. */
 NDISSHM_API void ndisshm_hub_record_violation(void *hub, const ndisshm_violation *violation);
 
-/* Where a host puts its guest socket by default:
+/** Where a host puts its guest socket by default:
  * $XDG_RUNTIME_DIR/ndisshm/host.sock, else /run/ndisshm/host.sock for root,
- * else /tmp/ndisshm-<uid>/host.sock. As snprintf for buffer and result. */
+ * else /tmp/ndisshm-UID/host.sock (UID: the effective user id). As snprintf
+ * for buffer and result. */
 NDISSHM_API size_t ndisshm_default_socket_path(char *buffer, size_t buffer_bytes);
 
-/* The control socket that goes with a guest socket: a trailing ".sock"
+/** The control socket that goes with a guest socket: a trailing ".sock"
  * becomes ".ctl", else ".ctl" is appended. As snprintf. */
 NDISSHM_API size_t ndisshm_control_path_for(const char *socket_path, char *buffer, size_t buffer_bytes);
 
-/* A client of the control socket: connects to `path` (a host's guest socket,
+/** A client of the control socket: connects to `path` (a host's guest socket,
  * whose control socket is then ndisshm_control_path_for(path), or a control
  * socket, a path ending in ".ctl"), sends `request` ("stat") and returns the
  * reply, NUL-terminated, to be released with ndisshm_control_free. NULL on

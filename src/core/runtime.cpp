@@ -297,6 +297,7 @@ NDIS_STATUS Runtime::register_provider(Binding* binding, const char* call,
                                        std::unique_ptr<providers::Provider> provider) {
     Adapter* adapter = binding->adapter;
     std::vector<NDIS_RECEIVE_QUEUE_ID> queues;
+    std::unique_ptr<providers::Provider> replaced;  // a re-registration's old provider
     {
         std::lock_guard lock(adapter->mu);
         if (adapter->provider_binding != nullptr && adapter->provider_binding != binding) {
@@ -312,11 +313,16 @@ NDIS_STATUS Runtime::register_provider(Binding* binding, const char* call,
             return NDIS_STATUS_FAILURE;
         }
         binding->native = dynamic_cast<OpsProvider*>(provider.get()) != nullptr;
+        if (adapter->provider_binding == binding) replaced = std::move(binding->provider);
         binding->provider = std::move(provider);
         adapter->provider_binding = binding;
         for (auto& [id, q] : adapter->queues)
             if (id != NDIS_DEFAULT_RECEIVE_QUEUE_ID && q->complete) queues.push_back(id);
     }
+    // A provider sees its queues in pairs (see destroy_binding): the one a
+    // re-registration replaces gives back what its registration announced.
+    if (replaced != nullptr)
+        for (auto id : queues) replaced->detach_queue(id);
     for (auto id : queues) binding->provider->attach_queue(id);
     return NDIS_STATUS_SUCCESS;
 }

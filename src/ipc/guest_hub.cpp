@@ -256,6 +256,27 @@ size_t GuestHub::deliver_batch(uint32_t queue, std::span<const std::span<const s
     return batch.size();
 }
 
+Delivery GuestHub::announce(uint32_t queue, std::span<const PacketDescriptor> packets) {
+    auto s = session_of_queue(queue);
+    if (s == nullptr || packets.empty() || packets.size() > kMaxPacketsPerMessage) return Delivery::NoGuest;
+    // Under the session's lock, as deliver's writes are: close_session takes
+    // it before it stops the driver's queue, so nothing is announced after.
+    std::lock_guard lock(s->mu);
+    if (!s->accepting || !s->channel_ok) return Delivery::NoGuest;
+    auto sent = s->channel.send_packets(MessageType::Packets, queue, packets);
+    if (!sent) {
+        // A full socket is a slow guest: the driver's to retry or drop (and
+        // count: `dropped` here counts only what the hub itself gave up).
+        if (sent.error().err == EAGAIN || sent.error().err == EWOULDBLOCK) return Delivery::Dropped;
+        dropped_.fetch_add(packets.size(), std::memory_order_relaxed);
+        s->fail_locked("sending PACKETS: " + sent.error().message(), false);
+        wake_->signal();
+        return Delivery::NoGuest;
+    }
+    delivered_.fetch_add(packets.size(), std::memory_order_relaxed);
+    return Delivery::Delivered;
+}
+
 void GuestHub::block_added(uint32_t guest_id, const providers::GuestBlock& b) {
     auto s = session_of_guest(guest_id);
     if (s == nullptr) return;

@@ -64,6 +64,34 @@
 
 namespace ndisshm::ipc {
 
+class GuestHub;
+
+// A driver of the NIC that fills guests' queues itself, instead of the hub's
+// VmqMiniport and deliver(): the NIC writes into memory the driver allocated
+// for the queue (NdisAllocateSharedMemory with QueueId = the queue, so the
+// guest provider carves it from the guest), then the driver tells the guest
+// where the packet is with GuestHub::announce. The AF_XDP miniport
+// (nic/afxdp_guest_driver) is one: the kernel writes into its UMEM.
+// deliver() finds no buffers on such queues (Dropped). All three calls come
+// from the hub's own thread.
+class QueueDriver {
+public:
+    // The guest's queue has been allocated and completed: allocate its
+    // buffers and start receiving. Not SUCCESS: the session is refused with
+    // `why`, and the driver has freed whatever it allocated.
+    virtual NDIS_STATUS start_queue(GuestHub& hub, uint32_t queue, std::string* why) = 0;
+    // The session ends: stop writing into the queue's buffers, then free them,
+    // before returning (the hub frees the queue next; a block still on it
+    // would be a verifier violation, and its memory the guest's again).
+    virtual void stop_queue(uint32_t queue) = 0;
+    // PACKETS_DONE gave back `d`. False: not a packet the driver announced
+    // and still holds: the hub refuses the session.
+    virtual bool give_back(uint32_t queue, const PacketDescriptor& d) = 0;
+
+protected:
+    ~QueueDriver() = default;
+};
+
 struct GuestHubConfig {
     std::string socket_path;  // empty: default_socket_dir() + "/host.sock"
     providers::GuestMemoryLimits memory_limits;  // min is raised to what one queue's buffers need
@@ -73,6 +101,9 @@ struct GuestHubConfig {
     uint32_t max_guests = 64;
     int handshake_timeout_ms = 5000;      // HELLO and SET_MEMORY must be done by then
     std::function<void(const std::string&)> log;  // one line per event; empty: stderr
+    // Fills guests' queues instead of the hub's miniport; null: the miniport
+    // (deliver). Must outlive the hub's stop().
+    QueueDriver* queue_driver = nullptr;
 };
 
 enum class Delivery {
@@ -125,6 +156,12 @@ public:
     // `packets`; the rest were dropped (ring full, too large) or the guest is
     // gone.
     size_t deliver_batch(uint32_t queue, std::span<const std::span<const std::byte>> packets);
+    // For the queue driver: packets it already wrote into the queue's blocks
+    // (each descriptor names one of them), announced to the guest in one
+    // PACKETS message (1..kMaxPacketsPerMessage): all (Delivered) or none.
+    // Dropped: the guest's socket is full (it is slow): the driver may try
+    // again or reuse the buffers. NoGuest: the guest is gone or going.
+    Delivery announce(uint32_t queue, std::span<const PacketDescriptor> packets);
 
     const std::string& socket_path() const { return socket_path_; }
     std::vector<GuestInfo> guests() const;

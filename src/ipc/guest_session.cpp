@@ -138,7 +138,10 @@ bool GuestHub::attach_queue(const SessionPtr& s) {
         s->accepting = true;
     }
     std::string why;
-    if (NDIS_STATUS st = miniport_->start_queue(id, &why); st != NDIS_STATUS_SUCCESS) {
+    QueueDriver* driver = config_.queue_driver;
+    const NDIS_STATUS started =
+        driver != nullptr ? driver->start_queue(*this, id, &why) : miniport_->start_queue(id, &why);
+    if (NDIS_STATUS st = started; st != NDIS_STATUS_SUCCESS) {
         // start_queue freed whatever part it got.
         close_session(s, "receive buffers: " + why + ": " + ndisshm_status_name(st) + " (" + provider_->last_error() + ")",
                       Ending::Refused, static_cast<uint32_t>(st));
@@ -162,7 +165,9 @@ void GuestHub::handle_packets_done(const SessionPtr& s, const Message& m) {
     }
     uint64_t returned = 0;
     for (const PacketDescriptor& d : m.packets()) {
-        if (miniport_->give_back(queue, {d.handle, d.offset, d.length, d.cookie})) {
+        QueueDriver* driver = config_.queue_driver;
+        if (driver != nullptr ? driver->give_back(queue, d)
+                              : miniport_->give_back(queue, {d.handle, d.offset, d.length, d.cookie})) {
             ++returned;
             continue;
         }
@@ -171,7 +176,9 @@ void GuestHub::handle_packets_done(const SessionPtr& s, const Message& m) {
                           ", length " + std::to_string(d.length) + ") ";
         const auto blocks = miniport_->blocks(queue);
         auto b = std::find_if(blocks.begin(), blocks.end(), [&](const auto& x) { return x.handle == d.handle; });
-        if (b == blocks.end())
+        if (driver != nullptr)
+            why += "is no packet the queue's driver announced and still holds";
+        else if (b == blocks.end())
             why += "names a block that is not one of its own queue's";
         else if (d.offset >= b->length || d.length > b->length - d.offset)
             why += "lies outside its block of " + std::to_string(b->length) + " bytes";
@@ -203,7 +210,12 @@ void GuestHub::close_session(const SessionPtr& s, const std::string& reason, End
     // Children first: the queue's buffers (BLOCK_REMOVED goes out only when
     // the host stops: a guest that left or was refused is told nothing more),
     // then the queue (no blocks left: no violation), then the guest's memory.
-    if (s->queue_started) miniport_->stop_queue(queue);
+    if (s->queue_started) {
+        if (config_.queue_driver != nullptr)
+            config_.queue_driver->stop_queue(queue);  // its writes stop, then its blocks go
+        else
+            miniport_->stop_queue(queue);
+    }
     if (s->queue_allocated) {
         if (NDIS_STATUS st = ndisshm_queue_free(adapter_, queue); st != NDIS_STATUS_SUCCESS)
             say("ndisshm_queue_free(" + std::to_string(queue) + "): " + ndisshm_status_name(st));

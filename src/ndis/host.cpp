@@ -7,6 +7,7 @@
 #include <cstring>
 #include <memory>
 
+#include "core/irql.hpp"
 #include "core/ops_provider.hpp"
 #include "core/runtime.hpp"
 
@@ -190,6 +191,13 @@ NDIS_STATUS ndisshm_binding_register_provider(NDIS_HANDLE binding, const ndisshm
         return NDIS_STATUS_INVALID_PARAMETER;
     }
     auto& v = b->adapter->runtime->verifier();
+    // The same rule as NdisSetOptionalHandlers, whose table this is a superset of.
+    if (v.enabled() && ndisshm::core::current_irql() != PASSIVE_LEVEL) {
+        v.report(NDISSHM_VIOLATION_IRQL, kCall, b->adapter, binding, {},
+                 "called at IRQL " + std::to_string(ndisshm::core::current_irql()) + " by binding '" + b->name +
+                     "'; it must be called at PASSIVE_LEVEL");
+        return NDIS_STATUS_FAILURE;
+    }
     if (ops == nullptr || ops->struct_size != sizeof(ndisshm_provider_ops) || ops->allocate == nullptr ||
         ops->free == nullptr) {
         v.report(NDISSHM_VIOLATION_BAD_REGISTRATION, kCall, b->adapter, binding, {},

@@ -13,6 +13,8 @@
 #include <cstring>
 #include <vector>
 
+#include "os/fault.hpp"
+
 namespace ndisshm::os {
 namespace {
 
@@ -29,11 +31,15 @@ Error errno_error(std::string operation) {
 
 Result<MemoryFdFacts> inspect_memory_fd(int fd) {
     struct stat st {};
-    if (::fstat(fd, &st) != 0) return errno_error("fstat(fd " + std::to_string(fd) + ")");
+    if (fault::call("fstat", -1, [&] { return ::fstat(fd, &st); }) != 0)
+        return errno_error("fstat(fd " + std::to_string(fd) + ")");
     MemoryFdFacts f;
     f.regular = S_ISREG(st.st_mode);
     f.size = static_cast<uint64_t>(st.st_size);
-    const int seals = ::fcntl(fd, F_GET_SEALS);
+    const int seals = fault::call("fcntl", -1, [&] { return ::fcntl(fd, F_GET_SEALS); });
+    // EINVAL is the answer of a file that takes no seals (not a memfd); any other errno is the kernel
+    // failing the call, which must not pass for a fact about the file (a memfd called "not a memfd").
+    if (seals < 0 && errno != EINVAL) return errno_error("fcntl(F_GET_SEALS, fd " + std::to_string(fd) + ")");
     f.seals_supported = seals >= 0;
     if (seals >= 0) {
         f.shrink_sealed = (seals & F_SEAL_SHRINK) != 0;
@@ -58,7 +64,8 @@ Result<MemoryFdFacts> inspect_memory_fd(int fd) {
 }
 
 Status seal_against_shrinking(int fd) {
-    if (::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) != 0) return errno_error("fcntl(F_ADD_SEALS, F_SEAL_SHRINK)");
+    if (fault::call("fcntl", -1, [&] { return ::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK); }) != 0)
+        return errno_error("fcntl(F_ADD_SEALS, F_SEAL_SHRINK)");
     return Ok{};
 }
 
@@ -68,7 +75,7 @@ Result<int> poll_readable(std::span<PollEntry> entries, int timeout_ms) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
     int left = timeout_ms;
     for (;;) {
-        const int n = ::poll(fds.data(), fds.size(), left);
+        const int n = fault::call("poll", -1, [&] { return ::poll(fds.data(), fds.size(), left); });
         if (n >= 0) {
             for (size_t i = 0; i < entries.size(); ++i) {
                 entries[i].readable = (fds[i].revents & POLLIN) != 0;
@@ -87,7 +94,7 @@ Result<int> poll_readable(std::span<PollEntry> entries, int timeout_ms) {
 }
 
 Result<WakeFd> WakeFd::create() {
-    const int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    const int fd = fault::call("eventfd", -1, [] { return ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); });
     if (fd < 0) return errno_error("eventfd");
     return WakeFd(UniqueFd(fd));
 }
@@ -104,8 +111,9 @@ void WakeFd::drain() const {
 }
 
 Status set_nonblocking(int fd) {
-    const int flags = ::fcntl(fd, F_GETFL);
-    if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) return errno_error("fcntl(O_NONBLOCK)");
+    const int flags = fault::call("fcntl", -1, [&] { return ::fcntl(fd, F_GETFL); });
+    if (flags < 0 || fault::call("fcntl", -1, [&] { return ::fcntl(fd, F_SETFL, flags | O_NONBLOCK); }) != 0)
+        return errno_error("fcntl(O_NONBLOCK)");
     return Ok{};
 }
 

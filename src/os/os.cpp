@@ -15,6 +15,8 @@
 #include <cstring>
 #include <vector>
 
+#include "os/fault.hpp"
+
 namespace ndisshm::os {
 namespace {
 
@@ -56,24 +58,31 @@ Result<UniqueFd> memfd_create(const std::string& name, bool huge_pages) {
     // The size is named: MFD_HUGETLB alone means the system's default huge page size, which may be 1 GiB.
     // (HUGETLB_FLAG_ENCODE_2MB is MFD_HUGE_2MB; <linux/memfd.h> would clash with glibc's MFD_ macros.)
     if (huge_pages) flags |= MFD_HUGETLB | HUGETLB_FLAG_ENCODE_2MB;
-    int fd = ::memfd_create(name.c_str(), flags);
+    int fd = fault::call("memfd_create", -1, [&] { return ::memfd_create(name.c_str(), flags); });
     if (fd < 0) return errno_error("memfd_create(" + name + ")");
     return UniqueFd(fd);
 }
 
 Status memfd_seal_shrink(int fd) {
-    if (::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) != 0) return errno_error("fcntl(F_ADD_SEALS, F_SEAL_SHRINK)");
+    if (fault::call("fcntl", -1, [&] { return ::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK); }) != 0)
+        return errno_error("fcntl(F_ADD_SEALS, F_SEAL_SHRINK)");
     return Ok{};
 }
 
 Status resize_file(int fd, uint64_t bytes) {
-    if (::ftruncate(fd, static_cast<off_t>(bytes)) != 0)
-        return errno_error("ftruncate(" + std::to_string(bytes) + ")");
+    // ftruncate may be interrupted by a signal (EINTR): that is no refusal, ask again.
+    int rc;
+    do {
+        rc = fault::call("ftruncate", -1, [&] { return ::ftruncate(fd, static_cast<off_t>(bytes)); });
+    } while (rc != 0 && errno == EINTR);
+    if (rc != 0) return errno_error("ftruncate(" + std::to_string(bytes) + ")");
     return Ok{};
 }
 
 Result<void*> map_shared(int fd, uint64_t bytes) {
-    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+    void* p = fault::call("mmap", MAP_FAILED, [&] {
+        return ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+    });
     if (p == MAP_FAILED) return errno_error("mmap(shared, " + std::to_string(bytes) + " bytes)");
     return p;
 }
@@ -83,20 +92,28 @@ void unmap(void* address, uint64_t bytes) {
 }
 
 Result<void*> reserve_anonymous(uint64_t bytes) {
-    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    void* p = fault::call("mmap", MAP_FAILED, [&] {
+        return ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    });
     if (p == MAP_FAILED) return errno_error("mmap(anonymous, " + std::to_string(bytes) + " bytes)");
     return p;
 }
 
 Status punch_hole(int fd, uint64_t offset, uint64_t bytes) {
-    if (::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
-                    static_cast<off_t>(bytes)) != 0)
+    int rc;
+    do {  // fallocate may be interrupted by a signal (EINTR): ask again
+        rc = fault::call("fallocate", -1, [&] {
+            return ::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+                               static_cast<off_t>(bytes));
+        });
+    } while (rc != 0 && errno == EINTR);
+    if (rc != 0)
         return errno_error("fallocate(PUNCH_HOLE, " + std::to_string(offset) + ", " + std::to_string(bytes) + ")");
     return Ok{};
 }
 
 Status advise_huge_pages(void* address, uint64_t bytes) {
-    if (::madvise(address, bytes, MADV_HUGEPAGE) != 0)
+    if (fault::call("madvise", -1, [&] { return ::madvise(address, bytes, MADV_HUGEPAGE); }) != 0)
         return errno_error("madvise(MADV_HUGEPAGE, " + std::to_string(bytes) + " bytes)");
     return Ok{};
 }
@@ -147,8 +164,16 @@ auto with_preferred_node(int node, F f) {
 
 Status commit_huge_pages(int fd, uint64_t offset, uint64_t bytes, int node) {
     // KEEP_SIZE: the first mapping already set the size; this allocates (and the kernel zeroes) the pages.
+    // hugetlbfs stops allocating when a signal is pending (EINTR): pages it already took stay committed,
+    // and asking again takes the rest.
     const int rc = with_preferred_node(node, [&] {
-        return ::fallocate(fd, FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset), static_cast<off_t>(bytes));
+        int r;
+        do {
+            r = fault::call("fallocate", -1, [&] {
+                return ::fallocate(fd, FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset), static_cast<off_t>(bytes));
+            });
+        } while (r != 0 && errno == EINTR);
+        return r;
     });
     if (rc == 0) return Ok{};
     Error e = errno_error("fallocate(" + std::to_string(bytes >> 20) + " MiB of 2 MiB huge pages at offset " +
@@ -162,7 +187,9 @@ Status commit_huge_pages(int fd, uint64_t offset, uint64_t bytes, int node) {
 Status prefer_node(void* address, uint64_t bytes, unsigned node) {
     if (!have_numa()) return Ok{};
     NodeMask mask(static_cast<int>(node));
-    if (::mbind(address, bytes, MPOL_PREFERRED, mask.words.data(), mask.bits, 0) != 0)
+    const long rc = fault::call(
+        "mbind", -1L, [&] { return ::mbind(address, bytes, MPOL_PREFERRED, mask.words.data(), mask.bits, 0); });
+    if (rc != 0)
         return errno_error("mbind(MPOL_PREFERRED, node " + std::to_string(node) + ", " + std::to_string(bytes) +
                            " bytes)");
     return Ok{};

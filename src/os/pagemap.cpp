@@ -10,6 +10,8 @@
 #include <cstring>
 #include <string>
 
+#include "os/fault.hpp"
+
 namespace ndisshm::os {
 namespace {
 
@@ -42,7 +44,7 @@ uint64_t pagemap_page_bytes() {
 }
 
 Result<Pagemap> Pagemap::open() {
-    int fd = ::open(kPath, O_RDONLY | O_CLOEXEC);
+    int fd = fault::call("open", -1, [] { return ::open(kPath, O_RDONLY | O_CLOEXEC); });
     if (fd < 0) {
         Error e = errno_error(std::string("open(") + kPath + ")");
         // Refusing the file outright (a hardened /proc) means the same to callers as hidden PFNs.
@@ -74,7 +76,9 @@ Status Pagemap::frames(const void* address, uint64_t count, uint64_t* pfns) cons
     const uint64_t want = count * sizeof(uint64_t);
     uint64_t got = 0;
     while (got < want) {
-        ssize_t n = ::pread(fd_, out + got, want - got, static_cast<off_t>(first * sizeof(uint64_t) + got));
+        ssize_t n = fault::call("pread", ssize_t{-1}, [&] {
+            return ::pread(fd_, out + got, want - got, static_cast<off_t>(first * sizeof(uint64_t) + got));
+        });
         if (n < 0 && errno == EINTR) continue;
         if (n < 0)
             return errno_error(std::string("pread(") + kPath + ", " + range(address, count * page) + ")");
@@ -119,12 +123,13 @@ Status check_physical_frames_readable() {
 // that do nothing (locking its shadow memory would be absurd), which would leave the pages neither
 // resident nor locked and the frame numbers meaningless in every sanitized build.
 Status lock_pages(const void* address, uint64_t bytes) {
-    if (::syscall(SYS_mlock, address, bytes) != 0) return errno_error("mlock(" + range(address, bytes) + ")");
+    if (fault::call("mlock", -1L, [&] { return ::syscall(SYS_mlock, address, bytes); }) != 0)
+        return errno_error("mlock(" + range(address, bytes) + ")");
     return Ok{};
 }
 
 Status unlock_pages(const void* address, uint64_t bytes) {
-    if (::syscall(SYS_munlock, address, bytes) != 0)
+    if (fault::call("munlock", -1L, [&] { return ::syscall(SYS_munlock, address, bytes); }) != 0)
         return errno_error("munlock(" + range(address, bytes) + ")");
     return Ok{};
 }

@@ -13,6 +13,8 @@
 #include <chrono>
 #include <cstring>
 
+#include "os/fault.hpp"
+
 namespace ndisshm::os {
 namespace {
 
@@ -35,13 +37,14 @@ Result<sockaddr_un> unix_address(const std::string& path) {
 }
 
 Result<UniqueFd> new_socket() {
-    int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    int fd = fault::call("socket", -1, [] { return ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0); });
     if (fd < 0) return errno_error("socket(AF_UNIX, SOCK_SEQPACKET)");
     return UniqueFd(fd);
 }
 
 bool connect_raw(int fd, const sockaddr_un& a) {
-    return ::connect(fd, reinterpret_cast<const sockaddr*>(&a), sizeof(a)) == 0;
+    return fault::call("connect", -1,
+                       [&] { return ::connect(fd, reinterpret_cast<const sockaddr*>(&a), sizeof(a)); }) == 0;
 }
 
 // After a failed bind: replaces a socket file nobody accepts on (a host that
@@ -97,21 +100,26 @@ Result<UniqueFd> listen_unix(const std::string& path, int backlog) {
     auto sock = new_socket();
     if (!sock) return sock.error();
     const auto* sa = reinterpret_cast<const sockaddr*>(&*address);
-    if (::bind(sock->get(), sa, sizeof(sockaddr_un)) != 0) {
+    const auto bind = [&] {
+        return fault::call("bind", -1, [&] { return ::bind(sock->get(), sa, sizeof(sockaddr_un)); });
+    };
+    if (bind() != 0) {
         if (errno != EADDRINUSE) return errno_error("bind(" + path + ")");
         if (auto s = remove_if_stale(path, *address); !s) return s.error();
-        if (::bind(sock->get(), sa, sizeof(sockaddr_un)) != 0) return errno_error("bind(" + path + ")");
+        if (bind() != 0) return errno_error("bind(" + path + ")");
     }
     // bind made the file with the umask's mode; until this chmod only our
     // user can reach it anyway, since the directory is 0700.
     if (::chmod(path.c_str(), 0600) != 0) return errno_error("chmod(" + path + ", 0600)");
-    if (::listen(sock->get(), backlog) != 0) return errno_error("listen(" + path + ")");
+    if (fault::call("listen", -1, [&] { return ::listen(sock->get(), backlog); }) != 0)
+        return errno_error("listen(" + path + ")");
     return std::move(*sock);
 }
 
 Result<UniqueFd> accept_unix(int listen_fd) {
     for (;;) {
-        int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+        int fd =
+            fault::call("accept4", -1, [&] { return ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC); });
         if (fd >= 0) return UniqueFd(fd);
         if (errno != EINTR) return errno_error("accept4");
     }
@@ -128,7 +136,8 @@ Result<UniqueFd> connect_unix(const std::string& path) {
 
 Result<std::pair<UniqueFd, UniqueFd>> seqpacket_pair() {
     int fds[2];
-    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0)
+    if (fault::call("socketpair", -1,
+                    [&] { return ::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds); }) != 0)
         return errno_error("socketpair(AF_UNIX, SOCK_SEQPACKET)");
     return std::pair<UniqueFd, UniqueFd>(UniqueFd(fds[0]), UniqueFd(fds[1]));
 }
@@ -160,7 +169,7 @@ Status send_datagram(int fd, std::span<const std::span<const std::byte>> parts, 
         std::memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
     }
     for (;;) {
-        ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+        ssize_t n = fault::call("sendmsg", ssize_t{-1}, [&] { return ::sendmsg(fd, &msg, MSG_NOSIGNAL); });
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) return errno_error("sendmsg(" + std::to_string(total) + " bytes)");
         // SEQPACKET sends a datagram whole or not at all; a short count would
@@ -188,7 +197,8 @@ Result<Datagram> receive_datagram(int fd, std::span<std::byte> buffer) {
     msg.msg_controllen = sizeof(control.bytes);
     ssize_t n;
     do {
-        n = ::recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        n = fault::call("recvmsg", ssize_t{-1},
+                        [&] { return ::recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC); });
     } while (n < 0 && errno == EINTR);
     if (n < 0) return errno_error("recvmsg");
     Datagram d;
@@ -223,7 +233,7 @@ Result<bool> wait_readable(int fd, int timeout_ms) {
             wait = left > 0 ? static_cast<int>(left) : 0;
         }
         pollfd p{fd, POLLIN, 0};
-        int r = ::poll(&p, 1, wait);
+        int r = fault::call("poll", -1, [&] { return ::poll(&p, 1, wait); });
         if (r > 0) return true;  // POLLIN, POLLHUP or POLLERR: the next read tells which
         if (r == 0) return false;
         if (errno != EINTR) return errno_error("poll");
@@ -232,12 +242,12 @@ Result<bool> wait_readable(int fd, int timeout_ms) {
 
 Result<uint64_t> file_size(int fd) {
     struct stat st{};
-    if (::fstat(fd, &st) != 0) return errno_error("fstat");
+    if (fault::call("fstat", -1, [&] { return ::fstat(fd, &st); }) != 0) return errno_error("fstat");
     return static_cast<uint64_t>(st.st_size);
 }
 
 Result<unsigned> memfd_seals(int fd) {
-    int seals = ::fcntl(fd, F_GET_SEALS);
+    int seals = fault::call("fcntl", -1, [&] { return ::fcntl(fd, F_GET_SEALS); });
     if (seals < 0) {
         const int e = errno;
         if (e == EINVAL) return our_error("fcntl(F_GET_SEALS)", e, "not a memfd (the fd takes no seals)");
@@ -247,7 +257,7 @@ Result<unsigned> memfd_seals(int fd) {
 }
 
 Status memfd_add_seals(int fd, unsigned seals) {
-    if (::fcntl(fd, F_ADD_SEALS, static_cast<int>(seals)) != 0)
+    if (fault::call("fcntl", -1, [&] { return ::fcntl(fd, F_ADD_SEALS, static_cast<int>(seals)); }) != 0)
         return errno_error("fcntl(F_ADD_SEALS, " + std::to_string(seals) + ")");
     return Ok{};
 }

@@ -17,12 +17,15 @@ SgResult failure(ProviderStatus status, std::string why) {
 }
 
 // What a pagemap error means to the caller: hidden frame numbers are a configuration this process
-// cannot serve, anything else is the OS failing.
+// cannot serve, the kernel short of memory (or of fds) is NDIS_STATUS_RESOURCES as anywhere else,
+// anything else is the OS failing.
 SgResult pagemap_failure(const Error& e) {
     if (e.err == EPERM)
         return failure(ProviderStatus::InvalidParameter,
                        std::string(kNeedsCapability) + " (" + e.message() + ")");
-    return failure(ProviderStatus::Failure, "physical address mode: " + e.message());
+    const bool short_of_memory = e.err == ENOMEM || e.err == EAGAIN || e.err == EMFILE || e.err == ENFILE;
+    return failure(short_of_memory ? ProviderStatus::Resources : ProviderStatus::Failure,
+                   "physical address mode: " + e.message());
 }
 
 struct Run {
@@ -75,9 +78,11 @@ Result<SgDescriber> SgDescriber::create(uint32_t mode, uint64_t iova_base) {
             "unknown address mode " + std::to_string(mode) + " (0 IOVA, 1 physical, 2 arena offset)"};
     }
     if (mode == kPhysical) {
+        // Only EPERM is the missing capability; anything else is the kernel refusing the probe.
         if (auto s = os::check_physical_frames_readable(); !s)
             return Error{"address mode", s.error().err,
-                         std::string(kNeedsCapability) + " (" + s.error().message() + ")"};
+                         (s.error().err == EPERM ? std::string(kNeedsCapability) : "physical address mode") + " (" +
+                             s.error().message() + ")"};
     }
     return SgDescriber(mode, iova_base);
 }

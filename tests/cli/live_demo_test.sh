@@ -50,7 +50,8 @@ expect(len(guests) == 3, f"{len(guests)} guests")
 for g in guests:
     where = g["name"]
     expect(g["sent"] > 0 and g["verified"] == g["sent"] and g["packets"] == g["sent"], f"{where}: {g}")
-    expect(g["lost"] == 0 and g["out_of_order"] == 0 and g["corrupt"] == 0, f"{where}: {g}")
+    expect(g["drops"] == 0 and g["lost"] == 0 and g["out_of_order"] == 0 and g["corrupt"] == 0, f"{where}: {g}")
+    expect(g["zero_copy_bytes"] + g["copy_bytes"] == g["bytes"], f"{where}: bytes sent {g['zero_copy_bytes']} + {g['copy_bytes']}, received {g['bytes']}")
     expect(g["end"] == "HOST_BYE" and g["exit_status"] == 0, f"{where}: ended {g['end']}, status {g['exit_status']}")
     expect(g["zero_copy_gbps"] > 0 and g["copy_gbps"] > 0, f"{where}: {g}")
 queues = d["queues"]

@@ -80,9 +80,11 @@ int run_host(const HostOptions& o) {
         return 1;
     }
     const std::string socket = host->socket_path();
-    // On stdout and flushed: scripts wait for this line before connecting.
-    std::printf("ndisshm host: listening on %s (control: %s)\n", socket.c_str(), host->control_path().c_str());
-    std::fflush(stdout);
+    // Flushed at once: scripts wait for this line before connecting. On
+    // stdout, but with --json stdout holds the summary alone.
+    std::FILE* ready = o.json ? stderr : stdout;
+    std::fprintf(ready, "ndisshm host: listening on %s (control: %s)\n", socket.c_str(), host->control_path().c_str());
+    std::fflush(ready);
 
     std::unique_ptr<TrafficGenerator> gen;
     if (o.rate_pps != 0)

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <set>
 #include <thread>
 
 #include "child.hpp"
@@ -83,8 +84,9 @@ private:
     LiveSummary s_;
     std::unique_ptr<LiveHost> host_;
     std::unique_ptr<TrafficGenerator> gen_;
-    std::vector<std::unique_ptr<Child>> children_;
-    std::map<std::string, pid_t> pids_;  // by guest name
+    std::vector<std::pair<std::string, std::unique_ptr<Child>>> children_;  // by the name each was given
+    std::map<std::string, pid_t> pids_;
+    std::set<uint32_t> reported_gone_;  // guest ids
     std::map<uint32_t, std::string> guest_names_;  // by guest id
 };
 
@@ -128,7 +130,7 @@ bool LiveDemo::start_guests() {
             return false;
         }
         pids_[name] = child->pid();
-        children_.push_back(std::move(child));
+        children_.emplace_back(name, std::move(child));
     }
     if (ndisshm_hub_wait_guests(host_->hub(), o_.guests, kGuestsUpTimeoutMs) == 0) {
         problem("only " + std::to_string(host_->guests().size()) + " of " + std::to_string(o_.guests) +
@@ -165,14 +167,16 @@ void LiveDemo::run_phase(Path path, PhaseRow& row) {
         fixed(row.cpu_ns_per_packet, 0) + " ns CPU per packet");
     if (r.interrupted) problem("interrupted by signal " + std::to_string(stop_signal()) + " during the " + name + " run");
     for (const auto& [id, st] : gen_->streams())
-        if (st.gone) problem(guest_names_[id] + " left during the " + name + " run");
+        if (st.gone && reported_gone_.insert(id).second) problem(guest_names_[id] + " left during the " + name + " run");
 }
 
+// Until every running guest has given back every packet it was sent (so its
+// counts are final for this path); a guest that left holds nothing.
 void LiveDemo::drain(const char* after) {
     auto all_back = [&] {
-        ndisshm_hub_stats h;
-        ndisshm_hub_get_stats(host_->hub(), &h);
-        return h.returned >= h.delivered;
+        for (const auto& q : host_->queues())
+            if (q.kind == NDISSHM_HUB_QUEUE_GUEST && q.outstanding != 0) return false;
+        return true;
     };
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kDrainTimeoutMs);
     while (!all_back() && std::chrono::steady_clock::now() < deadline)
@@ -226,43 +230,45 @@ void LiveDemo::finish_guests() {
         g.copy_gbps = gbit_per_s(st.copy.bytes, s_.copy.seconds);
         s_.guests.push_back(g);
     }
-    for (auto& child : children_) {
-        child->finish(kGuestExitTimeoutMs);
-        GuestRow* g = nullptr;
-        GuestRow fallback;
+    // Each process by the name we gave it: a guest that died before it got a
+    // queue, or printed nothing, still gets its row and its exit.
+    for (auto& [name, child] : children_) {
+        const std::string& n = name;
+        auto it = std::find_if(s_.guests.begin(), s_.guests.end(), [&](const GuestRow& r) { return r.name == n; });
+        if (it == s_.guests.end()) {
+            s_.guests.push_back(GuestRow{});
+            it = s_.guests.end() - 1;
+            it->name = name;
+        }
+        GuestRow& g = *it;
+        g.exit_status = child->finish(kGuestExitTimeoutMs);
+        g.how = child->how();
+        if (child->output().empty()) continue;  // died before its summary: its exit says why
         try {
             const auto j = nlohmann::json::parse(child->output());
-            auto it = std::find_if(s_.guests.begin(), s_.guests.end(),
-                                   [&](const GuestRow& r) { return r.guest_id == j.at("guest_id").get<uint32_t>(); });
-            g = it != s_.guests.end() ? &*it : &fallback;
-            g->name = j.value("name", g->name);
-            g->packets = j.value("packets", uint64_t{0});
-            g->bytes = j.value("bytes", uint64_t{0});
-            g->end = j.value("end", std::string());
-            g->lookahead_split = j.at("queue").value("lookahead_split", false);
+            g.packets = j.value("packets", uint64_t{0});
+            g.bytes = j.value("bytes", uint64_t{0});
+            g.end = j.value("end", std::string());
             const auto& v = j.at("verify");
-            g->verified = v.value("verified", uint64_t{0});
-            g->lost = v.value("lost", uint64_t{0});
-            g->out_of_order = v.value("out_of_order", uint64_t{0});
-            g->corrupt = v.value("corrupt", uint64_t{0});
+            g.verified = v.value("verified", uint64_t{0});
+            g.lost = v.value("lost", uint64_t{0});
+            g.out_of_order = v.value("out_of_order", uint64_t{0});
+            g.corrupt = v.value("corrupt", uint64_t{0});
         } catch (const std::exception& e) {
-            problem("a guest (process " + std::to_string(child->pid()) + ", " + child->how() +
+            problem(name + " (process " + std::to_string(child->pid()) + ", " + g.how +
                     ") printed no readable summary: " + e.what());
-            continue;
         }
-        g->exit_status = child->finish(0);
-        g->how = child->how();
-        if (g == &fallback) problem(g->name + " reported a guest id the host never ran");
     }
 }
 
 void LiveDemo::check() {
-    for (const GuestRow& g : s_.guests) {
+    for (GuestRow& g : s_.guests) {
         s_.lost += g.lost;
         s_.out_of_order += g.out_of_order;
         s_.corrupt += g.corrupt;
         // Delivered by the NIC but never seen intact by the guest.
         const uint64_t dropped = g.sent > g.verified ? g.sent - g.verified : 0;
+        g.drops = dropped;
         s_.drops += dropped;
         for (QueueRow& q : s_.queues)
             if (q.kind == "guest" && q.id == g.queue) q.drops += dropped;

@@ -44,11 +44,12 @@ std::string render_live_table(const LiveSummary& s) {
 
     Table guests({{"guest"}, {"id", Align::Right}, {"queue", Align::Right}, {"sent", Align::Right},
                   {"verified", Align::Right}, {"bytes", Align::Right}, {"zero-copy Gbit/s", Align::Right},
-                  {"copy Gbit/s", Align::Right}, {"lost", Align::Right}, {"out of order", Align::Right},
-                  {"corrupt", Align::Right}, {"end"}});
+                  {"copy Gbit/s", Align::Right}, {"drops", Align::Right}, {"lost", Align::Right},
+                  {"out of order", Align::Right}, {"corrupt", Align::Right}, {"end"}});
     for (const GuestRow& g : s.guests)
         guests.add_row({g.name, n(g.guest_id), n(g.queue), n(g.sent), n(g.verified), human_bytes(g.bytes),
-                        fixed(g.zero_copy_gbps), fixed(g.copy_gbps), n(g.lost), n(g.out_of_order), n(g.corrupt),
+                        fixed(g.zero_copy_gbps), fixed(g.copy_gbps), n(g.drops), n(g.lost), n(g.out_of_order),
+                        n(g.corrupt),
                         g.end.empty() ? g.how : g.end});
     out += guests.render() + "\n";
 
@@ -100,8 +101,11 @@ std::string render_live_json(const LiveSummary& s) {
                           {"packets", g.packets},
                           {"bytes", g.bytes},
                           {"verified", g.verified},
+                          {"zero_copy_bytes", g.zero_copy_bytes},
+                          {"copy_bytes", g.copy_bytes},
                           {"zero_copy_gbps", g.zero_copy_gbps},
                           {"copy_gbps", g.copy_gbps},
+                          {"drops", g.drops},
                           {"lost", g.lost},
                           {"out_of_order", g.out_of_order},
                           {"corrupt", g.corrupt},

@@ -36,12 +36,12 @@ struct PhaseRow {
 struct GuestRow {
     std::string name;
     uint32_t guest_id = 0, queue = 0;
-    bool lookahead_split = false;  // as QUEUE_ATTACHED told the guest
     uint64_t sent = 0;             // packets the NIC delivered to it, both paths
     uint64_t zero_copy_bytes = 0, copy_bytes = 0;
     double zero_copy_gbps = 0, copy_gbps = 0;
     // What the guest process itself reports (its --verify JSON).
     uint64_t packets = 0, bytes = 0, verified = 0, lost = 0, out_of_order = 0, corrupt = 0;
+    uint64_t drops = 0;  // sent but not verified: lost on the way, or the guest died
     std::string end;  // how its session ended ("HOST_BYE")
     std::string how;  // "exit status 0", "killed by signal ..."
     int exit_status = -1;

@@ -88,7 +88,8 @@ size_t TrafficGenerator::send(Path path, Stream& s, size_t count) {
 void TrafficGenerator::mark_gone_streams() {
     std::vector<ndisshm_hub_guest_info> running(ndisshm_hub_list_guests(hub_, nullptr, 0) + 8);
     running.resize(std::min(running.size(), ndisshm_hub_list_guests(hub_, running.data(), running.size())));
-    for (auto& [id, s] : streams_) {
+    for (auto& entry : streams_) {
+        auto& s = entry.second;  // not a structured binding: clang 14 (the fuzz build) cannot capture one
         const bool there = std::any_of(running.begin(), running.end(), [&](const auto& g) {
             return g.guest_id == s.guest_id && g.queue_id == s.guest_queue;
         });

@@ -1,0 +1,137 @@
+// The NDIS-calls fuzz target's picture of the world: which adapters,
+// bindings, queues and blocks are live, as the public API promised them, and
+// the checks that hold the runtime's books to that picture after every call.
+#pragma once
+
+#include <ndis/ndis_shm.h>
+#include <ndisshm/host.h>
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "fuzz/counting_provider.hpp"
+#include "fuzz/fuzz_support.hpp"
+
+namespace ndisshm_fuzz {
+
+struct ModelBlock {
+    NDIS_HANDLE handle = nullptr;
+    int adapter = -1;
+    int binding = -1;  // whose provider made it; -1: the default provider
+    NDIS_RECEIVE_QUEUE_ID queue = 0;
+    ULONG usage = 0;
+    ULONG length = 0;
+    void* address = nullptr;
+};
+
+struct ModelAdapter {
+    NDIS_HANDLE handle = nullptr;      // nullptr once destroyed
+    std::map<NDIS_RECEIVE_QUEUE_ID, bool> queues{{NDIS_DEFAULT_RECEIVE_QUEUE_ID, true}};  // id -> complete
+    int provider = -1;                 // the binding that provides, or -1
+};
+
+struct ModelBinding {
+    NDIS_HANDLE handle = nullptr;  // nullptr once destroyed
+    int adapter = -1;
+    CountingProvider* provider = nullptr;  // registered provider, if any
+};
+
+struct Model {
+    std::vector<ModelAdapter> adapters;
+    std::vector<ModelBinding> bindings;
+    std::vector<ModelBlock> blocks;  // live ones
+    std::vector<NDIS_HANDLE> dead;   // freed blocks and destroyed adapters/bindings: stale handles
+    std::vector<std::unique_ptr<CountingProvider>> providers;  // every one made; they outlive the runtime
+
+    // Blocks that die with something else (queue freed, binding or adapter destroyed).
+    template <class Pred>
+    void drop_blocks(Pred dies) {
+        for (const ModelBlock& b : blocks)
+            if (dies(b)) dead.push_back(b.handle);
+        blocks.erase(std::remove_if(blocks.begin(), blocks.end(), dies), blocks.end());
+    }
+    void drop_binding(int i) {
+        ModelBinding& b = bindings[i];
+        if (b.handle == nullptr) return;
+        drop_blocks([&](const ModelBlock& m) { return m.binding == i; });
+        ModelAdapter& a = adapters[b.adapter];
+        if (a.provider == i) a.provider = -1;
+        dead.push_back(b.handle);
+        b.handle = nullptr;
+    }
+    void drop_adapter(int i) {
+        ModelAdapter& a = adapters[i];
+        if (a.handle == nullptr) return;
+        drop_blocks([&](const ModelBlock& m) { return m.adapter == i; });
+        for (int k = 0; k < static_cast<int>(bindings.size()); ++k)
+            if (bindings[k].adapter == i) drop_binding(k);
+        dead.push_back(a.handle);
+        a.handle = nullptr;
+    }
+    ModelBlock* find_block(NDIS_HANDLE h) {
+        for (ModelBlock& b : blocks)
+            if (b.handle == h) return &b;
+        return nullptr;
+    }
+
+    // The runtime's books against the model: every count, every live block.
+    void check(const ndisshm_runtime* rt) const {
+        uint64_t default_blocks = 0;
+        for (int i = 0; i < static_cast<int>(adapters.size()); ++i) {
+            const ModelAdapter& a = adapters[i];
+            if (a.handle == nullptr) continue;
+            ndisshm_adapter_stats s{};
+            FUZZ_CHECK(ndisshm_adapter_get_stats(a.handle, &s) == NDIS_STATUS_SUCCESS, "stats of adapter %d", i);
+            uint64_t n = 0, bytes = 0;
+            std::map<NDIS_RECEIVE_QUEUE_ID, uint64_t> per_queue;
+            uint64_t per_usage[NdisSharedMemoryUsageMax] = {};
+            for (const ModelBlock& b : blocks) {
+                if (b.adapter != i) continue;
+                ++n;
+                bytes += b.length;
+                ++per_queue[b.queue];
+                ++per_usage[b.usage];
+                if (b.binding < 0) ++default_blocks;
+                ndisshm_block_info info{};
+                FUZZ_CHECK(ndisshm_block_get_info(a.handle, b.handle, &info) == NDIS_STATUS_SUCCESS,
+                           "live block %p of adapter %d is unknown to the books", b.handle, i);
+                FUZZ_CHECK(info.adapter == a.handle && info.queue_id == b.queue && info.length == b.length &&
+                               static_cast<ULONG>(info.usage) == b.usage && info.virtual_address == b.address,
+                           "block %p: the books describe another block", b.handle);
+            }
+            FUZZ_CHECK(s.total.blocks == n, "adapter %d: books say %llu blocks, %llu are live", i,
+                       static_cast<unsigned long long>(s.total.blocks), static_cast<unsigned long long>(n));
+            FUZZ_CHECK(s.total.blocks == s.total.allocations - s.total.frees, "adapter %d: blocks != allocs - frees",
+                       i);
+            FUZZ_CHECK(s.total.bytes == bytes, "adapter %d: bytes", i);
+            FUZZ_CHECK(s.total.peak_blocks >= s.total.blocks && s.total.peak_bytes >= s.total.bytes, "peaks");
+            for (int u = 0; u < NdisSharedMemoryUsageMax; ++u)
+                FUZZ_CHECK(s.by_usage[u].blocks == per_usage[u], "adapter %d usage %d", i, u);
+            FUZZ_CHECK(s.queues == a.queues.size(), "adapter %d: %u queues, model %zu", i, s.queues, a.queues.size());
+            FUZZ_CHECK((s.has_provider != 0) == (a.provider >= 0), "adapter %d: has_provider", i);
+            for (const auto& [q, complete] : a.queues) {
+                ndisshm_usage_stats qs{};
+                FUZZ_CHECK(ndisshm_queue_get_stats(a.handle, q, &qs) == NDIS_STATUS_SUCCESS, "queue %u stats", q);
+                FUZZ_CHECK(qs.blocks == per_queue[q], "adapter %d queue %u: %llu blocks, model %llu", i, q,
+                           static_cast<unsigned long long>(qs.blocks),
+                           static_cast<unsigned long long>(per_queue[q]));
+                FUZZ_CHECK(qs.blocks == qs.allocations - qs.frees, "queue %u: blocks != allocs - frees", q);
+            }
+        }
+        ndisshm_memory_stats m{};
+        FUZZ_CHECK(ndisshm_runtime_get_memory_stats(rt, &m) == NDIS_STATUS_SUCCESS, "memory stats");
+        FUZZ_CHECK(m.blocks_in_use == default_blocks, "default provider has %llu blocks, model %llu",
+                   static_cast<unsigned long long>(m.blocks_in_use), static_cast<unsigned long long>(default_blocks));
+        // A provider holds exactly the live blocks the model says it made (a binding re-registers only with
+        // no blocks outstanding, so a block's maker is its binding's current provider).
+        for (const auto& p : providers) {
+            size_t made = 0;
+            for (const ModelBlock& b : blocks) made += b.binding >= 0 && bindings[b.binding].provider == p.get();
+            FUZZ_CHECK(p->live() == made, "a provider holds %zu blocks, the model %zu", p->live(), made);
+        }
+    }
+};
+
+}  // namespace ndisshm_fuzz
