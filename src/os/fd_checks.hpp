@@ -29,7 +29,8 @@ struct MemoryFdFacts {
 };
 
 // Never fails for a valid fd (what cannot be learnt stays false); fails with
-// EBADF and the like only when fstat does.
+// EBADF and the like when fstat does, and when F_GET_SEALS fails other than
+// with EINVAL (the kernel failing, not the file taking no seals).
 Result<MemoryFdFacts> inspect_memory_fd(int fd);
 
 // F_ADD_SEALS(F_SEAL_SHRINK): after this, ftruncate to a smaller size fails

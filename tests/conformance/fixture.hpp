@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -177,6 +178,12 @@ public:
     bool overclaim_elements = false;  // NumberOfElements = capacity + 1
     unsigned char fill = 0;           // initial content of each block
     ULONG rewrite_length = 0;         // overwrite the caller's Length and honour only that
+    // The context of the n-th block (from 1), instead of a fresh one: garbage values, or one it gave
+    // another block already (NDIS must treat contexts as opaque and hand each block's back once).
+    std::function<uintptr_t(uintptr_t n)> context_for;
+    // Called on entry to the free handler, outside the provider's lock (a provider that calls back into
+    // NDIS from there).
+    std::function<void(NDIS_HANDLE context)> on_free;
 
     TestProvider() = default;
     TestProvider(const TestProvider&) = delete;
@@ -300,14 +307,16 @@ private:
             *out = nullptr;
             return NDIS_STATUS_SUCCESS;
         }
-        const uintptr_t id = 0x10000 + 0x10 * ++serial_;  // opaque to NDIS; never reused
-        live_[id] = mem;
+        ++serial_;
+        const uintptr_t id = context_for ? context_for(serial_) : 0x10000 + 0x10 * serial_;  // opaque to NDIS
+        live_.emplace(id, mem);
         contexts_.push_back(reinterpret_cast<NDIS_HANDLE>(id));
         *out = *recorded = reinterpret_cast<NDIS_HANDLE>(id);
         return NDIS_STATUS_SUCCESS;
     }
 
     void free(NDIS_HANDLE pc, NDIS_HANDLE context) {
+        if (on_free) on_free(context);
         FreeCall call{std::this_thread::get_id(), KeGetCurrentIrql(), pc, context};
         std::lock_guard lock(mu_);
         frees_.push_back(call);
@@ -329,7 +338,7 @@ private:
 
     mutable std::mutex mu_;
     uintptr_t serial_ = 0;
-    std::map<uintptr_t, void*> live_;
+    std::multimap<uintptr_t, void*> live_;  // multi: a provider may give two blocks one context
     std::map<uintptr_t, int> free_counts_;
     std::vector<NDIS_HANDLE> contexts_;
     std::vector<void*> orphans_;

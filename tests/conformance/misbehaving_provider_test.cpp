@@ -121,5 +121,92 @@ TEST_F(MisbehavingProvider, FailureStatusesAreNotReportedAsViolations) {
     EXPECT_TRUE(provider_->free_calls().empty());
 }
 
+// Contexts are the provider's, opaque to NDIS: any non-NULL value, however odd, is kept as it is and
+// handed back to the free handler exactly once, with its own block.
+TEST_F(MisbehavingProvider, GarbageContextsAreOpaqueAndEachComesBackOnceWithItsBlock) {
+    const uintptr_t odd[] = {1, UINTPTR_MAX, 0xDEADBEEF, 0x7, uintptr_t{1} << 63};
+    provider_->context_for = [&](uintptr_t n) { return odd[(n - 2) % 5]; };  // n = 1 was good_
+    std::vector<Alloc> blocks;
+    for (int i = 0; i < 5; ++i) {
+        blocks.push_back(allocate(adapter_, PAGE_SIZE));
+        ASSERT_TRUE(blocks.back().ok()) << ndisshm_status_name(blocks.back().status);
+    }
+    for (int i = 4; i >= 0; --i) {
+        NdisFreeSharedMemory(adapter_, blocks[i].handle);
+        EXPECT_EQ(provider_->times_freed(reinterpret_cast<NDIS_HANDLE>(odd[i])), 1) << i;
+        EXPECT_EQ(provider_->free_calls().back().context, reinterpret_cast<NDIS_HANDLE>(odd[i]));
+    }
+    EXPECT_EQ(stats(adapter_).total.blocks, 1u);
+    EXPECT_EQ(provider_->bad_frees(), 0);
+    EXPECT_EQ(log_.size(), 0u);
+    provider_->context_for = nullptr;  // it sees this test's locals
+}
+
+// A provider that gives two blocks one context gets that context back twice, once per block, and NDIS
+// keeps the blocks apart: freeing one leaves the other live, and teardown frees what is left.
+TEST_F(MisbehavingProvider, OneContextForTwoBlocksComesBackOncePerBlock) {
+    provider_->context_for = [](uintptr_t) { return uintptr_t{0xC0FFEE0}; };
+    Alloc a = allocate(adapter_, PAGE_SIZE), b = allocate(adapter_, 2 * PAGE_SIZE), c = allocate(adapter_, PAGE_SIZE);
+    ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+    NdisFreeSharedMemory(adapter_, a.handle);
+    EXPECT_TRUE(is_live(adapter_, b.handle) && is_live(adapter_, c.handle));
+    EXPECT_EQ(provider_->times_freed(reinterpret_cast<NDIS_HANDLE>(0xC0FFEE0)), 1);
+    NdisFreeSharedMemory(adapter_, b.handle);
+    EXPECT_EQ(provider_->times_freed(reinterpret_cast<NDIS_HANDLE>(0xC0FFEE0)), 2);
+    EXPECT_TRUE(is_live(adapter_, c.handle));
+    destroy_runtime();  // c and good_ go as leaks, each through the provider once
+    EXPECT_EQ(provider_->times_freed(reinterpret_cast<NDIS_HANDLE>(0xC0FFEE0)), 3);
+    EXPECT_EQ(provider_->times_freed(provider_->context_of(0)), 1);
+    EXPECT_EQ(provider_->bad_frees(), 0);
+    EXPECT_EQ(provider_->live(), 0u);
+}
+
+// A free handler that calls NdisFreeSharedMemory on the block being freed (a provider freeing twice)
+// is a double free, reported and refused: the handler runs once per block, nothing recurses or
+// deadlocks, whether the driver's free or teardown's reclaim called it.
+TEST_F(MisbehavingProvider, FreeHandlerFreeingItsBlockAgainIsADoubleFree) {
+    std::map<NDIS_HANDLE, NDIS_HANDLE> handle_of;  // context -> block handle
+    int depth = 0;
+    provider_->on_free = [&](NDIS_HANDLE context) {
+        if (depth++ == 0 && handle_of.count(context) != 0) NdisFreeSharedMemory(adapter_, handle_of[context]);
+        --depth;
+    };
+    Alloc a = allocate(adapter_, PAGE_SIZE, 0);
+    ASSERT_EQ(ndisshm_queue_create(adapter_, 3), NDIS_STATUS_SUCCESS);
+    Alloc q = allocate(adapter_, PAGE_SIZE, 3);
+    ASSERT_TRUE(a.ok() && q.ok());
+    const auto calls = provider_->alloc_calls();
+    handle_of[calls[1].context] = a.handle;
+    handle_of[calls[2].context] = q.handle;
+    NdisFreeSharedMemory(adapter_, a.handle);
+    EXPECT_EQ(provider_->times_freed(calls[1].context), 1);
+    ASSERT_EQ(log_.of(NDISSHM_VIOLATION_DOUBLE_FREE).size(), 1u);
+    EXPECT_EQ(ndisshm_queue_free(adapter_, 3), NDIS_STATUS_SUCCESS);  // q reclaimed, its handler frees it again
+    EXPECT_EQ(provider_->times_freed(calls[2].context), 1);
+    EXPECT_EQ(log_.of(NDISSHM_VIOLATION_DOUBLE_FREE).size(), 2u);
+    EXPECT_EQ(log_.of(NDISSHM_VIOLATION_QUEUE_FREED_WITH_BLOCKS).size(), 1u);
+    EXPECT_EQ(stats(adapter_).total.blocks, 1u);
+    EXPECT_EQ(provider_->bad_frees(), 0);
+    provider_->on_free = nullptr;  // it sees this test's locals; teardown frees good_ after they are gone
+}
+
+// A free handler may free another of its blocks (NDIS holds no lock across the call): both go, once.
+TEST_F(MisbehavingProvider, FreeHandlerFreeingAnotherBlockFreesBoth) {
+    Alloc a = allocate(adapter_, PAGE_SIZE), b = allocate(adapter_, PAGE_SIZE);
+    ASSERT_TRUE(a.ok() && b.ok());
+    const NDIS_HANDLE a_context = provider_->alloc_calls()[1].context;
+    provider_->on_free = [&](NDIS_HANDLE context) {
+        if (context == a_context) NdisFreeSharedMemory(adapter_, b.handle);
+    };
+    NdisFreeSharedMemory(adapter_, a.handle);
+    EXPECT_FALSE(is_live(adapter_, a.handle));
+    EXPECT_FALSE(is_live(adapter_, b.handle));
+    EXPECT_EQ(provider_->times_freed(a_context), 1);
+    EXPECT_EQ(provider_->times_freed(provider_->alloc_calls()[2].context), 1);
+    EXPECT_EQ(stats(adapter_).total.blocks, 1u);
+    EXPECT_EQ(log_.size(), 0u);
+    provider_->on_free = nullptr;  // it sees this test's locals
+}
+
 }  // namespace
 }  // namespace ndisshm_test
