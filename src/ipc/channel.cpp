@@ -18,23 +18,7 @@ namespace {
 constexpr size_t kHeaderBytes = sizeof(MessageHeader);
 constexpr size_t kMaxDatagram = kHeaderBytes + kMaxPayload;
 
-const char* type_name(uint16_t type) {
-    switch (static_cast<MessageType>(type)) {
-        case MessageType::Hello: return "HELLO";
-        case MessageType::HelloAck: return "HELLO_ACK";
-        case MessageType::SetMemory: return "SET_MEMORY";
-        case MessageType::MemoryAck: return "MEMORY_ACK";
-        case MessageType::QueueAttached: return "QUEUE_ATTACHED";
-        case MessageType::QueueDetached: return "QUEUE_DETACHED";
-        case MessageType::BlockAdded: return "BLOCK_ADDED";
-        case MessageType::BlockRemoved: return "BLOCK_REMOVED";
-        case MessageType::Packets: return "PACKETS";
-        case MessageType::PacketsDone: return "PACKETS_DONE";
-        case MessageType::Bye: return "BYE";
-        case MessageType::Error: return "ERROR";
-    }
-    return nullptr;
-}
+const char* type_name(uint16_t type) { return message_type_name(static_cast<MessageType>(type)); }
 
 bool has_nul(const char* chars, size_t n) { return std::memchr(chars, '\0', n) != nullptr; }
 

@@ -190,7 +190,7 @@ void GuestHub::serve(const SessionPtr& s) {
         } else {
             static constexpr const char* kStates[] = {"HELLO", "SET_MEMORY", "PACKETS_DONE or BYE", ""};
             close_session(s,
-                          std::string("unexpected ") + message_type_name(t) + " (expected " +
+                          std::string("unexpected ") + printable_type_name(t) + " (expected " +
                               kStates[static_cast<int>(s->state)] + ")",
                           Ending::Refused, static_cast<uint32_t>(NDIS_STATUS_INVALID_PARAMETER));
             return;

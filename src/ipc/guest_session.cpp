@@ -8,22 +8,9 @@
 
 namespace ndisshm::ipc {
 
-const char* message_type_name(MessageType t) {
-    switch (t) {
-        case MessageType::Hello: return "HELLO";
-        case MessageType::HelloAck: return "HELLO_ACK";
-        case MessageType::SetMemory: return "SET_MEMORY";
-        case MessageType::MemoryAck: return "MEMORY_ACK";
-        case MessageType::QueueAttached: return "QUEUE_ATTACHED";
-        case MessageType::QueueDetached: return "QUEUE_DETACHED";
-        case MessageType::BlockAdded: return "BLOCK_ADDED";
-        case MessageType::BlockRemoved: return "BLOCK_REMOVED";
-        case MessageType::Packets: return "PACKETS";
-        case MessageType::PacketsDone: return "PACKETS_DONE";
-        case MessageType::Bye: return "BYE";
-        case MessageType::Error: return "ERROR";
-    }
-    return "unknown";
+const char* printable_type_name(MessageType t) {
+    const char* name = message_type_name(t);
+    return name != nullptr ? name : "unknown";
 }
 
 std::string to_hex(uint64_t v) {

@@ -17,7 +17,8 @@ namespace ndisshm::ipc {
 
 using Clock = std::chrono::steady_clock;
 
-const char* message_type_name(MessageType t);
+// protocol.hpp's name, or "unknown": never nullptr, for building log lines.
+const char* printable_type_name(MessageType t);
 std::string to_hex(uint64_t v);
 
 struct GuestHub::Session {
@@ -55,7 +56,7 @@ struct GuestHub::Session {
         auto s = channel.send(t, payload, bytes);
         if (s) return true;
         const bool full = s.error().err == EAGAIN || s.error().err == EWOULDBLOCK;
-        fail_locked(std::string("sending ") + message_type_name(t) + ": " +
+        fail_locked(std::string("sending ") + printable_type_name(t) + ": " +
                         (full ? "the guest is not reading its socket" : s.error().message()),
                     full);
         return false;

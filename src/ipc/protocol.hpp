@@ -135,6 +135,25 @@ struct ErrorMessage {  // host -> guest, then the host closes the session
     char reason[kReasonBytes];  // NUL-terminated
 };
 
+// The type's name for logs, or nullptr for a type the protocol does not have.
+constexpr const char* message_type_name(MessageType t) {
+    switch (t) {
+        case MessageType::Hello: return "HELLO";
+        case MessageType::HelloAck: return "HELLO_ACK";
+        case MessageType::SetMemory: return "SET_MEMORY";
+        case MessageType::MemoryAck: return "MEMORY_ACK";
+        case MessageType::QueueAttached: return "QUEUE_ATTACHED";
+        case MessageType::QueueDetached: return "QUEUE_DETACHED";
+        case MessageType::BlockAdded: return "BLOCK_ADDED";
+        case MessageType::BlockRemoved: return "BLOCK_REMOVED";
+        case MessageType::Packets: return "PACKETS";
+        case MessageType::PacketsDone: return "PACKETS_DONE";
+        case MessageType::Bye: return "BYE";
+        case MessageType::Error: return "ERROR";
+    }
+    return nullptr;
+}
+
 // The payload size a fixed-size type must have, or 0 for the variable ones
 // (PACKETS, PACKETS_DONE) and for unknown types.
 constexpr uint32_t fixed_payload_bytes(MessageType t) {
