@@ -1,5 +1,3 @@
-// Over 600 lines on purpose: one scenario whose five threads share its
-// providers, adapters and invariants; split, the story would be spread thin.
 // Stress: the host objects' life cycles under load.
 //
 //  - Threads allocate on different adapters of one runtime at once, while one
@@ -30,87 +28,9 @@
 
 #include "ndis/ndis_shm.h"
 #include "ndisshm/host.h"
+#include "stress/stress_support.hpp"
 
 namespace {
-
-// Sanitized builds run much slower (TSan several times more than ASan): the
-// same test does proportionally less work there.
-#if defined(__SANITIZE_THREAD__)
-constexpr int kSlowdown = 8;
-#elif defined(__SANITIZE_ADDRESS__)
-constexpr int kSlowdown = 2;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-constexpr int kSlowdown = 8;
-#elif __has_feature(address_sanitizer)
-constexpr int kSlowdown = 2;
-#else
-constexpr int kSlowdown = 1;
-#endif
-#else
-constexpr int kSlowdown = 1;
-#endif
-
-uint64_t all_violations(const ndisshm_runtime* rt) {
-    uint64_t n = 0;
-    for (int k = NDISSHM_VIOLATION_BAD_HANDLE; k < NDISSHM_VIOLATION_KIND_COUNT; ++k)
-        n += ndisshm_runtime_violation_count(rt, static_cast<ndisshm_violation_kind>(k));
-    return n;
-}
-
-ndisshm_runtime* make_runtime() {
-    ndisshm_runtime_config config;
-    ndisshm_runtime_config_init(&config);
-    config.report_to_stderr = 0;
-    config.arena_capacity_bytes = uint64_t{1} << 30;
-    config.max_blocks = uint64_t{1} << 16;
-    ndisshm_runtime* rt = nullptr;
-    EXPECT_EQ(ndisshm_runtime_create(&config, &rt), NDIS_STATUS_SUCCESS);
-    return rt;
-}
-
-struct Allocation {
-    NDIS_STATUS status = NDIS_STATUS_FAILURE;
-    NDIS_HANDLE handle = nullptr;
-    unsigned char* va = nullptr;
-};
-
-// As a miniport calls it: zeroed revision 2 parameters, its own SG buffer of
-// BYTES_TO_PAGES(Length) elements.
-Allocation allocate(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue, NDIS_SHARED_MEMORY_USAGE usage,
-                    ULONG length) {
-    const ULONG capacity = BYTES_TO_PAGES(length);
-    std::vector<SCATTER_GATHER_ELEMENT> storage(capacity + 1);  // + 1: room for the 16-byte list header
-    auto* sg = reinterpret_cast<PSCATTER_GATHER_LIST>(storage.data());
-    sg->NumberOfElements = capacity;
-    NDIS_SHARED_MEMORY_PARAMETERS p;
-    NdisZeroMemory(&p, sizeof(p));
-    p.Header.Type = NDIS_OBJECT_TYPE_DEFAULT;
-    p.Header.Revision = NDIS_SHARED_MEMORY_PARAMETERS_REVISION_2;
-    p.Header.Size = NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_2;
-    p.QueueId = queue;
-    p.PreferredNode = MM_ANY_NODE_OK;
-    p.Usage = usage;
-    p.Length = length;
-    p.SGListBufferLength = NDISSHM_SG_LIST_BYTES(capacity);
-    p.SGListBuffer = sg;
-    Allocation a;
-    a.status = NdisAllocateSharedMemory(adapter, &p, &a.handle);
-    if (a.status == NDIS_STATUS_SUCCESS) a.va = static_cast<unsigned char*>(p.VirtualAddress);
-    return a;
-}
-
-struct Failures {
-    std::atomic<uint64_t> count{0};
-    std::mutex mu;
-    std::string first;
-    void add(const std::string& what) {
-        if (count.fetch_add(1) == 0) {
-            std::lock_guard lock(mu);
-            first = what;
-        }
-    }
-};
 
 // A provider that keeps a ledger: each context it hands out has a free
 // counter and stays alive until the provider goes, so "freed exactly once"

@@ -81,7 +81,7 @@ struct Allocation {
 };
 
 inline Allocation allocate(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue, NDIS_SHARED_MEMORY_USAGE usage,
-                    ULONG length, ULONG flags, NODE_REQUIREMENT node) {
+                           ULONG length, ULONG flags = 0, NODE_REQUIREMENT node = MM_ANY_NODE_OK) {
     const ULONG capacity = BYTES_TO_PAGES(length);
     std::vector<unsigned char> sg_storage(NDISSHM_SG_LIST_BYTES(capacity) + 16);
     auto* sg = reinterpret_cast<PSCATTER_GATHER_LIST>((reinterpret_cast<uintptr_t>(sg_storage.data()) + 15) &
