@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <thread>
 
 #include "ipc/guest_session.hpp"
 #include "nic/provider_ops.hpp"
@@ -13,6 +14,14 @@ namespace ndisshm::ipc {
 namespace {
 constexpr int kMessagesPerTurn = 64;  // per session per poll round: one chatty guest cannot starve the rest
 constexpr size_t kPendingHandshakes = 16;  // sessions beyond max_guests that may be mid-handshake
+
+// A failed poll (ENOMEM, say) is the kernel short of something for a moment:
+// the hub waits and polls again rather than abandon its guests. The wait
+// doubles while failures persist, so a lasting one logs a few lines a second
+// instead of spinning, and is cut into slices so stop() is never kept long.
+constexpr int kPollRetryFirstMs = 10;
+constexpr int kPollRetryMaxMs = 500;
+constexpr int kPollRetrySliceMs = 10;
 }  // namespace
 
 Result<std::unique_ptr<GuestHub>> GuestHub::start(NDIS_HANDLE adapter, GuestHubConfig config) {
@@ -90,6 +99,7 @@ void GuestHub::notify() {
 void GuestHub::run() {
     std::vector<os::PollEntry> entries;
     std::vector<SessionPtr> polled;
+    uint64_t poll_failures = 0;  // in a row
     while (!stopping_) {
         entries.assign({{wake_->fd()}, {listen_fd_.get()}});
         polled.clear();
@@ -109,8 +119,19 @@ void GuestHub::run() {
         }
         auto n = os::poll_readable(entries, timeout);
         if (!n) {
-            say("poll failed: " + n.error().message() + "; the hub stops");
-            break;
+            // EINTR never gets here (poll_readable asks again); anything else
+            // is waited out, sessions untouched: their deadlines are checked
+            // once poll works again.
+            const int wait_ms = std::min(kPollRetryFirstMs << std::min<uint64_t>(poll_failures, 6), kPollRetryMaxMs);
+            ++poll_failures;
+            say("poll failed: " + n.error().message() + "; polling again in " + std::to_string(wait_ms) + " ms");
+            for (int slept = 0; slept < wait_ms && !stopping_; slept += kPollRetrySliceMs)
+                std::this_thread::sleep_for(std::chrono::milliseconds(kPollRetrySliceMs));
+            continue;
+        }
+        if (poll_failures != 0) {
+            say("poll works again after " + std::to_string(poll_failures) + " failure(s)");
+            poll_failures = 0;
         }
         if (entries[0].readable) wake_->drain();
         if (entries[1].readable) accept_one();

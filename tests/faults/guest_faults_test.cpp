@@ -4,8 +4,9 @@
 // makes (on the host's side or the guest's: both run in this process) fails
 // once with ENOMEM, EINTR, EAGAIN and EPIPE (guest_scenario.hpp has the life).
 //
-// After each fault: an interrupted call asked again and a recvmsg that found
-// nothing polled again, changing nothing; any other fault either changed
+// After each fault: an interrupted call asked again, a recvmsg that found
+// nothing polled again and a failed poll on the hub thread (waited out, then
+// polled again) changed nothing; any other fault either changed
 // nothing visible or ended what it hit (the hub's start, the guest's session)
 // with a reason naming the operation and errno's text; then the host served
 // a new guest from start to end, and when it stopped no block, queue,
@@ -48,9 +49,12 @@ void fault_once(const std::string& op, uint64_t nth, int err, GuestRun::Ending e
     const uint64_t injected = fault::injected();
     fault::disarm();
     Tally::get().add("guest", op, injected, 1);
-    // Known limitation, reported: a failed poll on the hub thread stops the hub for good (every guest is
-    // dropped with a reason, none can connect until the host restarts it). Counted, so the figures show it.
-    if (run.hub_died()) Tally::get().add("guest, hub thread stopped:", op, 1, 1);
+    // A failed poll on the hub thread is waited out: the session it was serving carries on untouched, so
+    // the run must end as if nothing had failed (and the same hub serves the next guest below).
+    if (run.hub_poll_failed()) {
+        Tally::get().add("guest, hub poll failed and served on:", op, 1, 1);
+        EXPECT_TRUE(o.clean) << "the hub did not serve on after a failed poll\n" << run.text();
+    }
     if (injected != 0 && absorbed(op, err)) {
         EXPECT_TRUE(o.clean) << "an absorbed fault changed the outcome\n" << run.text();
     } else if (injected != 0 && !o.clean) {
