@@ -235,6 +235,55 @@ for t in (1, 2):
                None if None in (n64, g) else n64 / g, "<= 2x", lambda v: v <= 2,
                f"ndisshm {fmt(n64)} ns, malloc {fmt(g)} ns" if None not in (n64, g) else "missing")
 print("\n(2-thread verdicts mean something only when the calloc control above is near 2.0x.)")
+
+# ---- Zero-copy receive into a guest process vs. copy (zero_copy_bench.cpp, issue 4) ----
+print("\n## Zero-copy receive into a guest process vs. copy receive (issue 4)\n")
+rx = lambda path, b: f"guest_rx/{path}/bytes:{b}/real_time"
+if not any(k.startswith("guest_rx/") for k in list(ns) + list(errors) + list(skipped)):
+    print("not in this run")
+else:
+    print("Packets the guest read in place per second (headers included in Gbit/s). CPU: ns per packet of the NIC's "
+          "thread + the hub's thread + the guest process; with fewer free cores than those three, throughput "
+          "follows their sum.\n")
+    print("| packet | zero-copy Mpps | zero-copy Gbit/s | copy Mpps | copy Gbit/s | zero-copy / copy | "
+          "CPU zero-copy (NIC+hub+guest) | CPU copy (NIC+hub+guest) | NIC thread copy / zero-copy |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    def cpu(name):
+        parts = [counter(name, k) for k in ("host_cpu_ns", "hub_cpu_ns", "guest_cpu_ns")]
+        return None if None in parts else parts
+    def cpu_text(parts):
+        return "n/a" if parts is None else f"{sum(parts):,.0f} ({' + '.join(f'{p:,.0f}' for p in parts)})"
+    for b in (64, 1500, 9000):
+        z, c = rx("zero_copy", b), rx("copy", b)
+        zp, cp, zg, cg = counter(z, "packets_per_s"), counter(c, "packets_per_s"), counter(z, "gbit_per_s"), counter(c, "gbit_per_s")
+        zc, cc = cpu(z), cpu(c)
+        mp = lambda v: "n/a" if v is None else f"{v / 1e6:.3f}"
+        gb = lambda v: "n/a" if v is None else f"{v:.2f}"
+        print(f"| {b} B | {mp(zp)} | {gb(zg)} | {mp(cp)} | {gb(cg)} | {ratio(zg, cg)} | {cpu_text(zc)} | {cpu_text(cc)} | "
+              f"{ratio(cc[0] if cc else None, zc[0] if zc else None)} |")
+    alone = lambda path, b: counter(f"guest_rx_nic_alone/{path}/bytes:{b}/real_time", "host_cpu_ns")
+    print("\nThe NIC's thread alone (the guest stopped, so nothing gives slots back meanwhile: no lock is "
+          "contended), CPU ns per packet:\n")
+    print("| packet | zero-copy | copy | copy / zero-copy |")
+    print("|---:|---:|---:|---:|")
+    for b in (64, 1500, 9000):
+        za, ca = alone("zero_copy", b), alone("copy", b)
+        print(f"| {b} B | {fmt(za)} | {fmt(ca)} | {ratio(ca, za)} |")
+    for n in sorted(k for k in errors if k.startswith("guest_rx")):
+        print(f"\nERROR {n}: {errors[n]}")
+    print("\nmemcpy in the same run (half the working set into the other half):\n")
+    for k, label in (("in_l1", "in L1"), ("in_l2", "in L2"), ("beyond_llc", "beyond the LLC")):
+        name = f"memcpy/{k}/real_time"
+        g, ws = counter(name, "gbit_per_s"), counter(name, "working_set_bytes")
+        print(f"- {label}: " + ("n/a" if g is None else f"{g:,.1f} Gbit/s ({g / 8:.1f} GB/s), working set {ws / 1048576:,.2f} MiB"))
+    z9, dram = counter(rx("zero_copy", 9000), "gbit_per_s"), counter("memcpy/beyond_llc/real_time", "gbit_per_s")
+    if None not in (z9, dram):
+        print(f"- zero-copy at 9000 B moves {z9:.1f} Gbit/s, {z9 / dram:.0%} of memcpy beyond the LLC")
+    print("\n## Targets (issue 4), this run\n")
+    z, c = counter(rx("zero_copy", 1500), "gbit_per_s"), counter(rx("copy", 1500), "gbit_per_s")
+    target("zero-copy / copy receive into a guest, 1500 B, Gbit/s", None if None in (z, c) or c == 0 else z / c,
+           ">= 1.8x", lambda v: v >= 1.8,
+           f"zero-copy {z:.2f} Gbit/s, copy {c:.2f} Gbit/s" if None not in (z, c) else "no guest_rx figure")
 PY
 }
 

@@ -1,0 +1,311 @@
+// Zero-copy receive into a guest process vs. copy receive (issue 4), and the
+// machine's memcpy bandwidth measured in the same run.
+//
+//   guest_rx/zero_copy/bytes:B   the emulated NIC writes each packet into the
+//                                guest's queue (its memory): ndisshm_hub_deliver_batch
+//   guest_rx/copy/bytes:B        the NIC writes into a host queue (host memory),
+//                                the host copies into the guest's queue:
+//                                ndisshm_hub_deliver_copy_batch
+//   guest_rx_nic_alone/...       the same two, timing only the NIC's thread while
+//                                the guest is stopped (no lock contended)
+//   memcpy/in_l1, memcpy/in_l2   memcpy of half the working set into the other
+//   memcpy/beyond_llc            half: 32 KiB, 1 MiB, and twice the last-level
+//                                cache as sysconf reports it (256 MiB..2 GiB)
+//
+// B is 64, 1500 and 9000 bytes. The guest is a separate process
+// (zero_copy_guest.cpp, on the public guest library) that reads every byte of
+// every packet in place and gives each batch back; zero_copy_rig.hpp says
+// what both paths share and how the NIC waits for the guest.
+//
+// One iteration is one batch of 64 packets (real time, ns per batch). The
+// counters of guest_rx are over the timed loop, from our own clock:
+//   packets_per_s, gbit_per_s  packets (and their bytes, headers included)
+//                              the guest read in place per second: what
+//                              arrived, not what was offered
+//   host_cpu_ns                CPU of the NIC's thread (this one) per packet
+//                              sent: the NIC's write, the hub's books, the
+//                              copy, sendmsg, and waiting on contended locks
+//   hub_cpu_ns                 CPU of this process's other threads per packet:
+//                              the hub thread taking PACKETS_DONE back
+//   guest_cpu_ns               CPU of the guest process per packet read
+//   waits_per_batch            20 us sleeps while the guest held a full
+//                              window, or spins while its ring was full
+// On a machine with fewer free cores than busy threads (NIC thread, hub
+// thread, guest), throughput follows the sum of the three CPU figures, not
+// the NIC thread's alone: bench/README.md reads the figures that way.
+//
+// After each timed loop the guest must give back everything and have read
+// every packet intact and in order, or the benchmark is an error. A guest
+// that cannot start is an error too (never a hang: zero_copy_rig.hpp).
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "bench_support.hpp"
+#include "zero_copy_rig.hpp"
+
+#ifndef NDISSHM_BENCH_GUEST
+#define NDISSHM_BENCH_GUEST "ndisshm_bench_guest"
+#endif
+
+namespace bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using zero_copy::kBatch;
+using zero_copy::Path;
+using zero_copy::Rig;
+
+// NDISSHM_BENCH_GUEST in the environment, for a binary that moved; else the
+// one built next to this benchmark.
+std::string guest_path() {
+    const char* env = std::getenv("NDISSHM_BENCH_GUEST");
+    return env != nullptr && env[0] != '\0' ? env : NDISSHM_BENCH_GUEST;
+}
+
+// One rig (hub, queues, guest process) per packet size, made by the first
+// benchmark of that size and kept to the end of the run, so the repetitions,
+// interleaved at random, all start warm and no guest is started twice. A rig
+// that failed is forgotten (the next repetition tries afresh); one that could
+// not be made is not tried again.
+class Rigs {
+public:
+    Rigs() {
+        register_drop([this] {
+            rigs_.clear();
+            failed_.clear();
+        });
+    }
+    Rig* get(uint32_t bytes, std::string* error) {
+        if (auto f = failed_.find(bytes); f != failed_.end()) {
+            *error = f->second;
+            return nullptr;
+        }
+        auto& rig = rigs_[bytes];
+        if (!rig) rig = Rig::make(bytes, guest_path(), error);
+        if (!rig) failed_[bytes] = *error;
+        return rig.get();
+    }
+    void forget(uint32_t bytes) { rigs_.erase(bytes); }
+
+private:
+    std::map<uint32_t, std::unique_ptr<Rig>> rigs_;
+    std::map<uint32_t, std::string> failed_;
+};
+
+Rigs& rigs() {
+    static Rigs r;
+    return r;
+}
+
+void BM_GuestRx(benchmark::State& state, Path path) {
+    const auto bytes = static_cast<uint32_t>(state.range(0));
+    std::string error;
+    Rig* rig = rigs().get(bytes, &error);
+    if (rig == nullptr) {
+        state.SkipWithError(("guest set-up: " + error).c_str());
+        return;
+    }
+    // The rig is drained here: the guest holds nothing and the window is empty.
+    const uint64_t sent0 = rig->sent(), read0 = rig->guest_packets(), waits0 = rig->stalls();
+    const uint64_t guest_cpu0 = zero_copy::process_cpu_ns(rig->guest_pid());
+    const uint64_t host_cpu0 = zero_copy::thread_cpu_ns(), process_cpu0 = zero_copy::process_cpu_ns();
+    const auto t0 = Clock::now();
+    bool ok = true;
+    for (auto _ : state) {
+        if (!rig->send(path)) {
+            ok = false;
+            break;
+        }
+    }
+    const auto t1 = Clock::now();
+    const uint64_t read = rig->guest_packets() - read0;
+    const uint64_t host_cpu = zero_copy::thread_cpu_ns() - host_cpu0;
+    const uint64_t process_cpu = zero_copy::process_cpu_ns() - process_cpu0;
+    const uint64_t guest_cpu = zero_copy::process_cpu_ns(rig->guest_pid()) - guest_cpu0;
+    const uint64_t sent = rig->sent() - sent0, waits = rig->stalls() - waits0;
+    if (ok) ok = rig->drain();
+    if (ok) error = rig->check_guest();
+    if (!ok || !error.empty()) {
+        state.SkipWithError((ok ? error : rig->error()).c_str());
+        rigs().forget(bytes);
+        return;
+    }
+    const double seconds = std::chrono::duration<double>(t1 - t0).count();
+    const auto per = [](uint64_t ns, uint64_t packets) {
+        return packets == 0 ? 0.0 : static_cast<double>(ns) / static_cast<double>(packets);
+    };
+    state.counters["packets_per_s"] = seconds > 0 ? static_cast<double>(read) / seconds : 0;
+    state.counters["gbit_per_s"] = seconds > 0 ? static_cast<double>(read) * bytes * 8 / seconds / 1e9 : 0;
+    state.counters["host_cpu_ns"] = per(host_cpu, sent);
+    state.counters["hub_cpu_ns"] = per(process_cpu - std::min(process_cpu, host_cpu), sent);
+    state.counters["guest_cpu_ns"] = per(guest_cpu, read);
+    state.counters["waits_per_batch"] =
+        sent == 0 ? 0.0 : static_cast<double>(waits) * kBatch / static_cast<double>(sent);
+    state.counters["slot_bytes"] = rig->slot_bytes();
+    state.counters["queue_slots"] = rig->slots();
+}
+
+BENCHMARK_CAPTURE(BM_GuestRx, zero_copy, Path::ZeroCopy)
+    ->Name("guest_rx/zero_copy")
+    ->ArgName("bytes")
+    ->Arg(64)
+    ->Arg(1500)
+    ->Arg(9000)
+    ->UseRealTime()
+    ->Unit(benchmark::kNanosecond);
+BENCHMARK_CAPTURE(BM_GuestRx, copy, Path::Copy)
+    ->Name("guest_rx/copy")
+    ->ArgName("bytes")
+    ->Arg(64)
+    ->Arg(1500)
+    ->Arg(9000)
+    ->UseRealTime()
+    ->Unit(benchmark::kNanosecond);
+
+// The NIC thread's cost alone: the guest is stopped (SIGSTOP) while the NIC
+// sends up to 16 batches (within the window and the socket's buffer), so no
+// PACKETS_DONE comes back meanwhile: no hub thread takes the miniport's locks,
+// and no other thread of ours wants this CPU. Then, untimed, the guest
+// continues, reads and checks everything, and is stopped again. What each
+// path costs the host when nothing contends, against guest_rx's figures where
+// everything runs at once.
+void BM_NicAlone(benchmark::State& state, Path path) {
+    const auto bytes = static_cast<uint32_t>(state.range(0));
+    std::string error;
+    Rig* rig = rigs().get(bytes, &error);
+    if (rig == nullptr) {
+        state.SkipWithError(("guest set-up: " + error).c_str());
+        return;
+    }
+    const uint32_t per_stop = std::min<uint32_t>(16, rig->window() / kBatch);
+    const uint64_t sent0 = rig->sent();
+    uint64_t cpu = 0;
+    bool ok = rig->stop_guest();
+    uint32_t batches = 0;
+    uint64_t start = zero_copy::thread_cpu_ns();
+    for (auto _ : state) {
+        if (!ok || !rig->send(path)) {
+            ok = false;
+            break;
+        }
+        if (++batches < per_stop) continue;
+        state.PauseTiming();
+        cpu += zero_copy::thread_cpu_ns() - start;
+        ok = rig->continue_guest() && rig->drain() && rig->stop_guest();
+        batches = 0;
+        start = zero_copy::thread_cpu_ns();
+        state.ResumeTiming();
+    }
+    cpu += zero_copy::thread_cpu_ns() - start;
+    if (ok) ok = rig->continue_guest() && rig->drain();
+    if (ok) error = rig->check_guest();
+    if (!ok || !error.empty()) {
+        state.SkipWithError((ok ? error : rig->error()).c_str());
+        rigs().forget(bytes);
+        return;
+    }
+    const uint64_t sent = rig->sent() - sent0;
+    state.counters["host_cpu_ns"] = sent == 0 ? 0.0 : static_cast<double>(cpu) / static_cast<double>(sent);
+}
+
+BENCHMARK_CAPTURE(BM_NicAlone, zero_copy, Path::ZeroCopy)
+    ->Name("guest_rx_nic_alone/zero_copy")
+    ->ArgName("bytes")
+    ->Arg(64)
+    ->Arg(1500)
+    ->Arg(9000)
+    ->UseRealTime()
+    ->Unit(benchmark::kNanosecond);
+BENCHMARK_CAPTURE(BM_NicAlone, copy, Path::Copy)
+    ->Name("guest_rx_nic_alone/copy")
+    ->ArgName("bytes")
+    ->Arg(64)
+    ->Arg(1500)
+    ->Arg(9000)
+    ->UseRealTime()
+    ->Unit(benchmark::kNanosecond);
+
+// ---- memcpy: the physical limit, in the same run ----------------------------
+
+enum class Where { L1, L2, BeyondLlc };
+
+size_t working_set_bytes(Where w) {
+    switch (w) {
+        case Where::L1:
+            return 32 * 1024;
+        case Where::L2:
+            return 1024 * 1024;
+        case Where::BeyondLlc:
+            break;
+    }
+    const long llc = ::sysconf(_SC_LEVEL3_CACHE_SIZE);
+    const size_t twice = llc > 0 ? 2 * static_cast<size_t>(llc) : 0;
+    return std::clamp<size_t>(twice, size_t{256} << 20, size_t{2} << 30);
+}
+
+// Source and destination halves of one working set, touched before the timed
+// loop; THP advised, so a large copy is not a TLB benchmark. Kept until the
+// end of the run: faulting in a gigabyte again for every call Google Benchmark
+// makes would cost more than the measurement.
+class CopyBuffers {
+public:
+    explicit CopyBuffers(size_t bytes) : bytes_(bytes) {
+        void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) die("memcpy working set: mmap of " + std::to_string(bytes) + " bytes failed");
+        ::madvise(p, bytes, MADV_HUGEPAGE);
+        base_ = static_cast<unsigned char*>(p);
+        std::memset(base_, 0x5a, bytes);
+    }
+    ~CopyBuffers() { ::munmap(base_, bytes_); }
+    CopyBuffers(const CopyBuffers&) = delete;
+    CopyBuffers& operator=(const CopyBuffers&) = delete;
+    unsigned char* src() { return base_; }
+    unsigned char* dst() { return base_ + bytes_ / 2; }
+    size_t half() const { return bytes_ / 2; }
+
+private:
+    size_t bytes_;
+    unsigned char* base_;
+};
+
+CopyBuffers& copy_buffers(Where w) {
+    static auto* all = [] {
+        auto* m = new std::map<Where, std::unique_ptr<CopyBuffers>>;
+        register_drop([m] { m->clear(); });
+        return m;
+    }();
+    auto& b = (*all)[w];
+    if (!b) b = std::make_unique<CopyBuffers>(working_set_bytes(w));
+    return *b;
+}
+
+void BM_Memcpy(benchmark::State& state, Where where) {
+    CopyBuffers& b = copy_buffers(where);
+    const auto t0 = Clock::now();
+    for (auto _ : state) {
+        std::memcpy(b.dst(), b.src(), b.half());
+        benchmark::ClobberMemory();
+    }
+    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    const double copied = static_cast<double>(b.half()) * static_cast<double>(state.iterations());
+    state.SetBytesProcessed(static_cast<int64_t>(copied));
+    state.counters["gbit_per_s"] = seconds > 0 ? copied * 8 / seconds / 1e9 : 0;
+    state.counters["working_set_bytes"] = static_cast<double>(2 * b.half());
+}
+
+BENCHMARK_CAPTURE(BM_Memcpy, in_l1, Where::L1)->Name("memcpy/in_l1")->UseRealTime();
+BENCHMARK_CAPTURE(BM_Memcpy, in_l2, Where::L2)->Name("memcpy/in_l2")->UseRealTime();
+BENCHMARK_CAPTURE(BM_Memcpy, beyond_llc, Where::BeyondLlc)
+    ->Name("memcpy/beyond_llc")
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace bench

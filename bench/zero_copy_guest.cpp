@@ -1,0 +1,109 @@
+// The guest process of zero_copy_bench.cpp: a "virtual machine" built on the
+// public guest library (<ndisshm/guest.h>) and nothing else, as a user's
+// guest would be.
+//
+//   ndisshm_bench_guest SOCKET MEMORY_BYTES STATS_FD PARENT_PID
+//
+// It makes its memory (a memfd), hands it to the host at SOCKET, and reads
+// every packet it is given in place (zero_copy_wire.hpp's check over every
+// byte); the library gives each batch back (PACKETS_DONE) once the callbacks
+// have run. After every batch it publishes its counters in the page STATS_FD
+// maps, which the bench reads. Exit status: 0 when the host said BYE, 1 when
+// the session ended any other way, 2 on bad arguments or set-up, 3 when
+// PARENT_PID is no longer its parent (the bench died without closing the
+// socket: the guest never outlives it).
+#include <ndisshm/guest.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "zero_copy_wire.hpp"
+
+namespace {
+
+// How long one poll waits before the guest checks that its parent is alive.
+constexpr int kPollMs = 200;
+constexpr int kConnectTimeoutMs = 10000;
+
+void on_packet(void* context, const ndisshm_guest_packet* p) {
+    static_cast<zero_copy::Checker*>(context)->check(static_cast<const std::byte*>(p->data), p->length);
+}
+
+void publish(zero_copy::GuestCounters* out, const zero_copy::Checker& c, uint64_t batches) {
+    // Release on the last store: a reader that sees `batches` sees the rest.
+    out->packets.store(c.packets, std::memory_order_relaxed);
+    out->bytes.store(c.bytes, std::memory_order_relaxed);
+    out->verified.store(c.verified, std::memory_order_relaxed);
+    out->corrupt.store(c.corrupt, std::memory_order_relaxed);
+    out->lost.store(c.lost, std::memory_order_relaxed);
+    out->batches.store(batches, std::memory_order_release);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc != 5) {
+        std::fprintf(stderr, "usage: %s SOCKET MEMORY_BYTES STATS_FD PARENT_PID\n", argv[0]);
+        return 2;
+    }
+    const std::string socket = argv[1];
+    const uint64_t memory = std::strtoull(argv[2], nullptr, 0);
+    const int stats_fd = std::atoi(argv[3]);
+    const auto parent = static_cast<pid_t>(std::atol(argv[4]));
+    void* page =
+        ::mmap(nullptr, sizeof(zero_copy::GuestCounters), PROT_READ | PROT_WRITE, MAP_SHARED, stats_fd, 0);
+    if (page == MAP_FAILED) {
+        std::perror("ndisshm_bench_guest: mmap of the counters page");
+        return 2;
+    }
+    ::close(stats_fd);
+    auto* counters = static_cast<zero_copy::GuestCounters*>(page);
+
+    zero_copy::Checker checker;
+    ndisshm_guest_config c{};
+    c.name = "bench-guest";
+    c.memory_bytes = memory;
+    c.on_packet = &on_packet;
+    c.context = &checker;
+    char error[256] = {};
+    ndisshm_guest* g = ndisshm_guest_create(&c, error, sizeof(error));
+    if (g == nullptr) {
+        std::fprintf(stderr, "ndisshm_bench_guest: %s\n", error);
+        return 2;
+    }
+    if (ndisshm_guest_connect(g, socket.c_str(), kConnectTimeoutMs) != NDISSHM_GUEST_OK) {
+        std::fprintf(stderr, "ndisshm_bench_guest: connect: %s\n", ndisshm_guest_last_error(g));
+        ndisshm_guest_destroy(g);
+        return 2;
+    }
+    int rc = 1;
+    for (;;) {
+        const ndisshm_guest_status s = ndisshm_guest_poll(g, kPollMs);
+        if (s == NDISSHM_GUEST_OK) {
+            ndisshm_guest_stats st;
+            ndisshm_guest_get_stats(g, &st);
+            publish(counters, checker, st.batches);
+            continue;
+        }
+        if (s == NDISSHM_GUEST_TIMEOUT) {
+            if (::getppid() != parent) {
+                rc = 3;
+                break;
+            }
+            continue;
+        }
+        if (s == NDISSHM_GUEST_HOST_BYE) {
+            rc = 0;
+        } else {
+            std::fprintf(stderr, "ndisshm_bench_guest: session ended: %s: %s\n", ndisshm_guest_status_name(s),
+                         ndisshm_guest_last_error(g));
+        }
+        break;
+    }
+    ndisshm_guest_destroy(g);
+    ::munmap(page, sizeof(zero_copy::GuestCounters));
+    return rc;
+}

@@ -1,0 +1,342 @@
+#include "zero_copy_rig.hpp"
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <thread>
+
+extern char** environ;
+
+namespace zero_copy {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr uint32_t kHostQueue = 1000;  // outside the guests' range [1, 2)
+constexpr int kGuestUpTimeoutMs = 10000;
+constexpr int kStallTimeoutMs = 5000;
+constexpr int kDrainTimeoutMs = 5000;
+constexpr int kReapTimeoutMs = 5000;
+// Spins between looks at the clock while the guest's ring is full.
+constexpr uint32_t kSpinsPerClockCheck = 256;
+constexpr auto kWindowSleep = std::chrono::microseconds(20);
+
+uint64_t clock_ns(clockid_t id) {
+    timespec ts{};
+    clock_gettime(id, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+uint64_t splitmix(uint64_t& state) {
+    uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+std::string exit_text(int status) {
+    if (WIFEXITED(status)) return "exit status " + std::to_string(WEXITSTATUS(status));
+    if (WIFSIGNALED(status)) return std::string("killed by signal ") + strsignal(WTERMSIG(status));
+    return "status " + std::to_string(status);
+}
+
+// Waits while `busy()` holds: spins with yield (the guest and the hub thread
+// may share this CPU), looking at the clock now and then. False after
+// timeout_ms without progress.
+template <class Busy>
+bool wait_while(Busy busy, uint64_t& spins, int timeout_ms) {
+    Clock::time_point start{};
+    for (uint32_t n = 0; busy(); ++n) {
+        ++spins;
+        std::this_thread::yield();
+        if (n % kSpinsPerClockCheck != kSpinsPerClockCheck - 1) continue;
+        const auto now = Clock::now();
+        if (start == Clock::time_point{}) start = now;
+        if (now - start > std::chrono::milliseconds(timeout_ms)) return false;
+    }
+    return true;
+}
+
+}  // namespace
+
+Source::Source(uint32_t length) : length_(length), stride_((length + 63u) & ~size_t{63}) {
+    bytes_.resize(stride_ * kBatch);
+    uint64_t state = length;
+    for (uint32_t i = 0; i < kBatch; ++i) {
+        std::byte* p = bytes_.data() + i * stride_;
+        for (size_t k = kHeaderBytes; k < length; k += 8) {
+            const uint64_t w = splitmix(state);
+            std::memcpy(p + k, &w, std::min<size_t>(8, length - k));
+        }
+        sums_.push_back(payload_sum(p + kHeaderBytes, length - kHeaderBytes));
+    }
+}
+
+void Source::fill(uint64_t seq, ndisshm_hub_packet* out) {
+    for (uint32_t i = 0; i < kBatch; ++i) {
+        std::byte* p = bytes_.data() + i * stride_;
+        stamp(p, length_, seq + i, sums_[i]);
+        out[i] = {p, length_, 0};
+    }
+}
+
+uint64_t thread_cpu_ns() {
+    return clock_ns(CLOCK_THREAD_CPUTIME_ID);
+}
+uint64_t process_cpu_ns() {
+    return clock_ns(CLOCK_PROCESS_CPUTIME_ID);
+}
+
+uint64_t process_cpu_ns(pid_t pid) {
+    // The thread group leader's run time in ns (the guest has one thread).
+    std::ifstream in("/proc/" + std::to_string(pid) + "/schedstat");
+    uint64_t ns = 0;
+    in >> ns;
+    return in ? ns : 0;
+}
+
+Rig::Rig(uint32_t packet_bytes)
+    : source_(packet_bytes), slot_bytes_(packet_bytes <= 2048 ? 2048 : (packet_bytes + 1023u) & ~1023u) {}
+
+std::unique_ptr<Rig> Rig::make(uint32_t packet_bytes, const std::string& guest_path, std::string* error) {
+    std::unique_ptr<Rig> rig(new Rig(packet_bytes));
+    if (!rig->start(guest_path)) {
+        *error = rig->error_;
+        return nullptr;  // the destructor stops the hub and reaps the guest
+    }
+    return rig;
+}
+
+void Rig::log_line(void* rig, const char* line) {
+    auto* self = static_cast<Rig*>(rig);
+    std::lock_guard lock(self->log_mu_);
+    if (self->hub_log_.size() == 8) self->hub_log_.erase(self->hub_log_.begin());
+    self->hub_log_.emplace_back(line);
+}
+
+bool Rig::fail(std::string why) {
+    std::lock_guard lock(log_mu_);
+    for (const auto& line : hub_log_) why += "; hub: " + line;
+    error_ = std::move(why);
+    return false;
+}
+
+bool Rig::start(const std::string& guest_path) {
+    char dir[] = "/tmp/ndisshm-zcbench-XXXXXX";
+    if (::mkdtemp(dir) == nullptr) return fail(std::string("mkdtemp: ") + std::strerror(errno));
+    dir_ = dir;
+    const std::string socket = dir_ + "/host.sock";
+
+    // Set up as a driver's runtime is in every benchmark here: verifier on,
+    // reports counted rather than printed.
+    ndisshm_runtime_config rc;
+    ndisshm_runtime_config_init(&rc);
+    rc.verifier = 1;
+    rc.report_to_stderr = 0;
+    if (NDIS_STATUS s = ndisshm_runtime_create(&rc, &runtime_); s != NDIS_STATUS_SUCCESS)
+        return fail(std::string("ndisshm_runtime_create: ") + ndisshm_status_name(s));
+    ndisshm_hub_config c;
+    ndisshm_hub_config_init(&c);
+    c.socket_path = socket.c_str();
+    c.max_guests = 1;
+    c.blocks_per_queue = kBlocksPerQueue;
+    c.block_bytes = kBlockBytes;
+    c.slot_bytes = slot_bytes_;
+    c.serve_control = 0;
+    c.log = &Rig::log_line;
+    c.log_context = this;
+    char err[256] = {};
+    if (ndisshm_hub_create(runtime_, &c, &hub_, err, sizeof(err)) != NDIS_STATUS_SUCCESS)
+        return fail(std::string("ndisshm_hub_create: ") + err);
+    if (ndisshm_hub_start(hub_, err, sizeof(err)) != NDIS_STATUS_SUCCESS)
+        return fail(std::string("ndisshm_hub_start: ") + err);
+    if (NDIS_STATUS s = ndisshm_hub_host_queue_create(hub_, kHostQueue, nullptr); s != NDIS_STATUS_SUCCESS)
+        return fail(std::string("ndisshm_hub_host_queue_create: ") + ndisshm_status_name(s));
+    if (!spawn_guest(guest_path)) return false;
+
+    const auto deadline = Clock::now() + std::chrono::milliseconds(kGuestUpTimeoutMs);
+    while (ndisshm_hub_wait_guests(hub_, 1, 100) == 0) {
+        if (!guest_running()) return false;
+        if (Clock::now() >= deadline) return fail("the guest did not connect within 10 s");
+    }
+    ndisshm_hub_guest_info g{};
+    if (ndisshm_hub_list_guests(hub_, &g, 1) != 1) return fail("the hub lists no guest");
+    guest_queue_ = g.queue_id;
+    slots_ = static_cast<uint32_t>(guest_queue_info().slots);
+    if (slots_ < 4 * kBatch) return fail("the guest's queue has " + std::to_string(slots_) + " slots");
+    window_ = slots_ - 2 * kBatch;
+
+    // Every slot of both queues written and read once, so no timed packet
+    // pays a first touch of a page in either process.
+    for (Path p : {Path::ZeroCopy, Path::Copy})
+        for (uint32_t i = 0; i < 2 * slots_ / kBatch; ++i)
+            if (!send(p)) return false;
+    if (!drain()) return false;
+    stalls_ = 0;
+    return true;
+}
+
+bool Rig::spawn_guest(const std::string& guest_path) {
+    // The counters page: a memfd the guest inherits (no close-on-exec) and
+    // maps; the parent's copy of the fd is closed once the guest has it.
+    const int fd = ::memfd_create("ndisshm-bench-guest-counters", 0);
+    if (fd < 0) return fail(std::string("memfd_create: ") + std::strerror(errno));
+    void* page = MAP_FAILED;
+    if (::ftruncate(fd, 4096) == 0) page = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (page == MAP_FAILED) {
+        ::close(fd);
+        return fail(std::string("counters page: ") + std::strerror(errno));
+    }
+    counters_ = static_cast<GuestCounters*>(page);
+    // Twice the queue's buffers, as the demo gives its guests: the guest
+    // provider never runs short of room to carve them.
+    const std::string memory = std::to_string(uint64_t{2} * kBlocksPerQueue * kBlockBytes);
+    const std::string socket = dir_ + "/host.sock", fd_text = std::to_string(fd),
+                      parent = std::to_string(::getpid());
+    std::vector<char*> argv;
+    for (const std::string* a : {&guest_path, &socket, &memory, &fd_text, &parent})
+        argv.push_back(const_cast<char*>(a->c_str()));
+    argv.push_back(nullptr);
+    // A process group of its own: if the bench dies while the guest is
+    // stopped (stop_guest), the group is orphaned and the kernel sends it
+    // SIGHUP and SIGCONT, so no stopped guest is left behind.
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setpgroup(&attr, 0);
+    const int rc = ::posix_spawn(&pid_, guest_path.c_str(), nullptr, &attr, argv.data(), environ);
+    posix_spawnattr_destroy(&attr);
+    ::close(fd);
+    if (rc != 0) {
+        pid_ = -1;
+        return fail("posix_spawn " + guest_path + ": " + std::strerror(rc));
+    }
+    return true;
+}
+
+bool Rig::guest_running() {
+    if (pid_ < 0) return fail("the guest has exited");
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) != pid_) return true;
+    pid_ = -1;
+    return fail("the guest exited: " + exit_text(status));
+}
+
+bool Rig::stop_guest() {
+    if (pid_ < 0) return fail("the guest has exited");
+    int status = 0;
+    // Stopped for sure before the NIC sends: waitpid reports the stop.
+    if (::kill(pid_, SIGSTOP) != 0 || ::waitpid(pid_, &status, WUNTRACED) != pid_)
+        return fail(std::string("stopping the guest: ") + std::strerror(errno));
+    if (!WIFSTOPPED(status)) {
+        pid_ = -1;
+        return fail("the guest exited: " + exit_text(status));
+    }
+    stopped_ = true;
+    return true;
+}
+
+bool Rig::continue_guest() {
+    if (!stopped_) return true;
+    stopped_ = false;
+    if (pid_ < 0 || ::kill(pid_, SIGCONT) != 0) return fail("the guest has exited");
+    return true;
+}
+
+void Rig::reap_guest() {
+    if (pid_ < 0) return;
+    continue_guest();
+    const auto deadline = Clock::now() + std::chrono::milliseconds(kReapTimeoutMs);
+    int status = 0;
+    while (::waitpid(pid_, &status, WNOHANG) == 0) {
+        if (Clock::now() >= deadline) {
+            ::kill(pid_, SIGKILL);
+            ::waitpid(pid_, &status, 0);
+            break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    pid_ = -1;
+}
+
+Rig::~Rig() {
+    ndisshm_hub_destroy(hub_);  // BYE: the guest exits by itself
+    reap_guest();
+    ndisshm_runtime_destroy(runtime_);
+    if (counters_ != nullptr) ::munmap(counters_, 4096);
+    if (!dir_.empty()) ::rmdir(dir_.c_str());
+}
+
+ndisshm_hub_queue_info Rig::guest_queue_info() const {
+    ndisshm_hub_queue_info q[4];
+    const size_t n = std::min<size_t>(4, ndisshm_hub_list_queues(hub_, q, 4));
+    for (size_t i = 0; i < n; ++i)
+        if (q[i].queue_id == guest_queue_) return q[i];
+    return {};
+}
+
+bool Rig::send(Path path) {
+    // The window: read the guest's count only when this batch would not fit
+    // in what we last saw, so the fast path touches no shared cache line.
+    if (sent() + kBatch - seen_ > window_) {
+        // The guest is a whole window behind: sleep rather than spin, so that
+        // on a machine with fewer cores than busy threads this one leaves the
+        // CPU to the guest and the hub thread. A window holds thousands of
+        // packets, far more than the guest reads while we sleep.
+        const auto start = Clock::now();
+        for (seen_ = guest_packets(); sent() + kBatch - seen_ > window_; seen_ = guest_packets()) {
+            ++stalls_;
+            std::this_thread::sleep_for(kWindowSleep);
+            if (Clock::now() - start > std::chrono::milliseconds(kStallTimeoutMs))
+                return guest_running() && fail("the guest read no packet for 5 s");
+        }
+    }
+    source_.fill(next_seq_, batch_);
+    size_t done = 0;
+    auto offer = [&] {
+        const size_t left = kBatch - done;
+        done += path == Path::ZeroCopy
+                    ? ndisshm_hub_deliver_batch(hub_, guest_queue_, batch_ + done, left)
+                    : ndisshm_hub_deliver_copy_batch(hub_, kHostQueue, guest_queue_, batch_ + done, left);
+        return done < kBatch;
+    };
+    if (offer() && !wait_while(offer, stalls_, kStallTimeoutMs))
+        return guest_running() && fail("the hub took no packet for 5 s");
+    next_seq_ += kBatch;
+    return true;
+}
+
+bool Rig::drain() {
+    const auto deadline = Clock::now() + std::chrono::milliseconds(kDrainTimeoutMs);
+    for (;;) {
+        if (guest_packets() == sent() && guest_queue_info().outstanding == 0) return true;
+        if (!guest_running()) return false;
+        if (Clock::now() >= deadline)
+            return fail("drain: after 5 s the guest has read " + std::to_string(guest_packets()) + " of " +
+                        std::to_string(sent()) + " packets and holds " +
+                        std::to_string(guest_queue_info().outstanding) + " slots");
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+}
+
+std::string Rig::check_guest() const {
+    const uint64_t packets = guest_packets(), verified = counters_->verified.load(std::memory_order_relaxed);
+    const uint64_t corrupt = counters_->corrupt.load(std::memory_order_relaxed);
+    const uint64_t lost = counters_->lost.load(std::memory_order_relaxed);
+    if (packets == sent() && verified == packets && corrupt == 0 && lost == 0) return {};
+    return "the guest read " + std::to_string(packets) + " of " + std::to_string(sent()) +
+           " packets sent: " + std::to_string(verified) + " intact, " + std::to_string(corrupt) +
+           " corrupt, " + std::to_string(lost) + " out of sequence";
+}
+
+}  // namespace zero_copy
