@@ -11,6 +11,13 @@
 #include <variant>
 
 namespace ndisshm {
+// `internal`: the public C++ API (<ndisshm/ndisshm.hpp>) has an
+// ndisshm::Error of its own. Both have inline members, so a program that
+// links the static library and uses that API (the CLI with the AF_XDP NIC,
+// any static consumer) would get one type's destructor for the other's (one
+// definition rule). The inline namespace keeps the spelling ndisshm::Error
+// here and gives these symbols names of their own.
+inline namespace internal {
 
 struct Error {
     std::string operation;  // e.g. "memfd_create(ndisshm-default)"
@@ -42,4 +49,5 @@ private:
 struct Ok {};
 using Status = Result<Ok>;
 
+}  // namespace internal
 }  // namespace ndisshm

@@ -3,10 +3,18 @@
 // (nic::AfxdpHubNic, what `ndisshm demo --nic afxdp` runs on), a guest that
 // reads each frame in place, and the faults around it: the guest killed, the
 // host stopping, while a sender floods.
+#include <fcntl.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
+#include <span>
 
 #include "afxdp_fixture.hpp"
 #include "multiprocess/child_process.hpp"
@@ -200,6 +208,86 @@ TEST_F(GuestTest, AGuestKilledWhileTrafficFloodsLeavesNothingBehindAndItsQueueSe
     send_to(q, 1, 500);
     EXPECT_TRUE(b->wait_line("GOT udp=500 distinct=500 icmp=0 bad=0 inplace=500 other=0"))
         << b->transcript() << hub_log();
+}
+
+// The guest's memory outlives the guest: the test holds its memfd, as a
+// VMM holds a dead VM's memory. Had the driver freed the UMEM block before
+// closing the socket (or not closed it at all), the kernel, which pinned
+// those pages, would go on writing packets into the frames left on the fill
+// ring. So the traffic is steady but slower than the guest reads (a flood
+// would leave the fill ring empty at the moment of death, and a socket left
+// open would then have nowhere to write: the test would prove nothing), the
+// range is poisoned once the session is gone, the traffic goes on, and not
+// one byte of it may change. Checked against a driver that leaves the socket
+// open: the test fails.
+TEST_F(GuestTest, AGuestKilledWhileTrafficFloodsGetsNoPacketWrittenIntoItsMemoryAfterItsQueueIsFreed) {
+    constexpr uint64_t kGuestMemory = 16u << 20;
+    constexpr auto kPoison = std::byte{0xA5};
+    auto g = spawn_guest("a");
+    const auto queue_line = g->wait_line("QUEUE ");
+    ASSERT_TRUE(queue_line) << g->transcript() << hub_log();
+    const auto block_line = g->wait_line("BLOCK ");
+    ASSERT_TRUE(block_line) << g->transcript() << hub_log();
+    unsigned long long handle = 0, offset = 0;
+    unsigned length = 0, usage = 0;
+    ASSERT_EQ(std::sscanf(block_line->c_str(), "BLOCK 0x%llx %llu %u %u", &handle, &offset, &length, &usage),
+              4)
+        << *block_line;
+    ASSERT_EQ(length, kFrames * 4096u);
+    ASSERT_LE(offset + length, kGuestMemory);
+    const auto q = static_cast<uint32_t>(std::stoul(queue_line->substr(6)));
+    ASSERT_TRUE(eventually([&] { return nic_->driver().miniport().umem(q).has_value(); })) << hub_log();
+
+    // The guest's memfd (the one of its memory's size), reopened through /proc while it lives.
+    int memfd = -1;
+    for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(g->pid()) + "/fd")) {
+        std::error_code ec;
+        const auto target = std::filesystem::read_symlink(e.path(), ec).string();
+        if (ec || target.rfind("/memfd:", 0) != 0) continue;
+        const int fd = ::open(e.path().c_str(), O_RDWR | O_CLOEXEC);
+        struct stat st {};
+        if (fd >= 0 && ::fstat(fd, &st) == 0 && static_cast<uint64_t>(st.st_size) == kGuestMemory) {
+            memfd = fd;
+            break;
+        }
+        if (fd >= 0) ::close(fd);
+    }
+    ASSERT_GE(memfd, 0) << "the guest's memory memfd in /proc/" << g->pid() << "/fd";
+    void* map = ::mmap(nullptr, kGuestMemory, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+    ::close(memfd);
+    ASSERT_NE(map, MAP_FAILED);
+    const std::span<std::byte> umem(static_cast<std::byte*>(map) + offset, length);
+
+    // The fixture's sender and thread, so teardown stops it even when an assertion ends the test.
+    flood_tx_ = sender(q);
+    ASSERT_NE(flood_tx_, nullptr);
+    auto sent = std::make_shared<std::atomic<uint64_t>>(0);
+    flooder_ = std::thread([this, sent] {
+        const auto payload = make_payload(1, 1000);
+        while (!stop_.load()) {
+            if (flood_tx_->send(payload)) ++*sent;
+            std::this_thread::sleep_for(100us);
+        }
+    });
+    ASSERT_TRUE(g->wait_line("GOT ")) << g->transcript() << hub_log();
+    // While the queue lives the kernel writes there: the check can see it.
+    ASSERT_TRUE(eventually([&] {
+        return std::any_of(umem.begin(), umem.end(), [](std::byte b) { return b != std::byte{0}; });
+    })) << "no packet seen in the guest's UMEM range";
+    g->kill9();
+    EXPECT_EQ(g->wait_exit(), 128 + SIGKILL);
+    ASSERT_TRUE(eventually([&] { return hub_closed() == 1; })) << hub_log();
+    ASSERT_TRUE(eventually([&] { return !nic_->driver().miniport().umem(q).has_value(); }))
+        << "the queue's UMEM is freed once the session is closed" << hub_log();
+    std::memset(umem.data(), std::to_integer<int>(kPoison), umem.size());
+    const uint64_t at_poison = sent->load();
+    std::this_thread::sleep_for(200ms);  // the traffic goes on into the link
+    stop_flood();
+    EXPECT_GT(sent->load(), at_poison + 100) << "the traffic stopped: the check would prove nothing";
+    const auto written = std::count_if(umem.begin(), umem.end(), [&](std::byte b) { return b != kPoison; });
+    EXPECT_EQ(written, 0) << "bytes written into the dead guest's memory after its UMEM was freed";
+    EXPECT_EQ(adapter_blocks(ndisshm_hub_adapter(hub_)), 0u) << hub_log();
+    ::munmap(map, kGuestMemory);
 }
 
 TEST_F(GuestTest, TheHostStoppingWhileTrafficFloodsEndsTheGuestCleanly) {

@@ -17,6 +17,7 @@ struct GuestCommandOptions {
     int connect_timeout_ms = 5000; // for each step of the handshake
     bool json = false;             // summary as JSON on stdout
     bool verify = false;           // check each packet's sequence number and checksum (traffic_format.hpp)
+    uint32_t frame_offset = 0;     // --verify checks from this byte of each packet on (42: a UDP payload)
 };
 
 // Exit status for the command line.

@@ -4,7 +4,8 @@
 
 namespace ndisshm::cli {
 
-LiveHost::LiveHost(const HostConfig& config, std::function<void(const std::string&)> log) : log_(std::move(log)) {
+LiveHost::LiveHost(const HostConfig& config, std::function<void(const std::string&)> log)
+    : log_(std::move(log)), after_stop_(config.after_stop) {
     ndisshm_runtime_config rc;
     ndisshm_runtime_config_init(&rc);
     rc.verifier = 1;
@@ -28,13 +29,17 @@ LiveHost::LiveHost(const HostConfig& config, std::function<void(const std::strin
     c.log_context = this;
     char error[512] = {};
     NDIS_STATUS s = ndisshm_hub_create(runtime_, &c, &hub_, error, sizeof(error));
-    if (s == NDIS_STATUS_SUCCESS) s = ndisshm_hub_start(hub_, error, sizeof(error));
-    if (s != NDIS_STATUS_SUCCESS) {
+    std::string why;
+    if (s == NDIS_STATUS_SUCCESS && config.before_start) why = config.before_start(hub_);
+    if (s == NDIS_STATUS_SUCCESS && why.empty()) s = ndisshm_hub_start(hub_, error, sizeof(error));
+    if (s != NDIS_STATUS_SUCCESS || !why.empty()) {
+        if (hub_ != nullptr) ndisshm_hub_stop(hub_);
+        if (after_stop_) after_stop_();
         ndisshm_hub_destroy(hub_);
         hub_ = nullptr;
         ndisshm_runtime_destroy(runtime_);
         runtime_ = nullptr;
-        throw std::runtime_error(error);
+        throw std::runtime_error(why.empty() ? std::string(error) : why);
     }
 }
 
@@ -85,6 +90,7 @@ TeardownReport LiveHost::shut_down() {
     TeardownReport r;
     if (runtime_ == nullptr) return r;
     ndisshm_hub_stop(hub_);
+    if (after_stop_) after_stop_();  // the hub's queue driver goes once its queues are stopped
     // What is still on the adapter now would be a leak: every guest and host
     // queue's buffers were freed through the provider by stop.
     const ndisshm_adapter_stats a = adapter_stats();

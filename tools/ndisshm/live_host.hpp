@@ -28,6 +28,12 @@ struct HostConfig {
     uint32_t block_bytes = 64 * 1024;
     uint32_t slot_bytes = 2048;
     uint32_t lookahead_size = 0;    // non-zero: guests' queues get lookahead split of this size
+    // A queue driver that must exist before the hub starts and outlive its
+    // stop (demo --nic afxdp): before_start runs between ndisshm_hub_create
+    // and ndisshm_hub_start ("" to go on, else why not: the constructor
+    // throws it); after_stop between ndisshm_hub_stop and ndisshm_hub_destroy.
+    std::function<std::string(ndisshm_hub*)> before_start;
+    std::function<void()> after_stop;
 };
 
 struct TeardownReport {
@@ -66,6 +72,7 @@ private:
     static void on_log(void* self, const char* line);
 
     std::function<void(const std::string&)> log_;
+    std::function<void()> after_stop_;
     ndisshm_runtime* runtime_ = nullptr;
     ndisshm_hub* hub_ = nullptr;
     mutable std::mutex mu_;

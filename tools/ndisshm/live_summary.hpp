@@ -24,6 +24,7 @@ struct LiveDemoOptions {
     std::string socket;             // empty: <default socket dir>/demo-<pid>.sock
     bool json = false;
     bool quiet = false;
+    std::string nic = "emulated";  // "afxdp": guests' queues fed by real kernel packets (afxdp_demo.hpp)
 };
 
 struct PhaseRow {

@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 
+#include "afxdp_demo.hpp"
 #include "config_file.hpp"
 #include "live_demo.hpp"
 #include "options.hpp"
@@ -52,7 +53,9 @@ int main(int argc, char** argv) {
     }
     try {
         if (app.got_subcommand("demo"))
-            return c.api_tour ? ndisshm::cli::run_demo(c.tour) : ndisshm::cli::run_live_demo(c.live);
+            return c.api_tour             ? ndisshm::cli::run_demo(c.tour)
+                   : c.live.nic == "afxdp" ? ndisshm::cli::run_afxdp_demo(c.live)
+                                           : ndisshm::cli::run_live_demo(c.live);
         if (app.got_subcommand("guest")) return ndisshm::cli::run_guest(c.guest);
         if (app.got_subcommand("host")) return ndisshm::cli::run_host(c.host);
         if (app.got_subcommand("stat")) return ndisshm::cli::run_stat(c.stat);

@@ -11,6 +11,7 @@ namespace {
 constexpr uint32_t kMaxDemoGuests = 16;
 constexpr uint32_t kMaxBlockBytes = 16u << 20;
 constexpr uint64_t kDemoMemoryBudget = uint64_t{4} << 30;
+constexpr uint32_t kAfxdpMaxPacket = 1472;  // 1500-byte MTU - IPv4 (20) - UDP (8)
 
 // The flags every traffic generator takes, with the same ranges everywhere.
 void add_traffic(CLI::App* app, std::vector<uint32_t>& sizes, uint64_t& rate, uint32_t& batch, const char* rate_help) {
@@ -26,12 +27,33 @@ void add_traffic(CLI::App* app, std::vector<uint32_t>& sizes, uint64_t& rate, ui
         ->capture_default_str();
 }
 
+// --nic afxdp: each guest's queue is fed by a veth of its own and its stream
+// rides in UDP datagrams, so there are no host queues and a packet is at most
+// one datagram's payload.
+void check_afxdp(CLI::App* demo, LiveDemoOptions& l) {
+    // The emulated default (1500) is an Ethernet payload; here a datagram's.
+    if (demo->count("--packet-size") == 0) l.packet_sizes = {kAfxdpMaxPacket};
+    if (demo->count("--lookahead") != 0)
+        throw CLI::ValidationError("--lookahead", "belongs to the emulated NIC's host queue, not to --nic afxdp");
+    if (l.queues != l.guests)
+        throw CLI::ValidationError("--queues", "with --nic afxdp every queue is a guest's (one veth each): " +
+                                                   std::to_string(l.guests) + " for " + std::to_string(l.guests) +
+                                                   " guests");
+    for (uint32_t size : l.packet_sizes)
+        if (size > kAfxdpMaxPacket)
+            throw CLI::ValidationError("--packet-size", std::to_string(size) + " does not fit one UDP datagram on a 1500-byte MTU (at most " +
+                                                            std::to_string(kAfxdpMaxPacket) + " with --nic afxdp)");
+}
+
 void check_live(CLI::App* demo, Commands& c) {
     LiveDemoOptions& l = c.live;
-    l.queues = c.demo_queues != 0 ? c.demo_queues : l.guests + 1;
+    const bool afxdp = l.nic == "afxdp";
+    l.queues = c.demo_queues != 0 ? c.demo_queues : l.guests + (afxdp ? 0 : 1);
     l.blocks_per_queue = c.demo_blocks != 0 ? c.demo_blocks : 16;
     l.block_bytes = c.demo_block_size != 0 ? c.demo_block_size : 64 * 1024;
-    if (l.queues < l.guests + 1)
+    if (afxdp) check_afxdp(demo, l);
+    if (afxdp) l.lookahead_size = 0;
+    if (!afxdp && l.queues < l.guests + 1)
         throw CLI::ValidationError("--queues", std::to_string(l.queues) + " leaves no host queue for the copy path with " +
                                                    std::to_string(l.guests) + " guests: at least " +
                                                    std::to_string(l.guests + 1));
@@ -53,7 +75,8 @@ void check_live(CLI::App* demo, Commands& c) {
 }
 
 void check_tour(CLI::App* demo, Commands& c) {
-    for (const char* flag : {"--guests", "--packet-size", "--rate", "--duration", "--batch", "--lookahead", "--socket"})
+    for (const char* flag :
+         {"--guests", "--packet-size", "--rate", "--duration", "--batch", "--lookahead", "--socket", "--nic"})
         if (demo->count(flag) != 0) throw CLI::ValidationError(flag, "belongs to the live demo, not to --api-tour");
     Workload& w = c.tour.workload;
     if (c.demo_queues != 0) w.queues = c.demo_queues;
@@ -76,6 +99,9 @@ void add_demo(CLI::App& app, Commands& c) {
         "buffers are its own memory. Traffic runs --duration seconds straight into the guests (zero copy), then\n"
         "as long through host queues (one with lookahead split) and a copy into the guests. Every guest checks\n"
         "every packet in place. While it runs, 'ndisshm stat --socket PATH' shows the host's books.\n"
+        "--nic afxdp feeds the guests' queues with real kernel packets instead: UDP over a veth pair per guest\n"
+        "(in network namespaces of its own), written by the kernel through AF_XDP straight into each guest's\n"
+        "memory; zero copy only (root, namespaces and AF_XDP needed; without them it says why and exits 1).\n"
         "--api-tour runs the self-contained API scenario instead (two adapters, every usage, a double free\n"
         "caught on purpose). Flags may also come from --config FILE (JSON, keys = flags without '--').\n"
         "Exit status: 0 nothing lost, leaked or violated; 1 otherwise (the problems on stderr); 2 bad usage.");
@@ -103,6 +129,12 @@ void add_demo(CLI::App& app, Commands& c) {
         ->check(CLI::Range(0u, traffic::kMaxPacket))
         ->capture_default_str();
     demo->add_option("--socket", c.live.socket, "Guest socket path (default: demo-<pid>.sock in the default directory)");
+    demo->add_option("--nic", c.live.nic,
+                     "The NIC feeding the guests' queues: 'emulated' (the hub's VMQ miniport, both paths) or "
+                     "'afxdp' (real kernel packets: UDP over one veth pair per guest, written by the kernel "
+                     "through AF_XDP straight into the guest's memory; root, network namespaces and AF_XDP needed)")
+        ->check(CLI::IsMember({"emulated", "afxdp"}))
+        ->capture_default_str();
     // Ranges bound each option; combinations are checked once all are known.
     demo->callback([demo, &c] { c.api_tour ? check_tour(demo, c) : check_live(demo, c); });
 }
@@ -136,6 +168,11 @@ void add_guest(CLI::App& app, GuestCommandOptions& o) {
         ->check(CLI::Range(1, 3600 * 1000))
         ->capture_default_str();
     guest->add_flag("--verify", o.verify, "Check each packet's sequence number, length and checksum; count losses");
+    guest->add_option("--frame-offset", o.frame_offset,
+                      "With --verify: the checked stream starts this many bytes into each packet (42: the UDP "
+                      "payload of an Ethernet frame, as 'demo --nic afxdp' sends)")
+        ->check(CLI::Range(0u, 256u))
+        ->capture_default_str();
     guest->add_flag("--json", o.json, "Print the summary as JSON on stdout");
 }
 
