@@ -41,8 +41,8 @@ expect_in help out "--version"
 # The subcommands listed are exactly the ones that exist.
 listed=$(awk '/^Subcommands:/ {on = 1; next} on && /^$/ {on = 0} on {print $1}' "$tmp/help.out" |
     sort | tr '\n' ' ')
-[[ $listed == "demo guest host stat " ]] ||
-    fail "help: subcommands listed are '$listed', expected 'demo guest host stat '"
+[[ $listed == "demo guest host soak stat " ]] ||
+    fail "help: subcommands listed are '$listed', expected 'demo guest host soak stat '"
 expect_in help out "--config"
 run demo_help demo --help
 expect_rc demo_help 0

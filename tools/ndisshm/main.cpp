@@ -16,6 +16,7 @@
 #include "config_file.hpp"
 #include "live_demo.hpp"
 #include "options.hpp"
+#include "soak_options.hpp"
 
 namespace {
 
@@ -44,6 +45,8 @@ int main(int argc, char** argv) {
     ndisshm::cli::add_guest(app, c.guest);
     ndisshm::cli::add_host(app, c.host);
     ndisshm::cli::add_stat(app, c.stat);
+    ndisshm::cli::SoakOptions soak;
+    ndisshm::cli::add_soak(app, soak);
 
     try {
         app.parse(argc, argv);
@@ -59,6 +62,7 @@ int main(int argc, char** argv) {
         if (app.got_subcommand("guest")) return ndisshm::cli::run_guest(c.guest);
         if (app.got_subcommand("host")) return ndisshm::cli::run_host(c.host);
         if (app.got_subcommand("stat")) return ndisshm::cli::run_stat(c.stat);
+        if (app.got_subcommand("soak")) return ndisshm::cli::run_soak(soak);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "ndisshm: %s\n", e.what());
         return 1;

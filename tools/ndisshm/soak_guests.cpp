@@ -1,0 +1,364 @@
+#include "soak_guests.hpp"
+
+#include <fcntl.h>
+#include <ndisshm/hub.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <sstream>
+
+extern char** environ;
+
+namespace ndisshm::cli::soak {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr int kGoneWithinMs = 3000;  // the hub must have closed a killed guest's session by then
+constexpr size_t kLinesKept = 8;
+
+std::string describe(int status) {
+    if (WIFEXITED(status)) return "exit status " + std::to_string(WEXITSTATUS(status));
+    const int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    const char* name = sig != 0 ? sigabbrev_np(sig) : nullptr;
+    return "killed by signal " + std::to_string(sig) + " (SIG" + (name != nullptr ? name : "?") + ")";
+}
+
+}  // namespace
+
+GuestProcess::GuestProcess(const std::vector<std::string>& args) {
+    int fds[2];
+    // Close-on-exec, so no other guest inherits this pipe and keeps it open
+    // past this one's end; dup2 onto fd 1 clears the flag for this guest alone.
+    if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) {
+        error_ = std::string("pipe2: ") + std::strerror(errno);
+        return;
+    }
+    std::vector<std::string> storage = {"ndisshm"};
+    storage.insert(storage.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : storage) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    // A process group of its own: a Ctrl-C reaches the soak alone, which then ends its guests.
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+    // posix_spawn, not fork: the soak runs threads, and only exec is safe after forking them.
+    const int rc = posix_spawn(&pid_, "/proc/self/exe", &actions, &attr, argv.data(), environ);
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&actions);
+    close(fds[1]);
+    if (rc != 0) {
+        pid_ = -1;
+        close(fds[0]);
+        error_ = std::string("posix_spawn(/proc/self/exe): ") + std::strerror(rc);
+        return;
+    }
+    out_fd_ = fds[0];
+    // The child's copy (fd 1) is a dup2 of a blocking-agnostic pipe end; our
+    // end is non-blocking so read_lines never waits.
+}
+
+GuestProcess::~GuestProcess() {
+    if (pid_ > 0 && status_ < 0) kill_now();
+    if (out_fd_ >= 0) close(out_fd_);
+}
+
+bool GuestProcess::read_lines(std::vector<std::string>& lines) {
+    if (out_fd_ < 0) return false;
+    char buf[4096];
+    for (;;) {
+        const ssize_t n = read(out_fd_, buf, sizeof(buf));
+        if (n > 0) {
+            partial_.append(buf, static_cast<size_t>(n));
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        const bool open = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+        for (size_t nl; (nl = partial_.find('\n')) != std::string::npos;) {
+            lines.push_back(partial_.substr(0, nl));
+            partial_.erase(0, nl + 1);
+        }
+        if (!open) {
+            close(out_fd_);
+            out_fd_ = -1;
+        }
+        return open;
+    }
+}
+
+void GuestProcess::kill_now() {
+    if (pid_ <= 0 || status_ >= 0) return;
+    ::kill(pid_, SIGKILL);
+    wait(-1);
+}
+
+int GuestProcess::wait(int timeout_ms) {
+    if (pid_ <= 0) return -1;
+    if (status_ >= 0) return status_;
+    int status = 0;
+    pid_t w = 0;
+    const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms < 0 ? 0 : timeout_ms);
+    if (timeout_ms < 0) {
+        while ((w = waitpid(pid_, &status, 0)) < 0 && errno == EINTR) {
+        }
+    } else {
+        while ((w = waitpid(pid_, &status, WNOHANG)) == 0 && Clock::now() < deadline)
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        if (w != pid_) {
+            ::kill(pid_, SIGKILL);
+            waitpid(pid_, &status, 0);
+        }
+    }
+    status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    how_ = describe(status);
+    return status_;
+}
+
+SoakGuests::SoakGuests(World& world, const SoakOptions& options, ndisshm_hub* hub)
+    : world_(world), options_(options), hub_(hub), slots_(options.guests) {
+    hub_adapter_ = ndisshm_hub_adapter(hub_);
+    socket_ = ndisshm_hub_socket_path(hub_);
+}
+
+SoakGuests::~SoakGuests() {
+    world_.stopping = true;
+    join();
+}
+
+void SoakGuests::start(uint64_t seed) {
+    rng_.seed(seed ^ 0xC2B2AE3D27D4EB4Full);
+    thread_ = std::thread([this] { run(); });
+}
+
+void SoakGuests::join() {
+    if (thread_.joinable()) thread_.join();
+}
+
+void SoakGuests::run() {
+    while (!world_.stopping.load(std::memory_order_relaxed)) {
+        for (Slot& s : slots_) {
+            if (s.process == nullptr) spawn(s);
+            if (s.process == nullptr) continue;
+            drain(s, false);
+            if (s.process != nullptr && Clock::now() >= s.kill_at) kill(s);
+        }
+        // Packets to one running guest at a time, a few per turn: the guests check them, the hub's
+        // data path runs while guests die under it.
+        std::vector<Slot*> running;
+        for (Slot& s : slots_)
+            if (s.process != nullptr && s.running) running.push_back(&s);
+        if (!running.empty()) deliver(*running[rng_() % running.size()]);
+        check_dying(false);
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    check_dying(true);
+}
+
+void SoakGuests::spawn(Slot& s) {
+    const uint64_t n = ++serial_;
+    s = Slot{};
+    s.name = "soak-g" + std::to_string(n);
+    s.base = (n % 1024 + 1) << 40;  // a guest physical base of its own, so addresses name the guest
+    s.process = std::make_unique<GuestProcess>(std::vector<std::string>{
+        "soak", "--guest-worker", socket_, "--guest-name", s.name, "--guest-memory",
+        std::to_string(options_.guest_memory), "--guest-base", std::to_string(s.base)});
+    if (!s.process->started()) {
+        world_.failures.add(who(s) + ": cannot start: " + s.process->error());
+        s.process.reset();
+        return;
+    }
+    ++spawned_;
+    // One guest in three dies within its first 15 ms, most of them mid-handshake (the process starting,
+    // HELLO, SET_MEMORY, its blocks arriving); the rest at any moment of their life.
+    const uint64_t within =
+        rng_() % 3 == 0 ? std::min<uint64_t>(15, options_.kill_after_ms) : options_.kill_after_ms;
+    s.kill_at = Clock::now() + std::chrono::milliseconds(rng_() % within);
+}
+
+void SoakGuests::drain(Slot& s, bool expect_end) {
+    std::vector<std::string> lines;
+    const bool open = s.process->read_lines(lines);
+    for (const auto& l : lines) handle(s, l);
+    if (open || expect_end) return;
+    // Its stdout closed before we killed it: it ended by itself, which no guest should.
+    const int status = s.process->wait(2000);
+    std::string last;
+    for (const auto& l : s.last_lines) last += " | " + l;
+    world_.failures.add(who(s) + " ended by itself (" + s.process->how() + ", status " +
+                        std::to_string(status) + ")" + last);
+    forget_blocks(s);
+    packets_verified_ += s.packets;
+    s.process.reset();
+}
+
+void SoakGuests::handle(Slot& s, const std::string& line) {
+    s.last_lines.push_back(line);
+    if (s.last_lines.size() > kLinesKept) s.last_lines.erase(s.last_lines.begin());
+    std::istringstream in(line);
+    std::string tag;
+    in >> tag;
+    if (tag == "Q") {
+        in >> s.queue;
+    } else if (tag == "B+") {
+        uint64_t handle = 0, offset = 0, length = 0;
+        uint32_t queue = 0;
+        in >> handle >> offset >> length >> queue;
+        block_added(s, handle, offset, length, queue);
+    } else if (tag == "B-") {
+        uint64_t handle = 0;
+        in >> handle;
+        if (auto it = s.blocks.find(handle); it != s.blocks.end()) {
+            world_.ranges.remove(it->second, false);
+            s.blocks.erase(it);
+        }
+    } else if (tag == "P") {
+        in >> s.packets;
+    } else if (tag == "X") {
+        world_.failures.add(who(s) + " found: " + line.substr(2));
+    } else if (tag != "E") {
+        world_.failures.add(who(s) + " said something unexpected: " + line);
+    }
+}
+
+void SoakGuests::block_added(Slot& s, uint64_t handle, uint64_t offset, uint64_t length, uint32_t queue) {
+    world_.counters.check(kGuestBlock);
+    const std::string what = who(s) + " block " + std::to_string(handle);
+    ndisshm_block_info info{};
+    // The guest is alive (only this thread kills it), so its session and blocks are too.
+    const NDIS_STATUS st = ndisshm_block_get_info(hub_adapter_, reinterpret_cast<NDIS_HANDLE>(handle), &info);
+    if (st != NDIS_STATUS_SUCCESS) {
+        world_.failures.add(what + ": the runtime has no such block: " + ndisshm_status_name(st));
+        return;
+    }
+    std::string bad;
+    if (queue != s.queue || info.queue_id != queue) bad += " queue " + std::to_string(info.queue_id);
+    if (info.length != length || length != kGuestBlockBytes) bad += " length " + std::to_string(info.length);
+    if (info.first_address != s.base + offset) bad += " guest physical address";
+    if (info.provider == nullptr || std::strcmp(info.provider, "default") == 0) bad += " provider";
+    if (info.virtual_address == nullptr) bad += " address";
+    if (!bad.empty()) {
+        world_.failures.add(what + " (offset " + std::to_string(offset) +
+                            "): the runtime's record differs:" + bad);
+        return;
+    }
+    std::string clash;
+    bool reused = false;
+    const auto start = reinterpret_cast<uintptr_t>(info.virtual_address);
+    world_.counters.check(kOverlap);
+    if (!world_.ranges.add(start, length, what, &clash, &reused)) {
+        world_.failures.add("live blocks overlap: " + clash);
+        return;
+    }
+    s.blocks[handle] = start;
+    if (!s.running && s.blocks.size() == kGuestBlocks) {
+        s.running = true;
+        world_.counters.op(kGuestConnect);
+    }
+}
+
+void SoakGuests::forget_blocks(Slot& s) {
+    for (const auto& [handle, start] : s.blocks) world_.ranges.remove(start, false);
+    s.blocks.clear();
+}
+
+void SoakGuests::kill(Slot& s) {
+    drain(s, true);
+    // Its blocks leave the live set before it dies: the hub frees them (and
+    // unmaps its memory) as soon as it notices, after which the addresses may
+    // be anyone's.
+    forget_blocks(s);
+    if (s.running) {
+        std::vector<ndisshm_hub_guest_info> guests(options_.guests + 16);
+        const size_t n = std::min(guests.size(), ndisshm_hub_list_guests(hub_, guests.data(), guests.size()));
+        for (size_t i = 0; i < n; ++i)
+            if (s.name == guests[i].name) s.guest_id = guests[i].guest_id;
+    }
+    s.process->kill_now();
+    world_.counters.op(kGuestKill);
+    if (!s.running) ++killed_connecting_;
+    packets_verified_ += s.packets;
+    dying_.push_back({s.name, s.guest_id, Clock::now() + std::chrono::milliseconds(kGoneWithinMs)});
+    s.process.reset();
+}
+
+void SoakGuests::deliver(Slot& s) {
+    std::vector<unsigned char> packet;
+    for (int i = 0; i < 4; ++i) {
+        const uint32_t length = 16 + static_cast<uint32_t>(rng_() % (kGuestSlotBytes - 16 + 1));
+        packet.resize(length);
+        const uint64_t seq = s.next_seq;
+        std::memcpy(packet.data(), &kPacketMagic, 4);
+        std::memcpy(packet.data() + 4, &s.queue, 4);
+        std::memcpy(packet.data() + 8, &seq, 8);
+        for (uint32_t b = 16; b < length; ++b) packet[b] = static_cast<unsigned char>(seq * 131 + b);
+        const auto d = ndisshm_hub_deliver(hub_, s.queue, packet.data(), length);
+        if (d != NDISSHM_HUB_DELIVERED) return;  // a full ring, or the guest just died: a NIC drops too
+        ++s.next_seq;
+        world_.counters.op(kDeliver);
+    }
+}
+
+// A killed guest: the hub must end its session, free its queue and blocks.
+void SoakGuests::check_dying(bool final) {
+    for (auto it = dying_.begin(); it != dying_.end();) {
+        bool listed = false;
+        std::vector<ndisshm_hub_guest_info> guests(options_.guests + 16);
+        const size_t n = std::min(guests.size(), ndisshm_hub_list_guests(hub_, guests.data(), guests.size()));
+        for (size_t i = 0; i < n; ++i) listed = listed || it->name == guests[i].name;
+        bool queue_left = false;
+        if (!listed && it->guest_id != 0) {
+            std::vector<ndisshm_hub_queue_info> queues(options_.guests + 16);
+            const size_t q =
+                std::min(queues.size(), ndisshm_hub_list_queues(hub_, queues.data(), queues.size()));
+            for (size_t i = 0; i < q; ++i)
+                queue_left = queue_left || (queues[i].kind == NDISSHM_HUB_QUEUE_GUEST &&
+                                            queues[i].guest_id == it->guest_id);
+        }
+        if (!listed && !queue_left) {
+            world_.counters.check(kGuestGone);
+            it = dying_.erase(it);
+        } else if (Clock::now() >= it->deadline) {
+            world_.failures.add("guest " + it->name + " was killed " + std::to_string(kGoneWithinMs) +
+                                " ms ago and the hub still " + (listed ? "lists it" : "has its queue"));
+            it = dying_.erase(it);
+        } else if (final) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        } else {
+            ++it;
+        }
+    }
+}
+
+void SoakGuests::finish_after_hub_stop() {
+    for (Slot& s : slots_) {
+        if (s.process == nullptr) continue;
+        const auto deadline = Clock::now() + std::chrono::seconds(5);
+        std::vector<std::string> lines;
+        while (s.process->read_lines(lines) && Clock::now() < deadline)
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        for (const auto& l : lines) handle(s, l);
+        const int status = s.process->wait(std::max<int>(
+            0, static_cast<int>(
+                   std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count())));
+        std::string last;
+        for (const auto& l : s.last_lines) last += " | " + l;
+        // One not connected yet may find the socket gone: that is an end too, but not BYE.
+        const bool said_bye = !s.last_lines.empty() && s.last_lines.back().rfind("E host-bye", 0) == 0;
+        if (status != 0 || (s.running && !said_bye))
+            world_.failures.add(who(s) + " did not end on the host's BYE: " + s.process->how() + last);
+        forget_blocks(s);
+        packets_verified_ += s.packets;
+        s.process.reset();
+    }
+}
+
+}  // namespace ndisshm::cli::soak

@@ -1,0 +1,158 @@
+// What the soak's threads share: the failures found, the live address ranges
+// of every block any of them knows (the overlap check), the operation and
+// check counters, and the lock that lets the book check see the library and
+// the threads' own records at one instant.
+//
+// The invariants, and where each is checked:
+// * a block handed out is zero over its whole length (memory a thread wrote a
+//   pattern into before freeing it included): SoakHost::allocate;
+// * a live block is the runtime's record of the adapter, queue, usage, length
+//   and provider it was asked of (so it belongs to exactly one queue and one
+//   provider), and a guest's block lies at the guest physical address of its
+//   offset: SoakHost::allocate, SoakGuests (each BLOCK_ADDED);
+// * no two live blocks overlap, by host address (LiveRanges, all blocks) and
+//   by offset in a guest's memory (the guest process itself);
+// * a block still holds its owner's pattern when freed (nobody else wrote
+//   it): SoakHost::free_block;
+// * the runtime's books (adapter, queue, default provider memory, the hub's
+//   queues) equal what the threads hold: SoakHost::check_books;
+// * a killed guest's session, queue and blocks go: SoakGuests.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+namespace ndisshm::cli::soak {
+
+enum Op { kAllocate, kFree, kQueueCreate, kQueueFree, kGuestConnect, kGuestKill, kDeliver, kOpCount };
+inline constexpr const char* kOpNames[kOpCount] = {
+    "allocate", "free", "queue_create", "queue_free", "guest_connect", "guest_kill", "deliver"};
+
+enum Check {
+    kZero,
+    kZeroReused,
+    kRecord,
+    kOverlap,
+    kPattern,
+    kBooks,
+    kGuestBlock,
+    kGuestGone,
+    kPackets,
+    kCheckCount
+};
+inline constexpr const char* kCheckNames[kCheckCount] = {
+    "zeroed_on_allocate", "zeroed_after_reuse", "block_record", "no_overlap",      "pattern_kept_until_free",
+    "books_equal_stats",  "guest_block",        "guest_gone",   "packets_verified"};
+
+class Counters {
+public:
+    void op(Op o, uint64_t n = 1) { ops_[o].fetch_add(n, std::memory_order_relaxed); }
+    void check(Check c, uint64_t n = 1) { checks_[c].fetch_add(n, std::memory_order_relaxed); }
+    uint64_t ops(Op o) const { return ops_[o].load(std::memory_order_relaxed); }
+    uint64_t checks(Check c) const { return checks_[c].load(std::memory_order_relaxed); }
+    uint64_t total_ops() const {
+        uint64_t n = 0;
+        for (const auto& o : ops_) n += o.load(std::memory_order_relaxed);
+        return n;
+    }
+    uint64_t total_checks() const {
+        uint64_t n = 0;
+        for (const auto& c : checks_) n += c.load(std::memory_order_relaxed);
+        return n;
+    }
+
+private:
+    std::array<std::atomic<uint64_t>, kOpCount> ops_{};
+    std::array<std::atomic<uint64_t>, kCheckCount> checks_{};
+};
+
+// Every failure counts; the first few are kept word for word.
+class Failures {
+public:
+    void add(const std::string& what) {
+        std::lock_guard lock(mu_);
+        ++count_;
+        if (kept_.size() < kKept) kept_.push_back(what);
+    }
+    uint64_t count() const {
+        std::lock_guard lock(mu_);
+        return count_;
+    }
+    std::vector<std::string> kept() const {
+        std::lock_guard lock(mu_);
+        return kept_;
+    }
+
+private:
+    static constexpr size_t kKept = 20;
+    mutable std::mutex mu_;
+    uint64_t count_ = 0;
+    std::vector<std::string> kept_;
+};
+
+// The host address ranges of every live block the soak knows of, whoever
+// allocated it. A range that meets another is a failure: two owners of the
+// same bytes. Also remembers where freed blocks started, so a later block
+// starting there counts as memory reused (its zero check then proves the
+// pattern written before the free is gone).
+class LiveRanges {
+public:
+    // False, with the clash described, if [start, start + bytes) meets a live range.
+    bool add(uintptr_t start, uint64_t bytes, const std::string& owner, std::string* clash, bool* reused) {
+        std::lock_guard lock(mu_);
+        *reused = freed_.erase(start) != 0;
+        auto next = ranges_.lower_bound(start);
+        if (next != ranges_.end() && next->first < start + bytes) {
+            *clash = owner + " overlaps " + next->second.owner;
+            return false;
+        }
+        if (next != ranges_.begin()) {
+            auto prev = std::prev(next);
+            if (prev->first + prev->second.bytes > start) {
+                *clash = owner + " overlaps " + prev->second.owner;
+                return false;
+            }
+        }
+        ranges_.emplace(start, Range{bytes, owner});
+        return true;
+    }
+    // `was_written`: the owner wrote it, so its next user must find zeros.
+    void remove(uintptr_t start, bool was_written) {
+        std::lock_guard lock(mu_);
+        ranges_.erase(start);
+        if (was_written) freed_.insert(start);
+    }
+    size_t size() const {
+        std::lock_guard lock(mu_);
+        return ranges_.size();
+    }
+
+private:
+    struct Range {
+        uint64_t bytes;
+        std::string owner;
+    };
+    mutable std::mutex mu_;
+    std::map<uintptr_t, Range> ranges_;
+    std::unordered_set<uintptr_t> freed_;
+};
+
+// Shared by every soak thread.
+struct World {
+    Counters counters;
+    Failures failures;
+    LiveRanges ranges;
+    // Operations hold it shared; the book check holds it alone, so what the
+    // threads hold and what the library says are read at the same instant.
+    std::shared_mutex books;
+    std::atomic<bool> stopping{false};
+};
+
+}  // namespace ndisshm::cli::soak
