@@ -29,7 +29,9 @@
 //                              the hub thread taking PACKETS_DONE back
 //   guest_cpu_ns               CPU of the guest process per packet read
 //   waits_per_batch            20 us sleeps while the guest held a full
-//                              window, or spins while its ring was full
+//                              window, or after the hub refused packets
+//   drops_per_batch            packets the hub refused and the NIC offered
+//                              again (ring or socket full): wasted work
 // On a machine with fewer free cores than busy threads (NIC thread, hub
 // thread, guest), throughput follows the sum of the three CPU figures, not
 // the NIC thread's alone: bench/README.md reads the figures that way.
@@ -114,6 +116,7 @@ void BM_GuestRx(benchmark::State& state, Path path) {
     }
     // The rig is drained here: the guest holds nothing and the window is empty.
     const uint64_t sent0 = rig->sent(), read0 = rig->guest_packets(), waits0 = rig->stalls();
+    const uint64_t dropped0 = rig->dropped();
     const uint64_t guest_cpu0 = zero_copy::process_cpu_ns(rig->guest_pid());
     const uint64_t host_cpu0 = zero_copy::thread_cpu_ns(), process_cpu0 = zero_copy::process_cpu_ns();
     const auto t0 = Clock::now();
@@ -129,7 +132,8 @@ void BM_GuestRx(benchmark::State& state, Path path) {
     const uint64_t host_cpu = zero_copy::thread_cpu_ns() - host_cpu0;
     const uint64_t process_cpu = zero_copy::process_cpu_ns() - process_cpu0;
     const uint64_t guest_cpu = zero_copy::process_cpu_ns(rig->guest_pid()) - guest_cpu0;
-    const uint64_t sent = rig->sent() - sent0, waits = rig->stalls() - waits0;
+    const uint64_t sent = rig->sent() - sent0, waits = rig->stalls() - waits0,
+                   dropped = rig->dropped() - dropped0;
     if (ok) ok = rig->drain();
     if (ok) error = rig->check_guest();
     if (!ok || !error.empty()) {
@@ -148,6 +152,9 @@ void BM_GuestRx(benchmark::State& state, Path path) {
     state.counters["guest_cpu_ns"] = per(guest_cpu, read);
     state.counters["waits_per_batch"] =
         sent == 0 ? 0.0 : static_cast<double>(waits) * kBatch / static_cast<double>(sent);
+    state.counters["drops_per_batch"] =
+        sent == 0 ? 0.0 : static_cast<double>(dropped) * kBatch / static_cast<double>(sent);
+    state.counters["window"] = rig->window();
     state.counters["slot_bytes"] = rig->slot_bytes();
     state.counters["queue_slots"] = rig->slots();
 }

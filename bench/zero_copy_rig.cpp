@@ -27,9 +27,8 @@ constexpr int kGuestUpTimeoutMs = 10000;
 constexpr int kStallTimeoutMs = 5000;
 constexpr int kDrainTimeoutMs = 5000;
 constexpr int kReapTimeoutMs = 5000;
-// Spins between looks at the clock while the guest's ring is full.
-constexpr uint32_t kSpinsPerClockCheck = 256;
 constexpr auto kWindowSleep = std::chrono::microseconds(20);
+constexpr uint32_t kMaxBatchesInFlight = 32;
 
 uint64_t clock_ns(clockid_t id) {
     timespec ts{};
@@ -48,23 +47,6 @@ std::string exit_text(int status) {
     if (WIFEXITED(status)) return "exit status " + std::to_string(WEXITSTATUS(status));
     if (WIFSIGNALED(status)) return std::string("killed by signal ") + strsignal(WTERMSIG(status));
     return "status " + std::to_string(status);
-}
-
-// Waits while `busy()` holds: spins with yield (the guest and the hub thread
-// may share this CPU), looking at the clock now and then. False after
-// timeout_ms without progress.
-template <class Busy>
-bool wait_while(Busy busy, uint64_t& spins, int timeout_ms) {
-    Clock::time_point start{};
-    for (uint32_t n = 0; busy(); ++n) {
-        ++spins;
-        std::this_thread::yield();
-        if (n % kSpinsPerClockCheck != kSpinsPerClockCheck - 1) continue;
-        const auto now = Clock::now();
-        if (start == Clock::time_point{}) start = now;
-        if (now - start > std::chrono::milliseconds(timeout_ms)) return false;
-    }
-    return true;
 }
 
 }  // namespace
@@ -174,7 +156,11 @@ bool Rig::start(const std::string& guest_path) {
     guest_queue_ = g.queue_id;
     slots_ = static_cast<uint32_t>(guest_queue_info().slots);
     if (slots_ < 4 * kBatch) return fail("the guest's queue has " + std::to_string(slots_) + " slots");
-    window_ = slots_ - 2 * kBatch;
+    // Within the ring, and within what the socket buffers: a PACKETS message
+    // the kernel cannot queue (EAGAIN) makes the hub drop the whole batch
+    // after the NIC wrote it, and that work would be done again. 32 messages
+    // of 64 descriptors stay well inside the default 208 KiB send buffer.
+    window_ = std::min(slots_ - 2 * kBatch, kMaxBatchesInFlight * kBatch);
 
     // Every slot of both queues written and read once, so no timed packet
     // pays a first touch of a page in either process.
@@ -286,34 +272,53 @@ ndisshm_hub_queue_info Rig::guest_queue_info() const {
 }
 
 bool Rig::send(Path path) {
-    // The window: read the guest's count only when this batch would not fit
-    // in what we last saw, so the fast path touches no shared cache line.
-    if (sent() + kBatch - seen_ > window_) {
-        // The guest is a whole window behind: sleep rather than spin, so that
-        // on a machine with fewer cores than busy threads this one leaves the
-        // CPU to the guest and the hub thread. A window holds thousands of
-        // packets, far more than the guest reads while we sleep.
+    // The window counts slots the hub has taken back, not packets the guest
+    // has read: the guest's PACKETS_DONE still has to reach the hub thread,
+    // and a NIC that ran ahead of it would find the ring full and retry,
+    // taking the very locks and CPU the hub thread needs. Read the hub's count
+    // only when this batch would not fit in what we last saw.
+    if (sent() + kBatch - returned_ > window_) {
+        // The guest is a window behind: sleep rather than spin, so that on a
+        // machine with fewer cores than busy threads this one leaves the CPU
+        // to the guest and the hub thread. A window holds far more packets
+        // than the guest reads while we sleep.
         const auto start = Clock::now();
-        for (seen_ = guest_packets(); sent() + kBatch - seen_ > window_; seen_ = guest_packets()) {
+        for (returned_ = returned(); sent() + kBatch - returned_ > window_; returned_ = returned()) {
             ++stalls_;
             std::this_thread::sleep_for(kWindowSleep);
             if (Clock::now() - start > std::chrono::milliseconds(kStallTimeoutMs))
-                return guest_running() && fail("the guest read no packet for 5 s");
+                return guest_running() && fail("the guest gave no packet back for 5 s");
         }
     }
     source_.fill(next_seq_, batch_);
     size_t done = 0;
-    auto offer = [&] {
+    const auto start = Clock::now();
+    for (;;) {
         const size_t left = kBatch - done;
         done += path == Path::ZeroCopy
                     ? ndisshm_hub_deliver_batch(hub_, guest_queue_, batch_ + done, left)
                     : ndisshm_hub_deliver_copy_batch(hub_, kHostQueue, guest_queue_, batch_ + done, left);
-        return done < kBatch;
-    };
-    if (offer() && !wait_while(offer, stalls_, kStallTimeoutMs))
-        return guest_running() && fail("the hub took no packet for 5 s");
+        if (done == kBatch) break;
+        // Refused inside the window: the socket was full. Sleep, as above.
+        ++stalls_;
+        std::this_thread::sleep_for(kWindowSleep);
+        if (Clock::now() - start > std::chrono::milliseconds(kStallTimeoutMs))
+            return guest_running() && fail("the hub took no packet for 5 s");
+    }
     next_seq_ += kBatch;
     return true;
+}
+
+uint64_t Rig::returned() const {
+    ndisshm_hub_stats st{};
+    ndisshm_hub_get_stats(hub_, &st);
+    return st.returned;
+}
+
+uint64_t Rig::dropped() const {
+    ndisshm_hub_stats st{};
+    ndisshm_hub_get_stats(hub_, &st);
+    return st.dropped;
 }
 
 bool Rig::drain() {

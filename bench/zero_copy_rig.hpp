@@ -20,12 +20,12 @@
 // control below.
 //
 // Flow control: the NIC keeps at most `window` packets in the guest's hands
-// (sent, not yet read by the guest), as a driver posts only the buffers its
-// ring has; the window is the guest queue's slots less two batches, so the
-// ring is (almost) never full and no path wastes work on packets it must
-// drop and offer again. A batch that still does not fit whole is offered again
-// from where it stopped. While the window is full the NIC sleeps (20 us at a
-// time) rather than spins, leaving the CPU to the guest and the hub thread.
+// (sent, not yet given back to the hub), as a driver posts only the buffers its
+// ring has; the window is the guest queue's slots less two batches, and at
+// most 32 batches (what the socket buffers), so the ring is (almost) never full and no path wastes work on
+// packets it must drop and offer again. A batch that still does not fit whole is offered again from where it
+// stopped. While the window is full the NIC sleeps (20 us at a time) rather than spins, leaving the CPU to
+// the guest and the hub thread.
 //
 // Working set: each queue has 8 MiB of buffers, but the miniport hands out the
 // slot given back last first (a stack), so the memory touched is the packets
@@ -109,6 +109,11 @@ public:
     uint64_t sent() const { return next_seq_ - 1; }
     uint64_t guest_packets() const { return counters_->packets.load(std::memory_order_acquire); }
     uint64_t stalls() const { return stalls_; }  // times send() waited for the guest
+    // Packets the hub refused after the NIC offered them (ring or socket
+    // full); send() offers them again.
+    uint64_t dropped() const;
+    // Slots the guest gave back and the hub took (PACKETS_DONE processed).
+    uint64_t returned() const;
     pid_t guest_pid() const { return pid_; }
     uint32_t slots() const { return slots_; }
     uint32_t window() const { return window_; }
@@ -137,7 +142,7 @@ private:
     bool stopped_ = false;
     GuestCounters* counters_ = nullptr;
     uint64_t next_seq_ = 1;
-    uint64_t seen_ = 0;  // the guest's packet count when last read
+    uint64_t returned_ = 0;  // the hub's count of slots given back, when last read
     uint64_t stalls_ = 0;
     ndisshm_hub_packet batch_[kBatch];
     std::string error_;
