@@ -30,6 +30,7 @@
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/utsname.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -185,6 +186,9 @@ public:
         if (thread_.joinable()) thread_.join();
     }
     uint64_t sent() const { return sent_.load(); }
+    // sendmmsg calls refused (ENOBUFS, EAGAIN) for a full veth queue: the
+    // receive side fell behind the wire, not the window.
+    uint64_t refused() const { return refused_.load(); }
     const std::string& error() const { return error_; }
 
 private:
@@ -203,6 +207,7 @@ private:
             if (n) {
                 sent_.fetch_add(*n, std::memory_order_release);
             } else if (n.error().err == ENOBUFS || n.error().err == EAGAIN) {
+                refused_.fetch_add(1, std::memory_order_relaxed);
                 std::this_thread::yield();  // the veth's queue is full: again
             } else {
                 error_ = n.error().message();
@@ -212,7 +217,7 @@ private:
     }
     std::vector<std::byte> payload_;
     std::atomic<bool> stop_{false};
-    std::atomic<uint64_t> sent_{0};
+    std::atomic<uint64_t> sent_{0}, refused_{0};
     std::string error_;
     std::thread thread_;  // last: it uses the members above
 };
@@ -232,36 +237,47 @@ public:
     Summary() : ConsoleReporter(::isatty(STDOUT_FILENO) != 0 ? OO_Defaults : OO_Tabular) {}
     void ReportRuns(const std::vector<Run>& runs) override {
         for (const Run& r : runs) {
-            if (r.error_occurred || r.counters.count("pps") == 0) continue;
+            if (r.error_occurred) continue;
             const std::string name = r.run_name.function_name + "/" + r.run_name.args;
-            if (r.run_type == Run::RT_Iteration) pps[name].push_back(r.counters.at("pps").value);
-            if (r.run_type == Run::RT_Aggregate && r.aggregate_name == "median")
-                medians[name] = {r.counters.at("pps").value, static_cast<size_t>(r.repetitions)};
+            for (const auto& [counter, value] : r.counters) {
+                if (r.run_type == Run::RT_Iteration) all[{name, counter}].push_back(value.value);
+                if (r.run_type == Run::RT_Aggregate && r.aggregate_name == "median")
+                    medians[{name, counter}] = {value.value, static_cast<size_t>(r.repetitions)};
+            }
         }
         ConsoleReporter::ReportRuns(runs);
     }
-    // Median packets/s and how many runs it is of.
-    std::pair<double, size_t> median_of(const std::string& name) const {
-        const auto agg = medians.find(name);
-        const auto all = pps.find(name);
-        const size_t n = all == pps.end() ? 0 : all->second.size();
-        if (agg != medians.end()) return agg->second;
-        return {all == pps.end() ? 0 : median(all->second), n};
+    // A counter's median over the runs of one benchmark, and how many runs it is of.
+    std::pair<double, size_t> median_of(const std::string& name, const std::string& counter) const {
+        if (const auto agg = medians.find({name, counter}); agg != medians.end()) return agg->second;
+        const auto runs = all.find({name, counter});
+        if (runs == all.end()) return {0, 0};
+        return {median(runs->second), runs->second.size()};
     }
-    std::map<std::string, std::vector<double>> pps;
-    std::map<std::string, std::pair<double, size_t>> medians;
+
+private:
+    using Key = std::pair<std::string, std::string>;  // benchmark, counter
+    std::map<Key, std::vector<double>> all;
+    std::map<Key, std::pair<double, size_t>> medians;
 };
 
 // What the timed loop took: packets and frame bytes, and its wall time.
 struct Loop {
     uint64_t packets = 0, frame_bytes = 0;
     double seconds = 0;
+    double receiver_cpu_seconds = 0;  // the benchmark thread's: what receiving costs the host
 };
+
+double thread_cpu_seconds() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
 
 // Counters of one run. pps is the loop's own (packets taken while timed over
 // its wall time); what the drain after it takes counts only towards `lost`.
 // Returns pps.
-double report(benchmark::State& state, const Loop& loop, uint64_t lost, uint64_t drops) {
+double report(benchmark::State& state, const Loop& loop, uint64_t lost, uint64_t drops, uint64_t refused) {
     const double pps = loop.seconds > 0 ? static_cast<double>(loop.packets) / loop.seconds : 0;
     // Frame bytes include 42 bytes of Ethernet, IPv4 and UDP headers per packet.
     const double payload = static_cast<double>(loop.frame_bytes - loop.packets * 42);
@@ -269,6 +285,9 @@ double report(benchmark::State& state, const Loop& loop, uint64_t lost, uint64_t
     state.counters["payload_gbit_s"] = loop.seconds > 0 ? payload * 8 / loop.seconds / 1e9 : 0;
     state.counters["lost"] = static_cast<double>(lost);           // sent, never received
     state.counters["kernel_drops"] = static_cast<double>(drops);  // the socket's own counters
+    state.counters["sends_refused"] = static_cast<double>(refused);
+    state.counters["receiver_cpu_ns_per_packet"] =
+        loop.packets != 0 ? loop.receiver_cpu_seconds * 1e9 / static_cast<double>(loop.packets) : 0;
     state.SetItemsProcessed(static_cast<int64_t>(loop.packets));
     return pps;
 }
@@ -278,12 +297,14 @@ template <class Take>
 Loop timed(benchmark::State& state, Take&& take, const std::atomic<uint64_t>& taken, const uint64_t& bytes,
            const std::string* error = nullptr) {
     const auto start = std::chrono::steady_clock::now();
+    const double cpu_start = thread_cpu_seconds();
     for (auto _ : state) {
         take(100);
         if (error != nullptr && !error->empty()) break;
     }
     Loop l;
     l.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    l.receiver_cpu_seconds = thread_cpu_seconds() - cpu_start;
     l.packets = taken.load();
     l.frame_bytes = bytes;
     return l;
@@ -334,7 +355,7 @@ void BM_afxdp_into_guest(benchmark::State& state) {
     const uint64_t drops =
         k ? k->rx_dropped + k->rx_ring_full + k->fill_ring_empty + k->rx_invalid : ~uint64_t{0};
     (*xsk)->close();
-    report(state, loop, tx.sent() - taken.load(), drops);
+    report(state, loop, tx.sent() - taken.load(), drops, tx.refused());
 }
 
 void BM_afpacket_copy_into_guest(benchmark::State& state) {
@@ -375,7 +396,7 @@ void BM_afpacket_copy_into_guest(benchmark::State& state) {
     if (!error.empty()) return state.SkipWithError(error.c_str());
     if (!tx.error().empty()) return state.SkipWithError(tx.error().c_str());
     auto k = (*sock)->stats();
-    report(state, loop, tx.sent() - taken.load(), k ? k->drops : ~uint64_t{0});
+    report(state, loop, tx.sent() - taken.load(), k ? k->drops : ~uint64_t{0}, tx.refused());
 }
 
 // Payload sizes: the smallest Ethernet frame's (18 bytes of payload pad a
@@ -414,14 +435,19 @@ int main(int argc, char** argv) {
     // The comparison: medians over the repetitions of this run (they may be
     // interleaved, so a ratio per repetition would pair runs at random).
     for (const char* size : {"64", "1472"}) {
-        const auto [ma, na] = summary.median_of(std::string("BM_afxdp_into_guest/") + size);
-        const auto [mp, np] = summary.median_of(std::string("BM_afpacket_copy_into_guest/") + size);
-        if (ma == 0 || mp == 0) continue;
+        const std::string xdp = std::string("BM_afxdp_into_guest/") + size;
+        const std::string packet = std::string("BM_afpacket_copy_into_guest/") + size;
+        const auto [xp, xn] = summary.median_of(xdp, "pps");
+        const auto [pp, pn] = summary.median_of(packet, "pps");
+        const double xc = summary.median_of(xdp, "receiver_cpu_ns_per_packet").first;
+        const double pc = summary.median_of(packet, "receiver_cpu_ns_per_packet").first;
+        if (xp == 0 || pp == 0 || xc == 0) continue;
         std::fprintf(
             stderr,
-            "payload %4s B: AF_XDP %.0f pps, AF_PACKET + copy %.0f pps (medians of %zu and %zu runs): "
-            "AF_XDP/AF_PACKET %.2fx\n",
-            size, ma, mp, na, np, ma / mp);
+            "payload %4s B (medians of %zu and %zu runs): AF_XDP %.0f pps, %.0f ns receiver CPU per packet; "
+            "AF_PACKET + copy %.0f pps, %.0f ns; AF_XDP/AF_PACKET %.2fx the packets/s, AF_PACKET costs "
+            "the receiver %.2fx the CPU per packet\n",
+            size, xn, pn, xp, xc, pp, pc, xp / pp, pc / xc);
     }
     return 0;
 }
