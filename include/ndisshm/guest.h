@@ -52,15 +52,38 @@ typedef enum ndisshm_guest_status {
     NDISSHM_GUEST_FAILED = 6     /**< a system call failed, a bad argument, or no session */
 } ndisshm_guest_status;
 
+/** One segment of a packet, in place: NET_BUFFER_SHARED_MEMORY's handle,
+ * offset and length, and where those bytes are in guest memory. */
+typedef struct ndisshm_guest_segment {
+    uint64_t handle;  /**< SharedMemoryHandle of the block */
+    uint32_t offset;  /**< SharedMemoryOffset within the block */
+    uint32_t length;  /**< SharedMemoryLength: this segment's bytes, > 0 */
+    const void* data; /**< guest memory + block's guest offset + offset */
+} ndisshm_guest_segment;
+
+/** The most segments a packet has (a lookahead-split packet has 2). */
+#define NDISSHM_GUEST_MAX_SEGMENTS 4
+
 /** One received packet, valid only during the callback: the host reuses the
- * buffer once the packet is returned (PACKETS_DONE, sent after the batch). */
+ * buffers once the packet is returned (PACKETS_DONE, sent after the batch).
+ *
+ * A packet is one or more segments, read in place, in order. On a queue with
+ * lookahead split (NDISSHM_GUEST_QUEUE_ATTACHED's flags) a packet longer than
+ * the lookahead comes as two: its first lookahead_size bytes in a
+ * ReceiveLookahead block, the rest in a ReceivePostLookahead block. `data`
+ * and `length` always describe readable bytes: with one segment, the whole
+ * packet (as before segments existed); with more, the first segment only, so
+ * a reader that knows nothing of segments never reads past it. */
 typedef struct ndisshm_guest_packet {
     uint32_t queue_id;  /**< the VMQ it arrived on */
-    uint32_t length;    /**< SharedMemoryLength */
-    uint64_t handle;    /**< SharedMemoryHandle of the block */
-    uint32_t offset;    /**< SharedMemoryOffset within the block */
+    uint32_t length; /**< bytes at `data`: the first segment's (the whole packet's when segment_count is 1) */
+    uint64_t handle; /**< first segment: SharedMemoryHandle of its block */
+    uint32_t offset; /**< first segment: SharedMemoryOffset within the block */
+    uint32_t segment_count; /**< 1..NDISSHM_GUEST_MAX_SEGMENTS */
+    const void* data;       /**< first segment, in place: guest memory + block's guest offset + offset */
+    uint32_t packet_length; /**< the whole packet: the segments' lengths summed */
     uint32_t reserved;
-    const void *data;   /**< in place: guest memory + block's guest offset + offset */
+    const ndisshm_guest_segment* segments; /**< segment_count of them, in order; segments[0] is data/length */
 } ndisshm_guest_packet;
 
 typedef enum ndisshm_guest_event_kind {
@@ -95,8 +118,9 @@ typedef struct ndisshm_guest_config {
 
 typedef struct ndisshm_guest_stats {
     uint64_t packets;         /**< handed to on_packet (or counted) */
-    uint64_t bytes;           /**< their lengths, summed */
-    uint64_t bad_descriptors; /**< unknown handle, another queue's block, length 0, past the block's end: not read */
+    uint64_t bytes;           /**< their packet_lengths, summed */
+    uint64_t bad_descriptors; /**< unknown handle, another queue's block, length 0, past the block's end: not
+                                 read; one bad segment makes every descriptor of its packet bad */
     uint64_t bad_blocks;      /**< BLOCK_ADDED empty, outside guest memory or a duplicate; removal of an unknown one */
     uint64_t batches;         /**< PACKETS messages */
     uint32_t blocks;          /**< known now */
@@ -120,7 +144,8 @@ NDISSHM_API ndisshm_guest_status ndisshm_guest_connect(ndisshm_guest *guest, con
 
 /** Waits up to timeout_ms (< 0: forever) for one message from the host and
  * handles it: queue and block events (on_event), PACKETS (on_packet for each
- * good descriptor, then all descriptors returned in PACKETS_DONE), BYE.
+ * packet whose every segment is good, then all descriptors returned in
+ * PACKETS_DONE), BYE.
  * OK or TIMEOUT keep the session; any other status has ended it. */
 NDISSHM_API ndisshm_guest_status ndisshm_guest_poll(ndisshm_guest *guest, int timeout_ms);
 

@@ -10,8 +10,9 @@
 ///   if (end == NDISSHM_GUEST_HOST_GONE) ...   g.last_error() says why
 /// @endcode
 ///
-/// A packet's bytes are in place in guest memory and valid only during the
-/// handler: the host reuses the buffer once the batch is returned. An
+/// A packet's bytes are in place in guest memory, in one or more segments
+/// (GuestPacket::segments), and valid only during the handler: the host
+/// reuses the buffers once the batch is returned. An
 /// exception from a handler stops the batch's remaining callbacks (the
 /// descriptors still go back to the host) and is rethrown from poll_once/run.
 #pragma once
@@ -45,11 +46,24 @@ struct GuestOptions {
     uint64_t guest_physical_base = 0;  ///< added by the host to offsets in SG lists
 };
 
-struct GuestPacket {
-    uint32_t queue_id;
-    uint64_t handle;  ///< SharedMemoryHandle of the block
+/// One segment of a packet, in place in guest memory.
+struct GuestSegment {
+    uint64_t handle;  ///< SharedMemoryHandle of its block
     uint32_t offset;  ///< within the block
     std::span<const std::byte> data;
+};
+
+/// A received packet: one segment, or two on a queue with lookahead split
+/// (the lookahead, then the rest). Read it in place segment by segment
+/// (`segments`); `data` is the first segment, which is the whole packet
+/// only when there is one segment.
+struct GuestPacket {
+    uint32_t queue_id;
+    uint64_t handle;                         ///< first segment: SharedMemoryHandle of the block
+    uint32_t offset;                         ///< first segment: within the block
+    std::span<const std::byte> data;         ///< the first segment
+    std::span<const GuestSegment> segments;  ///< every segment, in order
+    size_t length;                           ///< the whole packet: the segments' bytes summed
 };
 
 class Guest {
@@ -113,9 +127,20 @@ private:
     static void packet_trampoline(void* context, const ndisshm_guest_packet* p) {
         auto* self = static_cast<Guest*>(context);
         if (!self->on_packet_ || self->pending_) return;
+        GuestSegment segments[NDISSHM_GUEST_MAX_SEGMENTS];
+        const uint32_t n =
+            p->segment_count < NDISSHM_GUEST_MAX_SEGMENTS ? p->segment_count : NDISSHM_GUEST_MAX_SEGMENTS;
+        for (uint32_t i = 0; i < n; ++i) {
+            const ndisshm_guest_segment& s = p->segments[i];
+            segments[i] = {s.handle, s.offset, {static_cast<const std::byte*>(s.data), s.length}};
+        }
         try {
-            self->on_packet_(GuestPacket{p->queue_id, p->handle, p->offset,
-                                         {static_cast<const std::byte*>(p->data), p->length}});
+            self->on_packet_(GuestPacket{p->queue_id,
+                                         p->handle,
+                                         p->offset,
+                                         {static_cast<const std::byte*>(p->data), p->length},
+                                         {segments, n},
+                                         p->packet_length});
         } catch (...) {
             self->pending_ = std::current_exception();  // never through the C library
         }

@@ -47,6 +47,17 @@ typedef struct ndisshm_hub ndisshm_hub;
  * valid only during the call, which runs on one of the hub's threads. */
 typedef void (*ndisshm_hub_log_fn)(void *context, const char *line);
 
+/** Chooses one guest's queue parameters, so that only some queues get
+ * lookahead split. Called on the hub's thread once the guest's memory is
+ * accepted and before its queue is allocated, with the guest's id, its name
+ * as sent in HELLO (printable ASCII), the queue id it is about to get, and
+ * `params` holding what lookahead_split and lookahead_size say (all 0
+ * without lookahead_split); it may change `params`. Parameters the NIC cannot serve (a flag other than
+ * NDISSHM_QUEUE_LOOKAHEAD_SPLIT, a lookahead_size outside 1..slot_bytes)
+ * refuse that guest's session, with the reason in the hub's log. */
+typedef void (*ndisshm_hub_queue_params_fn)(void* context, uint32_t guest_id, const char* guest_name,
+                                            uint32_t queue_id, ndisshm_queue_params* params);
+
 typedef struct ndisshm_hub_config {
     uint32_t struct_size;       /**< sizeof(ndisshm_hub_config) */
     const char *socket_path;    /**< guests connect here; NULL or "": ndisshm_default_socket_path */
@@ -63,13 +74,20 @@ typedef struct ndisshm_hub_config {
     int serve_control;          /**< 1 (the default): serve the control socket */
     ndisshm_hub_log_fn log;     /**< NULL: each line to stderr */
     void *log_context;          /**< passed to `log` */
+    /* Added with lookahead split per queue. A caller built against the header
+     * without them passes the smaller struct_size; they then read as NULL. */
+    ndisshm_hub_queue_params_fn queue_params; /**< NULL: every guest's queue as lookahead_split says */
+    void* queue_params_context;               /**< passed to `queue_params` */
 } ndisshm_hub_config;
 
-/** The defaults above, serve_control = 1. */
+/** The defaults above, serve_control = 1. Fills sizeof(ndisshm_hub_config)
+ * bytes, as this header defines it. */
 NDISSHM_API void ndisshm_hub_config_init(ndisshm_hub_config *config);
 
 /** Creates the hub's adapter on `runtime`; nothing listens yet. NULL config:
- * the defaults. NDIS_STATUS_INVALID_PARAMETER for a bad config (the reason in
+ * the defaults. struct_size may be sizeof(ndisshm_hub_config) or the size
+ * before queue_params (the fields after it are then NULL); anything else is
+ * refused. NDIS_STATUS_INVALID_PARAMETER for a bad config (the reason in
  * `error`, error_bytes > 0, may be NULL), or an adapter creation's status.
  * The runtime must outlive the hub. */
 NDISSHM_API NDIS_STATUS ndisshm_hub_create(ndisshm_runtime *runtime, const ndisshm_hub_config *config,
@@ -115,14 +133,19 @@ typedef struct ndisshm_hub_packet {
 } ndisshm_hub_packet;
 
 /** The NIC received a packet for a guest's queue: written into a free slot of
- * that queue's buffers, in the guest's memory, and announced to the guest. */
+ * that queue's buffers, in the guest's memory, and announced to the guest.
+ * On a queue with lookahead split, its first lookahead_size bytes go into a
+ * ReceiveLookahead block and the rest into a ReceivePostLookahead block: the
+ * guest sees one packet of two segments (ndisshm_guest_packet.segments). */
 NDISSHM_API ndisshm_hub_delivery ndisshm_hub_deliver(ndisshm_hub *hub, uint32_t queue_id, const void *data,
                                                      uint32_t length);
 
-/** As ndisshm_hub_deliver for up to 2730 packets in one message to the guest
- * (one system call per batch). Returns how many were delivered: always a
- * prefix of `packets`; the rest were dropped (see NDISSHM_HUB_DROPPED) and
- * may be offered again, or the guest is gone. */
+/** As ndisshm_hub_deliver for a batch in one message to the guest (one
+ * system call per batch): up to 2047 packets, or fewer when they are split
+ * (a split packet takes two of the message's 2047 descriptors). Returns how
+ * many were delivered: always a prefix of `packets`; the rest were dropped
+ * (see NDISSHM_HUB_DROPPED; also when the message is full) and may be
+ * offered again, or the guest is gone. */
 NDISSHM_API size_t ndisshm_hub_deliver_batch(ndisshm_hub *hub, uint32_t queue_id, const ndisshm_hub_packet *packets,
                                              size_t count);
 
@@ -172,7 +195,8 @@ typedef struct ndisshm_hub_queue_info {
     uint32_t guest_id;        /**< NDISSHM_HUB_QUEUE_GUEST; else 0 */
     uint32_t flags;           /**< the queue's ndisshm_queue_params */
     uint32_t lookahead_size;
-    uint32_t reserved;
+    uint32_t lookahead_blocks; /**< with lookahead split: ReceiveLookahead blocks of its buffers (the others
+                                  are ReceivePostLookahead); else 0 */
     uint64_t slots;           /**< receive slots in its buffers */
     uint64_t received;        /**< packets the NIC wrote into them */
     uint64_t ring_full;       /**< packets refused: no free slot */

@@ -2,6 +2,7 @@
 #include "guest/session.hpp"
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <vector>
@@ -178,28 +179,48 @@ ndisshm_guest_status Session::handle(const ipc::Message& m) {
 }
 
 ndisshm_guest_status Session::on_packets(const ipc::Message& m) {
+    static_assert(NDISSHM_GUEST_MAX_SEGMENTS == ipc::kMaxSegmentsPerPacket);
     const uint32_t queue_id = m.packets_header().queue_id;
     const std::vector<ipc::PacketDescriptor> descriptors = m.packets();
     ++stats_.batches;
-    for (const ipc::PacketDescriptor& d : descriptors) {
-        const auto it = blocks_.find(d.handle);
-        // A descriptor is read only if it names a block of this queue and
-        // lies inside it: the block itself was checked against our memory
-        // when it was added, so the read stays inside our mapping.
-        if (it == blocks_.end() || it->second.queue_id != queue_id || d.length == 0 ||
-            uint64_t{d.offset} + d.length > it->second.length) {
-            ++stats_.bad_descriptors;
+    ndisshm_guest_segment segments[ipc::kMaxSegmentsPerPacket];
+    for (size_t i = 0; i < descriptors.size();) {
+        // The channel let in whole chains of at most kMaxSegmentsPerPacket.
+        const size_t n = ipc::chain_length(descriptors, i);
+        uint64_t packet_length = 0;
+        bool good = true;
+        for (size_t k = 0; k < n && good; ++k) {
+            const ipc::PacketDescriptor& d = descriptors[i + k];
+            const auto it = blocks_.find(d.handle);
+            // A segment is read only if it names a block of this queue and
+            // lies inside it: the block itself was checked against our memory
+            // when it was added, so the read stays inside our mapping.
+            good = it != blocks_.end() && it->second.queue_id == queue_id && d.length != 0 &&
+                   uint64_t{d.offset} + d.length <= it->second.length;
+            if (good)
+                segments[k] = {d.handle, d.offset, d.length, memory_ + it->second.guest_offset + d.offset};
+            packet_length += d.length;
+        }
+        good = good && packet_length <= UINT32_MAX;  // four near-4 GiB segments from a lying host
+        const ipc::PacketDescriptor& first = descriptors[i];
+        i += n;
+        // Half a packet is no packet: one bad segment spoils the chain.
+        if (!good) {
+            stats_.bad_descriptors += n;
             continue;
         }
         ++stats_.packets;
-        stats_.bytes += d.length;
+        stats_.bytes += packet_length;
         if (on_packet_ != nullptr) {
             ndisshm_guest_packet p{};
             p.queue_id = queue_id;
-            p.length = d.length;
-            p.handle = d.handle;
-            p.offset = d.offset;
-            p.data = memory_ + it->second.guest_offset + d.offset;
+            p.length = first.length;
+            p.handle = first.handle;
+            p.offset = first.offset;
+            p.segment_count = static_cast<uint32_t>(n);
+            p.data = segments[0].data;
+            p.packet_length = static_cast<uint32_t>(packet_length);
+            p.segments = segments;
             on_packet_(context_, &p);
         }
     }

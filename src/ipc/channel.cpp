@@ -28,6 +28,27 @@ std::string hex(uint32_t v) {
     return buf;
 }
 
+// A batch's descriptors must form whole chains of at most
+// kMaxSegmentsPerPacket segments, with no flag or reserved bit we do not
+// know: a reader can then walk packets without bounds checks of its own,
+// and a chain can never run into the next message. Descriptors are copied
+// out one by one: the payload has no alignment.
+std::string check_chains(const std::byte* descriptors, uint32_t count) {
+    uint32_t segments = 0;
+    for (uint32_t i = 0; i < count; ++i) {
+        PacketDescriptor d;
+        std::memcpy(&d, descriptors + size_t{i} * sizeof(d), sizeof(d));
+        const std::string which = "descriptor " + std::to_string(i) + " of " + std::to_string(count);
+        if ((d.flags & ~kSegmentFollows) != 0) return which + ": unknown flags " + hex(d.flags);
+        if (d.reserved != 0) return which + ": reserved field is " + hex(d.reserved) + ", must be 0";
+        if (++segments > kMaxSegmentsPerPacket)
+            return which + ": a chain of more than " + std::to_string(kMaxSegmentsPerPacket) + " segments";
+        if ((d.flags & kSegmentFollows) == 0) segments = 0;
+    }
+    if (segments != 0) return "chain cut off: the last descriptor says a segment follows";
+    return {};
+}
+
 // The checks of validate() once the header has been read: shared by receive
 // (the peer's datagram) and send (our own, so a bug of ours is caught here and
 // not blamed on the peer).
@@ -66,6 +87,8 @@ std::string check(const MessageHeader& h, const std::byte* payload, size_t paylo
         if (h.length != want)
             return what + ": count " + std::to_string(ph.count) + " needs " + std::to_string(want) +
                    " payload bytes, got " + std::to_string(h.length);
+        if (std::string why = check_chains(payload + sizeof(PacketsHeader), ph.count); !why.empty())
+            return what + ": " + why;
     }
     // Strings are read with C string calls by both ends: they must end inside
     // their arrays.
@@ -130,6 +153,11 @@ Status Channel::send_packets(MessageType type, uint32_t queue_id, std::span<cons
         return Error{"send_packets", EINVAL,
                      std::to_string(packets.size()) + " descriptors (1.." + std::to_string(kMaxPacketsPerMessage) +
                          " per message)"};
+    // Ours to get right: a peer would refuse the whole batch for one bad chain.
+    if (std::string why = check_chains(reinterpret_cast<const std::byte*>(packets.data()),
+                                       static_cast<uint32_t>(packets.size()));
+        !why.empty())
+        return Error{"send_packets", EINVAL, "refusing to send a malformed batch: " + why};
     const PacketsHeader ph{static_cast<uint32_t>(packets.size()), queue_id};
     const uint32_t length = static_cast<uint32_t>(sizeof(ph) + packets.size_bytes());
     const MessageHeader h{kMagic, kVersion, static_cast<uint16_t>(type), length, sent_ + 1};

@@ -4,7 +4,8 @@
 // truncated or oversized datagram is seen as such (MSG_TRUNC) and never
 // confused with the start of the next. Every received message is checked
 // against protocol.hpp (magic, version, known type, exact payload length,
-// descriptor count, file descriptors only where SET_MEMORY wants exactly one)
+// descriptor count, whole descriptor chains of at most kMaxSegmentsPerPacket
+// with no unknown flag, file descriptors only where SET_MEMORY wants exactly one)
 // before the caller sees it; a message that fails comes back as an Error with
 // err = EPROTO and a reason fit for the log, and any fd it carried is closed.
 // Not thread-safe: one thread sends and receives on a channel at a time (two
@@ -43,6 +44,15 @@ struct Message {
     std::vector<PacketDescriptor> packets() const;
 };
 
+// How many descriptors, from descriptors[first], make up that packet: its
+// chain. A batch that came through receive() (or that send_packets accepts)
+// holds whole chains only, so the answer never runs past the batch.
+inline size_t chain_length(std::span<const PacketDescriptor> descriptors, size_t first) {
+    size_t n = 1;
+    while (first + n < descriptors.size() && (descriptors[first + n - 1].flags & kSegmentFollows) != 0) ++n;
+    return n;
+}
+
 class Channel {
 public:
     explicit Channel(os::UniqueFd socket) : socket_(std::move(socket)) {}
@@ -54,7 +64,8 @@ public:
     Status send(MessageType type, const T& payload, int fd = -1) {
         return send(type, &payload, sizeof(T), fd);
     }
-    // PACKETS or PACKETS_DONE with 1..kMaxPacketsPerMessage descriptors.
+    // PACKETS or PACKETS_DONE with 1..kMaxPacketsPerMessage descriptors that
+    // form whole chains (EINVAL otherwise, nothing sent).
     Status send_packets(MessageType type, uint32_t queue_id, std::span<const PacketDescriptor> packets);
 
     // The next whole, valid message. timeout_ms < 0 waits forever; on timeout

@@ -159,6 +159,7 @@ void queues(Json& j, const SnapshotSource& src) {
         j.open('{').field("adapter", src.adapter_name).field("id", q.queue_id).field("kind", queue_kind_name(q.kind));
         j.field("guest_id", q.guest_id);
         j.field("lookahead_split", (q.flags & NDISSHM_QUEUE_LOOKAHEAD_SPLIT) != 0).field("lookahead_size", q.lookahead_size);
+        j.field("lookahead_blocks", q.lookahead_blocks);
         j.field("slots", q.slots).field("received", q.received).field("ring_full", q.ring_full);
         j.field("too_large", q.too_large).field("returned", q.returned).field("outstanding", q.outstanding);
         usage(j, "books", q.books);

@@ -55,7 +55,11 @@ GuestHub::GuestHub(NDIS_HANDLE adapter, GuestHubConfig config) : adapter_(adapte
     socket_path_ = config_.socket_path.empty() ? default_socket_dir() + "/host.sock" : config_.socket_path;
     // A guest whose memory cannot hold one queue's buffers is refused at
     // SET_MEMORY, with the reason, rather than later with a failed allocation.
-    const uint64_t need = uint64_t{config_.miniport.blocks_per_queue} * config_.miniport.block_bytes;
+    // (A guest given lookahead split by choose_queue_params needs more; one
+    // whose memory runs short then is refused when its buffers are allocated.)
+    const bool split = (config_.queue_params.flags & NDISSHM_QUEUE_LOOKAHEAD_SPLIT) != 0;
+    const uint64_t need = nic::VmqMiniport(adapter_, config_.miniport)
+                              .queue_bytes(split ? config_.queue_params.lookahead_size : 0);
     config_.memory_limits.min_bytes = std::max(config_.memory_limits.min_bytes, need);
 }
 
@@ -247,7 +251,9 @@ Delivery GuestHub::deliver(uint32_t queue, std::span<const std::byte> packet) {
 size_t GuestHub::deliver_batch(uint32_t queue, std::span<const std::span<const std::byte>> packets) {
     auto s = session_of_queue(queue);
     if (s == nullptr || packets.empty()) return 0;
+    std::vector<nic::RxDescriptor> held;
     std::vector<PacketDescriptor> batch;
+    held.reserve(std::min<size_t>(packets.size(), kMaxPacketsPerMessage));
     batch.reserve(std::min<size_t>(packets.size(), kMaxPacketsPerMessage));
     // Held across the writes and the send: teardown takes it first, so no
     // write can land in memory the queue no longer owns.
@@ -257,14 +263,22 @@ size_t GuestHub::deliver_batch(uint32_t queue, std::span<const std::span<const s
         if (batch.size() == kMaxPacketsPerMessage) break;
         auto d = miniport_->receive(queue, p);  // the zero-copy write: into the guest's memory
         if (!d) break;
-        batch.push_back({d->handle, d->offset, d->length, d->cookie});
+        if (batch.size() + d->segments > kMaxPacketsPerMessage) {  // a split packet's chain must not be cut
+            miniport_->give_back(queue, *d);
+            break;
+        }
+        held.push_back(*d);
+        // One descriptor per segment, chained; every segment carries the
+        // packet's cookie, so the guest may return them as it got them.
+        batch.push_back({d->handle, d->offset, d->length, d->cookie, d->segments > 1 ? kSegmentFollows : 0u, 0});
+        if (d->segments > 1) batch.push_back({d->next.handle, d->next.offset, d->next.length, d->cookie, 0, 0});
     }
-    dropped_.fetch_add(packets.size() - batch.size(), std::memory_order_relaxed);
+    dropped_.fetch_add(packets.size() - held.size(), std::memory_order_relaxed);
     if (batch.empty()) return 0;
     auto sent = s->channel.send_packets(MessageType::Packets, queue, batch);
     if (!sent) {
-        for (const auto& d : batch) miniport_->give_back(queue, {d.handle, d.offset, d.length, d.cookie});
-        dropped_.fetch_add(batch.size(), std::memory_order_relaxed);
+        for (const auto& d : held) miniport_->give_back(queue, d);
+        dropped_.fetch_add(held.size(), std::memory_order_relaxed);
         // A full socket is a slow guest: drop, as a NIC does with a full ring.
         // Anything else means the guest is gone: the hub thread closes it.
         if (sent.error().err != EAGAIN && sent.error().err != EWOULDBLOCK) {
@@ -273,8 +287,8 @@ size_t GuestHub::deliver_batch(uint32_t queue, std::span<const std::span<const s
         }
         return 0;
     }
-    delivered_.fetch_add(batch.size(), std::memory_order_relaxed);
-    return batch.size();
+    delivered_.fetch_add(held.size(), std::memory_order_relaxed);
+    return held.size();
 }
 
 Delivery GuestHub::announce(uint32_t queue, std::span<const PacketDescriptor> packets) {

@@ -8,10 +8,13 @@
 //   HELLO -> HELLO_ACK; SET_MEMORY + memfd -> checked and mapped
 //   (GuestMemory::adopt; refused with ERROR + close, reason logged) ->
 //   MEMORY_ACK; a VMQ is allocated on the adapter (ndisshm_queue_allocate
-//   with config.queue_params), assigned to the guest in the guest provider,
+//   with config.queue_params, or what config.choose_queue_params makes of
+//   them for this guest), assigned to the guest in the guest provider,
 //   completed -> QUEUE_ATTACHED; the miniport allocates the queue's receive
-//   buffers (NdisAllocateSharedMemory; each block's commit -> BLOCK_ADDED);
-//   then deliver() -> PACKETS and PACKETS_DONE give slots back.
+//   buffers (NdisAllocateSharedMemory; each block's commit -> BLOCK_ADDED;
+//   lookahead and post-lookahead blocks on a split queue); then deliver() ->
+//   PACKETS (a split packet as a chain of two descriptors) and PACKETS_DONE
+//   give slots back, a chain at a time.
 //
 // Threads: one hub thread polls the listening socket and every session (the
 // control traffic is light: a handshake, then batches of PACKETS_DONE), and is
@@ -84,12 +87,21 @@ public:
     // before returning (the hub frees the queue next; a block still on it
     // would be a verifier violation, and its memory the guest's again).
     virtual void stop_queue(uint32_t queue) = 0;
-    // PACKETS_DONE gave back `d`. False: not a packet the driver announced
-    // and still holds: the hub refuses the session.
+    // PACKETS_DONE gave back `d` (each segment of a chained packet in turn).
+    // False: not a packet the driver announced and still holds: the hub
+    // refuses the session.
     virtual bool give_back(uint32_t queue, const PacketDescriptor& d) = 0;
 
 protected:
     ~QueueDriver() = default;
+};
+
+struct GuestInfo {
+    uint32_t guest_id = 0;
+    std::string name;
+    uint32_t queue_id = 0;
+    uint64_t memory_bytes = 0;
+    uint64_t guest_physical_base = 0;
 };
 
 struct GuestHubConfig {
@@ -97,6 +109,12 @@ struct GuestHubConfig {
     providers::GuestMemoryLimits memory_limits;  // min is raised to what one queue's buffers need
     nic::VmqMiniportConfig miniport;
     ndisshm_queue_params queue_params{};  // for ndisshm_queue_allocate (lookahead split is optional)
+    // Per guest: called on the hub thread before a guest's queue is
+    // allocated, with the guest (id, name, the queue it gets) and
+    // queue_params; may change them (lookahead split for some queues only).
+    // Parameters the miniport cannot serve refuse that session with the
+    // reason. Empty: queue_params for every guest.
+    std::function<void(const GuestInfo&, ndisshm_queue_params&)> choose_queue_params;
     uint32_t first_queue_id = 1;          // guests' queues are numbered from here
     uint32_t max_guests = 64;
     int handshake_timeout_ms = 5000;      // HELLO and SET_MEMORY must be done by then
@@ -110,14 +128,6 @@ enum class Delivery {
     Delivered,
     NoGuest,   // no running guest owns that queue
     Dropped,   // no free slot, too large, or the guest's socket is full
-};
-
-struct GuestInfo {
-    uint32_t guest_id = 0;
-    std::string name;
-    uint32_t queue_id = 0;
-    uint64_t memory_bytes = 0;
-    uint64_t guest_physical_base = 0;
 };
 
 struct GuestHubStats {
@@ -150,15 +160,17 @@ public:
     // queue's buffers (in the guest's memory) and announced to the guest.
     // Any thread; packets of one queue are delivered in call order.
     Delivery deliver(uint32_t queue, std::span<const std::byte> packet);
-    // As deliver, for up to kMaxPacketsPerMessage packets in one PACKETS
-    // message (one system call for the batch: what a NIC's interrupt
-    // moderation buys). Returns how many were delivered, a prefix of
-    // `packets`; the rest were dropped (ring full, too large) or the guest is
-    // gone.
+    // As deliver, for as many packets as one PACKETS message holds
+    // (kMaxPacketsPerMessage descriptors: one per packet, two per
+    // lookahead-split packet; one system call for the batch: what a NIC's
+    // interrupt moderation buys). Returns how many were delivered, a prefix
+    // of `packets`; the rest were dropped (ring full, too large, no room in
+    // the message) or the guest is gone.
     size_t deliver_batch(uint32_t queue, std::span<const std::span<const std::byte>> packets);
     // For the queue driver: packets it already wrote into the queue's blocks
-    // (each descriptor names one of them), announced to the guest in one
-    // PACKETS message (1..kMaxPacketsPerMessage): all (Delivered) or none.
+    // (each descriptor names one of them; chains whole), announced to the
+    // guest in one PACKETS message (1..kMaxPacketsPerMessage): all
+    // (Delivered) or none.
     // Dropped: the guest's socket is full (it is slow): the driver may try
     // again or reuse the buffers. NoGuest: the guest is gone or going.
     Delivery announce(uint32_t queue, std::span<const PacketDescriptor> packets);
@@ -187,6 +199,7 @@ private:
     void handle_hello(const SessionPtr& s, const Message& m);
     void handle_set_memory(const SessionPtr& s, Message& m);
     void handle_packets_done(const SessionPtr& s, const Message& m);
+    std::string why_not_returned(uint32_t queue, std::span<const PacketDescriptor> chain) const;
     bool attach_queue(const SessionPtr& s);
     enum class Ending {
         HostStops,  // graceful: BLOCK_REMOVED, QUEUE_DETACHED, BYE

@@ -1,10 +1,11 @@
 // The hub's work on one session: the handshake (HELLO, SET_MEMORY, the queue
 // and its buffers), PACKETS_DONE, and the session's teardown.
+#include "ipc/guest_session.hpp"
+
 #include <algorithm>
 #include <cerrno>
 #include <set>
-
-#include "ipc/guest_session.hpp"
+#include <span>
 
 namespace ndisshm::ipc {
 
@@ -88,10 +89,20 @@ bool GuestHub::attach_queue(const SessionPtr& s) {
                       Ending::Refused, static_cast<uint32_t>(NDIS_STATUS_RESOURCES));
         return false;
     }
+    ndisshm_queue_params params = config_.queue_params;
+    if (config_.choose_queue_params) {
+        GuestInfo who;
+        {
+            std::lock_guard lock(mu_);
+            who = s->info;
+        }
+        who.queue_id = id;
+        config_.choose_queue_params(who, params);
+    }
     // The VMQ life cycle (spec section 4): allocate with parameters, assign
     // it to the guest before it completes, so that no allocation for it can
     // ever be served from anything but this guest's memory.
-    if (NDIS_STATUS st = ndisshm_queue_allocate(adapter_, id, &config_.queue_params); st != NDIS_STATUS_SUCCESS) {
+    if (NDIS_STATUS st = ndisshm_queue_allocate(adapter_, id, &params); st != NDIS_STATUS_SUCCESS) {
         close_session(s, "cannot allocate VMQ " + std::to_string(id) + ": " + ndisshm_status_name(st), Ending::Refused,
                       static_cast<uint32_t>(st));
         return false;
@@ -110,8 +121,8 @@ bool GuestHub::attach_queue(const SessionPtr& s) {
                       static_cast<uint32_t>(st));
         return false;
     }
-    const bool split = (config_.queue_params.flags & NDISSHM_QUEUE_LOOKAHEAD_SPLIT) != 0;
-    const QueueAttached qa{id, split ? kQueueLookaheadSplit : 0u, split ? config_.queue_params.lookahead_size : 0u, 0};
+    const bool split = (params.flags & NDISSHM_QUEUE_LOOKAHEAD_SPLIT) != 0;
+    const QueueAttached qa{id, split ? kQueueLookaheadSplit : 0u, split ? params.lookahead_size : 0u, 0};
     if (!s->send(MessageType::QueueAttached, qa)) return false;
     // Owned before its buffers exist: the guest may see its last BLOCK_ADDED
     // and be told of packets before start_queue returns here; until then
@@ -150,32 +161,59 @@ void GuestHub::handle_packets_done(const SessionPtr& s, const Message& m) {
                       Ending::Refused, kRefused);
         return;
     }
+    QueueDriver* driver = config_.queue_driver;
+    const std::vector<PacketDescriptor> ds = m.packets();
     uint64_t returned = 0;
-    for (const PacketDescriptor& d : m.packets()) {
-        QueueDriver* driver = config_.queue_driver;
-        if (driver != nullptr ? driver->give_back(queue, d)
-                              : miniport_->give_back(queue, {d.handle, d.offset, d.length, d.cookie})) {
+    for (size_t i = 0; i < ds.size();) {
+        // One packet: its whole chain (the channel let only whole chains in).
+        const std::span<const PacketDescriptor> chain(ds.data() + i, chain_length(ds, i));
+        i += chain.size();
+        bool ok = true;
+        if (driver != nullptr) {
+            for (const PacketDescriptor& d : chain) ok = ok && driver->give_back(queue, d);
+        } else {
+            ok = chain.size() <= 2 && (chain.size() == 1 || chain[1].cookie == chain[0].cookie);
+            if (ok) {
+                nic::RxDescriptor r{chain[0].handle, chain[0].offset, chain[0].length, chain[0].cookie};
+                if (chain.size() == 2) {
+                    r.segments = 2;
+                    r.next = {chain[1].handle, chain[1].offset, chain[1].length};
+                }
+                ok = miniport_->give_back(queue, r);
+            }
+        }
+        if (ok) {
             ++returned;
             continue;
         }
-        // Say precisely what was wrong: the guest's owner debugs from this line.
-        std::string why = "PACKETS_DONE descriptor (handle " + to_hex(d.handle) + ", offset " + std::to_string(d.offset) +
-                          ", length " + std::to_string(d.length) + ") ";
-        const auto blocks = miniport_->blocks(queue);
-        auto b = std::find_if(blocks.begin(), blocks.end(), [&](const auto& x) { return x.handle == d.handle; });
-        if (driver != nullptr)
-            why += "is no packet the queue's driver announced and still holds";
-        else if (b == blocks.end())
-            why += "names a block that is not one of its own queue's";
-        else if (d.offset >= b->length || d.length > b->length - d.offset)
-            why += "lies outside its block of " + std::to_string(b->length) + " bytes";
-        else
-            why += "is no packet it holds (returned twice, or altered)";
         returned_.fetch_add(returned, std::memory_order_relaxed);
-        close_session(s, why, Ending::Refused, kRefused);
+        close_session(s, "PACKETS_DONE " + why_not_returned(queue, chain), Ending::Refused, kRefused);
         return;
     }
     returned_.fetch_add(returned, std::memory_order_relaxed);
+}
+
+// Says precisely what was wrong with a packet given back: the guest's owner
+// debugs from this line.
+std::string GuestHub::why_not_returned(uint32_t queue, std::span<const PacketDescriptor> chain) const {
+    std::string what =
+        "descriptor (handle " + to_hex(chain[0].handle) + ", offset " + std::to_string(chain[0].offset) +
+        ", length " + std::to_string(chain[0].length) +
+        (chain.size() > 1 ? ", " + std::to_string(chain.size()) + " segments" : std::string()) + ") ";
+    if (config_.queue_driver != nullptr)
+        return what + "is no packet the queue's driver announced and still holds";
+    if (chain.size() > 2)
+        return what + "is a chain of " + std::to_string(chain.size()) + " segments (at most 2 here)";
+    const auto blocks = miniport_->blocks(queue);
+    for (const PacketDescriptor& d : chain) {
+        auto b =
+            std::find_if(blocks.begin(), blocks.end(), [&](const auto& x) { return x.handle == d.handle; });
+        if (b == blocks.end())
+            return what + "names a block (" + to_hex(d.handle) + ") that is not one of its own queue's";
+        if (d.offset >= b->length || d.length > b->length - d.offset)
+            return what + "lies outside its block of " + std::to_string(b->length) + " bytes";
+    }
+    return what + "is no packet it holds (returned twice, or altered)";
 }
 
 void GuestHub::close_session(const SessionPtr& s, const std::string& reason, Ending ending, uint32_t error_code) {

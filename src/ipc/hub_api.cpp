@@ -6,18 +6,25 @@
 // own (the copy path), the control socket, and a short memory of verifier
 // messages for `ndisshm stat`. hub_state.hpp has the struct and its locks;
 // hub_books.cpp what the hub tells about itself.
-#include "ndisshm/hub.h"
-
+#include <cstddef>
+#include <cstring>
 #include <string>
 #include <vector>
 
 #include "ipc/hub_state.hpp"
+#include "ndisshm/hub.h"
 
 namespace {
 
 using ndisshm::ipc::GuestHub;
 
 constexpr uint32_t kMaxGuests = 1024;
+// The config as it was before queue_params: callers built then pass this size.
+constexpr size_t kConfigBytesBeforeQueueParams = offsetof(ndisshm_hub_config, queue_params);
+
+bool known_size(uint32_t size) {
+    return size == sizeof(ndisshm_hub_config) || size == kConfigBytesBeforeQueueParams;
+}
 
 NDIS_STATUS refuse(char* error, size_t bytes, NDIS_STATUS status, const std::string& why) {
     ndisshm::ipc::copy_out(why, error, bytes);
@@ -30,7 +37,7 @@ std::string check_config(const ndisshm_hub_config& c) {
                                       ".." + std::to_string(hi)
                                 : std::string();
     };
-    if (c.struct_size != sizeof(ndisshm_hub_config)) return "struct_size is not sizeof(ndisshm_hub_config)";
+    if (!known_size(c.struct_size)) return "struct_size is not sizeof(ndisshm_hub_config)";
     std::string why = out_of("max_guests", c.max_guests, 1, kMaxGuests);
     if (why.empty()) why = out_of("blocks_per_queue", c.blocks_per_queue, 1, 1024);
     if (why.empty()) why = out_of("block_bytes", c.block_bytes, 4096, uint64_t{1} << 30);
@@ -73,10 +80,13 @@ NDIS_STATUS ndisshm_hub_create(ndisshm_runtime* runtime, const ndisshm_hub_confi
     ndisshm_hub_config c;
     ndisshm_hub_config_init(&c);
     if (config != nullptr) {
-        if (config->struct_size != sizeof(ndisshm_hub_config))
+        if (!known_size(config->struct_size))
             return refuse(error, error_bytes, NDIS_STATUS_INVALID_PARAMETER,
                           "struct_size is not sizeof(ndisshm_hub_config)");
-        c = *config;
+        // Only as many bytes as the caller's struct has: the rest keep
+        // config_init's values (NULL for the fields added since).
+        std::memcpy(&c, config, config->struct_size);
+        c.struct_size = sizeof(c);
         fill_defaults(c);
     }
     if (std::string why = check_config(c); !why.empty())
@@ -93,6 +103,12 @@ NDIS_STATUS ndisshm_hub_create(ndisshm_runtime* runtime, const ndisshm_hub_confi
                                                                           : ndisshm::ipc::default_socket_dir() + "/host.sock";
     g.miniport = {c.blocks_per_queue, c.block_bytes, c.slot_bytes};
     if (c.lookahead_split) g.queue_params = {NDISSHM_QUEUE_LOOKAHEAD_SPLIT, c.lookahead_size};
+    if (c.queue_params != nullptr) {
+        g.choose_queue_params = [fn = c.queue_params, context = c.queue_params_context](
+                                    const ndisshm::ipc::GuestInfo& guest, ndisshm_queue_params& params) {
+            fn(context, guest.guest_id, guest.name.c_str(), guest.queue_id, &params);
+        };
+    }
     g.first_queue_id = c.first_queue_id;
     g.max_guests = c.max_guests;
     g.handshake_timeout_ms = c.handshake_timeout_ms;
@@ -220,6 +236,7 @@ size_t ndisshm_hub_deliver_copy_batch(ndisshm_hub* h, uint32_t host_queue_id, ui
     if (h->host_queues.count(host_queue_id) == 0) return 0;
     static thread_local std::vector<ndisshm::nic::RxDescriptor> held;
     static thread_local std::vector<std::span<const std::byte>> spans;
+    static thread_local std::vector<std::byte> joined;  // split packets made whole again
     held.clear();
     spans.clear();
     // The NIC's write into host memory...
@@ -230,9 +247,28 @@ size_t ndisshm_hub_deliver_copy_batch(ndisshm_hub* h, uint32_t host_queue_id, ui
     }
     if (held.empty()) return 0;
     const auto blocks = h->host_miniport->blocks(host_queue_id);
+    auto at = [&](uint64_t handle, uint32_t offset) {
+        auto b =
+            std::find_if(blocks.begin(), blocks.end(), [&](const auto& x) { return x.handle == handle; });
+        return b->address + offset;
+    };
+    // A packet split on the host queue is joined (the copy path copies
+    // anyway); sized first, so the spans into `joined` stay valid.
+    size_t split_bytes = 0;
+    for (const auto& d : held)
+        if (d.segments > 1) split_bytes += d.packet_length();
+    joined.resize(std::max(joined.size(), split_bytes));
+    size_t used = 0;
     for (const auto& d : held) {
-        auto b = std::find_if(blocks.begin(), blocks.end(), [&](const auto& x) { return x.handle == d.handle; });
-        spans.emplace_back(b->address + d.offset, d.length);
+        if (d.segments == 1) {
+            spans.emplace_back(at(d.handle, d.offset), d.length);
+            continue;
+        }
+        std::byte* whole = joined.data() + used;
+        std::memcpy(whole, at(d.handle, d.offset), d.length);
+        std::memcpy(whole + d.length, at(d.next.handle, d.next.offset), d.next.length);
+        spans.emplace_back(whole, d.packet_length());
+        used += d.packet_length();
     }
     // ... then the host's copy into the guest's buffer, and the host slots go back.
     const size_t delivered = h->hub->deliver_batch(guest_queue_id, spans);

@@ -24,6 +24,7 @@ ndisshm_hub_queue_info queue_info(const ndisshm_hub* h, uint32_t id, uint32_t ki
             q.lookahead_size = p.lookahead_size;
         }
     }
+    q.lookahead_blocks = s.lookahead_blocks;
     q.slots = s.slots;
     q.received = s.received;
     q.ring_full = s.ring_full;

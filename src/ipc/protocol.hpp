@@ -5,15 +5,24 @@
 // SCM_RIGHTS, as vhost-user's SET_MEM_TABLE does. The host's guest provider
 // carves receive-queue blocks out of that memory; the NIC writes packets into
 // them; the guest reads each packet in place, named by (shared memory handle,
-// offset, length) as NET_BUFFER_SHARED_MEMORY names it on Windows.
+// offset, length) as NET_BUFFER_SHARED_MEMORY names it on Windows. A packet
+// may lie in several segments (lookahead split: its first bytes in a
+// ReceiveLookahead block, the rest in a ReceivePostLookahead block): one
+// descriptor per segment, chained as NextSharedMemorySegment chains them.
 //
 // Wire format: a 16-byte header, then `length` payload bytes; little-endian
 // (both ends run on the same machine); fixed-size payloads except PACKETS and
 // PACKETS_DONE, whose length is 8 + count * sizeof(PacketDescriptor). Every
 // message is length-checked against its type before a byte of it is used; a
 // message that fails (bad magic, version, type, length, a file descriptor
-// where none belongs) ends that guest's session with a logged reason and
-// touches nothing else.
+// where none belongs, a descriptor chain cut off or too long) ends that
+// guest's session with a logged reason and touches nothing else.
+//
+// Versions: 1 had 24-byte descriptors and one segment per packet; 2 (this)
+// has 32-byte descriptors with flags (kSegmentFollows). A peer speaking 1 is
+// refused at its first message ("unsupported protocol version 1"): the two
+// descriptor layouts cannot be told apart by length alone, so no message of
+// the other version is ever read as ours.
 //
 // Conversation:
 //   guest -> HELLO                      host -> HELLO_ACK (guest id)
@@ -31,9 +40,15 @@
 namespace ndisshm::ipc {
 
 inline constexpr uint32_t kMagic = 0x4D53444Eu;  // "NDSM"
-inline constexpr uint16_t kVersion = 1;
+inline constexpr uint16_t kVersion = 2;
 inline constexpr uint32_t kMaxPayload = 64 * 1024;
-inline constexpr uint32_t kMaxPacketsPerMessage = (kMaxPayload - 8) / 24;
+// Descriptors (segments) per PACKETS / PACKETS_DONE: a packet of one segment
+// takes one, a lookahead-split packet two.
+inline constexpr uint32_t kMaxPacketsPerMessage = (kMaxPayload - 8) / 32;
+// The longest chain a packet may have. Lookahead split makes two; the bound
+// leaves room for a header/data split of a jumbo frame over several slots
+// while keeping a reader's per-packet work (and its segment array) small.
+inline constexpr uint32_t kMaxSegmentsPerPacket = 4;
 inline constexpr size_t kNameBytes = 32;
 inline constexpr size_t kReasonBytes = 120;
 
@@ -109,17 +124,26 @@ struct BlockRemoved {  // host -> guest
     uint64_t handle;
 };
 
-// One received packet, as NET_BUFFER_SHARED_MEMORY describes it.
+// One segment of a received packet, as NET_BUFFER_SHARED_MEMORY describes
+// it. A packet is a chain: every segment but its last has kSegmentFollows,
+// and the next descriptor in the message is the next segment (Windows'
+// NextSharedMemorySegment). A chain never spans two messages. The fields new
+// in version 2 are at the end, with defaults, so that drivers writing
+// {handle, offset, length, cookie} describe a one-segment packet.
 struct PacketDescriptor {
-    uint64_t handle;   // SharedMemoryHandle of the block
-    uint32_t offset;   // SharedMemoryOffset within the block
-    uint32_t length;   // SharedMemoryLength
-    uint64_t cookie;   // the host's, returned unchanged in PACKETS_DONE
+    uint64_t handle;  // SharedMemoryHandle of the block
+    uint32_t offset;  // SharedMemoryOffset within the block
+    uint32_t length;  // SharedMemoryLength: this segment's bytes
+    uint64_t cookie;  // the host's, returned unchanged in PACKETS_DONE (every segment of a packet carries the
+                      // same)
+    uint32_t flags = 0;     // kSegmentFollows; no other bit is defined
+    uint32_t reserved = 0;  // must be 0
 };
-static_assert(sizeof(PacketDescriptor) == 24);
+static_assert(sizeof(PacketDescriptor) == 32);
+inline constexpr uint32_t kSegmentFollows = 0x1;
 
 struct PacketsHeader {  // host -> guest (PACKETS) and guest -> host (PACKETS_DONE)
-    uint32_t count;     // descriptors that follow, 1..kMaxPacketsPerMessage
+    uint32_t count;     // descriptors that follow, 1..kMaxPacketsPerMessage, whole chains only
     uint32_t queue_id;
 };
 static_assert(sizeof(PacketsHeader) == 8);

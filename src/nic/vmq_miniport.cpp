@@ -1,9 +1,15 @@
 #include "nic/vmq_miniport.hpp"
 
+#include <ndisshm/host.h>
+
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
 namespace ndisshm::nic {
+namespace {
+constexpr uint32_t kCacheLine = 64;
+}  // namespace
 
 VmqMiniport::VmqMiniport(NDIS_HANDLE adapter, const VmqMiniportConfig& config) : adapter_(adapter), config_(config) {
     if (config_.slot_bytes == 0 || config_.slot_bytes > config_.block_bytes) config_.slot_bytes = config_.block_bytes;
@@ -18,12 +24,34 @@ VmqMiniport::~VmqMiniport() {
     for (auto id : ids) stop_queue(id);
 }
 
-NDIS_STATUS VmqMiniport::start_queue(NDIS_RECEIVE_QUEUE_ID queue, std::string* why) {
-    auto q = std::make_shared<Queue>();
+uint32_t VmqMiniport::slots_per_queue() const {
+    return config_.blocks_per_queue * (config_.block_bytes / config_.slot_bytes);
+}
+
+// A cache line per lookahead slot, so the NIC's writes of two packets never
+// share one; never more than a block (lookahead_size <= slot_bytes <= block).
+uint32_t VmqMiniport::lookahead_slot_bytes(uint32_t lookahead_size) const {
+    const uint32_t rounded = (lookahead_size + kCacheLine - 1) / kCacheLine * kCacheLine;
+    return std::min(std::max(rounded, lookahead_size), config_.block_bytes);
+}
+
+uint32_t VmqMiniport::lookahead_block_count(uint32_t lookahead_size) const {
+    const uint32_t per_block = config_.block_bytes / lookahead_slot_bytes(lookahead_size);
+    return (slots_per_queue() + per_block - 1) / per_block;
+}
+
+uint64_t VmqMiniport::queue_bytes(uint32_t lookahead_size) const {
+    uint64_t blocks = config_.blocks_per_queue;
+    if (lookahead_size != 0) blocks += lookahead_block_count(std::min(lookahead_size, config_.slot_bytes));
+    return blocks * config_.block_bytes;
+}
+
+NDIS_STATUS VmqMiniport::allocate_blocks(NDIS_RECEIVE_QUEUE_ID queue, Queue& q, uint32_t count,
+                                         NDIS_SHARED_MEMORY_USAGE usage, std::string* why) {
     // As a driver sizes it: one SG element per page at most.
     const ULONG max_elements = BYTES_TO_PAGES(config_.block_bytes);
     std::vector<unsigned char> sg(NDISSHM_SG_LIST_BYTES(max_elements));
-    for (uint32_t i = 0; i < config_.blocks_per_queue; ++i) {
+    for (uint32_t i = 0; i < count; ++i) {
         NDIS_SHARED_MEMORY_PARAMETERS p;
         NdisZeroMemory(&p, sizeof(p));
         p.Header.Type = NDIS_OBJECT_TYPE_DEFAULT;
@@ -31,27 +59,73 @@ NDIS_STATUS VmqMiniport::start_queue(NDIS_RECEIVE_QUEUE_ID queue, std::string* w
         p.Header.Size = NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_2;
         p.QueueId = queue;
         p.PreferredNode = MM_ANY_NODE_OK;
-        p.Usage = NdisSharedMemoryUsageReceive;
+        p.Usage = usage;
         p.Length = config_.block_bytes;
         auto* list = reinterpret_cast<PSCATTER_GATHER_LIST>(sg.data());
         list->NumberOfElements = max_elements;
         p.SGListBufferLength = static_cast<ULONG>(sg.size());
         p.SGListBuffer = list;
         NDIS_HANDLE handle = nullptr;
-        const NDIS_STATUS s = NdisAllocateSharedMemory(adapter_, &p, &handle);
-        if (s != NDIS_STATUS_SUCCESS) {
+        if (const NDIS_STATUS s = NdisAllocateSharedMemory(adapter_, &p, &handle); s != NDIS_STATUS_SUCCESS) {
+            static constexpr const char* kNames[] = {
+                "", "", "", "", "receive", "lookahead", "post-lookahead"};
             if (why != nullptr)
-                *why = "receive block " + std::to_string(i + 1) + " of " + std::to_string(config_.blocks_per_queue) +
-                       " for queue " + std::to_string(queue);
-            free_blocks(q->blocks);
+                *why = std::string(kNames[usage <= NdisSharedMemoryUsageReceivePostLookahead ? usage : 0]) +
+                       " block " + std::to_string(i + 1) + " of " + std::to_string(count) + " for queue " +
+                       std::to_string(queue);
             return s;
         }
-        q->blocks.push_back({reinterpret_cast<uintptr_t>(handle), static_cast<std::byte*>(p.VirtualAddress),
-                             config_.block_bytes});
+        q.blocks.push_back({reinterpret_cast<uintptr_t>(handle), static_cast<std::byte*>(p.VirtualAddress),
+                            config_.block_bytes, static_cast<uint32_t>(usage)});
+    }
+    return NDIS_STATUS_SUCCESS;
+}
+
+NDIS_STATUS VmqMiniport::start_queue(NDIS_RECEIVE_QUEUE_ID queue, std::string* why) {
+    auto q = std::make_shared<Queue>();
+    // The protocol's request, as the queue was allocated with it.
+    ndisshm_queue_params params{};
+    int complete = 0;
+    if (ndisshm_queue_get_params(adapter_, queue, &params, &complete) == NDIS_STATUS_SUCCESS &&
+        (params.flags & NDISSHM_QUEUE_LOOKAHEAD_SPLIT) != 0) {
+        if (params.lookahead_size == 0 || params.lookahead_size > config_.slot_bytes) {
+            if (why != nullptr)
+                *why = "queue " + std::to_string(queue) + " asks for lookahead split at " +
+                       std::to_string(params.lookahead_size) + " bytes (must be 1.." +
+                       std::to_string(config_.slot_bytes) + ", a slot)";
+            return NDIS_STATUS_INVALID_PARAMETER;
+        }
+        q->lookahead_size = params.lookahead_size;
     }
     const uint32_t per_block = config_.block_bytes / config_.slot_bytes;
-    for (uint32_t b = 0; b < q->blocks.size(); ++b)
-        for (uint32_t k = 0; k < per_block; ++k) q->slots.push_back({b, k * config_.slot_bytes, 0, false, 0});
+    NDIS_STATUS s = NDIS_STATUS_SUCCESS;
+    if (q->lookahead_size == 0) {
+        s = allocate_blocks(queue, *q, config_.blocks_per_queue, NdisSharedMemoryUsageReceive, why);
+        if (s == NDIS_STATUS_SUCCESS)
+            for (uint32_t b = 0; b < q->blocks.size(); ++b)
+                for (uint32_t k = 0; k < per_block; ++k)
+                    q->slots.push_back({b, k * config_.slot_bytes, 0, 0});
+    } else {
+        const uint32_t la_slot = lookahead_slot_bytes(q->lookahead_size);
+        const uint32_t la_per_block = config_.block_bytes / la_slot;
+        const uint32_t la_blocks = lookahead_block_count(q->lookahead_size);
+        s = allocate_blocks(queue, *q, la_blocks, NdisSharedMemoryUsageReceiveLookahead, why);
+        if (s == NDIS_STATUS_SUCCESS)
+            s = allocate_blocks(queue, *q, config_.blocks_per_queue,
+                                NdisSharedMemoryUsageReceivePostLookahead, why);
+        if (s == NDIS_STATUS_SUCCESS) {
+            q->stats.lookahead_size = q->lookahead_size;
+            q->stats.lookahead_blocks = la_blocks;
+            q->stats.post_lookahead_blocks = config_.blocks_per_queue;
+            for (uint32_t i = 0; i < slots_per_queue(); ++i)
+                q->slots.push_back({i / la_per_block, i % la_per_block * la_slot, la_blocks + i / per_block,
+                                    i % per_block * config_.slot_bytes});
+        }
+    }
+    if (s != NDIS_STATUS_SUCCESS) {
+        free_blocks(q->blocks);
+        return s;
+    }
     for (uint32_t i = static_cast<uint32_t>(q->slots.size()); i-- > 0;) q->free.push_back(i);
     q->stats.slots = q->slots.size();
     std::lock_guard lock(mu_);
@@ -111,12 +185,23 @@ std::optional<RxDescriptor> VmqMiniport::receive(NDIS_RECEIVE_QUEUE_ID queue, st
     q->free.pop_back();
     Slot& s = q->slots[index];
     const RxBlock& b = q->blocks[s.block];
-    std::memcpy(b.address + s.offset, packet.data(), packet.size());
+    const auto length = static_cast<uint32_t>(packet.size());
+    // Without split the whole packet is "the lookahead": one segment.
+    s.length = q->lookahead_size == 0 ? length : std::min(length, q->lookahead_size);
+    s.post_length = length - s.length;
+    std::memcpy(b.address + s.offset, packet.data(), s.length);
+    RxDescriptor d{b.handle, s.offset, s.length, (uint64_t{s.generation} << 32) | index};
+    if (s.post_length != 0) {
+        const RxBlock& post = q->blocks[s.post_block];
+        std::memcpy(post.address + s.post_offset, packet.data() + s.length, s.post_length);
+        d.segments = 2;
+        d.next = {post.handle, s.post_offset, s.post_length};
+        ++q->stats.split;
+    }
     s.held = true;
-    s.length = static_cast<uint32_t>(packet.size());
     ++q->stats.received;
     ++q->stats.outstanding;
-    return RxDescriptor{b.handle, s.offset, s.length, (uint64_t{s.generation} << 32) | index};
+    return d;
 }
 
 bool VmqMiniport::give_back(NDIS_RECEIVE_QUEUE_ID queue, const RxDescriptor& d) {
@@ -128,6 +213,12 @@ bool VmqMiniport::give_back(NDIS_RECEIVE_QUEUE_ID queue, const RxDescriptor& d) 
     Slot& s = q->slots[index];
     if (!s.held || s.generation != (d.cookie >> 32) || q->blocks[s.block].handle != d.handle || s.offset != d.offset ||
         s.length != d.length)
+        return false;
+    // The second segment must be exactly the one the packet had, or absent
+    // when it had none: a consumer cannot return half a packet.
+    if (d.segments != (s.post_length != 0 ? 2u : 1u)) return false;
+    if (d.segments == 2 && (q->blocks[s.post_block].handle != d.next.handle ||
+                            s.post_offset != d.next.offset || s.post_length != d.next.length))
         return false;
     s.held = false;
     ++s.generation;

@@ -1,10 +1,10 @@
 // VmqMiniport: the receive side of a VMQ miniport, as far as shared memory
 // goes (spec section 4). Once a queue's allocation has completed, the miniport
 // allocates that queue's receive buffers through NdisAllocateSharedMemory
-// (QueueId = the queue, Usage = Receive); the NIC then "DMAs" each packet into
-// a free slot of them and describes it by (SharedMemoryHandle, offset,
-// length), as NET_BUFFER_SHARED_MEMORY does; the consumer gives slots back;
-// before the queue is freed the miniport frees every buffer of it.
+// (QueueId = the queue); the NIC then "DMAs" each packet into a free slot of
+// them and describes it by (SharedMemoryHandle, offset, length), as
+// NET_BUFFER_SHARED_MEMORY does; the consumer gives slots back; before the
+// queue is freed the miniport frees every buffer of it.
 //
 // It is a driver: it knows only the NDIS calls and the adapter's handle, not
 // who provides the memory. With the guest provider registered the buffers are
@@ -16,9 +16,20 @@
 // of one packet each. A descriptor's cookie names the slot and a generation,
 // so a stale or forged give_back is told from a real one.
 //
-// Lookahead split (NDISSHM_QUEUE_LOOKAHEAD_SPLIT) is the protocol's to ask
-// for and is recorded on the queue; this miniport does not split packets and
-// allocates Receive buffers either way.
+// Lookahead split: the miniport reads the queue's parameters
+// (ndisshm_queue_get_params, as a miniport reads NDIS_RECEIVE_QUEUE_PARAMETERS)
+// and, when the queue was allocated with NDISSHM_QUEUE_LOOKAHEAD_SPLIT, does
+// what the Windows virtual miniport sample does (spec section 6): it
+// allocates ReceiveLookahead blocks cut into slots of the lookahead size
+// (rounded up to 64 bytes, a cache line) and ReceivePostLookahead blocks cut
+// into slots of slot_bytes, as many of each as the queue has packet slots, and
+// pairs them one to one. receive() writes a packet's first
+// min(length, lookahead_size) bytes into the lookahead slot and the rest into
+// its post-lookahead slot, and describes it by two chained segments
+// (NextSharedMemorySegment); a packet no longer than the lookahead is one
+// segment. Pairing keeps a packet's two halves one O(1) free-list entry, at
+// the cost of idle post-lookahead slots under short packets. The largest
+// packet is slot_bytes either way. Other queues get Receive blocks.
 //
 // Thread-safe: receive and give_back may run on different threads; each queue
 // has its own lock. stop_queue waits for a receive in progress on that queue
@@ -45,19 +56,31 @@ struct VmqMiniportConfig {
     uint32_t slot_bytes = 2048;  // largest packet (9216 for jumbo frames); a block's remainder stays unused
 };
 
-// One received packet: NET_BUFFER_SHARED_MEMORY's handle, offset, length,
-// plus the miniport's cookie for the slot.
-struct RxDescriptor {
+struct RxSegment {
     uint64_t handle = 0;
     uint32_t offset = 0;
     uint32_t length = 0;
+};
+
+// One received packet: NET_BUFFER_SHARED_MEMORY's handle, offset, length of
+// its first segment (with lookahead split: the lookahead), the miniport's
+// cookie for the slot, and the second segment when there is one.
+struct RxDescriptor {
+    uint64_t handle = 0;
+    uint32_t offset = 0;
+    uint32_t length = 0;  // this segment's bytes; packet_length() is the whole packet's
     uint64_t cookie = 0;
+    uint32_t segments = 1;  // 2: the packet goes on in `next` (its post-lookahead part)
+    RxSegment next{};
+
+    uint32_t packet_length() const { return length + (segments > 1 ? next.length : 0); }
 };
 
 struct RxBlock {
     uint64_t handle = 0;
     std::byte* address = nullptr;
     uint32_t length = 0;
+    uint32_t usage = NdisSharedMemoryUsageReceive;  // or ReceiveLookahead / ReceivePostLookahead
 };
 
 struct VmqQueueStats {
@@ -67,6 +90,10 @@ struct VmqQueueStats {
     uint64_t returned = 0;
     uint64_t outstanding = 0; // slots holding a packet not given back yet
     uint64_t slots = 0;
+    uint64_t split = 0;                  // packets received as two segments (lookahead split)
+    uint32_t lookahead_size = 0;         // non-zero: the queue splits at this many bytes
+    uint32_t lookahead_blocks = 0;       // ReceiveLookahead blocks
+    uint32_t post_lookahead_blocks = 0;  // ReceivePostLookahead blocks
 };
 
 class VmqMiniport {
@@ -76,35 +103,48 @@ public:
     VmqMiniport(const VmqMiniport&) = delete;
     VmqMiniport& operator=(const VmqMiniport&) = delete;
 
-    // Allocates the queue's receive buffers. On failure, frees what it got and
-    // returns NdisAllocateSharedMemory's status (`why` says which block).
+    // Allocates the queue's receive buffers: Receive blocks, or lookahead and
+    // post-lookahead blocks when the queue was allocated with lookahead split
+    // (its lookahead_size must then be 1..slot_bytes: INVALID_PARAMETER
+    // otherwise). On failure, frees what it got and returns
+    // NdisAllocateSharedMemory's status (`why` says which block).
     NDIS_STATUS start_queue(NDIS_RECEIVE_QUEUE_ID queue, std::string* why = nullptr);
     // Frees every buffer of the queue (NdisFreeSharedMemory). Slots still
     // held by the consumer are forgotten: the consumer has been stopped.
     void stop_queue(NDIS_RECEIVE_QUEUE_ID queue);
 
-    // The NIC's write: copies `packet` into a free slot. nullopt when the queue
-    // is not running, has no free slot, or the packet is larger than a slot.
+    // The NIC's write: copies `packet` into a free slot (split across its
+    // lookahead and post-lookahead slots on a split queue). nullopt when the
+    // queue is not running, has no free slot, or the packet is empty or
+    // larger than a slot.
     std::optional<RxDescriptor> receive(NDIS_RECEIVE_QUEUE_ID queue, std::span<const std::byte> packet);
-    // Takes back a slot the consumer is done with. False, changing nothing,
-    // unless `d` is exactly a descriptor receive gave and nobody gave back yet.
+    // Takes back a slot (both halves of a split packet) the consumer is done
+    // with. False, changing nothing, unless `d` is exactly a descriptor
+    // receive gave, every segment included, and nobody gave back yet.
     bool give_back(NDIS_RECEIVE_QUEUE_ID queue, const RxDescriptor& d);
 
     std::vector<RxBlock> blocks(NDIS_RECEIVE_QUEUE_ID queue) const;
+    // The bytes of buffers start_queue allocates for one queue, with lookahead
+    // split at `lookahead_size` bytes (0: none): what a guest's memory must hold.
+    uint64_t queue_bytes(uint32_t lookahead_size) const;
     VmqQueueStats stats(NDIS_RECEIVE_QUEUE_ID queue) const;
     const VmqMiniportConfig& config() const { return config_; }
 
 private:
     struct Slot {
-        uint32_t block = 0;
+        uint32_t block = 0;  // the lookahead block with split
         uint32_t offset = 0;
+        uint32_t post_block = 0;  // split only: the post-lookahead half
+        uint32_t post_offset = 0;
         uint32_t generation = 0;
         bool held = false;
-        uint32_t length = 0;
+        uint32_t length = 0;       // in the first half
+        uint32_t post_length = 0;  // in the second; 0: one segment
     };
     struct Queue {
         std::mutex mu;
         bool running = true;
+        uint32_t lookahead_size = 0;  // 0: no split
         std::vector<RxBlock> blocks;
         std::vector<Slot> slots;
         std::vector<uint32_t> free;  // slot indexes, a stack: the last returned is the warmest in cache
@@ -112,6 +152,13 @@ private:
     };
     std::shared_ptr<Queue> find(NDIS_RECEIVE_QUEUE_ID queue) const;
     void free_blocks(std::vector<RxBlock>& blocks);
+    // `count` blocks of `usage` appended to q.blocks; the first failure's
+    // status (what it got so far stays in q.blocks, for the caller to free).
+    NDIS_STATUS allocate_blocks(NDIS_RECEIVE_QUEUE_ID queue, Queue& q, uint32_t count,
+                                NDIS_SHARED_MEMORY_USAGE usage, std::string* why);
+    uint32_t slots_per_queue() const;
+    uint32_t lookahead_slot_bytes(uint32_t lookahead_size) const;
+    uint32_t lookahead_block_count(uint32_t lookahead_size) const;
 
     NDIS_HANDLE adapter_;
     VmqMiniportConfig config_;

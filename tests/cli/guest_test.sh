@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `ndisshm guest` run as a separate process against a fake host (Python,
 # speaking src/ipc/protocol.hpp byte for byte): the host checks the memfd it
-# receives (size, seals), writes packets into it and reads them back through
-# the guest's checksum; then it ends the session each way a host can: BYE
+# receives (size, seals), writes packets into it (some split in two chained
+# segments, as lookahead split sends them) and reads them back through the
+# guest's checksum; then it ends the session each way a host can: BYE
 # (exit 0), SIGKILL of the host process (exit 3), refusing the memory (exit
 # 1), or the guest stopping at --packets (it says BYE itself, exit 0).
 # Usage: guest_test.sh PATH/TO/ndisshm
@@ -29,7 +30,7 @@ c, _ = srv.accept()
 def send(t, payload):
     global seq
     seq += 1
-    c.send(HDR.pack(MAGIC, 1, t, len(payload), seq) + payload)
+    c.send(HDR.pack(MAGIC, 2, t, len(payload), seq) + payload)
 def send_quietly(t, payload):  # the guest may have said BYE and closed already
     try:
         send(t, payload)
@@ -43,7 +44,7 @@ def recv():
     if not data:
         return None, b'', fds
     magic, version, t, length, _ = HDR.unpack_from(data)
-    assert magic == MAGIC and version == 1 and length == len(data) - 16, data[:16]
+    assert magic == MAGIC and version == 2 and length == len(data) - 16, data[:16]
     return t, data[16:], fds
 report = open(out, 'w')
 t, p, _ = recv()
@@ -63,14 +64,22 @@ mem = mmap.mmap(fds[0], size)
 send(4, struct.pack('<Q', size))
 send(5, struct.pack('<IIII', 1, 0, 0, 0))
 send(7, struct.pack('<QQIIII', 0xB10C, 4096, 65536, 1, 1, 0))
+DESC = struct.Struct('<QIIQII')  # handle, offset, length, cookie, flags (1: a segment follows), reserved
 for b in range(5):
     descs = []
     for i in range(4):
         off = i * 2048
+        if i == 3:  # lookahead split: 128 bytes here, the other 1372 further on; the guest reads across both
+            tail = 32768 + b * 2048
+            mem[4096 + off:4096 + off + 128] = bytes([(b * 4 + i) & 255]) * 128
+            mem[4096 + tail:4096 + tail + 1372] = bytes([(b * 4 + i) & 255]) * 1372
+            descs.append(DESC.pack(0xB10C, off, 128, b * 4 + i, 1, 0))
+            descs.append(DESC.pack(0xB10C, tail, 1372, b * 4 + i, 0, 0))
+            continue
         mem[4096 + off:4096 + off + 1500] = bytes([(b * 4 + i) & 255]) * 1500
-        descs.append(struct.pack('<QIIQ', 0xB10C, off, 1500, b * 4 + i))
+        descs.append(DESC.pack(0xB10C, off, 1500, b * 4 + i, 0, 0))
     if b == 0:
-        descs.append(struct.pack('<QIIQ', 0xB10C, 65000, 1500, 99))  # past the block's end
+        descs.append(DESC.pack(0xB10C, 65000, 1500, 99, 0, 0))  # past the block's end
     send_quietly(9, struct.pack('<II', len(descs), 1) + b''.join(descs))
     t, p, _ = recv()
     if t == 11:
@@ -120,7 +129,8 @@ expect_in bye out "packets: 20"
 expect_in bye out "bytes: 30000"
 expect_in bye out "bad descriptors: 1"
 expect_in bye out "blocks known: 0"
-# Each packet is 1500 copies of its index; the guest XORs FNV-1a hashes.
+# Each packet is 1500 copies of its index (one in four in two segments: the
+# hash runs across them); the guest XORs FNV-1a hashes.
 want=$(python3 -c '
 h_all = 0
 for i in range(20):

@@ -59,15 +59,26 @@ guest_q = [q for q in queues if q["kind"] == "guest"]
 host_q = [q for q in queues if q["kind"] == "host"]
 expect(len(guest_q) == 3 and len(host_q) == 2, f"queues {[(q['id'], q['kind']) for q in queues]}")
 expect({q["path"] for q in guest_q} == {"zero-copy"} and {q["path"] for q in host_q} == {"copy"}, "paths of queues")
+# Lookahead split on one queue: the first guest's, read in place across both segments by its guest.
 split = [q for q in queues if q["lookahead_split"]]
-expect(len(split) == 1 and split[0]["kind"] == "host" and split[0]["lookahead_size"] == 128, f"lookahead: {split}")
+expect(len(split) == 1 and split[0]["kind"] == "guest" and split[0]["id"] == 1 and split[0]["lookahead_size"] == 128,
+       f"lookahead: {split}")
+# 512 packet slots (16 blocks of 32): their 128-byte lookaheads fill one more 64 KiB block.
+expect(split and split[0]["lookahead_blocks"] == 1 and split[0]["post_lookahead_blocks"] == 16, f"split blocks: {split}")
 for q in queues:
     b = q["books"]
     where = f"queue {q['id']}"
     expect(q["drops"] == 0 and q["packets"] > 0, f"{where}: {q}")
-    # Just before teardown each queue holds its receive buffers: 16 of 64 KiB.
-    expect(b["blocks"] == 16 and b["bytes"] == 16 * 65536 and b["peak_blocks"] == 16, f"{where} books {b}")
+    # Just before teardown each queue holds its receive buffers: 16 of 64 KiB, and the split one its
+    # lookahead block too.
+    n = 17 if q["lookahead_split"] else 16
+    expect(b["blocks"] == n and b["bytes"] == n * 65536 and b["peak_blocks"] == n, f"{where} books {b}")
     expect(b["failures"] == 0 and b["frees"] == 0, f"{where} books {b}")
+    if not q["lookahead_split"]:
+        expect(q["lookahead_blocks"] == 0 and q["post_lookahead_blocks"] == 0, f"{where}: {q}")
+split_guest = [g for g in guests if g["queue"] == 1]
+expect(len(split_guest) == 1 and split_guest[0]["verified"] == split_guest[0]["sent"] > 0,
+       f"the split queue's guest verified every packet: {split_guest}")
 expect(sum(q["packets"] for q in host_q) == d["paths"]["copy"]["packets"], "host queues carry the copy path")
 expect(sum(q["packets"] for q in guest_q) == d["paths"]["zero_copy"]["packets"], "guest queues carry zero copy")
 h = d["hub"]
@@ -104,8 +115,10 @@ for want in "zero copy: the NIC writes each packet into the guest's own memory" 
     "demo: ok" "lookahead split at 128 bytes"; do
     grep -qF -- "$want" "$tmp/text.out" || fail "demo (text): stdout lacks '$want'"
 done
-grep -qE '^ +[0-9]+ +host +copy +guest-[12],guest-[12] +split 128 ' "$tmp/text.out" ||
-    fail "demo (text): no host queue row with lookahead split"
+grep -qE '^ +1 +guest +zero-copy +guest-[12] +split 128 \(1\+16\) ' "$tmp/text.out" ||
+    fail "demo (text): no row for guest queue 1 with lookahead split and its 1+16 blocks"
+grep -qF "queue 1: lookahead split at 128 bytes: 1 ReceiveLookahead + 16 ReceivePostLookahead blocks" "$tmp/text.out" ||
+    fail "demo (text): the narration does not name the split queue's blocks"
 # Not a terminal: progress comes as plain lines, never carriage returns.
 ! grep -q $'\r' "$tmp/text.out" || fail "demo (text): carriage returns in output that is not a terminal"
 [[ ! -e $sock ]] || fail "the demo left its socket file behind"

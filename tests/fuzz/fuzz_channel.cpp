@@ -6,7 +6,9 @@
 //     closing at the end or not). Every message it hands out must re-validate,
 //     carry an fd exactly when it is SET_MEMORY, and have its payload readable
 //     at its full length; every refusal is EPROTO with a reason; the end of
-//     the stream is ECONNRESET; nothing else. No fd may leak: refused
+//     the stream is ECONNRESET; nothing else. A delivered PACKETS or
+//     PACKETS_DONE holds whole descriptor chains of at most
+//     kMaxSegmentsPerPacket segments. No fd may leak: refused
 //     messages' fds are closed by the channel, and the count of open fds is
 //     the same after each input as before.
 // Then whatever the input's type/payload, Channel::send either refuses it as
@@ -69,6 +71,14 @@ void check_message(const ipc::Message& m) {
     if (m.type() == ipc::MessageType::Packets || m.type() == ipc::MessageType::PacketsDone) {
         const auto packets = m.packets();  // reads count descriptors: must all be inside the payload
         FUZZ_CHECK(packets.size() == m.packets_header().count, "packets");
+        // Whole chains only, none too long: what readers rely on to walk
+        // packets without bounds checks of their own.
+        for (size_t i = 0; i < packets.size();) {
+            const size_t n = ipc::chain_length(packets, i);
+            FUZZ_CHECK(n >= 1 && n <= ipc::kMaxSegmentsPerPacket, "a chain of %zu segments", n);
+            FUZZ_CHECK((packets[i + n - 1].flags & ipc::kSegmentFollows) == 0, "a chain cut off at %zu", i + n);
+            i += n;
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -39,9 +40,11 @@ protected:
         start_hub();
     }
 
-    void start_hub(int handshake_timeout_ms = 5000, ndisshm_queue_params queue_params = {}) {
+    void start_hub(int handshake_timeout_ms = 5000, ndisshm_queue_params queue_params = {},
+                   std::function<void(const ndisshm::ipc::GuestInfo&, ndisshm_queue_params&)> choose = {}) {
         ndisshm::ipc::GuestHubConfig c;
         c.queue_params = queue_params;
+        c.choose_queue_params = std::move(choose);
         c.socket_path = dir_ + "/run/host.sock";  // listen_at makes run/ 0700
         c.miniport.blocks_per_queue = kBlocksPerQueue;
         c.miniport.block_bytes = 64 * 1024;
@@ -83,12 +86,13 @@ protected:
         return c;
     }
 
-    // A guest that got its queue and all its blocks; returns the queue id.
-    uint32_t wait_attached(ChildProcess& g) {
+    // A guest that got its queue and all its `blocks` blocks (a split queue
+    // has a lookahead block more); returns the queue id.
+    uint32_t wait_attached(ChildProcess& g, uint32_t blocks = kBlocksPerQueue) {
         auto q = g.wait_line("QUEUE ");
         EXPECT_TRUE(q) << g.transcript();
         if (!q) return 0;
-        for (uint32_t i = 0; i < kBlocksPerQueue; ++i) EXPECT_TRUE(g.wait_line("BLOCK ")) << g.transcript();
+        for (uint32_t i = 0; i < blocks; ++i) EXPECT_TRUE(g.wait_line("BLOCK ")) << g.transcript();
         const auto id = static_cast<uint32_t>(std::stoul(q->substr(6)));
         // The guest may hear of its last block just before the hub counts it running.
         EXPECT_TRUE(hub_->wait_until([&] { return hub_->miniport().stats(id).slots != 0; }, 5000));

@@ -66,7 +66,7 @@ TEST_F(ChannelMalformed, BadMagic) {
 
 TEST_F(ChannelMalformed, BadVersion) {
     Bye bye{};
-    expect_refused(datagram(11, &bye, sizeof(bye), sizeof(bye), kMagic, 2), "unsupported protocol version 2");
+    expect_refused(datagram(11, &bye, sizeof(bye), sizeof(bye), kMagic, 3), "unsupported protocol version 3");
 }
 
 TEST_F(ChannelMalformed, UnknownType) {
@@ -83,14 +83,66 @@ TEST_F(ChannelMalformed, WrongLengthForAFixedType) {
 }
 
 TEST_F(ChannelMalformed, PacketCountMismatchingLength) {
-    expect_refused(packets_datagram(3, 2), "count 3 needs 80 payload bytes, got 56");
-    expect_refused(packets_datagram(1, 2, MessageType::PacketsDone), "PACKETS_DONE #1: count 1 needs 32");
+    expect_refused(packets_datagram(3, 2), "count 3 needs 104 payload bytes, got 72");
+    expect_refused(packets_datagram(1, 2, MessageType::PacketsDone), "PACKETS_DONE #1: count 1 needs 40");
 }
 
 TEST_F(ChannelMalformed, PacketCountZero) { expect_refused(packets_datagram(0, 0), "count 0"); }
 
 TEST_F(ChannelMalformed, PacketCountOverTheMaximum) {
-    expect_refused(packets_datagram(kMaxPacketsPerMessage + 1, 1), "over the maximum 2730");
+    expect_refused(packets_datagram(kMaxPacketsPerMessage + 1, 1), "over the maximum 2047");
+}
+
+// Version 1 (24-byte descriptors, no chains) from an old peer: refused at
+// once, never parsed with the new layout.
+TEST_F(ChannelMalformed, AVersion1PeerIsRefusedByVersion) {
+    const std::byte v1_packets[8 + 24] = {std::byte{1}};
+    expect_refused(datagram(9, v1_packets, sizeof(v1_packets), sizeof(v1_packets), kMagic, 1),
+                   "unsupported protocol version 1 (expected 2)");
+}
+
+TEST_F(ChannelMalformed, ChainCutOffAtTheEndOfTheBatch) {
+    std::vector<PacketDescriptor> d = {{1, 0, 64, 7, 0, 0}, {1, 64, 64, 8, kSegmentFollows, 0}};
+    expect_refused(packets_datagram(d),
+                   "PACKETS #1: chain cut off: the last descriptor says a segment follows");
+    d = {{1, 0, 64, 7, kSegmentFollows, 0}};
+    expect_refused(packets_datagram(d, MessageType::PacketsDone), "PACKETS_DONE #1: chain cut off");
+}
+
+TEST_F(ChannelMalformed, ChainLongerThanAPacketMayBe) {
+    std::vector<PacketDescriptor> d(kMaxSegmentsPerPacket + 1,
+                                    PacketDescriptor{1, 0, 64, 7, kSegmentFollows, 0});
+    d.back().flags = 0;
+    expect_refused(packets_datagram(d), "descriptor 4 of 5: a chain of more than 4 segments");
+}
+
+TEST_F(ChannelMalformed, UnknownDescriptorFlagsOrReservedBits) {
+    expect_refused(packets_datagram({{1, 0, 64, 7, 0x4, 0}}), "descriptor 0 of 1: unknown flags 0x00000004");
+    expect_refused(packets_datagram({{1, 0, 64, 7, 0, 1}}), "reserved field is 0x00000001, must be 0");
+}
+
+TEST_F(ChannelMalformed, WholeChainsUpToTheLimitAreAccepted) {
+    std::vector<PacketDescriptor> d(kMaxSegmentsPerPacket, PacketDescriptor{1, 0, 64, 7, kSegmentFollows, 0});
+    d.back().flags = 0;
+    d.push_back({2, 0, 64, 8, 0, 0});  // and a one-segment packet after it
+    send_raw(raw_.get(), packets_datagram(d));
+    auto m = channel_->receive(1000);
+    ASSERT_TRUE(m) << m.error().message();
+    const auto got = m->packets();
+    ASSERT_EQ(got.size(), 5u);
+    EXPECT_EQ(chain_length(got, 0), 4u);
+    EXPECT_EQ(chain_length(got, 4), 1u);
+}
+
+TEST_F(ChannelMalformed, SendRefusesAChainItWouldCutOff) {
+    auto p = os::seqpacket_pair();
+    ASSERT_TRUE(p) << p.error().message();
+    Channel a(std::move(p->first));
+    const std::vector<PacketDescriptor> d = {{1, 0, 64, 7, kSegmentFollows, 0}};
+    auto s = a.send_packets(MessageType::Packets, 1, d);
+    ASSERT_FALSE(s);
+    EXPECT_EQ(s.error().err, EINVAL);
+    EXPECT_NE(s.error().detail.find("chain cut off"), std::string::npos) << s.error().detail;
 }
 
 TEST_F(ChannelMalformed, PacketsShorterThanTheirHeader) {

@@ -202,6 +202,87 @@ TEST(Guest, DescriptorsOutsideTheirBlockAreCountedAndNotRead) {
     EXPECT_EQ(returned, 6u) << "bad descriptors go back to the host too";
 }
 
+// Lookahead split: a packet comes as two chained descriptors, the first in
+// a ReceiveLookahead block, the rest in a ReceivePostLookahead block. The
+// guest hands it over as one packet of two segments that point into its
+// memory where the host wrote them, and returns both descriptors.
+TEST(Guest, AChainedPacketIsReadInPlaceAcrossItsSegments) {
+    std::vector<ipc::PacketDescriptor> sent, returned;
+    FakeHost host([&](os::UniqueFd s) {
+        HostSide h;
+        handshake(h, std::move(s));
+        ASSERT_TRUE(h.channel.send(MessageType::BlockAdded, ipc::BlockAdded{1, 0, 4096, 1, 5, 0}));
+        ASSERT_TRUE(h.channel.send(MessageType::BlockAdded, ipc::BlockAdded{2, 65536, 4096, 1, 6, 0}));
+        std::memcpy(h.memory + 128, "HEAD", 4);
+        std::memcpy(h.memory + 65536 + 2048, "payload!", 8);
+        std::memcpy(h.memory + 256, "solo", 4);
+        sent = {{1, 128, 4, 42, ipc::kSegmentFollows, 0}, {2, 2048, 8, 42, 0, 0}, {1, 256, 4, 43, 0, 0}};
+        ASSERT_TRUE(h.channel.send_packets(MessageType::Packets, 1, sent));
+        returned = h.expect(MessageType::PacketsDone).packets();
+        ASSERT_TRUE(h.channel.send(MessageType::Bye, ipc::Bye{}));
+    });
+    std::vector<std::vector<std::string>> packets;
+    std::vector<size_t> lengths;
+    std::vector<const std::byte*> where;
+    Guest g({.name = "vm-split", .memory_bytes = kMemory}, [&](const GuestPacket& p) {
+        std::vector<std::string> parts;
+        for (const GuestSegment& seg : p.segments) {
+            parts.emplace_back(reinterpret_cast<const char*>(seg.data.data()), seg.data.size());
+            where.push_back(seg.data.data());
+        }
+        packets.push_back(parts);
+        lengths.push_back(p.length);
+        EXPECT_EQ(p.data.data(), p.segments[0].data.data()) << "data is the first segment";
+    });
+    g.connect(host.path());
+    EXPECT_EQ(g.run(), NDISSHM_GUEST_HOST_BYE);
+    host.join();
+    ASSERT_EQ(packets.size(), 2u);
+    EXPECT_EQ(packets[0], (std::vector<std::string>{"HEAD", "payload!"}));
+    EXPECT_EQ(packets[1], (std::vector<std::string>{"solo"}));
+    EXPECT_EQ(lengths, (std::vector<size_t>{12, 4}));
+    ASSERT_EQ(where.size(), 3u);
+    EXPECT_EQ(where[0], g.memory().data() + 128) << "in place, not a copy";
+    EXPECT_EQ(where[1], g.memory().data() + 65536 + 2048);
+    EXPECT_EQ(g.stats().packets, 2u);
+    EXPECT_EQ(g.stats().bytes, 16u);
+    ASSERT_EQ(returned.size(), 3u);
+    EXPECT_EQ(std::memcmp(returned.data(), sent.data(), 3 * sizeof(ipc::PacketDescriptor)), 0)
+        << "the chain goes back as it came";
+}
+
+// One bad segment spoils its packet: neither half is read, both go back.
+TEST(Guest, AChainWithASegmentInAnotherQueuesBlockIsNotRead) {
+    size_t returned = 0;
+    FakeHost host([&](os::UniqueFd s) {
+        HostSide h;
+        handshake(h, std::move(s));
+        h.send_block(1, 0, 4096, 1);
+        h.send_block(2, 4096, 4096, 2);  // queue 2's
+        const std::vector<ipc::PacketDescriptor> d = {
+            {1, 0, 64, 1, ipc::kSegmentFollows, 0},   {2, 0, 64, 1, 0, 0},  // second half in queue 2's block
+            {1, 64, 64, 2, ipc::kSegmentFollows, 0},  {1, 4090, 64, 2, 0, 0},  // second half past its block
+            {1, 128, 64, 3, ipc::kSegmentFollows, 0}, {1, 192, 64, 3, 0, 0},   // good
+        };
+        ASSERT_TRUE(h.channel.send_packets(MessageType::Packets, 1, d));
+        returned = h.expect(MessageType::PacketsDone).packets().size();
+        ASSERT_TRUE(h.channel.send(MessageType::Bye, ipc::Bye{}));
+    });
+    size_t seen = 0, segments = 0;
+    Guest g({.name = "vm-split", .memory_bytes = kMemory}, [&](const GuestPacket& p) {
+        ++seen;
+        segments += p.segments.size();
+    });
+    g.connect(host.path());
+    EXPECT_EQ(g.run(), NDISSHM_GUEST_HOST_BYE);
+    host.join();
+    EXPECT_EQ(seen, 1u);
+    EXPECT_EQ(segments, 2u);
+    EXPECT_EQ(g.stats().bad_descriptors, 4u);
+    EXPECT_EQ(g.stats().packets, 1u);
+    EXPECT_EQ(returned, 6u);
+}
+
 TEST(Guest, BlocksOutsideGuestMemoryAreRefused) {
     FakeHost host([&](os::UniqueFd s) {
         HostSide h;

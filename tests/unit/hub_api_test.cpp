@@ -2,15 +2,15 @@
 // library on a thread of this process: life cycle, delivery on both paths
 // into the guest's memory, host queues, the lists, statistics and snapshot,
 // the control socket, refusals; and every block gone after stop.
-#include <ndisshm/guest.hpp>
-#include <ndisshm/hub.h>
-
 #include <gtest/gtest.h>
+#include <ndisshm/hub.h>
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
+#include <ndisshm/guest.hpp>
 #include <string>
 #include <thread>
 #include <vector>
@@ -29,8 +29,13 @@ public:
         thread_ = std::thread([this, socket] {
             try {
                 Guest g({"t1", 8 << 20, 0}, [this](const GuestPacket& p) {
-                    lengths_ += p.data.size();
+                    lengths_ += p.length;
                     first_ = static_cast<int>(p.data[0]);
+                    if (p.segments.size() > 1) {
+                        ++split_;
+                        lookahead_ = p.segments[0].data.size();
+                        last_byte_ = static_cast<int>(p.segments.back().data.back());
+                    }
                     ++packets_;
                 });
                 g.connect(socket);
@@ -54,7 +59,8 @@ public:
         stop_ = true;
         thread_.join();
     }
-    std::atomic<uint64_t> packets_{0}, lengths_{0};
+    std::atomic<uint64_t> packets_{0}, lengths_{0}, split_{0}, lookahead_{0};
+    std::atomic<int> last_byte_{-1};
     std::atomic<int> first_{-1};
     std::atomic<int> end_{-1};
 
@@ -159,6 +165,9 @@ TEST_F(HubApi, BothPathsReachTheGuestAndTheBooksShowIt) {
     EXPECT_EQ(q[2].kind, uint32_t{NDISSHM_HUB_QUEUE_HOST});
     EXPECT_EQ(q[2].flags, uint32_t{NDISSHM_QUEUE_LOOKAHEAD_SPLIT});
     EXPECT_EQ(q[2].lookahead_size, 64u);
+    EXPECT_EQ(q[2].lookahead_blocks, 1u) << "64-byte slots for its 128 packets fit one block";
+    EXPECT_EQ(q[2].books.blocks, 5u) << "1 lookahead + 4 post-lookahead";
+    EXPECT_EQ(q[1].lookahead_blocks, 0u);
     EXPECT_EQ(q[2].received, 2u);
     EXPECT_EQ(q[2].outstanding, 0u) << "host slots go back once copied";
 
@@ -187,8 +196,85 @@ TEST_F(HubApi, BothPathsReachTheGuestAndTheBooksShowIt) {
     ndisshm_adapter_stats st{};
     ASSERT_EQ(ndisshm_adapter_get_stats(ndisshm_hub_adapter(hub_), &st), NDIS_STATUS_SUCCESS);
     EXPECT_EQ(st.total.blocks, 0u) << "every block freed through its provider";
-    EXPECT_EQ(st.total.allocations, 8u) << "4 for the guest's queue, 4 for the host queue";
+    EXPECT_EQ(st.total.allocations, 9u) << "4 for the guest's queue, 1 + 4 for the split host queue";
+    EXPECT_EQ(st.by_usage[NdisSharedMemoryUsageReceiveLookahead].allocations, 1u);
+    EXPECT_EQ(st.by_usage[NdisSharedMemoryUsageReceivePostLookahead].allocations, 4u);
+    EXPECT_EQ(guest.split_.load(), 0u) << "the copy path joins what the host queue split";
     EXPECT_EQ(ndisshm_hub_deliver(hub_, g.queue_id, a.data(), 1), NDISSHM_HUB_NO_GUEST);
+}
+
+// The per-guest choice: the hub asks for each guest's queue parameters, and
+// a guest given lookahead split reads its packets as two segments in place.
+TEST_F(HubApi, QueueParamsCallbackSplitsOnlyTheQueuesItChooses) {
+    ndisshm_hub_destroy(hub_);
+    hub_ = nullptr;
+    struct Asked {
+        uint32_t guest_id = 0, queue_id = 0;
+        std::string name;
+    };
+    static Asked asked;
+    ndisshm_hub_config c;
+    ndisshm_hub_config_init(&c);
+    c.socket_path = socket_.c_str();
+    c.max_guests = 2;
+    c.log = [](void*, const char*) {};
+    c.queue_params = [](void* context, uint32_t guest_id, const char* name, uint32_t queue_id,
+                        ndisshm_queue_params* params) {
+        *static_cast<Asked*>(context) = {guest_id, queue_id, name};
+        EXPECT_EQ(params->flags, 0u) << "the default: lookahead_split is 0";
+        if (std::string(name) == "t1") *params = {NDISSHM_QUEUE_LOOKAHEAD_SPLIT, 100};
+    };
+    c.queue_params_context = &asked;
+    char err[256] = {};
+    ASSERT_EQ(ndisshm_hub_create(rt_, &c, &hub_, err, sizeof(err)), NDIS_STATUS_SUCCESS) << err;
+    ASSERT_EQ(ndisshm_hub_start(hub_, err, sizeof(err)), NDIS_STATUS_SUCCESS) << err;
+    ThreadGuest guest(socket_);
+    ASSERT_EQ(ndisshm_hub_wait_guests(hub_, 1, 5000), 1);
+    EXPECT_EQ(asked.name, "t1");
+    EXPECT_EQ(asked.queue_id, 1u);
+    EXPECT_NE(asked.guest_id, 0u);
+
+    std::vector<unsigned char> p(1500);
+    for (size_t i = 0; i < p.size(); ++i) p[i] = static_cast<unsigned char>(i * 7);
+    EXPECT_EQ(ndisshm_hub_deliver(hub_, 1, p.data(), 1500), NDISSHM_HUB_DELIVERED);
+    EXPECT_EQ(ndisshm_hub_deliver(hub_, 1, p.data(), 100), NDISSHM_HUB_DELIVERED)
+        << "no longer than the lookahead";
+    ndisshm_hub_stats s{};
+    for (int i = 0; i < 500 && s.returned < 2; ++i) {
+        ndisshm_hub_get_stats(hub_, &s);
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    EXPECT_EQ(s.returned, 2u) << "both segments of the split packet went back as one";
+    EXPECT_EQ(guest.packets_.load(), 2u);
+    EXPECT_EQ(guest.split_.load(), 1u) << "only the 1500-byte packet is split";
+    EXPECT_EQ(guest.lookahead_.load(), 100u);
+    EXPECT_EQ(guest.last_byte_.load(), static_cast<int>(static_cast<unsigned char>(1499 * 7)));
+    EXPECT_EQ(guest.lengths_.load(), 1600u);
+    ndisshm_hub_queue_info q[4] = {};
+    ASSERT_EQ(ndisshm_hub_list_queues(hub_, q, 4), 2u);
+    EXPECT_EQ(q[1].flags, uint32_t{NDISSHM_QUEUE_LOOKAHEAD_SPLIT});
+    EXPECT_EQ(q[1].lookahead_size, 100u);
+    EXPECT_EQ(q[1].lookahead_blocks, 1u);
+    ndisshm_hub_stop(hub_);
+    guest.join();
+}
+
+// A caller built before queue_params passes the smaller struct: accepted,
+// and whatever lies past its end is never read as a callback.
+TEST_F(HubApi, ConfigOfTheSizeBeforeQueueParamsIsAccepted) {
+    ndisshm_hub_config c;
+    ndisshm_hub_config_init(&c);
+    const std::string path = dir_.path() + "/old.sock";
+    c.socket_path = path.c_str();
+    c.serve_control = 0;
+    c.queue_params = reinterpret_cast<ndisshm_hub_queue_params_fn>(uintptr_t{1});  // would crash if called
+    c.struct_size = offsetof(ndisshm_hub_config, queue_params);
+    char err[256] = {};
+    ndisshm_hub* old = nullptr;
+    ASSERT_EQ(ndisshm_hub_create(rt_, &c, &old, err, sizeof(err)), NDIS_STATUS_SUCCESS) << err;
+    ndisshm_hub_destroy(old);
+    c.struct_size = offsetof(ndisshm_hub_config, queue_params) + 4;
+    EXPECT_EQ(ndisshm_hub_create(rt_, &c, &old, err, sizeof(err)), NDIS_STATUS_INVALID_PARAMETER);
 }
 
 }  // namespace

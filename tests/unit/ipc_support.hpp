@@ -50,6 +50,19 @@ inline Bytes packets_datagram(uint32_t count, uint32_t descriptors, ipc::Message
                     static_cast<uint32_t>(payload.size()));
 }
 
+// PACKETS (or PACKETS_DONE) carrying exactly `descriptors` (chains as given).
+inline Bytes packets_datagram(const std::vector<ipc::PacketDescriptor>& descriptors,
+                              ipc::MessageType type = ipc::MessageType::Packets) {
+    Bytes payload(sizeof(ipc::PacketsHeader) + descriptors.size() * sizeof(ipc::PacketDescriptor));
+    const ipc::PacketsHeader ph{static_cast<uint32_t>(descriptors.size()), 1};
+    std::memcpy(payload.data(), &ph, sizeof(ph));
+    if (!descriptors.empty())
+        std::memcpy(payload.data() + sizeof(ph), descriptors.data(),
+                    descriptors.size() * sizeof(ipc::PacketDescriptor));
+    return datagram(static_cast<uint16_t>(type), payload.data(), payload.size(),
+                    static_cast<uint32_t>(payload.size()));
+}
+
 // Sends `bytes` as one datagram with any number of fds (Channel never sends
 // more than one: tests need to).
 inline void send_raw(int socket, const Bytes& bytes, const std::vector<int>& fds = {}) {

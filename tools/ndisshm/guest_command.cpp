@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <span>
 #include <string>
 
 namespace ndisshm::cli {
@@ -103,15 +104,21 @@ int run_guest(const GuestCommandOptions& opt) {
     // FNV-1a over each packet: cheap, and it reads every byte in place.
     // --verify reads every byte too, through the traffic's own checksum.
     auto on_packet = [&checksum, &checker, &opt](const ndisshm::GuestPacket& p) {
+        // Every segment of the packet (two with lookahead split), read where
+        // it lies: nothing is joined.
+        std::span<const std::byte> parts[NDISSHM_GUEST_MAX_SEGMENTS];
+        const size_t n = std::min<size_t>(p.segments.size(), NDISSHM_GUEST_MAX_SEGMENTS);
+        for (size_t i = 0; i < n; ++i) parts[i] = p.segments[i].data;
         // --frame-offset: the stream sits behind a NIC's headers (demo --nic
         // afxdp: whole Ethernet frames, the stream in the UDP payload); a
         // packet too short to hold it counts as corrupt.
         if (opt.verify) {
-            const size_t skip = std::min<size_t>(opt.frame_offset, p.data.size());
-            return checker.check(p.queue_id, p.data.data() + skip, p.data.size() - skip);
+            std::span<const std::byte> rest[NDISSHM_GUEST_MAX_SEGMENTS];
+            return checker.check(p.queue_id, traffic::skip(traffic::Segments(parts, n), opt.frame_offset, rest));
         }
         uint64_t h = 1469598103934665603ull;
-        for (std::byte b : p.data) h = (h ^ static_cast<uint64_t>(b)) * 1099511628211ull;
+        for (size_t i = 0; i < n; ++i)
+            for (std::byte b : parts[i]) h = (h ^ static_cast<uint64_t>(b)) * 1099511628211ull;
         checksum ^= h;
     };
     Outcome o;

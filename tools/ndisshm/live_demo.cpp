@@ -97,6 +97,10 @@ bool LiveDemo::start() {
     c.blocks_per_queue = o_.blocks_per_queue;
     c.block_bytes = o_.block_bytes;
     c.slot_bytes = s_.slot_bytes;
+    // One queue with lookahead split, as the switch asks of a VMQ NIC: the
+    // first guest's, so that a guest reads split packets in place.
+    c.lookahead_size = o_.lookahead_size;
+    c.split_queue = 1;
     // Guest queues are 1..guests; host queues follow. Hub lines go to the
     // narration only when something goes wrong: problems collect them.
     host_ = std::make_unique<LiveHost>(c, [this](const std::string& line) {
@@ -106,15 +110,12 @@ bool LiveDemo::start() {
     say("  watch it live: ndisshm stat --socket " + s_.socket + " --watch 1");
     for (uint32_t i = 0; i < host_queues(); ++i) {
         const uint32_t id = o_.guests + 1 + i;
-        // One queue with lookahead split, as the switch asks of a VMQ NIC.
-        ndisshm_queue_params p{};
-        if (i == 0 && o_.lookahead_size != 0) p = {NDISSHM_QUEUE_LOOKAHEAD_SPLIT, o_.lookahead_size};
+        const ndisshm_queue_params p{};
         if (NDIS_STATUS st = ndisshm_hub_host_queue_create(host_->hub(), id, &p); st != NDIS_STATUS_SUCCESS) {
             problem("host queue " + std::to_string(id) + ": " + ndisshm_status_name(st));
             return false;
         }
-        say("  queue " + std::to_string(id) + ": host memory, the copy path" +
-            (p.flags != 0 ? ", lookahead split at " + std::to_string(p.lookahead_size) + " bytes" : ""));
+        say("  queue " + std::to_string(id) + ": host memory, the copy path");
     }
     return true;
 }
@@ -147,6 +148,12 @@ bool LiveDemo::start_guests() {
             std::to_string(g.guest_id) + "): queue " + std::to_string(g.queue_id) + " in its own " +
             human_bytes(g.memory_bytes) + " memfd; copy path through queue " + std::to_string(host_queue));
     }
+    for (const auto& q : host_->queues())
+        if ((q.flags & NDISSHM_QUEUE_LOOKAHEAD_SPLIT) != 0)
+            say("  queue " + std::to_string(q.queue_id) + ": lookahead split at " + std::to_string(q.lookahead_size) +
+                " bytes: " + std::to_string(q.lookahead_blocks) + " ReceiveLookahead + " +
+                std::to_string(q.books.blocks - q.lookahead_blocks) +
+                " ReceivePostLookahead blocks; its guest reads each packet in place across both");
     return true;
 }
 
@@ -195,6 +202,7 @@ void LiveDemo::capture_books() {
         row.slots = q.slots;
         row.lookahead_split = (q.flags & NDISSHM_QUEUE_LOOKAHEAD_SPLIT) != 0;
         row.lookahead_size = q.lookahead_size;
+        row.lookahead_blocks = q.lookahead_blocks;
         row.drops = q.too_large;
         row.kind = q.kind == NDISSHM_HUB_QUEUE_GUEST ? "guest" : "host";
         row.path = q.kind == NDISSHM_HUB_QUEUE_GUEST ? "zero-copy" : "copy";

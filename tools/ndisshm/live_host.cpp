@@ -23,8 +23,15 @@ LiveHost::LiveHost(const HostConfig& config, std::function<void(const std::strin
     c.blocks_per_queue = config.blocks_per_queue;
     c.block_bytes = config.block_bytes;
     c.slot_bytes = config.slot_bytes;
-    c.lookahead_split = config.lookahead_size != 0;
+    c.lookahead_split = config.lookahead_size != 0 && config.split_queue == 0;
     c.lookahead_size = config.lookahead_size;
+    if (config.lookahead_size != 0 && config.split_queue != 0) {
+        // One queue split, the others not: the hub asks us per guest.
+        split_queue_ = config.split_queue;
+        lookahead_size_ = config.lookahead_size;
+        c.queue_params = &LiveHost::choose_queue_params;
+        c.queue_params_context = this;
+    }
     c.log = &LiveHost::on_log;
     c.log_context = this;
     char error[512] = {};
@@ -56,6 +63,11 @@ void LiveHost::on_violation(void* self, const ndisshm_violation* v) {
         h->findings_.push_back(line);
     }
     if (h->log_) h->log_("verifier: " + line);
+}
+
+void LiveHost::choose_queue_params(void* self, uint32_t, const char*, uint32_t queue_id, ndisshm_queue_params* params) {
+    const auto* h = static_cast<const LiveHost*>(self);
+    if (queue_id == h->split_queue_) *params = {NDISSHM_QUEUE_LOOKAHEAD_SPLIT, h->lookahead_size_};
 }
 
 void LiveHost::on_log(void* self, const char* line) {

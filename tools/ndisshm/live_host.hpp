@@ -28,6 +28,7 @@ struct HostConfig {
     uint32_t block_bytes = 64 * 1024;
     uint32_t slot_bytes = 2048;
     uint32_t lookahead_size = 0;    // non-zero: guests' queues get lookahead split of this size
+    uint32_t split_queue = 0;       // non-zero (with lookahead_size): only this guest queue is split
     // A queue driver that must exist before the hub starts and outlive its
     // stop (demo --nic afxdp): before_start runs between ndisshm_hub_create
     // and ndisshm_hub_start ("" to go on, else why not: the constructor
@@ -71,7 +72,11 @@ private:
     static void on_violation(void* self, const ndisshm_violation* v);
     static void on_log(void* self, const char* line);
 
+    static void choose_queue_params(void* self, uint32_t guest_id, const char* name, uint32_t queue_id,
+                                    ndisshm_queue_params* params);
+
     std::function<void(const std::string&)> log_;
+    uint32_t split_queue_ = 0, lookahead_size_ = 0;
     std::function<void()> after_stop_;
     ndisshm_runtime* runtime_ = nullptr;
     ndisshm_hub* hub_ = nullptr;

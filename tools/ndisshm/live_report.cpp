@@ -14,7 +14,13 @@ using ordered = nlohmann::ordered_json;
 
 std::string n(uint64_t v) { return std::to_string(v); }
 
-std::string lookahead(bool split, uint32_t size) { return split ? "split " + n(size) : "-"; }
+// "split 128 (1+16)": the lookahead size, then its ReceiveLookahead and
+// ReceivePostLookahead blocks.
+std::string lookahead(const QueueRow& q) {
+    if (!q.lookahead_split) return "-";
+    return "split " + n(q.lookahead_size) + " (" + n(q.lookahead_blocks) + "+" +
+           n(q.books.blocks - q.lookahead_blocks) + ")";
+}
 
 ordered usage_json(const ndisshm_usage_stats& u) {
     return {{"blocks", u.blocks},           {"bytes", u.bytes}, {"peak_blocks", u.peak_blocks},
@@ -61,7 +67,7 @@ std::string render_live_table(const LiveSummary& s) {
                   {"blocks", Align::Right}, {"allocated", Align::Right}, {"peak", Align::Right},
                   {"failures", Align::Right}});
     for (const QueueRow& q : s.queues)
-        queues.add_row({n(q.id), q.kind, q.path, q.feeds, lookahead(q.lookahead_split, q.lookahead_size), n(q.packets),
+        queues.add_row({n(q.id), q.kind, q.path, q.feeds, lookahead(q), n(q.packets),
                         human_bytes(q.bytes), fixed(q.gbps), n(q.drops), n(q.stalls), n(q.books.blocks),
                         human_bytes(q.books.bytes), n(q.books.peak_blocks) + " / " + human_bytes(q.books.peak_bytes),
                         n(q.books.failures)});
@@ -124,6 +130,8 @@ std::string render_live_json(const LiveSummary& s) {
                           {"feeds", q.feeds},
                           {"lookahead_split", q.lookahead_split},
                           {"lookahead_size", q.lookahead_size},
+                          {"lookahead_blocks", q.lookahead_blocks},
+                          {"post_lookahead_blocks", q.lookahead_split ? q.books.blocks - q.lookahead_blocks : 0},
                           {"packets", q.packets},
                           {"bytes", q.bytes},
                           {"gbps", q.gbps},

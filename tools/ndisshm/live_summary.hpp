@@ -20,7 +20,7 @@ struct LiveDemoOptions {
     uint32_t batch = 32;
     uint32_t blocks_per_queue = 16;
     uint32_t block_bytes = 64 * 1024;
-    uint32_t lookahead_size = 128;  // the first host queue's lookahead split
+    uint32_t lookahead_size = 128;  // the first guest's queue's (queue 1's) lookahead split; 0: none
     std::string socket;             // empty: <default socket dir>/demo-<pid>.sock
     bool json = false;
     bool quiet = false;
@@ -55,6 +55,7 @@ struct QueueRow {
     std::string feeds; // the guest(s) its packets go to
     bool lookahead_split = false;
     uint32_t lookahead_size = 0;
+    uint32_t lookahead_blocks = 0;  // with split: ReceiveLookahead blocks; the rest of books.blocks are post-lookahead
     uint64_t packets = 0, bytes = 0, drops = 0, stalls = 0;
     double gbps = 0;
     ndisshm_usage_stats books{};  // the runtime's, just before teardown

@@ -34,7 +34,7 @@ void check_afxdp(CLI::App* demo, LiveDemoOptions& l) {
     // The emulated default (1500) is an Ethernet payload; here a datagram's.
     if (demo->count("--packet-size") == 0) l.packet_sizes = {kAfxdpMaxPacket};
     if (demo->count("--lookahead") != 0)
-        throw CLI::ValidationError("--lookahead", "belongs to the emulated NIC's host queue, not to --nic afxdp");
+        throw CLI::ValidationError("--lookahead", "belongs to the emulated NIC's split queue, not to --nic afxdp");
     if (l.queues != l.guests)
         throw CLI::ValidationError("--queues", "with --nic afxdp every queue is a guest's (one veth each): " +
                                                    std::to_string(l.guests) + " for " + std::to_string(l.guests) +
@@ -97,8 +97,9 @@ void add_demo(CLI::App& app, Commands& c) {
         "A host with an emulated VMQ NIC and the guest provider starts in this process; --guests processes of\n"
         "this binary ('ndisshm guest --verify') connect and hand over their memory; each gets a queue whose\n"
         "buffers are its own memory. Traffic runs --duration seconds straight into the guests (zero copy), then\n"
-        "as long through host queues (one with lookahead split) and a copy into the guests. Every guest checks\n"
-        "every packet in place. While it runs, 'ndisshm stat --socket PATH' shows the host's books.\n"
+        "as long through host queues and a copy into the guests. Queue 1 splits each packet at --lookahead\n"
+        "bytes over two blocks (ReceiveLookahead, ReceivePostLookahead). Every guest checks every packet in\n"
+        "place, across both parts of a split one. While it runs, 'ndisshm stat --socket PATH' shows the books.\n"
         "--nic afxdp feeds the guests' queues with real kernel packets instead: UDP over a veth pair per guest\n"
         "(in network namespaces of its own), written by the kernel through AF_XDP straight into each guest's\n"
         "memory; zero copy only (root, namespaces and AF_XDP needed; without them it says why and exits 1).\n"
@@ -125,7 +126,7 @@ void add_demo(CLI::App& app, Commands& c) {
     demo->add_option("--block-size", c.demo_block_size, "Bytes per receive buffer (default 65536)")
         ->check(CLI::Range(1u, kMaxBlockBytes));
     demo->add_option("--lookahead", c.live.lookahead_size,
-                     "Lookahead split size of the first host queue, in bytes (0: no lookahead split)")
+                     "Lookahead split size of the first guest's queue (queue 1), in bytes (0: no lookahead split)")
         ->check(CLI::Range(0u, traffic::kMaxPacket))
         ->capture_default_str();
     demo->add_option("--socket", c.live.socket, "Guest socket path (default: demo-<pid>.sock in the default directory)");

@@ -13,13 +13,16 @@
 // sums precomputed, so the generator writes 32 bytes per packet besides the
 // NIC's copy and the comparison between delivery paths measures the paths,
 // not the generator. The guest, though, reads every byte: that is the point
-// of reading in place.
+// of reading in place. A packet that arrives in two segments (lookahead
+// split) is checked across them where they lie, without joining it.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <span>
 
 namespace ndisshm::cli::traffic {
 
@@ -39,21 +42,52 @@ struct Header {
 static_assert(sizeof(Header) == kHeaderBytes);
 
 // A word-wise Fletcher-style sum: the order of words matters, and it runs at
-// memory speed, so checking every byte does not starve the guest.
-inline uint64_t payload_sum(const std::byte* p, size_t n) {
-    uint64_t a = 0x9e3779b97f4a7c15ull, b = 0;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        std::memcpy(&w, p + i, 8);
-        a += w;
-        b += a;
+// memory speed, so checking every byte does not starve the guest. Fed in
+// pieces (a packet's segments), it gives what it gives over the bytes joined:
+// a word cut by a segment's end is completed from the next segment, so a
+// reader sums a split packet in place.
+class PayloadSum {
+public:
+    void add(const std::byte* p, size_t n) {
+        if (have_ != 0) {
+            const size_t k = std::min(n, size_t{8} - have_);
+            std::memcpy(carry_ + have_, p, k);
+            have_ += k;
+            p += k;
+            n -= k;
+            if (have_ < 8) return;
+            word(carry_);
+            have_ = 0;
+        }
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8) word(p + i);
+        std::memcpy(carry_, p + i, n - i);
+        have_ = n - i;
     }
-    uint64_t tail = 0;
-    std::memcpy(&tail, p + i, n - i);
-    a += tail ^ (n - i);
-    b += a;
-    return a ^ ((b << 32) | (b >> 32));
+    uint64_t finish() {
+        uint64_t tail = 0;
+        std::memcpy(&tail, carry_, have_);
+        a_ += tail ^ have_;
+        b_ += a_;
+        return a_ ^ ((b_ << 32) | (b_ >> 32));
+    }
+
+private:
+    void word(const std::byte* p) {
+        uint64_t w;
+        std::memcpy(&w, p, 8);
+        a_ += w;
+        b_ += a_;
+    }
+    uint64_t a_ = 0x9e3779b97f4a7c15ull, b_ = 0;
+    std::byte carry_[8] = {};
+    size_t have_ = 0;
+};
+
+inline uint64_t payload_sum(const std::byte* p, size_t n) {
+    PayloadSum s;
+    s.add(p, n);
+    return s.finish();
 }
 
 // splitmix64 of the sequence number and length.
@@ -91,18 +125,65 @@ struct CheckCounts {
     uint64_t last_seq = 0;      // of the last intact packet
 };
 
+// Where a packet's bytes are: its segments in order (one, or two with
+// lookahead split), read in place.
+using Segments = std::span<const std::span<const std::byte>>;
+
+// Copies packet bytes [from, from + n) out of its segments (the header and
+// trailer: 32 bytes, whatever segment boundary they straddle).
+inline void gather(Segments segments, size_t from, size_t n, std::byte* out) {
+    size_t pos = 0;
+    for (const auto& seg : segments) {
+        const size_t end = pos + seg.size();
+        if (n != 0 && from < end) {
+            const size_t k = std::min(n, end - from);
+            std::memcpy(out, seg.data() + (from - pos), k);
+            out += k;
+            from += k;
+            n -= k;
+        }
+        pos = end;
+    }
+}
+
+// The segments less their first `bytes` bytes (a NIC's headers before the
+// stream), written to `out` (as many entries as `segments`).
+inline Segments skip(Segments segments, size_t bytes, std::span<const std::byte>* out) {
+    size_t n = 0;
+    for (const auto& seg : segments) {
+        const size_t k = std::min(bytes, seg.size());
+        bytes -= k;
+        if (k < seg.size()) out[n++] = seg.subspan(k);
+    }
+    return {out, n};
+}
+
 // The guest's side: every packet, in place, in arrival order.
 class Checker {
 public:
     void check(uint32_t queue, const std::byte* data, size_t length) {
-        Header h;
+        const std::span<const std::byte> one[] = {{data, length}};
+        check(queue, one);
+    }
+    void check(uint32_t queue, Segments segments) {
+        size_t length = 0;
+        for (const auto& seg : segments) length += seg.size();
         if (length < kMinPacket) return corrupt();
-        std::memcpy(&h, data, sizeof(h));
+        Header h;
+        gather(segments, 0, sizeof(h), reinterpret_cast<std::byte*>(&h));
         uint64_t trailer;
-        std::memcpy(&trailer, data + length - kTrailerBytes, sizeof(trailer));
+        gather(segments, length - kTrailerBytes, sizeof(trailer), reinterpret_cast<std::byte*>(&trailer));
         if (h.magic != kMagic || h.length != length || trailer != h.seq) return corrupt();
-        const uint64_t sum = payload_sum(data + kHeaderBytes, length - kHeaderBytes - kTrailerBytes);
-        if ((sum ^ seq_mix(h.seq, h.length)) != h.check) return corrupt();
+        // The payload [kHeaderBytes, length - kTrailerBytes), summed where it lies.
+        PayloadSum sum;
+        size_t pos = 0;
+        for (const auto& seg : segments) {
+            const size_t from = std::max(pos, kHeaderBytes),
+                         to = std::min(pos + seg.size(), length - kTrailerBytes);
+            if (from < to) sum.add(seg.data() + (from - pos), to - from);
+            pos += seg.size();
+        }
+        if ((sum.finish() ^ seq_mix(h.seq, h.length)) != h.check) return corrupt();
         uint64_t& next = next_[queue];
         if (next == 0) next = 1;
         if (h.seq < next) {

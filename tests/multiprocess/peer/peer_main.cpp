@@ -1,6 +1,7 @@
 // The other process of the multiprocess suite, exec'd by the tests.
 //
 //   multiprocess_peer guest SOCKET NAME [options]   a guest, honest or not
+//   multiprocess_peer library-guest SOCKET NAME     an honest guest of the guest library
 //   multiprocess_peer host SOCKET                   a host with a test NIC
 //
 // It speaks the wire protocol through Channel directly (not the guest
@@ -12,6 +13,7 @@
 // "ERROR reason", "CLOSED reason" (exit 3), "BYE" (exit 0). Every wait is
 // bounded: a peer never outlives --life-ms.
 #include <fcntl.h>
+#include <ndisshm/guest.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -156,13 +158,21 @@ int guest(const std::string& path, const std::string& name, const Options& o) {
             case MessageType::BlockRemoved: blocks.erase(m.as<BlockRemoved>().handle); break;
             case MessageType::Packets: {
                 auto ds = m.packets();
-                for (const auto& d : ds) {
-                    auto b = blocks.find(d.handle);
+                for (size_t i = 0; i < ds.size();) {
+                    // One packet: its chain of segments (two with lookahead split).
+                    const size_t n = chain_length(ds, i);
+                    ndisshm_mp::Piece pieces[kMaxSegmentsPerPacket];
+                    bool ok = mem != nullptr;
+                    for (size_t k = 0; k < n && ok; ++k) {
+                        const PacketDescriptor& d = ds[i + k];
+                        auto b = blocks.find(d.handle);
+                        ok = b != blocks.end() && d.offset + uint64_t{d.length} <= b->second.length;
+                        // Read in place: the packet is where the host wrote it, in our memory.
+                        if (ok) pieces[k] = {mem + b->second.offset + d.offset, d.length};
+                    }
                     uint64_t seq = 0;
-                    // Read in place: the packet is where the host wrote it, in our memory.
-                    const bool ok = b != blocks.end() && d.offset + uint64_t{d.length} <= b->second.length &&
-                                    mem != nullptr &&
-                                    ndisshm_mp::check_packet(mem + b->second.offset + d.offset, d.length, &seq);
+                    ok = ok && ndisshm_mp::check_pieces(pieces, n, &seq);
+                    i += n;
                     ++total;
                     if (!ok) ++bad;
                 }
@@ -220,10 +230,87 @@ int host(const std::string& path, const Options& o) {
 
 }  // namespace
 
+// A guest of the real guest library (<ndisshm/guest.h>), honest: it reads
+// each packet in place across its segments through ndisshm_guest_packet's
+// segment list and checks it. Lines: "QUEUE id flags lookahead", "BLOCK
+// handle offset length usage", "GOT total bad split" after each batch, then
+// "BYE" or "CLOSED reason".
+struct LibraryGuest {
+    uint64_t total = 0, bad = 0, split = 0;
+    bool batch = false;
+
+    static void on_packet(void* self, const ndisshm_guest_packet* p) {
+        auto* g = static_cast<LibraryGuest*>(self);
+        ndisshm_mp::Piece pieces[NDISSHM_GUEST_MAX_SEGMENTS];
+        uint64_t length = 0;
+        for (uint32_t k = 0; k < p->segment_count; ++k) {
+            pieces[k] = {static_cast<const std::byte*>(p->segments[k].data), p->segments[k].length};
+            length += p->segments[k].length;
+        }
+        uint64_t seq = 0;
+        const bool ok = length == p->packet_length && p->segments[0].data == p->data &&
+                        p->segments[0].length == p->length &&
+                        ndisshm_mp::check_pieces(pieces, p->segment_count, &seq);
+        ++g->total;
+        if (!ok) ++g->bad;
+        if (p->segment_count > 1) ++g->split;
+        g->batch = true;
+    }
+    static void on_event(void*, const ndisshm_guest_event* e) {
+        if (e->kind == NDISSHM_GUEST_QUEUE_ATTACHED)
+            out("QUEUE " + std::to_string(e->queue_id) + " " + std::to_string(e->flags) + " " +
+                std::to_string(e->lookahead_size));
+        if (e->kind == NDISSHM_GUEST_BLOCK_ADDED)
+            out("BLOCK " + std::to_string(e->handle) + " " + std::to_string(e->guest_offset) + " " +
+                std::to_string(e->length) + " " + std::to_string(e->usage));
+    }
+};
+
+int library_guest(const std::string& path, const std::string& name, const Options& o) {
+    LibraryGuest state;
+    ndisshm_guest_config c{};
+    c.name = name.c_str();
+    c.memory_bytes = o.memory;
+    c.guest_physical_base = 0x100000000ull;
+    c.on_packet = &LibraryGuest::on_packet;
+    c.on_event = &LibraryGuest::on_event;
+    c.context = &state;
+    char error[256] = {};
+    ndisshm_guest* g = ndisshm_guest_create(&c, error, sizeof(error));
+    if (g == nullptr) return out(std::string("CLOSED ") + error), 4;
+    if (ndisshm_guest_connect(g, path.c_str(), 5000) != NDISSHM_GUEST_OK) {
+        out(std::string("CLOSED ") + ndisshm_guest_last_error(g));
+        ndisshm_guest_destroy(g);
+        return 3;
+    }
+    const auto end = Clock::now() + std::chrono::milliseconds(o.life_ms);
+    int rc = 5;
+    std::string last = "life time over";
+    while (Clock::now() < end) {
+        const ndisshm_guest_status s = ndisshm_guest_poll(g, 100);
+        if (state.batch) {
+            state.batch = false;
+            out("GOT " + std::to_string(state.total) + " " + std::to_string(state.bad) + " " +
+                std::to_string(state.split));
+        }
+        if (s == NDISSHM_GUEST_OK || s == NDISSHM_GUEST_TIMEOUT) continue;
+        rc = s == NDISSHM_GUEST_HOST_BYE ? 0 : 3;
+        last = ndisshm_guest_last_error(g);
+        break;
+    }
+    ndisshm_guest_destroy(g);
+    return rc == 0 ? (out("BYE"), 0) : (out("CLOSED " + last), rc);
+}
+
 int main(int argc, char** argv) {
     if (argc >= 4 && std::strcmp(argv[1], "guest") == 0) return guest(argv[2], argv[3], parse(argc, argv, 4));
+    if (argc >= 4 && std::strcmp(argv[1], "library-guest") == 0)
+        return library_guest(argv[2], argv[3], parse(argc, argv, 4));
     if (argc >= 3 && std::strcmp(argv[1], "host") == 0) return host(argv[2], parse(argc, argv, 3));
-    std::fprintf(stderr, "usage: %s guest SOCKET NAME [--memory B] [--claim B] [--fd KIND] [--behavior B]\n"
-                         "       %s host SOCKET [--life-ms MS]\n", argv[0], argv[0]);
+    std::fprintf(stderr,
+                 "usage: %s guest SOCKET NAME [--memory B] [--claim B] [--fd KIND] [--behavior B]\n"
+                 "       %s library-guest SOCKET NAME [--memory B] [--life-ms MS]\n"
+                 "       %s host SOCKET [--life-ms MS]\n",
+                 argv[0], argv[0], argv[0]);
     return 2;
 }
