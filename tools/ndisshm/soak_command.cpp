@@ -234,8 +234,8 @@ int run_soak(const SoakOptions& o) {
         host.start(sum.seed);
         if (guests) guests->start(sum.seed);
         auto last_line = start;
-        while (Clock::now() < deadline && (o.ops == 0 || world.counters.total_ops() < o.ops) &&
-               !stop_signal) {
+        // The threads end the run themselves when --ops is reached.
+        while (Clock::now() < deadline && !world.stopping && !stop_signal) {
             std::this_thread::sleep_for(std::chrono::milliseconds(kBookCheckMs));
             if (!host.check_books()) ++sum.book_checks_unsteady;
             if (log != nullptr && Clock::now() - last_line >= std::chrono::seconds(10)) {

@@ -230,6 +230,8 @@ void SoakGuests::handle(Slot& s, const std::string& line) {
 }
 
 void SoakGuests::block_added(Slot& s, uint64_t handle, uint64_t offset, uint64_t length, uint32_t queue) {
+    // Read after the hub stopped: the block is freed by now, nothing is left to check it against.
+    if (hub_stopped_) return;
     world_.counters.check(kGuestBlock);
     const std::string what = who(s) + " block " + std::to_string(handle);
     ndisshm_block_info info{};
@@ -339,6 +341,7 @@ void SoakGuests::check_dying(bool final) {
 }
 
 void SoakGuests::finish_after_hub_stop() {
+    hub_stopped_ = true;
     for (Slot& s : slots_) {
         if (s.process == nullptr) continue;
         const auto deadline = Clock::now() + std::chrono::seconds(5);
@@ -351,9 +354,11 @@ void SoakGuests::finish_after_hub_stop() {
                    std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count())));
         std::string last;
         for (const auto& l : s.last_lines) last += " | " + l;
-        // One not connected yet may find the socket gone: that is an end too, but not BYE.
+        // One not connected yet may find the socket gone: that ends it too, though not on BYE. Any must exit.
         const bool said_bye = !s.last_lines.empty() && s.last_lines.back().rfind("E host-bye", 0) == 0;
-        if (status != 0 || (s.running && !said_bye))
+        if (status == 128 + SIGKILL)
+            world_.failures.add(who(s) + " did not exit within 5 s of the hub stopping" + last);
+        else if (s.running && (status != 0 || !said_bye))
             world_.failures.add(who(s) + " did not end on the host's BYE: " + s.process->how() + last);
         forget_blocks(s);
         packets_verified_ += s.packets;

@@ -129,6 +129,7 @@ private:
     uint64_t spawned_ = 0;
     uint64_t packets_verified_ = 0;  // by guests that ended
     uint64_t killed_connecting_ = 0;
+    bool hub_stopped_ = false;  // set by finish_after_hub_stop, after this thread ended
 };
 
 }  // namespace ndisshm::cli::soak
