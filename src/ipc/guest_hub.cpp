@@ -251,33 +251,29 @@ Delivery GuestHub::deliver(uint32_t queue, std::span<const std::byte> packet) {
 size_t GuestHub::deliver_batch(uint32_t queue, std::span<const std::span<const std::byte>> packets) {
     auto s = session_of_queue(queue);
     if (s == nullptr || packets.empty()) return 0;
-    std::vector<nic::RxDescriptor> held;
-    std::vector<PacketDescriptor> batch;
-    held.reserve(std::min<size_t>(packets.size(), kMaxPacketsPerMessage));
-    batch.reserve(std::min<size_t>(packets.size(), kMaxPacketsPerMessage));
+    // Per thread, so a batch allocates nothing once they have grown.
+    static thread_local std::vector<nic::RxDescriptor> held;
+    static thread_local std::vector<PacketDescriptor> batch;
+    held.clear();
+    batch.clear();
     // Held across the writes and the send: teardown takes it first, so no
     // write can land in memory the queue no longer owns.
     std::lock_guard lock(s->mu);
     if (!s->accepting || !s->channel_ok) return 0;
-    for (const auto& p : packets) {
-        if (batch.size() == kMaxPacketsPerMessage) break;
-        auto d = miniport_->receive(queue, p);  // the zero-copy write: into the guest's memory
-        if (!d) break;
-        if (batch.size() + d->segments > kMaxPacketsPerMessage) {  // a split packet's chain must not be cut
-            miniport_->give_back(queue, *d);
-            break;
-        }
-        held.push_back(*d);
+    // The zero-copy writes, into the guest's memory; no more segments than a
+    // message holds, so a split packet's chain is never cut.
+    miniport_->receive_batch(queue, packets, kMaxPacketsPerMessage, held);
+    for (const auto& d : held) {
         // One descriptor per segment, chained; every segment carries the
         // packet's cookie, so the guest may return them as it got them.
-        batch.push_back({d->handle, d->offset, d->length, d->cookie, d->segments > 1 ? kSegmentFollows : 0u, 0});
-        if (d->segments > 1) batch.push_back({d->next.handle, d->next.offset, d->next.length, d->cookie, 0, 0});
+        batch.push_back({d.handle, d.offset, d.length, d.cookie, d.segments > 1 ? kSegmentFollows : 0u, 0});
+        if (d.segments > 1) batch.push_back({d.next.handle, d.next.offset, d.next.length, d.cookie, 0, 0});
     }
     dropped_.fetch_add(packets.size() - held.size(), std::memory_order_relaxed);
     if (batch.empty()) return 0;
     auto sent = s->channel.send_packets(MessageType::Packets, queue, batch);
     if (!sent) {
-        for (const auto& d : held) miniport_->give_back(queue, d);
+        miniport_->give_back_batch(queue, held);
         dropped_.fetch_add(held.size(), std::memory_order_relaxed);
         // A full socket is a slow guest: drop, as a NIC does with a full ring.
         // Anything else means the guest is gone: the hub thread closes it.

@@ -163,34 +163,56 @@ void GuestHub::handle_packets_done(const SessionPtr& s, const Message& m) {
     }
     QueueDriver* driver = config_.queue_driver;
     const std::vector<PacketDescriptor> ds = m.packets();
-    uint64_t returned = 0;
-    for (size_t i = 0; i < ds.size();) {
-        // One packet: its whole chain (the channel let only whole chains in).
-        const std::span<const PacketDescriptor> chain(ds.data() + i, chain_length(ds, i));
-        i += chain.size();
-        bool ok = true;
-        if (driver != nullptr) {
+    // One packet: its whole chain (the channel let only whole chains in).
+    const auto chain_at = [&](size_t i) {
+        return std::span<const PacketDescriptor>(ds.data() + i, chain_length(ds, i));
+    };
+    const auto refuse = [&](size_t i) {
+        close_session(s, "PACKETS_DONE " + why_not_returned(queue, chain_at(i)), Ending::Refused, kRefused);
+    };
+    if (driver != nullptr) {
+        uint64_t returned = 0;
+        for (size_t i = 0; i < ds.size(); ++returned) {
+            bool ok = true;
+            const auto chain = chain_at(i);
             for (const PacketDescriptor& d : chain) ok = ok && driver->give_back(queue, d);
-        } else {
-            ok = chain.size() <= 2 && (chain.size() == 1 || chain[1].cookie == chain[0].cookie);
-            if (ok) {
-                nic::RxDescriptor r{chain[0].handle, chain[0].offset, chain[0].length, chain[0].cookie};
-                if (chain.size() == 2) {
-                    r.segments = 2;
-                    r.next = {chain[1].handle, chain[1].offset, chain[1].length};
-                }
-                ok = miniport_->give_back(queue, r);
+            if (!ok) {
+                returned_.fetch_add(returned, std::memory_order_relaxed);
+                refuse(i);
+                return;
             }
-        }
-        if (ok) {
-            ++returned;
-            continue;
+            i += chain.size();
         }
         returned_.fetch_add(returned, std::memory_order_relaxed);
-        close_session(s, "PACKETS_DONE " + why_not_returned(queue, chain), Ending::Refused, kRefused);
         return;
     }
-    returned_.fetch_add(returned, std::memory_order_relaxed);
+    // The hub's own miniport: the whole message given back under one lock,
+    // up to the first packet it refuses (the hub thread's share of a batch).
+    static thread_local std::vector<nic::RxDescriptor> rs;
+    static thread_local std::vector<size_t> starts;  // where each of rs begins in ds
+    rs.clear();
+    starts.clear();
+    size_t i = 0;
+    while (i < ds.size()) {
+        const auto chain = chain_at(i);
+        // No packet of ours has more than two segments, nor two cookies.
+        if (chain.size() > 2 || (chain.size() == 2 && chain[1].cookie != chain[0].cookie)) break;
+        nic::RxDescriptor r{chain[0].handle, chain[0].offset, chain[0].length, chain[0].cookie};
+        if (chain.size() == 2) {
+            r.segments = 2;
+            r.next = {chain[1].handle, chain[1].offset, chain[1].length};
+        }
+        rs.push_back(r);
+        starts.push_back(i);
+        i += chain.size();
+    }
+    const size_t back = miniport_->give_back_batch(queue, rs);
+    returned_.fetch_add(back, std::memory_order_relaxed);
+    if (back < rs.size()) {
+        refuse(starts[back]);
+    } else if (i < ds.size()) {
+        refuse(i);
+    }
 }
 
 // Says precisely what was wrong with a packet given back: the guest's owner

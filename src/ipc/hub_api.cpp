@@ -7,6 +7,7 @@
 // messages for `ndisshm stat`. hub_state.hpp has the struct and its locks;
 // hub_books.cpp what the hub tells about itself.
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -239,12 +240,11 @@ size_t ndisshm_hub_deliver_copy_batch(ndisshm_hub* h, uint32_t host_queue_id, ui
     static thread_local std::vector<std::byte> joined;  // split packets made whole again
     held.clear();
     spans.clear();
+    static thread_local std::vector<std::span<const std::byte>> in;
+    in.clear();
+    for (size_t i = 0; i < count; ++i) in.emplace_back(static_cast<const std::byte*>(packets[i].data), packets[i].length);
     // The NIC's write into host memory...
-    for (size_t i = 0; i < count; ++i) {
-        auto d = h->host_miniport->receive(host_queue_id, {static_cast<const std::byte*>(packets[i].data), packets[i].length});
-        if (!d) break;
-        held.push_back(*d);
-    }
+    h->host_miniport->receive_batch(host_queue_id, in, SIZE_MAX, held);
     if (held.empty()) return 0;
     const auto blocks = h->host_miniport->blocks(host_queue_id);
     auto at = [&](uint64_t handle, uint32_t offset) {
@@ -272,7 +272,7 @@ size_t ndisshm_hub_deliver_copy_batch(ndisshm_hub* h, uint32_t host_queue_id, ui
     }
     // ... then the host's copy into the guest's buffer, and the host slots go back.
     const size_t delivered = h->hub->deliver_batch(guest_queue_id, spans);
-    for (const auto& d : held) h->host_miniport->give_back(host_queue_id, d);
+    h->host_miniport->give_back_batch(host_queue_id, held);
     h->copied.fetch_add(delivered, std::memory_order_relaxed);
     return delivered;
 }

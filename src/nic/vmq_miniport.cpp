@@ -172,35 +172,56 @@ std::optional<RxDescriptor> VmqMiniport::receive(NDIS_RECEIVE_QUEUE_ID queue, st
     auto q = find(queue);
     if (q == nullptr) return std::nullopt;
     std::lock_guard lock(q->mu);
-    if (!q->running) return std::nullopt;
+    return receive_locked(*q, packet);
+}
+
+size_t VmqMiniport::receive_batch(NDIS_RECEIVE_QUEUE_ID queue, std::span<const std::span<const std::byte>> packets,
+                                  size_t max_segments, std::vector<RxDescriptor>& out) {
+    auto q = find(queue);
+    if (q == nullptr) return 0;
+    std::lock_guard lock(q->mu);
+    size_t received = 0, segments = 0;
+    for (const auto& p : packets) {
+        segments += segments_of(*q, p.size());
+        if (segments > max_segments) break;  // checked first: a refused packet costs nothing
+        auto d = receive_locked(*q, p);
+        if (!d) break;
+        out.push_back(*d);
+        ++received;
+    }
+    return received;
+}
+
+std::optional<RxDescriptor> VmqMiniport::receive_locked(Queue& q, std::span<const std::byte> packet) {
+    if (!q.running) return std::nullopt;
     if (packet.size() > config_.slot_bytes || packet.empty()) {
-        ++q->stats.too_large;
+        ++q.stats.too_large;
         return std::nullopt;
     }
-    if (q->free.empty()) {
-        ++q->stats.ring_full;
+    if (q.free.empty()) {
+        ++q.stats.ring_full;
         return std::nullopt;
     }
-    const uint32_t index = q->free.back();
-    q->free.pop_back();
-    Slot& s = q->slots[index];
-    const RxBlock& b = q->blocks[s.block];
+    const uint32_t index = q.free.back();
+    q.free.pop_back();
+    Slot& s = q.slots[index];
+    const RxBlock& b = q.blocks[s.block];
     const auto length = static_cast<uint32_t>(packet.size());
     // Without split the whole packet is "the lookahead": one segment.
-    s.length = q->lookahead_size == 0 ? length : std::min(length, q->lookahead_size);
+    s.length = q.lookahead_size == 0 ? length : std::min(length, q.lookahead_size);
     s.post_length = length - s.length;
     std::memcpy(b.address + s.offset, packet.data(), s.length);
     RxDescriptor d{b.handle, s.offset, s.length, (uint64_t{s.generation} << 32) | index};
     if (s.post_length != 0) {
-        const RxBlock& post = q->blocks[s.post_block];
+        const RxBlock& post = q.blocks[s.post_block];
         std::memcpy(post.address + s.post_offset, packet.data() + s.length, s.post_length);
         d.segments = 2;
         d.next = {post.handle, s.post_offset, s.post_length};
-        ++q->stats.split;
+        ++q.stats.split;
     }
     s.held = true;
-    ++q->stats.received;
-    ++q->stats.outstanding;
+    ++q.stats.received;
+    ++q.stats.outstanding;
     return d;
 }
 
@@ -208,23 +229,37 @@ bool VmqMiniport::give_back(NDIS_RECEIVE_QUEUE_ID queue, const RxDescriptor& d) 
     auto q = find(queue);
     if (q == nullptr) return false;
     std::lock_guard lock(q->mu);
+    return give_back_locked(*q, d);
+}
+
+size_t VmqMiniport::give_back_batch(NDIS_RECEIVE_QUEUE_ID queue, std::span<const RxDescriptor> ds) {
+    if (ds.empty()) return 0;
+    auto q = find(queue);
+    if (q == nullptr) return 0;
+    std::lock_guard lock(q->mu);
+    size_t back = 0;
+    while (back < ds.size() && give_back_locked(*q, ds[back])) ++back;
+    return back;
+}
+
+bool VmqMiniport::give_back_locked(Queue& q, const RxDescriptor& d) {
     const uint64_t index = d.cookie & 0xffffffffu;
-    if (!q->running || index >= q->slots.size()) return false;
-    Slot& s = q->slots[index];
-    if (!s.held || s.generation != (d.cookie >> 32) || q->blocks[s.block].handle != d.handle || s.offset != d.offset ||
+    if (!q.running || index >= q.slots.size()) return false;
+    Slot& s = q.slots[index];
+    if (!s.held || s.generation != (d.cookie >> 32) || q.blocks[s.block].handle != d.handle || s.offset != d.offset ||
         s.length != d.length)
         return false;
     // The second segment must be exactly the one the packet had, or absent
     // when it had none: a consumer cannot return half a packet.
     if (d.segments != (s.post_length != 0 ? 2u : 1u)) return false;
-    if (d.segments == 2 && (q->blocks[s.post_block].handle != d.next.handle ||
+    if (d.segments == 2 && (q.blocks[s.post_block].handle != d.next.handle ||
                             s.post_offset != d.next.offset || s.post_length != d.next.length))
         return false;
     s.held = false;
     ++s.generation;
-    q->free.push_back(static_cast<uint32_t>(index));
-    ++q->stats.returned;
-    --q->stats.outstanding;
+    q.free.push_back(static_cast<uint32_t>(index));
+    ++q.stats.returned;
+    --q.stats.outstanding;
     return true;
 }
 

@@ -123,6 +123,18 @@ public:
     // receive gave, every segment included, and nobody gave back yet.
     bool give_back(NDIS_RECEIVE_QUEUE_ID queue, const RxDescriptor& d);
 
+    // As receive() for each packet in turn, with one look-up and one lock for
+    // them all (a NIC's interrupt handles a batch; per packet, the lock's
+    // fence would wait for that packet's writes into the guest's memory):
+    // appends each packet's descriptor to `out` and stops before the first
+    // packet receive() would refuse, or whose segments would take those in
+    // `out` from this call past `max_segments`. Returns how many it received.
+    size_t receive_batch(NDIS_RECEIVE_QUEUE_ID queue, std::span<const std::span<const std::byte>> packets,
+                         size_t max_segments, std::vector<RxDescriptor>& out);
+    // As give_back() for each in turn, under one lock: stops at the first it
+    // refuses (which changes nothing). Returns how many it took back.
+    size_t give_back_batch(NDIS_RECEIVE_QUEUE_ID queue, std::span<const RxDescriptor> ds);
+
     std::vector<RxBlock> blocks(NDIS_RECEIVE_QUEUE_ID queue) const;
     // The bytes of buffers start_queue allocates for one queue, with lookahead
     // split at `lookahead_size` bytes (0: none): what a guest's memory must hold.
@@ -151,6 +163,12 @@ private:
         VmqQueueStats stats;
     };
     std::shared_ptr<Queue> find(NDIS_RECEIVE_QUEUE_ID queue) const;
+    // receive and give_back on a queue whose lock the caller holds.
+    std::optional<RxDescriptor> receive_locked(Queue& q, std::span<const std::byte> packet);
+    bool give_back_locked(Queue& q, const RxDescriptor& d);
+    uint32_t segments_of(const Queue& q, size_t length) const {
+        return q.lookahead_size != 0 && length > q.lookahead_size ? 2u : 1u;
+    }
     void free_blocks(std::vector<RxBlock>& blocks);
     // `count` blocks of `usage` appended to q.blocks; the first failure's
     // status (what it got so far stays in q.blocks, for the caller to free).
