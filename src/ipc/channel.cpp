@@ -38,11 +38,12 @@ std::string check_chains(const std::byte* descriptors, uint32_t count) {
     for (uint32_t i = 0; i < count; ++i) {
         PacketDescriptor d;
         std::memcpy(&d, descriptors + size_t{i} * sizeof(d), sizeof(d));
-        const std::string which = "descriptor " + std::to_string(i) + " of " + std::to_string(count);
-        if ((d.flags & ~kSegmentFollows) != 0) return which + ": unknown flags " + hex(d.flags);
-        if (d.reserved != 0) return which + ": reserved field is " + hex(d.reserved) + ", must be 0";
+        // Named only when wrong: every message of the data path comes through here, on both ends.
+        const auto which = [&] { return "descriptor " + std::to_string(i) + " of " + std::to_string(count); };
+        if ((d.flags & ~kSegmentFollows) != 0) return which() + ": unknown flags " + hex(d.flags);
+        if (d.reserved != 0) return which() + ": reserved field is " + hex(d.reserved) + ", must be 0";
         if (++segments > kMaxSegmentsPerPacket)
-            return which + ": a chain of more than " + std::to_string(kMaxSegmentsPerPacket) + " segments";
+            return which() + ": a chain of more than " + std::to_string(kMaxSegmentsPerPacket) + " segments";
         if ((d.flags & kSegmentFollows) == 0) segments = 0;
     }
     if (segments != 0) return "chain cut off: the last descriptor says a segment follows";
@@ -59,49 +60,50 @@ std::string check(const MessageHeader& h, const std::byte* payload, size_t paylo
                std::to_string(kVersion) + ")";
     const char* name = type_name(h.type);
     if (name == nullptr) return "unknown message type " + std::to_string(h.type);
-    const std::string what = std::string(name) + " #" + std::to_string(h.sequence);
+    // Named only when wrong, as in check_chains.
+    const auto what = [&] { return std::string(name) + " #" + std::to_string(h.sequence); };
     if (h.length > kMaxPayload)
-        return what + ": payload length " + std::to_string(h.length) + " over the maximum " +
+        return what() + ": payload length " + std::to_string(h.length) + " over the maximum " +
                std::to_string(kMaxPayload);
     if (payload_bytes < h.length)
-        return what + ": truncated datagram: header says " + std::to_string(h.length) + " payload bytes, " +
+        return what() + ": truncated datagram: header says " + std::to_string(h.length) + " payload bytes, " +
                std::to_string(payload_bytes) + " arrived";
     if (payload_bytes > h.length)
-        return what + ": datagram has " + std::to_string(payload_bytes) + " payload bytes, header says " +
+        return what() + ": datagram has " + std::to_string(payload_bytes) + " payload bytes, header says " +
                std::to_string(h.length);
     const auto type = static_cast<MessageType>(h.type);
     if (const uint32_t fixed = fixed_payload_bytes(type); fixed != 0) {
         if (h.length != fixed)
-            return what + ": payload is " + std::to_string(h.length) + " bytes, the type takes " +
+            return what() + ": payload is " + std::to_string(h.length) + " bytes, the type takes " +
                    std::to_string(fixed);
     } else {  // PACKETS, PACKETS_DONE
         if (h.length < sizeof(PacketsHeader))
-            return what + ": payload of " + std::to_string(h.length) + " bytes is shorter than its 8-byte header";
+            return what() + ": payload of " + std::to_string(h.length) + " bytes is shorter than its 8-byte header";
         PacketsHeader ph;
         std::memcpy(&ph, payload, sizeof(ph));
-        if (ph.count == 0) return what + ": count 0 (a batch has at least one descriptor)";
+        if (ph.count == 0) return what() + ": count 0 (a batch has at least one descriptor)";
         if (ph.count > kMaxPacketsPerMessage)
-            return what + ": count " + std::to_string(ph.count) + " over the maximum " +
+            return what() + ": count " + std::to_string(ph.count) + " over the maximum " +
                    std::to_string(kMaxPacketsPerMessage);
         const size_t want = sizeof(PacketsHeader) + size_t{ph.count} * sizeof(PacketDescriptor);
         if (h.length != want)
-            return what + ": count " + std::to_string(ph.count) + " needs " + std::to_string(want) +
+            return what() + ": count " + std::to_string(ph.count) + " needs " + std::to_string(want) +
                    " payload bytes, got " + std::to_string(h.length);
         if (std::string why = check_chains(payload + sizeof(PacketsHeader), ph.count); !why.empty())
-            return what + ": " + why;
+            return what() + ": " + why;
     }
     // Strings are read with C string calls by both ends: they must end inside
     // their arrays.
     if (type == MessageType::Hello && !has_nul(reinterpret_cast<const char*>(payload) + offsetof(Hello, name), kNameBytes))
-        return what + ": name is not NUL-terminated";
+        return what() + ": name is not NUL-terminated";
     if (type == MessageType::Error &&
         !has_nul(reinterpret_cast<const char*>(payload) + offsetof(ErrorMessage, reason), kReasonBytes))
-        return what + ": reason is not NUL-terminated";
+        return what() + ": reason is not NUL-terminated";
     if (type == MessageType::SetMemory) {
-        if (fds == 0) return what + ": no file descriptor (SET_MEMORY carries its memfd)";
-        if (fds != 1) return what + ": " + std::to_string(fds) + " file descriptors (SET_MEMORY carries exactly 1)";
+        if (fds == 0) return what() + ": no file descriptor (SET_MEMORY carries its memfd)";
+        if (fds != 1) return what() + ": " + std::to_string(fds) + " file descriptors (SET_MEMORY carries exactly 1)";
     } else if (fds != 0) {
-        return what + ": carries " + std::to_string(fds) + " file descriptor(s); the type takes none";
+        return what() + ": carries " + std::to_string(fds) + " file descriptor(s); the type takes none";
     }
     return {};
 }
