@@ -6,6 +6,11 @@
 //   guest_rx/copy/bytes:B        the NIC writes into a host queue (host memory),
 //                                the host copies into the guest's queue:
 //                                ndisshm_hub_deliver_copy_batch
+//   guest_rx_own_cores/...       the same two with the host and the guest on
+//                                cores of their own: every thread of this
+//                                process (the NIC's, the hub's) on one CPU, the
+//                                guest on another, as a virtual machine's vCPU
+//                                is not the core its host switches packets on
 //   guest_rx_nic_alone/...       the same two, timing only the NIC's thread while
 //                                the guest is stopped (no lock contended)
 //   memcpy/in_l1, memcpy/in_l2   memcpy of half the working set into the other
@@ -32,6 +37,9 @@
 //                              window, or after the hub refused packets
 //   drops_per_batch            packets the hub refused and the NIC offered
 //                              again (ring or socket full): wasted work
+//   host_busy, guest_busy      (own_cores only) the share of its CPU that the
+//                              host's threads, and the guest, kept busy: the
+//                              side near 1.0 is the one that sets the pace
 // On a machine with fewer free cores than busy threads (NIC thread, hub
 // thread, guest), throughput follows the sum of the three CPU figures, not
 // the NIC thread's alone: bench/README.md reads the figures that way.
@@ -39,15 +47,22 @@
 // After each timed loop the guest must give back everything and have read
 // every packet intact and in order, or the benchmark is an error. A guest
 // that cannot start is an error too (never a hang: zero_copy_rig.hpp).
+#include <dirent.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "bench_support.hpp"
 #include "zero_copy_rig.hpp"
@@ -106,13 +121,102 @@ Rigs& rigs() {
     return r;
 }
 
-void BM_GuestRx(benchmark::State& state, Path path) {
+// Host and guest on cores of their own for the length of one benchmark:
+// every thread of this process (the NIC's, which is this one, and the hub's)
+// on the first CPU this process may use, the guest on the second. The same
+// machine as guest_rx, but the host's cost decides its side of the pipeline
+// and the guest's reading decides the other, instead of the three threads
+// taking turns on whatever core is free: what a host whose switching core is
+// not its guests' vCPU sees. Put back as it was at the end.
+class Placement {
+public:
+    // The two CPUs, or nullopt (with the reason) when this process may use
+    // fewer than two.
+    static std::optional<std::pair<int, int>> cpus(std::string* why) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        if (::sched_getaffinity(0, sizeof(set), &set) != 0) {
+            *why = std::string("sched_getaffinity: ") + std::strerror(errno);
+            return std::nullopt;
+        }
+        std::vector<int> allowed;
+        for (int c = 0; c < CPU_SETSIZE && allowed.size() < 2; ++c)
+            if (CPU_ISSET(c, &set)) allowed.push_back(c);
+        if (allowed.size() < 2) {
+            *why = "skipped: this process may use " + std::to_string(allowed.size()) +
+                   " CPU, and the host and the guest need one each";
+            return std::nullopt;
+        }
+        return std::pair{allowed[0], allowed[1]};
+    }
+
+    Placement(pid_t guest, int host_cpu, int guest_cpu) : guest_(guest) {
+        CPU_ZERO(&host_before_);
+        CPU_ZERO(&guest_before_);
+        ::sched_getaffinity(0, sizeof(host_before_), &host_before_);
+        ::sched_getaffinity(guest_, sizeof(guest_before_), &guest_before_);
+        ok_ = pin_threads(one(host_cpu)) && ::sched_setaffinity(guest_, sizeof(cpu_set_t), ptr(one(guest_cpu))) == 0;
+        if (!ok_) error_ = std::string("sched_setaffinity: ") + std::strerror(errno);
+    }
+    ~Placement() {
+        pin_threads(host_before_);
+        ::sched_setaffinity(guest_, sizeof(guest_before_), &guest_before_);
+    }
+    Placement(const Placement&) = delete;
+    Placement& operator=(const Placement&) = delete;
+    bool ok() const { return ok_; }
+    const std::string& error() const { return error_; }
+
+private:
+    static cpu_set_t one(int cpu) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(cpu, &set);
+        return set;
+    }
+    static const cpu_set_t* ptr(const cpu_set_t& set) { return &set; }
+    // Every thread of this process, the hub's included (it exists already).
+    static bool pin_threads(const cpu_set_t& set) {
+        DIR* d = ::opendir("/proc/self/task");
+        if (d == nullptr) return false;
+        bool ok = true;
+        while (const dirent* e = ::readdir(d)) {
+            if (e->d_name[0] == '.') continue;
+            const pid_t tid = static_cast<pid_t>(std::strtol(e->d_name, nullptr, 10));
+            ok = ::sched_setaffinity(tid, sizeof(set), &set) == 0 && ok;
+        }
+        ::closedir(d);
+        return ok;
+    }
+
+    pid_t guest_;
+    cpu_set_t host_before_, guest_before_;
+    bool ok_ = false;
+    std::string error_;
+};
+
+enum class Cores { Shared, OwnCores };
+
+void BM_GuestRx(benchmark::State& state, Path path, Cores cores) {
     const auto bytes = static_cast<uint32_t>(state.range(0));
     std::string error;
     Rig* rig = rigs().get(bytes, &error);
     if (rig == nullptr) {
         state.SkipWithError(("guest set-up: " + error).c_str());
         return;
+    }
+    std::optional<Placement> placement;
+    if (cores == Cores::OwnCores) {
+        const auto cpus = Placement::cpus(&error);
+        if (!cpus) {
+            state.SkipWithError(error.c_str());
+            return;
+        }
+        placement.emplace(rig->guest_pid(), cpus->first, cpus->second);
+        if (!placement->ok()) {
+            state.SkipWithError(placement->error().c_str());
+            return;
+        }
     }
     // The rig is drained here: the guest holds nothing and the window is empty.
     const uint64_t sent0 = rig->sent(), read0 = rig->guest_packets(), waits0 = rig->stalls();
@@ -154,12 +258,16 @@ void BM_GuestRx(benchmark::State& state, Path path) {
         sent == 0 ? 0.0 : static_cast<double>(waits) * kBatch / static_cast<double>(sent);
     state.counters["drops_per_batch"] =
         sent == 0 ? 0.0 : static_cast<double>(dropped) * kBatch / static_cast<double>(sent);
+    if (cores == Cores::OwnCores && seconds > 0) {
+        state.counters["host_busy"] = static_cast<double>(process_cpu) / 1e9 / seconds;
+        state.counters["guest_busy"] = static_cast<double>(guest_cpu) / 1e9 / seconds;
+    }
     state.counters["window"] = rig->window();
     state.counters["slot_bytes"] = rig->slot_bytes();
     state.counters["queue_slots"] = rig->slots();
 }
 
-BENCHMARK_CAPTURE(BM_GuestRx, zero_copy, Path::ZeroCopy)
+BENCHMARK_CAPTURE(BM_GuestRx, zero_copy, Path::ZeroCopy, Cores::Shared)
     ->Name("guest_rx/zero_copy")
     ->ArgName("bytes")
     ->Arg(64)
@@ -167,8 +275,24 @@ BENCHMARK_CAPTURE(BM_GuestRx, zero_copy, Path::ZeroCopy)
     ->Arg(9000)
     ->UseRealTime()
     ->Unit(benchmark::kNanosecond);
-BENCHMARK_CAPTURE(BM_GuestRx, copy, Path::Copy)
+BENCHMARK_CAPTURE(BM_GuestRx, copy, Path::Copy, Cores::Shared)
     ->Name("guest_rx/copy")
+    ->ArgName("bytes")
+    ->Arg(64)
+    ->Arg(1500)
+    ->Arg(9000)
+    ->UseRealTime()
+    ->Unit(benchmark::kNanosecond);
+BENCHMARK_CAPTURE(BM_GuestRx, zero_copy_own_cores, Path::ZeroCopy, Cores::OwnCores)
+    ->Name("guest_rx_own_cores/zero_copy")
+    ->ArgName("bytes")
+    ->Arg(64)
+    ->Arg(1500)
+    ->Arg(9000)
+    ->UseRealTime()
+    ->Unit(benchmark::kNanosecond);
+BENCHMARK_CAPTURE(BM_GuestRx, copy_own_cores, Path::Copy, Cores::OwnCores)
+    ->Name("guest_rx_own_cores/copy")
     ->ArgName("bytes")
     ->Arg(64)
     ->Arg(1500)
