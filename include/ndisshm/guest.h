@@ -146,6 +146,10 @@ NDISSHM_API ndisshm_guest_status ndisshm_guest_connect(ndisshm_guest *guest, con
  * handles it: queue and block events (on_event), PACKETS (on_packet for each
  * packet whose every segment is good, then all descriptors returned in
  * PACKETS_DONE), BYE.
+ * After PACKETS, it also handles the PACKETS of the same queue already
+ * waiting behind it (up to 16 more, without waiting), and returns the
+ * descriptors of them all in one PACKETS_DONE before it returns: one message
+ * back for what arrived together. Every descriptor read is returned by then.
  * OK or TIMEOUT keep the session; any other status has ended it. */
 NDISSHM_API ndisshm_guest_status ndisshm_guest_poll(ndisshm_guest *guest, int timeout_ms);
 

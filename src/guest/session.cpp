@@ -12,6 +12,10 @@ namespace {
 
 using ipc::MessageType;
 
+// At most this many batches queued behind the one poll() waited for are read
+// before their PACKETS_DONE goes back (guest.h: ndisshm_guest_poll).
+constexpr uint32_t kBatchesPerReturn = 16;
+
 std::string type_text(uint16_t t) { return "message type " + std::to_string(t); }
 
 }  // namespace
@@ -154,7 +158,40 @@ ndisshm_guest_status Session::poll(int timeout_ms) {
     }
     auto r = channel_->receive(timeout_ms);
     if (!r) return receive_failed(r.error());
-    return handle(*r);
+    ndisshm_guest_status status = handle(*r);
+    // Batches already queued behind this one are read now and their
+    // descriptors go back with its own in one PACKETS_DONE: one message, and
+    // one wake-up of the host's thread, for what arrived together. Bounded,
+    // so a host that never pauses cannot keep poll() from returning, and
+    // everything read is given back before it returns.
+    for (uint32_t more = 0; status == NDISSHM_GUEST_OK && !done_.empty() && more < kBatchesPerReturn; ++more) {
+        auto next = channel_->receive(0);
+        if (!next) {
+            if (next.error().err == ETIMEDOUT) break;
+            if (auto s = return_done(); s != NDISSHM_GUEST_OK) return s;
+            return receive_failed(next.error());
+        }
+        // Anything else than the same queue's packets comes after the return.
+        if (next->type() != MessageType::Packets || next->packets_header().queue_id != done_queue_)
+            if (status = return_done(&*next); status != NDISSHM_GUEST_OK) return status;
+        status = handle(*next);
+    }
+    if (const ndisshm_guest_status s = return_done(); status == NDISSHM_GUEST_OK) status = s;
+    return status;
+}
+
+ndisshm_guest_status Session::return_done(const ipc::Message* in_hand) {
+    if (done_.empty() || !channel_) return NDISSHM_GUEST_OK;
+    auto s = channel_->send_packets(MessageType::PacketsDone, done_queue_, done_);
+    done_.clear();
+    if (s) return NDISSHM_GUEST_OK;
+    // The host hung up after its last words, and we hold them already: they
+    // explain the end (send_failed would look for them in the socket).
+    const int e = s.error().err;
+    if (in_hand != nullptr && (e == EPIPE || e == ECONNRESET) &&
+        (in_hand->type() == MessageType::Bye || in_hand->type() == MessageType::Error))
+        return ended_by_host(*in_hand);
+    return send_failed(s.error());
 }
 
 ndisshm_guest_status Session::handle(const ipc::Message& m) {
@@ -225,9 +262,13 @@ ndisshm_guest_status Session::on_packets(const ipc::Message& m) {
         }
     }
     // Every descriptor goes back, the bad ones too: the host owns the buffers
-    // and recycles them only when they are returned.
-    if (auto s = channel_->send_packets(MessageType::PacketsDone, queue_id, descriptors); !s)
-        return send_failed(s.error());
+    // and recycles them only when they are returned. poll() sends them, with
+    // those of the batches queued behind this one, before it returns.
+    if (!done_.empty() &&
+        (done_queue_ != queue_id || done_.size() + descriptors.size() > ipc::kMaxPacketsPerMessage))
+        if (const ndisshm_guest_status s = return_done(); s != NDISSHM_GUEST_OK) return s;
+    done_queue_ = queue_id;
+    done_.insert(done_.end(), descriptors.begin(), descriptors.end());
     return NDISSHM_GUEST_OK;
 }
 

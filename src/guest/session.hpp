@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "base/result.hpp"
 #include "ipc/channel.hpp"
@@ -68,6 +69,11 @@ private:
 
     ndisshm_guest_status handle(const ipc::Message& m);
     ndisshm_guest_status on_packets(const ipc::Message& m);
+    // Sends the descriptors of the batches read so far back in one
+    // PACKETS_DONE (nothing if there are none). `in_hand`: a message already
+    // read that comes after them, which explains the end if the send finds
+    // the host gone.
+    ndisshm_guest_status return_done(const ipc::Message* in_hand = nullptr);
     void on_block_added(const ipc::BlockAdded& b);
     void on_block_removed(uint64_t handle);
     void on_queue_detached(uint32_t queue_id);
@@ -88,6 +94,10 @@ private:
     bool used_ = false;  // one session per guest: connect was called
     std::unordered_map<uint64_t, Block> blocks_;
     std::unordered_map<uint32_t, Queue> queues_;
+    // Read but not yet given back: one queue's batches that arrived together
+    // go back in one PACKETS_DONE, before poll() returns (see poll()).
+    std::vector<ipc::PacketDescriptor> done_;
+    uint32_t done_queue_ = 0;
     ndisshm_guest_stats stats_{};
     std::string last_error_;
     std::string end_reason_;  // why the session ended, kept past later calls' errors

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -356,6 +357,74 @@ TEST(Guest, HostVanishingIsReported) {
     EXPECT_EQ(g.poll_once(0), NDISSHM_GUEST_FAILED) << "the session is over";
     EXPECT_EQ(g.poll_once(0), NDISSHM_GUEST_FAILED);
     EXPECT_EQ(g.last_error(), "no session: it has ended (host closed the connection without BYE (host gone))");
+}
+
+TEST(Guest, BatchesQueuedTogetherGoBackInOnePacketsDone) {
+    // Three batches of one queue are waiting when the guest polls: it reads
+    // them all and returns their descriptors, in order, in one PACKETS_DONE
+    // (one message and one wake-up of the host for what arrived together).
+    const std::vector<std::vector<ipc::PacketDescriptor>> batches = {
+        {{1, 0, 8, 1}, {1, 64, 8, 2}}, {{1, 128, 8, 3}}, {{1, 192, 8, 4}, {1, 256, 8, 5}}};
+    std::atomic<bool> queued{false};
+    std::vector<ipc::PacketDescriptor> returned;
+    bool one_message = false;
+    FakeHost host([&](os::UniqueFd s) {
+        HostSide h;
+        handshake(h, std::move(s));
+        h.send_block(1, 0, 4096, 1);
+        for (const auto& b : batches) ASSERT_TRUE(h.channel.send_packets(MessageType::Packets, 1, b));
+        queued = true;
+        returned = h.expect(MessageType::PacketsDone).packets();
+        // Nothing else came: a second PACKETS_DONE would be here by now.
+        one_message = !h.channel.receive(200);
+        ASSERT_TRUE(h.channel.send(MessageType::Bye, ipc::Bye{}));
+    });
+    Seen seen;
+    Guest g = make_guest(seen);
+    g.connect(host.path());
+    EXPECT_EQ(g.poll_once(5000), NDISSHM_GUEST_OK);  // BLOCK_ADDED
+    while (!queued) std::this_thread::yield();
+    EXPECT_EQ(g.poll_once(5000), NDISSHM_GUEST_OK);  // the three batches
+    EXPECT_EQ(g.stats().batches, 3u);
+    EXPECT_EQ(g.stats().packets, 5u);
+    EXPECT_EQ(g.run(), NDISSHM_GUEST_HOST_BYE);
+    host.join();
+    std::vector<ipc::PacketDescriptor> sent;
+    for (const auto& b : batches) sent.insert(sent.end(), b.begin(), b.end());
+    ASSERT_EQ(returned.size(), sent.size());
+    EXPECT_EQ(std::memcmp(returned.data(), sent.data(), sent.size() * sizeof(sent[0])), 0) << "in the order received";
+    EXPECT_TRUE(one_message);
+}
+
+TEST(Guest, BatchesOfTwoQueuesGoBackEachToItsQueueBeforeWhatFollows) {
+    // Queue 1's batch, queue 2's batch, then a block removal: each batch goes
+    // back under its own queue, and both before the guest handles what came
+    // after them.
+    std::atomic<bool> queued{false};
+    std::vector<uint32_t> done_queues;
+    FakeHost host([&](os::UniqueFd s) {
+        HostSide h;
+        handshake(h, std::move(s));
+        h.send_block(1, 0, 4096, 1);
+        h.send_block(2, 4096, 4096, 2);
+        ASSERT_TRUE(h.channel.send_packets(MessageType::Packets, 1, std::vector<ipc::PacketDescriptor>{{1, 0, 8, 0}}));
+        ASSERT_TRUE(h.channel.send_packets(MessageType::Packets, 2, std::vector<ipc::PacketDescriptor>{{2, 0, 8, 0}}));
+        ASSERT_TRUE(h.channel.send(MessageType::BlockRemoved, ipc::BlockRemoved{1}));
+        queued = true;
+        for (int i = 0; i < 2; ++i) done_queues.push_back(h.expect(MessageType::PacketsDone).packets_header().queue_id);
+        ASSERT_TRUE(h.channel.send(MessageType::Bye, ipc::Bye{}));
+    });
+    Seen seen;
+    Guest g = make_guest(seen);
+    g.connect(host.path());
+    EXPECT_EQ(g.poll_once(5000), NDISSHM_GUEST_OK);  // BLOCK_ADDED 1
+    EXPECT_EQ(g.poll_once(5000), NDISSHM_GUEST_OK);  // BLOCK_ADDED 2
+    while (!queued) std::this_thread::yield();
+    EXPECT_EQ(g.poll_once(5000), NDISSHM_GUEST_OK);  // both batches, then BLOCK_REMOVED
+    EXPECT_EQ(g.stats().packets, 2u);
+    EXPECT_EQ(g.run(), NDISSHM_GUEST_HOST_BYE);
+    host.join();
+    EXPECT_EQ(done_queues, (std::vector<uint32_t>{1, 2}));
 }
 
 TEST(Guest, LastWordsQueuedBehindAFailedReturnAreRead) {
