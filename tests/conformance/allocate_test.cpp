@@ -147,6 +147,9 @@ protected:
         c.iova_base = kIovaBase;
         c.arena_capacity_bytes = kArena;
         c.max_block_bytes = 1u << 20;
+        // One arena, so one IOVA window: a huge page pool another test reserves
+        // meanwhile must not make Auto split these blocks across two.
+        c.page_mode = NDISSHM_PAGES_BASE;
     }
 };
 
@@ -177,6 +180,10 @@ protected:
     void configure(ndisshm_runtime_config& c) override {
         c.arena_capacity_bytes = 64 * PAGE_SIZE;
         c.max_block_bytes = 64 * PAGE_SIZE;
+        // One arena of exactly 64 pages. In Auto, a huge page pool that another
+        // test reserves meanwhile (they run in parallel) would add a huge page
+        // arena beside the 4 KiB one, and the "full" arena would not be full.
+        c.page_mode = NDISSHM_PAGES_BASE;
     }
 };
 
