@@ -65,7 +65,8 @@ typedef struct ndisshm_guest_segment {
 #define NDISSHM_GUEST_MAX_SEGMENTS 4
 
 /** One received packet, valid only during the callback: the host reuses the
- * buffers once the packet is returned (PACKETS_DONE, sent after the batch).
+ * buffers once the packet is returned (PACKETS_DONE, sent before
+ * ndisshm_guest_poll returns).
  *
  * A packet is one or more segments, read in place, in order. On a queue with
  * lookahead split (NDISSHM_GUEST_QUEUE_ATTACHED's flags) a packet longer than

@@ -29,7 +29,8 @@
 //   guest -> SET_MEMORY + 1 fd          host -> MEMORY_ACK, or ERROR and close
 //   host  -> QUEUE_ATTACHED             (a VMQ of the NIC now belongs to this guest)
 //   host  -> BLOCK_ADDED                (shared memory for that queue, in the guest's memory)
-//   host  -> PACKETS (batch)            guest -> PACKETS_DONE (the same descriptors, given back)
+//   host  -> PACKETS (batch)            guest -> PACKETS_DONE (the same descriptors, given back;
+//                                                one message may return several batches of a queue)
 //   host  -> BLOCK_REMOVED, QUEUE_DETACHED
 //   either -> BYE; a closed socket means the same.
 #pragma once
