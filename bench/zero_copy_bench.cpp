@@ -267,38 +267,23 @@ void BM_GuestRx(benchmark::State& state, Path path, Cores cores) {
     state.counters["queue_slots"] = rig->slots();
 }
 
+// Every guest_rx benchmark: the three packet sizes, real time, ns per batch.
+void packet_sizes(benchmark::internal::Benchmark* b) {
+    b->ArgName("bytes")->Arg(64)->Arg(1500)->Arg(9000)->UseRealTime()->Unit(benchmark::kNanosecond);
+}
+
 BENCHMARK_CAPTURE(BM_GuestRx, zero_copy, Path::ZeroCopy, Cores::Shared)
     ->Name("guest_rx/zero_copy")
-    ->ArgName("bytes")
-    ->Arg(64)
-    ->Arg(1500)
-    ->Arg(9000)
-    ->UseRealTime()
-    ->Unit(benchmark::kNanosecond);
+    ->Apply(packet_sizes);
 BENCHMARK_CAPTURE(BM_GuestRx, copy, Path::Copy, Cores::Shared)
     ->Name("guest_rx/copy")
-    ->ArgName("bytes")
-    ->Arg(64)
-    ->Arg(1500)
-    ->Arg(9000)
-    ->UseRealTime()
-    ->Unit(benchmark::kNanosecond);
+    ->Apply(packet_sizes);
 BENCHMARK_CAPTURE(BM_GuestRx, zero_copy_own_cores, Path::ZeroCopy, Cores::OwnCores)
     ->Name("guest_rx_own_cores/zero_copy")
-    ->ArgName("bytes")
-    ->Arg(64)
-    ->Arg(1500)
-    ->Arg(9000)
-    ->UseRealTime()
-    ->Unit(benchmark::kNanosecond);
+    ->Apply(packet_sizes);
 BENCHMARK_CAPTURE(BM_GuestRx, copy_own_cores, Path::Copy, Cores::OwnCores)
     ->Name("guest_rx_own_cores/copy")
-    ->ArgName("bytes")
-    ->Arg(64)
-    ->Arg(1500)
-    ->Arg(9000)
-    ->UseRealTime()
-    ->Unit(benchmark::kNanosecond);
+    ->Apply(packet_sizes);
 
 // The NIC thread's cost alone: the guest is stopped (SIGSTOP) while the NIC
 // sends up to 16 batches (within the window and the socket's buffer), so no
@@ -348,20 +333,10 @@ void BM_NicAlone(benchmark::State& state, Path path) {
 
 BENCHMARK_CAPTURE(BM_NicAlone, zero_copy, Path::ZeroCopy)
     ->Name("guest_rx_nic_alone/zero_copy")
-    ->ArgName("bytes")
-    ->Arg(64)
-    ->Arg(1500)
-    ->Arg(9000)
-    ->UseRealTime()
-    ->Unit(benchmark::kNanosecond);
+    ->Apply(packet_sizes);
 BENCHMARK_CAPTURE(BM_NicAlone, copy, Path::Copy)
     ->Name("guest_rx_nic_alone/copy")
-    ->ArgName("bytes")
-    ->Arg(64)
-    ->Arg(1500)
-    ->Arg(9000)
-    ->UseRealTime()
-    ->Unit(benchmark::kNanosecond);
+    ->Apply(packet_sizes);
 
 // ---- memcpy: the physical limit, in the same run ----------------------------
 

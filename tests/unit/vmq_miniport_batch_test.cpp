@@ -10,39 +10,18 @@
 #include <span>
 #include <vector>
 
-#include "nic/vmq_miniport.hpp"
+#include "vmq_support.hpp"
 
 namespace ndisshm::nic {
 namespace {
 
 constexpr uint32_t kQueue = 2;
 
-class VmqMiniportBatch : public ::testing::Test {
+class VmqMiniportBatch : public VmqMiniportTest {
 protected:
-    void SetUp() override {
-        ndisshm_runtime_config c;
-        ndisshm_runtime_config_init(&c);
-        c.report_to_stderr = 0;
-        ASSERT_EQ(ndisshm_runtime_create(&c, &rt_), NDIS_STATUS_SUCCESS);
-        ASSERT_EQ(ndisshm_adapter_create(rt_, "nic0", &adapter_), NDIS_STATUS_SUCCESS);
-    }
-    void TearDown() override {
-        ndisshm_adapter_destroy(adapter_);
-        uint64_t violations = 0;
-        for (int k = 1; k < NDISSHM_VIOLATION_KIND_COUNT; ++k)
-            violations += ndisshm_runtime_violation_count(rt_, static_cast<ndisshm_violation_kind>(k));
-        EXPECT_EQ(violations, 0u) << "verifier findings";
-        ndisshm_runtime_destroy(rt_);
-    }
-    void open_queue(ndisshm_queue_params params) {
-        ASSERT_EQ(ndisshm_queue_allocate(adapter_, kQueue, &params), NDIS_STATUS_SUCCESS);
-        ASSERT_EQ(ndisshm_queue_allocation_complete(adapter_, kQueue), NDIS_STATUS_SUCCESS);
-    }
+    void open_queue(ndisshm_queue_params params) { VmqMiniportTest::open_queue(kQueue, params); }
     const std::byte* bytes_at(const VmqMiniport& nic, uint64_t handle, uint32_t offset) {
-        for (const RxBlock& b : nic.blocks(kQueue))
-            if (b.handle == handle) return b.address + offset;
-        ADD_FAILURE() << "no block " << handle;
-        return nullptr;
+        return VmqMiniportTest::bytes_at(nic.blocks(kQueue), handle, offset);
     }
     // `count` packets of `length` bytes, each filled with its own byte.
     void make_packets(size_t count, size_t length) {
@@ -54,8 +33,6 @@ protected:
         }
     }
 
-    ndisshm_runtime* rt_ = nullptr;
-    NDIS_HANDLE adapter_ = nullptr;
     std::vector<std::vector<std::byte>> storage_;
     std::vector<std::span<const std::byte>> spans_;
 };

@@ -12,35 +12,15 @@
 #include <thread>
 #include <vector>
 
-#include "nic/vmq_miniport.hpp"
+#include "vmq_support.hpp"
 
 namespace ndisshm::nic {
 namespace {
 
 constexpr uint32_t kQueue = 3;
 
-class VmqMiniportSplit : public ::testing::Test {
+class VmqMiniportSplit : public VmqMiniportTest {
 protected:
-    void SetUp() override {
-        ndisshm_runtime_config c;
-        ndisshm_runtime_config_init(&c);
-        c.report_to_stderr = 0;
-        ASSERT_EQ(ndisshm_runtime_create(&c, &rt_), NDIS_STATUS_SUCCESS);
-        ASSERT_EQ(ndisshm_adapter_create(rt_, "nic0", &adapter_), NDIS_STATUS_SUCCESS);
-    }
-    void TearDown() override {
-        ndisshm_adapter_destroy(adapter_);
-        uint64_t violations = 0;
-        for (int k = 1; k < NDISSHM_VIOLATION_KIND_COUNT; ++k)
-            violations += ndisshm_runtime_violation_count(rt_, static_cast<ndisshm_violation_kind>(k));
-        EXPECT_EQ(violations, 0u) << "verifier findings";
-        ndisshm_runtime_destroy(rt_);
-    }
-    // The VMQ life cycle: allocated with `params`, completed.
-    void open_queue(uint32_t id, ndisshm_queue_params params) {
-        ASSERT_EQ(ndisshm_queue_allocate(adapter_, id, &params), NDIS_STATUS_SUCCESS);
-        ASSERT_EQ(ndisshm_queue_allocation_complete(adapter_, id), NDIS_STATUS_SUCCESS);
-    }
     NDIS_SHARED_MEMORY_USAGE usage_of(uint64_t handle) {
         ndisshm_block_info info{};
         EXPECT_EQ(ndisshm_block_get_info(adapter_, reinterpret_cast<NDIS_HANDLE>(handle), &info),
@@ -52,21 +32,11 @@ protected:
         EXPECT_EQ(ndisshm_adapter_get_stats(adapter_, &s), NDIS_STATUS_SUCCESS);
         return s.total.blocks;
     }
-    // Where a segment's bytes are, through the miniport's own block list.
-    const std::byte* bytes_at(const std::vector<RxBlock>& blocks, uint64_t handle, uint32_t offset) {
-        for (const RxBlock& b : blocks)
-            if (b.handle == handle) return b.address + offset;
-        ADD_FAILURE() << "no block " << handle;
-        return nullptr;
-    }
     static std::vector<std::byte> pattern(size_t n, unsigned seed) {
         std::vector<std::byte> p(n);
         for (size_t i = 0; i < n; ++i) p[i] = static_cast<std::byte>((i * 31 + seed) & 0xff);
         return p;
     }
-
-    ndisshm_runtime* rt_ = nullptr;
-    NDIS_HANDLE adapter_ = nullptr;
 };
 
 TEST_F(VmqMiniportSplit, ASplitQueueGetsLookaheadAndPostLookaheadBlocks) {
