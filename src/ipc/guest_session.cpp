@@ -171,19 +171,19 @@ void GuestHub::handle_packets_done(const SessionPtr& s, const Message& m) {
         close_session(s, "PACKETS_DONE " + why_not_returned(queue, chain_at(i)), Ending::Refused, kRefused);
     };
     if (driver != nullptr) {
+        // Packet by packet, up to the first the driver refuses.
         uint64_t returned = 0;
-        for (size_t i = 0; i < ds.size(); ++returned) {
-            bool ok = true;
+        size_t i = 0;
+        while (i < ds.size()) {
             const auto chain = chain_at(i);
+            bool ok = true;
             for (const PacketDescriptor& d : chain) ok = ok && driver->give_back(queue, d);
-            if (!ok) {
-                returned_.fetch_add(returned, std::memory_order_relaxed);
-                refuse(i);
-                return;
-            }
+            if (!ok) break;
+            ++returned;
             i += chain.size();
         }
         returned_.fetch_add(returned, std::memory_order_relaxed);
+        if (i < ds.size()) refuse(i);
         return;
     }
     // The hub's own miniport: the whole message given back under one lock,
