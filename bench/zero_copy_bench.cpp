@@ -155,7 +155,8 @@ public:
         CPU_ZERO(&guest_before_);
         ::sched_getaffinity(0, sizeof(host_before_), &host_before_);
         ::sched_getaffinity(guest_, sizeof(guest_before_), &guest_before_);
-        ok_ = pin_threads(one(host_cpu)) && ::sched_setaffinity(guest_, sizeof(cpu_set_t), ptr(one(guest_cpu))) == 0;
+        const cpu_set_t guest_set = one(guest_cpu);
+        ok_ = pin_threads(one(host_cpu)) && ::sched_setaffinity(guest_, sizeof(guest_set), &guest_set) == 0;
         if (!ok_) error_ = std::string("sched_setaffinity: ") + std::strerror(errno);
     }
     ~Placement() {
@@ -174,7 +175,6 @@ private:
         CPU_SET(cpu, &set);
         return set;
     }
-    static const cpu_set_t* ptr(const cpu_set_t& set) { return &set; }
     // Every thread of this process, the hub's included (it exists already).
     static bool pin_threads(const cpu_set_t& set) {
         DIR* d = ::opendir("/proc/self/task");
