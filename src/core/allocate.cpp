@@ -125,32 +125,58 @@ NDIS_STATUS Runtime::validate(PNDIS_SHARED_MEMORY_PARAMETERS p, PNDIS_HANDLE out
     return NDIS_STATUS_SUCCESS;
 }
 
+namespace {
+
+// Admits `length` bytes against a cap by compare-and-swap on its `charged`
+// figure (books.hpp); on refusal, *used is what was charged.
+bool charge(std::atomic<uint64_t>& charged, uint64_t limit, uint64_t length, uint64_t* used) {
+    uint64_t now = charged.load(std::memory_order_relaxed);
+    do {
+        if (now + length > limit) {
+            *used = now;
+            return false;
+        }
+    } while (!charged.compare_exchange_weak(now, now + length, std::memory_order_relaxed));
+    return true;
+}
+
+}  // namespace
+
 NDIS_STATUS Runtime::allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p, PNDIS_HANDLE out, CallSite site) {
     const ViolationSite vsite{site.file, site.line};
     ndisshm_violation_kind kind{};
     std::string why;
     bool readable = false;
     NDIS_STATUS status = NDIS_STATUS_SUCCESS;
-    bool admitted = false;  // p->Length counted in pending_bytes of the adapter and admitted_queue
-    Queue* admitted_queue = nullptr;  // compared, never followed: the queue may be gone by the end
-    auto fail = [&](NDIS_STATUS s, bool report, ndisshm_violation_kind k, const std::string& msg) {
+    // This thread's book: everything this call counts is counted there.
+    const unsigned s = book_here(adapter->book_count);
+    Book& book = adapter->books[s];
+    // p->Length counted in pending_bytes of this book, for the adapter and for
+    // admitted_queue. free_queue waits for a queue's pending bytes to go, so
+    // admitted_queue lives while this is true.
+    bool admitted = false;
+    Queue* admitted_queue = nullptr;
+    auto fail = [&](NDIS_STATUS st, bool report, ndisshm_violation_kind k, const std::string& msg) {
         {
-            std::lock_guard lock(adapter->mu);
+            std::lock_guard lock(book.mu);
             if (admitted) {
-                adapter->pending_bytes -= p->Length;
-                auto q = adapter->queues.find(p->QueueId);
-                if (q != adapter->queues.end() && q->second.get() == admitted_queue) q->second->pending_bytes -= p->Length;
+                const uint64_t len = p->Length;
+                book.pending_bytes -= len;
+                if (adapter->limit_bytes != 0) adapter->charged.fetch_sub(len, std::memory_order_relaxed);
+                admitted_queue->books[s].pending_bytes -= len;
+                if (admitted_queue->limit_bytes != 0)
+                    admitted_queue->charged.fetch_sub(len, std::memory_order_relaxed);
             }
-            ++adapter->total.failures;
-            if (readable && p->PreferredNode < NDISSHM_MAX_NODES) ++adapter->by_node[p->PreferredNode].failures;
-            if (readable && raw_usage(p) < NdisSharedMemoryUsageMax) ++adapter->by_usage[raw_usage(p)].failures;
+            ++book.total.failures;
+            if (readable && p->PreferredNode < NDISSHM_MAX_NODES) ++book.by_node[p->PreferredNode].failures;
+            if (readable && raw_usage(p) < NdisSharedMemoryUsageMax) ++book.by_usage[raw_usage(p)].failures;
             if (readable) {
                 auto it = adapter->queues.find(p->QueueId);
-                if (it != adapter->queues.end()) ++it->second->stats.failures;
+                if (it != adapter->queues.end()) ++it->second->books[s].stats.failures;
             }
         }
         if (report) verifier_.report(k, kAlloc, adapter, nullptr, vsite, msg + " on " + describe(adapter));
-        return s;
+        return st;
     };
     if (verifier_.enabled() && current_irql() != PASSIVE_LEVEL) {
         // Counted as a failure like any refusal, by usage and queue where the
@@ -169,7 +195,7 @@ NDIS_STATUS Runtime::allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p
     Binding* binding;
     providers::Provider* provider;
     {
-        std::unique_lock lock(adapter->mu);
+        std::unique_lock lock(book.mu);
         auto q = adapter->queues.find(p->QueueId);
         if (q == adapter->queues.end() || q->second->closing) {
             lock.unlock();
@@ -189,14 +215,14 @@ NDIS_STATUS Runtime::allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p
         const uint64_t len = p->Length;
         const char* over = nullptr;
         uint64_t cap = 0, used = 0;
-        if (adapter->limit_bytes != 0 && adapter->total.bytes + adapter->pending_bytes + len > adapter->limit_bytes) {
+        const bool adapter_capped = adapter->limit_bytes != 0;
+        if (adapter_capped && !charge(adapter->charged, adapter->limit_bytes, len, &used)) {
             over = "adapter";
             cap = adapter->limit_bytes;
-            used = adapter->total.bytes + adapter->pending_bytes;
-        } else if (queue.limit_bytes != 0 && queue.stats.bytes + queue.pending_bytes + len > queue.limit_bytes) {
+        } else if (queue.limit_bytes != 0 && !charge(queue.charged, queue.limit_bytes, len, &used)) {
+            if (adapter_capped) adapter->charged.fetch_sub(len, std::memory_order_relaxed);
             over = "queue";
             cap = queue.limit_bytes;
-            used = queue.stats.bytes + queue.pending_bytes;
         }
         if (over != nullptr) {
             lock.unlock();
@@ -206,8 +232,8 @@ NDIS_STATUS Runtime::allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p
                                       " outstanding) on " + describe(adapter));
             return fail(NDIS_STATUS_RESOURCES, false, kind, {});
         }
-        adapter->pending_bytes += len;
-        queue.pending_bytes += len;
+        book.pending_bytes += len;
+        queue.books[s].pending_bytes += len;
         admitted = true;
         admitted_queue = &queue;
         binding = adapter->provider_binding;
@@ -298,40 +324,72 @@ NDIS_STATUS Runtime::allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p
     }
     p->VirtualAddress = grant.virtual_address;
 
-    Block* b;
-    {
-        std::lock_guard lock(adapter->mu);
+    // Links the block in this book. Without every lock (`all` false) it only
+    // goes ahead while each level stays within this book's allowance and a
+    // record is at hand; otherwise it asks to be run again with them all.
+    enum class Link { Done, Refused, NeedAll };
+    Block* b = nullptr;
+    const uint64_t len = p->Length;
+    const uint32_t usage = static_cast<uint32_t>(p->Usage);
+    const int node = grant.node >= 0 && grant.node < NDISSHM_MAX_NODES ? grant.node : -1;
+    auto link = [&](bool all) {
         auto it = adapter->queues.find(p->QueueId);
-        b = it != adapter->queues.end() && !it->second->closing ? take_record(adapter) : nullptr;
-        if (b != nullptr) {
-            Queue* queue = it->second.get();
-            b->binding = binding;
-            b->queue = queue;
-            b->provider = provider;
-            b->token = grant.token;
-            std::memcpy(&b->params, p, std::min<size_t>(p->Header.Size, sizeof(b->params)));
-            b->params.SharedMemoryHandle = b;
-            b->first_address = static_cast<uint64_t>(p->SGListBuffer->Elements[0].Address.QuadPart);
-            b->node = grant.node;
-            b->serial = ++adapter->serial;
-            b->file = site.file;
-            b->line = site.line;
-            provider_name.copy(b->provider_name, sizeof(b->provider_name) - 1);
-            b->provider_name[std::min(provider_name.size(), sizeof(b->provider_name) - 1)] = '\0';
-            adapter->blocks.push_back(b);
-            queue->blocks.push_back(b);
-            if (binding != nullptr) binding->blocks.push_back(b);
-            adapter->pending_bytes -= p->Length;
-            if (queue == admitted_queue) queue->pending_bytes -= p->Length;
-            admitted = false;
-            adapter->total.on_allocate(p->Length);
-            adapter->by_usage[p->Usage].on_allocate(p->Length);
-            if (b->node >= 0 && b->node < NDISSHM_MAX_NODES) adapter->by_node[b->node].on_allocate(p->Length);
-            queue->stats.on_allocate(p->Length);
-            b->state.store(BlockState::Live, std::memory_order_release);
+        if (it == adapter->queues.end() || it->second->closing) return Link::Refused;
+        Queue* queue = it->second.get();  // admitted_queue: it cannot have gone meanwhile
+        QueueBook& qbook = queue->books[s];
+        if (!all && (!book.total.fits(len) || !book.by_usage[usage].fits(len) ||
+                     (node >= 0 && !book.by_node[node].fits(len)) || !qbook.stats.fits(len)))
+            return Link::NeedAll;
+        b = take_record(adapter, s, all);
+        if (b == nullptr) return all ? Link::Refused : Link::NeedAll;
+        b->binding = binding;
+        b->queue = queue;
+        b->provider = provider;
+        b->token = grant.token;
+        std::memcpy(&b->params, p, std::min<size_t>(p->Header.Size, sizeof(b->params)));
+        b->params.SharedMemoryHandle = b;
+        b->first_address = static_cast<uint64_t>(p->SGListBuffer->Elements[0].Address.QuadPart);
+        b->node = grant.node;
+        b->serial = ++book.serial;
+        b->file = site.file;
+        b->line = site.line;
+        provider_name.copy(b->provider_name, sizeof(b->provider_name) - 1);
+        b->provider_name[std::min(provider_name.size(), sizeof(b->provider_name) - 1)] = '\0';
+        book.blocks.push_back(b);
+        qbook.blocks.push_back(b);
+        if (binding != nullptr) binding->books[s].blocks.push_back(b);
+        book.pending_bytes -= len;
+        qbook.pending_bytes -= len;
+        admitted = false;
+        book.total.on_allocate(len);
+        book.by_usage[usage].on_allocate(len);
+        if (node >= 0) book.by_node[node].on_allocate(len);
+        qbook.stats.on_allocate(len);
+        if (all) {
+            const unsigned n = adapter->book_count;
+            Book* books = adapter->books.get();
+            settle_level(n, s, adapter->total_peak, [&](unsigned i) -> Tally& { return books[i].total; });
+            settle_level(n, s, adapter->usage_peak[usage],
+                         [&](unsigned i) -> Tally& { return books[i].by_usage[usage]; });
+            if (node >= 0)
+                settle_level(n, s, adapter->node_peak[node],
+                             [&](unsigned i) -> Tally& { return books[i].by_node[node]; });
+            settle_level(n, s, queue->peak, [&](unsigned i) -> Tally& { return queue->books[i].stats; });
+        }
+        b->state.store(BlockState::Live, std::memory_order_release);
+        return Link::Done;
+    };
+    Link linked;
+    {
+        std::unique_lock lock(book.mu);
+        linked = link(false);
+        if (linked == Link::NeedAll) {
+            lock.unlock();
+            AllBooks all(adapter);
+            linked = link(true);
         }
     }
-    if (b == nullptr) {
+    if (linked != Link::Done) {
         provider->free(grant.token);
         done_in_flight();
         p->VirtualAddress = nullptr;
@@ -363,15 +421,16 @@ void Runtime::free(Adapter* adapter, NDIS_HANDLE handle) {
                              describe(adapter) + "); nothing freed");
         return;
     }
-    // A record keeps its adapter for life (records are only reused by the
-    // adapter that freed them), so this read needs no lock.
+    // A record keeps its adapter and book for life (records are only reused
+    // by the book that freed them), so these reads need no lock.
     Adapter* owner = b->adapter.load(std::memory_order_acquire);
+    const unsigned bk = b->book.load(std::memory_order_acquire);
     if (owner != adapter) {
         std::string words = "handle " + hexnum(reinterpret_cast<uint64_t>(handle));
         ViolationSite vs;
-        if (owner != nullptr && find_adapter(owner) == owner) {
-            std::lock_guard lock(owner->mu);
-            if (b->adapter.load() == owner && b->state.load() == BlockState::Live) {
+        if (owner != nullptr && find_adapter(owner) == owner && bk < owner->book_count) {
+            std::lock_guard lock(owner->books[bk].mu);
+            if (b->adapter.load() == owner && b->book.load() == bk && b->state.load() == BlockState::Live) {
                 words = describe(b);
                 vs = {b->file, b->line};
             }
@@ -387,15 +446,16 @@ void Runtime::free(Adapter* adapter, NDIS_HANDLE handle) {
     uint64_t token;
     Binding* binding;
     {
-        std::unique_lock lock(adapter->mu);
-        BlockState s = b->state.load(std::memory_order_acquire);
-        if (b->adapter.load(std::memory_order_relaxed) != adapter) s = BlockState::Unused;  // moved meanwhile
-        if (s != BlockState::Live) {
-            std::string what = s == BlockState::Unused ? "handle is not a live block"
-                                                       : "double free of " + describe(b);
+        std::unique_lock lock(adapter->books[bk < adapter->book_count ? bk : 0].mu);
+        BlockState st = b->state.load(std::memory_order_acquire);
+        if (b->adapter.load(std::memory_order_relaxed) != adapter || b->book.load(std::memory_order_relaxed) != bk)
+            st = BlockState::Unused;  // moved meanwhile
+        if (st != BlockState::Live) {
+            std::string what = st == BlockState::Unused ? "handle is not a live block"
+                                                        : "double free of " + describe(b);
             ViolationSite vs{b->file, b->line};
             lock.unlock();
-            verifier_.report(s == BlockState::Unused ? NDISSHM_VIOLATION_GARBAGE_HANDLE : NDISSHM_VIOLATION_DOUBLE_FREE,
+            verifier_.report(st == BlockState::Unused ? NDISSHM_VIOLATION_GARBAGE_HANDLE : NDISSHM_VIOLATION_DOUBLE_FREE,
                              kFree, adapter, handle, vs, what + " on " + describe(adapter) + "; nothing freed");
             return;
         }
@@ -410,11 +470,12 @@ void Runtime::free(Adapter* adapter, NDIS_HANDLE handle) {
     if (binding != nullptr) binding->in_flight.fetch_sub(1, std::memory_order_acq_rel);
 }
 
-Block* Runtime::take_record(Adapter* adapter) {
+Block* Runtime::take_record(Adapter* adapter, unsigned book, bool all) {
+    std::deque<Block*>& quarantine = adapter->books[book].quarantine;
     Block* b = nullptr;
-    if (adapter->quarantine.size() > kQuarantine) {
-        b = adapter->quarantine.front();
-        adapter->quarantine.pop_front();
+    if (quarantine.size() > kQuarantine) {
+        b = quarantine.front();
+        quarantine.pop_front();
     } else if ((b = table_.carve()) == nullptr) {
         std::lock_guard lock(adapters_mu_);
         if (!spare_.empty()) {
@@ -422,32 +483,47 @@ Block* Runtime::take_record(Adapter* adapter) {
             spare_.pop_back();
         }
     }
-    if (b == nullptr && !adapter->quarantine.empty()) {
-        b = adapter->quarantine.front();
-        adapter->quarantine.pop_front();
+    if (b == nullptr && !quarantine.empty()) {
+        b = quarantine.front();
+        quarantine.pop_front();
+    }
+    // The table is full: records other books have freed are still records.
+    for (unsigned i = 0; b == nullptr && all && i < adapter->book_count; ++i) {
+        std::deque<Block*>& other = adapter->books[i].quarantine;
+        if (!other.empty()) {
+            b = other.front();
+            other.pop_front();
+        }
     }
     if (b == nullptr) return nullptr;
     b->adapter.store(adapter, std::memory_order_release);
+    b->book.store(book, std::memory_order_release);
     b->adapter_link = b->binding_link = b->queue_link = {};
     return b;
 }
 
 void Runtime::release_record(Adapter* adapter, Block* b) {
     b->state.store(BlockState::Freed, std::memory_order_release);
-    adapter->quarantine.push_back(b);
+    adapter->books[b->book.load(std::memory_order_relaxed)].quarantine.push_back(b);
 }
 
 Binding* Runtime::unlink(Block* b) {
     Adapter* a = b->adapter.load(std::memory_order_relaxed);
+    const unsigned bk = b->book.load(std::memory_order_relaxed);
+    Book& book = a->books[bk];
+    QueueBook& qbook = b->queue->books[bk];
+    const uint64_t len = b->params.Length;
     // The provider's free is about to be called: its binding must stay.
     if (b->binding != nullptr) b->binding->in_flight.fetch_add(1, std::memory_order_acq_rel);
-    a->blocks.erase(b);
-    b->queue->blocks.erase(b);
-    if (b->binding != nullptr) b->binding->blocks.erase(b);
-    a->total.on_free(b->params.Length);
-    a->by_usage[b->params.Usage].on_free(b->params.Length);
-    if (b->node >= 0 && b->node < NDISSHM_MAX_NODES) a->by_node[b->node].on_free(b->params.Length);
-    b->queue->stats.on_free(b->params.Length);
+    book.blocks.erase(b);
+    qbook.blocks.erase(b);
+    if (b->binding != nullptr) b->binding->books[bk].blocks.erase(b);
+    book.total.on_free(len);
+    book.by_usage[b->params.Usage].on_free(len);
+    if (b->node >= 0 && b->node < NDISSHM_MAX_NODES) book.by_node[b->node].on_free(len);
+    qbook.stats.on_free(len);
+    if (a->limit_bytes != 0) a->charged.fetch_sub(len, std::memory_order_relaxed);
+    if (b->queue->limit_bytes != 0) b->queue->charged.fetch_sub(len, std::memory_order_relaxed);
     b->state.store(BlockState::Freeing, std::memory_order_release);
     return b->binding;
 }
@@ -456,7 +532,7 @@ void Runtime::reclaim(Adapter* adapter, std::vector<Block*>& blocks, ndisshm_vio
                       const std::string& why) {
     std::vector<std::pair<Block*, std::string>> mine;
     {
-        std::lock_guard lock(adapter->mu);
+        AllBooks all(adapter);
         for (Block* b : blocks) {
             // Another thread may have freed it since it was collected.
             if (b->state.load(std::memory_order_acquire) != BlockState::Live) continue;
@@ -468,7 +544,7 @@ void Runtime::reclaim(Adapter* adapter, std::vector<Block*>& blocks, ndisshm_vio
         verifier_.report(kind, call, adapter, b, {b->file, b->line}, words + " " + why);
         b->provider->free(b->token);
         Binding* binding = b->binding;
-        std::lock_guard lock(adapter->mu);
+        std::lock_guard lock(adapter->books[b->book.load(std::memory_order_relaxed)].mu);
         release_record(adapter, b);
         if (binding != nullptr) binding->in_flight.fetch_sub(1, std::memory_order_acq_rel);
     }

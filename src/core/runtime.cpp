@@ -27,6 +27,13 @@ SlotPool<Binding, kMaxBindings>& binding_pool() {
     return *pool;
 }
 
+// Blocks a binding's provider made that are outstanding now (all books locked).
+size_t binding_blocks(const Binding* binding) {
+    size_t n = 0;
+    for (unsigned i = 0; i < binding->adapter->book_count; ++i) n += binding->books[i].blocks.size();
+    return n;
+}
+
 std::string hex(const void* p) {
     char buf[32];
     std::snprintf(buf, sizeof(buf), "%p", p);
@@ -36,6 +43,8 @@ std::string hex(const void* p) {
 }  // namespace
 
 Adapter* find_adapter(const void* handle) { return adapter_pool().find(handle); }
+
+unsigned book_here(unsigned books) { return os::current_cpu() % books; }
 Binding* find_binding(const void* handle) { return binding_pool().find(handle); }
 
 Result<std::unique_ptr<Runtime>> Runtime::create(const ndisshm_runtime_config& in) {
@@ -76,7 +85,10 @@ Result<std::unique_ptr<Runtime>> Runtime::create(const ndisshm_runtime_config& i
 Runtime::Runtime(const ndisshm_runtime_config& config, std::unique_ptr<providers::DefaultProvider> provider,
                  Block* table, uint64_t table_bytes)
     : config_(config), verifier_(config.verifier != 0, config.report_to_stderr != 0),
-      default_provider_(std::move(provider)), table_(table, config.max_blocks), table_bytes_(table_bytes) {}
+      default_provider_(std::move(provider)), table_(table, config.max_blocks), table_bytes_(table_bytes),
+      // At least 4 even on small machines, so what a book does alone is
+      // exercised there too; at most 32, since control calls lock them all.
+      book_count_(std::clamp(os::cpu_count(), 4u, 32u)) {}
 
 Runtime::~Runtime() {
     std::vector<Adapter*> adapters;
@@ -96,7 +108,10 @@ std::string Runtime::describe(const Block* b) {
     std::string s = "block " + hex(b) + " (queue " + std::to_string(b->params.QueueId) + ", " +
                     ndisshm_usage_name(b->params.Usage) + ", " + std::to_string(b->params.Length) +
                     " bytes, provider '" + std::string(b->provider_name) +
-                    "', allocation #" + std::to_string(b->serial);
+                    "', allocation #" + std::to_string(b->serial) +
+                    (b->book.load(std::memory_order_relaxed) != 0
+                         ? " of book " + std::to_string(b->book.load(std::memory_order_relaxed))
+                         : std::string());
     if (b->file != nullptr) s += ", allocated at " + std::string(b->file) + ":" + std::to_string(b->line);
     return s + ")";
 }
@@ -105,9 +120,11 @@ NDIS_STATUS Runtime::create_adapter(const char* name, Adapter** out) {
     if (out == nullptr) return NDIS_STATUS_INVALID_PARAMETER;
     std::lock_guard lock(adapters_mu_);
     uint64_t index = ++adapter_index_;
-    Adapter* a = adapter_pool().create(this, name != nullptr ? name : "adapter" + std::to_string(index), index);
+    Adapter* a = adapter_pool().create(this, name != nullptr ? name : "adapter" + std::to_string(index), index,
+                                       book_count_);
     if (a == nullptr) return NDIS_STATUS_RESOURCES;
-    a->queues.emplace(NDIS_DEFAULT_RECEIVE_QUEUE_ID, std::make_unique<Queue>(NDIS_DEFAULT_RECEIVE_QUEUE_ID));
+    a->queues.emplace(NDIS_DEFAULT_RECEIVE_QUEUE_ID,
+                      std::make_unique<Queue>(NDIS_DEFAULT_RECEIVE_QUEUE_ID, book_count_));
     a->limit_bytes = config_.adapter_limit_bytes;
     a->queues[NDIS_DEFAULT_RECEIVE_QUEUE_ID]->limit_bytes = config_.queue_limit_bytes;
     adapters_.push_back(a);
@@ -120,8 +137,10 @@ void Runtime::destroy_adapter(Adapter* adapter, const char* call) {
     // bindings and queues, which are empty by then.
     std::vector<Block*> leaked;
     {
-        std::lock_guard lock(adapter->mu);
-        for (Block* b = adapter->blocks.front(); b != nullptr; b = AdapterBlocks::next(b)) leaked.push_back(b);
+        AllBooks all(adapter);
+        for (unsigned i = 0; i < adapter->book_count; ++i)
+            for (Block* b = adapter->books[i].blocks.front(); b != nullptr; b = AdapterBlocks::next(b))
+                leaked.push_back(b);
     }
     reclaim(adapter, leaked, NDISSHM_VIOLATION_LEAK, call,
             "still allocated when " + describe(adapter) + " was torn down; freed through its provider");
@@ -130,19 +149,21 @@ void Runtime::destroy_adapter(Adapter* adapter, const char* call) {
     // no per-queue state.
     std::vector<Binding*> bindings;
     {
-        std::lock_guard lock(adapter->mu);
+        AllBooks all(adapter);
         bindings = adapter->bindings;
     }
     for (Binding* b : bindings) destroy_binding(b);
     {
         // Its freed records serve other adapters from now on.
-        std::lock_guard alock(adapter->mu);
+        AllBooks all(adapter);
         std::lock_guard lock(adapters_mu_);
-        for (Block* b : adapter->quarantine) {
-            b->adapter.store(nullptr, std::memory_order_release);
-            spare_.push_back(b);
+        for (unsigned i = 0; i < adapter->book_count; ++i) {
+            for (Block* b : adapter->books[i].quarantine) {
+                b->adapter.store(nullptr, std::memory_order_release);
+                spare_.push_back(b);
+            }
+            adapter->books[i].quarantine.clear();
         }
-        adapter->quarantine.clear();
         adapters_.erase(std::remove(adapters_.begin(), adapters_.end(), adapter), adapters_.end());
     }
     adapter_pool().destroy(adapter);
@@ -160,9 +181,9 @@ NDIS_STATUS Runtime::create_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id, co
     if (params != nullptr && (params->flags & ~static_cast<uint32_t>(NDISSHM_QUEUE_LOOKAHEAD_SPLIT)) != 0)
         return NDIS_STATUS_INVALID_PARAMETER;
     {
-        std::lock_guard lock(adapter->mu);
+        AllBooks all(adapter);
         if (id == NDIS_DEFAULT_RECEIVE_QUEUE_ID || adapter->queues.count(id) != 0) return NDIS_STATUS_INVALID_PARAMETER;
-        auto& q = adapter->queues.emplace(id, std::make_unique<Queue>(id)).first->second;
+        auto& q = adapter->queues.emplace(id, std::make_unique<Queue>(id, adapter->book_count)).first->second;
         q->limit_bytes = config_.queue_limit_bytes;
         q->complete = false;
         if (params != nullptr) {
@@ -177,7 +198,7 @@ NDIS_STATUS Runtime::complete_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id) 
     providers::Provider* provider;
     Binding* binding;
     {
-        std::lock_guard lock(adapter->mu);
+        AllBooks all(adapter);
         auto it = adapter->queues.find(id);
         if (it == adapter->queues.end() || it->second->complete || it->second->closing)
             return NDIS_STATUS_INVALID_PARAMETER;
@@ -191,7 +212,7 @@ NDIS_STATUS Runtime::complete_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id) 
 
 NDIS_STATUS Runtime::queue_params(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id, ndisshm_queue_params* out,
                                   int* complete) {
-    std::lock_guard lock(adapter->mu);
+    std::lock_guard lock(adapter->books[book_here(adapter->book_count)].mu);
     auto it = adapter->queues.find(id);
     if (it == adapter->queues.end()) return NDIS_STATUS_INVALID_PARAMETER;
     if (out != nullptr) *out = {it->second->flags, it->second->lookahead_size};
@@ -202,14 +223,16 @@ NDIS_STATUS Runtime::queue_params(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id, nd
 NDIS_STATUS Runtime::free_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id) {
     std::vector<Block*> left;
     {
-        std::lock_guard lock(adapter->mu);
+        AllBooks all(adapter);
         auto it = adapter->queues.find(id);
         if (id == NDIS_DEFAULT_RECEIVE_QUEUE_ID || it == adapter->queues.end() || it->second->closing)
             return NDIS_STATUS_INVALID_PARAMETER;
         // From here no allocation can link a block to this queue, so what we
         // collect now is all there will ever be.
         it->second->closing = true;
-        for (Block* b = it->second->blocks.front(); b != nullptr; b = QueueBlocks::next(b)) left.push_back(b);
+        for (unsigned i = 0; i < adapter->book_count; ++i)
+            for (Block* b = it->second->books[i].blocks.front(); b != nullptr; b = QueueBlocks::next(b))
+                left.push_back(b);
     }
     reclaim(adapter, left, NDISSHM_VIOLATION_QUEUE_FREED_WITH_BLOCKS, "ndisshm_queue_free",
             "still allocated when queue " + std::to_string(id) + " of " + describe(adapter) +
@@ -217,13 +240,20 @@ NDIS_STATUS Runtime::free_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id) {
     providers::Provider* provider;
     Binding* binding;
     {
-        std::lock_guard lock(adapter->mu);
+        AllBooks all(adapter);
         // Frees on other threads may still be unlinking this queue's last
-        // blocks; the queue goes once its list is empty.
-        while (!adapter->queues.at(id)->blocks.empty()) {
-            adapter->mu.unlock();
+        // blocks, and allocations admitted for it may still be inside their
+        // provider (they hold on to the queue); it goes once both are done.
+        auto busy = [&] {
+            const Queue& q = *adapter->queues.at(id);
+            for (unsigned i = 0; i < adapter->book_count; ++i)
+                if (!q.books[i].blocks.empty() || q.books[i].pending_bytes != 0) return true;
+            return false;
+        };
+        while (busy()) {
+            all.unlock();
             std::this_thread::yield();
-            adapter->mu.lock();
+            all.lock();
         }
         const bool attached = adapter->queues.at(id)->complete;
         adapter->queues.erase(id);
@@ -238,9 +268,9 @@ NDIS_STATUS Runtime::free_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id) {
 NDIS_STATUS Runtime::create_binding(Adapter* adapter, const char* name, Binding** out) {
     if (out == nullptr) return NDIS_STATUS_INVALID_PARAMETER;
     std::string n = name != nullptr ? name : "binding";
-    Binding* b = binding_pool().create(adapter, n);
+    Binding* b = binding_pool().create(adapter, n, adapter->book_count);
     if (b == nullptr) return NDIS_STATUS_RESOURCES;
-    std::lock_guard lock(adapter->mu);
+    AllBooks all(adapter);
     adapter->bindings.push_back(b);
     *out = b;
     return NDIS_STATUS_SUCCESS;
@@ -250,7 +280,7 @@ void Runtime::destroy_binding(Binding* binding) {
     Adapter* adapter = binding->adapter;
     bool was_provider = false;
     {
-        std::lock_guard lock(adapter->mu);
+        AllBooks all(adapter);
         was_provider = adapter->provider_binding == binding;
         if (was_provider) adapter->provider_binding = nullptr;  // new calls: default
     }
@@ -259,14 +289,16 @@ void Runtime::destroy_binding(Binding* binding) {
     while (binding->in_flight.load(std::memory_order_acquire) != 0) std::this_thread::yield();
     std::vector<Block*> left;
     {
-        std::lock_guard lock(adapter->mu);
-        for (Block* b = binding->blocks.front(); b != nullptr; b = BindingBlocks::next(b)) left.push_back(b);
+        AllBooks all(adapter);
+        for (unsigned i = 0; i < adapter->book_count; ++i)
+            for (Block* b = binding->books[i].blocks.front(); b != nullptr; b = BindingBlocks::next(b))
+                left.push_back(b);
     }
     reclaim(adapter, left, NDISSHM_VIOLATION_BINDING_DETACHED_WITH_BLOCKS, "ndisshm_binding_destroy",
             "still allocated when provider binding '" + binding->name + "' detached from " + describe(adapter) +
                 "; freed through that provider");
     {
-        std::lock_guard lock(adapter->mu);
+        AllBooks all(adapter);
         auto& v = adapter->bindings;
         v.erase(std::remove(v.begin(), v.end(), binding), v.end());
     }
@@ -274,8 +306,8 @@ void Runtime::destroy_binding(Binding* binding) {
     // inside its provider: it must outlive them.
     for (;;) {
         {
-            std::lock_guard lock(adapter->mu);
-            if (binding->blocks.empty() && binding->in_flight.load(std::memory_order_acquire) == 0) break;
+            AllBooks all(adapter);
+            if (binding_blocks(binding) == 0 && binding->in_flight.load(std::memory_order_acquire) == 0) break;
         }
         std::this_thread::yield();
     }
@@ -284,7 +316,7 @@ void Runtime::destroy_binding(Binding* binding) {
     if (was_provider && binding->provider != nullptr) {
         std::vector<NDIS_RECEIVE_QUEUE_ID> queues;
         {
-            std::lock_guard lock(adapter->mu);
+            AllBooks all(adapter);
             for (auto& [id, q] : adapter->queues)
                 if (id != NDIS_DEFAULT_RECEIVE_QUEUE_ID && q->complete) queues.push_back(id);
         }
@@ -299,17 +331,17 @@ NDIS_STATUS Runtime::register_provider(Binding* binding, const char* call,
     std::vector<NDIS_RECEIVE_QUEUE_ID> queues;
     std::unique_ptr<providers::Provider> replaced;  // a re-registration's old provider
     {
-        std::lock_guard lock(adapter->mu);
+        AllBooks all(adapter);
         if (adapter->provider_binding != nullptr && adapter->provider_binding != binding) {
             verifier_.report(NDISSHM_VIOLATION_BAD_REGISTRATION, call, adapter, binding, {},
                              "binding '" + binding->name + "' cannot provide shared memory for " + describe(adapter) +
                                  ": binding '" + adapter->provider_binding->name + "' already does");
             return NDIS_STATUS_FAILURE;
         }
-        if (!binding->blocks.empty() || binding->in_flight.load() != 0) {
+        if (binding_blocks(binding) != 0 || binding->in_flight.load() != 0) {
             verifier_.report(NDISSHM_VIOLATION_BAD_REGISTRATION, call, adapter, binding, {},
                              "binding '" + binding->name + "' re-registered while " +
-                                 std::to_string(binding->blocks.size()) + " of its blocks are outstanding");
+                                 std::to_string(binding_blocks(binding)) + " of its blocks are outstanding");
             return NDIS_STATUS_FAILURE;
         }
         binding->native = dynamic_cast<OpsProvider*>(provider.get()) != nullptr;
@@ -328,24 +360,39 @@ NDIS_STATUS Runtime::register_provider(Binding* binding, const char* call,
 }
 
 NDIS_STATUS Runtime::set_limit(Adapter* adapter, const NDIS_RECEIVE_QUEUE_ID* queue_id, uint64_t max_bytes) {
-    std::lock_guard lock(adapter->mu);
+    AllBooks all(adapter);
+    // With every book locked nothing moves: what is charged against the cap
+    // from now on starts from the exact figure.
+    uint64_t charged = 0;
     if (queue_id == nullptr) {
+        for (unsigned i = 0; i < adapter->book_count; ++i)
+            charged += adapter->books[i].total.bytes + adapter->books[i].pending_bytes;
         adapter->limit_bytes = max_bytes;
+        adapter->charged.store(charged, std::memory_order_relaxed);
         return NDIS_STATUS_SUCCESS;
     }
     auto it = adapter->queues.find(*queue_id);
     if (it == adapter->queues.end() || it->second->closing) return NDIS_STATUS_INVALID_PARAMETER;
-    it->second->limit_bytes = max_bytes;
+    Queue& q = *it->second;
+    for (unsigned i = 0; i < adapter->book_count; ++i) charged += q.books[i].stats.bytes + q.books[i].pending_bytes;
+    q.limit_bytes = max_bytes;
+    q.charged.store(charged, std::memory_order_relaxed);
     return NDIS_STATUS_SUCCESS;
 }
 
 NDIS_STATUS Runtime::adapter_stats(Adapter* adapter, ndisshm_adapter_stats* out) {
     if (out == nullptr) return NDIS_STATUS_INVALID_PARAMETER;
-    std::lock_guard lock(adapter->mu);
+    AllBooks all(adapter);
     *out = {};
-    out->total = adapter->total.to_c();
-    for (int u = 0; u < NdisSharedMemoryUsageMax; ++u) out->by_usage[u] = adapter->by_usage[u].to_c();
-    for (int n = 0; n < NDISSHM_MAX_NODES; ++n) out->by_node[n] = adapter->by_node[n].to_c();
+    const unsigned k = adapter->book_count;
+    const Book* books = adapter->books.get();
+    out->total = sum_level(k, adapter->total_peak, [&](unsigned i) -> const Tally& { return books[i].total; });
+    for (int u = 0; u < NdisSharedMemoryUsageMax; ++u)
+        out->by_usage[u] =
+            sum_level(k, adapter->usage_peak[u], [&](unsigned i) -> const Tally& { return books[i].by_usage[u]; });
+    for (int n = 0; n < NDISSHM_MAX_NODES; ++n)
+        out->by_node[n] =
+            sum_level(k, adapter->node_peak[n], [&](unsigned i) -> const Tally& { return books[i].by_node[n]; });
     out->limit_bytes = adapter->limit_bytes;
     out->queues = static_cast<uint32_t>(adapter->queues.size());
     out->bindings = static_cast<uint32_t>(adapter->bindings.size());
@@ -355,18 +402,22 @@ NDIS_STATUS Runtime::adapter_stats(Adapter* adapter, ndisshm_adapter_stats* out)
 
 NDIS_STATUS Runtime::queue_stats(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id, ndisshm_usage_stats* out) {
     if (out == nullptr) return NDIS_STATUS_INVALID_PARAMETER;
-    std::lock_guard lock(adapter->mu);
+    AllBooks all(adapter);
     auto it = adapter->queues.find(id);
     if (it == adapter->queues.end()) return NDIS_STATUS_INVALID_PARAMETER;
-    *out = it->second->stats.to_c();
+    const Queue& q = *it->second;
+    *out = sum_level(adapter->book_count, q.peak, [&](unsigned i) -> const Tally& { return q.books[i].stats; });
     return NDIS_STATUS_SUCCESS;
 }
 
 NDIS_STATUS Runtime::block_info(Adapter* adapter, NDIS_HANDLE handle, ndisshm_block_info* out) {
     Block* b = table_.find(handle);
     if (out == nullptr || b == nullptr) return NDIS_STATUS_INVALID_PARAMETER;
-    std::lock_guard lock(adapter->mu);
-    if (b->state.load() != BlockState::Live || b->adapter.load() != adapter) return NDIS_STATUS_INVALID_PARAMETER;
+    const unsigned bk = b->book.load(std::memory_order_acquire);
+    if (bk >= adapter->book_count) return NDIS_STATUS_INVALID_PARAMETER;
+    std::lock_guard lock(adapter->books[bk].mu);
+    if (b->state.load() != BlockState::Live || b->adapter.load() != adapter || b->book.load() != bk)
+        return NDIS_STATUS_INVALID_PARAMETER;
     out->adapter = adapter;
     out->queue_id = b->params.QueueId;
     out->usage = b->params.Usage;

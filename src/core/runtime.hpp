@@ -72,17 +72,20 @@ private:
     Runtime(const ndisshm_runtime_config& config, std::unique_ptr<providers::DefaultProvider> provider,
             Block* table, uint64_t table_bytes);
 
-    Block* take_record(Adapter* adapter);  // adapter lock held
-    void release_record(Adapter* adapter, Block* block);  // adapter lock held
-    // Adapter lock held: the provider serving the adapter now, with a call
+    // A record for book `book` (its lock held; `all`: every book's lock is),
+    // or nullptr. Only with every lock held does it take records parked in
+    // other books.
+    Block* take_record(Adapter* adapter, unsigned book, bool all);
+    void release_record(Adapter* adapter, Block* block);  // the block's book locked
+    // Every book locked: the provider serving the adapter now, with a call
     // counted in flight on its binding (returned) when it has one.
     providers::Provider* current_provider(Adapter* adapter, Binding** binding);
-    // Adapter lock held. Takes the block off its lists and counts a call in
-    // flight on its binding (returned; nullptr for the default provider),
-    // which the caller ends once the provider's free has returned.
+    // The block's book locked. Takes the block off its lists and counts a
+    // call in flight on its binding (returned; nullptr for the default
+    // provider), which the caller ends once the provider's free has returned.
     Binding* unlink(Block* block);
-    // Unlinks (lock held) then frees through the provider (lock released) all
-    // of `blocks`, each reported as `kind` first.
+    // Unlinks (all books locked) then frees through the provider (locks
+    // released) all of `blocks`, each reported as `kind` first.
     void reclaim(Adapter* adapter, std::vector<Block*>& blocks, ndisshm_violation_kind kind, const char* call,
                  const std::string& why);
     // Checks everything a call carries, without any lock. *readable says
@@ -98,6 +101,7 @@ private:
     std::mutex adapters_mu_;
     std::vector<Adapter*> adapters_;
     std::vector<Block*> spare_;  // freed records of destroyed adapters, for any adapter (adapters_mu_)
+    unsigned book_count_;        // books per adapter (books.hpp): one per CPU, 4 to 32
     uint64_t adapter_index_ = 0;
 };
 

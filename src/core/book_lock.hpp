@@ -1,0 +1,50 @@
+// BookLock: the lock of one book of an adapter (books.hpp).
+//
+// A book belongs to a CPU, so its lock is nearly always taken by whatever runs
+// on that CPU and by nobody else: what matters is what it costs when free. It
+// takes one atomic exchange to take and a plain release store to give back,
+// both inline; std::mutex costs two calls into libc and two locked
+// instructions, about a fifth of a 4 KiB pair with three locked sections.
+//
+// When it is held (a control call holding every book, a free of a block
+// another CPU's book made, a thread that moved CPUs), a waiter spins briefly,
+// then yields its CPU: the holder may be a thread descheduled on this very
+// CPU, which spinning would only keep off it.
+#pragma once
+
+#include <atomic>
+#include <thread>
+
+namespace ndisshm::core {
+
+class BookLock {
+public:
+    void lock() {
+        if (!held_.exchange(true, std::memory_order_acquire)) return;
+        lock_contended();
+    }
+    bool try_lock() { return !held_.load(std::memory_order_relaxed) && !held_.exchange(true, std::memory_order_acquire); }
+    void unlock() { held_.store(false, std::memory_order_release); }
+
+private:
+    static constexpr unsigned kSpins = 32;
+
+    void lock_contended() {
+        unsigned spins = 0;
+        do {
+            while (held_.load(std::memory_order_relaxed)) {
+                if (spins++ < kSpins) {
+#if defined(__x86_64__) || defined(__i386__)
+                    __builtin_ia32_pause();
+#endif
+                } else {
+                    std::this_thread::yield();
+                }
+            }
+        } while (held_.exchange(true, std::memory_order_acquire));
+    }
+
+    std::atomic<bool> held_{false};
+};
+
+}  // namespace ndisshm::core
