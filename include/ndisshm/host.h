@@ -218,8 +218,8 @@ NDISSHM_API NDIS_STATUS ndisshm_queue_set_limit(NDIS_HANDLE adapter, NDIS_RECEIV
 typedef struct ndisshm_usage_stats {
     uint64_t blocks;       /**< outstanding now */
     uint64_t bytes;        /**< outstanding now (requested Length) */
-    uint64_t peak_blocks;
-    uint64_t peak_bytes;
+    uint64_t peak_blocks;  /**< the most outstanding at once, ever */
+    uint64_t peak_bytes;   /**< the most outstanding at once, ever */
     uint64_t allocations;  /**< successful, ever */
     uint64_t frees;
     uint64_t failures;     /**< allocations refused, for any reason */
@@ -236,6 +236,11 @@ typedef struct ndisshm_adapter_stats {
     int has_provider;      /**< a binding provides; else the default provider */
 } ndisshm_adapter_stats;
 
+/** The books at the moment of the call, exact (peaks included) however many
+ *  threads allocate and free on the adapter. Each CPU keeps its own part of an
+ *  adapter's books, so that threads do not wait for one another; these two
+ *  calls lock every part for a moment, and hold up allocations on the adapter
+ *  meanwhile: call them at a monitoring rate, not once per packet. */
 NDISSHM_API NDIS_STATUS ndisshm_adapter_get_stats(NDIS_HANDLE adapter, ndisshm_adapter_stats *stats);
 NDISSHM_API NDIS_STATUS ndisshm_queue_get_stats(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id,
                                                 ndisshm_usage_stats *stats);
