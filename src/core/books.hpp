@@ -41,7 +41,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "core/book_lock.hpp"
+#include "base/cpu_lock.hpp"
 #include "core/intrusive_list.hpp"
 #include "ndis/ndis_shm.h"
 #include "ndisshm/host.h"
@@ -208,7 +208,7 @@ struct Binding {
 
 // One book of an adapter (see the file comment).
 struct alignas(64) Book {
-    BookLock mu;
+    CpuLock mu;
     AdapterBlocks blocks;
     Tally total;
     Tally by_usage[NdisSharedMemoryUsageMax];

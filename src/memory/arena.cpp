@@ -121,8 +121,9 @@ Result<ArenaBlock> Arena::allocate_cached(uint64_t pages) {
     uint64_t e = 0;
     if (slot.pop(pages, e)) {
         ++slot.hits;
+        if (!CpuCache::entry_fresh(e)) slot.count_zeroed(zero_method(pages * unit_) == ZeroMethod::Release, pages * unit_);
         slot_lock.unlock();
-        return hand_out(CpuCache::entry_page(e), pages, CpuCache::entry_fresh(e));
+        return hand_out(CpuCache::entry_page(e), pages, CpuCache::entry_fresh(e), true);
     }
     ++slot.misses;
     // Refill: a few blocks of this size in one trip to the arena lock (slot lock held: the order is
@@ -167,8 +168,10 @@ Result<ArenaBlock> Arena::allocate_cached(uint64_t pages) {
         [[maybe_unused]] const bool pushed = slot.push(pages, batch[i]);
         assert(pushed);
     }
+    if (!CpuCache::entry_fresh(batch[0]))
+        slot.count_zeroed(zero_method(pages * unit_) == ZeroMethod::Release, pages * unit_);
     slot_lock.unlock();
-    return hand_out(CpuCache::entry_page(batch[0]), pages, CpuCache::entry_fresh(batch[0]));
+    return hand_out(CpuCache::entry_page(batch[0]), pages, CpuCache::entry_fresh(batch[0]), true);
 }
 
 Result<ArenaBlock> Arena::allocate_uncached(uint64_t pages, bool within_huge_page) {
@@ -184,7 +187,7 @@ Result<ArenaBlock> Arena::allocate_uncached(uint64_t pages, bool within_huge_pag
                 return s.error();
             }
             lock.unlock();
-            return hand_out(r->first_page, pages, r->fresh);
+            return hand_out(r->first_page, pages, r->fresh, false);
         }
         lock.unlock();
         // Blocks parked in caches are free memory too: take them back before saying there is no room.
@@ -193,16 +196,20 @@ Result<ArenaBlock> Arena::allocate_uncached(uint64_t pages, bool within_huge_pag
     return no_room(pages * unit_);
 }
 
-ArenaBlock Arena::hand_out(uint64_t first_page, uint64_t pages, bool fresh) {
+ArenaBlock Arena::hand_out(uint64_t first_page, uint64_t pages, bool fresh, bool counted) {
     const ArenaBlock block{first_page * unit_, pages * unit_, base_ + first_page * unit_};
     if (!fresh) {
         // Reused memory may hold another user's data: no byte crosses from one user to the next.
         // Hugetlb pages are never released (see zeroing.hpp).
         const ZeroMethod how =
             zero_block(fd_.get(), base_, block.offset, block.length, release_from_, !config_.huge_pages);
-        CpuCache::Slot& counters = cache_.local();
-        (how == ZeroMethod::Release ? counters.zeroed_by_release : counters.zeroed_by_memset)
-            .fetch_add(block.length, std::memory_order_relaxed);
+        const ZeroMethod foretold = zero_method(block.length);
+        if (!counted || how != foretold) {
+            CpuCache::Slot& slot = cache_.local();
+            std::lock_guard slot_lock(slot.mu);
+            if (counted) slot.count_zeroed(foretold == ZeroMethod::Release, 0 - block.length);
+            slot.count_zeroed(how == ZeroMethod::Release, block.length);
+        }
     }
     // Release: whoever frees it next (after the core publishes the handle) sees it live.
     state(first_page).store(live(pages), std::memory_order_release);

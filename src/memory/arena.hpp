@@ -36,6 +36,7 @@
 
 #include "base/result.hpp"
 #include "memory/cpu_cache.hpp"
+#include "memory/zeroing.hpp"
 #include "memory/page_allocator.hpp"
 #include "os/os.hpp"
 
@@ -126,7 +127,13 @@ private:
     // Makes memory available under [0, end_bytes): grows the file or commits huge pages. Under mu_.
     Status commit_locked(uint64_t end_bytes);
     // Zeroes a block if it reuses memory, marks it live, and describes it.
-    ArenaBlock hand_out(uint64_t first_page, uint64_t pages, bool fresh);
+    // Zeroes the block unless fresh, and marks it live. `counted`: its zeroing was already counted in a
+    // slot, as zero_method() foretold (under the slot lock, on the cache's path).
+    ArenaBlock hand_out(uint64_t first_page, uint64_t pages, bool fresh, bool counted);
+    // How a reused block of `length` bytes will be zeroed, unless the kernel refuses a punch.
+    ZeroMethod zero_method(uint64_t length) const {
+        return !config_.huge_pages && length >= release_from_ ? ZeroMethod::Release : ZeroMethod::Memset;
+    }
     Error no_room(uint64_t bytes) const;
 
     ArenaConfig config_;

@@ -2,8 +2,8 @@
 //
 // A driver's steady state is "free a 4 KiB receive buffer, allocate one": with one arena lock every
 // such pair, from every thread, serialises there (measured: two threads doing 4 KiB pairs spent twice
-// as long per pair as one thread). Here each CPU has a slot with its own small mutex, which only the
-// threads running on that CPU take, so it is uncontended nearly always (a thread that migrates between
+// as long per pair as one thread). Here each CPU has a slot with its own small lock (base/cpu_lock.hpp),
+// which only the threads running on that CPU take, so it is uncontended nearly always (a thread that migrates between
 // taking and using it merely shares the slot for a moment; correctness never depends on the CPU).
 //
 // A slot holds, for each block size of 1..kMaxPages allocation units, a bounded stack of blocks that
@@ -22,6 +22,8 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+
+#include "base/cpu_lock.hpp"
 
 namespace ndisshm::memory {
 
@@ -48,14 +50,19 @@ public:
 
     class Slot {
     public:
-        std::mutex mu;
+        CpuLock mu;
         // Under mu:
         uint64_t hits = 0, misses = 0;
         uint64_t cached_pages = 0, cached_blocks = 0;
-        // Bytes zeroed by allocations that ran on this CPU: relaxed atomics, not under mu (the cache
-        // line is this CPU's, so the increment does not bounce between cores as one shared counter
-        // would).
+        // Bytes zeroed by allocations that ran on this CPU. Written under mu only, with a plain read and
+        // write (a locked add would cost as much as the rest of a cache hit's bookkeeping); atomics
+        // so that a reader without the lock reads whole values. Only their sum over all slots means
+        // anything: a correction may land in another slot than the count it corrects.
         std::atomic<uint64_t> zeroed_by_memset{0}, zeroed_by_release{0};
+        void count_zeroed(bool by_release, uint64_t delta) {  // under mu; delta may wrap (a correction)
+            std::atomic<uint64_t>& c = by_release ? zeroed_by_release : zeroed_by_memset;
+            c.store(c.load(std::memory_order_relaxed) + delta, std::memory_order_relaxed);
+        }
 
         // All under mu. pop/push: false when the stack is empty/full.
         bool pop(uint64_t pages, uint64_t& out);
