@@ -237,14 +237,14 @@ NDIS_STATUS Runtime::allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p
         admitted = true;
         admitted_queue = &queue;
         binding = adapter->provider_binding;
-        if (binding != nullptr) binding->in_flight.fetch_add(1, std::memory_order_acq_rel);
+        if (binding != nullptr) binding->enter(s);
         provider = binding != nullptr ? binding->provider.get() : default_provider_.get();
     }
     const bool native = binding != nullptr && binding->native;
     static const std::string kDefaultName = "default";
     const std::string& provider_name = binding != nullptr ? binding->name : kDefaultName;
     auto done_in_flight = [&] {
-        if (binding != nullptr) binding->in_flight.fetch_sub(1, std::memory_order_acq_rel);
+        if (binding != nullptr) binding->leave(s);
     };
 
     p->SharedMemoryHandle = nullptr;
@@ -467,7 +467,7 @@ void Runtime::free(Adapter* adapter, NDIS_HANDLE handle) {
         release_record(adapter, b);
     }
     provider->free(token);
-    if (binding != nullptr) binding->in_flight.fetch_sub(1, std::memory_order_acq_rel);
+    if (binding != nullptr) binding->leave(bk);
 }
 
 Block* Runtime::take_record(Adapter* adapter, unsigned book, bool all) {
@@ -514,7 +514,7 @@ Binding* Runtime::unlink(Block* b) {
     QueueBook& qbook = b->queue->books[bk];
     const uint64_t len = b->params.Length;
     // The provider's free is about to be called: its binding must stay.
-    if (b->binding != nullptr) b->binding->in_flight.fetch_add(1, std::memory_order_acq_rel);
+    if (b->binding != nullptr) b->binding->enter(bk);
     book.blocks.erase(b);
     qbook.blocks.erase(b);
     if (b->binding != nullptr) b->binding->books[bk].blocks.erase(b);
@@ -544,9 +544,10 @@ void Runtime::reclaim(Adapter* adapter, std::vector<Block*>& blocks, ndisshm_vio
         verifier_.report(kind, call, adapter, b, {b->file, b->line}, words + " " + why);
         b->provider->free(b->token);
         Binding* binding = b->binding;
-        std::lock_guard lock(adapter->books[b->book.load(std::memory_order_relaxed)].mu);
+        const unsigned bk = b->book.load(std::memory_order_relaxed);
+        std::lock_guard lock(adapter->books[bk].mu);
         release_record(adapter, b);
-        if (binding != nullptr) binding->in_flight.fetch_sub(1, std::memory_order_acq_rel);
+        if (binding != nullptr) binding->leave(bk);
     }
 }
 

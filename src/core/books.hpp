@@ -191,19 +191,34 @@ struct Queue {
 
 struct alignas(64) BindingBook {
     BindingBlocks blocks;  // under the book's lock
+    // Calls into the binding's provider under way now that were counted in
+    // this book: each book's on its own cache line, so that CPUs calling one
+    // provider do not bounce one counter between them.
+    std::atomic<int> in_flight{0};
 };
 
 struct Binding {
-    Binding(Adapter* a, std::string n, unsigned book_count)
-        : adapter(a), name(std::move(n)), books(new BindingBook[book_count]) {}
+    Binding(Adapter* a, std::string n, unsigned books_)
+        : adapter(a), name(std::move(n)), book_count(books_), books(new BindingBook[books_]) {}
     Adapter* adapter;
     std::string name;
     std::unique_ptr<providers::Provider> provider;  // set once registered
     bool native = false;  // provider is an OpsProvider: its NDIS status is passed through as is
+    const unsigned book_count;
     std::unique_ptr<BindingBook[]> books;
-    // Calls into this binding's provider under way right now (allocate, free,
-    // attach, detach): the binding, and its provider, outlive every one.
-    std::atomic<int> in_flight{0};
+
+    // A call into this binding's provider begins / ends, counted in `book`
+    // (the same for both): the binding, and its provider, outlive every call
+    // counted. Control calls count theirs in book 0.
+    void enter(unsigned book) { books[book].in_flight.fetch_add(1, std::memory_order_acq_rel); }
+    void leave(unsigned book) { books[book].in_flight.fetch_sub(1, std::memory_order_acq_rel); }
+    // Calls under way now. A call that is counted stays counted until it
+    // ends, so a zero here, once no new call can begin, means none is left.
+    int in_flight() const {
+        int n = 0;
+        for (unsigned i = 0; i < book_count; ++i) n += books[i].in_flight.load(std::memory_order_acquire);
+        return n;
+    }
 };
 
 // One book of an adapter (see the file comment).

@@ -172,7 +172,7 @@ void Runtime::destroy_adapter(Adapter* adapter, const char* call) {
 providers::Provider* Runtime::current_provider(Adapter* adapter, Binding** binding) {
     *binding = adapter->provider_binding;
     if (*binding == nullptr) return default_provider_.get();
-    (*binding)->in_flight.fetch_add(1, std::memory_order_acq_rel);
+    (*binding)->enter(0);
     return (*binding)->provider.get();
 }
 
@@ -206,7 +206,7 @@ NDIS_STATUS Runtime::complete_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id) 
         provider = current_provider(adapter, &binding);
     }
     provider->attach_queue(id);
-    if (binding != nullptr) binding->in_flight.fetch_sub(1, std::memory_order_acq_rel);
+    if (binding != nullptr) binding->leave(0);
     return NDIS_STATUS_SUCCESS;
 }
 
@@ -261,7 +261,7 @@ NDIS_STATUS Runtime::free_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id) {
         provider = current_provider(adapter, &binding);
     }
     provider->detach_queue(id);
-    if (binding != nullptr) binding->in_flight.fetch_sub(1, std::memory_order_acq_rel);
+    if (binding != nullptr) binding->leave(0);
     return NDIS_STATUS_SUCCESS;
 }
 
@@ -286,7 +286,7 @@ void Runtime::destroy_binding(Binding* binding) {
     }
     // Allocations already inside this provider finish and link their blocks
     // before we collect them.
-    while (binding->in_flight.load(std::memory_order_acquire) != 0) std::this_thread::yield();
+    while (binding->in_flight() != 0) std::this_thread::yield();
     std::vector<Block*> left;
     {
         AllBooks all(adapter);
@@ -307,7 +307,7 @@ void Runtime::destroy_binding(Binding* binding) {
     for (;;) {
         {
             AllBooks all(adapter);
-            if (binding_blocks(binding) == 0 && binding->in_flight.load(std::memory_order_acquire) == 0) break;
+            if (binding_blocks(binding) == 0 && binding->in_flight() == 0) break;
         }
         std::this_thread::yield();
     }
@@ -338,7 +338,7 @@ NDIS_STATUS Runtime::register_provider(Binding* binding, const char* call,
                                  ": binding '" + adapter->provider_binding->name + "' already does");
             return NDIS_STATUS_FAILURE;
         }
-        if (binding_blocks(binding) != 0 || binding->in_flight.load() != 0) {
+        if (binding_blocks(binding) != 0 || binding->in_flight() != 0) {
             verifier_.report(NDISSHM_VIOLATION_BAD_REGISTRATION, call, adapter, binding, {},
                              "binding '" + binding->name + "' re-registered while " +
                                  std::to_string(binding_blocks(binding)) + " of its blocks are outstanding");

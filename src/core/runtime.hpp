@@ -78,7 +78,7 @@ private:
     Block* take_record(Adapter* adapter, unsigned book, bool all);
     void release_record(Adapter* adapter, Block* block);  // the block's book locked
     // Every book locked: the provider serving the adapter now, with a call
-    // counted in flight on its binding (returned) when it has one.
+    // counted in flight on its binding (returned) when it has one, in book 0.
     providers::Provider* current_provider(Adapter* adapter, Binding** binding);
     // The block's book locked. Takes the block off its lists and counts a
     // call in flight on its binding (returned; nullptr for the default
