@@ -4,6 +4,9 @@
 // one-byte-per-page touch as alloc_free_bench.cpp.
 //
 //   pair/malloc/bytes:B/outstanding:N/real_time/threads:T   (and pair/calloc, pair/mmap)
+//   zero/memset/bytes:B/real_time/threads:1
+//     the floor under any pair that zeroes its block: memset of one warm B-byte
+//     buffer, over and over (the best case: a reused block is as warm as this).
 //
 // glibc is used with its default tunables: its mmap threshold moves up the
 // first time a large mmapped chunk is freed, so from then on 2 MiB blocks come
@@ -11,6 +14,7 @@
 #include <sys/mman.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -94,6 +98,18 @@ void BM_BaselinePair(benchmark::State& state, Source source) {
 BASELINE(malloc, Source::Malloc);
 BASELINE(calloc, Source::Calloc);
 BASELINE(mmap, Source::Mmap);
+
+void BM_Memset(benchmark::State& state) {
+    const auto bytes = static_cast<size_t>(state.range(0));
+    std::vector<unsigned char> buffer(bytes, 1);
+    for (auto _ : state) {
+        std::memset(buffer.data(), 0, bytes);
+        benchmark::DoNotOptimize(buffer.data());
+        benchmark::ClobberMemory();
+    }
+    state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(bytes));
+}
+BENCHMARK(BM_Memset)->Name("zero/memset")->ArgName("bytes")->Arg(4 * kKiB)->Arg(64 * kKiB)->Arg(2 * kMiB)->UseRealTime();
 
 }  // namespace
 }  // namespace bench

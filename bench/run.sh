@@ -235,6 +235,17 @@ for t in (1, 2):
                None if None in (n64, g) else n64 / g, "<= 2x", lambda v: v <= 2,
                f"ndisshm {fmt(n64)} ns, malloc {fmt(g)} ns" if None not in (n64, g) else "missing")
 print("\n(2-thread verdicts mean something only when the calloc control above is near 2.0x.)")
+# The floor under both targets that compare a zeroing pair with one that does not zero (or zeroes as we do).
+zero64 = ns.get("zero/memset/bytes:65536/real_time")
+r1, m1 = get("pair/rte_malloc", 65536, 1000, 1), get("pair/malloc", 65536, 0, 1)
+if zero64 is not None:
+    print(f"\nFloor: a memset of a warm 64 KiB block alone costs {fmt(zero64)} ns; every ndisshm pair zeroes its block.")
+    if r1 is not None:
+        print(f"- 3x rte_malloc (1 thread, 1000 outstanding) needs a pair of {fmt(r1 / 3)} ns: "
+              f"{'below' if r1 / 3 < zero64 else 'above'} the floor")
+    if m1 is not None:
+        print(f"- within 2x of malloc (1 thread, 0 outstanding) needs a pair of {fmt(2 * m1)} ns: "
+              f"{'below' if 2 * m1 < zero64 else 'above'} the floor")
 
 # ---- Zero-copy receive into a guest process vs. copy (zero_copy_bench.cpp, issue 4) ----
 print("\n## Zero-copy receive into a guest process vs. copy receive (issue 4)\n")
