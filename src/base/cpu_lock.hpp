@@ -25,7 +25,9 @@ public:
         if (!held_.exchange(true, std::memory_order_acquire)) return;
         lock_contended();
     }
-    bool try_lock() { return !held_.load(std::memory_order_relaxed) && !held_.exchange(true, std::memory_order_acquire); }
+    bool try_lock() {
+        return !held_.load(std::memory_order_relaxed) && !held_.exchange(true, std::memory_order_acquire);
+    }
     void unlock() { held_.store(false, std::memory_order_release); }
 
 private:

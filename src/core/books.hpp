@@ -146,14 +146,14 @@ struct Block {
     // book's lock.
     std::atomic<Adapter*> adapter{nullptr};
     std::atomic<uint32_t> book{0};
-    Binding* binding = nullptr;                // nullptr: the default provider
+    Binding* binding = nullptr;  // nullptr: the default provider
     Queue* queue = nullptr;
     providers::Provider* provider = nullptr;  // who gets the free
-    uint64_t token = 0;                        // the provider's context for this block
+    uint64_t token = 0;                       // the provider's context for this block
     NDIS_SHARED_MEMORY_PARAMETERS params{};   // as returned to the caller
     uint64_t first_address = 0;
-    int32_t node = -1;  // where the provider placed it
-    uint64_t serial = 0;  // the allocation's number in its book
+    int32_t node = -1;           // where the provider placed it
+    uint64_t serial = 0;         // the allocation's number in its book
     const char* file = nullptr;  // where it was allocated (string literal from the caller)
     int line = 0;
     // Copied, not pointed to: reports about a freed block (double free) may

@@ -77,8 +77,8 @@ protected:
     }
     void expect_figures(uint64_t blocks, uint64_t peak_blocks, ULONG length, const char* step) {
         const auto s = stats(adapter_);
-        for (const ndisshm_usage_stats& u :
-             {s.total, s.by_usage[NdisSharedMemoryUsageReceive], queue_stats(adapter_, NDIS_DEFAULT_RECEIVE_QUEUE_ID)}) {
+        for (const ndisshm_usage_stats& u : {s.total, s.by_usage[NdisSharedMemoryUsageReceive],
+                                             queue_stats(adapter_, NDIS_DEFAULT_RECEIVE_QUEUE_ID)}) {
             EXPECT_EQ(u.blocks, blocks) << step;
             EXPECT_EQ(u.bytes, blocks * length) << step;
             EXPECT_EQ(u.peak_blocks, peak_blocks) << step;
@@ -132,7 +132,8 @@ TEST_F(Books, ACapSetWhileBothCpusHoldBlocksCountsThemAll) {
     take(cpu_a_, 3, PAGE_SIZE, on_a);
     take(cpu_b_, 2, PAGE_SIZE, on_b);
     ASSERT_EQ(ndisshm_adapter_set_limit(adapter_, 6 * PAGE_SIZE), NDIS_STATUS_SUCCESS);
-    ASSERT_EQ(ndisshm_queue_set_limit(adapter_, NDIS_DEFAULT_RECEIVE_QUEUE_ID, 7 * PAGE_SIZE), NDIS_STATUS_SUCCESS);
+    ASSERT_EQ(ndisshm_queue_set_limit(adapter_, NDIS_DEFAULT_RECEIVE_QUEUE_ID, 7 * PAGE_SIZE),
+              NDIS_STATUS_SUCCESS);
     take(cpu_a_, 1, PAGE_SIZE, on_a);
     on_cpu(cpu_b_, [&] { EXPECT_EQ(allocate(adapter_, PAGE_SIZE).status, NDIS_STATUS_RESOURCES); });
     on_cpu(cpu_a_, [&] { EXPECT_EQ(allocate(adapter_, PAGE_SIZE).status, NDIS_STATUS_RESOURCES); });
