@@ -11,10 +11,14 @@
 // When it is held (a control call holding every book, a free of a block
 // another CPU's book made, a thread that moved CPUs), a waiter spins briefly,
 // then yields its CPU: the holder may be a thread descheduled on this very
-// CPU, which spinning would only keep off it.
+// CPU, which spinning would only keep off it. A waiter that has yielded a few
+// times and still finds it held sleeps between tries: a real-time thread
+// (SCHED_FIFO) that only yielded would never let a lower-priority holder on
+// its CPU run again, and would spin there for ever.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <thread>
 
 namespace ndisshm {
@@ -31,19 +35,22 @@ public:
     void unlock() { held_.store(false, std::memory_order_release); }
 
 private:
-    static constexpr unsigned kSpins = 32;
+    static constexpr unsigned kSpins = 32, kYields = 16;
 
     void lock_contended() {
-        unsigned spins = 0;
+        unsigned tries = 0;
         do {
             while (held_.load(std::memory_order_relaxed)) {
-                if (spins++ < kSpins) {
+                if (tries < kSpins) {
 #if defined(__x86_64__) || defined(__i386__)
                     __builtin_ia32_pause();
 #endif
-                } else {
+                } else if (tries < kSpins + kYields) {
                     std::this_thread::yield();
+                } else {
+                    std::this_thread::sleep_for(std::chrono::microseconds(50));
                 }
+                ++tries;
             }
         } while (held_.exchange(true, std::memory_order_acquire));
     }
