@@ -333,9 +333,9 @@ NDIS_STATUS Runtime::allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p
     const uint32_t usage = static_cast<uint32_t>(p->Usage);
     const int node = grant.node >= 0 && grant.node < NDISSHM_MAX_NODES ? grant.node : -1;
     auto link = [&](bool all) {
-        auto it = adapter->queues.find(p->QueueId);
-        if (it == adapter->queues.end() || it->second->closing) return Link::Refused;
-        Queue* queue = it->second.get();  // admitted_queue: it cannot have gone meanwhile
+        // The queue admitted: free_queue waits for its pending bytes, so it is still there, if closing.
+        Queue* queue = admitted_queue;
+        if (queue->closing) return Link::Refused;
         QueueBook& qbook = queue->books[s];
         if (!all && (!book.total.fits(len) || !book.by_usage[usage].fits(len) ||
                      (node >= 0 && !book.by_node[node].fits(len)) || !qbook.stats.fits(len)))
