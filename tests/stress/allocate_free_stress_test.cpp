@@ -128,13 +128,7 @@ TEST(SharedMemoryStress, ManyThreadsAllocateAndFreeOnOneAdapterEveryContextFreed
     EXPECT_EQ(provider.wrong_provider_context(), 0u);
 
     // NDIS's books.
-    ndisshm_adapter_stats stats{};
-    ASSERT_EQ(ndisshm_adapter_get_stats(adapter, &stats), NDIS_STATUS_SUCCESS);
-    EXPECT_EQ(stats.total.blocks, 0u);
-    EXPECT_EQ(stats.total.bytes, 0u);
-    EXPECT_EQ(stats.total.allocations, successes.load());
-    EXPECT_EQ(stats.total.frees, successes.load());
-    EXPECT_EQ(stats.total.failures, refused.load());
+    const ndisshm_adapter_stats stats = expect_books_settled(adapter, successes.load(), refused.load());
     EXPECT_GE(stats.total.peak_blocks, 1u);
     EXPECT_LE(stats.total.peak_blocks, uint64_t{kThreads} * 33);  // a thread holds at most target + 1
     EXPECT_EQ(stats.has_provider, 1);

@@ -104,12 +104,7 @@ TEST(BooksStress, CapsComingAndGoingUnderLoadLeaveEveryChargeAndPeakExact) {
     EXPECT_EQ(failures.count.load(), 0u) << failures.first;
     EXPECT_GT(successes.load(), 0u);
 
-    ndisshm_adapter_stats s{};
-    ASSERT_EQ(ndisshm_adapter_get_stats(adapter, &s), NDIS_STATUS_SUCCESS);
-    EXPECT_EQ(s.total.blocks, 0u);
-    EXPECT_EQ(s.total.bytes, 0u);
-    EXPECT_EQ(s.total.allocations, successes.load());
-    EXPECT_EQ(s.total.failures, refused.load()) << "every refusal counted once";
+    const ndisshm_adapter_stats s = expect_books_settled(adapter, successes.load(), refused.load());
     EXPECT_LE(s.total.peak_bytes, uint64_t{kThreads} * 8 * 8 * kPage)
         << "no peak above what the threads can hold";
 

@@ -284,6 +284,20 @@ private:
 thread_local CountingProvider::Context* CountingProvider::t_last_handed_out = nullptr;
 thread_local CountingProvider::Context* CountingProvider::t_expected_free = nullptr;
 
+// The adapter's books once every thread has freed all it held: nothing
+// outstanding, and each successful allocation counted once as an allocation
+// and once as a free, each refusal once as a failure.
+inline ndisshm_adapter_stats expect_books_settled(NDIS_HANDLE adapter, uint64_t successes, uint64_t refusals) {
+    ndisshm_adapter_stats s{};
+    EXPECT_EQ(ndisshm_adapter_get_stats(adapter, &s), NDIS_STATUS_SUCCESS);
+    EXPECT_EQ(s.total.blocks, 0u);
+    EXPECT_EQ(s.total.bytes, 0u);
+    EXPECT_EQ(s.total.allocations, successes);
+    EXPECT_EQ(s.total.frees, successes);
+    EXPECT_EQ(s.total.failures, refusals);
+    return s;
+}
+
 struct Failures {
     std::atomic<uint64_t> count{0};
     std::mutex mu;
