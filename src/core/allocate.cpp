@@ -1,9 +1,10 @@
 // The two hot paths: NdisAllocateSharedMemory and NdisFreeSharedMemory.
 //
 // Order of work, chosen so a bad call changes nothing: check the caller (IRQL,
-// parameters) without touching the books; call the provider with no lock
-// held; check what the provider gave; only then take the adapter lock, take a
-// record and link it. A free unlinks under the lock, so whichever thread
+// parameters) without touching the books; admit it (queue, caps) under this
+// CPU's book lock; call the provider with no lock held; check what the
+// provider gave; only then take the book lock again, take a record and link
+// it. A free unlinks under the lock of the block's book, so whichever thread
 // unlinks a block is the one that calls the provider: exactly once.
 #include <algorithm>
 #include <cstdio>
@@ -148,7 +149,8 @@ NDIS_STATUS Runtime::allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p
     std::string why;
     bool readable = false;
     NDIS_STATUS status = NDIS_STATUS_SUCCESS;
-    // This thread's book: everything this call counts is counted there.
+    // The book of the CPU this call starts on: everything the call counts is counted there, and the
+    // block it makes stays there.
     const unsigned s = book_here(adapter->book_count);
     Book& book = adapter->books[s];
     // p->Length counted in pending_bytes of this book, for the adapter and for

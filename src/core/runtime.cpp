@@ -43,9 +43,9 @@ std::string hex(const void* p) {
 }  // namespace
 
 Adapter* find_adapter(const void* handle) { return adapter_pool().find(handle); }
+Binding* find_binding(const void* handle) { return binding_pool().find(handle); }
 
 unsigned book_here(unsigned books) { return os::current_cpu() % books; }
-Binding* find_binding(const void* handle) { return binding_pool().find(handle); }
 
 Result<std::unique_ptr<Runtime>> Runtime::create(const ndisshm_runtime_config& in) {
     ndisshm_runtime_config config = in;
