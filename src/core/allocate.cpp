@@ -126,23 +126,6 @@ NDIS_STATUS Runtime::validate(PNDIS_SHARED_MEMORY_PARAMETERS p, PNDIS_HANDLE out
     return NDIS_STATUS_SUCCESS;
 }
 
-namespace {
-
-// Admits `length` bytes against a cap by compare-and-swap on its `charged`
-// figure (books.hpp); on refusal, *used is what was charged.
-bool charge(std::atomic<uint64_t>& charged, uint64_t limit, uint64_t length, uint64_t* used) {
-    uint64_t now = charged.load(std::memory_order_relaxed);
-    do {
-        if (now + length > limit) {
-            *used = now;
-            return false;
-        }
-    } while (!charged.compare_exchange_weak(now, now + length, std::memory_order_relaxed));
-    return true;
-}
-
-}  // namespace
-
 NDIS_STATUS Runtime::allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p, PNDIS_HANDLE out, CallSite site) {
     const ViolationSite vsite{site.file, site.line};
     ndisshm_violation_kind kind{};
@@ -164,10 +147,9 @@ NDIS_STATUS Runtime::allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p
             if (admitted) {
                 const uint64_t len = p->Length;
                 book.pending_bytes -= len;
-                if (adapter->limit_bytes != 0) adapter->charged.fetch_sub(len, std::memory_order_relaxed);
+                adapter->cap.uncharge(len);
                 admitted_queue->books[s].pending_bytes -= len;
-                if (admitted_queue->limit_bytes != 0)
-                    admitted_queue->charged.fetch_sub(len, std::memory_order_relaxed);
+                admitted_queue->cap.uncharge(len);
             }
             ++book.total.failures;
             if (readable && p->PreferredNode < NDISSHM_MAX_NODES) ++book.by_node[p->PreferredNode].failures;
@@ -216,21 +198,20 @@ NDIS_STATUS Runtime::allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p
         Queue& queue = *q->second;
         const uint64_t len = p->Length;
         const char* over = nullptr;
-        uint64_t cap = 0, used = 0;
-        const bool adapter_capped = adapter->limit_bytes != 0;
-        if (adapter_capped && !charge(adapter->charged, adapter->limit_bytes, len, &used)) {
+        uint64_t limit = 0, used = 0;
+        if (!adapter->cap.admit(len, &used)) {
             over = "adapter";
-            cap = adapter->limit_bytes;
-        } else if (queue.limit_bytes != 0 && !charge(queue.charged, queue.limit_bytes, len, &used)) {
-            if (adapter_capped) adapter->charged.fetch_sub(len, std::memory_order_relaxed);
+            limit = adapter->cap.limit;
+        } else if (!queue.cap.admit(len, &used)) {
+            adapter->cap.uncharge(len);
             over = "queue";
-            cap = queue.limit_bytes;
+            limit = queue.cap.limit;
         }
         if (over != nullptr) {
             lock.unlock();
             verifier_.log(kAlloc, "NDIS_STATUS_RESOURCES: " + std::to_string(len) + " bytes for queue " +
                                       std::to_string(p->QueueId) + " would exceed the " + over + " limit of " +
-                                      std::to_string(cap) + " bytes (" + std::to_string(used) +
+                                      std::to_string(limit) + " bytes (" + std::to_string(used) +
                                       " outstanding) on " + describe(adapter));
             return fail(NDIS_STATUS_RESOURCES, false, kind, {});
         }
@@ -524,8 +505,8 @@ Binding* Runtime::unlink(Block* b) {
     book.by_usage[b->params.Usage].on_free(len);
     if (b->node >= 0 && b->node < NDISSHM_MAX_NODES) book.by_node[b->node].on_free(len);
     qbook.stats.on_free(len);
-    if (a->limit_bytes != 0) a->charged.fetch_sub(len, std::memory_order_relaxed);
-    if (b->queue->limit_bytes != 0) b->queue->charged.fetch_sub(len, std::memory_order_relaxed);
+    a->cap.uncharge(len);
+    b->queue->cap.uncharge(len);
     b->state.store(BlockState::Freeing, std::memory_order_release);
     return b->binding;
 }

@@ -25,7 +25,7 @@
 // is higher, and shares what is left below the peak out again. A thread in a
 // steady state (free one, allocate one) stays within its allowance.
 //
-// Caps are exact as well: while a cap is set, the level's `charged` atomic
+// Caps are exact as well (Cap): while a cap is set, the level's `charged` atomic
 // holds its outstanding plus in-flight bytes, and an allocation is admitted
 // by compare-and-swap on it. Without a cap nothing shared is written.
 //
@@ -137,6 +137,38 @@ void settle_level(unsigned books, unsigned caller, Peak& peak, TallyOf&& tally_o
     c.allow_bytes += peak.bytes - (highs_bytes ? want_bytes : bytes);
 }
 
+// A cap on a level's bytes: an adapter's or a queue's. `limit` is written
+// with every book locked and read with any one; `charged` (outstanding plus
+// in-flight bytes) is kept only while a limit is set.
+struct Cap {
+    uint64_t limit = 0;  // 0: no cap
+    std::atomic<uint64_t> charged{0};
+
+    // Charges `length` if it fits under the limit (always, with no limit);
+    // otherwise *used is what is charged now.
+    bool admit(uint64_t length, uint64_t* used) {
+        if (limit == 0) return true;
+        uint64_t now = charged.load(std::memory_order_relaxed);
+        do {
+            if (now + length > limit) {
+                *used = now;
+                return false;
+            }
+        } while (!charged.compare_exchange_weak(now, now + length, std::memory_order_relaxed));
+        return true;
+    }
+    // `length` is outstanding or in flight no more (a book's lock held).
+    void uncharge(uint64_t length) {
+        if (limit != 0) charged.fetch_sub(length, std::memory_order_relaxed);
+    }
+    // Every book locked: a new limit, charged from the exact figure of what
+    // is outstanding and in flight now.
+    void reset(uint64_t new_limit, uint64_t outstanding) {
+        limit = new_limit;
+        charged.store(outstanding, std::memory_order_relaxed);
+    }
+};
+
 enum class BlockState : uint32_t { Unused = 0, Live = 1, Freeing = 2, Freed = 3 };
 
 struct Block {
@@ -182,11 +214,9 @@ struct Queue {
     bool complete = true;  // allocation completed: shared memory may be allocated for it
     uint32_t flags = 0;    // NDISSHM_QUEUE_LOOKAHEAD_SPLIT
     uint32_t lookahead_size = 0;
-    uint64_t limit_bytes = 0;  // 0: no cap
+    Cap cap;
     Peak peak;
     std::unique_ptr<QueueBook[]> books;
-    // Outstanding plus in-flight bytes, kept while limit_bytes != 0.
-    std::atomic<uint64_t> charged{0};
 };
 
 struct alignas(64) BindingBook {
@@ -248,12 +278,10 @@ struct Adapter {
     std::unordered_map<NDIS_RECEIVE_QUEUE_ID, std::unique_ptr<Queue>> queues;
     std::vector<Binding*> bindings;
     Binding* provider_binding = nullptr;  // the one whose provider serves this adapter
-    uint64_t limit_bytes = 0;             // 0: no cap
+    Cap cap;
     Peak total_peak;
     Peak usage_peak[NdisSharedMemoryUsageMax];
     Peak node_peak[NDISSHM_MAX_NODES];
-    // Outstanding plus in-flight bytes, kept while limit_bytes != 0.
-    std::atomic<uint64_t> charged{0};
 };
 
 // Every book of an adapter locked, in index order, for as long as it lives.

@@ -30,7 +30,7 @@ SlotPool<Binding, kMaxBindings>& binding_pool() {
 // Blocks a binding's provider made that are outstanding now (all books locked).
 size_t binding_blocks(const Binding* binding) {
     size_t n = 0;
-    for (unsigned i = 0; i < binding->adapter->book_count; ++i) n += binding->books[i].blocks.size();
+    for (unsigned i = 0; i < binding->book_count; ++i) n += binding->books[i].blocks.size();
     return n;
 }
 
@@ -125,8 +125,8 @@ NDIS_STATUS Runtime::create_adapter(const char* name, Adapter** out) {
     if (a == nullptr) return NDIS_STATUS_RESOURCES;
     a->queues.emplace(NDIS_DEFAULT_RECEIVE_QUEUE_ID,
                       std::make_unique<Queue>(NDIS_DEFAULT_RECEIVE_QUEUE_ID, book_count_));
-    a->limit_bytes = config_.adapter_limit_bytes;
-    a->queues[NDIS_DEFAULT_RECEIVE_QUEUE_ID]->limit_bytes = config_.queue_limit_bytes;
+    a->cap.limit = config_.adapter_limit_bytes;
+    a->queues[NDIS_DEFAULT_RECEIVE_QUEUE_ID]->cap.limit = config_.queue_limit_bytes;
     adapters_.push_back(a);
     *out = a;
     return NDIS_STATUS_SUCCESS;
@@ -184,7 +184,7 @@ NDIS_STATUS Runtime::create_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id, co
         AllBooks all(adapter);
         if (id == NDIS_DEFAULT_RECEIVE_QUEUE_ID || adapter->queues.count(id) != 0) return NDIS_STATUS_INVALID_PARAMETER;
         auto& q = adapter->queues.emplace(id, std::make_unique<Queue>(id, adapter->book_count)).first->second;
-        q->limit_bytes = config_.queue_limit_bytes;
+        q->cap.limit = config_.queue_limit_bytes;
         q->complete = false;
         if (params != nullptr) {
             q->flags = params->flags;
@@ -367,16 +367,14 @@ NDIS_STATUS Runtime::set_limit(Adapter* adapter, const NDIS_RECEIVE_QUEUE_ID* qu
     if (queue_id == nullptr) {
         for (unsigned i = 0; i < adapter->book_count; ++i)
             charged += adapter->books[i].total.bytes + adapter->books[i].pending_bytes;
-        adapter->limit_bytes = max_bytes;
-        adapter->charged.store(charged, std::memory_order_relaxed);
+        adapter->cap.reset(max_bytes, charged);
         return NDIS_STATUS_SUCCESS;
     }
     auto it = adapter->queues.find(*queue_id);
     if (it == adapter->queues.end() || it->second->closing) return NDIS_STATUS_INVALID_PARAMETER;
     Queue& q = *it->second;
     for (unsigned i = 0; i < adapter->book_count; ++i) charged += q.books[i].stats.bytes + q.books[i].pending_bytes;
-    q.limit_bytes = max_bytes;
-    q.charged.store(charged, std::memory_order_relaxed);
+    q.cap.reset(max_bytes, charged);
     return NDIS_STATUS_SUCCESS;
 }
 
@@ -393,7 +391,7 @@ NDIS_STATUS Runtime::adapter_stats(Adapter* adapter, ndisshm_adapter_stats* out)
     for (int n = 0; n < NDISSHM_MAX_NODES; ++n)
         out->by_node[n] =
             sum_level(k, adapter->node_peak[n], [&](unsigned i) -> const Tally& { return books[i].by_node[n]; });
-    out->limit_bytes = adapter->limit_bytes;
+    out->limit_bytes = adapter->cap.limit;
     out->queues = static_cast<uint32_t>(adapter->queues.size());
     out->bindings = static_cast<uint32_t>(adapter->bindings.size());
     out->has_provider = adapter->provider_binding != nullptr ? 1 : 0;
