@@ -43,8 +43,8 @@
 
 #include "base/cpu_lock.hpp"
 #include "core/intrusive_list.hpp"
-#include "ndis/ndis_shm.h"
-#include "ndisshm/host.h"
+#include <ndis/ndis_shm.h>
+#include <ndisshm/host.h>
 #include "providers/provider.hpp"
 
 namespace ndisshm::core {

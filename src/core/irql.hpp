@@ -3,7 +3,7 @@
 // so the verifier can refuse calls that Windows only allows at PASSIVE_LEVEL.
 #pragma once
 
-#include "ndis/ndis_shm.h"
+#include <ndis/ndis_shm.h>
 
 namespace ndisshm::core {
 KIRQL current_irql();

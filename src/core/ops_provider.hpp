@@ -4,7 +4,7 @@
 // itself, as on Windows; the core checks what it wrote.
 #pragma once
 
-#include "ndisshm/host.h"
+#include <ndisshm/host.h>
 #include "providers/provider.hpp"
 
 namespace ndisshm::core {

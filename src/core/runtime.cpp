@@ -47,7 +47,8 @@ Binding* find_binding(const void* handle) { return binding_pool().find(handle); 
 
 unsigned book_here(unsigned books) { return os::current_cpu() % books; }
 
-Result<std::unique_ptr<Runtime>> Runtime::create(const ndisshm_runtime_config& in) {
+Result<std::unique_ptr<Runtime>> Runtime::create(const ndisshm_runtime_config& in,
+                                                 const DefaultProviderFactory& make_default_provider) {
     ndisshm_runtime_config config = in;
     if (config.max_block_bytes == 0) config.max_block_bytes = 1u << 30;
     if (config.arena_capacity_bytes == 0) config.arena_capacity_bytes = uint64_t{16} << 30;
@@ -60,19 +61,10 @@ Result<std::unique_ptr<Runtime>> Runtime::create(const ndisshm_runtime_config& i
     if (config.max_block_bytes > config.arena_capacity_bytes)
         return Error{"ndisshm_runtime_create", EINVAL, "max_block_bytes exceeds arena_capacity_bytes"};
 
-    providers::DefaultProviderConfig pc;
-    pc.arena.name = "ndisshm-default";
-    pc.arena.capacity_bytes = config.arena_capacity_bytes;
-    pc.iova_base = config.iova_base;
-    if (config.page_mode > NDISSHM_PAGES_BASE)
-        return Error{"ndisshm_runtime_create", EINVAL, "page_mode " + std::to_string(config.page_mode) + " is unknown"};
-    if (config.address_mode > NDISSHM_ADDRESS_ARENA_OFFSET)
-        return Error{"ndisshm_runtime_create", EINVAL,
-                     "address_mode " + std::to_string(config.address_mode) + " is unknown"};
-    pc.page_mode = static_cast<providers::PageMode>(config.page_mode);
-    pc.address_mode = static_cast<providers::AddressMode>(config.address_mode);
-    pc.zero_by_release_bytes = config.zero_by_release_bytes;
-    auto provider = providers::DefaultProvider::create(pc);
+    // The core knows providers only through their interface: which one serves
+    // an adapter with none registered is the caller's choice (src/api/ makes
+    // the default provider, host memory).
+    auto provider = make_default_provider(config);
     if (!provider) return provider.error();
 
     const uint64_t table_bytes = config.max_blocks * sizeof(Block);
@@ -82,7 +74,7 @@ Result<std::unique_ptr<Runtime>> Runtime::create(const ndisshm_runtime_config& i
         new Runtime(config, std::move(*provider), static_cast<Block*>(*table), table_bytes));
 }
 
-Runtime::Runtime(const ndisshm_runtime_config& config, std::unique_ptr<providers::DefaultProvider> provider,
+Runtime::Runtime(const ndisshm_runtime_config& config, std::unique_ptr<providers::Provider> provider,
                  Block* table, uint64_t table_bytes)
     : config_(config), verifier_(config.verifier != 0, config.report_to_stderr != 0),
       default_provider_(std::move(provider)), table_(table, config.max_blocks), table_bytes_(table_bytes),

@@ -3,11 +3,14 @@
 // It validates each call, picks the provider (the one registered on the
 // adapter through a binding, else the default), calls it synchronously,
 // keeps one record per block, and routes each free back to the provider that
-// made the block, exactly once. The C surface (src/ndis/) maps NDIS and host
+// made the block, exactly once. The C surface (src/api/) maps NDIS and host
 // calls onto these methods one to one.
 #pragma once
 
+#include <ndisshm/host.h>
+
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -17,8 +20,7 @@
 #include "core/block_table.hpp"
 #include "core/books.hpp"
 #include "core/verifier.hpp"
-#include "ndisshm/host.h"
-#include "providers/default_provider.hpp"
+#include "providers/provider.hpp"
 
 namespace ndisshm::core {
 
@@ -33,14 +35,18 @@ struct CallSite {
 
 class Runtime {
 public:
-    static Result<std::unique_ptr<Runtime>> create(const ndisshm_runtime_config& config);
+    // Makes the provider that serves what no registered provider does, from
+    // the config with its defaults filled in (NDIS's own memory).
+    using DefaultProviderFactory =
+        std::function<Result<std::unique_ptr<providers::Provider>>(const ndisshm_runtime_config& config)>;
+    static Result<std::unique_ptr<Runtime>> create(const ndisshm_runtime_config& config,
+                                                   const DefaultProviderFactory& make_default_provider);
     ~Runtime();  // tears down every adapter, reporting leaks
     Runtime(const Runtime&) = delete;
     Runtime& operator=(const Runtime&) = delete;
 
     Verifier& verifier() { return verifier_; }
     const ndisshm_runtime_config& config() const { return config_; }
-    providers::DefaultProvider& default_provider() { return *default_provider_; }
 
     NDIS_STATUS create_adapter(const char* name, Adapter** out);
     // `call` names who tore it down, for leak reports.
@@ -69,7 +75,7 @@ public:
     static std::string describe(const Block* block);
 
 private:
-    Runtime(const ndisshm_runtime_config& config, std::unique_ptr<providers::DefaultProvider> provider,
+    Runtime(const ndisshm_runtime_config& config, std::unique_ptr<providers::Provider> provider,
             Block* table, uint64_t table_bytes);
 
     // A record for book `book` (its lock held; `all`: every book's lock is),
@@ -95,7 +101,7 @@ private:
 
     ndisshm_runtime_config config_;
     Verifier verifier_;
-    std::unique_ptr<providers::DefaultProvider> default_provider_;
+    std::unique_ptr<providers::Provider> default_provider_;
     BlockTable table_;
     uint64_t table_bytes_;
     std::mutex adapters_mu_;

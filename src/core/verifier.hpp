@@ -13,7 +13,7 @@
 #include <mutex>
 #include <string>
 
-#include "ndisshm/host.h"
+#include <ndisshm/host.h>
 
 namespace ndisshm::core {
 

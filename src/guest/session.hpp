@@ -1,5 +1,5 @@
 // The guest's side of one host/guest session (include/ndisshm/guest.h is the
-// C surface over it, src/guest/guest.cpp the mapping).
+// C surface over it, src/api/guest.cpp the mapping).
 //
 // It owns the guest's memory (a memfd sealed against shrinking, mapped
 // read/write) and the channel to the host, keeps the blocks the host has

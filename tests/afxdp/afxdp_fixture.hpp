@@ -21,7 +21,7 @@
 #include <thread>
 #include <vector>
 
-#include "nic/afxdp_hub_nic.hpp"
+#include "hub/afxdp_hub_nic.hpp"
 #include "os/netns.hpp"
 #include "peer/wire_pattern.hpp"
 

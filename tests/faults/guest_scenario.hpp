@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "faults/fault_support.hpp"
-#include "ipc/guest_hub.hpp"
+#include "hub/guest_hub.hpp"
 
 namespace ndisshm_faults {
 

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "child_process.hpp"
-#include "ipc/guest_hub.hpp"
+#include "hub/guest_hub.hpp"
 #include "peer/packet_pattern.hpp"
 
 namespace ndisshm_mp {

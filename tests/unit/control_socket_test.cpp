@@ -1,8 +1,8 @@
-// The control socket (src/ipc/control.hpp): its path next to the guest
+// The control socket (src/hub/control.hpp): its path next to the guest
 // socket, a reply of several datagrams arriving whole, refusals, a client
 // that never sends its request, a server that never answers, the socket's
 // mode.
-#include "ipc/control.hpp"
+#include "hub/control.hpp"
 
 #include <gtest/gtest.h>
 

@@ -19,7 +19,7 @@
 #include "child.hpp"
 #include "live_demo.hpp"
 #include "live_host.hpp"
-#include "nic/afxdp_hub_nic.hpp"
+#include "hub/afxdp_hub_nic.hpp"
 #include "os/netns.hpp"
 #include "progress.hpp"
 #include "signals.hpp"

@@ -29,7 +29,7 @@
 #include <vector>
 
 #include "ipc/channel.hpp"
-#include "ipc/guest_hub.hpp"
+#include "hub/guest_hub.hpp"
 #include "peer/packet_pattern.hpp"
 
 namespace {

@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <vector>
 
-#include "ipc/hub_state.hpp"
+#include "hub/hub_state.hpp"
 
 namespace {
 

@@ -1,5 +1,5 @@
 // The control socket's server and client (control.hpp has the wire).
-#include "ipc/control.hpp"
+#include "hub/control.hpp"
 
 #include <cerrno>
 #include <chrono>

@@ -11,7 +11,7 @@
 #include <string>
 
 #include "ipc/channel.hpp"
-#include "ipc/guest_hub.hpp"
+#include "hub/guest_hub.hpp"
 
 namespace ndisshm::ipc {
 

@@ -1,6 +1,6 @@
 // include/ndisshm/guest.h mapped onto guest::Session. No exception crosses
 // the C boundary: an allocation failure becomes NDISSHM_GUEST_FAILED.
-#include "ndisshm/guest.h"
+#include <ndisshm/guest.h>
 
 #include <cstdio>
 #include <memory>

@@ -1,4 +1,4 @@
-#include "ipc/guest_hub.hpp"
+#include "hub/guest_hub.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <thread>
 
-#include "ipc/guest_session.hpp"
+#include "hub/guest_session.hpp"
 #include "nic/provider_ops.hpp"
 
 namespace ndisshm::ipc {

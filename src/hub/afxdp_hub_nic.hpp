@@ -27,7 +27,7 @@
 #include <string>
 
 #include "base/result.hpp"
-#include "nic/afxdp_guest_driver.hpp"
+#include "hub/afxdp_guest_driver.hpp"
 #include "os/netns.hpp"
 
 namespace ndisshm::nic {

@@ -74,7 +74,7 @@ class GuestHub;
 // for the queue (NdisAllocateSharedMemory with QueueId = the queue, so the
 // guest provider carves it from the guest), then the driver tells the guest
 // where the packet is with GuestHub::announce. The AF_XDP miniport
-// (nic/afxdp_guest_driver) is one: the kernel writes into its UMEM.
+// (hub/afxdp_guest_driver) is one: the kernel writes into its UMEM.
 // deliver() finds no buffers on such queues (Dropped). All three calls come
 // from the hub's own thread.
 class QueueDriver {

@@ -1,6 +1,6 @@
 // ndisshm's host API (include/ndisshm/host.h), mapped onto the core.
 #define NDISSHM_BUILDING_LIBRARY 1
-#include "ndisshm/host.h"
+#include <ndisshm/host.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -10,6 +10,7 @@
 #include "core/irql.hpp"
 #include "core/ops_provider.hpp"
 #include "core/runtime.hpp"
+#include "providers/default_provider.hpp"
 
 #ifndef NDISSHM_VERSION_STRING
 #define NDISSHM_VERSION_STRING "0.0.0"
@@ -17,6 +18,7 @@
 
 struct ndisshm_runtime {
     std::unique_ptr<ndisshm::core::Runtime> core;
+    ndisshm::providers::DefaultProvider* default_provider = nullptr;  // owned by `core`
 };
 
 using ndisshm::core::Adapter;
@@ -41,6 +43,26 @@ Adapter* adapter_or_report(NDIS_HANDLE h, const char* call) {
                                   std::string("handle ") + buf + " is not a live adapter");
     }
     return a;
+}
+
+// NDIS's own memory, as the config asks for it (its defaults filled in).
+ndisshm::Result<std::unique_ptr<ndisshm::providers::DefaultProvider>> make_default_provider(
+    const ndisshm_runtime_config& config) {
+    using ndisshm::Error;
+    namespace providers = ndisshm::providers;
+    if (config.page_mode > NDISSHM_PAGES_BASE)
+        return Error{"ndisshm_runtime_create", EINVAL, "page_mode " + std::to_string(config.page_mode) + " is unknown"};
+    if (config.address_mode > NDISSHM_ADDRESS_ARENA_OFFSET)
+        return Error{"ndisshm_runtime_create", EINVAL,
+                     "address_mode " + std::to_string(config.address_mode) + " is unknown"};
+    providers::DefaultProviderConfig pc;
+    pc.arena.name = "ndisshm-default";
+    pc.arena.capacity_bytes = config.arena_capacity_bytes;
+    pc.iova_base = config.iova_base;
+    pc.page_mode = static_cast<providers::PageMode>(config.page_mode);
+    pc.address_mode = static_cast<providers::AddressMode>(config.address_mode);
+    pc.zero_by_release_bytes = config.zero_by_release_bytes;
+    return providers::DefaultProvider::create(pc);
 }
 
 }  // namespace
@@ -100,12 +122,19 @@ NDIS_STATUS ndisshm_runtime_create(const ndisshm_runtime_config* config, ndisshm
         }
         c = *config;
     }
-    auto rt = ndisshm::core::Runtime::create(c);
+    ndisshm::providers::DefaultProvider* default_provider = nullptr;
+    auto rt = ndisshm::core::Runtime::create(c, [&](const ndisshm_runtime_config& filled)
+                                                    -> ndisshm::Result<std::unique_ptr<ndisshm::providers::Provider>> {
+        auto made = make_default_provider(filled);
+        if (!made) return made.error();
+        default_provider = made->get();
+        return std::unique_ptr<ndisshm::providers::Provider>(std::move(*made));
+    });
     if (!rt) {
         Verifier::global().log("ndisshm_runtime_create", rt.error().message());
         return rt.error().err == EINVAL ? NDIS_STATUS_INVALID_PARAMETER : NDIS_STATUS_RESOURCES;
     }
-    *runtime = new ndisshm_runtime{std::move(*rt)};
+    *runtime = new ndisshm_runtime{std::move(*rt), default_provider};
     return NDIS_STATUS_SUCCESS;
 }
 
@@ -230,7 +259,7 @@ NDIS_STATUS ndisshm_queue_get_stats(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID q
 
 NDIS_STATUS ndisshm_runtime_get_memory_stats(const ndisshm_runtime* runtime, ndisshm_memory_stats* out) {
     if (runtime == nullptr || out == nullptr) return NDIS_STATUS_INVALID_PARAMETER;
-    const auto m = runtime->core->default_provider().memory_stats();
+    const auto m = runtime->default_provider->memory_stats();
     *out = {};
     out->page_mode = static_cast<uint32_t>(m.page_mode);
     out->page_bytes = static_cast<uint32_t>(m.page_bytes);

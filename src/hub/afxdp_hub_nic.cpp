@@ -1,6 +1,6 @@
-#include "nic/afxdp_hub_nic.hpp"
+#include "hub/afxdp_hub_nic.hpp"
 
-#include "ipc/hub_state.hpp"
+#include "hub/hub_state.hpp"
 #include "os/xdp_socket.hpp"
 
 namespace ndisshm::nic {

@@ -28,7 +28,7 @@
 #include <optional>
 #include <string>
 
-#include "ipc/guest_hub.hpp"
+#include "hub/guest_hub.hpp"
 #include "nic/afxdp_miniport.hpp"
 
 namespace ndisshm::nic {

@@ -2,7 +2,7 @@
 // Only handle resolution and header checks of NdisSetOptionalHandlers live
 // here; every rule of the allocation and free paths is in src/core/.
 #define NDISSHM_BUILDING_LIBRARY 1
-#include "ndis/ndis_shm.h"
+#include <ndis/ndis_shm.h>
 
 #include <cstdio>
 #include <memory>

@@ -1,4 +1,4 @@
-#include "nic/afxdp_guest_driver.hpp"
+#include "hub/afxdp_guest_driver.hpp"
 
 #include <algorithm>
 #include <chrono>

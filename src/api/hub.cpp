@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "ipc/hub_state.hpp"
-#include "ndisshm/hub.h"
+#include "hub/hub_state.hpp"
+#include <ndisshm/hub.h>
 
 namespace {
 

@@ -8,7 +8,7 @@
 #include <cstdio>
 #include <string>
 
-#include "ipc/control.hpp"
+#include "hub/control.hpp"
 
 namespace ndisshm::ipc {
 namespace {

@@ -1,4 +1,4 @@
-// The hub behind <ndisshm/hub.h>: private to hub_api.cpp (life cycle and
+// The hub behind <ndisshm/hub.h>: private to api/hub.cpp (life cycle and
 // delivery) and hub_books.cpp (guests, queues, statistics, snapshot).
 #pragma once
 
@@ -16,8 +16,8 @@
 #include <shared_mutex>
 #include <string>
 
-#include "ipc/control.hpp"
-#include "ipc/guest_hub.hpp"
+#include "hub/control.hpp"
+#include "hub/guest_hub.hpp"
 
 namespace ndisshm::ipc {
 

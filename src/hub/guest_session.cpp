@@ -1,6 +1,6 @@
 // The hub's work on one session: the handshake (HELLO, SET_MEMORY, the queue
 // and its buffers), PACKETS_DONE, and the session's teardown.
-#include "ipc/guest_session.hpp"
+#include "hub/guest_session.hpp"
 
 #include <algorithm>
 #include <cerrno>
