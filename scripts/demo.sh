@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The main job: build ndisshm (Release with asserts) and run `ndisshm demo`.
-# Extra arguments go to the demo, e.g. scripts/demo.sh --json.
+# The main job: build ndisshm (Release with asserts: the `release` preset) and
+# run `ndisshm demo`. Extra arguments go to the demo, e.g. scripts/demo.sh
+# --json. Installs nothing (scripts/deps.sh does); JOBS=N sets the build's
+# parallelism (default: nproc).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh
-# Release optimisation, asserts kept (no NDEBUG): the demo is also a check.
-cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE=-O2 \
-      -DCMAKE_C_FLAGS_RELEASE=-O2 -DNDISSHM_BUILD_TESTS=OFF -DNDISSHM_BUILD_BENCH=OFF >/dev/null
-ninja -C build-release ndisshm_cli
+scripts/deps.sh --check
+cmake --preset release >/dev/null
+cmake --build --preset release -j "${JOBS:-$(nproc)}" --target ndisshm_cli
 exec build-release/tools/ndisshm/ndisshm demo "$@"

@@ -14,7 +14,12 @@
 #   libbpf-dev                  libxdp's base: the XDP program's loading and its XSK map
 #   iproute2                    tests/afxdp and `demo --nic afxdp`: `ip` makes their namespaces and veth pairs
 #   clang libclang-rt-14-dev    scripts/fuzz.sh: the libFuzzer targets (clang only recommends its runtimes)
+#
+#   scripts/deps.sh            install what is missing (root; the one script that installs anything)
+#   scripts/deps.sh --check    install nothing: list what is missing and fail if anything is
 set -euo pipefail
+check_only=0
+[[ ${1:-} == --check ]] && check_only=1
 packages=(cmake ninja-build g++ libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev
           libnuma-dev python3 libdpdk-dev pkg-config doxygen libxdp-dev libbpf-dev iproute2
           clang libclang-rt-14-dev)
@@ -22,6 +27,11 @@ missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+if ((${#missing[@]})) && ((check_only)); then
+    echo "ndisshm: these Debian packages are missing: ${missing[*]}" >&2
+    echo "ndisshm: install them with scripts/deps.sh (as root), then run this again" >&2
+    exit 1
+fi
 if ((${#missing[@]})); then
     echo "ndisshm: installing ${missing[*]}"
     if [[ $(id -u) -ne 0 ]]; then
