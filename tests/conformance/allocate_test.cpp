@@ -3,7 +3,7 @@
 // default (host memory) provider gives: zeroed, disjoint blocks with IOVA-as-VA SG addresses.
 #include "conformance/fixture.hpp"
 
-namespace ndisshm_test {
+namespace ndisshm::test {
 namespace {
 
 using Allocate = NdisTest;
@@ -202,4 +202,4 @@ TEST_F(AllocateFromASmallArena, DefaultProviderOutOfMemoryIsResourcesAndChangesN
 }
 
 }  // namespace
-}  // namespace ndisshm_test
+}  // namespace ndisshm::test

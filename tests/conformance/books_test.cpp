@@ -14,7 +14,7 @@
 
 #include "conformance/fixture.hpp"
 
-namespace ndisshm_test {
+namespace ndisshm::test {
 namespace {
 
 // The first two CPUs this process may use, or {-1, -1}.
@@ -193,4 +193,4 @@ TEST_F(BooksWithFewRecords, RecordsAnotherCpuFreedServeThisOneWhenTheTableIsFull
 }
 
 }  // namespace
-}  // namespace ndisshm_test
+}  // namespace ndisshm::test

@@ -2,7 +2,7 @@
 // receive areas and the Windows virtual miniport sample's per-queue lookahead split.
 #include "conformance/fixture.hpp"
 
-namespace ndisshm_test {
+namespace ndisshm::test {
 namespace {
 
 using DriverPatterns = NdisTest;
@@ -132,4 +132,4 @@ TEST_F(DriverPatterns, SharedMemoryHandleNamesTheBlockWhileItIsAllocated) {
 }
 
 }  // namespace
-}  // namespace ndisshm_test
+}  // namespace ndisshm::test

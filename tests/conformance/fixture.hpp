@@ -33,7 +33,7 @@ inline void PrintTo(const ndisshm_usage_stats& s, std::ostream* os) {
         << ", failures " << s.failures << "}";
 }
 
-namespace ndisshm_test {
+namespace ndisshm::test {
 
 // The process-wide verifier prints to stderr unless NDISSHM_QUIET=1 when it is first used.
 inline const bool kQuietProcess = [] { return ::setenv("NDISSHM_QUIET", "1", 0) == 0; }();
@@ -448,4 +448,4 @@ struct IrqlGuard {
     }
 };
 
-}  // namespace ndisshm_test
+}  // namespace ndisshm::test

@@ -5,7 +5,7 @@
 
 #include "conformance/fixture.hpp"
 
-namespace ndisshm_test {
+namespace ndisshm::test {
 namespace {
 
 class Free : public NdisTest {
@@ -202,4 +202,4 @@ TEST_F(Free, DoubleFreeAfterItsBindingIsGoneIsReportedSafely) {
 }
 
 }  // namespace
-}  // namespace ndisshm_test
+}  // namespace ndisshm::test

@@ -3,7 +3,7 @@
 // KeRaiseIrql / KeLowerIrql and NDIS spin locks move it.
 #include "conformance/fixture.hpp"
 
-namespace ndisshm_test {
+namespace ndisshm::test {
 namespace {
 
 class Irql : public NdisTest {
@@ -191,4 +191,4 @@ TEST_F(Irql, RaisingBelowOrLoweringAboveTheCurrentLevelIsAViolationAndChangesNot
 }
 
 }  // namespace
-}  // namespace ndisshm_test
+}  // namespace ndisshm::test

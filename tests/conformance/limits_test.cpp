@@ -8,8 +8,9 @@
 
 #include "conformance/fixture.hpp"
 
+namespace ndisshm::test {
+
 namespace {
-using namespace ndisshm_test;
 
 class Limits : public NdisTest {};
 
@@ -115,7 +116,7 @@ TEST_F(Limits, RacingThreadsNeverTogetherExceedTheCap) {
     EXPECT_EQ(stats(adapter_).total.blocks, 0u);
 }
 
-class DefaultLimits : public NdisTest {
+class LimitsDefault : public NdisTest {
 protected:
     void configure(ndisshm_runtime_config& c) override {
         c.adapter_limit_bytes = 1 << 20;
@@ -123,7 +124,7 @@ protected:
     }
 };
 
-TEST_F(DefaultLimits, RuntimeConfigCapsEveryAdapterAndQueue) {
+TEST_F(LimitsDefault, RuntimeConfigCapsEveryAdapterAndQueue) {
     EXPECT_EQ(stats(adapter_).limit_bytes, 1u << 20);
     ASSERT_EQ(ndisshm_queue_create(adapter_, 3), NDIS_STATUS_SUCCESS);
     Alloc a = allocate(adapter_, 64 * 1024, 3);
@@ -132,9 +133,9 @@ TEST_F(DefaultLimits, RuntimeConfigCapsEveryAdapterAndQueue) {
     NdisFreeSharedMemory(adapter_, a.handle);
 }
 
-class NodeBooks : public NdisTest {};
+class LimitsNodeBooks : public NdisTest {};
 
-TEST_F(NodeBooks, DefaultProviderBlocksAreCountedOnTheirNode) {
+TEST_F(LimitsNodeBooks, DefaultProviderBlocksAreCountedOnTheirNode) {
     Alloc any = allocate(adapter_, 8192);
     ASSERT_TRUE(any.ok());
     ndisshm_block_info info{};
@@ -148,7 +149,7 @@ TEST_F(NodeBooks, DefaultProviderBlocksAreCountedOnTheirNode) {
     EXPECT_EQ(stats(adapter_).by_node[info.node].frees, 1u);
 }
 
-TEST_F(NodeBooks, RefusalsForAMissingNodeAreCountedOnTheNodeAskedFor) {
+TEST_F(LimitsNodeBooks, RefusalsForAMissingNodeAreCountedOnTheNodeAskedFor) {
     Alloc a(4096, 1, 0, NdisSharedMemoryUsageReceive, 0);
     a.params.PreferredNode = NDISSHM_MAX_NODES - 1;  // no test machine has 64 nodes
     a.status = NdisAllocateSharedMemory(adapter_, &a.params, &a.handle);
@@ -156,7 +157,7 @@ TEST_F(NodeBooks, RefusalsForAMissingNodeAreCountedOnTheNodeAskedFor) {
     EXPECT_EQ(stats(adapter_).by_node[NDISSHM_MAX_NODES - 1].failures, 1u);
 }
 
-TEST_F(NodeBooks, ProviderThatGivesNoNodeIsCountedOnNone) {
+TEST_F(LimitsNodeBooks, ProviderThatGivesNoNodeIsCountedOnNone) {
     provide(adapter_);
     Alloc a = allocate(adapter_, 4096);
     ASSERT_TRUE(a.ok());
@@ -169,7 +170,7 @@ TEST_F(NodeBooks, ProviderThatGivesNoNodeIsCountedOnNone) {
     NdisFreeSharedMemory(adapter_, a.handle);
 }
 
-TEST_F(NodeBooks, MemoryStatsDescribeTheDefaultProvidersMemory) {
+TEST_F(LimitsNodeBooks, MemoryStatsDescribeTheDefaultProvidersMemory) {
     Alloc a = allocate(adapter_, 64 * 1024);
     ASSERT_TRUE(a.ok());
     ndisshm_memory_stats m{};
@@ -187,3 +188,5 @@ TEST_F(NodeBooks, MemoryStatsDescribeTheDefaultProvidersMemory) {
 }
 
 }  // namespace
+
+}  // namespace ndisshm::test

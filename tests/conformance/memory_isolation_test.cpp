@@ -14,10 +14,11 @@
 #include <vector>
 
 #include "conformance/fixture.hpp"
-#include "unit/memory_support.hpp"
+#include "common/memory_support.hpp"
+
+namespace ndisshm::test {
 
 namespace {
-using namespace ndisshm_test;
 
 constexpr uint64_t kPage = 4096;
 uint64_t rounded(uint64_t length) { return (length + kPage - 1) / kPage * kPage; }
@@ -166,3 +167,5 @@ INSTANTIATE_TEST_SUITE_P(ReleaseThreshold, MemoryIsolation,
                          });
 
 }  // namespace
+
+}  // namespace ndisshm::test

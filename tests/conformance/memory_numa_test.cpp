@@ -8,8 +8,9 @@
 
 #include "conformance/fixture.hpp"
 
+namespace ndisshm::test {
+
 namespace {
-using namespace ndisshm_test;
 
 int node_of(void* address) {
     int node = -1;
@@ -97,3 +98,5 @@ TEST_F(MemoryNuma, EveryNodeGetsItsOwnArenaAndItsPages) {
 }
 
 }  // namespace
+
+}  // namespace ndisshm::test

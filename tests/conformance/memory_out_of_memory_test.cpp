@@ -6,10 +6,11 @@
 #include <vector>
 
 #include "conformance/fixture.hpp"
-#include "unit/memory_support.hpp"
+#include "common/memory_support.hpp"
+
+namespace ndisshm::test {
 
 namespace {
-using namespace ndisshm_test;
 
 class MemoryOutOfMemory : public NdisTest {
 protected:
@@ -88,3 +89,5 @@ TEST(MemoryOutOfMemoryHuge, TheHugePagePoolRunningDryIsResourcesWithTheErrnoText
 }
 
 }  // namespace
+
+}  // namespace ndisshm::test

@@ -8,10 +8,11 @@
 #include <vector>
 
 #include "conformance/fixture.hpp"
-#include "unit/memory_support.hpp"
+#include "common/memory_support.hpp"
+
+namespace ndisshm::test {
 
 namespace {
-using namespace ndisshm_test;
 
 constexpr uint64_t kHuge = 2u << 20;
 
@@ -119,3 +120,5 @@ TEST(MemoryPageMode, AutoTakesHugePagesWhenSomeAreFree) {
 }
 
 }  // namespace
+
+}  // namespace ndisshm::test

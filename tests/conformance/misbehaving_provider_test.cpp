@@ -4,7 +4,7 @@
 // exactly once.
 #include "conformance/fixture.hpp"
 
-namespace ndisshm_test {
+namespace ndisshm::test {
 namespace {
 
 class MisbehavingProvider : public NdisTest {
@@ -209,4 +209,4 @@ TEST_F(MisbehavingProvider, FreeHandlerFreeingAnotherBlockFreesBoth) {
 }
 
 }  // namespace
-}  // namespace ndisshm_test
+}  // namespace ndisshm::test

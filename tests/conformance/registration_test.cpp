@@ -3,7 +3,7 @@
 // re-registration with blocks outstanding, is FAILURE; a refused registration changes nothing.
 #include "conformance/fixture.hpp"
 
-namespace ndisshm_test {
+namespace ndisshm::test {
 namespace {
 
 class Registration : public NdisTest {
@@ -209,4 +209,4 @@ TEST_F(Registration, BindingsOfADestroyedAdapterAreGone) {
 }
 
 }  // namespace
-}  // namespace ndisshm_test
+}  // namespace ndisshm::test

@@ -3,7 +3,7 @@
 // registered by then.
 #include "conformance/fixture.hpp"
 
-namespace ndisshm_test {
+namespace ndisshm::test {
 namespace {
 
 using Routing = NdisTest;
@@ -183,4 +183,4 @@ TEST_F(Routing, FreeUsesTheProviderThatMadeTheBlockAcrossAdapters) {
 }
 
 }  // namespace
-}  // namespace ndisshm_test
+}  // namespace ndisshm::test

@@ -2,7 +2,7 @@
 // capacity (max_blocks: "outstanding + quarantine").
 #include "conformance/fixture.hpp"
 
-namespace ndisshm_test {
+namespace ndisshm::test {
 namespace {
 
 ndisshm_runtime_config quiet_config() {
@@ -79,12 +79,12 @@ TEST(RuntimeConfig, HugeMaxBlocksIsRefusedOrHonoured) {
     EXPECT_EXIT(scenario(), testing::ExitedWithCode(0), "");
 }
 
-class SmallBooks : public NdisTest {
+class RuntimeConfigSmallBooks : public NdisTest {
 protected:
     void configure(ndisshm_runtime_config& c) override { c.max_blocks = 4; }
 };
 
-TEST_F(SmallBooks, BookKeepingExhaustionGivesResourcesAndReturnsTheBlockToItsProvider) {
+TEST_F(RuntimeConfigSmallBooks, BookKeepingExhaustionGivesResourcesAndReturnsTheBlockToItsProvider) {
     TestProvider& provider = provide(adapter_);
     std::vector<Alloc> blocks;
     for (int i = 0; i < 4; ++i) {
@@ -108,7 +108,7 @@ TEST_F(SmallBooks, BookKeepingExhaustionGivesResourcesAndReturnsTheBlockToItsPro
 
 // Records of blocks freed on an adapter that is then destroyed are not lost for good: adapters come and
 // go with virtual machines, and the runtime's book-keeping capacity must not shrink with each one.
-TEST_F(SmallBooks, RecordsOfADestroyedAdapterServeOtherAdapters) {
+TEST_F(RuntimeConfigSmallBooks, RecordsOfADestroyedAdapterServeOtherAdapters) {
     for (int round = 0; round < 3; ++round) {
         SCOPED_TRACE(round);
         NDIS_HANDLE vm = new_adapter(("vm" + std::to_string(round)).c_str());
@@ -125,4 +125,4 @@ TEST_F(SmallBooks, RecordsOfADestroyedAdapterServeOtherAdapters) {
 }
 
 }  // namespace
-}  // namespace ndisshm_test
+}  // namespace ndisshm::test

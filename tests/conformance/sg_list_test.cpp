@@ -3,7 +3,7 @@
 // small, and never written past SGListBufferLength.
 #include "conformance/fixture.hpp"
 
-namespace ndisshm_test {
+namespace ndisshm::test {
 namespace {
 
 using SgList = NdisTest;
@@ -126,4 +126,4 @@ TEST_F(SgList, ElementsDescribeTheWholeBlockAtItsAddress) {
 }
 
 }  // namespace
-}  // namespace ndisshm_test
+}  // namespace ndisshm::test

@@ -3,7 +3,7 @@
 // queue.
 #include "conformance/fixture.hpp"
 
-namespace ndisshm_test {
+namespace ndisshm::test {
 namespace {
 
 using Stats = NdisTest;
@@ -141,4 +141,4 @@ TEST_F(Stats, QueuesAndBindingsAreCounted) {
 }
 
 }  // namespace
-}  // namespace ndisshm_test
+}  // namespace ndisshm::test

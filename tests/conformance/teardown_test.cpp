@@ -4,7 +4,7 @@
 // site), and each such block is still freed through its own provider, exactly once.
 #include "conformance/fixture.hpp"
 
-namespace ndisshm_test {
+namespace ndisshm::test {
 namespace {
 
 struct Expected {
@@ -198,4 +198,4 @@ TEST_F(Teardown, AdapterDestroyDetachesItsBindingsAndQueues) {
 }
 
 }  // namespace
-}  // namespace ndisshm_test
+}  // namespace ndisshm::test

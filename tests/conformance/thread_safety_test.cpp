@@ -6,7 +6,7 @@
 
 #include "conformance/fixture.hpp"
 
-namespace ndisshm_test {
+namespace ndisshm::test {
 namespace {
 
 constexpr int kThreads = 4;
@@ -144,4 +144,4 @@ TEST_F(ThreadSafety, AdaptersOfOneRuntimeWorkIndependentlyInParallel) {
 }
 
 }  // namespace
-}  // namespace ndisshm_test
+}  // namespace ndisshm::test

@@ -3,7 +3,7 @@
 // gets the right status and corrupts nothing, but nobody is called back.
 #include "conformance/fixture.hpp"
 
-namespace ndisshm_test {
+namespace ndisshm::test {
 namespace {
 
 using Verifier = NdisTest;
@@ -187,4 +187,4 @@ TEST_F(VerifierOff, RegistrationMisuseStillRefusedButNoCallback) {
 }
 
 }  // namespace
-}  // namespace ndisshm_test
+}  // namespace ndisshm::test

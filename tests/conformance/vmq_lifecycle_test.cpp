@@ -10,8 +10,9 @@
 
 #include "conformance/fixture.hpp"
 
+namespace ndisshm::test {
+
 namespace {
-using namespace ndisshm_test;
 
 class VmqLifecycle : public NdisTest {};
 
@@ -124,3 +125,5 @@ TEST_F(VmqLifecycle, ProviderLearnsEachBlocksSharedMemoryHandleBeforeTheCallRetu
 }
 
 }  // namespace
+
+}  // namespace ndisshm::test

@@ -22,7 +22,7 @@
 #include "os/fault.hpp"
 #include "os/unix_socket.hpp"
 
-namespace ndisshm_faults {
+namespace ndisshm::test {
 
 namespace fault = ndisshm::os::fault;
 
@@ -96,4 +96,4 @@ struct Disarm {
     ~Disarm() { fault::disarm(); }
 };
 
-}  // namespace ndisshm_faults
+}  // namespace ndisshm::test

@@ -20,7 +20,7 @@
 #include "faults/fault_support.hpp"
 #include "faults/guest_scenario.hpp"
 
-namespace ndisshm_faults {
+namespace ndisshm::test {
 namespace {
 
 // A fault the code absorbs by design: nothing may change.
@@ -93,4 +93,4 @@ TEST(GuestFaults, GuestEndsEveryCallSiteEveryErrno) { every_call_site(GuestRun::
 TEST(GuestFaults, HostEndsEveryCallSiteEveryErrno) { every_call_site(GuestRun::Ending::HostStops); }
 
 }  // namespace
-}  // namespace ndisshm_faults
+}  // namespace ndisshm::test

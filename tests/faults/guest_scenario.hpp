@@ -25,7 +25,7 @@
 #include "faults/fault_support.hpp"
 #include "hub/guest_hub.hpp"
 
-namespace ndisshm_faults {
+namespace ndisshm::test {
 
 inline constexpr uint32_t kGuestBlocks = 2;
 inline constexpr int kPackets = 4;
@@ -270,4 +270,4 @@ private:
     std::string last_violation_;
 };
 
-}  // namespace ndisshm_faults
+}  // namespace ndisshm::test

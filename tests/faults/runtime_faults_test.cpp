@@ -23,9 +23,9 @@
 
 #include "faults/fault_support.hpp"
 #include "faults/runtime_scenario.hpp"
-#include "unit/memory_support.hpp"
+#include "common/memory_support.hpp"
 
-namespace ndisshm_faults {
+namespace ndisshm::test {
 namespace {
 
 // The process-wide verifier must log runtime creation failures to stderr:
@@ -102,13 +102,13 @@ TEST(RuntimeFaults, PhysicalAddressesEveryCallSiteEveryErrno) {
 }
 
 TEST(RuntimeFaults, HugePagesEveryCallSiteEveryErrno) {
-    ndisshm_test::HugePageReservation pool(8);
+    ndisshm::test::HugePageReservation pool(8);
     if (!pool.ok()) GTEST_SKIP() << pool.why();
     every_call_site(RuntimeVariant::huge_pages());
 }
 
 // The seam itself: counting, the nth call, several in a row, and disarmed silence.
-TEST(FaultSeam, FailsExactlyTheArmedCalls) {
+TEST(RuntimeFaultsSeam, FailsExactlyTheArmedCalls) {
     Disarm disarm;
     EXPECT_FALSE(fault::arm("no-such-call", 1, ENOMEM)) << "a typo must not arm silently";
     ASSERT_TRUE(fault::arm("socketpair", 2, EMFILE, 2));
@@ -129,4 +129,4 @@ TEST(FaultSeam, FailsExactlyTheArmedCalls) {
 }
 
 }  // namespace
-}  // namespace ndisshm_faults
+}  // namespace ndisshm::test

@@ -17,7 +17,7 @@
 
 #include "faults/fault_support.hpp"
 
-namespace ndisshm_faults {
+namespace ndisshm::test {
 
 struct RuntimeVariant {
     std::string name;
@@ -226,4 +226,4 @@ private:
     std::string last_violation_;
 };
 
-}  // namespace ndisshm_faults
+}  // namespace ndisshm::test

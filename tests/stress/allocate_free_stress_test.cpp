@@ -12,9 +12,11 @@
 #include <gtest/gtest.h>
 #include "stress/stress_support.hpp"
 
+namespace ndisshm::test {
+
 namespace {
 
-TEST(SharedMemoryStress, ManyThreadsAllocateAndFreeOnOneAdapterEveryContextFreedOnce) {
+TEST(AllocateFreeStress, ManyThreadsAllocateAndFreeOnOneAdapterEveryContextFreedOnce) {
     ndisshm_runtime* rt = make_runtime();
     ASSERT_NE(rt, nullptr);
     const uint64_t global_before = ndisshm_global_violation_count();
@@ -179,7 +181,7 @@ struct ViolationTally {
     }
 };
 
-TEST(SharedMemoryStress, ConcurrentFreesOfTheSameHandlesReachTheProviderExactlyOnce) {
+TEST(AllocateFreeStress, ConcurrentFreesOfTheSameHandlesReachTheProviderExactlyOnce) {
     ndisshm_runtime* rt = make_runtime();
     ASSERT_NE(rt, nullptr);
     ViolationTally tally;
@@ -267,3 +269,5 @@ TEST(SharedMemoryStress, ConcurrentFreesOfTheSameHandlesReachTheProviderExactlyO
 }
 
 }  // namespace
+
+}  // namespace ndisshm::test

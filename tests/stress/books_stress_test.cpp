@@ -18,6 +18,8 @@
 
 #include "stress/stress_support.hpp"
 
+namespace ndisshm::test {
+
 namespace {
 
 constexpr uint64_t kPage = 4096;
@@ -132,3 +134,5 @@ TEST(BooksStress, CapsComingAndGoingUnderLoadLeaveEveryChargeAndPeakExact) {
 }
 
 }  // namespace
+
+}  // namespace ndisshm::test

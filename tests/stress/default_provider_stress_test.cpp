@@ -4,6 +4,8 @@
 // go unseen. Bounded by iteration counts, small enough for TSan/ASan.
 #include "stress/stress_support.hpp"
 
+namespace ndisshm::test {
+
 namespace {
 
 bool all_zero(const unsigned char* p, size_t bytes) {
@@ -61,7 +63,7 @@ private:
     std::map<uintptr_t, uintptr_t> ranges_;
 };
 
-TEST(SharedMemoryStress, DefaultProviderBlocksNeverOverlapWhileLiveAndArriveZeroed) {
+TEST(DefaultProviderStress, DefaultProviderBlocksNeverOverlapWhileLiveAndArriveZeroed) {
     ndisshm_runtime* rt = make_runtime();
     ASSERT_NE(rt, nullptr);
     const uint64_t global_before = ndisshm_global_violation_count();
@@ -172,3 +174,5 @@ TEST(SharedMemoryStress, DefaultProviderBlocksNeverOverlapWhileLiveAndArriveZero
 // corrupts nothing: whichever thread wins reaches the provider, exactly once,
 // and every other free of that handle is one double-free report.
 }  // namespace
+
+}  // namespace ndisshm::test

@@ -30,6 +30,8 @@
 #include "ndisshm/host.h"
 #include "stress/stress_support.hpp"
 
+namespace ndisshm::test {
+
 namespace {
 
 // A provider that keeps a ledger: each context it hands out has a free
@@ -123,7 +125,7 @@ private:
     std::atomic<uint64_t> foreign_frees_{0};
 };
 
-TEST(SharedMemoryLifecycleStress, AdaptersInParallelWhileQueuesAndBindingsComeAndGo) {
+TEST(LifecycleStress, AdaptersInParallelWhileQueuesAndBindingsComeAndGo) {
     ndisshm_runtime* rt = make_runtime();
     ASSERT_NE(rt, nullptr);
     const uint64_t global_before = ndisshm_global_violation_count();
@@ -392,7 +394,7 @@ private:
     int context_ = 0;
 };
 
-TEST(ProviderDetachStress, BindingDestroyDoesNotReturnWhileItsFreeHandlerIsStillRunning) {
+TEST(LifecycleStressProviderDetach, BindingDestroyDoesNotReturnWhileItsFreeHandlerIsStillRunning) {
     ndisshm_runtime* rt = make_runtime();
     ASSERT_NE(rt, nullptr);
     NDIS_HANDLE adapter = nullptr, binding = nullptr;
@@ -495,7 +497,7 @@ private:
     int contexts_[2] = {};
 };
 
-TEST(QueueFreeStress, AllocationRacingAQueueFreeNeverLeavesABlockOnTheFreedQueue) {
+TEST(LifecycleStressQueueFree, AllocationRacingAQueueFreeNeverLeavesABlockOnTheFreedQueue) {
     ndisshm_runtime* rt = make_runtime();
     ASSERT_NE(rt, nullptr);
     NDIS_HANDLE adapter = nullptr, binding = nullptr;
@@ -555,3 +557,5 @@ TEST(QueueFreeStress, AllocationRacingAQueueFreeNeverLeavesABlockOnTheFreedQueue
 }
 
 }  // namespace
+
+}  // namespace ndisshm::test

@@ -23,6 +23,8 @@
 #include "ndis/ndis_shm.h"
 #include "ndisshm/host.h"
 
+namespace ndisshm::test {
+
 namespace {
 
 // Sanitized builds run much slower (TSan several times more than ASan): the
@@ -311,3 +313,5 @@ struct Failures {
 };
 
 }  // namespace
+
+}  // namespace ndisshm::test

@@ -1,0 +1,131 @@
+// nic::VmqMiniport's batch calls, receive_batch and give_back_batch: what the
+// hub's delivery and PACKETS_DONE use, one lock per message instead of one
+// per packet. They must do exactly what receive and give_back do packet by
+// packet, stop where those would refuse, never cut a split packet's chain,
+// and change nothing for what they refuse.
+#include <gtest/gtest.h>
+#include <ndisshm/host.h>
+
+#include <cstring>
+#include <span>
+#include <vector>
+
+#include "unit/nic/vmq_support.hpp"
+
+namespace ndisshm::test {
+using namespace ndisshm::nic;  // the layer under test
+namespace {
+
+constexpr uint32_t kQueue = 2;
+
+class VmqMiniportBatch : public VmqMiniportTest {
+protected:
+    void open_queue(ndisshm_queue_params params) { VmqMiniportTest::open_queue(kQueue, params); }
+    const std::byte* bytes_at(const VmqMiniport& nic, uint64_t handle, uint32_t offset) {
+        return VmqMiniportTest::bytes_at(nic.blocks(kQueue), handle, offset);
+    }
+    // `count` packets of `length` bytes, each filled with its own byte.
+    void make_packets(size_t count, size_t length) {
+        storage_.assign(count, {});
+        spans_.clear();
+        for (size_t i = 0; i < count; ++i) {
+            storage_[i].assign(length, static_cast<std::byte>(0x10 + i));
+            spans_.emplace_back(storage_[i]);
+        }
+    }
+
+    std::vector<std::vector<std::byte>> storage_;
+    std::vector<std::span<const std::byte>> spans_;
+};
+
+TEST_F(VmqMiniportBatch, ReceiveBatchWritesEveryPacketIntoItsOwnSlot) {
+    open_queue({0, 0});
+    VmqMiniport nic(adapter_, {2, 16384, 2048});  // 16 slots
+    ASSERT_EQ(nic.start_queue(kQueue), NDIS_STATUS_SUCCESS);
+    make_packets(10, 1500);
+    std::vector<RxDescriptor> out;
+    ASSERT_EQ(nic.receive_batch(kQueue, spans_, SIZE_MAX, out), 10u);
+    ASSERT_EQ(out.size(), 10u);
+    for (size_t i = 0; i < out.size(); ++i) {
+        EXPECT_EQ(out[i].length, 1500u);
+        const std::byte* at = bytes_at(nic, out[i].handle, out[i].offset);
+        ASSERT_NE(at, nullptr);
+        EXPECT_EQ(std::memcmp(at, storage_[i].data(), 1500), 0) << "packet " << i;
+        for (size_t k = 0; k < i; ++k)
+            EXPECT_FALSE(out[k].handle == out[i].handle && out[k].offset == out[i].offset)
+                << k << " and " << i;
+    }
+    EXPECT_EQ(nic.stats(kQueue).received, 10u);
+    EXPECT_EQ(nic.stats(kQueue).outstanding, 10u);
+    EXPECT_EQ(nic.give_back_batch(kQueue, out), 10u);
+    EXPECT_EQ(nic.stats(kQueue).outstanding, 0u);
+    nic.stop_queue(kQueue);
+}
+
+TEST_F(VmqMiniportBatch, ReceiveBatchStopsWhenTheRingIsFull) {
+    open_queue({0, 0});
+    VmqMiniport nic(adapter_, {1, 8192, 2048});  // 4 slots
+    ASSERT_EQ(nic.start_queue(kQueue), NDIS_STATUS_SUCCESS);
+    make_packets(6, 100);
+    std::vector<RxDescriptor> out;
+    EXPECT_EQ(nic.receive_batch(kQueue, spans_, SIZE_MAX, out), 4u);
+    EXPECT_EQ(out.size(), 4u);
+    EXPECT_EQ(nic.stats(kQueue).ring_full, 1u) << "it stops at the first refusal, not after trying the rest";
+    EXPECT_EQ(nic.give_back_batch(kQueue, out), 4u);
+    nic.stop_queue(kQueue);
+}
+
+TEST_F(VmqMiniportBatch, ReceiveBatchNeverCutsASplitPacketsChain) {
+    open_queue({NDISSHM_QUEUE_LOOKAHEAD_SPLIT, 128});
+    VmqMiniport nic(adapter_, {2, 16384, 2048});
+    ASSERT_EQ(nic.start_queue(kQueue), NDIS_STATUS_SUCCESS);
+    make_packets(4, 1000);  // two segments each
+    std::vector<RxDescriptor> out;
+    // Five segments fit two packets whole; the third would need the sixth.
+    EXPECT_EQ(nic.receive_batch(kQueue, spans_, 5, out), 2u);
+    ASSERT_EQ(out.size(), 2u);
+    for (const auto& d : out) {
+        EXPECT_EQ(d.segments, 2u);
+        EXPECT_EQ(d.packet_length(), 1000u);
+    }
+    EXPECT_EQ(nic.stats(kQueue).received, 2u) << "the packet that did not fit was never written";
+    EXPECT_EQ(nic.give_back_batch(kQueue, out), 2u);
+    nic.stop_queue(kQueue);
+}
+
+TEST_F(VmqMiniportBatch, GiveBackBatchStopsAtTheFirstForgedDescriptorAndKeepsTheRest) {
+    open_queue({0, 0});
+    VmqMiniport nic(adapter_, {1, 16384, 2048});
+    ASSERT_EQ(nic.start_queue(kQueue), NDIS_STATUS_SUCCESS);
+    make_packets(4, 64);
+    std::vector<RxDescriptor> out;
+    ASSERT_EQ(nic.receive_batch(kQueue, spans_, SIZE_MAX, out), 4u);
+    std::vector<RxDescriptor> back = out;
+    back[2].offset += 64;  // not what receive gave
+    EXPECT_EQ(nic.give_back_batch(kQueue, back), 2u);
+    EXPECT_EQ(nic.stats(kQueue).outstanding, 2u) << "the forged one and the one after it are still held";
+    // Given back twice: refused, nothing changes.
+    EXPECT_EQ(nic.give_back_batch(kQueue, std::span(out).first(1)), 0u);
+    EXPECT_EQ(nic.stats(kQueue).outstanding, 2u);
+    EXPECT_EQ(nic.give_back_batch(kQueue, std::span(out).subspan(2)), 2u);
+    EXPECT_EQ(nic.stats(kQueue).outstanding, 0u);
+    EXPECT_EQ(nic.stats(kQueue).returned, 4u);
+    nic.stop_queue(kQueue);
+}
+
+TEST_F(VmqMiniportBatch, BatchCallsOnAStoppedQueueDoNothing) {
+    open_queue({0, 0});
+    VmqMiniport nic(adapter_, {1, 16384, 2048});
+    ASSERT_EQ(nic.start_queue(kQueue), NDIS_STATUS_SUCCESS);
+    make_packets(2, 64);
+    std::vector<RxDescriptor> out;
+    ASSERT_EQ(nic.receive_batch(kQueue, spans_, SIZE_MAX, out), 2u);
+    nic.stop_queue(kQueue);
+    std::vector<RxDescriptor> more;
+    EXPECT_EQ(nic.receive_batch(kQueue, spans_, SIZE_MAX, more), 0u);
+    EXPECT_TRUE(more.empty());
+    EXPECT_EQ(nic.give_back_batch(kQueue, out), 0u);
+}
+
+}  // namespace
+}  // namespace ndisshm::test
