@@ -1,6 +1,6 @@
-// Shared helpers for the conformance suite: a runtime per test with its violations collected, a test
-// provider that registers through NdisSetOptionalHandlers, records every call and can be told to
-// misbehave, and SG buffers with canary bytes behind them.
+// Shared helpers for the conformance suite: a runtime per test with its violations collected, the tests'
+// provider (common/test_provider.hpp: registers through NdisSetOptionalHandlers, records every call, can
+// be told to misbehave), and SG buffers with canary bytes behind them.
 #pragma once
 
 #include <gmock/gmock.h>
@@ -20,6 +20,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "common/test_provider.hpp"
 
 // Comparison and printing of the C stats structs (global namespace, so that ADL finds them).
 inline bool operator==(const ndisshm_usage_stats& a, const ndisshm_usage_stats& b) {
@@ -146,206 +148,6 @@ struct Alloc {
     NDIS_SHARED_MEMORY_PARAMETERS params;
     NDIS_STATUS status = NDIS_STATUS_PENDING;  // a value no failed call may leave
     NDIS_HANDLE handle = nullptr;
-};
-
-// A shared memory provider, as a filter registers one: handlers through NdisSetOptionalHandlers (or the
-// host ops table). Honest by default; the knobs below make it misbehave. Thread-safe.
-class TestProvider {
-public:
-    struct AllocCall {
-        std::thread::id thread;
-        KIRQL irql = 0;
-        NDIS_HANDLE provider_context = nullptr;
-        PNDIS_SHARED_MEMORY_PARAMETERS params_ptr = nullptr;
-        NDIS_SHARED_MEMORY_PARAMETERS params{};  // the first Header.Size bytes, as received
-        NDIS_HANDLE context = nullptr;           // written to *pSharedMemoryProviderContext
-        NDIS_STATUS status = 0;
-    };
-    struct FreeCall {
-        std::thread::id thread;
-        KIRQL irql = 0;
-        NDIS_HANDLE provider_context = nullptr;
-        NDIS_HANDLE context = nullptr;
-    };
-
-    // Knobs. Set them before the calls they should affect.
-    NDIS_STATUS fail_with = NDIS_STATUS_SUCCESS;  // return this, allocating nothing
-    bool omit_context = false;                    // say success but write no context
-    ULONG elements = 1;                           // SG elements per block (ignores CONTIGUOUS when > 1)
-    ULONG short_bytes = 0;                        // describe this many bytes fewer than Length
-    bool null_virtual_address = false;
-    bool zero_elements = false;       // say success with NumberOfElements = 0
-    bool overclaim_elements = false;  // NumberOfElements = capacity + 1
-    unsigned char fill = 0;           // initial content of each block
-    ULONG rewrite_length = 0;         // overwrite the caller's Length and honour only that
-    // The context of the n-th block (from 1), instead of a fresh one: garbage values, or one it gave
-    // another block already (NDIS must treat contexts as opaque and hand each block's back once).
-    std::function<uintptr_t(uintptr_t n)> context_for;
-    // Called on entry to the free handler, outside the provider's lock (a provider that calls back into
-    // NDIS from there).
-    std::function<void(NDIS_HANDLE context)> on_free;
-
-    TestProvider() = default;
-    TestProvider(const TestProvider&) = delete;
-    TestProvider& operator=(const TestProvider&) = delete;
-    ~TestProvider() {
-        for (auto& [id, mem] : live_) std::free(mem);
-        for (void* mem : orphans_) std::free(mem);
-    }
-
-    NDIS_SHARED_MEMORY_PROVIDER_CHARACTERISTICS characteristics() {
-        NDIS_SHARED_MEMORY_PROVIDER_CHARACTERISTICS c;
-        NdisZeroMemory(&c, sizeof(c));
-        c.Header.Type = NDIS_OBJECT_TYPE_SHARED_MEMORY_PROVIDER_CHARACTERISTICS;
-        c.Header.Revision = NDIS_SHARED_MEMORY_PROVIDER_CHARACTERISTICS_REVISION_1;
-        c.Header.Size = static_cast<USHORT>(NDIS_SIZEOF_SHARED_MEMORY_PROVIDER_CHARACTERISTICS_REVISION_1);
-        c.ProviderContext = this;
-        c.AllocateSharedMemoryHandler = &TestProvider::Allocate;
-        c.FreeSharedMemoryHandler = &TestProvider::Free;
-        return c;
-    }
-    NDIS_STATUS register_on(NDIS_HANDLE binding) {
-        auto c = characteristics();
-        return NdisSetOptionalHandlers(binding, reinterpret_cast<PNDIS_DRIVER_OPTIONAL_HANDLERS>(&c));
-    }
-    ndisshm_provider_ops ops() {
-        ndisshm_provider_ops o{};
-        o.struct_size = sizeof(o);
-        o.context = this;
-        o.allocate = &TestProvider::Allocate;
-        o.free = &TestProvider::Free;
-        o.attach_queue = [](NDIS_HANDLE c, NDIS_RECEIVE_QUEUE_ID q) { self(c)->note_queue(q, true); };
-        o.detach_queue = [](NDIS_HANDLE c, NDIS_RECEIVE_QUEUE_ID q) { self(c)->note_queue(q, false); };
-        return o;
-    }
-
-    // Each observer reads under the provider's lock.
-    template <class F>
-    auto locked(F f) const {
-        std::lock_guard lock(mu_);
-        return f();
-    }
-    std::vector<AllocCall> alloc_calls() const {
-        return locked([&] { return allocs_; });
-    }
-    std::vector<FreeCall> free_calls() const {
-        return locked([&] { return frees_; });
-    }
-    size_t live() const {
-        return locked([&] { return live_.size(); });
-    }
-    // Frees of contexts it never handed out, or handed out and freed already.
-    int bad_frees() const {
-        return locked([&] { return bad_frees_; });
-    }
-    std::vector<std::pair<NDIS_RECEIVE_QUEUE_ID, bool>> queue_events() const {
-        return locked([&] { return queue_events_; });
-    }
-    // Times the free handler got this context (0 for one it never handed out).
-    int times_freed(NDIS_HANDLE context) const {
-        return locked([&] {
-            auto it = free_counts_.find(reinterpret_cast<uintptr_t>(context));
-            return it == free_counts_.end() ? 0 : it->second;
-        });
-    }
-    // The context of the n-th successful allocation.
-    NDIS_HANDLE context_of(size_t n) const {
-        return locked([&] { return n < contexts_.size() ? contexts_[n] : nullptr; });
-    }
-
-private:
-    static TestProvider* self(NDIS_HANDLE c) { return static_cast<TestProvider*>(c); }
-
-    static NDIS_STATUS Allocate(NDIS_HANDLE pc, PNDIS_SHARED_MEMORY_PARAMETERS p, PNDIS_HANDLE out) {
-        return self(pc)->allocate(pc, p, out);
-    }
-    static VOID Free(NDIS_HANDLE pc, NDIS_HANDLE context) { self(pc)->free(pc, context); }
-
-    NDIS_STATUS allocate(NDIS_HANDLE pc, PNDIS_SHARED_MEMORY_PARAMETERS p, PNDIS_HANDLE out) {
-        AllocCall call;
-        call.thread = std::this_thread::get_id();
-        call.irql = KeGetCurrentIrql();
-        call.provider_context = pc;
-        call.params_ptr = p;
-        std::memcpy(&call.params, p, std::min<size_t>(p->Header.Size, sizeof(call.params)));
-        call.status = decide(p, out, &call.context);
-        std::lock_guard lock(mu_);
-        allocs_.push_back(call);
-        return call.status;
-    }
-
-    NDIS_STATUS decide(PNDIS_SHARED_MEMORY_PARAMETERS p, PNDIS_HANDLE out, NDIS_HANDLE* recorded) {
-        if (fail_with != NDIS_STATUS_SUCCESS) return fail_with;
-        if (rewrite_length != 0) p->Length = rewrite_length;
-        if (p->SGListBuffer == nullptr) return NDIS_STATUS_INVALID_PARAMETER;
-        const ULONG capacity = NDISSHM_SG_LIST_CAPACITY(p->SGListBufferLength);
-        if (elements > capacity && !overclaim_elements) {
-            if (p->SGListBufferLength >= NDISSHM_SG_LIST_HEADER_BYTES)
-                p->SGListBuffer->NumberOfElements = elements;
-            return NDIS_STATUS_BUFFER_TOO_SHORT;
-        }
-        if (capacity == 0) return NDIS_STATUS_BUFFER_TOO_SHORT;
-        const size_t rounded = (static_cast<size_t>(p->Length) + PAGE_SIZE - 1) / PAGE_SIZE * PAGE_SIZE;
-        void* mem = std::aligned_alloc(PAGE_SIZE, rounded);
-        if (mem == nullptr) return NDIS_STATUS_RESOURCES;
-        std::memset(mem, fill, rounded);
-        const ULONG n = std::min(elements, capacity);
-        const ULONG piece = p->Length / n;
-        for (ULONG i = 0; i < n; ++i) {
-            SCATTER_GATHER_ELEMENT& e = p->SGListBuffer->Elements[i];
-            e.Address.QuadPart = static_cast<LONGLONG>(reinterpret_cast<uintptr_t>(mem) + i * piece);
-            e.Length = i + 1 < n ? piece : p->Length - i * piece;
-            e.Reserved = 0;
-        }
-        p->SGListBuffer->Elements[n - 1].Length -=
-            std::min(short_bytes, p->SGListBuffer->Elements[n - 1].Length);
-        p->SGListBuffer->NumberOfElements = zero_elements ? 0 : overclaim_elements ? capacity + 1 : n;
-        p->VirtualAddress = null_virtual_address ? nullptr : mem;
-        std::lock_guard lock(mu_);
-        if (omit_context) {
-            orphans_.push_back(mem);
-            *out = nullptr;
-            return NDIS_STATUS_SUCCESS;
-        }
-        ++serial_;
-        const uintptr_t id = context_for ? context_for(serial_) : 0x10000 + 0x10 * serial_;  // opaque to NDIS
-        live_.emplace(id, mem);
-        contexts_.push_back(reinterpret_cast<NDIS_HANDLE>(id));
-        *out = *recorded = reinterpret_cast<NDIS_HANDLE>(id);
-        return NDIS_STATUS_SUCCESS;
-    }
-
-    void free(NDIS_HANDLE pc, NDIS_HANDLE context) {
-        if (on_free) on_free(context);
-        FreeCall call{std::this_thread::get_id(), KeGetCurrentIrql(), pc, context};
-        std::lock_guard lock(mu_);
-        frees_.push_back(call);
-        const auto id = reinterpret_cast<uintptr_t>(context);
-        ++free_counts_[id];
-        auto it = live_.find(id);
-        if (it == live_.end()) {
-            ++bad_frees_;
-            return;
-        }
-        std::free(it->second);
-        live_.erase(it);
-    }
-
-    void note_queue(NDIS_RECEIVE_QUEUE_ID q, bool attached) {
-        std::lock_guard lock(mu_);
-        queue_events_.emplace_back(q, attached);
-    }
-
-    mutable std::mutex mu_;
-    uintptr_t serial_ = 0;
-    std::multimap<uintptr_t, void*> live_;  // multi: a provider may give two blocks one context
-    std::map<uintptr_t, int> free_counts_;
-    std::vector<NDIS_HANDLE> contexts_;
-    std::vector<void*> orphans_;
-    std::vector<AllocCall> allocs_;
-    std::vector<FreeCall> frees_;
-    std::vector<std::pair<NDIS_RECEIVE_QUEUE_ID, bool>> queue_events_;
-    int bad_frees_ = 0;
 };
 
 // A quiet runtime with adapter "eth0"; runtime and global violations are collected. Providers made with

@@ -4,7 +4,7 @@
 // bindings, queues, limits), with headers, sizes, flags, usages, queue ids, SG
 // buffer lengths, handles and call order all taken from the input. After every
 // call the books must match ndis_model.hpp's picture; after teardown every
-// provider must have had each block back exactly once (counting_provider.hpp);
+// provider must have had each block back exactly once (common/test_provider.hpp);
 // LeakSanitizer sees whatever else was lost.
 //
 // Caller structures are heap buffers of exactly the size their header claims,
@@ -50,6 +50,7 @@ void Driver::step() {
         default: query(); break;
     }
     m_.check(rt_);
+    for (const auto& p : m_.providers) check_provider(*p, "after a call");
 }
 
 void Driver::allocate() {
@@ -83,13 +84,18 @@ void Driver::allocate() {
     const bool out_null = in_.below(32) == 0;
 
     const int bi = ai >= 0 ? m_.adapters[ai].provider : -1;
-    CountingProvider* prov = bi >= 0 ? m_.bindings[bi].provider : nullptr;
+    TestProvider* prov = bi >= 0 ? m_.bindings[bi].provider : nullptr;
     if (prov != nullptr) {
-        prov->mode = in_.below(4) != 0 ? Misbehave::Honest
-                                       : static_cast<Misbehave>(in_.below(static_cast<uint32_t>(Misbehave::kCount)));
-        prov->status = in_.take<int32_t>();
+        const auto mode = in_.below(4) != 0
+                              ? Misbehave::Honest
+                              : static_cast<Misbehave>(in_.below(static_cast<uint32_t>(Misbehave::kCount)));
+        const NDIS_STATUS status = in_.take<int32_t>();
+        prov->misbehave(mode, status);
         prov->elements = 1 + in_.below(4);
-        prov->context_salt = in_.take<uint16_t>();
+        // Contexts unique among the live ones (n < 2^19 in kMaxOps calls), otherwise as odd as the
+        // fuzzer likes: NDIS must treat them as opaque.
+        const uintptr_t salt = in_.take<uint16_t>();
+        prov->context_for = [salt](uintptr_t n) { return (salt << 20) ^ (n << 1) ^ 1; };
     }
     const size_t live_before = prov != nullptr ? prov->live() : 0;
     const NDIS_STATUS s = NdisAllocateSharedMemory(h, p, out_null ? nullptr : &out);
@@ -109,8 +115,7 @@ void Driver::allocate() {
     FUZZ_CHECK(got.SharedMemoryHandle == out && out != nullptr, "SharedMemoryHandle %p, handle %p",
                got.SharedMemoryHandle, out);
     if (prov != nullptr)
-        FUZZ_CHECK(prov->mode == Misbehave::Honest, "provider misbehaved (mode %d) and the call succeeded",
-                   static_cast<int>(prov->mode));
+        FUZZ_CHECK(!prov->misbehaving(), "provider misbehaved and the call succeeded");
     check_granted(ai, got, out, bi);
 }
 
@@ -193,7 +198,8 @@ void Driver::binding_op() {
 void Driver::register_provider() {
     NDIS_HANDLE h = binding_handle();
     const int bi = binding_index(h);
-    auto prov = std::make_unique<CountingProvider>();
+    auto prov = std::make_unique<TestProvider>();
+    prov->fill = 0x5A;
     NDIS_STATUS s;
     if (in_.flag()) {
         // The characteristics, exactly as big as their header says; any field may be off.
@@ -311,7 +317,10 @@ void Driver::teardown() {
     m_.check(rt_);
     ndisshm_runtime_destroy(rt_);
     for (const auto& p : m_.providers) {
-        p->check_all_returned("after teardown");
+        check_provider(*p, "after teardown");
+        FUZZ_CHECK(p->live() == 0, "after teardown: %zu block(s) never freed through their provider", p->live());
+        FUZZ_CHECK(p->handed_out() == p->freed(), "after teardown: handed out %llu, freed %llu",
+                   static_cast<unsigned long long>(p->handed_out()), static_cast<unsigned long long>(p->freed()));
         FUZZ_CHECK(p->attached().empty(), "a provider still has %zu queue(s) attached after teardown",
                    p->attached().size());
     }

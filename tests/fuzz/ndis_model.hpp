@@ -11,10 +11,22 @@
 #include <memory>
 #include <vector>
 
-#include "fuzz/counting_provider.hpp"
+#include "common/test_provider.hpp"
 #include "fuzz/fuzz_support.hpp"
 
 namespace ndisshm_fuzz {
+
+using ndisshm::test::TestProvider;
+using Misbehave = TestProvider::Misbehave;
+
+// The provider's side of every call so far: no free of a context it never handed out or had back
+// already, no queue detached while one of its blocks was live (host.h: the blocks go first).
+inline void check_provider(const TestProvider& p, const char* when) {
+    FUZZ_CHECK(p.unknown_frees() == 0, "%s: a free of a context the provider never handed out", when);
+    FUZZ_CHECK(p.double_frees() == 0, "%s: a context freed twice", when);
+    FUZZ_CHECK(p.wrong_provider_context() == 0, "%s: a handler called with another ProviderContext", when);
+    FUZZ_CHECK(p.detached_with_live_blocks() == 0, "%s: a queue detached while its blocks were live", when);
+}
 
 struct ModelBlock {
     NDIS_HANDLE handle = nullptr;
@@ -35,7 +47,7 @@ struct ModelAdapter {
 struct ModelBinding {
     NDIS_HANDLE handle = nullptr;  // nullptr once destroyed
     int adapter = -1;
-    CountingProvider* provider = nullptr;  // registered provider, if any
+    TestProvider* provider = nullptr;  // registered provider, if any
 };
 
 struct Model {
@@ -43,7 +55,7 @@ struct Model {
     std::vector<ModelBinding> bindings;
     std::vector<ModelBlock> blocks;  // live ones
     std::vector<NDIS_HANDLE> dead;   // freed blocks and destroyed adapters/bindings: stale handles
-    std::vector<std::unique_ptr<CountingProvider>> providers;  // every one made; they outlive the runtime
+    std::vector<std::unique_ptr<TestProvider>> providers;  // every one made; they outlive the runtime
 
     // Blocks that die with something else (queue freed, binding or adapter destroyed).
     template <class Pred>

@@ -28,7 +28,8 @@ TEST(AllocateFreeStress, ManyThreadsAllocateAndFreeOnOneAdapterEveryContextFreed
         }
     }
     ASSERT_EQ(ndisshm_binding_create(adapter, "counting-vswitch", &binding), NDIS_STATUS_SUCCESS);
-    CountingProvider provider;
+    TestProvider provider;
+    make_stress_provider(provider);
     ASSERT_EQ(provider.register_on(binding), NDIS_STATUS_SUCCESS);
 
     Failures failures;
@@ -39,7 +40,7 @@ TEST(AllocateFreeStress, ManyThreadsAllocateAndFreeOnOneAdapterEveryContextFreed
         std::mt19937_64 rng(0x5eed0000u + static_cast<unsigned>(tid));
         struct Held {
             NDIS_HANDLE handle;
-            CountingProvider::Context* ctx;
+            NDIS_HANDLE ctx;
             unsigned char* va;
             ULONG length;
             uint64_t stamp;
@@ -55,10 +56,10 @@ TEST(AllocateFreeStress, ManyThreadsAllocateAndFreeOnOneAdapterEveryContextFreed
             std::memcpy(&head, h.va, sizeof(head));
             std::memcpy(&tail, h.va + h.length - sizeof(tail), sizeof(tail));
             if (head != h.stamp || tail != ~h.stamp) failures.add("block contents changed while it was live");
-            CountingProvider::t_expected_free = h.ctx;
+            TestProvider::expect_free(h.ctx);
             NdisFreeSharedMemory(adapter, h.handle);
-            CountingProvider::t_expected_free = nullptr;
-            if (h.ctx->frees.load() != 1)
+            TestProvider::expect_free(nullptr);
+            if (provider.times_freed(h.ctx) != 1)
                 failures.add("NdisFreeSharedMemory did not free the block's own context");
             frees.fetch_add(1);
         };
@@ -69,9 +70,11 @@ TEST(AllocateFreeStress, ManyThreadsAllocateAndFreeOnOneAdapterEveryContextFreed
                 const auto usage = static_cast<NDIS_SHARED_MEMORY_USAGE>(rng() % NdisSharedMemoryUsageMax);
                 const NDIS_RECEIVE_QUEUE_ID queue = kQueues[rng() % std::size(kQueues)];
                 const ULONG flags = rng() % 4 == 0 ? NDIS_SHARED_MEM_PARAMETERS_CONTIGUOUS : 0;
-                CountingProvider::t_last_handed_out = nullptr;
+                TestProvider::clear_last_handed_out();
                 Allocation a = allocate(adapter, queue, usage, length, flags, MM_ANY_NODE_OK);
-                CountingProvider::Context* ctx = CountingProvider::t_last_handed_out;
+                NDIS_HANDLE ctx = TestProvider::last_handed_out();
+                TestProvider::Held block;
+                const bool live = ctx != nullptr && provider.find_live(ctx, &block);
                 if (a.status == NDIS_STATUS_RESOURCES && ctx == nullptr) {
                     refused.fetch_add(1);
                     continue;
@@ -80,10 +83,10 @@ TEST(AllocateFreeStress, ManyThreadsAllocateAndFreeOnOneAdapterEveryContextFreed
                     failures.add(std::string("NdisAllocateSharedMemory: ") + ndisshm_status_name(a.status));
                     continue;
                 }
-                if (ctx == nullptr || a.va != ctx->memory)
+                if (!live || a.va != block.memory)
                     failures.add("VirtualAddress is not the provider's");
-                else if (ctx->length != length || ctx->queue != queue || ctx->usage != usage ||
-                         ctx->contiguous != (flags != 0))
+                else if (block.length != length || block.queue != queue || block.usage != usage ||
+                         block.contiguous != (flags != 0))
                     failures.add("the provider saw other parameters than the caller gave");
                 if (a.shared_memory_handle != a.handle)
                     failures.add("SharedMemoryHandle != *pAllocationHandle");
@@ -91,8 +94,7 @@ TEST(AllocateFreeStress, ManyThreadsAllocateAndFreeOnOneAdapterEveryContextFreed
                 if (a.described != length) failures.add("SG list does not describe Length bytes");
                 const ULONG want_elements =
                     flags != 0 ? 1
-                               : static_cast<ULONG>((length + CountingProvider::kSegmentBytes - 1) /
-                                                    CountingProvider::kSegmentBytes);
+                               : static_cast<ULONG>((length + kSegmentBytes - 1) / kSegmentBytes);
                 if (a.elements != want_elements)
                     failures.add("NumberOfElements is not what the provider wrote");
                 if (ctx == nullptr) continue;
@@ -189,14 +191,15 @@ TEST(AllocateFreeStress, ConcurrentFreesOfTheSameHandlesReachTheProviderExactlyO
     NDIS_HANDLE adapter = nullptr, binding = nullptr;
     ASSERT_EQ(ndisshm_adapter_create(rt, "double-free-nic", &adapter), NDIS_STATUS_SUCCESS);
     ASSERT_EQ(ndisshm_binding_create(adapter, "counting-vswitch", &binding), NDIS_STATUS_SUCCESS);
-    CountingProvider provider;
+    TestProvider provider;
+    make_stress_provider(provider);
     ASSERT_EQ(provider.register_on(binding), NDIS_STATUS_SUCCESS);
 
     constexpr int kRounds = 240 / kSlowdown;
     constexpr int kPerRound = 8;
     struct Published {
         NDIS_HANDLE handle;
-        CountingProvider::Context* ctx;
+        NDIS_HANDLE ctx;
     };
     std::vector<Published> round(kPerRound);
     std::barrier sync(kThreads + 1);
@@ -211,9 +214,9 @@ TEST(AllocateFreeStress, ConcurrentFreesOfTheSameHandlesReachTheProviderExactlyO
             for (int i = 0; i < kPerRound; ++i) order[i] = i;
             std::shuffle(order.begin(), order.end(), rng);
             for (int i : order) {
-                CountingProvider::t_expected_free = round[i].ctx;
+                TestProvider::expect_free(round[i].ctx);
                 NdisFreeSharedMemory(adapter, round[i].handle);
-                CountingProvider::t_expected_free = nullptr;
+                TestProvider::expect_free(nullptr);
             }
             sync.arrive_and_wait();  // every thread has freed every block
         }
@@ -224,23 +227,23 @@ TEST(AllocateFreeStress, ConcurrentFreesOfTheSameHandlesReachTheProviderExactlyO
         for (int i = 0; i < kPerRound; ++i) {
             Allocation a;
             do {  // the provider refuses every 61st call on purpose
-                CountingProvider::t_last_handed_out = nullptr;
+                TestProvider::clear_last_handed_out();
                 a = allocate(adapter, NDIS_DEFAULT_RECEIVE_QUEUE_ID, NdisSharedMemoryUsageReceive,
                              2 * PAGE_SIZE, 0, MM_ANY_NODE_OK);
             } while (a.status == NDIS_STATUS_RESOURCES);
-            if (a.status != NDIS_STATUS_SUCCESS || CountingProvider::t_last_handed_out == nullptr) {
+            if (a.status != NDIS_STATUS_SUCCESS || TestProvider::last_handed_out() == nullptr) {
                 failures.add(std::string("allocation: ") + ndisshm_status_name(a.status));
                 round[i] = {nullptr,
                             nullptr};  // the test has failed; the NULL frees add garbage-handle reports
                 continue;
             }
-            round[i] = {a.handle, CountingProvider::t_last_handed_out};
+            round[i] = {a.handle, TestProvider::last_handed_out()};
             ++allocated;
         }
         sync.arrive_and_wait();
         sync.arrive_and_wait();
         for (int i = 0; i < kPerRound; ++i)
-            if (round[i].ctx != nullptr && round[i].ctx->frees.load() != 1)
+            if (round[i].ctx != nullptr && provider.times_freed(round[i].ctx) != 1)
                 failures.add(
                     "a block freed by several threads at once did not reach the provider exactly once");
     }

@@ -34,96 +34,13 @@ namespace ndisshm::test {
 
 namespace {
 
-// A provider that keeps a ledger: each context it hands out has a free
-// counter and stays alive until the provider goes, so "freed exactly once"
-// can be checked at the end. Registered the NDIS way.
-class LedgerProvider {
-public:
-    struct Context {
-        LedgerProvider* owner;
-        void* memory;
-        std::atomic<int> frees{0};
-    };
-
-    LedgerProvider() {
-        NdisZeroMemory(&chars_, sizeof(chars_));
-        chars_.Header.Type = NDIS_OBJECT_TYPE_SHARED_MEMORY_PROVIDER_CHARACTERISTICS;
-        chars_.Header.Revision = NDIS_SHARED_MEMORY_PROVIDER_CHARACTERISTICS_REVISION_1;
-        chars_.Header.Size = NDIS_SIZEOF_SHARED_MEMORY_PROVIDER_CHARACTERISTICS_REVISION_1;
-        chars_.ProviderContext = this;
-        chars_.AllocateSharedMemoryHandler = [](NDIS_HANDLE self, PNDIS_SHARED_MEMORY_PARAMETERS p,
-                                                PNDIS_HANDLE out) {
-            return static_cast<LedgerProvider*>(self)->allocate(p, out);
-        };
-        chars_.FreeSharedMemoryHandler = [](NDIS_HANDLE self, NDIS_HANDLE ctx) {
-            static_cast<LedgerProvider*>(self)->free(static_cast<Context*>(ctx));
-        };
-    }
-    ~LedgerProvider() {
-        for (auto& c : ledger_)
-            if (c->frees.load() == 0) std::free(c->memory);
-    }
-    NDIS_STATUS register_on(NDIS_HANDLE binding) {
-        return NdisSetOptionalHandlers(binding, reinterpret_cast<PNDIS_DRIVER_OPTIONAL_HANDLERS>(&chars_));
-    }
-    bool owns(const void* va) {
-        std::lock_guard lock(mu_);
-        return memory_.count(va) != 0;
-    }
-    uint64_t handed_out() {
-        std::lock_guard lock(mu_);
-        return ledger_.size();
-    }
-    uint64_t not_freed_exactly_once() {
-        std::lock_guard lock(mu_);
-        uint64_t n = 0;
-        for (auto& c : ledger_)
-            if (c->frees.load() != 1) ++n;
-        return n;
-    }
-    uint64_t foreign_frees() const { return foreign_frees_.load(); }
-
-private:
-    NDIS_STATUS allocate(PNDIS_SHARED_MEMORY_PARAMETERS p, PNDIS_HANDLE out) {
-        if (NDISSHM_SG_LIST_CAPACITY(p->SGListBufferLength) < 1) return NDIS_STATUS_BUFFER_TOO_SHORT;
-        const size_t bytes = (size_t{p->Length} + PAGE_SIZE - 1) / PAGE_SIZE * PAGE_SIZE;
-        void* memory = std::aligned_alloc(PAGE_SIZE, bytes);
-        if (memory == nullptr) return NDIS_STATUS_RESOURCES;
-        std::memset(memory, 0, bytes);
-        auto ctx = std::make_unique<Context>();
-        ctx->owner = this;
-        ctx->memory = memory;
-        p->VirtualAddress = memory;
-        p->SGListBuffer->NumberOfElements = 1;
-        p->SGListBuffer->Elements[0].Address.QuadPart =
-            static_cast<LONGLONG>(reinterpret_cast<uintptr_t>(memory));
-        p->SGListBuffer->Elements[0].Length = p->Length;
-        p->SGListBuffer->Elements[0].Reserved = 0;
-        *out = ctx.get();
-        std::lock_guard lock(mu_);
-        memory_.insert(memory);
-        ledger_.push_back(std::move(ctx));
-        return NDIS_STATUS_SUCCESS;
-    }
-    void free(Context* ctx) {
-        if (ctx->owner != this) {
-            foreign_frees_.fetch_add(1);
-            return;
-        }
-        if (ctx->frees.fetch_add(1) != 0) return;  // counted; not_freed_exactly_once() reports it
-        {
-            std::lock_guard lock(mu_);
-            memory_.erase(ctx->memory);
-        }
-        std::free(ctx->memory);
-    }
-
-    NDIS_SHARED_MEMORY_PROVIDER_CHARACTERISTICS chars_;
-    std::mutex mu_;
-    std::vector<std::unique_ptr<Context>> ledger_;
-    std::unordered_set<const void*> memory_;
-    std::atomic<uint64_t> foreign_frees_{0};
-};
+// The tests' provider keeps the ledger: each context it hands out is counted
+// when it comes back, so "freed exactly once" can be checked at the end, and
+// it knows which memory is its own. Registered the NDIS way.
+bool owns(const TestProvider& provider, const void* va) { return provider.owns_memory(va); }
+uint64_t foreign_frees(const TestProvider& provider) {
+    return provider.unknown_frees() + provider.wrong_provider_context();
+}
 
 TEST(LifecycleStress, AdaptersInParallelWhileQueuesAndBindingsComeAndGo) {
     ndisshm_runtime* rt = make_runtime();
@@ -147,7 +64,7 @@ TEST(LifecycleStress, AdaptersInParallelWhileQueuesAndBindingsComeAndGo) {
     }
     // Adapter 1 is served by a provider of ours for the whole test; 0 and 2
     // by the default provider.
-    LedgerProvider steady_provider;
+    TestProvider steady_provider;
     NDIS_HANDLE steady_binding = nullptr;
     ASSERT_EQ(ndisshm_binding_create(adapters[1], "vswitch", &steady_binding), NDIS_STATUS_SUCCESS);
     ASSERT_EQ(steady_provider.register_on(steady_binding), NDIS_STATUS_SUCCESS);
@@ -191,7 +108,7 @@ TEST(LifecycleStress, AdaptersInParallelWhileQueuesAndBindingsComeAndGo) {
                     failures.add("nic" + std::to_string(idx) + ": " + ndisshm_status_name(a.status));
                     continue;
                 }
-                if (idx == 1 && !steady_provider.owns(a.va))
+                if (idx == 1 && !owns(steady_provider, a.va))
                     failures.add("nic1's block is not its provider's");
                 const uint64_t stamp = (uint64_t(idx) << 56) | ++serial;
                 std::memcpy(a.va, &stamp, sizeof(stamp));
@@ -231,7 +148,7 @@ TEST(LifecycleStress, AdaptersInParallelWhileQueuesAndBindingsComeAndGo) {
                     failures.add(std::string("allocation on a new queue: ") + ndisshm_status_name(a.status));
                     continue;
                 }
-                if (j == 1 && !steady_provider.owns(a.va))
+                if (j == 1 && !owns(steady_provider, a.va))
                     failures.add("new queue of nic1 not served by its provider");
                 a.va[0] = 0x5a;
                 blocks.push_back(a.handle);
@@ -268,14 +185,14 @@ TEST(LifecycleStress, AdaptersInParallelWhileQueuesAndBindingsComeAndGo) {
                 if (nic != nullptr) ndisshm_adapter_destroy(nic);
                 continue;
             }
-            LedgerProvider provider;
+            TestProvider provider;
             if (provider.register_on(vswitch) != NDIS_STATUS_SUCCESS)
                 failures.add("NdisSetOptionalHandlers failed");
             std::vector<NDIS_HANDLE> mine;
             for (int b = 0; b < 3; ++b) {
                 Allocation a = allocate(nic, b % 2 == 0 ? 1 : NDIS_DEFAULT_RECEIVE_QUEUE_ID,
                                         NdisSharedMemoryUsageReceive, 8192);
-                if (a.status != NDIS_STATUS_SUCCESS || !provider.owns(a.va)) {
+                if (a.status != NDIS_STATUS_SUCCESS || !owns(provider, a.va)) {
                     failures.add("churn adapter's block not from its provider");
                     if (a.status == NDIS_STATUS_SUCCESS) NdisFreeSharedMemory(nic, a.handle);
                     continue;
@@ -284,8 +201,8 @@ TEST(LifecycleStress, AdaptersInParallelWhileQueuesAndBindingsComeAndGo) {
             }
             for (NDIS_HANDLE h : mine) NdisFreeSharedMemory(nic, h);
             ndisshm_binding_destroy(vswitch);
-            if (provider.handed_out() != mine.size() || provider.not_freed_exactly_once() != 0 ||
-                provider.foreign_frees() != 0)
+            if (provider.handed_out() != mine.size() || provider.contexts_not_freed_exactly_once() != 0 ||
+                foreign_frees(provider) != 0)
                 failures.add("churn provider: a context not freed exactly once");
             // Without a provider the adapter is served by the default one.
             ndisshm_adapter_stats st{};
@@ -293,7 +210,7 @@ TEST(LifecycleStress, AdaptersInParallelWhileQueuesAndBindingsComeAndGo) {
                 st.bindings != 0)
                 failures.add("churn adapter still has its binding after ndisshm_binding_destroy");
             Allocation a = allocate(nic, 1, NdisSharedMemoryUsageReceive, 4096);
-            if (a.status != NDIS_STATUS_SUCCESS || provider.owns(a.va)) {
+            if (a.status != NDIS_STATUS_SUCCESS || owns(provider, a.va)) {
                 failures.add("churn adapter without a provider");
             } else {
                 NdisFreeSharedMemory(nic, a.handle);
@@ -325,8 +242,8 @@ TEST(LifecycleStress, AdaptersInParallelWhileQueuesAndBindingsComeAndGo) {
         EXPECT_EQ(st.has_provider, i == 1 ? 1 : 0) << "nic" << i;
     }
     EXPECT_EQ(steady_provider.handed_out(), allocations[1].load() + churn_allocations[1].load());
-    EXPECT_EQ(steady_provider.not_freed_exactly_once(), 0u);
-    EXPECT_EQ(steady_provider.foreign_frees(), 0u);
+    EXPECT_EQ(steady_provider.contexts_not_freed_exactly_once(), 0u);
+    EXPECT_EQ(foreign_frees(steady_provider), 0u);
     EXPECT_EQ(all_violations(rt), 0u);
 
     ndisshm_binding_destroy(steady_binding);
@@ -346,52 +263,23 @@ TEST(LifecycleStress, AdaptersInParallelWhileQueuesAndBindingsComeAndGo) {
 //
 // The provider's free handler holds the call open (up to kHold) and looks,
 // before returning, whether destroy has already returned.
-class HoldingProvider {
-public:
+// The tests' provider, whose free handler holds the call open (up to kHold)
+// and looks, before returning, whether destroy has already returned.
+struct HoldingProvider : TestProvider {
     static constexpr auto kHold = std::chrono::milliseconds(300);
 
     HoldingProvider() {
-        NdisZeroMemory(&chars_, sizeof(chars_));
-        chars_.Header.Type = NDIS_OBJECT_TYPE_SHARED_MEMORY_PROVIDER_CHARACTERISTICS;
-        chars_.Header.Revision = NDIS_SHARED_MEMORY_PROVIDER_CHARACTERISTICS_REVISION_1;
-        chars_.Header.Size = NDIS_SIZEOF_SHARED_MEMORY_PROVIDER_CHARACTERISTICS_REVISION_1;
-        chars_.ProviderContext = this;
-        chars_.AllocateSharedMemoryHandler = [](NDIS_HANDLE self, PNDIS_SHARED_MEMORY_PARAMETERS p,
-                                                PNDIS_HANDLE out) {
-            auto* me = static_cast<HoldingProvider*>(self);
-            if (NDISSHM_SG_LIST_CAPACITY(p->SGListBufferLength) < 1) return NDIS_STATUS_BUFFER_TOO_SHORT;
-            p->VirtualAddress = me->page_;
-            p->SGListBuffer->NumberOfElements = 1;
-            p->SGListBuffer->Elements[0].Address.QuadPart =
-                static_cast<LONGLONG>(reinterpret_cast<uintptr_t>(me->page_));
-            p->SGListBuffer->Elements[0].Length = PAGE_SIZE;
-            *out = &me->context_;
-            return NDIS_STATUS_SUCCESS;
-        };
-        chars_.FreeSharedMemoryHandler = [](NDIS_HANDLE self, NDIS_HANDLE ctx) {
-            auto* me = static_cast<HoldingProvider*>(self);
-            if (ctx != &me->context_) me->foreign_free.store(true);
-            me->in_free.store(true);
+        on_free = [this](NDIS_HANDLE) {
+            in_free.store(true);
             const auto until = std::chrono::steady_clock::now() + kHold;
-            while (!me->destroy_returned.load() && std::chrono::steady_clock::now() < until)
+            while (!destroy_returned.load() && std::chrono::steady_clock::now() < until)
                 std::this_thread::sleep_for(std::chrono::milliseconds(1));
             // Still inside NDIS's call into us: destroy must not have returned.
-            if (me->destroy_returned.load()) me->called_after_detach.store(true);
-            me->frees.fetch_add(1);
+            if (destroy_returned.load()) called_after_detach.store(true);
         };
     }
-    NDIS_STATUS register_on(NDIS_HANDLE binding) {
-        return NdisSetOptionalHandlers(binding, reinterpret_cast<PNDIS_DRIVER_OPTIONAL_HANDLERS>(&chars_));
-    }
 
-    std::atomic<bool> in_free{false}, destroy_returned{false}, called_after_detach{false},
-        foreign_free{false};
-    std::atomic<int> frees{0};
-
-private:
-    NDIS_SHARED_MEMORY_PROVIDER_CHARACTERISTICS chars_;
-    alignas(PAGE_SIZE) unsigned char page_[PAGE_SIZE] = {};
-    int context_ = 0;
+    std::atomic<bool> in_free{false}, destroy_returned{false}, called_after_detach{false};
 };
 
 TEST(LifecycleStressProviderDetach, BindingDestroyDoesNotReturnWhileItsFreeHandlerIsStillRunning) {
@@ -421,8 +309,8 @@ TEST(LifecycleStressProviderDetach, BindingDestroyDoesNotReturnWhileItsFreeHandl
            "(a free that NdisFreeSharedMemory had already unlinked); a filter that frees its provider "
            "context "
            "after detaching would be used after free";
-    EXPECT_EQ(provider->frees.load(), 1);
-    EXPECT_FALSE(provider->foreign_free.load());
+    EXPECT_EQ(provider->times_freed(provider->context_of(0)), 1);
+    EXPECT_EQ(provider->bad_frees(), 0);
     // The block was being freed, not left outstanding: no violation.
     EXPECT_EQ(all_violations(rt), 0u);
     ndisshm_adapter_stats st{};
@@ -447,54 +335,20 @@ TEST(LifecycleStressProviderDetach, BindingDestroyDoesNotReturnWhileItsFreeHandl
 // The provider's free handler, called by the reclaim, lets the other thread's
 // allocation run to completion before it returns, which puts that allocation
 // in the window deterministically.
-class ReclaimGateProvider {
-public:
+struct ReclaimGateProvider : TestProvider {
     ReclaimGateProvider() {
-        NdisZeroMemory(&chars_, sizeof(chars_));
-        chars_.Header.Type = NDIS_OBJECT_TYPE_SHARED_MEMORY_PROVIDER_CHARACTERISTICS;
-        chars_.Header.Revision = NDIS_SHARED_MEMORY_PROVIDER_CHARACTERISTICS_REVISION_1;
-        chars_.Header.Size = NDIS_SIZEOF_SHARED_MEMORY_PROVIDER_CHARACTERISTICS_REVISION_1;
-        chars_.ProviderContext = this;
-        chars_.AllocateSharedMemoryHandler = [](NDIS_HANDLE self, PNDIS_SHARED_MEMORY_PARAMETERS p,
-                                                PNDIS_HANDLE out) {
-            auto* me = static_cast<ReclaimGateProvider*>(self);
-            if (NDISSHM_SG_LIST_CAPACITY(p->SGListBufferLength) < 1) return NDIS_STATUS_BUFFER_TOO_SHORT;
-            const int i = me->next_.fetch_add(1);
-            if (i >= 2) return NDIS_STATUS_RESOURCES;
-            p->VirtualAddress = me->pages_[i];
-            p->SGListBuffer->NumberOfElements = 1;
-            p->SGListBuffer->Elements[0].Address.QuadPart =
-                static_cast<LONGLONG>(reinterpret_cast<uintptr_t>(me->pages_[i]));
-            p->SGListBuffer->Elements[0].Length = PAGE_SIZE;
-            *out = &me->contexts_[i];
-            return NDIS_STATUS_SUCCESS;
-        };
-        chars_.FreeSharedMemoryHandler = [](NDIS_HANDLE self, NDIS_HANDLE ctx) {
-            auto* me = static_cast<ReclaimGateProvider*>(self);
-            const auto i = static_cast<int*>(ctx) - me->contexts_;
-            if (i < 0 || i >= 2) return;
-            me->frees_[i].fetch_add(1);
-            if (i == 0 && me->gate_.load()) {
+        on_free = [this](NDIS_HANDLE context) {
+            if (context == context_of(0) && gate_.load()) {
                 // Reclaiming the first block: the other thread allocates now.
-                me->go_.store(true);
+                go_.store(true);
                 const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-                while (!me->allocated_.load() && std::chrono::steady_clock::now() < until)
+                while (!allocated_.load() && std::chrono::steady_clock::now() < until)
                     std::this_thread::sleep_for(std::chrono::milliseconds(1));
             }
         };
     }
-    NDIS_STATUS register_on(NDIS_HANDLE binding) {
-        return NdisSetOptionalHandlers(binding, reinterpret_cast<PNDIS_DRIVER_OPTIONAL_HANDLERS>(&chars_));
-    }
 
     std::atomic<bool> gate_{false}, go_{false}, allocated_{false};
-    std::atomic<int> frees_[2] = {};
-
-private:
-    NDIS_SHARED_MEMORY_PROVIDER_CHARACTERISTICS chars_;
-    std::atomic<int> next_{0};
-    alignas(PAGE_SIZE) unsigned char pages_[2][PAGE_SIZE] = {};
-    int contexts_[2] = {};
 };
 
 TEST(LifecycleStressQueueFree, AllocationRacingAQueueFreeNeverLeavesABlockOnTheFreedQueue) {
@@ -523,7 +377,7 @@ TEST(LifecycleStressQueueFree, AllocationRacingAQueueFreeNeverLeavesABlockOnTheF
     EXPECT_EQ(ndisshm_queue_free(adapter, kQueue), NDIS_STATUS_SUCCESS);
     other.join();
     ASSERT_TRUE(provider->go_.load()) << "the queue's block was not reclaimed through the provider";
-    EXPECT_EQ(provider->frees_[0].load(), 1);
+    EXPECT_EQ(provider->times_freed(provider->context_of(0)), 1);
     EXPECT_GE(ndisshm_runtime_violation_count(rt, NDISSHM_VIOLATION_QUEUE_FREED_WITH_BLOCKS), 1u);
 
     ndisshm_usage_stats qs{};
