@@ -14,6 +14,9 @@
 #   libbpf-dev                  libxdp's base: the XDP program's loading and its XSK map
 #   iproute2                    tests/afxdp and `demo --nic afxdp`: `ip` makes their namespaces and veth pairs
 #   clang libclang-rt-14-dev    scripts/fuzz.sh: the libFuzzer targets (clang only recommends its runtimes)
+#   help2man                    the man pages, made from each command's --help (dist/)
+#   dpkg-dev                    cpack -G DEB: dpkg-shlibdeps finds the packages' dependencies (ctest packaging.deb)
+#   systemd                     systemd-analyze verify of the host's unit file (ctest packaging.deb)
 #
 #   scripts/deps.sh            install what is missing (root; the one script that installs anything)
 #   scripts/deps.sh --check    install nothing: list what is missing and fail if anything is
@@ -22,7 +25,7 @@ check_only=0
 [[ ${1:-} == --check ]] && check_only=1
 packages=(cmake ninja-build g++ libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev
           libnuma-dev python3 libdpdk-dev pkg-config doxygen libxdp-dev libbpf-dev iproute2
-          clang libclang-rt-14-dev)
+          clang libclang-rt-14-dev help2man dpkg-dev systemd)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
