@@ -14,6 +14,8 @@
 #   libbpf-dev                  libxdp's base: the XDP program's loading and its XSK map
 #   iproute2                    tests/afxdp and `demo --nic afxdp`: `ip` makes their namespaces and veth pairs
 #   clang libclang-rt-14-dev    scripts/fuzz.sh: the libFuzzer targets (clang only recommends its runtimes)
+#   prometheus-cpp-dev          `ndisshm host --metrics-listen`: the metrics and their HTTP server (prometheus-cpp)
+#   prometheus                  tests/cli: promtool check metrics, and a real Prometheus server scraping a host
 #   help2man                    the man pages, made from each command's --help (dist/)
 #   dpkg-dev                    cpack -G DEB: dpkg-shlibdeps finds the packages' dependencies (ctest packaging.deb)
 #   systemd                     systemd-analyze verify of the host's unit file (ctest packaging.deb)
@@ -25,7 +27,8 @@ check_only=0
 [[ ${1:-} == --check ]] && check_only=1
 packages=(cmake ninja-build g++ libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev
           libnuma-dev python3 libdpdk-dev pkg-config doxygen libxdp-dev libbpf-dev iproute2
-          clang libclang-rt-14-dev help2man dpkg-dev systemd)
+          clang libclang-rt-14-dev help2man dpkg-dev systemd
+          prometheus-cpp-dev prometheus)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "metrics.hpp"
 #include "signals.hpp"
 #include "units.hpp"
 
@@ -86,6 +87,29 @@ int run_host(const HostOptions& o) {
     std::fprintf(ready, "ndisshm host: listening on %s (control: %s)\n", socket.c_str(), host->control_path().c_str());
     std::fflush(ready);
 
+    // Each scrape takes a fresh snapshot: the same JSON `ndisshm stat` reads.
+    std::unique_ptr<MetricsServer> metrics;
+    if (!o.metrics_listen.empty()) {
+        ndisshm_hub* hub = host->hub();
+        std::string error;
+        metrics = MetricsServer::start(
+            o.metrics_listen,
+            [hub] {
+                std::string text(ndisshm_hub_snapshot_json(hub, nullptr, 0) + 1, '\0');
+                text.resize(ndisshm_hub_snapshot_json(hub, text.data(), text.size()));
+                return nlohmann::json::parse(text);
+            },
+            &error);
+        if (!metrics) {
+            std::fprintf(stderr, "ndisshm host: %s\n", error.c_str());
+            host->shut_down();
+            return 1;
+        }
+        std::fprintf(ready, "ndisshm host: metrics on http://%s/metrics (port %d)\n", o.metrics_listen.c_str(),
+                     metrics->port());
+        std::fflush(ready);
+    }
+
     std::unique_ptr<TrafficGenerator> gen;
     if (o.rate_pps != 0)
         gen = std::make_unique<TrafficGenerator>(host->hub(), TrafficOptions{o.packet_sizes, o.rate_pps, o.batch});
@@ -105,6 +129,7 @@ int run_host(const HostOptions& o) {
         sent += gen->run(Path::ZeroCopy, kSliceS, stop).total.packets;
     }
     if (stop_signal() != 0) log("signal " + std::to_string(stop_signal()) + ": shutting down");
+    metrics.reset();  // no scrape may read the hub while it shuts down
     ndisshm_hub_stats h;
     ndisshm_hub_get_stats(host->hub(), &h);
     const double uptime = elapsed();

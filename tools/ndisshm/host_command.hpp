@@ -23,6 +23,7 @@ struct HostOptions {
     double duration_s = 0;  // 0: until a signal
     bool json = false;      // the final summary as JSON on stdout
     bool quiet = false;     // no log lines on stderr
+    std::string metrics_listen;  // "ADDR:PORT": serve Prometheus metrics at /metrics; empty: none
 };
 
 // 0: shut down clean (nothing left outstanding, no verifier finding);

@@ -211,6 +211,10 @@ void add_host(CLI::App& app, HostOptions& o) {
         ->capture_default_str();
     host->add_flag("--json", o.json, "Print the final summary as JSON on stdout");
     host->add_flag("--quiet,-q", o.quiet, "No log lines on stderr (guests coming and going)");
+    host->add_option("--metrics-listen", o.metrics_listen,
+                     "Serve Prometheus metrics (the books and the data path) at http://ADDR:PORT/metrics; "
+                     "PORT 0 picks a free one")
+        ->type_name("ADDR:PORT");
     o.host.slot_bytes = 0;  // 0 until given: derived from the packet sizes below
     host->callback([&o] {
         if (o.host.slot_bytes == 0) o.host.slot_bytes = std::min(slot_bytes_for(o.packet_sizes), o.host.block_bytes);
@@ -237,7 +241,11 @@ void add_stat(CLI::App& app, StatOptions& o) {
         "Exit status: 0 shown; 1 no host answered (the reason on stderr); 2 bad usage.");
     stat->add_option("--socket", o.socket,
                      "The host's guest socket or control socket (default: host.sock in the default directory)");
-    stat->add_flag("--json", o.json, "Print the host's JSON as it came, one line per refresh");
+    stat->add_flag("--json", o.json, "Print the host's JSON as it came, one line per refresh (= --format json)");
+    stat->add_option("--format", o.format,
+                     "table; json (the host's JSON as it came); prometheus (text exposition format 0.0.4, as "
+                     "'host --metrics-listen' serves it); openmetrics (OpenMetrics 1.0 text)")
+        ->check(CLI::IsMember({"table", "json", "prometheus", "openmetrics"}));
     stat->add_option("--watch", o.watch_s, "Refresh every so many seconds until Ctrl-C")->check(CLI::Range(0.1, 3600.0));
     stat->add_option("--count", o.count, "With --watch: stop after this many refreshes (0: never)")
         ->capture_default_str();

@@ -10,6 +10,7 @@
 #include <string>
 #include <thread>
 
+#include "metrics.hpp"
 #include "signals.hpp"
 #include "table.hpp"
 #include "units.hpp"
@@ -160,15 +161,24 @@ int run_stat(const StatOptions& o) {
         try {
             // --json passes the host's reply on unchanged; one line each, so
             // --watch --json is a stream of JSON lines.
-            text = o.json ? json::parse(reply).dump() + "\n" : render_snapshot(reply);
+            const bool as_json = o.json || o.format == "json";
+            if (as_json)
+                text = json::parse(reply).dump() + "\n";
+            else if (o.format == "prometheus")
+                text = prometheus_text(json::parse(reply));
+            else if (o.format == "openmetrics")
+                text = openmetrics_text(json::parse(reply));
+            else
+                text = render_snapshot(reply);
         } catch (const std::exception& e) {
             std::fprintf(stderr, "ndisshm stat: the host's reply is not a snapshot: %s\n", e.what());
             return 1;
         }
         // Watching on a terminal: redraw from the top, as top(1) does.
-        if (o.watch_s > 0 && tty && !o.json) std::fputs("\033[H\033[2J", stdout);
+        const bool table = !o.json && o.format == "table";
+        if (o.watch_s > 0 && tty && table) std::fputs("\033[H\033[2J", stdout);
         std::fputs(text.c_str(), stdout);
-        if (o.watch_s > 0 && !tty && !o.json) std::fputs("\n", stdout);
+        if (o.watch_s > 0 && !tty && table) std::fputs("\n", stdout);
         std::fflush(stdout);
         ++shown;
         if (o.watch_s <= 0 || (o.count != 0 && shown >= o.count)) return 0;

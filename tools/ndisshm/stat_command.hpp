@@ -12,6 +12,7 @@ namespace ndisshm::cli {
 struct StatOptions {
     std::string socket;      // the host's guest socket or control socket; empty: the default
     bool json = false;       // the host's JSON as it came (one line per refresh with --watch)
+    std::string format = "table";  // table, json (= --json), prometheus, openmetrics
     double watch_s = 0;      // > 0: refresh every so many seconds until Ctrl-C
     unsigned count = 0;      // with --watch: stop after this many refreshes (0: never)
     int timeout_ms = 2000;   // for each query
