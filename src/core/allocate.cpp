@@ -126,170 +126,228 @@ NDIS_STATUS Runtime::validate(PNDIS_SHARED_MEMORY_PARAMETERS p, PNDIS_HANDLE out
     return NDIS_STATUS_SUCCESS;
 }
 
-NDIS_STATUS Runtime::allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p, PNDIS_HANDLE out, CallSite site) {
-    const ViolationSite vsite{site.file, site.line};
+// One NdisAllocateSharedMemory call as it goes through its steps, so that
+// whichever step refuses, refuse() knows exactly what to give back.
+struct Runtime::AllocCall {
+    AllocCall(Adapter* a, PNDIS_SHARED_MEMORY_PARAMETERS params, PNDIS_HANDLE handle_out, CallSite call_site,
+              unsigned book_index)
+        : adapter(a), p(params), out(handle_out), site(call_site), s(book_index), book(a->books[book_index]) {}
+    Adapter* adapter;
+    PNDIS_SHARED_MEMORY_PARAMETERS p;
+    PNDIS_HANDLE out;
+    CallSite site;
+    // The book of the CPU this call starts on: everything the call counts is
+    // counted there, and the block it makes stays there.
+    unsigned s;
+    Book& book;
+    bool readable = false;  // p's fields can be read (for failure accounting)
     ndisshm_violation_kind kind{};
-    std::string why;
-    bool readable = false;
-    NDIS_STATUS status = NDIS_STATUS_SUCCESS;
-    // The book of the CPU this call starts on: everything the call counts is counted there, and the
-    // block it makes stays there.
-    const unsigned s = book_here(adapter->book_count);
-    Book& book = adapter->books[s];
-    // p->Length counted in pending_bytes of this book, for the adapter and for
-    // admitted_queue. free_queue waits for a queue's pending bytes to go, so
-    // admitted_queue lives while this is true.
+    // Admitted: `len` counted in pending_bytes of this book, for the adapter
+    // and for `queue`. free_queue waits for a queue's pending bytes to go, so
+    // `queue` lives while this is true.
     bool admitted = false;
-    Queue* admitted_queue = nullptr;
-    auto fail = [&](NDIS_STATUS st, bool report, ndisshm_violation_kind k, const std::string& msg) {
-        {
-            std::lock_guard lock(book.mu);
-            if (admitted) {
-                const uint64_t len = p->Length;
-                book.pending_bytes -= len;
-                adapter->cap.uncharge(len);
-                admitted_queue->books[s].pending_bytes -= len;
-                admitted_queue->cap.uncharge(len);
-            }
-            ++book.total.failures;
-            if (readable && p->PreferredNode < NDISSHM_MAX_NODES) ++book.by_node[p->PreferredNode].failures;
-            if (readable && raw_usage(p) < NdisSharedMemoryUsageMax) ++book.by_usage[raw_usage(p)].failures;
-            if (readable) {
-                auto it = adapter->queues.find(p->QueueId);
-                if (it != adapter->queues.end()) ++it->second->books[s].stats.failures;
-            }
+    uint64_t len = 0;
+    Queue* queue = nullptr;
+    Binding* binding = nullptr;  // nullptr: the default provider
+    providers::Provider* provider = nullptr;
+    bool in_flight = false;  // a call counted on `binding`
+    providers::Request req;
+    providers::Grant grant;
+    bool granted = false;  // the provider holds a block for grant.token
+    ULONG capacity = 0;
+    Block* block = nullptr;
+
+    const std::string& provider_name() const {
+        static const std::string kDefaultName = "default";
+        return binding != nullptr ? binding->name : kDefaultName;
+    }
+};
+
+// The one undo path: gives back what the steps so far took (the provider's
+// block, the call counted on its binding, the admitted bytes), counts the
+// failure and reports it.
+NDIS_STATUS Runtime::refuse(AllocCall& c, NDIS_STATUS status, bool report, ndisshm_violation_kind kind,
+                            const std::string& message) {
+    PNDIS_SHARED_MEMORY_PARAMETERS p = c.p;
+    if (c.granted) {
+        c.provider->free(c.grant.token);
+        p->VirtualAddress = nullptr;
+        p->Length = static_cast<ULONG>(c.req.length);
+    }
+    if (c.in_flight) c.binding->leave(c.s);
+    {
+        std::lock_guard lock(c.book.mu);
+        if (c.admitted) {
+            c.book.pending_bytes -= c.len;
+            c.adapter->cap.uncharge(c.len);
+            c.queue->books[c.s].pending_bytes -= c.len;
+            c.queue->cap.uncharge(c.len);
         }
-        if (report) verifier_.report(k, kAlloc, adapter, nullptr, vsite, msg + " on " + describe(adapter));
-        return st;
-    };
-    if (verifier_.enabled() && current_irql() != PASSIVE_LEVEL) {
+        ++c.book.total.failures;
+        if (c.readable && p->PreferredNode < NDISSHM_MAX_NODES) ++c.book.by_node[p->PreferredNode].failures;
+        if (c.readable && raw_usage(p) < NdisSharedMemoryUsageMax) ++c.book.by_usage[raw_usage(p)].failures;
+        if (c.readable) {
+            auto it = c.adapter->queues.find(p->QueueId);
+            if (it != c.adapter->queues.end()) ++it->second->books[c.s].stats.failures;
+        }
+    }
+    if (report)
+        verifier_.report(kind, kAlloc, c.adapter, nullptr, {c.site.file, c.site.line},
+                         message + " on " + describe(c.adapter));
+    return status;
+}
+
+NDIS_STATUS Runtime::allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p, PNDIS_HANDLE out, CallSite site) {
+    const unsigned s = book_here(adapter->book_count);
+    AllocCall c(adapter, p, out, site, s);
+    NDIS_STATUS status = admit(c);
+    if (status == NDIS_STATUS_SUCCESS) status = ask_provider(c);
+    if (status == NDIS_STATUS_SUCCESS) status = check_grant(c);
+    if (status == NDIS_STATUS_SUCCESS) status = link(c);
+    return status;
+}
+
+// Step 1: the caller (IRQL, parameters) without touching the books, then the
+// queue and the caps under this CPU's book lock, and the provider serving the
+// adapter now, with the call counted on its binding.
+NDIS_STATUS Runtime::admit(AllocCall& c) {
+    PNDIS_SHARED_MEMORY_PARAMETERS p = c.p;
+    if (verifier_.enabled() && current_irql() != PASSIVE_LEVEL) [[unlikely]] {
         // Counted as a failure like any refusal, by usage and queue where the
         // header says the structure holds them.
-        readable = p != nullptr && p->Header.Type == NDIS_OBJECT_TYPE_DEFAULT &&
-                   ((p->Header.Revision == NDIS_SHARED_MEMORY_PARAMETERS_REVISION_1 &&
-                     p->Header.Size >= NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_1) ||
-                    (p->Header.Revision == NDIS_SHARED_MEMORY_PARAMETERS_REVISION_2 &&
-                     p->Header.Size >= NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_2));
-        return fail(NDIS_STATUS_FAILURE, true, NDISSHM_VIOLATION_IRQL,
-                    "called at IRQL " + std::to_string(current_irql()) + "; it must be called at PASSIVE_LEVEL");
+        c.readable = p != nullptr && p->Header.Type == NDIS_OBJECT_TYPE_DEFAULT &&
+                     ((p->Header.Revision == NDIS_SHARED_MEMORY_PARAMETERS_REVISION_1 &&
+                       p->Header.Size >= NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_1) ||
+                      (p->Header.Revision == NDIS_SHARED_MEMORY_PARAMETERS_REVISION_2 &&
+                       p->Header.Size >= NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_2));
+        return refuse(c, NDIS_STATUS_FAILURE, true, NDISSHM_VIOLATION_IRQL,
+                      "called at IRQL " + std::to_string(current_irql()) + "; it must be called at PASSIVE_LEVEL");
     }
-    status = validate(p, out, &readable, &kind, &why);
-    if (status != NDIS_STATUS_SUCCESS) return fail(status, true, kind, why);
+    std::string why;
+    const NDIS_STATUS status = validate(p, c.out, &c.readable, &c.kind, &why);
+    if (status != NDIS_STATUS_SUCCESS) [[unlikely]]
+        return refuse(c, status, true, c.kind, why);
 
-    Binding* binding;
-    providers::Provider* provider;
-    {
-        std::unique_lock lock(book.mu);
-        auto q = adapter->queues.find(p->QueueId);
-        if (q == adapter->queues.end() || q->second->closing) {
-            lock.unlock();
-            return fail(NDIS_STATUS_INVALID_PARAMETER, true, NDISSHM_VIOLATION_BAD_PARAMETERS,
-                        "QueueId " + std::to_string(p->QueueId) + " is not a receive queue");
-        }
-        if (!q->second->complete) {
-            lock.unlock();
-            return fail(NDIS_STATUS_INVALID_PARAMETER, true, NDISSHM_VIOLATION_BAD_PARAMETERS,
-                        "queue " + std::to_string(p->QueueId) +
-                            " is allocated but its allocation has not completed; shared memory for a queue is "
-                            "allocated after OID_RECEIVE_FILTER_QUEUE_ALLOCATION_COMPLETE");
-        }
-        // Caps count what is outstanding plus what other threads are being
-        // given right now, so two racing calls cannot both slip under one.
-        Queue& queue = *q->second;
-        const uint64_t len = p->Length;
-        const char* over = nullptr;
-        uint64_t limit = 0, used = 0;
-        if (!adapter->cap.admit(len, &used)) {
-            over = "adapter";
-            limit = adapter->cap.limit;
-        } else if (!queue.cap.admit(len, &used)) {
-            adapter->cap.uncharge(len);
-            over = "queue";
-            limit = queue.cap.limit;
-        }
-        if (over != nullptr) {
-            lock.unlock();
-            verifier_.log(kAlloc, "NDIS_STATUS_RESOURCES: " + std::to_string(len) + " bytes for queue " +
-                                      std::to_string(p->QueueId) + " would exceed the " + over + " limit of " +
-                                      std::to_string(limit) + " bytes (" + std::to_string(used) +
-                                      " outstanding) on " + describe(adapter));
-            return fail(NDIS_STATUS_RESOURCES, false, kind, {});
-        }
-        book.pending_bytes += len;
-        queue.books[s].pending_bytes += len;
-        admitted = true;
-        admitted_queue = &queue;
-        binding = adapter->provider_binding;
-        if (binding != nullptr) binding->enter(s);
-        provider = binding != nullptr ? binding->provider.get() : default_provider_.get();
+    std::unique_lock lock(c.book.mu);
+    auto q = c.adapter->queues.find(p->QueueId);
+    if (q == c.adapter->queues.end() || q->second->closing) [[unlikely]] {
+        lock.unlock();
+        return refuse(c, NDIS_STATUS_INVALID_PARAMETER, true, NDISSHM_VIOLATION_BAD_PARAMETERS,
+                      "QueueId " + std::to_string(p->QueueId) + " is not a receive queue");
     }
-    const bool native = binding != nullptr && binding->native;
-    static const std::string kDefaultName = "default";
-    const std::string& provider_name = binding != nullptr ? binding->name : kDefaultName;
-    auto done_in_flight = [&] {
-        if (binding != nullptr) binding->leave(s);
-    };
+    if (!q->second->complete) [[unlikely]] {
+        lock.unlock();
+        return refuse(c, NDIS_STATUS_INVALID_PARAMETER, true, NDISSHM_VIOLATION_BAD_PARAMETERS,
+                      "queue " + std::to_string(p->QueueId) +
+                          " is allocated but its allocation has not completed; shared memory for a queue is "
+                          "allocated after OID_RECEIVE_FILTER_QUEUE_ALLOCATION_COMPLETE");
+    }
+    // Caps count what is outstanding plus what other threads are being given
+    // right now, so two racing calls cannot both slip under one.
+    Queue& queue = *q->second;
+    const uint64_t len = p->Length;
+    const char* over = nullptr;
+    uint64_t limit = 0, used = 0;
+    if (!c.adapter->cap.admit(len, &used)) {
+        over = "adapter";
+        limit = c.adapter->cap.limit;
+    } else if (!queue.cap.admit(len, &used)) {
+        c.adapter->cap.uncharge(len);
+        over = "queue";
+        limit = queue.cap.limit;
+    }
+    if (over != nullptr) [[unlikely]] {
+        lock.unlock();
+        verifier_.log(kAlloc, "NDIS_STATUS_RESOURCES: " + std::to_string(len) + " bytes for queue " +
+                                  std::to_string(p->QueueId) + " would exceed the " + over + " limit of " +
+                                  std::to_string(limit) + " bytes (" + std::to_string(used) + " outstanding) on " +
+                                  describe(c.adapter));
+        return refuse(c, NDIS_STATUS_RESOURCES, false, c.kind, {});
+    }
+    c.book.pending_bytes += len;
+    queue.books[c.s].pending_bytes += len;
+    c.admitted = true;
+    c.len = len;
+    c.queue = &queue;
+    c.binding = c.adapter->provider_binding;
+    if (c.binding != nullptr) {
+        c.binding->enter(c.s);
+        c.in_flight = true;
+    }
+    c.provider = c.binding != nullptr ? c.binding->provider.get() : default_provider_.get();
+    return NDIS_STATUS_SUCCESS;
+}
 
+// Step 2: the provider, with no lock held; its refusal comes back as its status.
+NDIS_STATUS Runtime::ask_provider(AllocCall& c) {
+    PNDIS_SHARED_MEMORY_PARAMETERS p = c.p;
     p->SharedMemoryHandle = nullptr;
     p->VirtualAddress = nullptr;
-    *out = nullptr;
-    const ULONG capacity = NDISSHM_SG_LIST_CAPACITY(p->SGListBufferLength);
-    BufferSink sink(p->SGListBuffer, capacity);
-    providers::Request req;
-    req.length = p->Length;
-    req.contiguous = (p->Flags & NDIS_SHARED_MEM_PARAMETERS_CONTIGUOUS) != 0;
-    req.queue_id = p->QueueId;
-    req.usage = static_cast<uint32_t>(p->Usage);
-    req.preferred_node = p->PreferredNode;
-    req.vport_id = p->Header.Revision >= NDIS_SHARED_MEMORY_PARAMETERS_REVISION_2 ? p->VPortId : 0;
-    req.native = p;
-    providers::Grant grant;
-    providers::ProviderStatus ps = provider->allocate(req, sink, grant);
-
-    if (ps != providers::ProviderStatus::Success) {
-        done_in_flight();
-        status = to_ndis(ps, native);
-        if (status >= 0) {
-            // Success-class codes other than SUCCESS (PENDING above all) have
-            // no meaning for a synchronous call: the caller gets FAILURE.
-            return fail(NDIS_STATUS_FAILURE, true, NDISSHM_VIOLATION_PROVIDER_BAD_RESULT,
-                        "provider '" + provider_name + "' returned " + ndisshm_status_name(status) +
-                            " from its synchronous allocate handler");
-        }
-        if (ps == providers::ProviderStatus::BufferTooShort)
-            return fail(status, true, NDISSHM_VIOLATION_SG_BUFFER_TOO_SHORT,
-                        "provider '" + provider_name + "' needs " + std::to_string(p->SGListBuffer->NumberOfElements) +
-                            " SG elements, SGListBuffer holds " + std::to_string(capacity));
-        if (!grant.error.empty() && ps == providers::ProviderStatus::InvalidParameter)
-            return fail(status, true, NDISSHM_VIOLATION_BAD_PARAMETERS, grant.error);
-        if (!grant.error.empty()) verifier_.log(kAlloc, ndisshm_status_name(status) + (": " + grant.error));
-        return fail(status, false, kind, {});
-    }
-    if (grant.token == 0) {
-        done_in_flight();
-        return fail(NDIS_STATUS_FAILURE, true, NDISSHM_VIOLATION_PROVIDER_NO_CONTEXT,
-                    "provider '" + provider_name + "' returned NDIS_STATUS_SUCCESS without a context; the block "
-                    "cannot be freed and is lost to the provider");
-    }
-    // Check what the provider gave before anything is recorded.
-    std::string bad;
-    ULONG count = sink.used() ? sink.count() : p->SGListBuffer->NumberOfElements;
-    if (sink.used() && count > capacity) {
+    *c.out = nullptr;
+    c.capacity = NDISSHM_SG_LIST_CAPACITY(p->SGListBufferLength);
+    c.req.length = p->Length;
+    c.req.contiguous = (p->Flags & NDIS_SHARED_MEM_PARAMETERS_CONTIGUOUS) != 0;
+    c.req.queue_id = p->QueueId;
+    c.req.usage = static_cast<uint32_t>(p->Usage);
+    c.req.preferred_node = p->PreferredNode;
+    c.req.vport_id = p->Header.Revision >= NDIS_SHARED_MEMORY_PARAMETERS_REVISION_2 ? p->VPortId : 0;
+    c.req.native = p;
+    BufferSink sink(p->SGListBuffer, c.capacity);
+    const providers::ProviderStatus ps = c.provider->allocate(c.req, sink, c.grant);
+    if (ps != providers::ProviderStatus::Success) [[unlikely]]
+        return provider_refused(c, ps);
+    c.granted = c.grant.token != 0;
+    if (!c.granted) [[unlikely]]
+        return refuse(c, NDIS_STATUS_FAILURE, true, NDISSHM_VIOLATION_PROVIDER_NO_CONTEXT,
+                      "provider '" + c.provider_name() + "' returned NDIS_STATUS_SUCCESS without a context; the block "
+                      "cannot be freed and is lost to the provider");
+    // The ranges it gave the sink, or, for a provider that wrote the SG list
+    // itself (NDIS's handlers do), the count it wrote.
+    const ULONG count = sink.used() ? sink.count() : p->SGListBuffer->NumberOfElements;
+    if (sink.used() && count > c.capacity) [[unlikely]] {
         p->SGListBuffer->NumberOfElements = count;
-        provider->free(grant.token);
-        done_in_flight();
-        return fail(NDIS_STATUS_BUFFER_TOO_SHORT, true, NDISSHM_VIOLATION_SG_BUFFER_TOO_SHORT,
-                    "the block needs " + std::to_string(count) + " SG elements, SGListBuffer holds " +
-                        std::to_string(capacity));
+        return refuse(c, NDIS_STATUS_BUFFER_TOO_SHORT, true, NDISSHM_VIOLATION_SG_BUFFER_TOO_SHORT,
+                      "the block needs " + std::to_string(count) + " SG elements, SGListBuffer holds " +
+                          std::to_string(c.capacity));
     }
     if (sink.used()) p->SGListBuffer->NumberOfElements = count;
+    return NDIS_STATUS_SUCCESS;
+}
+
+NDIS_STATUS Runtime::provider_refused(AllocCall& c, providers::ProviderStatus ps) {
+    const bool native = c.binding != nullptr && c.binding->native;
+    const NDIS_STATUS status = to_ndis(ps, native);
+    const std::string& name = c.provider_name();
+    if (status >= 0) {
+        // Success-class codes other than SUCCESS (PENDING above all) have no
+        // meaning for a synchronous call: the caller gets FAILURE.
+        return refuse(c, NDIS_STATUS_FAILURE, true, NDISSHM_VIOLATION_PROVIDER_BAD_RESULT,
+                      "provider '" + name + "' returned " + ndisshm_status_name(status) +
+                          " from its synchronous allocate handler");
+    }
+    if (ps == providers::ProviderStatus::BufferTooShort)
+        return refuse(c, status, true, NDISSHM_VIOLATION_SG_BUFFER_TOO_SHORT,
+                      "provider '" + name + "' needs " + std::to_string(c.p->SGListBuffer->NumberOfElements) +
+                          " SG elements, SGListBuffer holds " + std::to_string(c.capacity));
+    if (!c.grant.error.empty() && ps == providers::ProviderStatus::InvalidParameter)
+        return refuse(c, status, true, NDISSHM_VIOLATION_BAD_PARAMETERS, c.grant.error);
+    if (!c.grant.error.empty()) verifier_.log(kAlloc, ndisshm_status_name(status) + (": " + c.grant.error));
+    return refuse(c, status, false, c.kind, {});
+}
+
+// Step 3: what the provider gave, before anything is recorded.
+NDIS_STATUS Runtime::check_grant(AllocCall& c) {
+    PNDIS_SHARED_MEMORY_PARAMETERS p = c.p;
+    const ULONG count = p->SGListBuffer->NumberOfElements;
+    std::string bad;
     uint64_t described = 0;
-    if (p->Length != req.length)
-        bad = "it changed Length from " + std::to_string(req.length) + " to " + std::to_string(p->Length);
-    else if (grant.virtual_address == nullptr) bad = "VirtualAddress is NULL";
-    else if (count == 0 || count > capacity)
-        bad = "SG list has " + std::to_string(count) + " elements, buffer holds " + std::to_string(capacity);
-    else if (req.contiguous && count != 1)
+    if (p->Length != c.req.length)
+        bad = "it changed Length from " + std::to_string(c.req.length) + " to " + std::to_string(p->Length);
+    else if (c.grant.virtual_address == nullptr)
+        bad = "VirtualAddress is NULL";
+    else if (count == 0 || count > c.capacity)
+        bad = "SG list has " + std::to_string(count) + " elements, buffer holds " + std::to_string(c.capacity);
+    else if (c.req.contiguous && count != 1)
         bad = "a CONTIGUOUS block is described by " + std::to_string(count) + " SG elements, not 1";
     else {
         for (ULONG i = 0; i < count; ++i) described += p->SGListBuffer->Elements[i].Length;
@@ -297,94 +355,95 @@ NDIS_STATUS Runtime::allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS p
             bad = "SG list describes " + std::to_string(described) + " bytes of the " + std::to_string(p->Length) +
                   " asked for";
     }
-    if (!bad.empty()) {
-        provider->free(grant.token);
-        done_in_flight();
-        p->VirtualAddress = nullptr;
-        p->Length = static_cast<ULONG>(req.length);
-        return fail(NDIS_STATUS_FAILURE, true, NDISSHM_VIOLATION_PROVIDER_BAD_RESULT,
-                    "provider '" + provider_name + "' returned success but " + bad + "; block freed back to it");
-    }
-    p->VirtualAddress = grant.virtual_address;
+    if (!bad.empty()) [[unlikely]]
+        return refuse(c, NDIS_STATUS_FAILURE, true, NDISSHM_VIOLATION_PROVIDER_BAD_RESULT,
+                      "provider '" + c.provider_name() + "' returned success but " + bad + "; block freed back to it");
+    p->VirtualAddress = c.grant.virtual_address;
+    return NDIS_STATUS_SUCCESS;
+}
 
-    // Links the block in this book. Without every lock (`all` false) it only
-    // goes ahead while each level stays within this book's allowance and a
-    // record is at hand; otherwise it asks to be run again with them all.
-    enum class Link { Done, Refused, NeedAll };
-    Block* b = nullptr;
+// Links the block in the call's book. Without every lock (`all` false) it
+// only goes ahead while each level stays within this book's allowance and a
+// record is at hand; otherwise it asks to be run again with them all.
+Runtime::Link Runtime::link_in_book(AllocCall& c, bool all) {
+    PNDIS_SHARED_MEMORY_PARAMETERS p = c.p;
+    Adapter* adapter = c.adapter;
+    Book& book = c.book;
+    const unsigned s = c.s;
     const uint64_t len = p->Length;
     const uint32_t usage = static_cast<uint32_t>(p->Usage);
-    const int node = grant.node >= 0 && grant.node < NDISSHM_MAX_NODES ? grant.node : -1;
-    auto link = [&](bool all) {
-        // The queue admitted: free_queue waits for its pending bytes, so it is still there, if closing.
-        Queue* queue = admitted_queue;
-        if (queue->closing) return Link::Refused;
-        QueueBook& qbook = queue->books[s];
-        if (!all && (!book.total.fits(len) || !book.by_usage[usage].fits(len) ||
-                     (node >= 0 && !book.by_node[node].fits(len)) || !qbook.stats.fits(len)))
-            return Link::NeedAll;
-        b = take_record(adapter, s, all);
-        if (b == nullptr) return all ? Link::Refused : Link::NeedAll;
-        b->binding = binding;
-        b->queue = queue;
-        b->provider = provider;
-        b->token = grant.token;
-        std::memcpy(&b->params, p, std::min<size_t>(p->Header.Size, sizeof(b->params)));
-        b->params.SharedMemoryHandle = b;
-        b->first_address = static_cast<uint64_t>(p->SGListBuffer->Elements[0].Address.QuadPart);
-        b->node = grant.node;
-        b->serial = ++book.serial;
-        b->file = site.file;
-        b->line = site.line;
-        provider_name.copy(b->provider_name, sizeof(b->provider_name) - 1);
-        b->provider_name[std::min(provider_name.size(), sizeof(b->provider_name) - 1)] = '\0';
-        book.blocks.push_back(b);
-        qbook.blocks.push_back(b);
-        if (binding != nullptr) binding->books[s].blocks.push_back(b);
-        book.pending_bytes -= len;
-        qbook.pending_bytes -= len;
-        admitted = false;
-        book.total.on_allocate(len);
-        book.by_usage[usage].on_allocate(len);
-        if (node >= 0) book.by_node[node].on_allocate(len);
-        qbook.stats.on_allocate(len);
-        if (all) {
-            const unsigned n = adapter->book_count;
-            Book* books = adapter->books.get();
-            settle_level(n, s, adapter->total_peak, [&](unsigned i) -> Tally& { return books[i].total; });
-            settle_level(n, s, adapter->usage_peak[usage],
-                         [&](unsigned i) -> Tally& { return books[i].by_usage[usage]; });
-            if (node >= 0)
-                settle_level(n, s, adapter->node_peak[node],
-                             [&](unsigned i) -> Tally& { return books[i].by_node[node]; });
-            settle_level(n, s, queue->peak, [&](unsigned i) -> Tally& { return queue->books[i].stats; });
-        }
-        b->state.store(BlockState::Live, std::memory_order_release);
-        return Link::Done;
-    };
+    const int node = c.grant.node >= 0 && c.grant.node < NDISSHM_MAX_NODES ? c.grant.node : -1;
+    // The queue admitted: free_queue waits for its pending bytes, so it is still there, if closing.
+    Queue* queue = c.queue;
+    if (queue->closing) return Link::Refused;
+    QueueBook& qbook = queue->books[s];
+    if (!all && (!book.total.fits(len) || !book.by_usage[usage].fits(len) ||
+                 (node >= 0 && !book.by_node[node].fits(len)) || !qbook.stats.fits(len)))
+        return Link::NeedAll;
+    Block* b = take_record(adapter, s, all);
+    if (b == nullptr) return all ? Link::Refused : Link::NeedAll;
+    b->binding = c.binding;
+    b->queue = queue;
+    b->provider = c.provider;
+    b->token = c.grant.token;
+    std::memcpy(&b->params, p, std::min<size_t>(p->Header.Size, sizeof(b->params)));
+    b->params.SharedMemoryHandle = b;
+    b->first_address = static_cast<uint64_t>(p->SGListBuffer->Elements[0].Address.QuadPart);
+    b->node = c.grant.node;
+    b->serial = ++book.serial;
+    b->file = c.site.file;
+    b->line = c.site.line;
+    const std::string& name = c.provider_name();
+    name.copy(b->provider_name, sizeof(b->provider_name) - 1);
+    b->provider_name[std::min(name.size(), sizeof(b->provider_name) - 1)] = '\0';
+    book.blocks.push_back(b);
+    qbook.blocks.push_back(b);
+    if (c.binding != nullptr) c.binding->books[s].blocks.push_back(b);
+    book.pending_bytes -= len;
+    qbook.pending_bytes -= len;
+    c.admitted = false;
+    book.total.on_allocate(len);
+    book.by_usage[usage].on_allocate(len);
+    if (node >= 0) book.by_node[node].on_allocate(len);
+    qbook.stats.on_allocate(len);
+    if (all) {
+        const unsigned n = adapter->book_count;
+        Book* books = adapter->books.get();
+        settle_level(n, s, adapter->total_peak, [&](unsigned i) -> Tally& { return books[i].total; });
+        settle_level(n, s, adapter->usage_peak[usage], [&](unsigned i) -> Tally& { return books[i].by_usage[usage]; });
+        if (node >= 0)
+            settle_level(n, s, adapter->node_peak[node], [&](unsigned i) -> Tally& { return books[i].by_node[node]; });
+        settle_level(n, s, queue->peak, [&](unsigned i) -> Tally& { return queue->books[i].stats; });
+    }
+    b->state.store(BlockState::Live, std::memory_order_release);
+    c.block = b;
+    return Link::Done;
+}
+
+// Step 4: into the books, under this CPU's book lock (or every book's, when a
+// level reaches a new peak or the record table is full); then the provider
+// learns the SharedMemoryHandle and the caller gets its handle.
+NDIS_STATUS Runtime::link(AllocCall& c) {
     Link linked;
     {
-        std::unique_lock lock(book.mu);
-        linked = link(false);
-        if (linked == Link::NeedAll) {
+        std::unique_lock lock(c.book.mu);
+        linked = link_in_book(c, false);
+        if (linked == Link::NeedAll) [[unlikely]] {
             lock.unlock();
-            AllBooks all(adapter);
-            linked = link(true);
+            AllBooks all(c.adapter);
+            linked = link_in_book(c, true);
         }
     }
-    if (linked != Link::Done) {
-        provider->free(grant.token);
-        done_in_flight();
-        p->VirtualAddress = nullptr;
+    if (linked != Link::Done) [[unlikely]] {
         verifier_.log(kAlloc, "NDIS_STATUS_RESOURCES: no book-keeping record left (max_blocks " +
-                                  std::to_string(table_.capacity()) + ") or queue " + std::to_string(p->QueueId) +
-                                  " was freed during the call, on " + describe(adapter));
-        return fail(NDIS_STATUS_RESOURCES, false, kind, {});
+                                  std::to_string(table_.capacity()) + ") or queue " + std::to_string(c.p->QueueId) +
+                                  " was freed during the call, on " + describe(c.adapter));
+        return refuse(c, NDIS_STATUS_RESOURCES, false, c.kind, {});
     }
-    provider->committed(grant.token, b);
-    done_in_flight();
-    p->SharedMemoryHandle = b;
-    *out = b;
+    c.provider->committed(c.grant.token, c.block);
+    if (c.in_flight) c.binding->leave(c.s);
+    c.p->SharedMemoryHandle = c.block;
+    *c.out = c.block;
     return NDIS_STATUS_SUCCESS;
 }
 

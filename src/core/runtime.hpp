@@ -99,6 +99,20 @@ private:
     NDIS_STATUS validate(PNDIS_SHARED_MEMORY_PARAMETERS p, PNDIS_HANDLE out, bool* readable,
                          ndisshm_violation_kind* kind, std::string* why);
 
+    // allocate() by step (allocate.cpp): admit the call, ask the provider,
+    // check what it granted, link the block into the books. Each returns
+    // SUCCESS to go on, or what refuse(), the one undo path, returned.
+    struct AllocCall;
+    enum class Link { Done, Refused, NeedAll };
+    NDIS_STATUS admit(AllocCall& c);
+    NDIS_STATUS ask_provider(AllocCall& c);
+    NDIS_STATUS check_grant(AllocCall& c);
+    NDIS_STATUS link(AllocCall& c);
+    Link link_in_book(AllocCall& c, bool all);
+    [[gnu::cold]] [[gnu::noinline]] NDIS_STATUS provider_refused(AllocCall& c, providers::ProviderStatus ps);
+    [[gnu::cold]] [[gnu::noinline]] NDIS_STATUS refuse(AllocCall& c, NDIS_STATUS status, bool report,
+                                                       ndisshm_violation_kind kind, const std::string& message);
+
     ndisshm_runtime_config config_;
     Verifier verifier_;
     std::unique_ptr<providers::Provider> default_provider_;

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <string>
 
+#include "common/memory_support.hpp"  // HugePageReservation
 #include "os/pagemap.hpp"
 
 namespace ndisshm::test {
@@ -43,39 +44,6 @@ inline std::string why_no_frames() {
 inline uint64_t meminfo_kib(const std::string& key) {
     return proc_value("/proc/meminfo", key);
 }
-
-// Makes one free 2 MiB huge page exist for the test, raising vm.nr_hugepages (root) if there is none,
-// and puts the setting back afterwards.
-class HugePageReservation {
-public:
-    // "" when there is one, else why not.
-    std::string reserve() {
-        if (meminfo_kib("Hugepagesize") != 2048) return "the default huge page size is not 2 MiB";
-        if (meminfo_kib("HugePages_Free") > meminfo_kib("HugePages_Rsvd")) return "";
-        std::ifstream in(kPath);
-        if (!(in >> original_)) return std::string("cannot read ") + kPath;
-        if (!write(original_ + 1))
-            return std::string("cannot write ") + kPath + " (not root, or /proc/sys read-only)";
-        raised_ = true;
-        if (meminfo_kib("HugePages_Free") <= meminfo_kib("HugePages_Rsvd"))
-            return "the kernel found no free 2 MiB page";
-        return "";
-    }
-    ~HugePageReservation() {
-        if (raised_) write(original_);
-    }
-
-private:
-    static constexpr const char* kPath = "/proc/sys/vm/nr_hugepages";
-    static bool write(uint64_t pages) {
-        std::ofstream out(kPath);
-        out << pages << '\n';
-        out.flush();
-        return static_cast<bool>(out);
-    }
-    uint64_t original_ = 0;
-    bool raised_ = false;
-};
 
 // Drops CAP_SYS_ADMIN from this process's effective set; meant for a forked child.
 inline bool drop_cap_sys_admin() {

@@ -232,8 +232,8 @@ TEST(AddressModeTest, PhysicalDescribesEveryRunWhateverTheSinkHolds) {
 
 TEST(AddressModeTest, PhysicalBlockOnOneHugePageIsOneRun) {
     NDISSHM_SKIP_WITHOUT_FRAMES();
-    HugePageReservation reservation;
-    if (std::string why = reservation.reserve(); !why.empty()) GTEST_SKIP() << "no 2 MiB huge page: " << why;
+    HugePageReservation reservation(1);
+    if (!reservation.ok()) GTEST_SKIP() << "no 2 MiB huge page: " << reservation.why();
     constexpr uint64_t kHuge = uint64_t{2} << 20;
     MemfdArena arena(kHuge, true);
     ASSERT_NE(arena.base, nullptr) << "memfd of huge pages: " << std::strerror(errno);
