@@ -114,7 +114,7 @@ struct Rig {
         ndisshm_runtime_config rc;
         ndisshm_runtime_config_init(&rc);
         rc.report_to_stderr = 1;
-        if (ndisshm_runtime_create(&rc, &rt) != NDIS_STATUS_SUCCESS) return "ndisshm_runtime_create failed";
+        if (ndisshm_runtime_create(&rc, &rt, nullptr, 0) != NDIS_STATUS_SUCCESS) return "ndisshm_runtime_create failed";
         if (ndisshm_adapter_create(rt, "xdp0", &adapter) != NDIS_STATUS_SUCCESS)
             return "ndisshm_adapter_create failed";
         auto p = providers::GuestProvider::create({});

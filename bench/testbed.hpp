@@ -31,7 +31,7 @@ public:
         ndisshm_runtime_config_init(&c);
         c.verifier = o.verifier ? 1 : 0;  // explicit, whatever NDISSHM_VERIFIER says
         c.report_to_stderr = 0;
-        check(ndisshm_runtime_create(&c, &rt_), "ndisshm_runtime_create");
+        check(ndisshm_runtime_create(&c, &rt_, nullptr, 0), "ndisshm_runtime_create");
         for (int i = 0; i < o.adapters; ++i) {
             NDIS_HANDLE a = nullptr;
             check(ndisshm_adapter_create(rt_, ("bench" + std::to_string(i)).c_str(), &a), "ndisshm_adapter_create");

@@ -63,43 +63,45 @@ int main(int argc, char** argv) {
     auto* counters = static_cast<zero_copy::GuestCounters*>(page);
 
     zero_copy::Checker checker;
-    ndisshm_guest_config c{};
+    ndisshm_guest_config c;
+    ndisshm_guest_config_init(&c);
     c.name = "bench-guest";
     c.memory_bytes = memory;
     c.on_packet = &on_packet;
     c.context = &checker;
     char error[256] = {};
-    ndisshm_guest* g = ndisshm_guest_create(&c, error, sizeof(error));
+    ndisshm_guest* g = nullptr;
+    (void)ndisshm_guest_create(&c, &g, error, sizeof(error));
     if (g == nullptr) {
         std::fprintf(stderr, "ndisshm_bench_guest: %s\n", error);
         return 2;
     }
-    if (ndisshm_guest_connect(g, socket.c_str(), kConnectTimeoutMs) != NDISSHM_GUEST_OK) {
-        std::fprintf(stderr, "ndisshm_bench_guest: connect: %s\n", ndisshm_guest_last_error(g));
+    if (ndisshm_guest_connect(g, socket.c_str(), kConnectTimeoutMs, error, sizeof(error)) != NDIS_STATUS_SUCCESS) {
+        std::fprintf(stderr, "ndisshm_bench_guest: connect: %s\n", error);
         ndisshm_guest_destroy(g);
         return 2;
     }
     int rc = 1;
     for (;;) {
-        const ndisshm_guest_status s = ndisshm_guest_poll(g, kPollMs);
-        if (s == NDISSHM_GUEST_OK) {
+        const NDIS_STATUS s = ndisshm_guest_poll(g, kPollMs, error, sizeof(error));
+        if (s == NDIS_STATUS_SUCCESS) {
             ndisshm_guest_stats st;
             ndisshm_guest_get_stats(g, &st);
             publish(counters, checker, st.batches);
             continue;
         }
-        if (s == NDISSHM_GUEST_TIMEOUT) {
+        if (s == NDISSHM_STATUS_TIMEOUT) {
             if (::getppid() != parent) {
                 rc = 3;
                 break;
             }
             continue;
         }
-        if (s == NDISSHM_GUEST_HOST_BYE) {
+        if (s == NDISSHM_STATUS_HOST_BYE) {
             rc = 0;
         } else {
-            std::fprintf(stderr, "ndisshm_bench_guest: session ended: %s: %s\n", ndisshm_guest_status_name(s),
-                         ndisshm_guest_last_error(g));
+            std::fprintf(stderr, "ndisshm_bench_guest: session ended: %s: %s\n", ndisshm_status_name(s),
+                         error);
         }
         break;
     }

@@ -125,7 +125,7 @@ bool Rig::start(const std::string& guest_path) {
     ndisshm_runtime_config_init(&rc);
     rc.verifier = 1;
     rc.report_to_stderr = 0;
-    if (NDIS_STATUS s = ndisshm_runtime_create(&rc, &runtime_); s != NDIS_STATUS_SUCCESS)
+    if (NDIS_STATUS s = ndisshm_runtime_create(&rc, &runtime_, nullptr, 0); s != NDIS_STATUS_SUCCESS)
         return fail(std::string("ndisshm_runtime_create: ") + ndisshm_status_name(s));
     ndisshm_hub_config c;
     ndisshm_hub_config_init(&c);

@@ -44,7 +44,7 @@ bool intact(std::span<const std::byte> data, uint32_t expected_seq) {
 int main() {
     const std::string socket = "/tmp/ndisshm-example-guest-" + std::to_string(::getpid()) + ".sock";
     ndisshm_runtime* rt = nullptr;
-    if (ndisshm_runtime_create(nullptr, &rt) != NDIS_STATUS_SUCCESS) return 1;
+    if (ndisshm_runtime_create(nullptr, &rt, nullptr, 0) != NDIS_STATUS_SUCCESS) return 1;
 
     ndisshm_hub_config config;
     ndisshm_hub_config_init(&config);

@@ -313,7 +313,7 @@ int main(void)
 
     ndisshm_runtime_config_init(&config);
     config.report_to_stderr = 0; /* we count violations ourselves below */
-    status = ndisshm_runtime_create(&config, &runtime);
+    status = ndisshm_runtime_create(&config, &runtime, NULL, 0);
     if (status != NDIS_STATUS_SUCCESS) {
         fprintf(stderr, "miniport_vmq: ndisshm_runtime_create: %s\n", ndisshm_status_name(status));
         return 1;

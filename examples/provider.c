@@ -342,7 +342,7 @@ int main(void)
     }
     ndisshm_runtime_config_init(&config);
     config.report_to_stderr = 0; /* violations are counted below */
-    status = ndisshm_runtime_create(&config, &runtime);
+    status = ndisshm_runtime_create(&config, &runtime, NULL, 0);
     if (status != NDIS_STATUS_SUCCESS) {
         fprintf(stderr, "provider: ndisshm_runtime_create: %s\n", ndisshm_status_name(status));
         free(pool.Memory);

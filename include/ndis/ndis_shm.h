@@ -18,15 +18,10 @@
 #ifndef NDIS_NDIS_SHM_H
 #define NDIS_NDIS_SHM_H
 
+#include <ndisshm/export.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-
-#if defined(__GNUC__)
-#define NDISSHM_API __attribute__((visibility("default")))
-#else
-#define NDISSHM_API
-#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -264,7 +259,11 @@ typedef struct _NDIS_SPIN_LOCK {
  * (out of memory or book-keeping records), or a provider's own error status.
  * A registered provider receives the caller's structure as it is (a revision
  * 1 caller's is 0x40 bytes: the provider must honour Header.Size).
- * On failure no output is valid and nothing is allocated. */
+ * On failure no output is valid and nothing is allocated.
+ * @param NdisHandle the miniport adapter's handle
+ * @param SharedMemoryParameters in: Flags, QueueId, PreferredNode, Usage, Length, SGListBufferLength, SGListBuffer; out: SharedMemoryHandle, VirtualAddress, the SG list
+ * @param pAllocationHandle receives the allocation handle, for NdisFreeSharedMemory
+ * @return NDIS_STATUS_SUCCESS, or as above (the verifier reports the reason) */
 NDISSHM_API NDIS_STATUS NdisAllocateSharedMemory(NDIS_HANDLE NdisHandle,
                                                  PNDIS_SHARED_MEMORY_PARAMETERS SharedMemoryParameters,
                                                  PNDIS_HANDLE pAllocationHandle);
@@ -273,7 +272,9 @@ NDISSHM_API NDIS_STATUS NdisAllocateSharedMemory(NDIS_HANDLE NdisHandle,
  * the provider's free handler with the provider's own context, exactly once.
  * Caller at PASSIVE_LEVEL. A handle that is not a live block of this adapter
  * (double free, another adapter's block, garbage) is a verifier violation:
- * it is reported and nothing is freed or corrupted. */
+ * it is reported and nothing is freed or corrupted.
+ * @param NdisHandle the adapter the block was allocated on
+ * @param AllocationHandle what NdisAllocateSharedMemory gave */
 NDISSHM_API VOID NdisFreeSharedMemory(NDIS_HANDLE NdisHandle, NDIS_HANDLE AllocationHandle);
 
 /** Registers optional handlers. With OptionalHandlers pointing at an
@@ -283,31 +284,53 @@ NDISSHM_API VOID NdisFreeSharedMemory(NDIS_HANDLE NdisHandle, NDIS_HANDLE Alloca
  * the binding's adapter goes to this provider. Bad header or handler:
  * NDIS_STATUS_INVALID_PARAMETER; another binding already provides for the
  * adapter, or this one has blocks outstanding: NDIS_STATUS_FAILURE. Other
- * optional handler types are not implemented: NDIS_STATUS_INVALID_PARAMETER. */
+ * optional handler types are not implemented: NDIS_STATUS_INVALID_PARAMETER.
+ * @param NdisHandle the handle the provider registers with
+ * @param OptionalHandlers an NDIS_SHARED_MEMORY_PROVIDER_CHARACTERISTICS
+ * @return NDIS_STATUS_SUCCESS, or as above (the verifier reports the reason) */
 NDISSHM_API NDIS_STATUS NdisSetOptionalHandlers(NDIS_HANDLE NdisHandle,
                                                 PNDIS_DRIVER_OPTIONAL_HANDLERS OptionalHandlers);
 
 /** @{ */
 /** Per-thread IRQL emulation. Every thread starts at PASSIVE_LEVEL. Raising to
  * a lower level, or lowering to a higher one, is a verifier violation and
- * leaves the IRQL unchanged. */
+ * leaves the IRQL unchanged.
+ * @return the calling thread's IRQL (PASSIVE_LEVEL at its birth) */
 NDISSHM_API KIRQL KeGetCurrentIrql(void);
+/** Raises the calling thread's IRQL, as Windows' KeRaiseIrql; a lower NewIrql is a verifier report.
+ * @param NewIrql the level to raise to
+ * @param OldIrql receives the level before, for KeLowerIrql */
 NDISSHM_API VOID KeRaiseIrql(KIRQL NewIrql, PKIRQL OldIrql);
+/** Lowers the calling thread's IRQL back, as Windows' KeLowerIrql; a higher NewIrql is a verifier report.
+ * @param NewIrql the level KeRaiseIrql gave back */
 NDISSHM_API VOID KeLowerIrql(KIRQL NewIrql);
 /** @} */
 
 /** @{ */
-/** Spin locks: acquiring raises the thread to DISPATCH_LEVEL until release. */
+/** Spin locks: acquiring raises the thread to DISPATCH_LEVEL until release.
+ * @param SpinLock the lock to initialize */
 NDISSHM_API VOID NdisAllocateSpinLock(PNDIS_SPIN_LOCK SpinLock);
+/** Releases what NdisAllocateSpinLock set up.
+ * @param SpinLock the lock */
 NDISSHM_API VOID NdisFreeSpinLock(PNDIS_SPIN_LOCK SpinLock);
+/** Takes the lock and raises the thread to DISPATCH_LEVEL, as on Windows.
+ * @param SpinLock the lock */
 NDISSHM_API VOID NdisAcquireSpinLock(PNDIS_SPIN_LOCK SpinLock);
+/** Gives the lock back and lowers the thread to where it was.
+ * @param SpinLock the lock */
 NDISSHM_API VOID NdisReleaseSpinLock(PNDIS_SPIN_LOCK SpinLock);
 /** @} */
 
 /** The allocation entry point with the caller's source location, so verifier
  * reports and leak reports say where a block was allocated. The macro below
  * routes NdisAllocateSharedMemory(...) here; &NdisAllocateSharedMemory still
- * names the plain function. Define NDISSHM_NO_CALL_SITES to turn it off. */
+ * names the plain function. Define NDISSHM_NO_CALL_SITES to turn it off.
+ * @param NdisHandle as for NdisAllocateSharedMemory
+ * @param SharedMemoryParameters as for NdisAllocateSharedMemory
+ * @param pAllocationHandle as for NdisAllocateSharedMemory
+ * @param file the caller's __FILE__
+ * @param line the caller's __LINE__
+ * @return as NdisAllocateSharedMemory */
 NDISSHM_API NDIS_STATUS ndisshm_allocate_shared_memory_at(
     NDIS_HANDLE NdisHandle, PNDIS_SHARED_MEMORY_PARAMETERS SharedMemoryParameters,
     PNDIS_HANDLE pAllocationHandle, const char *file, int line);

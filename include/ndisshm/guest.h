@@ -9,13 +9,17 @@
  * copied on the way.
  *
  * @code
- *   ndisshm_guest_config c = {0};
+ *   ndisshm_guest_config c; ndisshm_guest_config_init(&c);
  *   c.name = "vm1"; c.memory_bytes = 64 << 20; c.on_packet = my_fn;
- *   ndisshm_guest *g = ndisshm_guest_create(&c, err, sizeof err);
- *   if (ndisshm_guest_connect(g, path, 5000) != NDISSHM_GUEST_OK) ... last_error
- *   while (ndisshm_guest_poll(g, 100) <= NDISSHM_GUEST_TIMEOUT) { ... }
+ *   ndisshm_guest *g; char err[256];
+ *   if (ndisshm_guest_create(&c, &g, err, sizeof err) != NDIS_STATUS_SUCCESS) ... err
+ *   if (ndisshm_guest_connect(g, path, 5000, err, sizeof err) != NDIS_STATUS_SUCCESS) ... err
+ *   while (ndisshm_guest_poll(g, 100, err, sizeof err) >= 0) { ... }   (SUCCESS or TIMEOUT)
  *   ndisshm_guest_destroy(g);      (says BYE if still connected)
  * @endcode
+ *
+ * Errors follow <ndisshm/status.h>: an NDIS_STATUS, the reason in the
+ * optional error buffer.
  *
  * One session per guest object. Not thread-safe: one thread at a time calls
  * into a given guest (callbacks run on that thread, inside poll). C11 and C++.
@@ -23,34 +27,16 @@
 #ifndef NDISSHM_GUEST_H
 #define NDISSHM_GUEST_H
 
+#include <ndisshm/export.h>
+#include <ndisshm/status.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#ifndef NDISSHM_API /* the same definition as <ndis/ndis_shm.h>'s */
-#if defined(__GNUC__)
-#define NDISSHM_API __attribute__((visibility("default")))
-#else
-#define NDISSHM_API
-#endif
-#endif
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 typedef struct ndisshm_guest ndisshm_guest;
-
-/** What connect and poll return. Values above TIMEOUT end the session: the
- * socket is closed, last_error says why, stats stay readable. */
-typedef enum ndisshm_guest_status {
-    NDISSHM_GUEST_OK = 0,        /**< a message was handled */
-    NDISSHM_GUEST_TIMEOUT = 1,   /**< nothing arrived in time; call again */
-    NDISSHM_GUEST_HOST_BYE = 2,  /**< the host said BYE and closed the connection: a clean end */
-    NDISSHM_GUEST_HOST_GONE = 3, /**< the host closed the connection without BYE (it died) */
-    NDISSHM_GUEST_REFUSED = 4,   /**< the host sent ERROR (e.g. memory refused); its reason is in last_error */
-    NDISSHM_GUEST_PROTOCOL = 5,  /**< the host sent a malformed or unexpected message */
-    NDISSHM_GUEST_FAILED = 6     /**< a system call failed, a bad argument, or no session */
-} ndisshm_guest_status;
 
 /** One segment of a packet, in place: NET_BUFFER_SHARED_MEMORY's handle,
  * offset and length, and where those bytes are in guest memory. */
@@ -109,6 +95,7 @@ typedef void (*ndisshm_guest_packet_fn)(void *context, const ndisshm_guest_packe
 typedef void (*ndisshm_guest_event_fn)(void *context, const ndisshm_guest_event *event);
 
 typedef struct ndisshm_guest_config {
+    uint32_t struct_size;         /**< sizeof(ndisshm_guest_config): ndisshm_guest_config_init sets it */
     const char *name;             /**< 1..31 bytes, sent in HELLO (for the host's logs) */
     uint64_t memory_bytes;        /**< size of guest memory, > 0 */
     uint64_t guest_physical_base; /**< the host adds it to offsets in SG lists */
@@ -130,52 +117,83 @@ typedef struct ndisshm_guest_stats {
     uint32_t connected;       /**< 1 while the session lasts */
 } ndisshm_guest_stats;
 
-/** Creates the guest's memory (memfd of memory_bytes, sealed against
- * shrinking, mapped read/write, zero) and nothing else. NULL on failure, with
- * the reason in `error` (error_bytes > 0; may be NULL). */
-NDISSHM_API ndisshm_guest *ndisshm_guest_create(const ndisshm_guest_config *config, char *error, size_t error_bytes);
+/** Fills `config` with the defaults: everything 0 or NULL but struct_size.
+ * @param config where to write sizeof(ndisshm_guest_config) bytes, as this header defines it. */
+NDISSHM_API void ndisshm_guest_config_init(ndisshm_guest_config *config);
+
+/** Creates the guest's memory (a memfd of memory_bytes, sealed against
+ * shrinking, mapped read/write, zero) and nothing else.
+ * @param config name, memory_bytes and callbacks; struct_size must be
+ *        sizeof(ndisshm_guest_config) (ndisshm_guest_config_init).
+ * @param guest receives the new guest (NULL on failure).
+ * @param error optional buffer for the reason (error_bytes 0: none).
+ * @return NDIS_STATUS_SUCCESS; NDIS_STATUS_INVALID_PARAMETER for a bad
+ *         config (a NULL pointer, a name outside 1..31 bytes, memory_bytes 0,
+ *         a struct_size this library does not know); NDIS_STATUS_RESOURCES
+ *         when the memory cannot be had (the failing call and errno's text in
+ *         `error`).
+ * @param error_bytes its size in bytes (0: none) */
+NDISSHM_API NDIS_STATUS ndisshm_guest_create(const ndisshm_guest_config *config, ndisshm_guest **guest,
+                                             char *error, size_t error_bytes);
 
 /** Connects to the host's socket and completes the handshake: HELLO, then
  * SET_MEMORY with the memfd; each answered (HELLO_ACK, MEMORY_ACK) within
- * timeout_ms (< 0: forever). OK, REFUSED (the host's ERROR reason in
- * last_error), HOST_GONE, PROTOCOL, or FAILED (cannot connect: last_error
- * names the call and errno's text; or no answer in time). Once per guest:
- * a second call is FAILED. */
-NDISSHM_API ndisshm_guest_status ndisshm_guest_connect(ndisshm_guest *guest, const char *socket_path, int timeout_ms);
+ * timeout_ms. Once per guest.
+ * @param guest from ndisshm_guest_create.
+ * @param socket_path the host's guest socket.
+ * @param timeout_ms for each answer; < 0: forever.
+ * @param error optional buffer for the reason.
+ * @return NDIS_STATUS_SUCCESS; NDISSHM_STATUS_REFUSED (the host's ERROR
+ *         reason in `error`), NDISSHM_STATUS_HOST_GONE, NDISSHM_STATUS_PROTOCOL;
+ *         NDIS_STATUS_FAILURE when it cannot connect (the call and errno's
+ *         text in `error`), no answer came in time, or the guest had its
+ *         session already; NDIS_STATUS_INVALID_PARAMETER for a NULL pointer.
+ * @param error_bytes its size in bytes (0: none) */
+NDISSHM_API NDIS_STATUS ndisshm_guest_connect(ndisshm_guest *guest, const char *socket_path, int timeout_ms,
+                                              char *error, size_t error_bytes);
 
-/** Waits up to timeout_ms (< 0: forever) for one message from the host and
- * handles it: queue and block events (on_event), PACKETS (on_packet for each
- * packet whose every segment is good, then all descriptors returned in
- * PACKETS_DONE), BYE.
+/** Waits up to timeout_ms for one message from the host and handles it:
+ * queue and block events (on_event), PACKETS (on_packet for each packet whose
+ * every segment is good, then all descriptors returned in PACKETS_DONE), BYE.
  * After PACKETS, it also handles the PACKETS of the same queue already
  * waiting behind it (up to 16 more, without waiting), and returns the
  * descriptors of them all in one PACKETS_DONE before it returns: one message
  * back for what arrived together. Every descriptor read is returned by then.
- * OK or TIMEOUT keep the session; any other status has ended it. */
-NDISSHM_API ndisshm_guest_status ndisshm_guest_poll(ndisshm_guest *guest, int timeout_ms);
+ * @param guest a connected guest.
+ * @param timeout_ms < 0: forever.
+ * @param error optional buffer for why the session ended.
+ * @return NDIS_STATUS_SUCCESS (a message was handled) or NDISSHM_STATUS_TIMEOUT
+ *         (nothing arrived): the session goes on (both >= 0). Anything else
+ *         has ended it: NDISSHM_STATUS_HOST_BYE (a clean end),
+ *         NDISSHM_STATUS_HOST_GONE, NDISSHM_STATUS_REFUSED,
+ *         NDISSHM_STATUS_PROTOCOL, NDIS_STATUS_FAILURE (a system call failed,
+ *         or there is no session); the reason in `error`.
+ * @param error_bytes its size in bytes (0: none) */
+NDISSHM_API NDIS_STATUS ndisshm_guest_poll(ndisshm_guest *guest, int timeout_ms, char *error, size_t error_bytes);
 
 /** Says BYE and closes the connection (the host frees our blocks). The guest
- * keeps its memory and stats until destroyed. No-op without a session. */
+ * keeps its memory and stats until destroyed. No-op without a session.
+ * @param guest may be NULL. */
 NDISSHM_API void ndisshm_guest_close(ndisshm_guest *guest);
 
-/** Closes (as above), unmaps and frees. NULL is ignored. */
+/** Closes (as above), unmaps and frees.
+ * @param guest may be NULL. */
 NDISSHM_API void ndisshm_guest_destroy(ndisshm_guest *guest);
 
-/** Why the last call failed or the session ended ("" if it has not); valid
- * until the next call on this guest. */
-NDISSHM_API const char *ndisshm_guest_last_error(const ndisshm_guest *guest);
-
+/** The guest's counters.
+ * @param guest may be NULL (all zero).
+ * @param stats receives them; may be NULL. */
 NDISSHM_API void ndisshm_guest_get_stats(const ndisshm_guest *guest, ndisshm_guest_stats *stats);
 
-/** @{ */
-/** The guest's memory (read/write) and its size; and the memfd itself, still
- * owned by the guest (for tests that try what a hostile guest would). */
+/** The guest's memory, read/write (for tests that try what a hostile guest would).
+ * @param guest may be NULL.
+ * @param bytes receives its size; may be NULL.
+ * @return its address, or NULL for a NULL guest. */
 NDISSHM_API void *ndisshm_guest_memory(const ndisshm_guest *guest, uint64_t *bytes);
+/** The memfd itself, still owned by the guest.
+ * @param guest may be NULL.
+ * @return the fd, or -1 for a NULL guest. */
 NDISSHM_API int ndisshm_guest_memory_fd(const ndisshm_guest *guest);
-/** @} */
-
-/** "HOST_BYE", ... */
-NDISSHM_API const char *ndisshm_guest_status_name(ndisshm_guest_status status);
 
 #ifdef __cplusplus
 }

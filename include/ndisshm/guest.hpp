@@ -6,8 +6,8 @@
 ///   ndisshm::Guest g({.name = "vm1", .memory_bytes = 64 << 20},
 ///                    [](const ndisshm::GuestPacket& p) { use(p.data); });
 ///   g.connect(path);                  // throws GuestError with the host's reason
-///   auto end = g.run();               // until the host says BYE or goes away
-///   if (end == NDISSHM_GUEST_HOST_GONE) ...   g.last_error() says why
+///   NDIS_STATUS end = g.run();        // until the host says BYE or goes away
+///   if (end == NDISSHM_STATUS_HOST_GONE) ...   g.last_error() says why
 /// @endcode
 ///
 /// A packet's bytes are in place in guest memory, in one or more segments
@@ -32,12 +32,12 @@ namespace ndisshm {
 
 class GuestError : public std::runtime_error {
 public:
-    GuestError(const std::string& what, ndisshm_guest_status status)
-        : std::runtime_error(what), status_(status) {}
-    ndisshm_guest_status status() const { return status_; }
+    GuestError(const std::string& what, NDIS_STATUS status) : std::runtime_error(what), status_(status) {}
+    /// The call's status (<ndisshm/status.h>).
+    NDIS_STATUS status() const { return status_; }
 
 private:
-    ndisshm_guest_status status_;
+    NDIS_STATUS status_;
 };
 
 struct GuestOptions {
@@ -71,10 +71,11 @@ public:
     using PacketHandler = std::function<void(const GuestPacket&)>;
     using EventHandler = std::function<void(const ndisshm_guest_event&)>;
 
-    /// Makes the memory; throws GuestError (FAILED) with the reason.
+    /// Makes the memory; throws GuestError with the status and the reason.
     explicit Guest(const GuestOptions& options, PacketHandler on_packet = {}, EventHandler on_event = {})
         : on_packet_(std::move(on_packet)), on_event_(std::move(on_event)) {
-        ndisshm_guest_config c{};
+        ndisshm_guest_config c;
+        ndisshm_guest_config_init(&c);
         c.name = options.name.c_str();
         c.memory_bytes = options.memory_bytes;
         c.guest_physical_base = options.guest_physical_base;
@@ -82,34 +83,36 @@ public:
         c.on_event = &Guest::event_trampoline;
         c.context = this;
         char error[256] = {};
-        g_ = ndisshm_guest_create(&c, error, sizeof(error));
-        if (g_ == nullptr) throw GuestError(error, NDISSHM_GUEST_FAILED);
+        const NDIS_STATUS s = ndisshm_guest_create(&c, &g_, error, sizeof(error));
+        if (s != NDIS_STATUS_SUCCESS) throw GuestError(error, s);
     }
     ~Guest() { ndisshm_guest_destroy(g_); }
     Guest(const Guest&) = delete;  ///< the C side holds `this` as its context
     Guest& operator=(const Guest&) = delete;
 
-    /// Handshake; throws GuestError with the status and reason unless OK.
+    /// Handshake; throws GuestError with the status and reason unless SUCCESS.
     void connect(const std::string& socket_path, int timeout_ms = 5000) {
-        const ndisshm_guest_status s = ndisshm_guest_connect(g_, socket_path.c_str(), timeout_ms);
-        if (s != NDISSHM_GUEST_OK) throw GuestError(last_error(), s);
+        const NDIS_STATUS s = ndisshm_guest_connect(g_, socket_path.c_str(), timeout_ms, error_, sizeof(error_));
+        if (s != NDIS_STATUS_SUCCESS) throw GuestError(error_, s);
     }
-    /// One message, or TIMEOUT; any status above TIMEOUT has ended the session.
-    ndisshm_guest_status poll_once(int timeout_ms) {
-        const ndisshm_guest_status s = ndisshm_guest_poll(g_, timeout_ms);
+    /// One message (NDIS_STATUS_SUCCESS) or NDISSHM_STATUS_TIMEOUT: the
+    /// session goes on (>= 0); any other status has ended it.
+    NDIS_STATUS poll_once(int timeout_ms) {
+        const NDIS_STATUS s = ndisshm_guest_poll(g_, timeout_ms, error_, sizeof(error_));
         rethrow_from_handler();
         return s;
     }
-    /// Until the session ends; returns how (HOST_BYE, HOST_GONE, ...).
-    ndisshm_guest_status run() {
+    /// Until the session ends; returns how (NDISSHM_STATUS_HOST_BYE, ..._HOST_GONE, ...).
+    NDIS_STATUS run() {
         for (;;) {
-            const ndisshm_guest_status s = poll_once(-1);
-            if (s != NDISSHM_GUEST_OK && s != NDISSHM_GUEST_TIMEOUT) return s;
+            const NDIS_STATUS s = poll_once(-1);
+            if (s < 0) return s;
         }
     }
     void close() { ndisshm_guest_close(g_); }
 
-    std::string last_error() const { return ndisshm_guest_last_error(g_); }
+    /// Why the last call failed or the session ended ("" if it has not).
+    std::string last_error() const { return error_; }
     ndisshm_guest_stats stats() const {
         ndisshm_guest_stats s;
         ndisshm_guest_get_stats(g_, &s);
@@ -162,6 +165,7 @@ private:
     EventHandler on_event_;
     std::exception_ptr pending_;
     ndisshm_guest* g_ = nullptr;
+    char error_[256] = {};  // the reason of the last call that failed
 };
 
 }  // namespace ndisshm

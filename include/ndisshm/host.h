@@ -23,19 +23,24 @@
 #define NDISSHM_HOST_H
 
 #include <ndis/ndis_shm.h>
+#include <ndisshm/export.h>
+#include <ndisshm/status.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/** The C API's ABI version: bumped on any incompatible change. */
-#define NDISSHM_ABI_VERSION 1
-NDISSHM_API const char *ndisshm_version(void);  /**< "MAJOR.MINOR.PATCH" */
-NDISSHM_API int ndisshm_abi_version(void);      /**< NDISSHM_ABI_VERSION of the library */
+/** The library's version.
+ * @return "MAJOR.MINOR.PATCH", a static string. */
+NDISSHM_API const char *ndisshm_version(void);
+/** The ABI the library in this process implements.
+ * @return its NDISSHM_ABI_VERSION (<ndisshm/export.h>); a program built
+ * against another value should not go on. */
+NDISSHM_API int ndisshm_abi_version(void);
 
-/** Name of a status code ("NDIS_STATUS_RESOURCES"), or "NDIS_STATUS_<hex>". */
-NDISSHM_API const char *ndisshm_status_name(NDIS_STATUS status);
-/** Name of a usage ("Receive"), or "Invalid". */
+/** Name of a usage.
+ * @param usage any value.
+ * @return "Receive", ..., or "Invalid" for a value outside NDIS_SHARED_MEMORY_USAGE; static. */
 NDISSHM_API const char *ndisshm_usage_name(NDIS_SHARED_MEMORY_USAGE usage);
 
 /* ---- Verifier ----------------------------------------------------------- */
@@ -109,73 +114,127 @@ typedef struct ndisshm_runtime_config {
 } ndisshm_runtime_config;
 
 /** Defaults: verifier on (off with NDISSHM_VERIFIER=0 in the environment),
- * stderr reports on (off with NDISSHM_QUIET=1). */
+ * stderr reports on (off with NDISSHM_QUIET=1).
+ * @param config where to write sizeof(ndisshm_runtime_config) bytes */
 NDISSHM_API void ndisshm_runtime_config_init(ndisshm_runtime_config *config);
 
-/** config may be NULL for the defaults. NDIS_STATUS_INVALID_PARAMETER for a bad
- * config; NDIS_STATUS_RESOURCES when memory cannot be set up (the reason goes
- * to the verifier log). */
-NDISSHM_API NDIS_STATUS ndisshm_runtime_create(const ndisshm_runtime_config *config, ndisshm_runtime **runtime);
+/** Creates a runtime: what NDIS is for its adapters.
+ * @param config NULL for the defaults; else struct_size must be
+ *        sizeof(ndisshm_runtime_config) (ndisshm_runtime_config_init sets it).
+ * @param runtime receives the runtime (NULL on failure).
+ * @return NDIS_STATUS_SUCCESS; NDIS_STATUS_INVALID_PARAMETER for a bad config
+ *         (which field, in `error`); NDIS_STATUS_RESOURCES when its memory
+ *         cannot be set up (the failing call and errno's text in `error`).
+ * @param error optional buffer for the reason (NULL: none; <ndisshm/status.h>)
+ * @param error_bytes its size in bytes (0: none) */
+NDISSHM_API NDIS_STATUS ndisshm_runtime_create(const ndisshm_runtime_config *config, ndisshm_runtime **runtime,
+                                               char *error, size_t error_bytes);
 
 /** Tears everything down: each adapter as by ndisshm_adapter_destroy, with a
- * leak report for every block still outstanding. NULL is ignored. */
+ * leak report for every block still outstanding. NULL is ignored.
+ * @param runtime from ndisshm_runtime_create; NULL is ignored */
 NDISSHM_API void ndisshm_runtime_destroy(ndisshm_runtime *runtime);
 
+/** Sends each of the runtime's violations to `callback` as well (and to stderr while report_to_stderr is 1).
+ * @param runtime from ndisshm_runtime_create
+ * @param callback NULL: none
+ * @param context passed to `callback` */
 NDISSHM_API void ndisshm_runtime_set_violation_callback(ndisshm_runtime *runtime,
                                                         ndisshm_violation_callback callback, void *context);
 /** For violations no runtime can be found for (a garbage NdisHandle, IRQL
- * misuse outside any call). Default: stderr only. */
+ * misuse outside any call). Default: stderr only.
+ * @param callback NULL: stderr only
+ * @param context passed to `callback` */
 NDISSHM_API void ndisshm_set_global_violation_callback(ndisshm_violation_callback callback, void *context);
-
+/** How many violations of one kind the runtime has reported.
+ * @param runtime from ndisshm_runtime_create; NULL: 0
+ * @param kind which kind
+ * @return the count since the runtime was created */
 NDISSHM_API uint64_t ndisshm_runtime_violation_count(const ndisshm_runtime *runtime, ndisshm_violation_kind kind);
+/** How many violations no runtime could be named for.
+ * @return the count since the process started */
 NDISSHM_API uint64_t ndisshm_global_violation_count(void);
 
 /* ---- Adapters, queues, bindings ----------------------------------------- */
 
 /** A miniport adapter. *adapter is the NdisHandle for NdisAllocateSharedMemory.
  * Its default queue (NDIS_DEFAULT_RECEIVE_QUEUE_ID) exists from the start.
- * NDIS_STATUS_RESOURCES when the process already has the maximum (1024). */
+ * NDIS_STATUS_RESOURCES when the process already has the maximum (1024).
+ * @param runtime from ndisshm_runtime_create
+ * @param name for reports and `ndisshm stat`; NULL: "adapter<N>"
+ * @param adapter receives the adapter's NdisHandle
+ * @return NDIS_STATUS_SUCCESS; NDIS_STATUS_INVALID_PARAMETER for a NULL pointer; NDIS_STATUS_RESOURCES at the maximum */
 NDISSHM_API NDIS_STATUS ndisshm_adapter_create(ndisshm_runtime *runtime, const char *name, NDIS_HANDLE *adapter);
 
 /** Detaches every binding, frees every queue and reports and frees every block
- * still outstanding (through its provider), then invalidates the handle. */
+ * still outstanding (through its provider), then invalidates the handle.
+ * @param adapter from ndisshm_adapter_create; anything else is a verifier report, and nothing happens */
 NDISSHM_API void ndisshm_adapter_destroy(NDIS_HANDLE adapter);
 
 /** A receive queue with this id (non-zero), allocated and completed at once.
- * NDIS_STATUS_INVALID_PARAMETER if it exists already or the id is 0. */
+ * NDIS_STATUS_INVALID_PARAMETER if it exists already or the id is 0.
+ * @param adapter from ndisshm_adapter_create
+ * @param queue_id the new queue's id, not 0
+ * @return NDIS_STATUS_SUCCESS; NDIS_STATUS_INVALID_PARAMETER for a bad handle (a verifier report), id 0 or an id in use */
 NDISSHM_API NDIS_STATUS ndisshm_queue_create(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id);
 
 #define NDISSHM_QUEUE_LOOKAHEAD_SPLIT 0x00000002 /**< = NDIS_RECEIVE_QUEUE_PARAMETERS_LOOKAHEAD_SPLIT_REQUIRED */
+/** A receive queue's parameters (NDIS_RECEIVE_QUEUE_PARAMETERS' Flags and LookaheadSize). */
 typedef struct ndisshm_queue_params {
+    uint32_t struct_size;     /**< sizeof(ndisshm_queue_params): ndisshm_queue_params_init sets it */
     uint32_t flags;           /**< NDISSHM_QUEUE_LOOKAHEAD_SPLIT */
     uint32_t lookahead_size;  /**< bytes, with lookahead split */
 } ndisshm_queue_params;
+/** Fills `params` with the defaults: no flags, no lookahead, struct_size set.
+ * @param params where to write sizeof(ndisshm_queue_params) bytes. */
+NDISSHM_API void ndisshm_queue_params_init(ndisshm_queue_params *params);
 /** @{ */
 /** The VMQ life cycle in two steps, as NDIS has it: the queue is allocated
  * (OID_RECEIVE_FILTER_ALLOCATE_QUEUE) with its parameters, then its
  * allocation completes (OID_RECEIVE_FILTER_QUEUE_ALLOCATION_COMPLETE); only
  * then may the miniport allocate shared memory for it: before, the call is a
  * verifier violation (NDIS_STATUS_INVALID_PARAMETER). The provider hears of
- * the queue (attach_queue) at completion. */
+ * the queue (attach_queue) at completion.
+ * @param adapter from ndisshm_adapter_create
+ * @param queue_id the new queue's id, not 0
+ * @param params NULL for none; else struct_size must be sizeof(ndisshm_queue_params), and flags only NDISSHM_QUEUE_LOOKAHEAD_SPLIT
+ * @return NDIS_STATUS_SUCCESS; NDIS_STATUS_INVALID_PARAMETER for a bad handle or params (a verifier report), id 0 or an id in use */
 NDISSHM_API NDIS_STATUS ndisshm_queue_allocate(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id,
                                                const ndisshm_queue_params *params);
+/** Completes a queue's allocation (OID_RECEIVE_FILTER_QUEUE_ALLOCATION_COMPLETE): shared memory may be allocated for it from now on.
+ * @param adapter from ndisshm_adapter_create
+ * @param queue_id a queue allocated with ndisshm_queue_allocate
+ * @return NDIS_STATUS_SUCCESS; NDIS_STATUS_INVALID_PARAMETER for a bad handle, an unknown queue or one completed already */
 NDISSHM_API NDIS_STATUS ndisshm_queue_allocation_complete(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id);
 /** @} */
-/** NDIS_STATUS_INVALID_PARAMETER for an unknown queue. *complete: 1 once completed. */
+/** NDIS_STATUS_INVALID_PARAMETER for an unknown queue. *complete: 1 once completed.
+ * @param adapter from ndisshm_adapter_create
+ * @param queue_id the queue
+ * @param params receives its parameters (struct_size set); may be NULL
+ * @param complete receives 1 once its allocation has completed, else 0; may be NULL
+ * @return NDIS_STATUS_SUCCESS; NDIS_STATUS_INVALID_PARAMETER for a bad handle or an unknown queue */
 NDISSHM_API NDIS_STATUS ndisshm_queue_get_params(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id,
                                                  ndisshm_queue_params *params, int *complete);
 
 /** Frees a queue. Blocks still allocated for it: a verifier violation naming
  * them, then freed through their provider. NDIS_STATUS_INVALID_PARAMETER for
- * an unknown queue or the default queue. */
+ * an unknown queue or the default queue.
+ * @param adapter from ndisshm_adapter_create
+ * @param queue_id the queue, not 0
+ * @return NDIS_STATUS_SUCCESS; NDIS_STATUS_INVALID_PARAMETER for a bad handle, an unknown queue or queue 0 */
 NDISSHM_API NDIS_STATUS ndisshm_queue_free(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id);
 
 /** A provider binding (a filter or protocol bound to the adapter). *binding is
- * the NdisHandle for NdisSetOptionalHandlers. */
+ * the NdisHandle for NdisSetOptionalHandlers.
+ * @param adapter from ndisshm_adapter_create
+ * @param name for reports and `ndisshm stat`; NULL: "binding<N>"
+ * @param binding receives the binding's NdisHandle
+ * @return NDIS_STATUS_SUCCESS; NDIS_STATUS_INVALID_PARAMETER for a bad handle or NULL pointer; NDIS_STATUS_RESOURCES at the maximum */
 NDISSHM_API NDIS_STATUS ndisshm_binding_create(NDIS_HANDLE adapter, const char *name, NDIS_HANDLE *binding);
 
 /** Unregisters the binding's provider (allocations go to the default provider
- * again); blocks it still has are a violation, freed through it. */
+ * again); blocks it still has are a violation, freed through it.
+ * @param binding from ndisshm_binding_create; anything else is a verifier report, and nothing happens */
 NDISSHM_API void ndisshm_binding_destroy(NDIS_HANDLE binding);
 
 /** The full provider table, of which NDIS's characteristics are the first two
@@ -197,9 +256,15 @@ typedef struct ndisshm_provider_ops {
      * Called before NdisAllocateSharedMemory returns. */
     void (*committed)(NDIS_HANDLE context, NDIS_HANDLE provider_context, NDIS_HANDLE shared_memory_handle);
 } ndisshm_provider_ops;
+/** Fills `ops` with no handler, no context and struct_size set.
+ * @param ops where to write sizeof(ndisshm_provider_ops) bytes. */
+NDISSHM_API void ndisshm_provider_ops_init(ndisshm_provider_ops *ops);
 
 /** Registers ops as the adapter's provider through this binding (what
- * NdisSetOptionalHandlers does with the first two entries). Same errors. */
+ * NdisSetOptionalHandlers does with the first two entries). Same errors.
+ * @param binding from ndisshm_binding_create
+ * @param ops the table; struct_size must be sizeof(ndisshm_provider_ops), allocate and free set
+ * @return NDIS_STATUS_SUCCESS; NDIS_STATUS_INVALID_PARAMETER for a bad handle or table (a verifier report); NDIS_STATUS_FAILURE above PASSIVE_LEVEL */
 NDISSHM_API NDIS_STATUS ndisshm_binding_register_provider(NDIS_HANDLE binding, const ndisshm_provider_ops *ops);
 
 /* ---- Limits -------------------------------------------------------------- */
@@ -207,8 +272,16 @@ NDISSHM_API NDIS_STATUS ndisshm_binding_register_provider(NDIS_HANDLE binding, c
 /** Caps on outstanding bytes (the sum of Length of live blocks); 0 removes the
  * cap. An allocation that would exceed one gets NDIS_STATUS_RESOURCES (and a
  * line in the verifier log), never an abort. Lowering a cap below what is
- * outstanding frees nothing: it refuses new allocations until enough go. */
+ * outstanding frees nothing: it refuses new allocations until enough go.
+ * @param adapter from ndisshm_adapter_create
+ * @param max_bytes the cap; 0 removes it
+ * @return NDIS_STATUS_SUCCESS; NDIS_STATUS_INVALID_PARAMETER for a bad handle */
 NDISSHM_API NDIS_STATUS ndisshm_adapter_set_limit(NDIS_HANDLE adapter, uint64_t max_bytes);
+/** Caps the bytes one queue may have outstanding, as ndisshm_adapter_set_limit does for the adapter.
+ * @param adapter from ndisshm_adapter_create
+ * @param queue_id the queue
+ * @param max_bytes the cap; 0 removes it
+ * @return NDIS_STATUS_SUCCESS; NDIS_STATUS_INVALID_PARAMETER for a bad handle or an unknown queue */
 NDISSHM_API NDIS_STATUS ndisshm_queue_set_limit(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id,
                                                 uint64_t max_bytes);
 /** @} */
@@ -240,8 +313,16 @@ typedef struct ndisshm_adapter_stats {
  *  threads allocate and free on the adapter. Each CPU keeps its own part of an
  *  adapter's books, so that threads do not wait for one another; these two
  *  calls lock every part for a moment, and hold up allocations on the adapter
- *  meanwhile: call them at a monitoring rate, not once per packet. */
+ *  meanwhile: call them at a monitoring rate, not once per packet.
+ * @param adapter from ndisshm_adapter_create
+ * @param stats receives the adapter's books
+ * @return NDIS_STATUS_SUCCESS; NDIS_STATUS_INVALID_PARAMETER for a bad handle or NULL stats */
 NDISSHM_API NDIS_STATUS ndisshm_adapter_get_stats(NDIS_HANDLE adapter, ndisshm_adapter_stats *stats);
+/** One queue's books, as ndisshm_adapter_get_stats gives the adapter's (and as costly).
+ * @param adapter from ndisshm_adapter_create
+ * @param queue_id the queue
+ * @param stats receives its books
+ * @return NDIS_STATUS_SUCCESS; NDIS_STATUS_INVALID_PARAMETER for a bad handle, an unknown queue or NULL stats */
 NDISSHM_API NDIS_STATUS ndisshm_queue_get_stats(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id,
                                                 ndisshm_usage_stats *stats);
 
@@ -265,7 +346,10 @@ typedef struct ndisshm_memory_stats {
     uint64_t cache_misses;
     uint64_t node_bytes_in_use[NDISSHM_MAX_NODES];
 } ndisshm_memory_stats;
-
+/** The default provider's memory now.
+ * @param runtime from ndisshm_runtime_create
+ * @param stats receives them
+ * @return NDIS_STATUS_SUCCESS; NDIS_STATUS_INVALID_PARAMETER for a NULL pointer */
 NDISSHM_API NDIS_STATUS ndisshm_runtime_get_memory_stats(const ndisshm_runtime *runtime, ndisshm_memory_stats *stats);
 
 /** What the books say of a live block: its adapter, queue, usage, length,
@@ -282,7 +366,11 @@ typedef struct ndisshm_block_info {
     const char *provider;  /**< binding name, or "default" */
 } ndisshm_block_info;
 
-/** NDIS_STATUS_INVALID_PARAMETER unless handle is a live block of adapter. */
+/** NDIS_STATUS_INVALID_PARAMETER unless handle is a live block of adapter.
+ * @param adapter the adapter the block was allocated on
+ * @param handle the allocation handle NdisAllocateSharedMemory gave
+ * @param info receives what the books say
+ * @return NDIS_STATUS_SUCCESS; NDIS_STATUS_INVALID_PARAMETER unless handle is a live block of adapter */
 NDISSHM_API NDIS_STATUS ndisshm_block_get_info(NDIS_HANDLE adapter, NDIS_HANDLE handle, ndisshm_block_info *info);
 
 #ifdef __cplusplus

@@ -81,7 +81,8 @@ typedef struct ndisshm_hub_config {
 } ndisshm_hub_config;
 
 /** The defaults above, serve_control = 1. Fills sizeof(ndisshm_hub_config)
- * bytes, as this header defines it. */
+ * bytes, as this header defines it.
+ * @param config where to write sizeof(ndisshm_hub_config) bytes */
 NDISSHM_API void ndisshm_hub_config_init(ndisshm_hub_config *config);
 
 /** Creates the hub's adapter on `runtime`; nothing listens yet. NULL config:
@@ -89,14 +90,24 @@ NDISSHM_API void ndisshm_hub_config_init(ndisshm_hub_config *config);
  * before queue_params (the fields after it are then NULL); anything else is
  * refused. NDIS_STATUS_INVALID_PARAMETER for a bad config (the reason in
  * `error`, error_bytes > 0, may be NULL), or an adapter creation's status.
- * The runtime must outlive the hub. */
+ * The runtime must outlive the hub.
+ * @param runtime the runtime the hub's adapter lives on; it must outlive the hub
+ * @param config NULL for the defaults
+ * @param hub receives the hub (NULL on failure)
+ * @param error optional buffer for the reason (NULL: none; <ndisshm/status.h>)
+ * @param error_bytes its size in bytes (0: none)
+ * @return NDIS_STATUS_SUCCESS, or as above */
 NDISSHM_API NDIS_STATUS ndisshm_hub_create(ndisshm_runtime *runtime, const ndisshm_hub_config *config,
                                            ndisshm_hub **hub, char *error, size_t error_bytes);
 
 /** Registers the guest provider on the adapter, listens on the guest socket
  * and the control socket (made 0600 in a 0700 directory; a stale socket file
  * is replaced, a live one refused) and starts the hub's threads. Once per
- * hub. NDIS_STATUS_FAILURE with the reason in `error` otherwise. */
+ * hub. NDIS_STATUS_FAILURE with the reason in `error` otherwise.
+ * @param hub from ndisshm_hub_create
+ * @param error optional buffer for the reason (NULL: none; <ndisshm/status.h>)
+ * @param error_bytes its size in bytes (0: none)
+ * @return NDIS_STATUS_SUCCESS, or as above */
 NDISSHM_API NDIS_STATUS ndisshm_hub_start(ndisshm_hub *hub, char *error, size_t error_bytes);
 
 /** Stops serving: the control socket closes, host queues' buffers and the
@@ -104,18 +115,27 @@ NDISSHM_API NDIS_STATUS ndisshm_hub_start(ndisshm_hub *hub, char *error, size_t 
  * its queue's buffers are freed through the guest provider, the binding goes
  * and the socket files are removed. Blocks other drivers still hold on the
  * adapter are reclaimed by NDIS with a verifier report. Idempotent; delivery
- * afterwards finds no guest. */
+ * afterwards finds no guest.
+ * @param hub from ndisshm_hub_create; NULL is ignored */
 NDISSHM_API void ndisshm_hub_stop(ndisshm_hub *hub);
 
 /** Stops (as above) and destroys the adapter (a leak report for any block
- * still on it). NULL is ignored. */
+ * still on it). NULL is ignored.
+ * @param hub from ndisshm_hub_create; NULL is ignored */
 NDISSHM_API void ndisshm_hub_destroy(ndisshm_hub *hub);
 
 /** The hub's adapter: the NdisHandle drivers of the same NIC allocate with
- * (the default queue gets host memory from the guest provider). */
+ * (the default queue gets host memory from the guest provider).
+ * @param hub from ndisshm_hub_create
+ * @return the adapter's NdisHandle */
 NDISSHM_API NDIS_HANDLE ndisshm_hub_adapter(const ndisshm_hub *hub);
+/** The guest socket's path.
+ * @param hub from ndisshm_hub_create
+ * @return the path, valid while the hub lives */
 NDISSHM_API const char *ndisshm_hub_socket_path(const ndisshm_hub *hub);
-/** "" when the hub serves no control socket. */
+/** "" when the hub serves no control socket.
+ * @param hub from ndisshm_hub_create
+ * @return the control socket's path, valid while the hub lives */
 NDISSHM_API const char *ndisshm_hub_control_path(const ndisshm_hub *hub);
 
 /* ---- Delivery ------------------------------------------------------------ */
@@ -136,7 +156,12 @@ typedef struct ndisshm_hub_packet {
  * that queue's buffers, in the guest's memory, and announced to the guest.
  * On a queue with lookahead split, its first lookahead_size bytes go into a
  * ReceiveLookahead block and the rest into a ReceivePostLookahead block: the
- * guest sees one packet of two segments (ndisshm_guest_packet.segments). */
+ * guest sees one packet of two segments (ndisshm_guest_packet.segments).
+ * @param hub from ndisshm_hub_create
+ * @param queue_id a running guest's queue
+ * @param data the packet
+ * @param length its bytes, 1..slot_bytes
+ * @return NDISSHM_HUB_DELIVERED, NDISSHM_HUB_NO_GUEST or NDISSHM_HUB_DROPPED */
 NDISSHM_API ndisshm_hub_delivery ndisshm_hub_deliver(ndisshm_hub *hub, uint32_t queue_id, const void *data,
                                                      uint32_t length);
 
@@ -145,7 +170,12 @@ NDISSHM_API ndisshm_hub_delivery ndisshm_hub_deliver(ndisshm_hub *hub, uint32_t 
  * (a split packet takes two of the message's 2047 descriptors). Returns how
  * many were delivered: always a prefix of `packets`; the rest were dropped
  * (see NDISSHM_HUB_DROPPED; also when the message is full) and may be
- * offered again, or the guest is gone. */
+ * offered again, or the guest is gone.
+ * @param hub from ndisshm_hub_create
+ * @param queue_id a running guest's queue
+ * @param packets the packets
+ * @param count how many
+ * @return how many were delivered, a prefix of `packets` */
 NDISSHM_API size_t ndisshm_hub_deliver_batch(ndisshm_hub *hub, uint32_t queue_id, const ndisshm_hub_packet *packets,
                                              size_t count);
 
@@ -155,17 +185,30 @@ NDISSHM_API size_t ndisshm_hub_deliver_batch(ndisshm_hub *hub, uint32_t queue_id
  * allocated as the guests' are, but the guest provider serves them from host
  * memory. The id must lie outside the guests' range [first_queue_id,
  * first_queue_id + max_guests) and not be 0. NDIS_STATUS_INVALID_PARAMETER
- * for a bad or taken id, or the failing call's status. After start. */
+ * for a bad or taken id, or the failing call's status. After start.
+ * @param hub from ndisshm_hub_create
+ * @param queue_id outside the guests' range, not 0
+ * @param params NULL for none (else as ndisshm_queue_allocate takes them)
+ * @return NDIS_STATUS_SUCCESS, or as above */
 NDISSHM_API NDIS_STATUS ndisshm_hub_host_queue_create(ndisshm_hub *hub, uint32_t queue_id,
                                                       const ndisshm_queue_params *params);
-/** Frees the queue's buffers, then the queue. INVALID_PARAMETER if unknown. */
+/** Frees the queue's buffers, then the queue. INVALID_PARAMETER if unknown.
+ * @param hub from ndisshm_hub_create
+ * @param queue_id a host queue
+ * @return NDIS_STATUS_SUCCESS; NDIS_STATUS_INVALID_PARAMETER if it is none */
 NDISSHM_API NDIS_STATUS ndisshm_hub_host_queue_free(ndisshm_hub *hub, uint32_t queue_id);
 
 /** The copy path, for comparison with ndisshm_hub_deliver_batch: the NIC
  * writes each packet into a free slot of host queue `host_queue_id` (host
  * memory), then the host copies it from there into guest queue
  * `guest_queue_id` (as deliver_batch does), and the host slots are given back.
- * Returns how many reached the guest, a prefix of `packets`. */
+ * Returns how many reached the guest, a prefix of `packets`.
+ * @param hub from ndisshm_hub_create
+ * @param host_queue_id a host queue (ndisshm_hub_host_queue_create)
+ * @param guest_queue_id a running guest's queue
+ * @param packets the packets
+ * @param count how many
+ * @return how many reached the guest, a prefix of `packets` */
 NDISSHM_API size_t ndisshm_hub_deliver_copy_batch(ndisshm_hub *hub, uint32_t host_queue_id, uint32_t guest_queue_id,
                                                   const ndisshm_hub_packet *packets, size_t count);
 
@@ -180,7 +223,11 @@ typedef struct ndisshm_hub_guest_info {
 
 /** The running guests (those with a queue), by queue id. Fills up to
  * `capacity` entries (guests may be NULL when capacity is 0); returns how
- * many there are, which may be more. */
+ * many there are, which may be more.
+ * @param hub from ndisshm_hub_create
+ * @param guests receives up to `capacity` entries; may be NULL when capacity is 0
+ * @param capacity entries `guests` holds
+ * @return how many guests run, which may be more than capacity */
 NDISSHM_API size_t ndisshm_hub_list_guests(const ndisshm_hub *hub, ndisshm_hub_guest_info *guests, size_t capacity);
 
 typedef enum ndisshm_hub_queue_kind {
@@ -207,7 +254,11 @@ typedef struct ndisshm_hub_queue_info {
 } ndisshm_hub_queue_info;
 
 /** Queue 0, the running guests' queues and the host queues, by id; as
- * ndisshm_hub_list_guests for capacity and the result. */
+ * ndisshm_hub_list_guests for capacity and the result.
+ * @param hub from ndisshm_hub_create
+ * @param queues receives up to `capacity` entries; may be NULL when capacity is 0
+ * @param capacity entries `queues` holds
+ * @return how many queues there are, which may be more than capacity */
 NDISSHM_API size_t ndisshm_hub_list_queues(const ndisshm_hub *hub, ndisshm_hub_queue_info *queues, size_t capacity);
 
 typedef struct ndisshm_hub_stats {
@@ -222,11 +273,17 @@ typedef struct ndisshm_hub_stats {
     uint64_t host_queues; /**< now */
     uint64_t control_requests; /**< answered on the control socket */
 } ndisshm_hub_stats;
-
+/** The hub's counters now.
+ * @param hub from ndisshm_hub_create
+ * @param stats receives them; may be NULL */
 NDISSHM_API void ndisshm_hub_get_stats(const ndisshm_hub *hub, ndisshm_hub_stats *stats);
 
 /** Waits until at least `count` guests are running, or timeout_ms passes
- * (< 0: forever). 1 if they are, 0 otherwise. */
+ * (< 0: forever). 1 if they are, 0 otherwise.
+ * @param hub from ndisshm_hub_create
+ * @param count guests to wait for
+ * @param timeout_ms < 0: forever
+ * @return 1 if they run, 0 if the time ran out */
 NDISSHM_API int ndisshm_hub_wait_guests(const ndisshm_hub *hub, uint32_t count, int timeout_ms);
 
 /* ---- Control socket and snapshot ------------------------------------------- */
@@ -237,32 +294,54 @@ NDISSHM_API int ndisshm_hub_wait_guests(const ndisshm_hub *hub, uint32_t count, 
  * (why the last ones ended). As snprintf: writes at most buffer_bytes bytes
  * (buffer may be NULL when buffer_bytes is 0) and returns the length the
  * whole text needs, without its NUL. The format is documented in
- * tools/ndisshm/README.md; keys are only ever added. */
+ * docs/control-socket.md; keys are only ever added.
+ * @param hub from ndisshm_hub_create
+ * @param buffer receives the text; may be NULL when buffer_bytes is 0
+ * @param buffer_bytes its size
+ * @return the length of the whole text, without its NUL (as snprintf) */
 NDISSHM_API size_t ndisshm_hub_snapshot_json(const ndisshm_hub *hub, char *buffer, size_t buffer_bytes);
 
 /** A ndisshm_violation_callback: keeps the last few violations' messages for
  * the snapshot ("verifier.recent"). `hub` is the ndisshm_hub. Register it
- * with ndisshm_runtime_set_violation_callback, or call it from your own. */
+ * with ndisshm_runtime_set_violation_callback, or call it from your own.
+ * @param hub the ndisshm_hub, as the callback's context
+ * @param violation as the runtime reports it */
 NDISSHM_API void ndisshm_hub_record_violation(void *hub, const ndisshm_violation *violation);
 
 /** Where a host puts its guest socket by default:
  * $XDG_RUNTIME_DIR/ndisshm/host.sock, else /run/ndisshm/host.sock for root,
  * else /tmp/ndisshm-UID/host.sock (UID: the effective user id). As snprintf
- * for buffer and result. */
+ * for buffer and result.
+ * @param buffer receives the path; may be NULL when buffer_bytes is 0
+ * @param buffer_bytes its size
+ * @return the path's length (as snprintf) */
 NDISSHM_API size_t ndisshm_default_socket_path(char *buffer, size_t buffer_bytes);
 
 /** The control socket that goes with a guest socket: a trailing ".sock"
- * becomes ".ctl", else ".ctl" is appended. As snprintf. */
+ * becomes ".ctl", else ".ctl" is appended. As snprintf.
+ * @param socket_path a guest socket's path
+ * @param buffer receives the path; may be NULL when buffer_bytes is 0
+ * @param buffer_bytes its size
+ * @return the path's length (as snprintf) */
 NDISSHM_API size_t ndisshm_control_path_for(const char *socket_path, char *buffer, size_t buffer_bytes);
 
-/** A client of the control socket: connects to `path` (a host's guest socket,
- * whose control socket is then ndisshm_control_path_for(path), or a control
- * socket, a path ending in ".ctl"), sends `request` ("stat") and returns the
- * reply, NUL-terminated, to be released with ndisshm_control_free. NULL on
- * failure, with the reason in `error`: no host there, no answer within
- * timeout_ms, or the host refused the request. */
-NDISSHM_API char *ndisshm_control_query(const char *path, const char *request, int timeout_ms, char *error,
-                                        size_t error_bytes);
+/** A client of the control socket: connects to `path`, sends `request` and
+ * hands back the reply.
+ * @param path a host's guest socket (its control socket is then
+ *        ndisshm_control_path_for(path)) or a control socket (a path ending in ".ctl").
+ * @param request "stat".
+ * @param timeout_ms for the answer.
+ * @param reply receives the reply, NUL-terminated, to be released with
+ *        ndisshm_control_free; NULL on failure.
+ * @param error optional buffer for the reason.
+ * @return NDIS_STATUS_SUCCESS; NDIS_STATUS_FAILURE when no host answers there
+ *         in time; NDIS_STATUS_NOT_SUPPORTED when the host refused the
+ *         request; NDIS_STATUS_RESOURCES; NDIS_STATUS_INVALID_PARAMETER for a NULL pointer.
+ * @param error_bytes its size in bytes (0: none) */
+NDISSHM_API NDIS_STATUS ndisshm_control_query(const char *path, const char *request, int timeout_ms, char **reply,
+                                              char *error, size_t error_bytes);
+/** Releases a reply of ndisshm_control_query.
+ * @param reply may be NULL. */
 NDISSHM_API void ndisshm_control_free(char *reply);
 
 #ifdef __cplusplus

@@ -68,7 +68,7 @@ public:
         c.arena_capacity_bytes = o.arena_capacity_bytes;
         c.iova_base = o.iova_base;
         c.max_blocks = o.max_blocks;
-        check(ndisshm_runtime_create(&c, &rt_), "ndisshm_runtime_create");
+        check(ndisshm_runtime_create(&c, &rt_, nullptr, 0), "ndisshm_runtime_create");
     }
     ~Runtime() { ndisshm_runtime_destroy(rt_); }
     Runtime(const Runtime&) = delete;

@@ -1,69 +1,89 @@
 // include/ndisshm/guest.h mapped onto guest::Session. No exception crosses
-// the C boundary: an allocation failure becomes NDISSHM_GUEST_FAILED.
+// the C boundary: an allocation failure becomes NDIS_STATUS_RESOURCES.
+#define NDISSHM_BUILDING_LIBRARY 1
 #include <ndisshm/guest.h>
 
-#include <cstdio>
+#include <cerrno>
+#include <cstring>
 #include <memory>
 #include <new>
 
+#include "api/error_buffer.hpp"
 #include "guest/session.hpp"
 
 struct ndisshm_guest {
     std::unique_ptr<ndisshm::guest::Session> session;
-    std::string error;  // for calls that fail before or outside the session
 };
+
+using ndisshm::api::clear_error;
+using ndisshm::api::fail;
 
 namespace {
 
-void put(char* out, size_t bytes, const std::string& text) {
-    if (out != nullptr && bytes > 0) std::snprintf(out, bytes, "%s", text.c_str());
+// A session's status with its reason in the caller's buffer.
+NDIS_STATUS answer(const ndisshm_guest* g, NDIS_STATUS status, char* error, size_t bytes) {
+    if (status == NDIS_STATUS_SUCCESS || status == NDISSHM_STATUS_TIMEOUT)
+        clear_error(error, bytes);
+    else
+        ndisshm::api::put_error(error, bytes, g->session->last_error());
+    return status;
 }
 
 }  // namespace
 
 extern "C" {
 
-ndisshm_guest* ndisshm_guest_create(const ndisshm_guest_config* config, char* error, size_t error_bytes) {
-    if (config == nullptr) {
-        put(error, error_bytes, "ndisshm_guest_create: config is NULL");
-        return nullptr;
-    }
+void ndisshm_guest_config_init(ndisshm_guest_config* config) {
+    if (config == nullptr) return;
+    std::memset(config, 0, sizeof(*config));
+    config->struct_size = sizeof(*config);
+}
+
+NDIS_STATUS ndisshm_guest_create(const ndisshm_guest_config* config, ndisshm_guest** guest, char* error,
+                                 size_t error_bytes) {
+    if (guest == nullptr)
+        return fail(error, error_bytes, NDIS_STATUS_INVALID_PARAMETER, "ndisshm_guest_create: guest is NULL");
+    *guest = nullptr;
+    if (config == nullptr)
+        return fail(error, error_bytes, NDIS_STATUS_INVALID_PARAMETER, "ndisshm_guest_create: config is NULL");
+    if (config->struct_size != sizeof(ndisshm_guest_config))
+        return fail(error, error_bytes, NDIS_STATUS_INVALID_PARAMETER,
+                    "ndisshm_guest_create: config.struct_size is " + std::to_string(config->struct_size) +
+                        ", expected " + std::to_string(sizeof(ndisshm_guest_config)) +
+                        " (ndisshm_guest_config_init sets it)");
     try {
         auto s = ndisshm::guest::Session::create(*config);
-        if (!s) {
-            put(error, error_bytes, s.error().message());
-            return nullptr;
-        }
-        return new ndisshm_guest{std::move(*s), {}};
+        if (!s)
+            return fail(error, error_bytes,
+                        s.error().err == EINVAL ? NDIS_STATUS_INVALID_PARAMETER : NDIS_STATUS_RESOURCES,
+                        s.error().message());
+        *guest = new ndisshm_guest{std::move(*s)};
+        clear_error(error, error_bytes);
+        return NDIS_STATUS_SUCCESS;
     } catch (const std::bad_alloc&) {
-        put(error, error_bytes, "ndisshm_guest_create: out of memory");
-        return nullptr;
+        return fail(error, error_bytes, NDIS_STATUS_RESOURCES, "ndisshm_guest_create: out of memory");
     }
 }
 
-ndisshm_guest_status ndisshm_guest_connect(ndisshm_guest* g, const char* socket_path, int timeout_ms) {
-    if (g == nullptr) return NDISSHM_GUEST_FAILED;
-    if (socket_path == nullptr) {
-        g->error = "ndisshm_guest_connect: socket_path is NULL";
-        return NDISSHM_GUEST_FAILED;
-    }
+NDIS_STATUS ndisshm_guest_connect(ndisshm_guest* g, const char* socket_path, int timeout_ms, char* error,
+                                  size_t error_bytes) {
+    if (g == nullptr)
+        return fail(error, error_bytes, NDIS_STATUS_INVALID_PARAMETER, "ndisshm_guest_connect: guest is NULL");
+    if (socket_path == nullptr)
+        return fail(error, error_bytes, NDIS_STATUS_INVALID_PARAMETER, "ndisshm_guest_connect: socket_path is NULL");
     try {
-        g->error.clear();
-        return g->session->connect(socket_path, timeout_ms);
+        return answer(g, g->session->connect(socket_path, timeout_ms), error, error_bytes);
     } catch (const std::bad_alloc&) {
-        g->error = "ndisshm_guest_connect: out of memory";
-        return NDISSHM_GUEST_FAILED;
+        return fail(error, error_bytes, NDIS_STATUS_RESOURCES, "ndisshm_guest_connect: out of memory");
     }
 }
 
-ndisshm_guest_status ndisshm_guest_poll(ndisshm_guest* g, int timeout_ms) {
-    if (g == nullptr) return NDISSHM_GUEST_FAILED;
+NDIS_STATUS ndisshm_guest_poll(ndisshm_guest* g, int timeout_ms, char* error, size_t error_bytes) {
+    if (g == nullptr) return fail(error, error_bytes, NDIS_STATUS_INVALID_PARAMETER, "ndisshm_guest_poll: guest is NULL");
     try {
-        g->error.clear();
-        return g->session->poll(timeout_ms);
+        return answer(g, g->session->poll(timeout_ms), error, error_bytes);
     } catch (const std::bad_alloc&) {
-        g->error = "ndisshm_guest_poll: out of memory";
-        return NDISSHM_GUEST_FAILED;
+        return fail(error, error_bytes, NDIS_STATUS_RESOURCES, "ndisshm_guest_poll: out of memory");
     }
 }
 
@@ -72,11 +92,6 @@ void ndisshm_guest_close(ndisshm_guest* g) {
 }
 
 void ndisshm_guest_destroy(ndisshm_guest* g) { delete g; }
-
-const char* ndisshm_guest_last_error(const ndisshm_guest* g) {
-    if (g == nullptr) return "guest is NULL";
-    return g->error.empty() ? g->session->last_error().c_str() : g->error.c_str();
-}
 
 void ndisshm_guest_get_stats(const ndisshm_guest* g, ndisshm_guest_stats* stats) {
     if (stats == nullptr) return;
@@ -89,18 +104,5 @@ void* ndisshm_guest_memory(const ndisshm_guest* g, uint64_t* bytes) {
 }
 
 int ndisshm_guest_memory_fd(const ndisshm_guest* g) { return g == nullptr ? -1 : g->session->memory_fd(); }
-
-const char* ndisshm_guest_status_name(ndisshm_guest_status status) {
-    switch (status) {
-        case NDISSHM_GUEST_OK: return "OK";
-        case NDISSHM_GUEST_TIMEOUT: return "TIMEOUT";
-        case NDISSHM_GUEST_HOST_BYE: return "HOST_BYE";
-        case NDISSHM_GUEST_HOST_GONE: return "HOST_GONE";
-        case NDISSHM_GUEST_REFUSED: return "REFUSED";
-        case NDISSHM_GUEST_PROTOCOL: return "PROTOCOL";
-        case NDISSHM_GUEST_FAILED: return "FAILED";
-    }
-    return "UNKNOWN";
-}
 
 }  // extern "C"

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <memory>
 
+#include "api/error_buffer.hpp"
 #include "core/irql.hpp"
 #include "core/ops_provider.hpp"
 #include "core/runtime.hpp"
@@ -72,24 +73,6 @@ extern "C" {
 const char* ndisshm_version(void) { return NDISSHM_VERSION_STRING; }
 int ndisshm_abi_version(void) { return NDISSHM_ABI_VERSION; }
 
-const char* ndisshm_status_name(NDIS_STATUS s) {
-    switch (s) {
-        case NDIS_STATUS_SUCCESS: return "NDIS_STATUS_SUCCESS";
-        case NDIS_STATUS_PENDING: return "NDIS_STATUS_PENDING";
-        case NDIS_STATUS_FAILURE: return "NDIS_STATUS_FAILURE";
-        case NDIS_STATUS_INVALID_PARAMETER: return "NDIS_STATUS_INVALID_PARAMETER";
-        case NDIS_STATUS_RESOURCES: return "NDIS_STATUS_RESOURCES";
-        case NDIS_STATUS_NOT_SUPPORTED: return "NDIS_STATUS_NOT_SUPPORTED";
-        case NDIS_STATUS_INVALID_LENGTH: return "NDIS_STATUS_INVALID_LENGTH";
-        case NDIS_STATUS_INVALID_DATA: return "NDIS_STATUS_INVALID_DATA";
-        case NDIS_STATUS_BUFFER_TOO_SHORT: return "NDIS_STATUS_BUFFER_TOO_SHORT";
-        default: break;
-    }
-    static thread_local char buf[32];
-    std::snprintf(buf, sizeof(buf), "NDIS_STATUS_0x%08X", static_cast<unsigned>(s));
-    return buf;
-}
-
 const char* ndisshm_usage_name(NDIS_SHARED_MEMORY_USAGE u) {
     static const char* const names[] = {"Undefined", "Xmit", "XmitHeader", "XmitData", "Receive",
                                         "ReceiveLookahead", "ReceivePostLookahead", "ReceiveHeader", "ReceiveData",
@@ -108,17 +91,20 @@ void ndisshm_runtime_config_init(ndisshm_runtime_config* c) {
     if (env_is("NDISSHM_PAGES", "base")) c->page_mode = NDISSHM_PAGES_BASE;
 }
 
-NDIS_STATUS ndisshm_runtime_create(const ndisshm_runtime_config* config, ndisshm_runtime** runtime) {
-    if (runtime == nullptr) return NDIS_STATUS_INVALID_PARAMETER;
+NDIS_STATUS ndisshm_runtime_create(const ndisshm_runtime_config* config, ndisshm_runtime** runtime, char* error,
+                                   size_t error_bytes) {
+    using ndisshm::api::fail;
+    if (runtime == nullptr) return fail(error, error_bytes, NDIS_STATUS_INVALID_PARAMETER, "runtime is NULL");
     *runtime = nullptr;
     ndisshm_runtime_config c;
     ndisshm_runtime_config_init(&c);
     if (config != nullptr) {
         if (config->struct_size != sizeof(ndisshm_runtime_config)) {
-            Verifier::global().log("ndisshm_runtime_create", "config.struct_size is " +
-                                                                 std::to_string(config->struct_size) + ", expected " +
-                                                                 std::to_string(sizeof(ndisshm_runtime_config)));
-            return NDIS_STATUS_INVALID_PARAMETER;
+            const std::string why = "config.struct_size is " + std::to_string(config->struct_size) + ", expected " +
+                                    std::to_string(sizeof(ndisshm_runtime_config)) +
+                                    " (ndisshm_runtime_config_init sets it)";
+            Verifier::global().log("ndisshm_runtime_create", why);
+            return fail(error, error_bytes, NDIS_STATUS_INVALID_PARAMETER, why);
         }
         c = *config;
     }
@@ -132,9 +118,11 @@ NDIS_STATUS ndisshm_runtime_create(const ndisshm_runtime_config* config, ndisshm
     });
     if (!rt) {
         Verifier::global().log("ndisshm_runtime_create", rt.error().message());
-        return rt.error().err == EINVAL ? NDIS_STATUS_INVALID_PARAMETER : NDIS_STATUS_RESOURCES;
+        return fail(error, error_bytes, rt.error().err == EINVAL ? NDIS_STATUS_INVALID_PARAMETER : NDIS_STATUS_RESOURCES,
+                    rt.error().message());
     }
     *runtime = new ndisshm_runtime{std::move(*rt), default_provider};
+    ndisshm::api::clear_error(error, error_bytes);
     return NDIS_STATUS_SUCCESS;
 }
 
@@ -171,9 +159,30 @@ NDIS_STATUS ndisshm_queue_create(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queu
     return a != nullptr ? a->runtime->create_queue(a, queue_id) : NDIS_STATUS_INVALID_PARAMETER;
 }
 
+void ndisshm_queue_params_init(ndisshm_queue_params* params) {
+    if (params == nullptr) return;
+    std::memset(params, 0, sizeof(*params));
+    params->struct_size = sizeof(*params);
+}
+
+void ndisshm_provider_ops_init(ndisshm_provider_ops* ops) {
+    if (ops == nullptr) return;
+    std::memset(ops, 0, sizeof(*ops));
+    ops->struct_size = sizeof(*ops);
+}
+
 NDIS_STATUS ndisshm_queue_allocate(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id, const ndisshm_queue_params* params) {
     Adapter* a = adapter_or_report(adapter, "ndisshm_queue_allocate");
-    return a != nullptr ? a->runtime->create_queue(a, queue_id, params, false) : NDIS_STATUS_INVALID_PARAMETER;
+    if (a == nullptr) return NDIS_STATUS_INVALID_PARAMETER;
+    if (params != nullptr && params->struct_size != sizeof(ndisshm_queue_params)) {
+        a->runtime->verifier().report(NDISSHM_VIOLATION_BAD_PARAMETERS, "ndisshm_queue_allocate", a, nullptr, {},
+                                      "params.struct_size is " + std::to_string(params->struct_size) + ", expected " +
+                                          std::to_string(sizeof(ndisshm_queue_params)) +
+                                          " (ndisshm_queue_params_init sets it) on " +
+                                          ndisshm::core::Runtime::describe(a));
+        return NDIS_STATUS_INVALID_PARAMETER;
+    }
+    return a->runtime->create_queue(a, queue_id, params, false);
 }
 
 NDIS_STATUS ndisshm_queue_allocation_complete(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id) {

@@ -5,7 +5,7 @@
 // and runtime, which the snapshot needs), host queues with a miniport of their
 // own (the copy path), the control socket, and a short memory of verifier
 // messages for `ndisshm stat`. hub_state.hpp has the struct and its locks;
-// hub_books.cpp what the hub tells about itself.
+// api/hub_books.cpp what the hub tells about itself.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -103,7 +103,7 @@ NDIS_STATUS ndisshm_hub_create(ndisshm_runtime* runtime, const ndisshm_hub_confi
     g.socket_path = c.socket_path != nullptr && c.socket_path[0] != '\0' ? c.socket_path
                                                                           : ndisshm::ipc::default_socket_dir() + "/host.sock";
     g.miniport = {c.blocks_per_queue, c.block_bytes, c.slot_bytes};
-    if (c.lookahead_split) g.queue_params = {NDISSHM_QUEUE_LOOKAHEAD_SPLIT, c.lookahead_size};
+    if (c.lookahead_split) g.queue_params = {sizeof(ndisshm_queue_params), NDISSHM_QUEUE_LOOKAHEAD_SPLIT, c.lookahead_size};
     if (c.queue_params != nullptr) {
         g.choose_queue_params = [fn = c.queue_params, context = c.queue_params_context](
                                     const ndisshm::ipc::GuestInfo& guest, ndisshm_queue_params& params) {
@@ -205,7 +205,7 @@ NDIS_STATUS ndisshm_hub_host_queue_create(ndisshm_hub* h, uint32_t queue_id, con
         return NDIS_STATUS_INVALID_PARAMETER;
     std::unique_lock lock(h->host_mu);
     if (h->host_queues.count(queue_id) != 0) return NDIS_STATUS_INVALID_PARAMETER;
-    const ndisshm_queue_params p = params != nullptr ? *params : ndisshm_queue_params{};
+    const ndisshm_queue_params p = params != nullptr ? *params : ndisshm_queue_params{sizeof(ndisshm_queue_params), 0, 0};
     // The VMQ life cycle as for a guest's queue, but assigned to nobody: the
     // guest provider serves its buffers from host memory.
     if (NDIS_STATUS s = ndisshm_queue_allocate(h->adapter, queue_id, &p); s != NDIS_STATUS_SUCCESS) return s;

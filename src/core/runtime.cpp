@@ -207,7 +207,7 @@ NDIS_STATUS Runtime::queue_params(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id, nd
     std::lock_guard lock(adapter->books[book_here(adapter->book_count)].mu);
     auto it = adapter->queues.find(id);
     if (it == adapter->queues.end()) return NDIS_STATUS_INVALID_PARAMETER;
-    if (out != nullptr) *out = {it->second->flags, it->second->lookahead_size};
+    if (out != nullptr) *out = {sizeof(ndisshm_queue_params), it->second->flags, it->second->lookahead_size};
     if (complete != nullptr) *complete = it->second->complete ? 1 : 0;
     return NDIS_STATUS_SUCCESS;
 }

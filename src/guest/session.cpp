@@ -60,7 +60,7 @@ ndisshm_guest_stats Session::stats() const {
     return s;
 }
 
-ndisshm_guest_status Session::end(ndisshm_guest_status status, std::string why) {
+NDIS_STATUS Session::end(NDIS_STATUS status, std::string why) {
     channel_.reset();
     end_reason_ = why;
     last_error_ = std::move(why);
@@ -74,61 +74,61 @@ void Session::close() {
     channel_.reset();
 }
 
-ndisshm_guest_status Session::connect(const std::string& socket_path, int timeout_ms) {
-    if (used_) return end(NDISSHM_GUEST_FAILED, "ndisshm_guest_connect: this guest has had its session already");
+NDIS_STATUS Session::connect(const std::string& socket_path, int timeout_ms) {
+    if (used_) return end(NDIS_STATUS_FAILURE, "ndisshm_guest_connect: this guest has had its session already");
     used_ = true;
     auto sock = ipc::connect_to(socket_path);
-    if (!sock) return end(NDISSHM_GUEST_FAILED, sock.error().message());
+    if (!sock) return end(NDIS_STATUS_FAILURE, sock.error().message());
     channel_.emplace(std::move(*sock));
 
     ipc::Hello hello{};
     std::memcpy(hello.name, name_.c_str(), name_.size() + 1);
     if (auto s = channel_->send(MessageType::Hello, hello); !s) return send_failed(s.error());
     ipc::Message m;
-    if (auto st = await(MessageType::HelloAck, timeout_ms, m); st != NDISSHM_GUEST_OK) return st;
+    if (auto st = await(MessageType::HelloAck, timeout_ms, m); st != NDIS_STATUS_SUCCESS) return st;
     stats_.guest_id = m.as<ipc::HelloAck>().guest_id;
 
     const ipc::SetMemory set{bytes_, guest_physical_base_};
     if (auto s = channel_->send(MessageType::SetMemory, set, memfd_.get()); !s) return send_failed(s.error());
-    if (auto st = await(MessageType::MemoryAck, timeout_ms, m); st != NDISSHM_GUEST_OK) return st;
+    if (auto st = await(MessageType::MemoryAck, timeout_ms, m); st != NDIS_STATUS_SUCCESS) return st;
     if (const uint64_t acked = m.as<ipc::MemoryAck>().size; acked != bytes_)
-        return end(NDISSHM_GUEST_PROTOCOL, "host acknowledged " + std::to_string(acked) + " bytes of memory, we gave " +
+        return end(NDISSHM_STATUS_PROTOCOL, "host acknowledged " + std::to_string(acked) + " bytes of memory, we gave " +
                                                std::to_string(bytes_));
     last_error_.clear();
-    return NDISSHM_GUEST_OK;
+    return NDIS_STATUS_SUCCESS;
 }
 
-ndisshm_guest_status Session::await(MessageType want, int timeout_ms, ipc::Message& out) {
+NDIS_STATUS Session::await(MessageType want, int timeout_ms, ipc::Message& out) {
     auto r = channel_->receive(timeout_ms);
     if (!r) {
         if (r.error().err == ETIMEDOUT)
-            return end(NDISSHM_GUEST_FAILED, "handshake: the host did not answer within " +
+            return end(NDIS_STATUS_FAILURE, "handshake: the host did not answer within " +
                                                  std::to_string(timeout_ms) + " ms");
         return receive_failed(r.error());
     }
     if (r->type() != want) return ended_by_host(*r);
     out = std::move(*r);
-    return NDISSHM_GUEST_OK;
+    return NDIS_STATUS_SUCCESS;
 }
 
-ndisshm_guest_status Session::receive_failed(const Error& e) {
+NDIS_STATUS Session::receive_failed(const Error& e) {
     switch (e.err) {
-        case ETIMEDOUT: return NDISSHM_GUEST_TIMEOUT;
-        case ECONNRESET: return end(NDISSHM_GUEST_HOST_GONE, "host closed the connection without BYE (host gone)");
-        case EPROTO: return end(NDISSHM_GUEST_PROTOCOL, "host sent a malformed message: " + e.detail);
-        default: return end(NDISSHM_GUEST_FAILED, e.message());
+        case ETIMEDOUT: return NDISSHM_STATUS_TIMEOUT;
+        case ECONNRESET: return end(NDISSHM_STATUS_HOST_GONE, "host closed the connection without BYE (host gone)");
+        case EPROTO: return end(NDISSHM_STATUS_PROTOCOL, "host sent a malformed message: " + e.detail);
+        default: return end(NDIS_STATUS_FAILURE, e.message());
     }
 }
 
-ndisshm_guest_status Session::send_failed(const Error& e) {
-    if (e.err != EPIPE && e.err != ECONNRESET) return end(NDISSHM_GUEST_FAILED, e.message());
+NDIS_STATUS Session::send_failed(const Error& e) {
+    if (e.err != EPIPE && e.err != ECONNRESET) return end(NDIS_STATUS_FAILURE, e.message());
     // The host closed first. Read what it left queued: a BYE or an ERROR
     // explains the close; end of stream means it just went away.
     for (;;) {
         auto r = channel_->receive(0);
         if (!r) {
             if (r.error().err == ETIMEDOUT)  // hung up, nothing left, yet no end seen: treat as gone
-                return end(NDISSHM_GUEST_HOST_GONE, "host closed the connection without BYE (host gone)");
+                return end(NDISSHM_STATUS_HOST_GONE, "host closed the connection without BYE (host gone)");
             return receive_failed(r.error());
         }
         const auto t = r->type();
@@ -136,55 +136,55 @@ ndisshm_guest_status Session::send_failed(const Error& e) {
     }
 }
 
-ndisshm_guest_status Session::ended_by_host(const ipc::Message& m) {
+NDIS_STATUS Session::ended_by_host(const ipc::Message& m) {
     switch (m.type()) {
-        case MessageType::Bye: return end(NDISSHM_GUEST_HOST_BYE, "host closed the connection (BYE)");
+        case MessageType::Bye: return end(NDISSHM_STATUS_HOST_BYE, "host closed the connection (BYE)");
         case MessageType::Error: {
             const auto e = m.as<ipc::ErrorMessage>();  // reason NUL-terminated: validated on receipt
             char code[16];
             std::snprintf(code, sizeof(code), "0x%08X", e.code);
-            return end(NDISSHM_GUEST_REFUSED, std::string("host refused: ") + e.reason + " (status " + code + ")");
+            return end(NDISSHM_STATUS_REFUSED, std::string("host refused: ") + e.reason + " (status " + code + ")");
         }
         default:
-            return end(NDISSHM_GUEST_PROTOCOL, "unexpected " + type_text(m.header.type) + " from the host (#" +
+            return end(NDISSHM_STATUS_PROTOCOL, "unexpected " + type_text(m.header.type) + " from the host (#" +
                                                    std::to_string(m.header.sequence) + ")");
     }
 }
 
-ndisshm_guest_status Session::poll(int timeout_ms) {
+NDIS_STATUS Session::poll(int timeout_ms) {
     if (!channel_) {
         last_error_ = used_ ? "no session: it has ended (" + end_reason_ + ")" : "no session: connect first";
-        return NDISSHM_GUEST_FAILED;
+        return NDIS_STATUS_FAILURE;
     }
     auto r = channel_->receive(timeout_ms);
     if (!r) return receive_failed(r.error());
-    ndisshm_guest_status status = handle(*r);
+    NDIS_STATUS status = handle(*r);
     // Batches already queued behind this one are read now and their
     // descriptors go back with its own in one PACKETS_DONE: one message, and
     // one wake-up of the host's thread, for what arrived together. Bounded,
     // so a host that never pauses cannot keep poll() from returning, and
     // everything read is given back before it returns.
-    for (uint32_t more = 0; status == NDISSHM_GUEST_OK && !done_.empty() && more < kBatchesPerReturn; ++more) {
+    for (uint32_t more = 0; status == NDIS_STATUS_SUCCESS && !done_.empty() && more < kBatchesPerReturn; ++more) {
         auto next = channel_->receive(0);
         if (!next) {
             if (next.error().err == ETIMEDOUT) break;
-            if (auto s = return_done(); s != NDISSHM_GUEST_OK) return s;
+            if (auto s = return_done(); s != NDIS_STATUS_SUCCESS) return s;
             return receive_failed(next.error());
         }
         // Anything else than the same queue's packets comes after the return.
         if (next->type() != MessageType::Packets || next->packets_header().queue_id != done_queue_)
-            if (status = return_done(&*next); status != NDISSHM_GUEST_OK) return status;
+            if (status = return_done(&*next); status != NDIS_STATUS_SUCCESS) return status;
         status = handle(*next);
     }
-    if (const ndisshm_guest_status s = return_done(); status == NDISSHM_GUEST_OK) status = s;
+    if (const NDIS_STATUS s = return_done(); status == NDIS_STATUS_SUCCESS) status = s;
     return status;
 }
 
-ndisshm_guest_status Session::return_done(const ipc::Message* in_hand) {
-    if (done_.empty() || !channel_) return NDISSHM_GUEST_OK;
+NDIS_STATUS Session::return_done(const ipc::Message* in_hand) {
+    if (done_.empty() || !channel_) return NDIS_STATUS_SUCCESS;
     auto s = channel_->send_packets(MessageType::PacketsDone, done_queue_, done_);
     done_.clear();
-    if (s) return NDISSHM_GUEST_OK;
+    if (s) return NDIS_STATUS_SUCCESS;
     // The host hung up after its last words, and we hold them already: they
     // explain the end (send_failed would look for them in the socket).
     const int e = s.error().err;
@@ -194,7 +194,7 @@ ndisshm_guest_status Session::return_done(const ipc::Message* in_hand) {
     return send_failed(s.error());
 }
 
-ndisshm_guest_status Session::handle(const ipc::Message& m) {
+NDIS_STATUS Session::handle(const ipc::Message& m) {
     switch (m.type()) {
         case MessageType::QueueAttached: {
             const auto q = m.as<ipc::QueueAttached>();
@@ -205,17 +205,17 @@ ndisshm_guest_status Session::handle(const ipc::Message& m) {
             e.flags = q.flags;
             e.lookahead_size = q.lookahead_size;
             emit(e);
-            return NDISSHM_GUEST_OK;
+            return NDIS_STATUS_SUCCESS;
         }
-        case MessageType::QueueDetached: on_queue_detached(m.as<ipc::QueueDetached>().queue_id); return NDISSHM_GUEST_OK;
-        case MessageType::BlockAdded: on_block_added(m.as<ipc::BlockAdded>()); return NDISSHM_GUEST_OK;
-        case MessageType::BlockRemoved: on_block_removed(m.as<ipc::BlockRemoved>().handle); return NDISSHM_GUEST_OK;
+        case MessageType::QueueDetached: on_queue_detached(m.as<ipc::QueueDetached>().queue_id); return NDIS_STATUS_SUCCESS;
+        case MessageType::BlockAdded: on_block_added(m.as<ipc::BlockAdded>()); return NDIS_STATUS_SUCCESS;
+        case MessageType::BlockRemoved: on_block_removed(m.as<ipc::BlockRemoved>().handle); return NDIS_STATUS_SUCCESS;
         case MessageType::Packets: return on_packets(m);
         default: return ended_by_host(m);  // BYE, ERROR, or a type the host never sends
     }
 }
 
-ndisshm_guest_status Session::on_packets(const ipc::Message& m) {
+NDIS_STATUS Session::on_packets(const ipc::Message& m) {
     static_assert(NDISSHM_GUEST_MAX_SEGMENTS == ipc::kMaxSegmentsPerPacket);
     const uint32_t queue_id = m.packets_header().queue_id;
     const std::vector<ipc::PacketDescriptor> descriptors = m.packets();
@@ -266,10 +266,10 @@ ndisshm_guest_status Session::on_packets(const ipc::Message& m) {
     // those of the batches queued behind this one, before it returns.
     if (!done_.empty() &&
         (done_queue_ != queue_id || done_.size() + descriptors.size() > ipc::kMaxPacketsPerMessage))
-        if (const ndisshm_guest_status s = return_done(); s != NDISSHM_GUEST_OK) return s;
+        if (const NDIS_STATUS s = return_done(); s != NDIS_STATUS_SUCCESS) return s;
     done_queue_ = queue_id;
     done_.insert(done_.end(), descriptors.begin(), descriptors.end());
-    return NDISSHM_GUEST_OK;
+    return NDIS_STATUS_SUCCESS;
 }
 
 void Session::on_block_added(const ipc::BlockAdded& b) {

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <ndisshm/guest.h>
+#include <ndisshm/status.h>
 
 #include <cstdint>
 #include <memory>
@@ -31,8 +32,8 @@ public:
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
 
-    ndisshm_guest_status connect(const std::string& socket_path, int timeout_ms);
-    ndisshm_guest_status poll(int timeout_ms);
+    NDIS_STATUS connect(const std::string& socket_path, int timeout_ms);
+    NDIS_STATUS poll(int timeout_ms);
     void close();  // BYE, then the socket closes; memory and stats stay
 
     const std::string& last_error() const { return last_error_; }
@@ -56,24 +57,24 @@ private:
     Session(const ndisshm_guest_config& config, os::UniqueFd memfd, std::byte* memory);
 
     // Ends the session with `status`: the socket closes, `why` is kept.
-    ndisshm_guest_status end(ndisshm_guest_status status, std::string why);
+    NDIS_STATUS end(NDIS_STATUS status, std::string why);
     // A receive that failed: timeout (the session goes on) or its end.
-    ndisshm_guest_status receive_failed(const Error& e);
+    NDIS_STATUS receive_failed(const Error& e);
     // A send failed: if the host hung up, what it said last (BYE, ERROR)
     // may still be queued and tells why; otherwise the send's own error.
-    ndisshm_guest_status send_failed(const Error& e);
+    NDIS_STATUS send_failed(const Error& e);
     // The handshake's answer of type `want`, within timeout_ms.
-    ndisshm_guest_status await(ipc::MessageType want, int timeout_ms, ipc::Message& out);
+    NDIS_STATUS await(ipc::MessageType want, int timeout_ms, ipc::Message& out);
     // A host-initiated end (BYE or ERROR) or an unexpected type.
-    ndisshm_guest_status ended_by_host(const ipc::Message& m);
+    NDIS_STATUS ended_by_host(const ipc::Message& m);
 
-    ndisshm_guest_status handle(const ipc::Message& m);
-    ndisshm_guest_status on_packets(const ipc::Message& m);
+    NDIS_STATUS handle(const ipc::Message& m);
+    NDIS_STATUS on_packets(const ipc::Message& m);
     // Sends the descriptors of the batches read so far back in one
     // PACKETS_DONE (nothing if there are none). `in_hand`: a message already
     // read that comes after them, which explains the end if the send finds
     // the host gone.
-    ndisshm_guest_status return_done(const ipc::Message* in_hand = nullptr);
+    NDIS_STATUS return_done(const ipc::Message* in_hand = nullptr);
     void on_block_added(const ipc::BlockAdded& b);
     void on_block_removed(uint64_t handle);
     void on_queue_detached(uint32_t queue_id);

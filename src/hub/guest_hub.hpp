@@ -108,7 +108,7 @@ struct GuestHubConfig {
     std::string socket_path;  // empty: default_socket_dir() + "/host.sock"
     providers::GuestMemoryLimits memory_limits;  // min is raised to what one queue's buffers need
     nic::VmqMiniportConfig miniport;
-    ndisshm_queue_params queue_params{};  // for ndisshm_queue_allocate (lookahead split is optional)
+    ndisshm_queue_params queue_params{sizeof(ndisshm_queue_params), 0, 0};  // for ndisshm_queue_allocate (lookahead split is optional)
     // Per guest: called on the hub thread before a guest's queue is
     // allocated, with the guest (id, name, the queue it gets) and
     // queue_params; may change them (lookahead split for some queues only).

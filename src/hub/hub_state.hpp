@@ -1,5 +1,5 @@
 // The hub behind <ndisshm/hub.h>: private to api/hub.cpp (life cycle and
-// delivery) and hub_books.cpp (guests, queues, statistics, snapshot).
+// delivery) and api/hub_books.cpp (guests, queues, statistics, snapshot).
 #pragma once
 
 #include <ndisshm/hub.h>

@@ -40,7 +40,7 @@ protected:
         ndisshm_runtime_config c;
         ndisshm_runtime_config_init(&c);
         c.report_to_stderr = 0;
-        ASSERT_EQ(ndisshm_runtime_create(&c, &rt_), NDIS_STATUS_SUCCESS);
+        ASSERT_EQ(ndisshm_runtime_create(&c, &rt_, nullptr, 0), NDIS_STATUS_SUCCESS);
         ndisshm_runtime_set_violation_callback(rt_, &NetTest::on_violation, this);
     }
 

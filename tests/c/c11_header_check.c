@@ -3,6 +3,8 @@
  * ndis_shm.h run here as C's _Static_assert. */
 #include <ndis/ndis_shm.h>
 #include <ndisshm/guest.h>
+#include <ndisshm/status.h>
+#include <ndisshm/export.h>
 #include <ndisshm/host.h>
 #include <ndisshm/hub.h>
 

@@ -159,7 +159,7 @@ protected:
         ndisshm_runtime_config_init(&config);
         config.report_to_stderr = 0;
         configure(config);
-        ASSERT_EQ(ndisshm_runtime_create(&config, &rt_), NDIS_STATUS_SUCCESS);
+        ASSERT_EQ(ndisshm_runtime_create(&config, &rt_, nullptr, 0), NDIS_STATUS_SUCCESS);
         ndisshm_runtime_set_violation_callback(rt_, &ViolationLog::callback, &log_);
         ndisshm_set_global_violation_callback(&ViolationLog::callback, &global_log_);
         adapter_ = new_adapter("eth0");

@@ -23,7 +23,7 @@ unsigned machine_nodes() {
     ndisshm_runtime_config_init(&c);
     c.report_to_stderr = 0;
     ndisshm_runtime* rt = nullptr;
-    if (ndisshm_runtime_create(&c, &rt) != NDIS_STATUS_SUCCESS) return 1;
+    if (ndisshm_runtime_create(&c, &rt, nullptr, 0) != NDIS_STATUS_SUCCESS) return 1;
     ndisshm_memory_stats m{};
     ndisshm_runtime_get_memory_stats(rt, &m);
     ndisshm_runtime_destroy(rt);

@@ -60,7 +60,7 @@ TEST(MemoryOutOfMemoryHuge, TheHugePagePoolRunningDryIsResourcesWithTheErrnoText
     c.page_mode = NDISSHM_PAGES_HUGE;
     c.arena_capacity_bytes = uint64_t{1} << 30;
     ndisshm_runtime* rt = nullptr;
-    ASSERT_EQ(ndisshm_runtime_create(&c, &rt), NDIS_STATUS_SUCCESS);
+    ASSERT_EQ(ndisshm_runtime_create(&c, &rt, nullptr, 0), NDIS_STATUS_SUCCESS);
     NDIS_HANDLE adapter = nullptr;
     ASSERT_EQ(ndisshm_adapter_create(rt, "dry", &adapter), NDIS_STATUS_SUCCESS);
     std::vector<NDIS_HANDLE> held;

@@ -23,7 +23,7 @@ ndisshm_runtime* make_runtime(uint32_t page_mode, NDIS_STATUS* status = nullptr)
     c.page_mode = page_mode;
     c.arena_capacity_bytes = uint64_t{1} << 30;
     ndisshm_runtime* rt = nullptr;
-    const NDIS_STATUS s = ndisshm_runtime_create(&c, &rt);
+    const NDIS_STATUS s = ndisshm_runtime_create(&c, &rt, nullptr, 0);
     if (status != nullptr) *status = s;
     return rt;
 }

@@ -31,7 +31,7 @@ TEST(RuntimeConfig, ConfigInitFillsStructSizeAndTurnsTheVerifierOn) {
 
 TEST(RuntimeConfig, NullConfigMeansDefaults) {
     ndisshm_runtime* rt = nullptr;
-    ASSERT_EQ(ndisshm_runtime_create(nullptr, &rt), NDIS_STATUS_SUCCESS);
+    ASSERT_EQ(ndisshm_runtime_create(nullptr, &rt, nullptr, 0), NDIS_STATUS_SUCCESS);
     ASSERT_NE(rt, nullptr);
     ndisshm_runtime_destroy(rt);
     ndisshm_runtime_destroy(nullptr);  // ignored
@@ -41,17 +41,17 @@ TEST(RuntimeConfig, BadConfigurationsAreInvalidParameter) {
     ndisshm_runtime* rt = reinterpret_cast<ndisshm_runtime*>(0x1);
     auto c = quiet_config();
     c.struct_size = sizeof(c) - 8;
-    EXPECT_EQ(ndisshm_runtime_create(&c, &rt), NDIS_STATUS_INVALID_PARAMETER);
+    EXPECT_EQ(ndisshm_runtime_create(&c, &rt, nullptr, 0), NDIS_STATUS_INVALID_PARAMETER);
     EXPECT_EQ(rt, nullptr);
     c = quiet_config();
     c.arena_capacity_bytes = 16 * PAGE_SIZE + 1;
-    EXPECT_EQ(ndisshm_runtime_create(&c, &rt), NDIS_STATUS_INVALID_PARAMETER);
+    EXPECT_EQ(ndisshm_runtime_create(&c, &rt, nullptr, 0), NDIS_STATUS_INVALID_PARAMETER);
     c = quiet_config();
     c.arena_capacity_bytes = 16 * PAGE_SIZE;
     c.max_block_bytes = 17 * PAGE_SIZE;
-    EXPECT_EQ(ndisshm_runtime_create(&c, &rt), NDIS_STATUS_INVALID_PARAMETER);
+    EXPECT_EQ(ndisshm_runtime_create(&c, &rt, nullptr, 0), NDIS_STATUS_INVALID_PARAMETER);
     c = quiet_config();
-    EXPECT_EQ(ndisshm_runtime_create(&c, nullptr), NDIS_STATUS_INVALID_PARAMETER);
+    EXPECT_EQ(ndisshm_runtime_create(&c, nullptr, nullptr, 0), NDIS_STATUS_INVALID_PARAMETER);
     NDIS_HANDLE a = nullptr;
     EXPECT_EQ(ndisshm_adapter_create(nullptr, "x", &a), NDIS_STATUS_INVALID_PARAMETER);
 }
@@ -64,7 +64,7 @@ TEST(RuntimeConfig, HugeMaxBlocksIsRefusedOrHonoured) {
         auto c = quiet_config();
         c.max_blocks = (uint64_t{1} << 63) + 1;
         ndisshm_runtime* rt = nullptr;
-        if (ndisshm_runtime_create(&c, &rt) != NDIS_STATUS_SUCCESS) std::_Exit(0);  // refused: fine
+        if (ndisshm_runtime_create(&c, &rt, nullptr, 0) != NDIS_STATUS_SUCCESS) std::_Exit(0);  // refused: fine
         NDIS_HANDLE adapter = nullptr;
         if (ndisshm_adapter_create(rt, "eth0", &adapter) != NDIS_STATUS_SUCCESS) std::_Exit(2);
         for (int i = 0; i < 256; ++i) {

@@ -17,7 +17,7 @@ namespace {
 class VmqLifecycle : public NdisTest {};
 
 TEST_F(VmqLifecycle, SharedMemoryBeforeAllocationCompleteIsRefusedAndReported) {
-    ndisshm_queue_params qp{NDISSHM_QUEUE_LOOKAHEAD_SPLIT, 128};
+    ndisshm_queue_params qp{sizeof(ndisshm_queue_params), NDISSHM_QUEUE_LOOKAHEAD_SPLIT, 128};
     ASSERT_EQ(ndisshm_queue_allocate(adapter_, 5, &qp), NDIS_STATUS_SUCCESS);
     Alloc early = allocate(adapter_, 4096, 5, NdisSharedMemoryUsageReceiveLookahead);
     EXPECT_EQ(early.status, NDIS_STATUS_INVALID_PARAMETER);
@@ -33,7 +33,7 @@ TEST_F(VmqLifecycle, SharedMemoryBeforeAllocationCompleteIsRefusedAndReported) {
 }
 
 TEST_F(VmqLifecycle, QueueParametersAreKeptAndCompletionIsOnce) {
-    ndisshm_queue_params qp{NDISSHM_QUEUE_LOOKAHEAD_SPLIT, 256};
+    ndisshm_queue_params qp{sizeof(ndisshm_queue_params), NDISSHM_QUEUE_LOOKAHEAD_SPLIT, 256};
     ASSERT_EQ(ndisshm_queue_allocate(adapter_, 2, &qp), NDIS_STATUS_SUCCESS);
     ndisshm_queue_params got{};
     int complete = -1;
@@ -46,7 +46,7 @@ TEST_F(VmqLifecycle, QueueParametersAreKeptAndCompletionIsOnce) {
     EXPECT_EQ(complete, 1);
     EXPECT_EQ(ndisshm_queue_allocation_complete(adapter_, 2), NDIS_STATUS_INVALID_PARAMETER);
     EXPECT_EQ(ndisshm_queue_allocation_complete(adapter_, 77), NDIS_STATUS_INVALID_PARAMETER);
-    ndisshm_queue_params bad{0x80, 0};
+    ndisshm_queue_params bad{sizeof(ndisshm_queue_params), 0x80, 0};
     EXPECT_EQ(ndisshm_queue_allocate(adapter_, 3, &bad), NDIS_STATUS_INVALID_PARAMETER);
 }
 

@@ -39,7 +39,7 @@ public:
         bool hub_started = false;
         bool attached = false;      // the guest got its queue and every block
         uint64_t packets = 0;       // read by the guest
-        ndisshm_guest_status last = NDISSHM_GUEST_OK;
+        NDIS_STATUS last = NDIS_STATUS_SUCCESS;
         bool clean = false;         // everything above, all packets delivered and returned, a clean end
     };
 
@@ -47,7 +47,7 @@ public:
         ndisshm_runtime_config c;
         ndisshm_runtime_config_init(&c);
         c.report_to_stderr = 0;
-        EXPECT_EQ(ndisshm_runtime_create(&c, &rt_), NDIS_STATUS_SUCCESS);
+        EXPECT_EQ(ndisshm_runtime_create(&c, &rt_, nullptr, 0), NDIS_STATUS_SUCCESS);
         ndisshm_runtime_set_violation_callback(rt_, &GuestRun::on_violation, this);
         EXPECT_EQ(ndisshm_adapter_create(rt_, "nic0", &adapter_), NDIS_STATUS_SUCCESS);
         char dir[] = "/tmp/ndisshm-faults-XXXXXX";
@@ -87,7 +87,7 @@ public:
         record_guest_error(g);
         const auto st = hub_->stats();
         o.clean = o.attached && o.packets == kPackets && all_returned && st.refused == 0 &&
-                  (o.last == NDISSHM_GUEST_OK || o.last == NDISSHM_GUEST_TIMEOUT);
+                  (o.last == NDIS_STATUS_SUCCESS || o.last == NDISSHM_STATUS_TIMEOUT);
         g.destroy();
         return o;
     }
@@ -102,7 +102,7 @@ public:
             ASSERT_TRUE(start_hub()) << text();
         }
         Guest g = connect_guest("g2");
-        ASSERT_TRUE(g.attached) << "a new guest after the fault: " << ndisshm_guest_status_name(g.status) << "\n"
+        ASSERT_TRUE(g.attached) << "a new guest after the fault: " << ndisshm_status_name(g.status) << "\n"
                                 << text();
         exchange(g);
         EXPECT_EQ(g.packets(), static_cast<uint64_t>(kPackets)) << text();
@@ -148,11 +148,14 @@ private:
     struct Guest {
         std::string name;
         ndisshm_guest* guest = nullptr;
-        ndisshm_guest_status status = NDISSHM_GUEST_OK;
+        NDIS_STATUS status = NDIS_STATUS_SUCCESS;
         bool attached = false;
+        char error[256] = "";  // why the last guest call failed
         Guest() = default;
         Guest(Guest&& o) noexcept
-            : name(std::move(o.name)), guest(std::exchange(o.guest, nullptr)), status(o.status), attached(o.attached) {}
+            : name(std::move(o.name)), guest(std::exchange(o.guest, nullptr)), status(o.status), attached(o.attached) {
+            std::memcpy(error, o.error, sizeof(error));
+        }
         Guest& operator=(Guest&&) = delete;
         ~Guest() { destroy(); }
         uint64_t packets() const {
@@ -160,7 +163,7 @@ private:
             if (guest != nullptr) ndisshm_guest_get_stats(guest, &s);
             return s.packets;
         }
-        bool ended() const { return status != NDISSHM_GUEST_OK && status != NDISSHM_GUEST_TIMEOUT; }
+        bool ended() const { return status != NDIS_STATUS_SUCCESS && status != NDISSHM_STATUS_TIMEOUT; }
         void destroy() {
             if (guest != nullptr) ndisshm_guest_destroy(guest);
             guest = nullptr;
@@ -202,16 +205,17 @@ private:
         Guest g;
         g.name = name;
         char error[256] = "";
-        ndisshm_guest_config c{};
+        ndisshm_guest_config c;
+        ndisshm_guest_config_init(&c);
         c.name = name;
         c.memory_bytes = 1 << 20;
-        g.guest = ndisshm_guest_create(&c, error, sizeof(error));
+        (void)ndisshm_guest_create(&c, &g.guest, error, sizeof(error));
         if (g.guest == nullptr) {
             say(std::string("guest create: ") + error);
-            g.status = NDISSHM_GUEST_FAILED;
+            g.status = NDIS_STATUS_FAILURE;
             return g;
         }
-        g.status = ndisshm_guest_connect(g.guest, hub_->socket_path().c_str(), kConnectMs);
+        g.status = ndisshm_guest_connect(g.guest, hub_->socket_path().c_str(), kConnectMs, g.error, sizeof(g.error));
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kWaitMs);
         while (!g.ended() && std::chrono::steady_clock::now() < deadline) {
             ndisshm_guest_stats s{};
@@ -220,7 +224,7 @@ private:
                 g.attached = true;
                 break;
             }
-            g.status = ndisshm_guest_poll(g.guest, 50);
+            g.status = ndisshm_guest_poll(g.guest, 50, g.error, sizeof(g.error));
         }
         record_guest_error(g);
         return g;
@@ -250,13 +254,13 @@ private:
         }
         while (!g.ended() && g.packets() < static_cast<uint64_t>(kPackets) &&
                hub_->stats().delivered > g.packets() && std::chrono::steady_clock::now() < deadline)
-            g.status = ndisshm_guest_poll(g.guest, 50);
+            g.status = ndisshm_guest_poll(g.guest, 50, g.error, sizeof(g.error));
         record_guest_error(g);
     }
 
     void record_guest_error(const Guest& g) {
         if (g.guest == nullptr || !g.ended()) return;
-        say(std::string("guest ") + ndisshm_guest_status_name(g.status) + ": " + ndisshm_guest_last_error(g.guest));
+        say(std::string("guest ") + ndisshm_status_name(g.status) + ": " + g.error);
     }
 
     ndisshm_runtime* rt_ = nullptr;

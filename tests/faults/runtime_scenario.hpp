@@ -49,7 +49,7 @@ struct RuntimeVariant {
         c.report_to_stderr = 0;
         c.address_mode = NDISSHM_ADDRESS_PHYSICAL;
         ndisshm_runtime* rt = nullptr;
-        if (ndisshm_runtime_create(&c, &rt) != NDIS_STATUS_SUCCESS) return "physical address mode needs CAP_SYS_ADMIN";
+        if (ndisshm_runtime_create(&c, &rt, nullptr, 0) != NDIS_STATUS_SUCCESS) return "physical address mode needs CAP_SYS_ADMIN";
         ndisshm_runtime_destroy(rt);
         return {};
     }
@@ -79,7 +79,7 @@ public:
         c.arena_capacity_bytes = v_.capacity;
         c.max_block_bytes = static_cast<uint32_t>(std::min<uint64_t>(256u << 20, v_.capacity));
         c.zero_by_release_bytes = 4096;  // every reused block is zeroed by releasing its pages (fallocate)
-        if (step("runtime_create", [&] { return ndisshm_runtime_create(&c, &rt_); }) != NDIS_STATUS_SUCCESS) return;
+        if (step("runtime_create", [&] { return ndisshm_runtime_create(&c, &rt_, nullptr, 0); }) != NDIS_STATUS_SUCCESS) return;
         ndisshm_runtime_set_violation_callback(rt_, &RuntimeRun::on_violation, this);
         if (step("adapter_create", [&] { return ndisshm_adapter_create(rt_, "eth0", &adapter_); }) != NDIS_STATUS_SUCCESS)
             return;

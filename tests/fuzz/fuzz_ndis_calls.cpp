@@ -244,7 +244,8 @@ void Driver::queue_op() {
             if (s == NDIS_STATUS_SUCCESS) m_.adapters[ai].queues[q] = true;
             break;
         case 1: {
-            const ndisshm_queue_params params{in_.below(4) != 0 ? in_.below(4) : in_.take<uint32_t>(), in_.size(0)};
+            const ndisshm_queue_params params{sizeof(ndisshm_queue_params), in_.below(4) != 0 ? in_.below(4) : in_.take<uint32_t>(),
+                                              in_.size(0)};
             s = ndisshm_queue_allocate(h, q, in_.flag() ? &params : nullptr);
             if (s == NDIS_STATUS_SUCCESS) m_.adapters[ai].queues[q] = false;
             break;
@@ -351,7 +352,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (in.below(4) == 0) c.queue_limit_bytes = in.size(0);
     c.zero_by_release_bytes = in.flag() ? 0 : UINT64_MAX;
     ndisshm_runtime* rt = nullptr;
-    const NDIS_STATUS s = ndisshm_runtime_create(&c, &rt);
+    const NDIS_STATUS s = ndisshm_runtime_create(&c, &rt, nullptr, 0);
     FUZZ_CHECK(s == NDIS_STATUS_SUCCESS, "runtime: %s", ndisshm_status_name(s));
     Driver d(in, rt, c.verifier != 0);
     d.create_adapter();

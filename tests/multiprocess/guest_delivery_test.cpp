@@ -106,7 +106,7 @@ TEST_F(HubTest, HostShutdownTellsEachGuestByeAndFreesEveryBlockThroughItsProvide
 TEST_F(HubTest, LookaheadSplitParametersReachTheQueueAndTheGuest) {
     hub_->stop();
     hub_.reset();
-    start_hub(5000, ndisshm_queue_params{NDISSHM_QUEUE_LOOKAHEAD_SPLIT, 256});
+    start_hub(5000, ndisshm_queue_params{sizeof(ndisshm_queue_params), NDISSHM_QUEUE_LOOKAHEAD_SPLIT, 256});
     auto g = spawn_guest("split");
     const uint32_t q = wait_attached(*g, kBlocksPerQueue + 1);  // and one lookahead block
     ASSERT_NE(q, 0u);

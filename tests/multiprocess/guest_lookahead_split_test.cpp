@@ -17,8 +17,8 @@ protected:
         hub_->stop();
         hub_.reset();
         // Only the guest named "split" gets lookahead split.
-        start_hub(5000, {}, [](const ndisshm::ipc::GuestInfo& g, ndisshm_queue_params& p) {
-            if (g.name == "split") p = {NDISSHM_QUEUE_LOOKAHEAD_SPLIT, kLookahead};
+        start_hub(5000, {sizeof(ndisshm_queue_params), 0, 0}, [](const ndisshm::ipc::GuestInfo& g, ndisshm_queue_params& p) {
+            if (g.name == "split") p = {sizeof(ndisshm_queue_params), NDISSHM_QUEUE_LOOKAHEAD_SPLIT, kLookahead};
         });
     }
     std::unique_ptr<ChildProcess> spawn_library_guest(const std::string& name) {

@@ -31,7 +31,7 @@ protected:
         ndisshm_runtime_config c;
         ndisshm_runtime_config_init(&c);
         c.report_to_stderr = 0;
-        ASSERT_EQ(ndisshm_runtime_create(&c, &rt_), NDIS_STATUS_SUCCESS);
+        ASSERT_EQ(ndisshm_runtime_create(&c, &rt_, nullptr, 0), NDIS_STATUS_SUCCESS);
         ndisshm_runtime_set_violation_callback(rt_, &HubTest::on_violation, this);
         ASSERT_EQ(ndisshm_adapter_create(rt_, "nic0", &adapter_), NDIS_STATUS_SUCCESS);
         char dir[] = "/tmp/ndisshm-mp-XXXXXX";
@@ -40,7 +40,7 @@ protected:
         start_hub();
     }
 
-    void start_hub(int handshake_timeout_ms = 5000, ndisshm_queue_params queue_params = {},
+    void start_hub(int handshake_timeout_ms = 5000, ndisshm_queue_params queue_params = {sizeof(ndisshm_queue_params), 0, 0},
                    std::function<void(const ndisshm::ipc::GuestInfo&, ndisshm_queue_params&)> choose = {}) {
         ndisshm::ipc::GuestHubConfig c;
         c.queue_params = queue_params;

@@ -68,7 +68,7 @@ inline ndisshm_runtime* make_runtime() {
     config.arena_capacity_bytes = uint64_t{1} << 30;  // plenty for 4 threads x 32 x 256 KiB
     config.max_blocks = uint64_t{1} << 16;
     ndisshm_runtime* rt = nullptr;
-    EXPECT_EQ(ndisshm_runtime_create(&config, &rt), NDIS_STATUS_SUCCESS);
+    EXPECT_EQ(ndisshm_runtime_create(&config, &rt, nullptr, 0), NDIS_STATUS_SUCCESS);
     return rt;
 }
 

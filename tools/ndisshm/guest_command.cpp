@@ -33,17 +33,26 @@ using Clock = std::chrono::steady_clock;
 constexpr int kPollSliceMs = 200;
 
 struct Outcome {
-    ndisshm_guest_status end = NDISSHM_GUEST_OK;  // OK: a limit ended it
+    NDIS_STATUS end = NDIS_STATUS_SUCCESS;  // OK: a limit ended it
     std::string reason;
     bool limit_reached = false;
     bool verify_failed = false;
     ndisshm_guest_event queue{};  // QUEUE_ATTACHED, as the host announced it
 };
 
+// The end's short name in --json ("HOST_BYE", "HOST_GONE", "FAILURE"): the
+// status's name without its NDIS_STATUS_ / NDISSHM_STATUS_ prefix.
+std::string end_name(NDIS_STATUS status) {
+    std::string name = ndisshm_status_name(status);
+    for (const char* prefix : {"NDISSHM_STATUS_", "NDIS_STATUS_"})
+        if (name.rfind(prefix, 0) == 0) return name.substr(std::string(prefix).size());
+    return name;
+}
+
 int exit_status(const Outcome& o) {
     if (o.verify_failed) return 1;
-    if (o.limit_reached || o.end == NDISSHM_GUEST_HOST_BYE) return 0;
-    if (o.end == NDISSHM_GUEST_HOST_GONE) return kGuestHostVanished;
+    if (o.limit_reached || o.end == NDISSHM_STATUS_HOST_BYE) return 0;
+    if (o.end == NDISSHM_STATUS_HOST_GONE) return kGuestHostVanished;
     return 1;
 }
 
@@ -60,7 +69,7 @@ void print_summary(const GuestCommandOptions& opt, const ndisshm_guest_stats& s,
             {"socket", opt.socket},
             {"memory_bytes", opt.memory_bytes},
             {"guest_id", s.guest_id},
-            {"end", o.limit_reached ? "LIMIT" : ndisshm_guest_status_name(o.end)},
+            {"end", o.limit_reached ? "LIMIT" : end_name(o.end)},
             {"reason", describe_end(o)},
             {"packets", s.packets},
             {"bytes", s.bytes},
@@ -132,7 +141,7 @@ int run_guest(const GuestCommandOptions& opt) {
         guest->connect(opt.socket, opt.connect_timeout_ms);
     } catch (const ndisshm::GuestError& e) {
         std::fprintf(stderr, "ndisshm guest: %s\n", e.what());
-        return e.status() == NDISSHM_GUEST_HOST_GONE ? kGuestHostVanished : 1;
+        return e.status() == NDISSHM_STATUS_HOST_GONE ? kGuestHostVanished : 1;
     }
     if (!opt.json) {
         std::fprintf(stderr, "ndisshm guest: connected to %s as guest %u\n", opt.socket.c_str(),
@@ -151,8 +160,8 @@ int run_guest(const GuestCommandOptions& opt) {
             }
             wait = left < kPollSliceMs ? static_cast<int>(left) : kPollSliceMs;
         }
-        const ndisshm_guest_status s = guest->poll_once(wait);
-        if (s != NDISSHM_GUEST_OK && s != NDISSHM_GUEST_TIMEOUT) {
+        const NDIS_STATUS s = guest->poll_once(wait);
+        if (s != NDIS_STATUS_SUCCESS && s != NDISSHM_STATUS_TIMEOUT) {
             o.end = s;
             o.reason = guest->last_error();
             break;

@@ -110,7 +110,7 @@ bool LiveDemo::start() {
     say("  watch it live: ndisshm stat --socket " + s_.socket + " --watch 1");
     for (uint32_t i = 0; i < host_queues(); ++i) {
         const uint32_t id = o_.guests + 1 + i;
-        const ndisshm_queue_params p{};
+        const ndisshm_queue_params p{sizeof(ndisshm_queue_params), 0, 0};
         if (NDIS_STATUS st = ndisshm_hub_host_queue_create(host_->hub(), id, &p); st != NDIS_STATUS_SUCCESS) {
             problem("host queue " + std::to_string(id) + ": " + ndisshm_status_name(st));
             return false;

@@ -12,7 +12,7 @@ LiveHost::LiveHost(const HostConfig& config, std::function<void(const std::strin
     // Findings come to on_violation, which keeps them for the audit and for
     // `ndisshm stat`, and the tool prints them in its own words.
     rc.report_to_stderr = 0;
-    if (NDIS_STATUS s = ndisshm_runtime_create(&rc, &runtime_); s != NDIS_STATUS_SUCCESS)
+    if (NDIS_STATUS s = ndisshm_runtime_create(&rc, &runtime_, nullptr, 0); s != NDIS_STATUS_SUCCESS)
         throw std::runtime_error(std::string("ndisshm_runtime_create: ") + ndisshm_status_name(s));
     ndisshm_runtime_set_violation_callback(runtime_, &LiveHost::on_violation, this);
 
@@ -67,7 +67,7 @@ void LiveHost::on_violation(void* self, const ndisshm_violation* v) {
 
 void LiveHost::choose_queue_params(void* self, uint32_t, const char*, uint32_t queue_id, ndisshm_queue_params* params) {
     const auto* h = static_cast<const LiveHost*>(self);
-    if (queue_id == h->split_queue_) *params = {NDISSHM_QUEUE_LOOKAHEAD_SPLIT, h->lookahead_size_};
+    if (queue_id == h->split_queue_) *params = {sizeof(ndisshm_queue_params), NDISSHM_QUEUE_LOOKAHEAD_SPLIT, h->lookahead_size_};
 }
 
 void LiveHost::on_log(void* self, const char* line) {

@@ -167,7 +167,7 @@ int run_soak(const SoakOptions& o) {
     rc.verifier = 1;
     rc.report_to_stderr = 0;
     ndisshm_runtime* rt = nullptr;
-    if (NDIS_STATUS s = ndisshm_runtime_create(&rc, &rt); s != NDIS_STATUS_SUCCESS) {
+    if (NDIS_STATUS s = ndisshm_runtime_create(&rc, &rt, nullptr, 0); s != NDIS_STATUS_SUCCESS) {
         std::fprintf(stderr, "ndisshm soak: ndisshm_runtime_create: %s\n", ndisshm_status_name(s));
         return 1;
     }

@@ -108,7 +108,8 @@ struct GuestChecks {
 int run_soak_guest(const SoakOptions& o) {
     GuestChecks checks;
     checks.memory_bytes = o.guest_memory;
-    ndisshm_guest_config c{};
+    ndisshm_guest_config c;
+    ndisshm_guest_config_init(&c);
     c.name = o.guest_name.c_str();
     c.memory_bytes = o.guest_memory;
     c.guest_physical_base = o.guest_base;
@@ -120,16 +121,17 @@ int run_soak_guest(const SoakOptions& o) {
         static_cast<GuestChecks*>(ctx)->on_packet(*p);
     };
     char error[256] = "";
-    ndisshm_guest* g = ndisshm_guest_create(&c, error, sizeof(error));
+    ndisshm_guest* g = nullptr;
+    (void)ndisshm_guest_create(&c, &g, error, sizeof(error));
     if (g == nullptr) {
         checks.say(std::string("E create ") + error);
         return 1;
     }
-    ndisshm_guest_status st = ndisshm_guest_connect(g, o.guest_worker.c_str(), 5000);
+    NDIS_STATUS st = ndisshm_guest_connect(g, o.guest_worker.c_str(), 5000, error, sizeof(error));
     uint64_t reported = 0;
     auto last_report = std::chrono::steady_clock::now();
-    while (st <= NDISSHM_GUEST_TIMEOUT) {
-        st = ndisshm_guest_poll(g, 100);
+    while (st >= 0) {
+        st = ndisshm_guest_poll(g, 100, error, sizeof(error));
         // The count now and then, not per packet: the soak needs it only for its summary.
         const auto now = std::chrono::steady_clock::now();
         if (checks.packets != reported && now - last_report >= std::chrono::milliseconds(20)) {
@@ -144,9 +146,9 @@ int run_soak_guest(const SoakOptions& o) {
         checks.found(std::to_string(s.bad_descriptors) + " bad descriptors, " + std::to_string(s.bad_blocks) +
                      " bad blocks");
     checks.say("P " + std::to_string(checks.packets));
-    const bool bye = st == NDISSHM_GUEST_HOST_BYE;
-    checks.say(std::string("E ") + (bye ? "host-bye " : "ended ") + ndisshm_guest_status_name(st) + ": " +
-               ndisshm_guest_last_error(g));
+    const bool bye = st == NDISSHM_STATUS_HOST_BYE;
+    checks.say(std::string("E ") + (bye ? "host-bye " : "ended ") + ndisshm_status_name(st) + ": " +
+               error);
     ndisshm_guest_destroy(g);
     return bye && checks.findings == 0 ? 0 : 1;
 }

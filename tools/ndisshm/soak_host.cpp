@@ -258,8 +258,8 @@ void SoakHost::create_queue(Worker& w) {
         s = ndisshm_queue_create(adapter_, id);
     } else {
         // The two-step VMQ life cycle, with lookahead split now and then.
-        ndisshm_queue_params params{};
-        if (w.rng() % 2 == 0) params = {NDISSHM_QUEUE_LOOKAHEAD_SPLIT, 128};
+        ndisshm_queue_params params{sizeof(ndisshm_queue_params), 0, 0};
+        if (w.rng() % 2 == 0) params = {sizeof(ndisshm_queue_params), NDISSHM_QUEUE_LOOKAHEAD_SPLIT, 128};
         s = ndisshm_queue_allocate(adapter_, id, &params);
         if (s == NDIS_STATUS_SUCCESS) s = ndisshm_queue_allocation_complete(adapter_, id);
     }

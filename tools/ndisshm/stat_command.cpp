@@ -59,8 +59,8 @@ std::string query(const StatOptions& o, std::string& error) {
         path.resize(ndisshm_default_socket_path(path.data(), path.size()));
     }
     char err[512] = {};
-    char* reply = ndisshm_control_query(path.c_str(), "stat", o.timeout_ms, err, sizeof(err));
-    if (reply == nullptr) {
+    char* reply = nullptr;
+    if (ndisshm_control_query(path.c_str(), "stat", o.timeout_ms, &reply, err, sizeof(err)) != NDIS_STATUS_SUCCESS) {
         error = err;
         return {};
     }

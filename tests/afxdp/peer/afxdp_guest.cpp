@@ -104,7 +104,8 @@ int main(int argc, char** argv) {
         if (std::strcmp(argv[i], "--life-ms") == 0) life_ms = std::atoi(argv[i + 1]);
     }
     State s;
-    ndisshm_guest_config c{};
+    ndisshm_guest_config c;
+    ndisshm_guest_config_init(&c);
     c.name = argv[2];
     c.memory_bytes = memory;
     c.guest_physical_base = 0x100000000ull;
@@ -112,21 +113,21 @@ int main(int argc, char** argv) {
     c.on_event = &on_event;
     c.context = &s;
     char err[256] = "";
-    s.guest = ndisshm_guest_create(&c, err, sizeof(err));
+    (void)ndisshm_guest_create(&c, &s.guest, err, sizeof(err));
     if (s.guest == nullptr) return out(std::string("CLOSED create: ") + err), 4;
-    if (ndisshm_guest_connect(s.guest, argv[1], 5000) != NDISSHM_GUEST_OK)
-        return out(std::string("CLOSED connect: ") + ndisshm_guest_last_error(s.guest)), 4;
+    if (ndisshm_guest_connect(s.guest, argv[1], 5000, err, sizeof(err)) != NDIS_STATUS_SUCCESS)
+        return out(std::string("CLOSED connect: ") + err), 4;
     using Clock = std::chrono::steady_clock;
     const auto end = Clock::now() + std::chrono::milliseconds(life_ms);
     auto last_line = Clock::now();
     int code = 4;
     while (Clock::now() < end) {
-        const ndisshm_guest_status st = ndisshm_guest_poll(s.guest, 20);
+        const NDIS_STATUS st = ndisshm_guest_poll(s.guest, 20, err, sizeof(err));
         // The tally at most every 50 ms, and whenever the traffic pauses: the
         // test reads our stdout only while it waits for a line, and a full
         // pipe would stop us (and with us the packets given back) mid-test.
         if (s.changed &&
-            (st != NDISSHM_GUEST_OK || Clock::now() - last_line >= std::chrono::milliseconds(50))) {
+            (st != NDIS_STATUS_SUCCESS || Clock::now() - last_line >= std::chrono::milliseconds(50))) {
             s.changed = false;
             last_line = Clock::now();
             char line[200];
@@ -137,16 +138,16 @@ int main(int argc, char** argv) {
                 static_cast<unsigned long long>(s.inplace), static_cast<unsigned long long>(s.other));
             out(line);
         }
-        if (st == NDISSHM_GUEST_OK || st == NDISSHM_GUEST_TIMEOUT) continue;
-        if (st == NDISSHM_GUEST_HOST_BYE) {
+        if (st == NDIS_STATUS_SUCCESS || st == NDISSHM_STATUS_TIMEOUT) continue;
+        if (st == NDISSHM_STATUS_HOST_BYE) {
             out("BYE");
             code = 0;
-        } else if (st == NDISSHM_GUEST_HOST_GONE) {
+        } else if (st == NDISSHM_STATUS_HOST_GONE) {
             out("GONE");
             code = 3;
         } else {
-            out(std::string("CLOSED ") + ndisshm_guest_status_name(st) + ": " +
-                ndisshm_guest_last_error(s.guest));
+            out(std::string("CLOSED ") + ndisshm_status_name(st) + ": " +
+                err);
         }
         break;
     }

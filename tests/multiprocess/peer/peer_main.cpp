@@ -203,7 +203,7 @@ int host(const std::string& path, const Options& o) {
     ::setenv("NDISSHM_QUIET", "1", 1);
     ndisshm_runtime* rt = nullptr;
     NDIS_HANDLE adapter = nullptr;
-    if (ndisshm_runtime_create(nullptr, &rt) != NDIS_STATUS_SUCCESS ||
+    if (ndisshm_runtime_create(nullptr, &rt, nullptr, 0) != NDIS_STATUS_SUCCESS ||
         ndisshm_adapter_create(rt, "nic0", &adapter) != NDIS_STATUS_SUCCESS)
         return out("CLOSED runtime"), 4;
     GuestHubConfig c;
@@ -268,7 +268,8 @@ struct LibraryGuest {
 
 int library_guest(const std::string& path, const std::string& name, const Options& o) {
     LibraryGuest state;
-    ndisshm_guest_config c{};
+    ndisshm_guest_config c;
+    ndisshm_guest_config_init(&c);
     c.name = name.c_str();
     c.memory_bytes = o.memory;
     c.guest_physical_base = 0x100000000ull;
@@ -276,10 +277,11 @@ int library_guest(const std::string& path, const std::string& name, const Option
     c.on_event = &LibraryGuest::on_event;
     c.context = &state;
     char error[256] = {};
-    ndisshm_guest* g = ndisshm_guest_create(&c, error, sizeof(error));
+    ndisshm_guest* g = nullptr;
+    (void)ndisshm_guest_create(&c, &g, error, sizeof(error));
     if (g == nullptr) return out(std::string("CLOSED ") + error), 4;
-    if (ndisshm_guest_connect(g, path.c_str(), 5000) != NDISSHM_GUEST_OK) {
-        out(std::string("CLOSED ") + ndisshm_guest_last_error(g));
+    if (ndisshm_guest_connect(g, path.c_str(), 5000, error, sizeof(error)) != NDIS_STATUS_SUCCESS) {
+        out(std::string("CLOSED ") + error);
         ndisshm_guest_destroy(g);
         return 3;
     }
@@ -287,15 +289,15 @@ int library_guest(const std::string& path, const std::string& name, const Option
     int rc = 5;
     std::string last = "life time over";
     while (Clock::now() < end) {
-        const ndisshm_guest_status s = ndisshm_guest_poll(g, 100);
+        const NDIS_STATUS s = ndisshm_guest_poll(g, 100, error, sizeof(error));
         if (state.batch) {
             state.batch = false;
             out("GOT " + std::to_string(state.total) + " " + std::to_string(state.bad) + " " +
                 std::to_string(state.split));
         }
-        if (s == NDISSHM_GUEST_OK || s == NDISSHM_GUEST_TIMEOUT) continue;
-        rc = s == NDISSHM_GUEST_HOST_BYE ? 0 : 3;
-        last = ndisshm_guest_last_error(g);
+        if (s == NDIS_STATUS_SUCCESS || s == NDISSHM_STATUS_TIMEOUT) continue;
+        rc = s == NDISSHM_STATUS_HOST_BYE ? 0 : 3;
+        last = error;
         break;
     }
     ndisshm_guest_destroy(g);

@@ -11,7 +11,7 @@ int main(void) {
     NDIS_SHARED_MEMORY_PARAMETERS p;
     NDIS_STATUS s;
     if (ndisshm_abi_version() != NDISSHM_ABI_VERSION) return 1;
-    if (ndisshm_runtime_create(NULL, &rt) != NDIS_STATUS_SUCCESS) return 1;
+    if (ndisshm_runtime_create(NULL, &rt, NULL, 0) != NDIS_STATUS_SUCCESS) return 1;
     if (ndisshm_adapter_create(rt, "consumer", &nic) != NDIS_STATUS_SUCCESS) return 1;
     NdisZeroMemory(&p, sizeof(p));
     p.Header.Type = NDIS_OBJECT_TYPE_DEFAULT;

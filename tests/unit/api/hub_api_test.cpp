@@ -40,8 +40,8 @@ public:
                 });
                 g.connect(socket);
                 while (!stop_) {
-                    const ndisshm_guest_status s = g.poll_once(50);
-                    if (s != NDISSHM_GUEST_OK && s != NDISSHM_GUEST_TIMEOUT) {
+                    const NDIS_STATUS s = g.poll_once(50);
+                    if (s != NDIS_STATUS_SUCCESS && s != NDISSHM_STATUS_TIMEOUT) {
                         end_ = s;
                         return;
                     }
@@ -73,7 +73,7 @@ class HubApi : public ::testing::Test {
 protected:
     void SetUp() override {
         ::setenv("NDISSHM_QUIET", "1", 1);
-        ASSERT_EQ(ndisshm_runtime_create(nullptr, &rt_), NDIS_STATUS_SUCCESS);
+        ASSERT_EQ(ndisshm_runtime_create(nullptr, &rt_, nullptr, 0), NDIS_STATUS_SUCCESS);
         ndisshm_runtime_set_violation_callback(rt_, &HubApi::on_violation, this);
         ndisshm_hub_config c;
         ndisshm_hub_config_init(&c);
@@ -127,7 +127,7 @@ TEST_F(HubApi, BothPathsReachTheGuestAndTheBooksShowIt) {
     EXPECT_EQ(g.queue_id, 1u);
 
     // Host queues must stay out of the guests' range (1..2 here).
-    const ndisshm_queue_params split{NDISSHM_QUEUE_LOOKAHEAD_SPLIT, 64};
+    const ndisshm_queue_params split{sizeof(ndisshm_queue_params), NDISSHM_QUEUE_LOOKAHEAD_SPLIT, 64};
     EXPECT_EQ(ndisshm_hub_host_queue_create(hub_, 2, nullptr), NDIS_STATUS_INVALID_PARAMETER);
     EXPECT_EQ(ndisshm_hub_host_queue_create(hub_, 0, nullptr), NDIS_STATUS_INVALID_PARAMETER);
     ASSERT_EQ(ndisshm_hub_host_queue_create(hub_, 10, &split), NDIS_STATUS_SUCCESS);
@@ -181,18 +181,23 @@ TEST_F(HubApi, BothPathsReachTheGuestAndTheBooksShowIt) {
     EXPECT_EQ(ndisshm_hub_snapshot_json(hub_, tiny, sizeof(tiny)), need);
     EXPECT_EQ(std::strlen(tiny), 7u);
     char err[256] = {};
-    char* reply = ndisshm_control_query(socket_.c_str(), "stat", 5000, err, sizeof(err));
-    ASSERT_NE(reply, nullptr) << err;
+    char* reply = nullptr;
+    ASSERT_EQ(ndisshm_control_query(socket_.c_str(), "stat", 5000, &reply, err, sizeof(err)), NDIS_STATUS_SUCCESS)
+        << err;
+    EXPECT_STREQ(err, "") << "a success leaves no reason behind";
     EXPECT_NE(std::string(reply).find(R"("name": "t1")"), std::string::npos);
     ndisshm_control_free(reply);
-    EXPECT_EQ(ndisshm_control_query(socket_.c_str(), "reboot", 5000, err, sizeof(err)), nullptr);
+    reply = reinterpret_cast<char*>(1);
+    EXPECT_EQ(ndisshm_control_query(socket_.c_str(), "reboot", 5000, &reply, err, sizeof(err)),
+              NDIS_STATUS_NOT_SUPPORTED);
+    EXPECT_EQ(reply, nullptr);
     EXPECT_NE(std::string(err).find("refused"), std::string::npos) << err;
 
     ASSERT_EQ(ndisshm_hub_host_queue_free(hub_, 10), NDIS_STATUS_SUCCESS);
     EXPECT_EQ(ndisshm_hub_host_queue_free(hub_, 10), NDIS_STATUS_INVALID_PARAMETER);
     ndisshm_hub_stop(hub_);
     guest.join();
-    EXPECT_EQ(guest.end_.load(), NDISSHM_GUEST_HOST_BYE);
+    EXPECT_EQ(guest.end_.load(), NDISSHM_STATUS_HOST_BYE);
     ndisshm_adapter_stats st{};
     ASSERT_EQ(ndisshm_adapter_get_stats(ndisshm_hub_adapter(hub_), &st), NDIS_STATUS_SUCCESS);
     EXPECT_EQ(st.total.blocks, 0u) << "every block freed through its provider";
@@ -222,7 +227,7 @@ TEST_F(HubApi, QueueParamsCallbackSplitsOnlyTheQueuesItChooses) {
                         ndisshm_queue_params* params) {
         *static_cast<Asked*>(context) = {guest_id, queue_id, name};
         EXPECT_EQ(params->flags, 0u) << "the default: lookahead_split is 0";
-        if (std::string(name) == "t1") *params = {NDISSHM_QUEUE_LOOKAHEAD_SPLIT, 100};
+        if (std::string(name) == "t1") *params = {sizeof(ndisshm_queue_params), NDISSHM_QUEUE_LOOKAHEAD_SPLIT, 100};
     };
     c.queue_params_context = &asked;
     char err[256] = {};

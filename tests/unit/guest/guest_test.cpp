@@ -149,12 +149,12 @@ TEST(Guest, PacketsAreReadInPlaceAndReturned) {
     Seen seen;
     Guest g = make_guest(seen);
     g.connect(host.path());
-    EXPECT_EQ(g.poll_once(5000), NDISSHM_GUEST_OK);  // QUEUE_ATTACHED
-    EXPECT_EQ(g.poll_once(5000), NDISSHM_GUEST_OK);  // BLOCK_ADDED
+    EXPECT_EQ(g.poll_once(5000), NDIS_STATUS_SUCCESS);  // QUEUE_ATTACHED
+    EXPECT_EQ(g.poll_once(5000), NDIS_STATUS_SUCCESS);  // BLOCK_ADDED
     EXPECT_EQ(g.stats().blocks, 1u);
     EXPECT_EQ(g.stats().queues, 1u);
-    EXPECT_EQ(g.poll_once(5000), NDISSHM_GUEST_OK);  // PACKETS
-    EXPECT_EQ(g.run(), NDISSHM_GUEST_HOST_BYE);
+    EXPECT_EQ(g.poll_once(5000), NDIS_STATUS_SUCCESS);  // PACKETS
+    EXPECT_EQ(g.run(), NDISSHM_STATUS_HOST_BYE);
     host.join();
     ASSERT_EQ(seen.packets.size(), 3u);
     EXPECT_EQ(seen.contents, (std::vector<std::string>{"first", "second packet", "last"}));
@@ -194,7 +194,7 @@ TEST(Guest, DescriptorsOutsideTheirBlockAreCountedAndNotRead) {
     Seen seen;
     Guest g = make_guest(seen);
     g.connect(host.path());
-    EXPECT_EQ(g.run(), NDISSHM_GUEST_HOST_BYE);
+    EXPECT_EQ(g.run(), NDISSHM_STATUS_HOST_BYE);
     host.join();
     EXPECT_EQ(g.stats().bad_descriptors, 5u);
     EXPECT_EQ(g.stats().packets, 1u);
@@ -236,7 +236,7 @@ TEST(Guest, AChainedPacketIsReadInPlaceAcrossItsSegments) {
         EXPECT_EQ(p.data.data(), p.segments[0].data.data()) << "data is the first segment";
     });
     g.connect(host.path());
-    EXPECT_EQ(g.run(), NDISSHM_GUEST_HOST_BYE);
+    EXPECT_EQ(g.run(), NDISSHM_STATUS_HOST_BYE);
     host.join();
     ASSERT_EQ(packets.size(), 2u);
     EXPECT_EQ(packets[0], (std::vector<std::string>{"HEAD", "payload!"}));
@@ -275,7 +275,7 @@ TEST(Guest, AChainWithASegmentInAnotherQueuesBlockIsNotRead) {
         segments += p.segments.size();
     });
     g.connect(host.path());
-    EXPECT_EQ(g.run(), NDISSHM_GUEST_HOST_BYE);
+    EXPECT_EQ(g.run(), NDISSHM_STATUS_HOST_BYE);
     host.join();
     EXPECT_EQ(seen, 1u);
     EXPECT_EQ(segments, 2u);
@@ -302,7 +302,7 @@ TEST(Guest, BlocksOutsideGuestMemoryAreRefused) {
     Seen seen;
     Guest g = make_guest(seen);
     g.connect(host.path());
-    EXPECT_EQ(g.run(), NDISSHM_GUEST_HOST_BYE);
+    EXPECT_EQ(g.run(), NDISSHM_STATUS_HOST_BYE);
     host.join();
     const auto st = g.stats();
     EXPECT_EQ(st.bad_blocks, 5u);
@@ -326,7 +326,7 @@ TEST(Guest, QueueEventsAndDetachForgetTheQueuesBlocks) {
     Guest g({.name = "events", .memory_bytes = kMemory}, {},
             [&](const ndisshm_guest_event& e) { events.push_back(e); });
     g.connect(host.path());
-    EXPECT_EQ(g.run(), NDISSHM_GUEST_HOST_BYE);
+    EXPECT_EQ(g.run(), NDISSHM_STATUS_HOST_BYE);
     host.join();
     std::vector<int> kinds;
     for (const auto& e : events) kinds.push_back(e.kind);
@@ -352,10 +352,10 @@ TEST(Guest, HostVanishingIsReported) {
     Seen seen;
     Guest g = make_guest(seen);
     g.connect(host.path());
-    EXPECT_EQ(g.run(), NDISSHM_GUEST_HOST_GONE);
+    EXPECT_EQ(g.run(), NDISSHM_STATUS_HOST_GONE);
     EXPECT_NE(g.last_error().find("host closed the connection without BYE"), std::string::npos) << g.last_error();
-    EXPECT_EQ(g.poll_once(0), NDISSHM_GUEST_FAILED) << "the session is over";
-    EXPECT_EQ(g.poll_once(0), NDISSHM_GUEST_FAILED);
+    EXPECT_EQ(g.poll_once(0), NDIS_STATUS_FAILURE) << "the session is over";
+    EXPECT_EQ(g.poll_once(0), NDIS_STATUS_FAILURE);
     EXPECT_EQ(g.last_error(), "no session: it has ended (host closed the connection without BYE (host gone))");
 }
 
@@ -382,12 +382,12 @@ TEST(Guest, BatchesQueuedTogetherGoBackInOnePacketsDone) {
     Seen seen;
     Guest g = make_guest(seen);
     g.connect(host.path());
-    EXPECT_EQ(g.poll_once(5000), NDISSHM_GUEST_OK);  // BLOCK_ADDED
+    EXPECT_EQ(g.poll_once(5000), NDIS_STATUS_SUCCESS);  // BLOCK_ADDED
     while (!queued) std::this_thread::yield();
-    EXPECT_EQ(g.poll_once(5000), NDISSHM_GUEST_OK);  // the three batches
+    EXPECT_EQ(g.poll_once(5000), NDIS_STATUS_SUCCESS);  // the three batches
     EXPECT_EQ(g.stats().batches, 3u);
     EXPECT_EQ(g.stats().packets, 5u);
-    EXPECT_EQ(g.run(), NDISSHM_GUEST_HOST_BYE);
+    EXPECT_EQ(g.run(), NDISSHM_STATUS_HOST_BYE);
     host.join();
     std::vector<ipc::PacketDescriptor> sent;
     for (const auto& b : batches) sent.insert(sent.end(), b.begin(), b.end());
@@ -417,12 +417,12 @@ TEST(Guest, BatchesOfTwoQueuesGoBackEachToItsQueueBeforeWhatFollows) {
     Seen seen;
     Guest g = make_guest(seen);
     g.connect(host.path());
-    EXPECT_EQ(g.poll_once(5000), NDISSHM_GUEST_OK);  // BLOCK_ADDED 1
-    EXPECT_EQ(g.poll_once(5000), NDISSHM_GUEST_OK);  // BLOCK_ADDED 2
+    EXPECT_EQ(g.poll_once(5000), NDIS_STATUS_SUCCESS);  // BLOCK_ADDED 1
+    EXPECT_EQ(g.poll_once(5000), NDIS_STATUS_SUCCESS);  // BLOCK_ADDED 2
     while (!queued) std::this_thread::yield();
-    EXPECT_EQ(g.poll_once(5000), NDISSHM_GUEST_OK);  // both batches, then BLOCK_REMOVED
+    EXPECT_EQ(g.poll_once(5000), NDIS_STATUS_SUCCESS);  // both batches, then BLOCK_REMOVED
     EXPECT_EQ(g.stats().packets, 2u);
-    EXPECT_EQ(g.run(), NDISSHM_GUEST_HOST_BYE);
+    EXPECT_EQ(g.run(), NDISSHM_STATUS_HOST_BYE);
     host.join();
     EXPECT_EQ(done_queues, (std::vector<uint32_t>{1, 2}));
 }
@@ -441,7 +441,7 @@ TEST(Guest, LastWordsQueuedBehindAFailedReturnAreRead) {
     Guest g = make_guest(seen);
     g.connect(host.path());
     host.join();
-    EXPECT_EQ(g.run(), NDISSHM_GUEST_HOST_BYE) << g.last_error();
+    EXPECT_EQ(g.run(), NDISSHM_STATUS_HOST_BYE) << g.last_error();
     EXPECT_EQ(g.stats().packets, 1u);
 }
 
@@ -463,7 +463,7 @@ TEST(Guest, RefusedMemoryReportsTheHostsReason) {
         g.connect(host.path());
         FAIL() << "connect succeeded";
     } catch (const GuestError& e) {
-        EXPECT_EQ(e.status(), NDISSHM_GUEST_REFUSED);
+        EXPECT_EQ(e.status(), NDISSHM_STATUS_REFUSED);
         EXPECT_NE(std::string(e.what()).find("memory too small: 1048576 bytes"), std::string::npos) << e.what();
         EXPECT_NE(std::string(e.what()).find("0xC000009A"), std::string::npos) << e.what();
     }
@@ -479,7 +479,7 @@ TEST(Guest, MalformedMessageFromTheHostEndsTheSession) {
     Seen seen;
     Guest g = make_guest(seen);
     g.connect(host.path());
-    EXPECT_EQ(g.run(), NDISSHM_GUEST_PROTOCOL);
+    EXPECT_EQ(g.run(), NDISSHM_STATUS_PROTOCOL);
     EXPECT_NE(g.last_error().find("bad magic"), std::string::npos) << g.last_error();
 }
 
@@ -495,7 +495,7 @@ TEST(Guest, HandshakeTimesOutOnASilentHost) {
         g.connect(host.path(), 50);
         FAIL() << "connect succeeded";
     } catch (const GuestError& e) {
-        EXPECT_EQ(e.status(), NDISSHM_GUEST_FAILED);
+        EXPECT_EQ(e.status(), NDIS_STATUS_FAILURE);
         EXPECT_NE(std::string(e.what()).find("did not answer within 50 ms"), std::string::npos) << e.what();
     }
 }
@@ -507,17 +507,21 @@ TEST(Guest, NoHostAndBadConfigAreClearErrors) {
         g.connect("/nonexistent-ndisshm/host.sock");
         FAIL();
     } catch (const GuestError& e) {
-        EXPECT_EQ(e.status(), NDISSHM_GUEST_FAILED);
+        EXPECT_EQ(e.status(), NDIS_STATUS_FAILURE);
         EXPECT_NE(std::string(e.what()).find("connect(/nonexistent-ndisshm/host.sock)"), std::string::npos);
     }
     EXPECT_THROW(Guest({.name = "", .memory_bytes = 4096}), GuestError);
     EXPECT_THROW(Guest({.name = std::string(32, 'n'), .memory_bytes = 4096}), GuestError);
     char error[128] = {};
-    ndisshm_guest_config c{};
+    ndisshm_guest_config c;
+    ndisshm_guest_config_init(&c);
     c.name = "zero";
-    EXPECT_EQ(ndisshm_guest_create(&c, error, sizeof(error)), nullptr);
+    ndisshm_guest* made = reinterpret_cast<ndisshm_guest*>(1);
+    EXPECT_EQ(ndisshm_guest_create(&c, &made, error, sizeof(error)), NDIS_STATUS_INVALID_PARAMETER);
+    EXPECT_EQ(made, nullptr) << "a failed create hands back no guest";
     EXPECT_NE(std::string(error).find("memory_bytes must be > 0"), std::string::npos) << error;
-    EXPECT_EQ(ndisshm_guest_create(nullptr, nullptr, 0), nullptr);
+    EXPECT_EQ(ndisshm_guest_create(nullptr, &made, nullptr, 0), NDIS_STATUS_INVALID_PARAMETER);
+    EXPECT_EQ(ndisshm_guest_create(&c, nullptr, nullptr, 0), NDIS_STATUS_INVALID_PARAMETER);
 }
 
 TEST(Guest, AHandlerExceptionIsRethrownAndTheBatchStillGoesBack) {
@@ -537,9 +541,9 @@ TEST(Guest, AHandlerExceptionIsRethrownAndTheBatchStillGoesBack) {
         throw std::runtime_error("handler failed");
     });
     g.connect(host.path());
-    EXPECT_EQ(g.poll_once(5000), NDISSHM_GUEST_OK);  // BLOCK_ADDED
+    EXPECT_EQ(g.poll_once(5000), NDIS_STATUS_SUCCESS);  // BLOCK_ADDED
     EXPECT_THROW(g.poll_once(5000), std::runtime_error);
-    EXPECT_EQ(g.run(), NDISSHM_GUEST_HOST_BYE);
+    EXPECT_EQ(g.run(), NDISSHM_STATUS_HOST_BYE);
     host.join();
     EXPECT_EQ(calls, 1) << "the rest of the batch is skipped once a handler threw";
     EXPECT_EQ(returned, 2u);

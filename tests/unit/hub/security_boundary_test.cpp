@@ -38,7 +38,7 @@ class SecurityBoundaryHub : public ::testing::Test {
 protected:
     void SetUp() override {
         ::setenv("NDISSHM_QUIET", "1", 1);
-        ASSERT_EQ(ndisshm_runtime_create(nullptr, &rt_), NDIS_STATUS_SUCCESS);
+        ASSERT_EQ(ndisshm_runtime_create(nullptr, &rt_, nullptr, 0), NDIS_STATUS_SUCCESS);
         ndisshm_runtime_set_violation_callback(rt_, &SecurityBoundaryHub::on_violation, this);
         ndisshm_hub_config c;
         ndisshm_hub_config_init(&c);
@@ -115,7 +115,8 @@ public:
 
 private:
     void run(const std::string& socket) {
-        ndisshm_guest_config c{};
+        ndisshm_guest_config c;
+        ndisshm_guest_config_init(&c);
         c.name = name_.c_str();
         c.memory_bytes = 4 << 20;
         c.context = this;
@@ -135,17 +136,18 @@ private:
                 std::memset(const_cast<unsigned char*>(d) - p->offset, 0xEE, g->block_bytes_[p->handle]);
         };
         char err[256] = {};
-        ndisshm_guest* g = ndisshm_guest_create(&c, err, sizeof(err));
+        ndisshm_guest* g = nullptr;
+    (void)ndisshm_guest_create(&c, &g, err, sizeof(err));
         if (g == nullptr) {
             ADD_FAILURE() << err;
             return;
         }
-        ndisshm_guest_status s = ndisshm_guest_connect(g, socket.c_str(), 5000);
-        while (!stop_ && s <= NDISSHM_GUEST_TIMEOUT) {
+        NDIS_STATUS s = ndisshm_guest_connect(g, socket.c_str(), 5000, err, sizeof(err));
+        while (!stop_ && s >= 0) {
             ndisshm_guest_stats st{};
             ndisshm_guest_get_stats(g, &st);
             attached = st.queues == 1 && st.blocks == 2;
-            s = ndisshm_guest_poll(g, 20);
+            s = ndisshm_guest_poll(g, 20, err, sizeof(err));
         }
         end = s;
         ndisshm_guest_destroy(g);
@@ -222,21 +224,24 @@ uint32_t queue_of(ndisshm_hub* hub, const char* name) {
 
 TEST_F(SecurityBoundaryHub, ControlSocketAnswersStatAndRefusesEveryOtherRequest) {
     char err[256] = {};
-    char* reply = ndisshm_control_query(socket_.c_str(), "stat", 2000, err, sizeof(err));
-    ASSERT_NE(reply, nullptr) << err;
+    char* reply = nullptr;
+    ASSERT_EQ(ndisshm_control_query(socket_.c_str(), "stat", 2000, &reply, err, sizeof(err)), NDIS_STATUS_SUCCESS)
+        << err;
+    ASSERT_NE(reply, nullptr);
     EXPECT_NE(std::strstr(reply, "\"version\""), nullptr);
     ndisshm_control_free(reply);
     for (const char* request : {"shutdown", "stat2", "STAT", "stat\nshutdown", "free 1"}) {
         SCOPED_TRACE(std::string("request '") + request + "'");
         std::memset(err, 0, sizeof(err));
-        reply = ndisshm_control_query(socket_.c_str(), request, 2000, err, sizeof(err));
+        EXPECT_EQ(ndisshm_control_query(socket_.c_str(), request, 2000, &reply, err, sizeof(err)),
+                  NDIS_STATUS_NOT_SUPPORTED);
         EXPECT_EQ(reply, nullptr) << reply;
         ndisshm_control_free(reply);
         EXPECT_NE(std::strstr(err, "unknown request"), nullptr) << err;
     }
     // Nothing changed: the hub still serves and its books still read.
-    reply = ndisshm_control_query(socket_.c_str(), "stat", 2000, err, sizeof(err));
-    ASSERT_NE(reply, nullptr) << err;
+    ASSERT_EQ(ndisshm_control_query(socket_.c_str(), "stat", 2000, &reply, err, sizeof(err)), NDIS_STATUS_SUCCESS)
+        << err;
     ndisshm_control_free(reply);
 }
 

@@ -39,7 +39,7 @@ protected:
 };
 
 TEST_F(VmqMiniportBatch, ReceiveBatchWritesEveryPacketIntoItsOwnSlot) {
-    open_queue({0, 0});
+    open_queue({sizeof(ndisshm_queue_params), 0, 0});
     VmqMiniport nic(adapter_, {2, 16384, 2048});  // 16 slots
     ASSERT_EQ(nic.start_queue(kQueue), NDIS_STATUS_SUCCESS);
     make_packets(10, 1500);
@@ -63,7 +63,7 @@ TEST_F(VmqMiniportBatch, ReceiveBatchWritesEveryPacketIntoItsOwnSlot) {
 }
 
 TEST_F(VmqMiniportBatch, ReceiveBatchStopsWhenTheRingIsFull) {
-    open_queue({0, 0});
+    open_queue({sizeof(ndisshm_queue_params), 0, 0});
     VmqMiniport nic(adapter_, {1, 8192, 2048});  // 4 slots
     ASSERT_EQ(nic.start_queue(kQueue), NDIS_STATUS_SUCCESS);
     make_packets(6, 100);
@@ -76,7 +76,7 @@ TEST_F(VmqMiniportBatch, ReceiveBatchStopsWhenTheRingIsFull) {
 }
 
 TEST_F(VmqMiniportBatch, ReceiveBatchNeverCutsASplitPacketsChain) {
-    open_queue({NDISSHM_QUEUE_LOOKAHEAD_SPLIT, 128});
+    open_queue({sizeof(ndisshm_queue_params), NDISSHM_QUEUE_LOOKAHEAD_SPLIT, 128});
     VmqMiniport nic(adapter_, {2, 16384, 2048});
     ASSERT_EQ(nic.start_queue(kQueue), NDIS_STATUS_SUCCESS);
     make_packets(4, 1000);  // two segments each
@@ -94,7 +94,7 @@ TEST_F(VmqMiniportBatch, ReceiveBatchNeverCutsASplitPacketsChain) {
 }
 
 TEST_F(VmqMiniportBatch, GiveBackBatchStopsAtTheFirstForgedDescriptorAndKeepsTheRest) {
-    open_queue({0, 0});
+    open_queue({sizeof(ndisshm_queue_params), 0, 0});
     VmqMiniport nic(adapter_, {1, 16384, 2048});
     ASSERT_EQ(nic.start_queue(kQueue), NDIS_STATUS_SUCCESS);
     make_packets(4, 64);
@@ -114,7 +114,7 @@ TEST_F(VmqMiniportBatch, GiveBackBatchStopsAtTheFirstForgedDescriptorAndKeepsThe
 }
 
 TEST_F(VmqMiniportBatch, BatchCallsOnAStoppedQueueDoNothing) {
-    open_queue({0, 0});
+    open_queue({sizeof(ndisshm_queue_params), 0, 0});
     VmqMiniport nic(adapter_, {1, 16384, 2048});
     ASSERT_EQ(nic.start_queue(kQueue), NDIS_STATUS_SUCCESS);
     make_packets(2, 64);

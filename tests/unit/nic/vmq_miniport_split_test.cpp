@@ -41,7 +41,7 @@ protected:
 };
 
 TEST_F(VmqMiniportSplit, ASplitQueueGetsLookaheadAndPostLookaheadBlocks) {
-    open_queue(kQueue, {NDISSHM_QUEUE_LOOKAHEAD_SPLIT, 100});
+    open_queue(kQueue, {sizeof(ndisshm_queue_params), NDISSHM_QUEUE_LOOKAHEAD_SPLIT, 100});
     VmqMiniport nic(adapter_, {4, 16384, 2048});  // 8 slots a block, 32 packets
     ASSERT_EQ(nic.start_queue(kQueue), NDIS_STATUS_SUCCESS);
     std::map<uint32_t, int> usages;
@@ -64,7 +64,7 @@ TEST_F(VmqMiniportSplit, ASplitQueueGetsLookaheadAndPostLookaheadBlocks) {
 }
 
 TEST_F(VmqMiniportSplit, AnUnsplitQueueStillGetsReceiveBlocksOnly) {
-    open_queue(kQueue, {});
+    open_queue(kQueue, {sizeof(ndisshm_queue_params), 0, 0});
     VmqMiniport nic(adapter_, {4, 16384, 2048});
     ASSERT_EQ(nic.start_queue(kQueue), NDIS_STATUS_SUCCESS);
     for (const RxBlock& b : nic.blocks(kQueue)) EXPECT_EQ(usage_of(b.handle), NdisSharedMemoryUsageReceive);
@@ -81,7 +81,7 @@ TEST_F(VmqMiniportSplit, AnUnsplitQueueStillGetsReceiveBlocksOnly) {
 }
 
 TEST_F(VmqMiniportSplit, ThePacketsFirstBytesLandInTheLookaheadAndTheRestInThePostLookahead) {
-    open_queue(kQueue, {NDISSHM_QUEUE_LOOKAHEAD_SPLIT, 100});
+    open_queue(kQueue, {sizeof(ndisshm_queue_params), NDISSHM_QUEUE_LOOKAHEAD_SPLIT, 100});
     VmqMiniport nic(adapter_, {2, 8192, 2048});
     ASSERT_EQ(nic.start_queue(kQueue), NDIS_STATUS_SUCCESS);
     const auto blocks = nic.blocks(kQueue);
@@ -115,7 +115,7 @@ TEST_F(VmqMiniportSplit, ThePacketsFirstBytesLandInTheLookaheadAndTheRestInThePo
 }
 
 TEST_F(VmqMiniportSplit, APacketNoLongerThanTheLookaheadIsOneSegment) {
-    open_queue(kQueue, {NDISSHM_QUEUE_LOOKAHEAD_SPLIT, 128});
+    open_queue(kQueue, {sizeof(ndisshm_queue_params), NDISSHM_QUEUE_LOOKAHEAD_SPLIT, 128});
     VmqMiniport nic(adapter_, {2, 8192, 2048});
     ASSERT_EQ(nic.start_queue(kQueue), NDIS_STATUS_SUCCESS);
     for (size_t n : {1u, 64u, 128u}) {
@@ -140,7 +140,7 @@ TEST_F(VmqMiniportSplit, APacketNoLongerThanTheLookaheadIsOneSegment) {
 }
 
 TEST_F(VmqMiniportSplit, GiveBackTakesBothSegmentsOrNothing) {
-    open_queue(kQueue, {NDISSHM_QUEUE_LOOKAHEAD_SPLIT, 64});
+    open_queue(kQueue, {sizeof(ndisshm_queue_params), NDISSHM_QUEUE_LOOKAHEAD_SPLIT, 64});
     VmqMiniport nic(adapter_, {1, 4096, 2048});  // 2 packets
     ASSERT_EQ(nic.start_queue(kQueue), NDIS_STATUS_SUCCESS);
     const auto a = nic.receive(kQueue, pattern(500, 1));
@@ -171,7 +171,7 @@ TEST_F(VmqMiniportSplit, GiveBackTakesBothSegmentsOrNothing) {
 }
 
 TEST_F(VmqMiniportSplit, StopQueueFreesEveryBlockOfBothKinds) {
-    open_queue(kQueue, {NDISSHM_QUEUE_LOOKAHEAD_SPLIT, 256});
+    open_queue(kQueue, {sizeof(ndisshm_queue_params), NDISSHM_QUEUE_LOOKAHEAD_SPLIT, 256});
     VmqMiniport nic(adapter_, {3, 8192, 2048});
     ASSERT_EQ(nic.start_queue(kQueue), NDIS_STATUS_SUCCESS);
     EXPECT_EQ(blocks_on_adapter(), 4u) << "3 post-lookahead + 1 lookahead (12 slots of 256 bytes)";
@@ -187,7 +187,7 @@ TEST_F(VmqMiniportSplit, StopQueueFreesEveryBlockOfBothKinds) {
 }
 
 TEST_F(VmqMiniportSplit, ALookaheadLargerThanASlotIsRefusedWithTheReason) {
-    open_queue(kQueue, {NDISSHM_QUEUE_LOOKAHEAD_SPLIT, 4096});
+    open_queue(kQueue, {sizeof(ndisshm_queue_params), NDISSHM_QUEUE_LOOKAHEAD_SPLIT, 4096});
     VmqMiniport nic(adapter_, {2, 8192, 2048});
     std::string why;
     EXPECT_EQ(nic.start_queue(kQueue, &why), NDIS_STATUS_INVALID_PARAMETER);
@@ -200,7 +200,7 @@ TEST_F(VmqMiniportSplit, ALookaheadLargerThanASlotIsRefusedWithTheReason) {
 // split queues as with any: nothing is written after the blocks are freed
 // (ASan and the verifier would see it).
 TEST_F(VmqMiniportSplit, StopQueueRacingReceivesNeverWritesFreedMemory) {
-    open_queue(kQueue, {NDISSHM_QUEUE_LOOKAHEAD_SPLIT, 64});
+    open_queue(kQueue, {sizeof(ndisshm_queue_params), NDISSHM_QUEUE_LOOKAHEAD_SPLIT, 64});
     VmqMiniport nic(adapter_, {2, 8192, 2048});
     ASSERT_EQ(nic.start_queue(kQueue), NDIS_STATUS_SUCCESS);
     std::atomic<bool> go{true};

@@ -43,7 +43,7 @@ class GuestProviderTest : public ::testing::Test {
 protected:
     void SetUp() override {
         ::setenv("NDISSHM_QUIET", "1", 1);
-        ASSERT_EQ(ndisshm_runtime_create(nullptr, &rt_), NDIS_STATUS_SUCCESS);
+        ASSERT_EQ(ndisshm_runtime_create(nullptr, &rt_, nullptr, 0), NDIS_STATUS_SUCCESS);
         ASSERT_EQ(ndisshm_adapter_create(rt_, "nic0", &adapter_), NDIS_STATUS_SUCCESS);
         GuestProviderConfig c;
         c.listener = &rec_;

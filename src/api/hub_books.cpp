@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "api/error_buffer.hpp"
 #include "hub/hub_state.hpp"
 
 namespace {
@@ -171,29 +172,28 @@ size_t ndisshm_control_path_for(const char* socket_path, char* buffer, size_t bu
     return copy_out(ndisshm::ipc::control_path_for(socket_path != nullptr ? socket_path : ""), buffer, buffer_bytes);
 }
 
-char* ndisshm_control_query(const char* path, const char* request, int timeout_ms, char* error, size_t error_bytes) {
-    if (path == nullptr || request == nullptr) {
-        copy_out("path and request must not be NULL", error, error_bytes);
-        return nullptr;
-    }
+NDIS_STATUS ndisshm_control_query(const char* path, const char* request, int timeout_ms, char** reply_out,
+                                  char* error, size_t error_bytes) {
+    using ndisshm::api::fail;
+    if (reply_out == nullptr)
+        return fail(error, error_bytes, NDIS_STATUS_INVALID_PARAMETER, "reply must not be NULL");
+    *reply_out = nullptr;
+    if (path == nullptr || request == nullptr)
+        return fail(error, error_bytes, NDIS_STATUS_INVALID_PARAMETER, "path and request must not be NULL");
     auto reply = ndisshm::ipc::control_query(path, request, timeout_ms);
-    if (!reply) {
-        copy_out(reply.error().message(), error, error_bytes);
-        return nullptr;
-    }
+    if (!reply) return fail(error, error_bytes, NDIS_STATUS_FAILURE, reply.error().message());
     // The server's refusal is an object whose only key is "error".
-    if (reply->rfind("{\"error\"", 0) == 0) {
-        copy_out("the host refused the request: " + *reply, error, error_bytes);
-        return nullptr;
-    }
+    if (reply->rfind("{\"error\"", 0) == 0)
+        return fail(error, error_bytes, NDIS_STATUS_NOT_SUPPORTED, "the host refused the request: " + *reply);
     char* out = static_cast<char*>(std::malloc(reply->size() + 1));
-    if (out == nullptr) {
-        copy_out("out of memory for a reply of " + std::to_string(reply->size()) + " bytes", error, error_bytes);
-        return nullptr;
-    }
+    if (out == nullptr)
+        return fail(error, error_bytes, NDIS_STATUS_RESOURCES,
+                    "out of memory for a reply of " + std::to_string(reply->size()) + " bytes");
     std::memcpy(out, reply->data(), reply->size());
     out[reply->size()] = '\0';
-    return out;
+    *reply_out = out;
+    ndisshm::api::clear_error(error, error_bytes);
+    return NDIS_STATUS_SUCCESS;
 }
 
 void ndisshm_control_free(char* reply) { std::free(reply); }
