@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <map>
 #include <ndisshm/ndisshm.hpp>
 
@@ -54,11 +55,12 @@ int main() {
     {
         ndisshm::Runtime rt;
         ndisshm::Adapter nic(rt, "nic0");
-        ndisshm::ReceiveQueue q1(nic, 1), q2(nic, 2);
+        auto vswitch = std::make_optional<ndisshm::ProviderBinding>(nic, "vswitch");
+        // The switch allocates the VMQ queues, so its provider serves them (the default queue stays NDIS's).
+        ndisshm::ReceiveQueue q1(nic, 1, vswitch->handle()), q2(nic, 2, vswitch->handle());
         {
-            ndisshm::ProviderBinding vswitch(nic, "vswitch");
-            vswitch.register_provider(provider);
-            expect(provider.attached_ == 2, "existing queues attached to the new provider");
+            vswitch->register_provider(provider);
+            expect(provider.attached_ == 2, "its existing queues attached to the new provider");
             {
                 ndisshm::Allocation a(nic, {.length = 64 * 1024, .queue = 1});
                 ndisshm::Allocation b(nic, {.length = 4096, .usage = NdisSharedMemoryUsageReceiveLookahead, .queue = 2});
@@ -69,7 +71,8 @@ int main() {
             }
             expect(provider.frees_ == 2 && provider.live_.empty(), "RAII freed each block through its provider");
         }
-        // The binding is gone: the default provider serves the adapter again.
+        vswitch.reset();
+        // The binding is gone: its queues are the miniport's now, served by NDIS's own memory.
         ndisshm::Allocation c(nic, {.length = 8192, .queue = 2});
         expect(provider.live_.empty() && c.data() != nullptr, "default provider after the binding detached");
         expect(c.elements()[0].address == reinterpret_cast<uintptr_t>(c.data()), "default SG address is IOVA = VA");

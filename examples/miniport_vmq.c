@@ -271,7 +271,9 @@ static void CheckNewBlock(PMP_ADAPTER Adapter, NDIS_RECEIVE_QUEUE_ID QueueId, PM
 
     Check(Block->VirtualAddress != NULL, "VirtualAddress set");
     Check(((ULONG_PTR)Block->VirtualAddress & (PAGE_SIZE - 1)) == 0, "block is page-aligned");
-    Check(Block->SharedMemoryHandle == Block->AllocationHandle, "SharedMemoryHandle is the allocation handle");
+    /* NDIS's own memory (no provider registered): SharedMemoryHandle stays NULL, as on Windows. */
+    Check(Block->SharedMemoryHandle == NULL, "SharedMemoryHandle NULL for NDIS's own memory");
+    Check(Block->AllocationHandle != NULL, "an allocation handle");
     Check(Block->LogicalAddress.QuadPart != 0, "Elements[0].Address set");
     Check(Block->NumberOfElements >= 1 && Block->NumberOfElements <= BYTES_TO_PAGES(Block->Length),
           "NumberOfElements within the SG buffer's capacity");

@@ -349,11 +349,12 @@ int main(void)
         return 1;
     }
 
-    /* The NIC, two VMQ queues, and the virtual switch bound to the NIC. */
+    /* The NIC, the virtual switch bound to it, and two VMQ queues the switch allocates
+     * (OID_RECEIVE_FILTER_ALLOCATE_QUEUE): they are the switch's, so its provider serves them. */
     Check(ndisshm_adapter_create(runtime, "nic0", &nic) == NDIS_STATUS_SUCCESS, "ndisshm_adapter_create");
-    Check(ndisshm_queue_create(nic, 1) == NDIS_STATUS_SUCCESS, "queue 1");
-    Check(ndisshm_queue_create(nic, 2) == NDIS_STATUS_SUCCESS, "queue 2");
     Check(ndisshm_binding_create(nic, "vswitch", &vswitch) == NDIS_STATUS_SUCCESS, "ndisshm_binding_create");
+    Check(ndisshm_queue_create(vswitch, 1) == NDIS_STATUS_SUCCESS, "queue 1");
+    Check(ndisshm_queue_create(vswitch, 2) == NDIS_STATUS_SUCCESS, "queue 2");
 
     /* The provider registers, as a filter does from its attach handler. */
     NdisZeroMemory(&chars, sizeof(chars));

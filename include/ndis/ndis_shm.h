@@ -242,24 +242,34 @@ typedef struct _NDIS_SPIN_LOCK {
 
 /* ---- Entry points ------------------------------------------------------- */
 
-/** Allocates one block of shared memory for the miniport adapter NdisHandle.
- * Caller at PASSIVE_LEVEL. NDIS calls the provider registered on the adapter
- * (else the default, host-memory provider) synchronously. On
- * NDIS_STATUS_SUCCESS: SharedMemoryParameters->SharedMemoryHandle and
- * ->VirtualAddress are set, SGListBuffer is filled, *pAllocationHandle is set;
- * free it with NdisFreeSharedMemory. Blocks of the default provider are zeroed
- * (no byte crosses users); a registered provider's are as it gives them.
- * Failures: NDIS_STATUS_INVALID_PARAMETER (bad handle, header, flags, usage,
- * queue or NULL pointers; a NUMA node the default provider does not have),
- * NDIS_STATUS_INVALID_LENGTH (Length 0 or over the runtime's maximum),
- * NDIS_STATUS_BUFFER_TOO_SHORT (SGListBuffer holds too few elements: when it
- * holds at least the list header, NumberOfElements is set to the count
- * needed), NDIS_STATUS_FAILURE (with the verifier on: not at PASSIVE_LEVEL;
- * or the provider misbehaved, e.g. returned PENDING), NDIS_STATUS_RESOURCES
- * (out of memory or book-keeping records), or a provider's own error status.
- * A registered provider receives the caller's structure as it is (a revision
- * 1 caller's is 0x40 bytes: the provider must honour Header.Size).
- * On failure no output is valid and nothing is allocated.
+/** Allocates one block of shared memory for the miniport adapter NdisHandle,
+ * as ndis.sys does (spec section 7; docs/ndis-names.md section 4 has every
+ * edge). Caller at PASSIVE_LEVEL. NDIS calls, synchronously: for a queue a
+ * binding allocated, that binding's provider; for queue 0 and the queues no
+ * providing binding owns, the provider registered with the adapter's own
+ * handle; else its own memory (one contiguous element). On success:
+ * SharedMemoryParameters->VirtualAddress is set, SGListBuffer is filled,
+ * *pAllocationHandle is set (free it with NdisFreeSharedMemory), and
+ * ->SharedMemoryHandle is the handle packets name the block by: NULL for
+ * NDIS's own memory, as on Windows. NDIS's own blocks are zeroed (no byte
+ * crosses users); a provider's are as it gives them.
+ * As on Windows, the Header is not checked (revision 1's fields are read
+ * whatever it says; VPortId only when it says revision 2), Usage goes to the
+ * provider as it is, of Flags only CONTIGUOUS is read, a PreferredNode past
+ * the last NUMA node means any node, and a provider's success-class status
+ * (PENDING) is success: each is accepted with a verifier finding of kind
+ * NDISSHM_VIOLATION_LENIENT.
+ * Failures: NDIS_STATUS_NOT_SUPPORTED (NdisHandle NULL),
+ * NDIS_STATUS_INVALID_PARAMETER (a handle that is no adapter; an unknown or
+ * uncompleted queue; NULL pointers), NDIS_STATUS_INVALID_LENGTH (Length 0 or
+ * over the runtime's maximum), NDIS_STATUS_BUFFER_TOO_SHORT (SGListBuffer
+ * holds too few elements: when it holds at least the list header,
+ * NumberOfElements is set to the count needed), NDIS_STATUS_RESOURCES (out of
+ * memory or book-keeping records; a CONTIGUOUS block the provider described
+ * in several elements, freed back to it), NDIS_STATUS_FAILURE (with the
+ * verifier on: not at PASSIVE_LEVEL; or the provider misbehaved), or a
+ * provider's own error status. On failure no output is valid and nothing is
+ * allocated.
  * @param NdisHandle the miniport adapter's handle
  * @param SharedMemoryParameters in: Flags, QueueId, PreferredNode, Usage, Length, SGListBufferLength, SGListBuffer; out: SharedMemoryHandle, VirtualAddress, the SG list
  * @param pAllocationHandle receives the allocation handle, for NdisFreeSharedMemory
@@ -270,21 +280,26 @@ NDISSHM_API NDIS_STATUS NdisAllocateSharedMemory(NDIS_HANDLE NdisHandle,
 
 /** Frees one block that NdisAllocateSharedMemory gave this adapter, by calling
  * the provider's free handler with the provider's own context, exactly once.
- * Caller at PASSIVE_LEVEL. A handle that is not a live block of this adapter
- * (double free, another adapter's block, garbage) is a verifier violation:
- * it is reported and nothing is freed or corrupted.
+ * Caller at PASSIVE_LEVEL. A NULL AllocationHandle is a silent no-op, as on
+ * Windows. A handle that is not a live block of this adapter (double free,
+ * another adapter's block, garbage: a bug check on Windows) is a verifier
+ * violation: it is reported and nothing is freed or corrupted.
  * @param NdisHandle the adapter the block was allocated on
  * @param AllocationHandle what NdisAllocateSharedMemory gave */
 NDISSHM_API VOID NdisFreeSharedMemory(NDIS_HANDLE NdisHandle, NDIS_HANDLE AllocationHandle);
 
 /** Registers optional handlers. With OptionalHandlers pointing at an
- * NDIS_SHARED_MEMORY_PROVIDER_CHARACTERISTICS (Type 0xB0, Revision 1, Size at
- * least NDIS_SIZEOF_..._REVISION_1, both handlers set), NdisHandle must be a
- * provider binding (ndisshm_binding_create): from then on every allocation of
- * the binding's adapter goes to this provider. Bad header or handler:
- * NDIS_STATUS_INVALID_PARAMETER; another binding already provides for the
- * adapter, or this one has blocks outstanding: NDIS_STATUS_FAILURE. Other
- * optional handler types are not implemented: NDIS_STATUS_INVALID_PARAMETER.
+ * NDIS_SHARED_MEMORY_PROVIDER_CHARACTERISTICS (Type 0xB0, both handlers set;
+ * Revision and Size are not checked, as on Windows: a finding of kind
+ * NDISSHM_VIOLATION_LENIENT), NdisHandle may be a provider binding
+ * (ndisshm_binding_create): its provider then serves the queues that binding
+ * allocated; or the miniport adapter's own handle: its provider serves queue
+ * 0 and the queues no providing binding owns. Several bindings may each
+ * provide for their own queues. A handle that is neither:
+ * NDIS_STATUS_NOT_SUPPORTED. Another Type, or a missing handler:
+ * NDIS_STATUS_INVALID_PARAMETER (other optional handler types are not
+ * implemented). A re-registration while the registrant has blocks
+ * outstanding: NDIS_STATUS_FAILURE.
  * @param NdisHandle the handle the provider registers with
  * @param OptionalHandlers an NDIS_SHARED_MEMORY_PROVIDER_CHARACTERISTICS
  * @return NDIS_STATUS_SUCCESS, or as above (the verifier reports the reason) */

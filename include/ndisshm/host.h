@@ -10,11 +10,18 @@
  * @code{.unparsed}
  *   runtime  1-* adapter            (NdisHandle of a miniport)
  *   adapter  1-* receive queue      (queue 0, the default queue, always exists)
- *   adapter  0-* provider binding   (NdisHandle of a filter; at most one of
- *                                    them provides shared memory at a time)
+ *   adapter  0-* provider binding   (NdisHandle of a filter or protocol)
+ *   binding  0-* receive queue      (the queues it allocated: it owns them)
  *   adapter  1-* block              (one per NdisAllocateSharedMemory, linked
  *                                    to its adapter, binding and queue)
  * @endcode
+ * Who serves an allocation (spec section 7): for a queue a binding owns, the
+ * provider registered on that binding; for queue 0 and the queues no
+ * providing binding owns, a provider registered with the adapter's own handle;
+ * else NDIS's own memory (one contiguous element, SharedMemoryHandle NULL).
+ * This is the Hyper-V shape: the virtual switch's binding allocates the
+ * guests' queues and serves them from guest memory; queue 0 stays in host
+ * memory.
  * Destroying a parent with blocks still outstanding is a verifier violation;
  * the runtime then frees each block through its own provider, so nothing
  * leaks. Callers must not use a handle while another thread destroys it.
@@ -59,6 +66,11 @@ typedef enum ndisshm_violation_kind {
     NDISSHM_VIOLATION_LEAK,                  /**< block outstanding at teardown */
     NDISSHM_VIOLATION_QUEUE_FREED_WITH_BLOCKS,
     NDISSHM_VIOLATION_BINDING_DETACHED_WITH_BLOCKS,
+    /** A call Windows accepts although the documentation says otherwise (a
+     * zeroed Header, an unknown Usage or Flags bit, a PreferredNode past the
+     * last node, a provider's PENDING, a registration's Revision or Size): it
+     * goes ahead exactly as on Windows, and this finding tells the developer. */
+    NDISSHM_VIOLATION_LENIENT,
     NDISSHM_VIOLATION_KIND_COUNT
 } ndisshm_violation_kind;
 
@@ -173,7 +185,10 @@ NDISSHM_API void ndisshm_adapter_destroy(NDIS_HANDLE adapter);
 
 /** A receive queue with this id (non-zero), allocated and completed at once.
  * NDIS_STATUS_INVALID_PARAMETER if it exists already or the id is 0.
- * @param adapter from ndisshm_adapter_create
+ * @param adapter the adapter's handle (a queue of the miniport's own), or a
+ *        binding's (ndisshm_binding_create): the binding that allocates a queue
+ *        (what sends OID_RECEIVE_FILTER_ALLOCATE_QUEUE) owns it, and its
+ *        provider serves the queue
  * @param queue_id the new queue's id, not 0
  * @return NDIS_STATUS_SUCCESS; NDIS_STATUS_INVALID_PARAMETER for a bad handle (a verifier report), id 0 or an id in use */
 NDISSHM_API NDIS_STATUS ndisshm_queue_create(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id);
@@ -195,7 +210,8 @@ NDISSHM_API void ndisshm_queue_params_init(ndisshm_queue_params *params);
  * then may the miniport allocate shared memory for it: before, the call is a
  * verifier violation (NDIS_STATUS_INVALID_PARAMETER). The provider hears of
  * the queue (attach_queue) at completion.
- * @param adapter from ndisshm_adapter_create
+ * @param adapter the adapter's handle, or the handle of the binding that
+ *        allocates (and so owns) the queue, as for ndisshm_queue_create
  * @param queue_id the new queue's id, not 0
  * @param params NULL for none; else struct_size must be sizeof(ndisshm_queue_params), and flags only NDISSHM_QUEUE_LOOKAHEAD_SPLIT
  * @return NDIS_STATUS_SUCCESS; NDIS_STATUS_INVALID_PARAMETER for a bad handle or params (a verifier report), id 0 or an id in use */
@@ -232,8 +248,9 @@ NDISSHM_API NDIS_STATUS ndisshm_queue_free(NDIS_HANDLE adapter, NDIS_RECEIVE_QUE
  * @return NDIS_STATUS_SUCCESS; NDIS_STATUS_INVALID_PARAMETER for a bad handle or NULL pointer; NDIS_STATUS_RESOURCES at the maximum */
 NDISSHM_API NDIS_STATUS ndisshm_binding_create(NDIS_HANDLE adapter, const char *name, NDIS_HANDLE *binding);
 
-/** Unregisters the binding's provider (allocations go to the default provider
- * again); blocks it still has are a violation, freed through it.
+/** Unregisters the binding's provider; blocks it still has are a violation,
+ * freed through it. The queues it owns stay, the miniport's from then on
+ * (served by the adapter's own provider, or NDIS's memory).
  * @param binding from ndisshm_binding_create; anything else is a verifier report, and nothing happens */
 NDISSHM_API void ndisshm_binding_destroy(NDIS_HANDLE binding);
 
@@ -260,9 +277,13 @@ typedef struct ndisshm_provider_ops {
  * @param ops where to write sizeof(ndisshm_provider_ops) bytes. */
 NDISSHM_API void ndisshm_provider_ops_init(ndisshm_provider_ops *ops);
 
-/** Registers ops as the adapter's provider through this binding (what
- * NdisSetOptionalHandlers does with the first two entries). Same errors.
- * @param binding from ndisshm_binding_create
+/** Registers ops as a provider (what NdisSetOptionalHandlers does with the
+ * first two entries). Same errors; a handle that is neither a binding nor an
+ * adapter is NDIS_STATUS_NOT_SUPPORTED. A re-registration replaces the
+ * provider when none of its blocks is outstanding.
+ * @param binding a binding's handle: the provider serves the queues that
+ *        binding owns; or the adapter's own handle: it serves queue 0 and the
+ *        queues no providing binding owns
  * @param ops the table; struct_size must be sizeof(ndisshm_provider_ops), allocate and free set
  * @return NDIS_STATUS_SUCCESS; NDIS_STATUS_INVALID_PARAMETER for a bad handle or table (a verifier report); NDIS_STATUS_FAILURE above PASSIVE_LEVEL */
 NDISSHM_API NDIS_STATUS ndisshm_binding_register_provider(NDIS_HANDLE binding, const ndisshm_provider_ops *ops);
@@ -306,7 +327,7 @@ typedef struct ndisshm_adapter_stats {
     uint64_t limit_bytes;  /**< 0: none */
     uint32_t queues;
     uint32_t bindings;
-    int has_provider;      /**< a binding provides; else the default provider */
+    int has_provider;      /**< 1 when any provider is registered (a binding's or the adapter's own) */
 } ndisshm_adapter_stats;
 
 /** The books at the moment of the call, exact (peaks included) however many

@@ -4,11 +4,15 @@
  * library's internal headers.
  *
  * A hub owns one adapter (the emulated VMQ NIC) on a runtime, registers the
- * guest provider on it, and listens on a Unix socket for guests
+ * guest provider on its binding (the virtual switch's), and listens on a Unix
+ * socket for guests
  * (<ndisshm/guest.h>, `ndisshm guest`). Each guest hands over its memory as
  * a memfd and gets one receive queue whose buffers are carved out of that
  * memory: ndisshm_hub_deliver writes a packet straight into the guest (zero
- * copy). Host queues (ndisshm_hub_host_queue_create) get host memory instead;
+ * copy). The switch's binding allocates every queue it gives out (the Hyper-V
+ * shape), so the guest provider serves them; queue 0 is no binding's and
+ * gets NDIS's own memory (SharedMemoryHandle NULL, as on Windows). Host
+ * queues (ndisshm_hub_host_queue_create) get host memory instead;
  * ndisshm_hub_deliver_copy_batch sends packets through one and copies each
  * into the guest, the path a switch without VMQ takes.
  *
@@ -125,7 +129,7 @@ NDISSHM_API void ndisshm_hub_stop(ndisshm_hub *hub);
 NDISSHM_API void ndisshm_hub_destroy(ndisshm_hub *hub);
 
 /** The hub's adapter: the NdisHandle drivers of the same NIC allocate with
- * (the default queue gets host memory from the guest provider).
+ * (queue 0 gets NDIS's own memory; the guests' queues the guest provider's).
  * @param hub from ndisshm_hub_create
  * @return the adapter's NdisHandle */
 NDISSHM_API NDIS_HANDLE ndisshm_hub_adapter(const ndisshm_hub *hub);
@@ -181,9 +185,11 @@ NDISSHM_API size_t ndisshm_hub_deliver_batch(ndisshm_hub *hub, uint32_t queue_id
 
 /* ---- Host queues: the copy path ------------------------------------------ */
 /** A receive queue of the adapter that no guest owns: allocated (with
- * `params`, NULL for none) and completed, then its receive buffers are
- * allocated as the guests' are, but the guest provider serves them from host
- * memory. The id must lie outside the guests' range [first_queue_id,
+ * `params`, NULL for none) by the switch's binding, which so owns it, and
+ * completed; then its receive buffers are allocated as the guests' are, and
+ * the guest provider serves them from host memory, each with a
+ * SharedMemoryHandle of the provider's own (not NDIS's NULL), which the copy
+ * path names its packets by. The id must lie outside the guests' range [first_queue_id,
  * first_queue_id + max_guests) and not be 0. NDIS_STATUS_INVALID_PARAMETER
  * for a bad or taken id, or the failing call's status. After start.
  * @param hub from ndisshm_hub_create

@@ -105,6 +105,10 @@ public:
 
     /// The miniport's NdisHandle.
     NDIS_HANDLE handle() const { return h_; }
+    /// Registers `provider` with the adapter's own handle (NdisSetOptionalHandlers
+    /// with the miniport's handle): it serves queue 0 and every queue no
+    /// providing binding owns. `provider` must outlive the adapter.
+    void register_provider(class Provider& provider);
     ndisshm_adapter_stats stats() const {
         ndisshm_adapter_stats s{};
         check(ndisshm_adapter_get_stats(h_, &s), "ndisshm_adapter_get_stats");
@@ -117,8 +121,13 @@ private:
 
 class ReceiveQueue {
 public:
-    ReceiveQueue(Adapter& adapter, NDIS_RECEIVE_QUEUE_ID id) : adapter_(adapter.handle()), id_(id) {
-        check(ndisshm_queue_create(adapter_, id), "ndisshm_queue_create");
+    /// A VMQ queue of `adapter`, allocated by `owner` (a ProviderBinding's
+    /// handle: the filter that sends OID_RECEIVE_FILTER_ALLOCATE_QUEUE, whose
+    /// provider then serves the queue), or by the miniport itself (nullptr:
+    /// the adapter's provider or NDIS's own memory serves it).
+    ReceiveQueue(Adapter& adapter, NDIS_RECEIVE_QUEUE_ID id, NDIS_HANDLE owner = nullptr)
+        : adapter_(adapter.handle()), id_(id) {
+        check(ndisshm_queue_create(owner != nullptr ? owner : adapter_, id), "ndisshm_queue_create");
     }
     ~ReceiveQueue() { ndisshm_queue_free(adapter_, id_); }
     ReceiveQueue(const ReceiveQueue&) = delete;

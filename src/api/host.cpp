@@ -66,6 +66,18 @@ ndisshm::Result<std::unique_ptr<ndisshm::providers::DefaultProvider>> make_defau
     return providers::DefaultProvider::create(pc);
 }
 
+// The adapter a queue call names, and the binding that owns the queue when
+// the handle is a binding's (the protocol or filter that sends
+// OID_RECEIVE_FILTER_ALLOCATE_QUEUE on Windows); nullptr after a report.
+Adapter* queue_owner_or_report(NDIS_HANDLE h, const char* call, Binding** owner) {
+    *owner = nullptr;
+    if (Binding* b = ndisshm::core::find_binding(h)) {
+        *owner = b;
+        return b->adapter;
+    }
+    return adapter_or_report(h, call);
+}
+
 }  // namespace
 
 extern "C" {
@@ -154,9 +166,10 @@ void ndisshm_adapter_destroy(NDIS_HANDLE adapter) {
     if (Adapter* a = adapter_or_report(adapter, "ndisshm_adapter_destroy")) a->runtime->destroy_adapter(a);
 }
 
-NDIS_STATUS ndisshm_queue_create(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id) {
-    Adapter* a = adapter_or_report(adapter, "ndisshm_queue_create");
-    return a != nullptr ? a->runtime->create_queue(a, queue_id) : NDIS_STATUS_INVALID_PARAMETER;
+NDIS_STATUS ndisshm_queue_create(NDIS_HANDLE handle, NDIS_RECEIVE_QUEUE_ID queue_id) {
+    Binding* owner = nullptr;
+    Adapter* a = queue_owner_or_report(handle, "ndisshm_queue_create", &owner);
+    return a != nullptr ? a->runtime->create_queue(a, queue_id, nullptr, true, owner) : NDIS_STATUS_INVALID_PARAMETER;
 }
 
 void ndisshm_queue_params_init(ndisshm_queue_params* params) {
@@ -171,8 +184,9 @@ void ndisshm_provider_ops_init(ndisshm_provider_ops* ops) {
     ops->struct_size = sizeof(*ops);
 }
 
-NDIS_STATUS ndisshm_queue_allocate(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id, const ndisshm_queue_params* params) {
-    Adapter* a = adapter_or_report(adapter, "ndisshm_queue_allocate");
+NDIS_STATUS ndisshm_queue_allocate(NDIS_HANDLE handle, NDIS_RECEIVE_QUEUE_ID queue_id, const ndisshm_queue_params* params) {
+    Binding* owner = nullptr;
+    Adapter* a = queue_owner_or_report(handle, "ndisshm_queue_allocate", &owner);
     if (a == nullptr) return NDIS_STATUS_INVALID_PARAMETER;
     if (params != nullptr && params->struct_size != sizeof(ndisshm_queue_params)) {
         a->runtime->verifier().report(NDISSHM_VIOLATION_BAD_PARAMETERS, "ndisshm_queue_allocate", a, nullptr, {},
@@ -182,7 +196,7 @@ NDIS_STATUS ndisshm_queue_allocate(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID qu
                                           ndisshm::core::Runtime::describe(a));
         return NDIS_STATUS_INVALID_PARAMETER;
     }
-    return a->runtime->create_queue(a, queue_id, params, false);
+    return a->runtime->create_queue(a, queue_id, params, false, owner);
 }
 
 NDIS_STATUS ndisshm_queue_allocation_complete(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue_id) {
@@ -222,11 +236,15 @@ void ndisshm_binding_destroy(NDIS_HANDLE binding) {
 
 NDIS_STATUS ndisshm_binding_register_provider(NDIS_HANDLE binding, const ndisshm_provider_ops* ops) {
     constexpr const char* kCall = "ndisshm_binding_register_provider";
+    // As NdisSetOptionalHandlers: a binding's handle, or the adapter's own.
     Binding* b = ndisshm::core::find_binding(binding);
     if (b == nullptr) {
+        if (Adapter* a = ndisshm::core::find_adapter(binding)) b = a->runtime->adapter_binding(a);
+    }
+    if (b == nullptr) {
         Verifier::global().report(NDISSHM_VIOLATION_BAD_HANDLE, kCall, nullptr, binding, {},
-                                  "handle is not a live provider binding");
-        return NDIS_STATUS_INVALID_PARAMETER;
+                                  "handle is neither a live provider binding nor a miniport adapter");
+        return NDIS_STATUS_NOT_SUPPORTED;
     }
     auto& v = b->adapter->runtime->verifier();
     // The same rule as NdisSetOptionalHandlers, whose table this is a superset of.

@@ -208,7 +208,9 @@ NDIS_STATUS ndisshm_hub_host_queue_create(ndisshm_hub* h, uint32_t queue_id, con
     const ndisshm_queue_params p = params != nullptr ? *params : ndisshm_queue_params{sizeof(ndisshm_queue_params), 0, 0};
     // The VMQ life cycle as for a guest's queue, but assigned to nobody: the
     // guest provider serves its buffers from host memory.
-    if (NDIS_STATUS s = ndisshm_queue_allocate(h->adapter, queue_id, &p); s != NDIS_STATUS_SUCCESS) return s;
+    // The switch's binding allocates it, so it owns the queue and its
+    // provider (the guest provider, host memory here) serves it.
+    if (NDIS_STATUS s = ndisshm_queue_allocate(h->hub->binding(), queue_id, &p); s != NDIS_STATUS_SUCCESS) return s;
     NDIS_STATUS s = ndisshm_queue_allocation_complete(h->adapter, queue_id);
     std::string why;
     if (s == NDIS_STATUS_SUCCESS) s = h->host_miniport->start_queue(queue_id, &why);

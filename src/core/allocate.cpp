@@ -68,6 +68,15 @@ uint32_t raw_usage(const NDIS_SHARED_MEMORY_PARAMETERS* p) {
     return u;
 }
 
+// How much of the caller's structure NDIS reads: revision 1's fields always,
+// VPortId too when the Header says revision 2 and is big enough for it.
+size_t params_bytes(const NDIS_SHARED_MEMORY_PARAMETERS* p) {
+    return p->Header.Revision >= NDIS_SHARED_MEMORY_PARAMETERS_REVISION_2 &&
+                   p->Header.Size >= NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_2
+               ? NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_2
+               : NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_1;
+}
+
 std::string hexnum(uint64_t v) {
     char buf[24];
     std::snprintf(buf, sizeof(buf), "0x%llx", static_cast<unsigned long long>(v));
@@ -76,37 +85,36 @@ std::string hexnum(uint64_t v) {
 
 }  // namespace
 
+// What ndis.sys checks of the parameters (spec section 7): not the Header,
+// not Usage (the provider gets it as it is), of Flags only CONTIGUOUS. What
+// Windows lets through but the documentation forbids goes into `lenient`,
+// one line each, for the verifier's findings; the call goes ahead.
 NDIS_STATUS Runtime::validate(PNDIS_SHARED_MEMORY_PARAMETERS p, PNDIS_HANDLE out, bool* readable,
-                              ndisshm_violation_kind* kind, std::string* why) {
+                              ndisshm_violation_kind* kind, std::string* why, std::vector<std::string>* lenient) {
     *kind = NDISSHM_VIOLATION_BAD_PARAMETERS;
     *readable = false;
     if (p == nullptr) return *why = "SharedMemoryParameters is NULL", NDIS_STATUS_INVALID_PARAMETER;
     if (out == nullptr) return *why = "pAllocationHandle is NULL", NDIS_STATUS_INVALID_PARAMETER;
-    const NDIS_OBJECT_HEADER& h = p->Header;
-    if (h.Type != NDIS_OBJECT_TYPE_DEFAULT)
-        return *why = "Header.Type is " + hexnum(h.Type) + ", expected NDIS_OBJECT_TYPE_DEFAULT (0x80)",
-               NDIS_STATUS_INVALID_PARAMETER;
-    if (h.Revision == NDIS_SHARED_MEMORY_PARAMETERS_REVISION_1) {
-        if (h.Size < NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_1)
-            return *why = "Header.Size is " + std::to_string(h.Size) + ", revision 1 needs at least " +
-                          std::to_string(NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_1),
-                   NDIS_STATUS_INVALID_PARAMETER;
-    } else if (h.Revision == NDIS_SHARED_MEMORY_PARAMETERS_REVISION_2) {
-        if (h.Size < NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_2)
-            return *why = "Header.Size is " + std::to_string(h.Size) + ", revision 2 needs at least " +
-                          std::to_string(NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_2),
-                   NDIS_STATUS_INVALID_PARAMETER;
-    } else {
-        return *why = "Header.Revision is " + std::to_string(h.Revision) + ", expected 1 or 2",
-               NDIS_STATUS_INVALID_PARAMETER;
-    }
     *readable = true;
+    // One finding for the Header, however many of its fields are off.
+    const NDIS_OBJECT_HEADER& h = p->Header;
+    std::string header;
+    if (h.Type != NDIS_OBJECT_TYPE_DEFAULT) header += "Type " + hexnum(h.Type) + " is not NDIS_OBJECT_TYPE_DEFAULT (0x80)";
+    const uint32_t needed = h.Revision == NDIS_SHARED_MEMORY_PARAMETERS_REVISION_1   ? NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_1
+                            : h.Revision == NDIS_SHARED_MEMORY_PARAMETERS_REVISION_2 ? NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_2
+                                                                                     : 0;
+    if (needed == 0)
+        header += std::string(header.empty() ? "" : ", ") + "Revision " + std::to_string(h.Revision) + " is not 1 or 2";
+    else if (h.Size < needed)
+        header += std::string(header.empty() ? "" : ", ") + "Size " + std::to_string(h.Size) + " is below revision " +
+                  std::to_string(h.Revision) + "'s " + std::to_string(needed);
+    if (!header.empty()) lenient->push_back("Header." + header + " (ndis.sys does not check the Header)");
     if ((p->Flags & ~static_cast<ULONG>(NDIS_SHARED_MEM_PARAMETERS_CONTIGUOUS)) != 0)
-        return *why = "Flags " + hexnum(p->Flags) + " has bits other than NDIS_SHARED_MEM_PARAMETERS_CONTIGUOUS",
-               NDIS_STATUS_INVALID_PARAMETER;
+        lenient->push_back("Flags " + hexnum(p->Flags) +
+                           " has bits other than NDIS_SHARED_MEM_PARAMETERS_CONTIGUOUS (Windows ignores them)");
     if (raw_usage(p) >= NdisSharedMemoryUsageMax)
-        return *why = "Usage " + std::to_string(raw_usage(p)) + " is not an NDIS_SHARED_MEMORY_USAGE",
-               NDIS_STATUS_INVALID_PARAMETER;
+        lenient->push_back("Usage " + std::to_string(raw_usage(p)) +
+                           " is not an NDIS_SHARED_MEMORY_USAGE (Windows hands it to the provider as it is)");
     if (p->Length == 0 || p->Length > config_.max_block_bytes) {
         *kind = NDISSHM_VIOLATION_BAD_LENGTH;
         return *why = "Length " + std::to_string(p->Length) + " is outside 1.." + std::to_string(config_.max_block_bytes),
@@ -185,7 +193,7 @@ NDIS_STATUS Runtime::refuse(AllocCall& c, NDIS_STATUS status, bool report, ndiss
         }
         ++c.book.total.failures;
         if (c.readable && p->PreferredNode < NDISSHM_MAX_NODES) ++c.book.by_node[p->PreferredNode].failures;
-        if (c.readable && raw_usage(p) < NdisSharedMemoryUsageMax) ++c.book.by_usage[raw_usage(p)].failures;
+        if (c.readable) ++c.book.by_usage[usage_slot(raw_usage(p))].failures;
         if (c.readable) {
             auto it = c.adapter->queues.find(p->QueueId);
             if (it != c.adapter->queues.end()) ++it->second->books[c.s].stats.failures;
@@ -215,18 +223,18 @@ NDIS_STATUS Runtime::admit(AllocCall& c) {
     if (verifier_.enabled() && current_irql() != PASSIVE_LEVEL) [[unlikely]] {
         // Counted as a failure like any refusal, by usage and queue where the
         // header says the structure holds them.
-        c.readable = p != nullptr && p->Header.Type == NDIS_OBJECT_TYPE_DEFAULT &&
-                     ((p->Header.Revision == NDIS_SHARED_MEMORY_PARAMETERS_REVISION_1 &&
-                       p->Header.Size >= NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_1) ||
-                      (p->Header.Revision == NDIS_SHARED_MEMORY_PARAMETERS_REVISION_2 &&
-                       p->Header.Size >= NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_2));
+        c.readable = p != nullptr;
         return refuse(c, NDIS_STATUS_FAILURE, true, NDISSHM_VIOLATION_IRQL,
                       "called at IRQL " + std::to_string(current_irql()) + "; it must be called at PASSIVE_LEVEL");
     }
     std::string why;
-    const NDIS_STATUS status = validate(p, c.out, &c.readable, &c.kind, &why);
+    std::vector<std::string> lenient;
+    const NDIS_STATUS status = validate(p, c.out, &c.readable, &c.kind, &why, &lenient);
     if (status != NDIS_STATUS_SUCCESS) [[unlikely]]
         return refuse(c, status, true, c.kind, why);
+    for (const std::string& what : lenient) [[unlikely]]
+        verifier_.report(NDISSHM_VIOLATION_LENIENT, kAlloc, c.adapter, nullptr, {c.site.file, c.site.line},
+                         what + "; accepted, as Windows does, on " + describe(c.adapter));
 
     std::unique_lock lock(c.book.mu);
     auto q = c.adapter->queues.find(p->QueueId);
@@ -269,7 +277,7 @@ NDIS_STATUS Runtime::admit(AllocCall& c) {
     c.admitted = true;
     c.len = len;
     c.queue = &queue;
-    c.binding = c.adapter->provider_binding;
+    c.binding = serving(c.adapter, &queue);
     if (c.binding != nullptr) {
         c.binding->enter(c.s);
         c.in_flight = true;
@@ -288,14 +296,28 @@ NDIS_STATUS Runtime::ask_provider(AllocCall& c) {
     c.req.length = p->Length;
     c.req.contiguous = (p->Flags & NDIS_SHARED_MEM_PARAMETERS_CONTIGUOUS) != 0;
     c.req.queue_id = p->QueueId;
-    c.req.usage = static_cast<uint32_t>(p->Usage);
+    c.req.usage = raw_usage(p);
     c.req.preferred_node = p->PreferredNode;
-    c.req.vport_id = p->Header.Revision >= NDIS_SHARED_MEMORY_PARAMETERS_REVISION_2 ? p->VPortId : 0;
+    if (c.req.preferred_node != MM_ANY_NODE_OK && c.req.preferred_node >= node_count_) [[unlikely]] {
+        // Windows: a node past the last one means any node.
+        verifier_.report(NDISSHM_VIOLATION_LENIENT, kAlloc, c.adapter, nullptr, {c.site.file, c.site.line},
+                         "PreferredNode " + std::to_string(c.req.preferred_node) + " is past the last NUMA node (" +
+                             std::to_string(node_count_ - 1) + "); taken as any node, as Windows does, on " +
+                             describe(c.adapter));
+        c.req.preferred_node = MM_ANY_NODE_OK;
+    }
+    c.req.vport_id = params_bytes(p) >= NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_2 ? p->VPortId : 0;
     c.req.native = p;
     BufferSink sink(p->SGListBuffer, c.capacity);
     const providers::ProviderStatus ps = c.provider->allocate(c.req, sink, c.grant);
     if (ps != providers::ProviderStatus::Success) [[unlikely]]
         return provider_refused(c, ps);
+    if (c.binding != nullptr && c.binding->native && OpsProvider::last_status() != NDIS_STATUS_SUCCESS) [[unlikely]]
+        verifier_.report(NDISSHM_VIOLATION_LENIENT, kAlloc, c.adapter, nullptr, {c.site.file, c.site.line},
+                         "provider '" + c.provider_name() + "' returned " +
+                             ndisshm_status_name(OpsProvider::last_status()) +
+                             " from its synchronous allocate handler; a success-class status is success, as on "
+                             "Windows, on " + describe(c.adapter));
     c.granted = c.grant.token != 0;
     if (!c.granted) [[unlikely]]
         return refuse(c, NDIS_STATUS_FAILURE, true, NDISSHM_VIOLATION_PROVIDER_NO_CONTEXT,
@@ -318,13 +340,6 @@ NDIS_STATUS Runtime::provider_refused(AllocCall& c, providers::ProviderStatus ps
     const bool native = c.binding != nullptr && c.binding->native;
     const NDIS_STATUS status = to_ndis(ps, native);
     const std::string& name = c.provider_name();
-    if (status >= 0) {
-        // Success-class codes other than SUCCESS (PENDING above all) have no
-        // meaning for a synchronous call: the caller gets FAILURE.
-        return refuse(c, NDIS_STATUS_FAILURE, true, NDISSHM_VIOLATION_PROVIDER_BAD_RESULT,
-                      "provider '" + name + "' returned " + ndisshm_status_name(status) +
-                          " from its synchronous allocate handler");
-    }
     if (ps == providers::ProviderStatus::BufferTooShort)
         return refuse(c, status, true, NDISSHM_VIOLATION_SG_BUFFER_TOO_SHORT,
                       "provider '" + name + "' needs " + std::to_string(c.p->SGListBuffer->NumberOfElements) +
@@ -340,6 +355,7 @@ NDIS_STATUS Runtime::check_grant(AllocCall& c) {
     PNDIS_SHARED_MEMORY_PARAMETERS p = c.p;
     const ULONG count = p->SGListBuffer->NumberOfElements;
     std::string bad;
+    NDIS_STATUS status = NDIS_STATUS_FAILURE;
     uint64_t described = 0;
     if (p->Length != c.req.length)
         bad = "it changed Length from " + std::to_string(c.req.length) + " to " + std::to_string(p->Length);
@@ -347,8 +363,11 @@ NDIS_STATUS Runtime::check_grant(AllocCall& c) {
         bad = "VirtualAddress is NULL";
     else if (count == 0 || count > c.capacity)
         bad = "SG list has " + std::to_string(count) + " elements, buffer holds " + std::to_string(c.capacity);
-    else if (c.req.contiguous && count != 1)
+    else if (c.req.contiguous && count != 1) {
+        // ndis.sys frees it through the provider and says RESOURCES.
         bad = "a CONTIGUOUS block is described by " + std::to_string(count) + " SG elements, not 1";
+        status = NDIS_STATUS_RESOURCES;
+    }
     else {
         for (ULONG i = 0; i < count; ++i) described += p->SGListBuffer->Elements[i].Length;
         if (described < p->Length)
@@ -356,7 +375,7 @@ NDIS_STATUS Runtime::check_grant(AllocCall& c) {
                   " asked for";
     }
     if (!bad.empty()) [[unlikely]]
-        return refuse(c, NDIS_STATUS_FAILURE, true, NDISSHM_VIOLATION_PROVIDER_BAD_RESULT,
+        return refuse(c, status, true, NDISSHM_VIOLATION_PROVIDER_BAD_RESULT,
                       "provider '" + c.provider_name() + "' returned success but " + bad + "; block freed back to it");
     p->VirtualAddress = c.grant.virtual_address;
     return NDIS_STATUS_SUCCESS;
@@ -371,7 +390,7 @@ Runtime::Link Runtime::link_in_book(AllocCall& c, bool all) {
     Book& book = c.book;
     const unsigned s = c.s;
     const uint64_t len = p->Length;
-    const uint32_t usage = static_cast<uint32_t>(p->Usage);
+    const uint32_t usage = usage_slot(raw_usage(p));
     const int node = c.grant.node >= 0 && c.grant.node < NDISSHM_MAX_NODES ? c.grant.node : -1;
     // The queue admitted: free_queue waits for its pending bytes, so it is still there, if closing.
     Queue* queue = c.queue;
@@ -386,7 +405,9 @@ Runtime::Link Runtime::link_in_book(AllocCall& c, bool all) {
     b->queue = queue;
     b->provider = c.provider;
     b->token = c.grant.token;
-    std::memcpy(&b->params, p, std::min<size_t>(p->Header.Size, sizeof(b->params)));
+    // As much of the structure as ndis.sys reads: revision 1's fields always
+    // (the Header is not checked), VPortId when the Header says revision 2.
+    std::memcpy(&b->params, p, params_bytes(p));
     b->params.SharedMemoryHandle = b;
     b->first_address = static_cast<uint64_t>(p->SGListBuffer->Elements[0].Address.QuadPart);
     b->node = c.grant.node;
@@ -442,12 +463,15 @@ NDIS_STATUS Runtime::link(AllocCall& c) {
     }
     c.provider->committed(c.grant.token, c.block);
     if (c.in_flight) c.binding->leave(c.s);
-    c.p->SharedMemoryHandle = c.block;
+    // NDIS's own memory has no SharedMemoryHandle (spec section 7): only a
+    // provider's block is one that packets can name.
+    c.p->SharedMemoryHandle = c.binding != nullptr ? c.block : nullptr;
     *c.out = c.block;
     return NDIS_STATUS_SUCCESS;
 }
 
 void Runtime::free(Adapter* adapter, NDIS_HANDLE handle) {
+    if (handle == nullptr) return;  // ndis.sys: a silent no-op (spec section 7)
     if (verifier_.enabled() && current_irql() != PASSIVE_LEVEL) {
         verifier_.report(NDISSHM_VIOLATION_IRQL, kFree, adapter, handle, {},
                          "called at IRQL " + std::to_string(current_irql()) + " on " + describe(adapter) +
@@ -561,7 +585,7 @@ Binding* Runtime::unlink(Block* b) {
     qbook.blocks.erase(b);
     if (b->binding != nullptr) b->binding->books[bk].blocks.erase(b);
     book.total.on_free(len);
-    book.by_usage[b->params.Usage].on_free(len);
+    book.by_usage[usage_slot(b->params.Usage)].on_free(len);
     if (b->node >= 0 && b->node < NDISSHM_MAX_NODES) book.by_node[b->node].on_free(len);
     qbook.stats.on_free(len);
     a->cap.uncharge(len);

@@ -54,6 +54,12 @@ struct Adapter;
 struct Binding;
 struct Queue;
 
+// The books' slot of a usage: an unknown value (Windows hands Usage to the
+// provider as it is, spec section 7) is counted as Undefined.
+inline uint32_t usage_slot(uint32_t usage) {
+    return usage < NdisSharedMemoryUsageMax ? usage : static_cast<uint32_t>(NdisSharedMemoryUsageUndefined);
+}
+
 // The book a call made now writes, of `books`: the one of the CPU it runs on
 // (as the arena's CPU caches do), so threads running at the same time on
 // different CPUs never share one. Correctness never depends on it: a thread
@@ -212,6 +218,10 @@ struct Queue {
     // All books locked to write:
     bool closing = false;  // being freed: no block may be linked to it any more
     bool complete = true;  // allocation completed: shared memory may be allocated for it
+    // The binding that allocated the queue (OID_RECEIVE_FILTER_ALLOCATE_QUEUE
+    // on Windows): its provider serves the queue. nullptr: the miniport's own
+    // queue (queue 0 always), served by the adapter's provider or NDIS.
+    Binding* owner = nullptr;
     uint32_t flags = 0;    // NDISSHM_QUEUE_LOOKAHEAD_SPLIT
     uint32_t lookahead_size = 0;
     Cap cap;
@@ -234,6 +244,10 @@ struct Binding {
     std::string name;
     std::unique_ptr<providers::Provider> provider;  // set once registered
     bool native = false;  // provider is an OpsProvider: its NDIS status is passed through as is
+    // The adapter's own: what a provider registered with the miniport adapter
+    // handle rides on (not a handle anyone holds; it goes with the adapter).
+    bool adapter_own = false;
+    bool retired = false;  // being destroyed: it serves no queue any more (all books locked to write)
     const unsigned book_count;
     std::unique_ptr<BindingBook[]> books;
 
@@ -276,8 +290,10 @@ struct Adapter {
 
     // All books locked to write, any one to read:
     std::unordered_map<NDIS_RECEIVE_QUEUE_ID, std::unique_ptr<Queue>> queues;
-    std::vector<Binding*> bindings;
-    Binding* provider_binding = nullptr;  // the one whose provider serves this adapter
+    std::vector<Binding*> bindings;  // the bindings created on it (not own_binding)
+    // A provider registered with the adapter handle itself rides on this one:
+    // it serves queue 0 and every queue no providing binding owns.
+    std::unique_ptr<Binding> own_binding;
     Cap cap;
     Peak total_peak;
     Peak usage_peak[NdisSharedMemoryUsageMax];

@@ -15,7 +15,8 @@ providers::ProviderStatus OpsProvider::allocate(const providers::Request& reques
     t_last_status = status;
     grant.virtual_address = params->VirtualAddress;
     grant.token = reinterpret_cast<uint64_t>(context);
-    if (status == NDIS_STATUS_SUCCESS) return providers::ProviderStatus::Success;
+    // ndis.sys takes any success-class status (NT_SUCCESS: PENDING too) as success.
+    if (status >= 0) return providers::ProviderStatus::Success;
     if (status == NDIS_STATUS_RESOURCES) return providers::ProviderStatus::Resources;
     if (status == NDIS_STATUS_INVALID_PARAMETER) return providers::ProviderStatus::InvalidParameter;
     if (status == NDIS_STATUS_BUFFER_TOO_SHORT) return providers::ProviderStatus::BufferTooShort;

@@ -3,6 +3,7 @@
 #include "core/runtime.hpp"
 
 #include <algorithm>
+#include <map>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -80,7 +81,7 @@ Runtime::Runtime(const ndisshm_runtime_config& config, std::unique_ptr<providers
       default_provider_(std::move(provider)), table_(table, config.max_blocks), table_bytes_(table_bytes),
       // At least 4 even on small machines, so what a book does alone is
       // exercised there too; at most 32, since control calls lock them all.
-      book_count_(std::clamp(os::cpu_count(), 4u, 32u)) {}
+      book_count_(std::clamp(os::cpu_count(), 4u, 32u)), node_count_(os::numa_node_count()) {}
 
 Runtime::~Runtime() {
     std::vector<Adapter*> adapters;
@@ -145,6 +146,7 @@ void Runtime::destroy_adapter(Adapter* adapter, const char* call) {
         bindings = adapter->bindings;
     }
     for (Binding* b : bindings) destroy_binding(b);
+    if (adapter->own_binding) destroy_binding(adapter->own_binding.get());
     {
         // Its freed records serve other adapters from now on.
         AllBooks all(adapter);
@@ -161,15 +163,47 @@ void Runtime::destroy_adapter(Adapter* adapter, const char* call) {
     adapter_pool().destroy(adapter);
 }
 
-providers::Provider* Runtime::current_provider(Adapter* adapter, Binding** binding) {
-    *binding = adapter->provider_binding;
+Binding* Runtime::serving(const Adapter* adapter, const Queue* queue) {
+    if (queue != nullptr && queue->owner != nullptr && queue->owner->provider && !queue->owner->retired)
+        return queue->owner;
+    Binding* own = adapter->own_binding.get();
+    if (own != nullptr && own->provider && !own->retired) return own;
+    return nullptr;
+}
+
+providers::Provider* Runtime::provider_for(Adapter* adapter, const Queue* queue, Binding** binding) {
+    *binding = serving(adapter, queue);
     if (*binding == nullptr) return default_provider_.get();
     (*binding)->enter(0);
     return (*binding)->provider.get();
 }
 
+std::map<NDIS_RECEIVE_QUEUE_ID, providers::Provider*> Runtime::queue_servers(const Adapter* adapter) {
+    std::map<NDIS_RECEIVE_QUEUE_ID, providers::Provider*> out;
+    for (auto& [id, q] : adapter->queues) {
+        if (id == NDIS_DEFAULT_RECEIVE_QUEUE_ID || !q->complete || q->closing) continue;
+        Binding* b = serving(adapter, q.get());
+        out[id] = b != nullptr ? b->provider.get() : default_provider_.get();
+    }
+    return out;
+}
+
+void Runtime::announce(const std::map<NDIS_RECEIVE_QUEUE_ID, providers::Provider*>& before,
+                       const std::map<NDIS_RECEIVE_QUEUE_ID, providers::Provider*>& after) {
+    // A provider sees each queue it serves in pairs: attach when it begins,
+    // detach when it ends (a registration, a re-registration, a detach).
+    for (auto& [id, old] : before) {
+        auto it = after.find(id);
+        if (it == after.end() || it->second != old) old->detach_queue(id);
+    }
+    for (auto& [id, now] : after) {
+        auto it = before.find(id);
+        if (it == before.end() || it->second != now) now->attach_queue(id);
+    }
+}
+
 NDIS_STATUS Runtime::create_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id, const ndisshm_queue_params* params,
-                                  bool complete) {
+                                  bool complete, Binding* owner) {
     if (params != nullptr && (params->flags & ~static_cast<uint32_t>(NDISSHM_QUEUE_LOOKAHEAD_SPLIT)) != 0)
         return NDIS_STATUS_INVALID_PARAMETER;
     {
@@ -178,6 +212,7 @@ NDIS_STATUS Runtime::create_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id, co
         auto& q = adapter->queues.emplace(id, std::make_unique<Queue>(id, adapter->book_count)).first->second;
         q->cap.limit = config_.queue_limit_bytes;
         q->complete = false;
+        q->owner = owner;
         if (params != nullptr) {
             q->flags = params->flags;
             q->lookahead_size = params->lookahead_size;
@@ -195,7 +230,7 @@ NDIS_STATUS Runtime::complete_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id) 
         if (it == adapter->queues.end() || it->second->complete || it->second->closing)
             return NDIS_STATUS_INVALID_PARAMETER;
         it->second->complete = true;
-        provider = current_provider(adapter, &binding);
+        provider = provider_for(adapter, it->second.get(), &binding);
     }
     provider->attach_queue(id);
     if (binding != nullptr) binding->leave(0);
@@ -248,9 +283,9 @@ NDIS_STATUS Runtime::free_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id) {
             all.lock();
         }
         const bool attached = adapter->queues.at(id)->complete;
+        if (attached) provider = provider_for(adapter, adapter->queues.at(id).get(), &binding);
         adapter->queues.erase(id);
         if (!attached) return NDIS_STATUS_SUCCESS;  // the provider never heard of it
-        provider = current_provider(adapter, &binding);
     }
     provider->detach_queue(id);
     if (binding != nullptr) binding->leave(0);
@@ -270,11 +305,11 @@ NDIS_STATUS Runtime::create_binding(Adapter* adapter, const char* name, Binding*
 
 void Runtime::destroy_binding(Binding* binding) {
     Adapter* adapter = binding->adapter;
-    bool was_provider = false;
+    std::map<NDIS_RECEIVE_QUEUE_ID, providers::Provider*> before;
     {
         AllBooks all(adapter);
-        was_provider = adapter->provider_binding == binding;
-        if (was_provider) adapter->provider_binding = nullptr;  // new calls: default
+        before = queue_servers(adapter);
+        binding->retired = true;  // new calls: whoever serves its queues next
     }
     // Allocations already inside this provider finish and link their blocks
     // before we collect them.
@@ -289,10 +324,16 @@ void Runtime::destroy_binding(Binding* binding) {
     reclaim(adapter, left, NDISSHM_VIOLATION_BINDING_DETACHED_WITH_BLOCKS, "ndisshm_binding_destroy",
             "still allocated when provider binding '" + binding->name + "' detached from " + describe(adapter) +
                 "; freed through that provider");
+    std::map<NDIS_RECEIVE_QUEUE_ID, providers::Provider*> after;
     {
         AllBooks all(adapter);
         auto& v = adapter->bindings;
         v.erase(std::remove(v.begin(), v.end(), binding), v.end());
+        // Queues it allocated stay, the miniport's now, as when a protocol
+        // unbinds without freeing its queues.
+        for (auto& [id, q] : adapter->queues)
+            if (q->owner == binding) q->owner = nullptr;
+        after = queue_servers(adapter);
     }
     // Frees of this binding's blocks racing the reclaim above may still be
     // inside its provider: it must outlive them.
@@ -303,51 +344,42 @@ void Runtime::destroy_binding(Binding* binding) {
         }
         std::this_thread::yield();
     }
-    // Registration announced each queue (attach_queue); detaching takes them
-    // back, so a provider sees its queues in pairs.
-    if (was_provider && binding->provider != nullptr) {
-        std::vector<NDIS_RECEIVE_QUEUE_ID> queues;
-        {
-            AllBooks all(adapter);
-            for (auto& [id, q] : adapter->queues)
-                if (id != NDIS_DEFAULT_RECEIVE_QUEUE_ID && q->complete) queues.push_back(id);
-        }
-        for (auto id : queues) binding->provider->detach_queue(id);
+    announce(before, after);
+    if (binding->adapter_own)
+        adapter->own_binding.reset();
+    else
+        binding_pool().destroy(binding);
+}
+
+Binding* Runtime::adapter_binding(Adapter* adapter) {
+    AllBooks all(adapter);
+    if (!adapter->own_binding) {
+        adapter->own_binding = std::make_unique<Binding>(adapter, "miniport", adapter->book_count);
+        adapter->own_binding->adapter_own = true;
     }
-    binding_pool().destroy(binding);
+    return adapter->own_binding.get();
 }
 
 NDIS_STATUS Runtime::register_provider(Binding* binding, const char* call,
                                        std::unique_ptr<providers::Provider> provider) {
     Adapter* adapter = binding->adapter;
-    std::vector<NDIS_RECEIVE_QUEUE_ID> queues;
     std::unique_ptr<providers::Provider> replaced;  // a re-registration's old provider
+    std::map<NDIS_RECEIVE_QUEUE_ID, providers::Provider*> before, after;
     {
         AllBooks all(adapter);
-        if (adapter->provider_binding != nullptr && adapter->provider_binding != binding) {
-            verifier_.report(NDISSHM_VIOLATION_BAD_REGISTRATION, call, adapter, binding, {},
-                             "binding '" + binding->name + "' cannot provide shared memory for " + describe(adapter) +
-                                 ": binding '" + adapter->provider_binding->name + "' already does");
-            return NDIS_STATUS_FAILURE;
-        }
         if (binding_blocks(binding) != 0 || binding->in_flight() != 0) {
             verifier_.report(NDISSHM_VIOLATION_BAD_REGISTRATION, call, adapter, binding, {},
                              "binding '" + binding->name + "' re-registered while " +
                                  std::to_string(binding_blocks(binding)) + " of its blocks are outstanding");
             return NDIS_STATUS_FAILURE;
         }
+        before = queue_servers(adapter);
         binding->native = dynamic_cast<OpsProvider*>(provider.get()) != nullptr;
-        if (adapter->provider_binding == binding) replaced = std::move(binding->provider);
+        replaced = std::move(binding->provider);
         binding->provider = std::move(provider);
-        adapter->provider_binding = binding;
-        for (auto& [id, q] : adapter->queues)
-            if (id != NDIS_DEFAULT_RECEIVE_QUEUE_ID && q->complete) queues.push_back(id);
+        after = queue_servers(adapter);
     }
-    // A provider sees its queues in pairs (see destroy_binding): the one a
-    // re-registration replaces gives back what its registration announced.
-    if (replaced != nullptr)
-        for (auto id : queues) replaced->detach_queue(id);
-    for (auto id : queues) binding->provider->attach_queue(id);
+    announce(before, after);
     return NDIS_STATUS_SUCCESS;
 }
 
@@ -386,7 +418,9 @@ NDIS_STATUS Runtime::adapter_stats(Adapter* adapter, ndisshm_adapter_stats* out)
     out->limit_bytes = adapter->cap.limit;
     out->queues = static_cast<uint32_t>(adapter->queues.size());
     out->bindings = static_cast<uint32_t>(adapter->bindings.size());
-    out->has_provider = adapter->provider_binding != nullptr ? 1 : 0;
+    out->has_provider = adapter->own_binding && adapter->own_binding->provider ? 1 : 0;
+    for (const Binding* b : adapter->bindings)
+        if (b->provider) out->has_provider = 1;
     return NDIS_STATUS_SUCCESS;
 }
 

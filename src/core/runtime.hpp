@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -52,14 +53,19 @@ public:
     // `call` names who tore it down, for leak reports.
     void destroy_adapter(Adapter* adapter, const char* call = "ndisshm_adapter_destroy");
     // complete=false: allocated, waiting for complete_queue (the VMQ life cycle).
+    // `owner`: the binding that allocates it (its provider serves the queue);
+    // nullptr: the miniport's own.
     NDIS_STATUS create_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id, const ndisshm_queue_params* params = nullptr,
-                             bool complete = true);
+                             bool complete = true, Binding* owner = nullptr);
     NDIS_STATUS complete_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id);
     NDIS_STATUS queue_params(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id, ndisshm_queue_params* out, int* complete);
     NDIS_STATUS free_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id);
     NDIS_STATUS create_binding(Adapter* adapter, const char* name, Binding** out);
     void destroy_binding(Binding* binding);
     NDIS_STATUS register_provider(Binding* binding, const char* call, std::unique_ptr<providers::Provider> provider);
+    // The binding a provider registered with the adapter handle itself rides
+    // on (NdisSetOptionalHandlers with the miniport's handle), made on first use.
+    Binding* adapter_binding(Adapter* adapter);
 
     NDIS_STATUS allocate(Adapter* adapter, PNDIS_SHARED_MEMORY_PARAMETERS params, PNDIS_HANDLE out, CallSite site);
     void free(Adapter* adapter, NDIS_HANDLE handle);
@@ -83,9 +89,19 @@ private:
     // other books.
     Block* take_record(Adapter* adapter, unsigned book, bool all);
     void release_record(Adapter* adapter, Block* block);  // the block's book locked
-    // Every book locked: the provider serving the adapter now, with a call
-    // counted in flight on its binding (returned) when it has one, in book 0.
-    providers::Provider* current_provider(Adapter* adapter, Binding** binding);
+    // Every book locked (or the call's own, for reading): the binding whose
+    // provider serves `queue` now (spec section 7: the owning binding's,
+    // else the one registered with the adapter handle), or nullptr for NDIS's
+    // own memory.
+    static Binding* serving(const Adapter* adapter, const Queue* queue);
+    // As serving(), with a call counted in flight on the binding (returned)
+    // in book 0; the default provider when no binding serves.
+    providers::Provider* provider_for(Adapter* adapter, const Queue* queue, Binding** binding);
+    // Every book locked: which provider serves each completed queue but 0.
+    std::map<NDIS_RECEIVE_QUEUE_ID, providers::Provider*> queue_servers(const Adapter* adapter);
+    // Tells each provider of the queues it began or stopped serving.
+    static void announce(const std::map<NDIS_RECEIVE_QUEUE_ID, providers::Provider*>& before,
+                         const std::map<NDIS_RECEIVE_QUEUE_ID, providers::Provider*>& after);
     // The block's book locked. Takes the block off its lists and counts a
     // call in flight on its binding (returned; nullptr for the default
     // provider), which the caller ends once the provider's free has returned.
@@ -97,7 +113,7 @@ private:
     // Checks everything a call carries, without any lock. *readable says
     // whether p's fields can be read (for failure accounting).
     NDIS_STATUS validate(PNDIS_SHARED_MEMORY_PARAMETERS p, PNDIS_HANDLE out, bool* readable,
-                         ndisshm_violation_kind* kind, std::string* why);
+                         ndisshm_violation_kind* kind, std::string* why, std::vector<std::string>* lenient);
 
     // allocate() by step (allocate.cpp): admit the call, ask the provider,
     // check what it granted, link the block into the books. Each returns
@@ -122,6 +138,7 @@ private:
     std::vector<Adapter*> adapters_;
     std::vector<Block*> spare_;  // freed records of destroyed adapters, for any adapter (adapters_mu_)
     unsigned book_count_;        // books per adapter (books.hpp): one per CPU, 4 to 32
+    const unsigned node_count_;  // NUMA nodes online: a PreferredNode past them means any node
     uint64_t adapter_index_ = 0;
 };
 

@@ -22,6 +22,7 @@ const char* violation_kind_name(ndisshm_violation_kind kind) {
         case NDISSHM_VIOLATION_LEAK: return "leak";
         case NDISSHM_VIOLATION_QUEUE_FREED_WITH_BLOCKS: return "queue-freed-with-blocks";
         case NDISSHM_VIOLATION_BINDING_DETACHED_WITH_BLOCKS: return "binding-detached-with-blocks";
+        case NDISSHM_VIOLATION_LENIENT: return "lenient";
         case NDISSHM_VIOLATION_KIND_COUNT: break;
     }
     return "unknown";

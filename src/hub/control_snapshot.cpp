@@ -29,7 +29,8 @@ const char* kind_name(int kind) {
                                         "bad-registration",
                                         "leak",
                                         "queue-freed-with-blocks",
-                                        "binding-detached-with-blocks"};
+                                        "binding-detached-with-blocks",
+                                        "lenient"};
     static_assert(sizeof(names) / sizeof(names[0]) == NDISSHM_VIOLATION_KIND_COUNT);
     return kind > 0 && kind < NDISSHM_VIOLATION_KIND_COUNT ? names[kind] : "unknown";
 }

@@ -187,6 +187,9 @@ public:
     providers::GuestProvider& provider() { return *provider_; }
     nic::VmqMiniport& miniport() { return *miniport_; }
     NDIS_HANDLE adapter() const { return adapter_; }
+    // The hub's binding: the virtual switch's, which owns every queue it
+    // allocates (guests' and host queues), so its provider serves them.
+    NDIS_HANDLE binding() const { return binding_; }
 
 private:
     struct Session;

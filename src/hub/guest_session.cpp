@@ -102,7 +102,7 @@ bool GuestHub::attach_queue(const SessionPtr& s) {
     // The VMQ life cycle (spec section 4): allocate with parameters, assign
     // it to the guest before it completes, so that no allocation for it can
     // ever be served from anything but this guest's memory.
-    if (NDIS_STATUS st = ndisshm_queue_allocate(adapter_, id, &params); st != NDIS_STATUS_SUCCESS) {
+    if (NDIS_STATUS st = ndisshm_queue_allocate(binding_, id, &params); st != NDIS_STATUS_SUCCESS) {
         close_session(s, "cannot allocate VMQ " + std::to_string(id) + ": " + ndisshm_status_name(st), Ending::Refused,
                       static_cast<uint32_t>(st));
         return false;

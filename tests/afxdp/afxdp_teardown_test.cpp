@@ -100,7 +100,8 @@ protected:
         ASSERT_EQ(ndisshm_binding_create(adapter_, "poison", &binding_), NDIS_STATUS_SUCCESS);
         const ndisshm_provider_ops ops = provider_.ops();
         ASSERT_EQ(ndisshm_binding_register_provider(binding_, &ops), NDIS_STATUS_SUCCESS);
-        ASSERT_EQ(ndisshm_queue_create(adapter_, kQueue), NDIS_STATUS_SUCCESS);
+        // The binding allocates the queue: its (poisoning) provider serves it.
+        ASSERT_EQ(ndisshm_queue_create(binding_, kQueue), NDIS_STATUS_SUCCESS);
         make_links(1);
         auto tx = ndisshm::os::UdpSender::open(links_->tx(0).netns, links_->rx(0).address, kPort);
         ASSERT_TRUE(tx.ok()) << tx.error().message();

@@ -62,6 +62,7 @@ public:
 
     // Knobs. Set them before the calls they should affect.
     NDIS_STATUS fail_with = NDIS_STATUS_SUCCESS;  // return this, allocating nothing
+    NDIS_STATUS succeed_with = NDIS_STATUS_SUCCESS;  // what an allocation that worked returns (PENDING, say)
     bool fail_writes_context = false;             // ...and write a context all the same
     uint64_t fail_every = 0;                      // n > 0: refuse every n-th call with RESOURCES (counted)
     bool omit_context = false;                    // say success but write no context
@@ -271,7 +272,7 @@ private:
             std::memcpy(&call.params, p, std::min<size_t>(p->Header.Size, sizeof(call.params)));
         }
         call.status = decide(p, out, &call.context);
-        if (call.status == NDIS_STATUS_SUCCESS && call.context != nullptr) t_last_handed_out = call.context;
+        if (call.status >= 0 && call.context != nullptr) t_last_handed_out = call.context;
         if (record_calls) {
             std::lock_guard lock(mu_);
             allocs_.push_back(call);
@@ -327,7 +328,7 @@ private:
         contexts_.push_back(reinterpret_cast<NDIS_HANDLE>(id));
         handed_out_.fetch_add(1);
         *out = *recorded = reinterpret_cast<NDIS_HANDLE>(id);
-        return NDIS_STATUS_SUCCESS;
+        return succeed_with;
     }
 
     uintptr_t next_id() {

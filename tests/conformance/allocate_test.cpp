@@ -15,8 +15,8 @@ TEST_F(Allocate, SuccessSetsSharedMemoryHandleVirtualAddressSgListAndAllocationH
     a.handle = reinterpret_cast<NDIS_HANDLE>(0x1);
     ASSERT_EQ(NdisAllocateSharedMemory(adapter_, &a.params, &a.handle), NDIS_STATUS_SUCCESS);
 
-    EXPECT_NE(a.params.SharedMemoryHandle, nullptr);
-    EXPECT_NE(a.params.SharedMemoryHandle, reinterpret_cast<NDIS_HANDLE>(0xDEAD));
+    // NDIS's own memory (no provider): SharedMemoryHandle is set, to NULL (spec section 7).
+    EXPECT_EQ(a.params.SharedMemoryHandle, nullptr);
     EXPECT_NE(a.handle, nullptr);
     EXPECT_NE(a.handle, reinterpret_cast<NDIS_HANDLE>(0x1));
     ASSERT_NE(a.params.VirtualAddress, nullptr);
@@ -55,7 +55,7 @@ TEST_F(Allocate, AllocateCallsProviderSynchronouslyInCallersContext) {
     EXPECT_EQ(provider.live(), 1u);
     EXPECT_EQ(static_cast<uintptr_t>(a.element(0).Address.QuadPart),
               reinterpret_cast<uintptr_t>(a.params.VirtualAddress));
-    EXPECT_EQ(provider_of(adapter_, a.handle), "vswitch");
+    EXPECT_EQ(provider_of(adapter_, a.handle), "miniport");
     NdisFreeSharedMemory(adapter_, a.handle);
 }
 
@@ -80,7 +80,24 @@ TEST_F(Allocate, ProviderStatusComesBackUnchanged) {
 
 // The allocation is synchronous: a provider that answers PENDING misbehaves, and the caller must not be
 // told anything that reads as "not failed" (NT_SUCCESS(NDIS_STATUS_PENDING) is true).
-TEST_F(Allocate, ProviderPendingFromTheSynchronousCallIsAFailure) {
+// ndis.sys takes any success-class status (NT_SUCCESS) of the provider as success (spec section 7): the
+// block is the caller's and goes back through the provider's free exactly once; the verifier says so.
+TEST_F(Allocate, PendingFromProviderIsSuccess) {
+    TestProvider& provider = provide(adapter_);
+    provider.succeed_with = NDIS_STATUS_PENDING;
+    Alloc a = allocate(adapter_, PAGE_SIZE);
+    ASSERT_EQ(a.status, NDIS_STATUS_SUCCESS) << ndisshm_status_name(a.status);
+    EXPECT_NE(a.params.VirtualAddress, nullptr);
+    EXPECT_EQ(stats(adapter_).total.blocks, 1u);
+    const Violation v = only_violation(log_, NDISSHM_VIOLATION_LENIENT, "NdisAllocateSharedMemory");
+    EXPECT_THAT(v.message, testing::HasSubstr("NDIS_STATUS_PENDING"));
+    NdisFreeSharedMemory(adapter_, a.handle);
+    EXPECT_EQ(provider.times_freed(provider.context_of(0)), 1) << "no leak: the block went back once";
+    EXPECT_EQ(provider.live(), 0u);
+}
+
+// A success-class status with no block behind it (no context) is still a provider's bug: FAILURE.
+TEST_F(Allocate, PendingWithoutABlockIsAFailure) {
     TestProvider& provider = provide(adapter_);
     provider.fail_with = NDIS_STATUS_PENDING;
     Alloc a = allocate(adapter_, PAGE_SIZE);

@@ -14,8 +14,9 @@ using DriverPatterns = NdisTest;
 TEST_F(DriverPatterns, DriverCallsPatternOfSection6) {
     constexpr NDIS_RECEIVE_QUEUE_ID kVmq = 3;
     constexpr ULONG kFrame = 2048 + 64, kPackets = 32;
-    ASSERT_EQ(ndisshm_queue_create(adapter_, kVmq), NDIS_STATUS_SUCCESS);
-    TestProvider& vswitch = provide(adapter_, "vswitch");
+    NDIS_HANDLE binding = nullptr;
+    TestProvider& vswitch = provide(adapter_, "vswitch", &binding);
+    ASSERT_EQ(ndisshm_queue_create(binding, kVmq), NDIS_STATUS_SUCCESS);  // the switch allocates the VMQ
 
     for (NDIS_HANDLE adapter : {adapter_, new_adapter("eth1")}) {  // registered provider, then default
         SCOPED_TRACE(adapter == adapter_ ? "vswitch" : "default");
@@ -49,7 +50,8 @@ TEST_F(DriverPatterns, DriverCallsPatternOfSection6) {
 
         ASSERT_NE(va, nullptr);
         EXPECT_EQ(static_cast<uintptr_t>(pa.QuadPart), reinterpret_cast<uintptr_t>(va));
-        EXPECT_NE(params.SharedMemoryHandle, nullptr);
+        // A provider's block has a SharedMemoryHandle; NDIS's own memory has none.
+        EXPECT_EQ(params.SharedMemoryHandle != nullptr, adapter == adapter_);
         std::memset(va, 0xAB, params.Length);  // the "device" fills the receive area
         ndisshm_block_info info{};
         ASSERT_EQ(ndisshm_block_get_info(adapter, allocation, &info), NDIS_STATUS_SUCCESS);
@@ -117,6 +119,7 @@ TEST_F(DriverPatterns, VirtualMiniportVmqPatternOfSection6) {
 // Section 4: received packets are described by shared memory handle + offset + length, so the consumer
 // reads them in place: the handle must name the block for as long as it is allocated.
 TEST_F(DriverPatterns, SharedMemoryHandleNamesTheBlockWhileItIsAllocated) {
+    provide(adapter_);  // a provider's blocks are the ones packets name
     Alloc a = allocate(adapter_, 4 * PAGE_SIZE);
     Alloc b = allocate(adapter_, 4 * PAGE_SIZE);
     ASSERT_TRUE(a.ok() && b.ok());

@@ -190,12 +190,22 @@ protected:
     }
     // A binding named `name` on `adapter` whose provider is a new TestProvider, registered through
     // NdisSetOptionalHandlers. *binding_out receives the binding handle.
+    // A provider for the adapter's queues that no binding owns, queue 0
+    // included: registered with the miniport adapter's own handle, the one
+    // registration that serves them on Windows (spec section 7). Its blocks
+    // name their provider "miniport". With `binding_out`, instead, a binding
+    // named `name` registers it: it then serves only the queues that binding
+    // allocates (ndisshm_queue_create with the binding's handle).
     TestProvider& provide(NDIS_HANDLE adapter, const char* name = "vswitch",
                           NDIS_HANDLE* binding_out = nullptr) {
-        NDIS_HANDLE b = new_binding(adapter, name);
         TestProvider& p = new_provider();
+        if (binding_out == nullptr) {
+            EXPECT_EQ(p.register_on(adapter), NDIS_STATUS_SUCCESS);
+            return p;
+        }
+        NDIS_HANDLE b = new_binding(adapter, name);
         EXPECT_EQ(p.register_on(b), NDIS_STATUS_SUCCESS);
-        if (binding_out != nullptr) *binding_out = b;
+        *binding_out = b;
         return p;
     }
     Alloc allocate(NDIS_HANDLE adapter, ULONG length, ULONG queue = 0,

@@ -135,7 +135,6 @@ TEST_F(Free, GarbageHandlesAreReportedAndFreeNothing) {
     const NDIS_HANDLE garbage[] = {
         &on_stack,
         reinterpret_cast<NDIS_HANDLE>(0x1234),
-        nullptr,
         static_cast<char*>(live.handle) + 8,  // inside a block's record
         static_cast<char*>(live.handle) - 1,
         live.params.VirtualAddress,  // the block's memory is not its handle
@@ -155,6 +154,19 @@ TEST_F(Free, GarbageHandlesAreReportedAndFreeNothing) {
     EXPECT_TRUE(is_live(adapter_, live.handle));
     NdisFreeSharedMemory(adapter_, live.handle);
     EXPECT_EQ(provider_->free_calls().size(), 1u);
+}
+
+// ndis.sys returns at once for a NULL AllocationHandle (spec section 7): nothing to report, nothing freed.
+TEST_F(Free, NullAllocationHandleIsASilentNoOp) {
+    Alloc live = allocate(adapter_, PAGE_SIZE);
+    ASSERT_TRUE(live.ok());
+    const State before = state();
+    NdisFreeSharedMemory(adapter_, nullptr);
+    EXPECT_EQ(log_.size(), 0u);
+    EXPECT_EQ(global_log_.size(), 0u);
+    expect_unchanged(before);
+    EXPECT_TRUE(is_live(adapter_, live.handle));
+    NdisFreeSharedMemory(adapter_, live.handle);
 }
 
 TEST_F(Free, FreeThroughANonAdapterHandleIsReportedAndFreesNothing) {
@@ -184,7 +196,8 @@ TEST_F(Free, DoubleFreeAfterItsBindingIsGoneIsReportedSafely) {
         NDIS_HANDLE eth1 = new_adapter("eth1");
         NDIS_HANDLE binding = nullptr;
         provide(eth1, kName, &binding);
-        Alloc a = allocate(eth1, PAGE_SIZE);
+        if (ndisshm_queue_create(binding, 2) != NDIS_STATUS_SUCCESS) std::_Exit(5);
+        Alloc a = allocate(eth1, PAGE_SIZE, 2);
         if (!a.ok()) std::_Exit(2);
         NdisFreeSharedMemory(eth1, a.handle);
         ndisshm_binding_destroy(binding);

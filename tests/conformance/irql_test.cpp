@@ -75,7 +75,7 @@ TEST_F(Irql, CallsAbovePassiveLevelAreRefused) {
     EXPECT_TRUE(is_live(adapter_, live.handle));
     EXPECT_EQ(stats(adapter_).total.blocks, before.total.blocks);
     EXPECT_EQ(stats(adapter_).has_provider, 1);
-    EXPECT_EQ(provider_of(adapter_, live.handle), "vswitch");
+    EXPECT_EQ(provider_of(adapter_, live.handle), "miniport");
     // Back at PASSIVE_LEVEL the same calls work.
     NdisFreeSharedMemory(adapter_, live.handle);
     EXPECT_EQ(provider.free_calls().size(), 1u);

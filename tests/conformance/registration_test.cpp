@@ -1,70 +1,120 @@
-// NdisSetOptionalHandlers (spec section 3, ndis_shm.h): how a provider registers through its binding.
-// A bad header or handler is INVALID_PARAMETER; a second provider on the same adapter, or a
-// re-registration with blocks outstanding, is FAILURE; a refused registration changes nothing.
+// NdisSetOptionalHandlers (spec sections 3 and 7): how a provider registers, and what it then serves.
+// A binding's provider serves the queues that binding allocated; a provider registered with the miniport
+// adapter's own handle serves queue 0 and every queue no providing binding owns; anything else gets NDIS's
+// own memory. ndis.sys checks the header's Type, not its Revision or Size (accepted, with a `lenient`
+// finding); a handle that is none of NDIS's is NOT_SUPPORTED; a missing handler is INVALID_PARAMETER; a
+// re-registration with blocks outstanding is FAILURE; a refused registration changes nothing.
 #include "conformance/fixture.hpp"
 
 namespace ndisshm::test {
 namespace {
+
+constexpr NDIS_RECEIVE_QUEUE_ID kOwned = 7;
 
 class Registration : public NdisTest {
 protected:
     void SetUp() override {
         NdisTest::SetUp();
         binding_ = new_binding(adapter_, "vswitch");
+        // The binding allocates a queue (OID_RECEIVE_FILTER_ALLOCATE_QUEUE): it owns it.
+        ASSERT_EQ(ndisshm_queue_create(binding_, kOwned), NDIS_STATUS_SUCCESS);
     }
     NDIS_STATUS set(NDIS_HANDLE handle, NDIS_SHARED_MEMORY_PROVIDER_CHARACTERISTICS* c) {
         return NdisSetOptionalHandlers(handle, reinterpret_cast<PNDIS_DRIVER_OPTIONAL_HANDLERS>(c));
     }
-    // The adapter still allocates from the default provider and `p` was never called.
+    // Every queue still allocates from NDIS's own memory and `p` was never called.
     void expect_not_registered(const TestProvider& p) {
         EXPECT_EQ(stats(adapter_).has_provider, 0);
-        Alloc a = allocate(adapter_, PAGE_SIZE);
-        ASSERT_TRUE(a.ok());
-        EXPECT_EQ(provider_of(adapter_, a.handle), "default");
+        for (NDIS_RECEIVE_QUEUE_ID q : {NDIS_RECEIVE_QUEUE_ID{0}, kOwned}) {
+            Alloc a = allocate(adapter_, PAGE_SIZE, q);
+            ASSERT_TRUE(a.ok());
+            EXPECT_EQ(provider_of(adapter_, a.handle), "default");
+            NdisFreeSharedMemory(adapter_, a.handle);
+        }
         EXPECT_TRUE(p.alloc_calls().empty());
-        NdisFreeSharedMemory(adapter_, a.handle);
     }
 
     NDIS_HANDLE binding_ = nullptr;
 };
 
-TEST_F(Registration, WellFormedCharacteristicsRegisterTheProvider) {
+TEST_F(Registration, ABindingsProviderServesTheQueuesItOwnsAndNoOther) {
     TestProvider& p = new_provider();
     auto c = p.characteristics();
     ASSERT_EQ(set(binding_, &c), NDIS_STATUS_SUCCESS);
     EXPECT_EQ(stats(adapter_).has_provider, 1);
-    Alloc a = allocate(adapter_, PAGE_SIZE);
-    ASSERT_TRUE(a.ok());
+    Alloc owned = allocate(adapter_, PAGE_SIZE, kOwned);
+    ASSERT_TRUE(owned.ok());
+    EXPECT_EQ(provider_of(adapter_, owned.handle), "vswitch");
     EXPECT_EQ(p.alloc_calls().size(), 1u);
+    ASSERT_EQ(ndisshm_queue_create(adapter_, 8), NDIS_STATUS_SUCCESS);  // the miniport's own queue
+    for (NDIS_RECEIVE_QUEUE_ID q : {NDIS_RECEIVE_QUEUE_ID{0}, NDIS_RECEIVE_QUEUE_ID{8}}) {
+        Alloc a = allocate(adapter_, PAGE_SIZE, q);
+        ASSERT_TRUE(a.ok());
+        EXPECT_EQ(provider_of(adapter_, a.handle), "default") << "queue " << q;
+        NdisFreeSharedMemory(adapter_, a.handle);
+    }
+    EXPECT_EQ(p.alloc_calls().size(), 1u);
+    NdisFreeSharedMemory(adapter_, owned.handle);
     EXPECT_EQ(log_.size(), 0u);
 }
 
-TEST_F(Registration, BadHeaderOnSetOptionalHandlersIsInvalidParameter) {
+TEST_F(Registration, DefaultQueueOfAnAdapterWhoseOnlyProviderIsABindingsGetsNdisMemory) {
     TestProvider& p = new_provider();
-    struct Case {
-        const char* what;
-        UCHAR type, revision;
-        USHORT size;
-    };
-    const USHORT good_size =
-        static_cast<USHORT>(NDIS_SIZEOF_SHARED_MEMORY_PROVIDER_CHARACTERISTICS_REVISION_1);
-    const Case cases[] = {
-        {"Type DEFAULT", NDIS_OBJECT_TYPE_DEFAULT, 1, good_size},
-        {"Type 0xB1", 0xB1, 1, good_size},
-        {"Type 0", 0, 1, good_size},
-        {"Revision 0", NDIS_OBJECT_TYPE_SHARED_MEMORY_PROVIDER_CHARACTERISTICS, 0, good_size},
-        {"Revision 2", NDIS_OBJECT_TYPE_SHARED_MEMORY_PROVIDER_CHARACTERISTICS, 2, good_size},
-        {"Size 0x1F", NDIS_OBJECT_TYPE_SHARED_MEMORY_PROVIDER_CHARACTERISTICS, 1, 0x1F},
-        {"Size 4", NDIS_OBJECT_TYPE_SHARED_MEMORY_PROVIDER_CHARACTERISTICS, 1, 4},
-    };
-    for (const Case& k : cases) {
-        SCOPED_TRACE(k.what);
+    ASSERT_EQ(p.register_on(binding_), NDIS_STATUS_SUCCESS);
+    Alloc a = allocate(adapter_, PAGE_SIZE, NDIS_DEFAULT_RECEIVE_QUEUE_ID);
+    ASSERT_TRUE(a.ok());
+    EXPECT_EQ(a.params.SharedMemoryHandle, nullptr) << "NDIS's own memory: SharedMemoryHandle stays NULL";
+    EXPECT_NE(a.handle, nullptr) << "the allocation handle is still NDIS's record of the block";
+    EXPECT_EQ(a.sg.list()->NumberOfElements, 1u) << "physically contiguous: one element";
+    EXPECT_TRUE(p.alloc_calls().empty());
+    NdisFreeSharedMemory(adapter_, a.handle);
+}
+
+TEST_F(Registration, MiniportAdapterHandleRegistersForTheDefaultQueueAndUnownedQueues) {
+    TestProvider& own = new_provider();
+    ASSERT_EQ(own.register_on(adapter_), NDIS_STATUS_SUCCESS) << "Windows accepts the miniport adapter handle";
+    EXPECT_EQ(log_.size(), 0u);
+    TestProvider& vswitch = new_provider();
+    ASSERT_EQ(vswitch.register_on(binding_), NDIS_STATUS_SUCCESS);
+    ASSERT_EQ(ndisshm_queue_create(adapter_, 8), NDIS_STATUS_SUCCESS);
+    Alloc q0 = allocate(adapter_, PAGE_SIZE, 0), q8 = allocate(adapter_, PAGE_SIZE, 8), q7 = allocate(adapter_, PAGE_SIZE, kOwned);
+    ASSERT_TRUE(q0.ok() && q8.ok() && q7.ok());
+    EXPECT_EQ(provider_of(adapter_, q0.handle), "miniport");
+    EXPECT_EQ(provider_of(adapter_, q8.handle), "miniport");
+    EXPECT_EQ(provider_of(adapter_, q7.handle), "vswitch") << "the owning binding's provider comes first";
+    EXPECT_EQ(own.alloc_calls().size(), 2u);
+    EXPECT_EQ(vswitch.alloc_calls().size(), 1u);
+    for (Alloc* a : {&q0, &q8, &q7}) NdisFreeSharedMemory(adapter_, a->handle);
+}
+
+TEST_F(Registration, SeveralBindingsEachProvideForTheirOwnQueues) {
+    NDIS_HANDLE other = new_binding(adapter_, "second");
+    ASSERT_EQ(ndisshm_queue_create(other, 9), NDIS_STATUS_SUCCESS);
+    TestProvider& first = new_provider();
+    TestProvider& second = new_provider();
+    ASSERT_EQ(first.register_on(binding_), NDIS_STATUS_SUCCESS);
+    ASSERT_EQ(second.register_on(other), NDIS_STATUS_SUCCESS) << "a second binding's provider is no intruder";
+    Alloc a = allocate(adapter_, PAGE_SIZE, kOwned), b = allocate(adapter_, PAGE_SIZE, 9);
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_EQ(provider_of(adapter_, a.handle), "vswitch");
+    EXPECT_EQ(provider_of(adapter_, b.handle), "second");
+    NdisFreeSharedMemory(adapter_, a.handle);
+    NdisFreeSharedMemory(adapter_, b.handle);
+    EXPECT_EQ(first.free_calls().size(), 1u);
+    EXPECT_EQ(second.free_calls().size(), 1u);
+    EXPECT_EQ(log_.size(), 0u);
+}
+
+TEST_F(Registration, BadHeaderTypeOnSetOptionalHandlersIsInvalidParameter) {
+    TestProvider& p = new_provider();
+    const USHORT good_size = static_cast<USHORT>(NDIS_SIZEOF_SHARED_MEMORY_PROVIDER_CHARACTERISTICS_REVISION_1);
+    for (UCHAR type : {UCHAR{NDIS_OBJECT_TYPE_DEFAULT}, UCHAR{0xB1}, UCHAR{0}}) {
+        SCOPED_TRACE(int(type));
         log_.clear();
         auto c = p.characteristics();
-        c.Header = {k.type, k.revision, k.size};
+        c.Header = {type, 1, good_size};
         EXPECT_EQ(set(binding_, &c), NDIS_STATUS_INVALID_PARAMETER);
-        const Violation v =
-            only_violation(log_, NDISSHM_VIOLATION_BAD_REGISTRATION, "NdisSetOptionalHandlers");
+        const Violation v = only_violation(log_, NDISSHM_VIOLATION_BAD_REGISTRATION, "NdisSetOptionalHandlers");
         EXPECT_THAT(v.message, testing::HasSubstr("'vswitch'"));
         EXPECT_THAT(v.message, testing::HasSubstr("'eth0'"));
         EXPECT_EQ(v.handle, binding_);
@@ -73,6 +123,27 @@ TEST_F(Registration, BadHeaderOnSetOptionalHandlersIsInvalidParameter) {
     EXPECT_EQ(NdisSetOptionalHandlers(binding_, nullptr), NDIS_STATUS_INVALID_PARAMETER);
     only_violation(log_, NDISSHM_VIOLATION_BAD_REGISTRATION, "NdisSetOptionalHandlers");
     expect_not_registered(p);
+}
+
+TEST_F(Registration, RevisionAndSizeAreNotCheckedAsOnWindows) {
+    struct Case {
+        const char* what;
+        UCHAR revision;
+        USHORT size;
+    };
+    const Case cases[] = {{"Revision 0 Size 0", 0, 0}, {"Revision 2", 2, 0x20}, {"Size 0x1F", 1, 0x1F}, {"Size 4", 1, 4}};
+    for (const Case& k : cases) {
+        SCOPED_TRACE(k.what);
+        NDIS_HANDLE b = new_binding(adapter_, k.what);
+        TestProvider& p = new_provider();
+        log_.clear();
+        auto c = p.characteristics();
+        c.Header.Revision = k.revision;
+        c.Header.Size = k.size;
+        EXPECT_EQ(set(b, &c), NDIS_STATUS_SUCCESS);
+        const Violation v = only_violation(log_, NDISSHM_VIOLATION_LENIENT, "NdisSetOptionalHandlers");
+        EXPECT_THAT(v.message, testing::HasSubstr("as Windows does"));
+    }
 }
 
 TEST_F(Registration, LargerCharacteristicsThanRevision1AreAccepted) {
@@ -84,6 +155,7 @@ TEST_F(Registration, LargerCharacteristicsThanRevision1AreAccepted) {
     bigger.c.Header.Size = sizeof(bigger);
     EXPECT_EQ(set(binding_, &bigger.c), NDIS_STATUS_SUCCESS);
     EXPECT_EQ(stats(adapter_).has_provider, 1);
+    EXPECT_EQ(log_.size(), 0u);
 }
 
 TEST_F(Registration, ReservedFlagsDoNotPreventRegistration) {
@@ -107,27 +179,10 @@ TEST_F(Registration, RegistrationWithMissingHandlerIsRefused) {
     expect_not_registered(p);
 }
 
-TEST_F(Registration, SecondBindingRegisteringWhileOneProvidesFails) {
-    TestProvider& first = new_provider();
-    ASSERT_EQ(first.register_on(binding_), NDIS_STATUS_SUCCESS);
-    NDIS_HANDLE other = new_binding(adapter_, "intruder");
-    TestProvider& second = new_provider();
-    EXPECT_EQ(second.register_on(other), NDIS_STATUS_FAILURE);
-    const Violation v = only_violation(log_, NDISSHM_VIOLATION_BAD_REGISTRATION, "NdisSetOptionalHandlers");
-    EXPECT_THAT(v.message, testing::HasSubstr("'intruder'"));
-    EXPECT_THAT(v.message, testing::HasSubstr("'vswitch'"));
-
-    Alloc a = allocate(adapter_, PAGE_SIZE);
-    ASSERT_TRUE(a.ok());
-    EXPECT_EQ(provider_of(adapter_, a.handle), "vswitch");
-    EXPECT_EQ(first.alloc_calls().size(), 1u);
-    EXPECT_TRUE(second.alloc_calls().empty());
-}
-
 TEST_F(Registration, ReRegisteringWithBlocksOutstandingFails) {
     TestProvider& first = new_provider();
     ASSERT_EQ(first.register_on(binding_), NDIS_STATUS_SUCCESS);
-    Alloc a = allocate(adapter_, PAGE_SIZE);
+    Alloc a = allocate(adapter_, PAGE_SIZE, kOwned);
     ASSERT_TRUE(a.ok());
     TestProvider& replacement = new_provider();
     EXPECT_EQ(replacement.register_on(binding_), NDIS_STATUS_FAILURE);
@@ -140,11 +195,11 @@ TEST_F(Registration, ReRegisteringWithBlocksOutstandingFails) {
 TEST_F(Registration, ReRegisteringWithoutBlocksReplacesTheProvider) {
     TestProvider& first = new_provider();
     ASSERT_EQ(first.register_on(binding_), NDIS_STATUS_SUCCESS);
-    Alloc a = allocate(adapter_, PAGE_SIZE);
+    Alloc a = allocate(adapter_, PAGE_SIZE, kOwned);
     NdisFreeSharedMemory(adapter_, a.handle);
     TestProvider& replacement = new_provider();
     ASSERT_EQ(replacement.register_on(binding_), NDIS_STATUS_SUCCESS);
-    Alloc b = allocate(adapter_, PAGE_SIZE);
+    Alloc b = allocate(adapter_, PAGE_SIZE, kOwned);
     ASSERT_TRUE(b.ok());
     EXPECT_EQ(first.alloc_calls().size(), 1u);
     EXPECT_EQ(replacement.alloc_calls().size(), 1u);
@@ -152,17 +207,7 @@ TEST_F(Registration, ReRegisteringWithoutBlocksReplacesTheProvider) {
     EXPECT_EQ(replacement.free_calls().size(), 1u);
 }
 
-TEST_F(Registration, SetOptionalHandlersWithAnAdapterHandleIsInvalidParameter) {
-    TestProvider& p = new_provider();
-    EXPECT_EQ(p.register_on(adapter_), NDIS_STATUS_INVALID_PARAMETER);
-    const Violation v = only_violation(log_, NDISSHM_VIOLATION_BAD_HANDLE, "NdisSetOptionalHandlers");
-    EXPECT_EQ(v.adapter, adapter_);
-    EXPECT_EQ(v.handle, adapter_);
-    EXPECT_THAT(v.message, testing::HasSubstr("'eth0'"));
-    expect_not_registered(p);
-}
-
-TEST_F(Registration, SetOptionalHandlersWithAGarbageHandleIsInvalidParameter) {
+TEST_F(Registration, SetOptionalHandlersWithAHandleThatIsNoneOfNdissIsNotSupported) {
     TestProvider& p = new_provider();
     NDIS_HANDLE gone = new_binding(adapter_, "gone");
     ndisshm_binding_destroy(gone);
@@ -171,9 +216,8 @@ TEST_F(Registration, SetOptionalHandlersWithAGarbageHandleIsInvalidParameter) {
          {NDIS_HANDLE{nullptr}, NDIS_HANDLE(&on_stack), reinterpret_cast<NDIS_HANDLE>(0x1234), gone}) {
         SCOPED_TRACE(hex(bad));
         global_log_.clear();
-        EXPECT_EQ(p.register_on(bad), NDIS_STATUS_INVALID_PARAMETER);
-        const Violation v =
-            only_violation(global_log_, NDISSHM_VIOLATION_BAD_HANDLE, "NdisSetOptionalHandlers");
+        EXPECT_EQ(p.register_on(bad), NDIS_STATUS_NOT_SUPPORTED);
+        const Violation v = only_violation(global_log_, NDISSHM_VIOLATION_BAD_HANDLE, "NdisSetOptionalHandlers");
         EXPECT_THAT(v.message, testing::HasSubstr(hex(bad)));
     }
     expect_not_registered(p);
@@ -204,7 +248,7 @@ TEST_F(Registration, BindingsOfADestroyedAdapterAreGone) {
     NDIS_HANDLE b = new_binding(eth1, "vswitch1");
     ndisshm_adapter_destroy(eth1);
     TestProvider& p = new_provider();
-    EXPECT_EQ(p.register_on(b), NDIS_STATUS_INVALID_PARAMETER);
+    EXPECT_EQ(p.register_on(b), NDIS_STATUS_NOT_SUPPORTED);
     EXPECT_EQ(global_log_.of(NDISSHM_VIOLATION_BAD_HANDLE).size(), 1u);
 }
 

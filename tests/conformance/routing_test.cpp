@@ -1,6 +1,7 @@
-// Which provider answers (spec sections 1, 3 and 5): the one registered on the adapter through a
-// binding, else the default; each block's free goes back to the provider that made it, whatever is
-// registered by then.
+// Which provider answers (spec sections 1, 3, 5 and 7): for a queue a binding allocated, that binding's
+// provider; for queue 0 and the queues no providing binding owns, the provider registered with the
+// miniport adapter's own handle; else NDIS's own memory ("default"). Each block's free goes back to the
+// provider that made it, whatever is registered by then.
 #include "conformance/fixture.hpp"
 
 namespace ndisshm::test {
@@ -8,8 +9,8 @@ namespace {
 
 using Routing = NdisTest;
 
-TEST_F(Routing, RegisteredProviderReceivesEveryAllocationOfItsAdapter) {
-    TestProvider& provider = provide(adapter_, "vswitch");
+TEST_F(Routing, AdapterProviderReceivesEveryAllocationOfTheQueuesNoBindingOwns) {
+    TestProvider& provider = provide(adapter_);
     ASSERT_EQ(ndisshm_queue_create(adapter_, 1), NDIS_STATUS_SUCCESS);
     ASSERT_EQ(ndisshm_queue_create(adapter_, 2), NDIS_STATUS_SUCCESS);
     std::vector<Alloc> blocks;
@@ -18,7 +19,7 @@ TEST_F(Routing, RegisteredProviderReceivesEveryAllocationOfItsAdapter) {
                            NdisSharedMemoryUsageOther}) {
             blocks.push_back(allocate(adapter_, PAGE_SIZE * (q + 1), q, usage));
             ASSERT_TRUE(blocks.back().ok());
-            EXPECT_EQ(provider_of(adapter_, blocks.back().handle), "vswitch");
+            EXPECT_EQ(provider_of(adapter_, blocks.back().handle), "miniport");
         }
     }
     const auto calls = provider.alloc_calls();
@@ -81,7 +82,7 @@ TEST_F(Routing, BlocksAllocatedBeforeRegistrationAreFreedByTheDefaultProvider) {
     Alloc after = allocate(adapter_, PAGE_SIZE);
     ASSERT_TRUE(after.ok());
     EXPECT_EQ(provider_of(adapter_, before.handle), "default");
-    EXPECT_EQ(provider_of(adapter_, after.handle), "vswitch");
+    EXPECT_EQ(provider_of(adapter_, after.handle), "miniport");
 
     NdisFreeSharedMemory(adapter_, before.handle);
     EXPECT_TRUE(provider.free_calls().empty()) << "a default block was freed through the new provider";
@@ -91,32 +92,37 @@ TEST_F(Routing, BlocksAllocatedBeforeRegistrationAreFreedByTheDefaultProvider) {
     EXPECT_EQ(log_.size(), 0u);
 }
 
-TEST_F(Routing, AfterItsBindingGoesAllocationsUseTheDefaultProvider) {
+TEST_F(Routing, AfterItsBindingGoesItsQueuesUseTheAdapterProviderOrNdisMemory) {
     NDIS_HANDLE binding = nullptr;
     TestProvider& provider = provide(adapter_, "vswitch", &binding);
-    Alloc a = allocate(adapter_, PAGE_SIZE);
+    ASSERT_EQ(ndisshm_queue_create(binding, 3), NDIS_STATUS_SUCCESS);
+    Alloc a = allocate(adapter_, PAGE_SIZE, 3);
     ASSERT_TRUE(a.ok());
+    EXPECT_EQ(provider_of(adapter_, a.handle), "vswitch");
     NdisFreeSharedMemory(adapter_, a.handle);
     ndisshm_binding_destroy(binding);
     EXPECT_EQ(log_.size(), 0u) << "a binding with no blocks detaches cleanly";
     EXPECT_EQ(stats(adapter_).has_provider, 0);
     EXPECT_EQ(stats(adapter_).bindings, 0u);
 
-    Alloc b = allocate(adapter_, PAGE_SIZE);
+    // Its queue stays, the miniport's now: NDIS's own memory serves it.
+    Alloc b = allocate(adapter_, PAGE_SIZE, 3);
     ASSERT_TRUE(b.ok());
     EXPECT_EQ(provider_of(adapter_, b.handle), "default");
     EXPECT_EQ(provider.alloc_calls().size(), 1u);
+    NdisFreeSharedMemory(adapter_, b.handle);
 
-    // Another binding may provide now.
-    TestProvider& next = provide(adapter_, "vswitch2");
-    Alloc c = allocate(adapter_, PAGE_SIZE);
+    // A provider registered with the adapter's handle serves it from then on.
+    TestProvider& next = provide(adapter_);
+    Alloc c = allocate(adapter_, PAGE_SIZE, 3);
     ASSERT_TRUE(c.ok());
-    EXPECT_EQ(provider_of(adapter_, c.handle), "vswitch2");
+    EXPECT_EQ(provider_of(adapter_, c.handle), "miniport");
     EXPECT_EQ(next.alloc_calls().size(), 1u);
 }
 
 TEST_F(Routing, CharacteristicsAreCopiedAtRegistration) {
     NDIS_HANDLE binding = new_binding(adapter_, "vswitch");
+    ASSERT_EQ(ndisshm_queue_create(binding, 3), NDIS_STATUS_SUCCESS);
     TestProvider& provider = new_provider();
     {
         auto c = provider.characteristics();
@@ -124,23 +130,24 @@ TEST_F(Routing, CharacteristicsAreCopiedAtRegistration) {
                   NDIS_STATUS_SUCCESS);
         std::memset(&c, 0xCD, sizeof(c));  // the caller's struct is its own again
     }
-    Alloc a = allocate(adapter_, PAGE_SIZE);
+    Alloc a = allocate(adapter_, PAGE_SIZE, 3);
     ASSERT_TRUE(a.ok());
     EXPECT_EQ(provider.alloc_calls().size(), 1u);
     NdisFreeSharedMemory(adapter_, a.handle);
     EXPECT_EQ(provider.free_calls().size(), 1u);
 }
 
-TEST_F(Routing, HostOpsProviderIsToldOfTheAdaptersQueues) {
-    ASSERT_EQ(ndisshm_queue_create(adapter_, 4), NDIS_STATUS_SUCCESS);
+TEST_F(Routing, HostOpsProviderIsToldOfTheQueuesItServes) {
     NDIS_HANDLE binding = new_binding(adapter_, "xdp");
+    ASSERT_EQ(ndisshm_queue_create(binding, 4), NDIS_STATUS_SUCCESS);
+    ASSERT_EQ(ndisshm_queue_create(adapter_, 8), NDIS_STATUS_SUCCESS);  // the miniport's: not this provider's
     TestProvider& provider = new_provider();
     const ndisshm_provider_ops ops = provider.ops();
     ASSERT_EQ(ndisshm_binding_register_provider(binding, &ops), NDIS_STATUS_SUCCESS);
     using Events = std::vector<std::pair<NDIS_RECEIVE_QUEUE_ID, bool>>;
-    EXPECT_EQ(provider.queue_events(), (Events{{4, true}})) << "existing queues, not the default queue";
+    EXPECT_EQ(provider.queue_events(), (Events{{4, true}})) << "its existing queues only, never queue 0";
 
-    ASSERT_EQ(ndisshm_queue_create(adapter_, 5), NDIS_STATUS_SUCCESS);
+    ASSERT_EQ(ndisshm_queue_create(binding, 5), NDIS_STATUS_SUCCESS);
     Alloc a = allocate(adapter_, PAGE_SIZE, 5);
     ASSERT_TRUE(a.ok());
     EXPECT_EQ(provider.alloc_calls().size(), 1u);
@@ -153,12 +160,12 @@ TEST_F(Routing, HostOpsProviderIsToldOfTheAdaptersQueues) {
 // host.h: ndisshm_adapter_destroy "frees every queue", and a provider's detach_queue is called when "a
 // queue of the adapter ... goes (after its blocks are freed)".
 TEST_F(Routing, HostOpsProviderIsToldWhenTheQueuesGoWithTheirAdapter) {
-    ASSERT_EQ(ndisshm_queue_create(adapter_, 4), NDIS_STATUS_SUCCESS);
     NDIS_HANDLE binding = new_binding(adapter_, "xdp");
+    ASSERT_EQ(ndisshm_queue_create(binding, 4), NDIS_STATUS_SUCCESS);
     TestProvider& provider = new_provider();
     const ndisshm_provider_ops ops = provider.ops();
     ASSERT_EQ(ndisshm_binding_register_provider(binding, &ops), NDIS_STATUS_SUCCESS);
-    ASSERT_EQ(ndisshm_queue_create(adapter_, 6), NDIS_STATUS_SUCCESS);
+    ASSERT_EQ(ndisshm_queue_create(binding, 6), NDIS_STATUS_SUCCESS);
     ndisshm_adapter_destroy(adapter_);
     adapter_ = nullptr;
     const auto events = provider.queue_events();

@@ -61,9 +61,9 @@ TEST_F(Teardown, AdapterDestroyReportsEachOutstandingBlockAsALeak) {
     ASSERT_EQ(ndisshm_queue_create(adapter_, 3), NDIS_STATUS_SUCCESS);
     std::vector<Expected> blocks;
     blocks.push_back(alloc(adapter_, 3 * PAGE_SIZE, 0, NdisSharedMemoryUsageOther, "default"));
-    TestProvider& provider = provide(adapter_, "vswitch0");
-    blocks.push_back(alloc(adapter_, 2 * PAGE_SIZE, 3, NdisSharedMemoryUsageReceive, "vswitch0"));
-    blocks.push_back(alloc(adapter_, 100, 0, NdisSharedMemoryUsageReceiveLookahead, "vswitch0"));
+    TestProvider& provider = provide(adapter_);
+    blocks.push_back(alloc(adapter_, 2 * PAGE_SIZE, 3, NdisSharedMemoryUsageReceive, "miniport"));
+    blocks.push_back(alloc(adapter_, 100, 0, NdisSharedMemoryUsageReceiveLookahead, "miniport"));
     Alloc freed = allocate(adapter_, PAGE_SIZE);
     NdisFreeSharedMemory(adapter_, freed.handle);  // freed properly: no report
     ASSERT_EQ(log_.size(), 0u);
@@ -88,9 +88,9 @@ TEST_F(Teardown, AdapterDestroyReportsEachOutstandingBlockAsALeak) {
 
 TEST_F(Teardown, RuntimeDestroyReportsTheLeaksOfEveryAdapter) {
     NDIS_HANDLE eth1 = new_adapter("eth1");
-    TestProvider& provider = provide(adapter_, "vswitch0");
-    std::vector<Expected> on_eth0{alloc(adapter_, PAGE_SIZE, 0, NdisSharedMemoryUsageReceive, "vswitch0"),
-                                  alloc(adapter_, 5 * PAGE_SIZE, 0, NdisSharedMemoryUsageXmit, "vswitch0")};
+    TestProvider& provider = provide(adapter_);
+    std::vector<Expected> on_eth0{alloc(adapter_, PAGE_SIZE, 0, NdisSharedMemoryUsageReceive, "miniport"),
+                                  alloc(adapter_, 5 * PAGE_SIZE, 0, NdisSharedMemoryUsageXmit, "miniport")};
     std::vector<Expected> on_eth1{alloc(eth1, 7, 0, NdisSharedMemoryUsageReceiveData, "default")};
 
     destroy_runtime();
@@ -105,11 +105,12 @@ TEST_F(Teardown, RuntimeDestroyReportsTheLeaksOfEveryAdapter) {
 }
 
 TEST_F(Teardown, OrderlyTeardownReportsNothing) {
-    ASSERT_EQ(ndisshm_queue_create(adapter_, 1), NDIS_STATUS_SUCCESS);
     NDIS_HANDLE binding = nullptr;
     TestProvider& provider = provide(adapter_, "vswitch", &binding);
+    ASSERT_EQ(ndisshm_queue_create(binding, 1), NDIS_STATUS_SUCCESS);
+    ASSERT_EQ(ndisshm_queue_create(binding, 2), NDIS_STATUS_SUCCESS);
     Alloc a = allocate(adapter_, PAGE_SIZE, 1);
-    Alloc b = allocate(adapter_, PAGE_SIZE, 0);
+    Alloc b = allocate(adapter_, PAGE_SIZE, 2);
     ASSERT_TRUE(a.ok() && b.ok());
     NdisFreeSharedMemory(adapter_, a.handle);
     EXPECT_EQ(ndisshm_queue_free(adapter_, 1), NDIS_STATUS_SUCCESS);
@@ -124,12 +125,14 @@ TEST_F(Teardown, OrderlyTeardownReportsNothing) {
 }
 
 TEST_F(Teardown, QueueFreedWithBlocksIsReportedAndItsBlocksAreFreed) {
-    ASSERT_EQ(ndisshm_queue_create(adapter_, 3), NDIS_STATUS_SUCCESS);
-    TestProvider& provider = provide(adapter_, "vswitch");
+    NDIS_HANDLE binding = nullptr;
+    TestProvider& provider = provide(adapter_, "vswitch", &binding);
+    ASSERT_EQ(ndisshm_queue_create(binding, 3), NDIS_STATUS_SUCCESS);
+    ASSERT_EQ(ndisshm_queue_create(binding, 4), NDIS_STATUS_SUCCESS);
     std::vector<Expected> q3{
         alloc(adapter_, PAGE_SIZE, 3, NdisSharedMemoryUsageReceiveLookahead, "vswitch"),
         alloc(adapter_, 2 * PAGE_SIZE, 3, NdisSharedMemoryUsageReceivePostLookahead, "vswitch")};
-    Alloc keep = allocate(adapter_, PAGE_SIZE, 0);
+    Alloc keep = allocate(adapter_, PAGE_SIZE, 4);
     ASSERT_TRUE(keep.ok());
 
     EXPECT_EQ(ndisshm_queue_free(adapter_, 3), NDIS_STATUS_SUCCESS);
@@ -144,7 +147,7 @@ TEST_F(Teardown, QueueFreedWithBlocksIsReportedAndItsBlocksAreFreed) {
     const auto s = stats(adapter_);
     EXPECT_EQ(s.total.blocks, 1u);
     EXPECT_EQ(s.total.bytes, PAGE_SIZE);
-    EXPECT_EQ(s.queues, 1u);
+    EXPECT_EQ(s.queues, 2u) << "queue 0 and queue 4";
     ndisshm_usage_stats gone{};
     EXPECT_EQ(ndisshm_queue_get_stats(adapter_, 3, &gone), NDIS_STATUS_INVALID_PARAMETER);
 
@@ -157,11 +160,12 @@ TEST_F(Teardown, QueueFreedWithBlocksIsReportedAndItsBlocksAreFreed) {
 }
 
 TEST_F(Teardown, BindingDestroyedWithBlocksIsReportedAndLaterAllocationsUseTheDefault) {
-    Alloc older = allocate(adapter_, PAGE_SIZE);  // default provider, not the binding's
+    Alloc older = allocate(adapter_, PAGE_SIZE);  // queue 0: NDIS's own memory, not the binding's
     NDIS_HANDLE binding = nullptr;
     TestProvider& provider = provide(adapter_, "vswitch", &binding);
-    std::vector<Expected> its{alloc(adapter_, PAGE_SIZE, 0, NdisSharedMemoryUsageReceive, "vswitch"),
-                              alloc(adapter_, 9000, 0, NdisSharedMemoryUsageOther, "vswitch")};
+    ASSERT_EQ(ndisshm_queue_create(binding, 5), NDIS_STATUS_SUCCESS);
+    std::vector<Expected> its{alloc(adapter_, PAGE_SIZE, 5, NdisSharedMemoryUsageReceive, "vswitch"),
+                              alloc(adapter_, 9000, 5, NdisSharedMemoryUsageOther, "vswitch")};
 
     ndisshm_binding_destroy(binding);
     expect_reports(log_.all(), NDISSHM_VIOLATION_BINDING_DETACHED_WITH_BLOCKS, its, adapter_, "eth0");
@@ -175,16 +179,16 @@ TEST_F(Teardown, BindingDestroyedWithBlocksIsReportedAndLaterAllocationsUseTheDe
     EXPECT_EQ(s.has_provider, 0);
     EXPECT_EQ(s.bindings, 0u);
     EXPECT_EQ(s.total.blocks, 1u);
-    Alloc after = allocate(adapter_, PAGE_SIZE);
-    ASSERT_TRUE(after.ok());
+    Alloc after = allocate(adapter_, PAGE_SIZE, 5);
+    ASSERT_TRUE(after.ok()) << "its queue stays, the miniport's now";
     EXPECT_EQ(provider_of(adapter_, after.handle), "default");
     EXPECT_EQ(provider.alloc_calls().size(), 2u);
 }
 
 TEST_F(Teardown, AdapterDestroyDetachesItsBindingsAndQueues) {
-    ASSERT_EQ(ndisshm_queue_create(adapter_, 2), NDIS_STATUS_SUCCESS);
     NDIS_HANDLE binding = nullptr;
     TestProvider& provider = provide(adapter_, "vswitch", &binding);
+    ASSERT_EQ(ndisshm_queue_create(binding, 2), NDIS_STATUS_SUCCESS);
     Alloc a = allocate(adapter_, PAGE_SIZE, 2);
     ASSERT_TRUE(a.ok());
     ndisshm_adapter_destroy(adapter_);
@@ -192,7 +196,7 @@ TEST_F(Teardown, AdapterDestroyDetachesItsBindingsAndQueues) {
     EXPECT_EQ(provider.free_calls().size(), 1u);
     // The binding went with its adapter.
     global_log_.clear();
-    EXPECT_EQ(new_provider().register_on(binding), NDIS_STATUS_INVALID_PARAMETER);
+    EXPECT_EQ(new_provider().register_on(binding), NDIS_STATUS_NOT_SUPPORTED);
     EXPECT_EQ(global_log_.of(NDISSHM_VIOLATION_BAD_HANDLE).size(), 1u);
     adapter_ = nullptr;
 }

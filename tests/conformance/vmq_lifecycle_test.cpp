@@ -55,7 +55,8 @@ TEST_F(VmqLifecycle, ProviderHearsOfAQueueAtCompletionAndOfItsGoing) {
     TestProvider& p = new_provider();
     ndisshm_provider_ops ops = p.ops();
     ASSERT_EQ(ndisshm_binding_register_provider(binding, &ops), NDIS_STATUS_SUCCESS);
-    ASSERT_EQ(ndisshm_queue_allocate(adapter_, 4, nullptr), NDIS_STATUS_SUCCESS);
+    // The binding allocates the queue (OID_RECEIVE_FILTER_ALLOCATE_QUEUE): its provider serves it.
+    ASSERT_EQ(ndisshm_queue_allocate(binding, 4, nullptr), NDIS_STATUS_SUCCESS);
     EXPECT_TRUE(p.queue_events().empty()) << "not before the allocation completes";
     ASSERT_EQ(ndisshm_queue_allocation_complete(adapter_, 4), NDIS_STATUS_SUCCESS);
     ASSERT_EQ(p.queue_events().size(), 1u);
@@ -70,7 +71,7 @@ TEST_F(VmqLifecycle, AQueueFreedBeforeCompletionIsNeverAnnouncedToTheProvider) {
     TestProvider& p = new_provider();
     ndisshm_provider_ops ops = p.ops();
     ASSERT_EQ(ndisshm_binding_register_provider(binding, &ops), NDIS_STATUS_SUCCESS);
-    ASSERT_EQ(ndisshm_queue_allocate(adapter_, 6, nullptr), NDIS_STATUS_SUCCESS);
+    ASSERT_EQ(ndisshm_queue_allocate(binding, 6, nullptr), NDIS_STATUS_SUCCESS);
     ASSERT_EQ(ndisshm_queue_free(adapter_, 6), NDIS_STATUS_SUCCESS);
     EXPECT_TRUE(p.queue_events().empty());
 }
@@ -111,7 +112,8 @@ TEST_F(VmqLifecycle, ProviderLearnsEachBlocksSharedMemoryHandleBeforeTheCallRetu
     ops.committed = &CommitCommitted;
     NDIS_HANDLE binding = new_binding(adapter_, "vswitch");
     ASSERT_EQ(ndisshm_binding_register_provider(binding, &ops), NDIS_STATUS_SUCCESS);
-    Alloc a = allocate(adapter_, 4096);
+    ASSERT_EQ(ndisshm_queue_create(binding, 3), NDIS_STATUS_SUCCESS);
+    Alloc a = allocate(adapter_, 4096, 3);
     ASSERT_TRUE(a.ok());
     EXPECT_EQ(log.commits, 1);
     EXPECT_EQ(log.handle_of[reinterpret_cast<NDIS_HANDLE>(uintptr_t{1})], a.params.SharedMemoryHandle);

@@ -38,16 +38,22 @@ struct ModelBlock {
     void* address = nullptr;
 };
 
+struct ModelQueue {
+    bool complete = true;
+    int owner = -1;  // the binding that allocated it (its provider serves it), or -1: the miniport's
+};
+
 struct ModelAdapter {
-    NDIS_HANDLE handle = nullptr;      // nullptr once destroyed
-    std::map<NDIS_RECEIVE_QUEUE_ID, bool> queues{{NDIS_DEFAULT_RECEIVE_QUEUE_ID, true}};  // id -> complete
-    int provider = -1;                 // the binding that provides, or -1
+    NDIS_HANDLE handle = nullptr;  // nullptr once destroyed
+    std::map<NDIS_RECEIVE_QUEUE_ID, ModelQueue> queues{{NDIS_DEFAULT_RECEIVE_QUEUE_ID, ModelQueue{}}};
+    int own = -1;  // the entry of `bindings` a provider registered with the adapter's handle rides on
 };
 
 struct ModelBinding {
-    NDIS_HANDLE handle = nullptr;  // nullptr once destroyed
+    NDIS_HANDLE handle = nullptr;  // nullptr once destroyed, and always for an adapter's own entry
     int adapter = -1;
     TestProvider* provider = nullptr;  // registered provider, if any
+    bool adapter_own = false;          // the adapter's own registration (spec section 7)
 };
 
 struct Model {
@@ -66,12 +72,16 @@ struct Model {
     }
     void drop_binding(int i) {
         ModelBinding& b = bindings[i];
-        if (b.handle == nullptr) return;
+        if (b.handle == nullptr && !b.adapter_own) return;
         drop_blocks([&](const ModelBlock& m) { return m.binding == i; });
         ModelAdapter& a = adapters[b.adapter];
-        if (a.provider == i) a.provider = -1;
-        dead.push_back(b.handle);
+        if (a.own == i) a.own = -1;
+        for (auto& [id, q] : a.queues)
+            if (q.owner == i) q.owner = -1;  // its queues stay, the miniport's now
+        if (b.handle != nullptr) dead.push_back(b.handle);
         b.handle = nullptr;
+        b.adapter_own = false;
+        b.provider = nullptr;
     }
     void drop_adapter(int i) {
         ModelAdapter& a = adapters[i];
@@ -81,6 +91,21 @@ struct Model {
             if (bindings[k].adapter == i) drop_binding(k);
         dead.push_back(a.handle);
         a.handle = nullptr;
+    }
+    // Spec section 7: a queue a binding allocated goes to that binding's provider; queue 0 and the
+    // others to the adapter's own provider; else NDIS's own memory (-1).
+    int serving(int ai, NDIS_RECEIVE_QUEUE_ID q) const {
+        const ModelAdapter& a = adapters[ai];
+        auto it = a.queues.find(q);
+        if (it != a.queues.end() && it->second.owner >= 0 && bindings[it->second.owner].provider != nullptr)
+            return it->second.owner;
+        if (a.own >= 0 && bindings[a.own].provider != nullptr) return a.own;
+        return -1;
+    }
+    bool has_provider(int ai) const {
+        for (const ModelBinding& b : bindings)
+            if (b.adapter == ai && b.provider != nullptr && (b.handle != nullptr || b.adapter_own)) return true;
+        return false;
     }
     ModelBlock* find_block(NDIS_HANDLE h) {
         for (ModelBlock& b : blocks)
@@ -104,7 +129,7 @@ struct Model {
                 ++n;
                 bytes += b.length;
                 ++per_queue[b.queue];
-                ++per_usage[b.usage];
+                ++per_usage[b.usage < NdisSharedMemoryUsageMax ? b.usage : 0];  // unknown: Undefined
                 if (b.binding < 0) ++default_blocks;
                 ndisshm_block_info info{};
                 FUZZ_CHECK(ndisshm_block_get_info(a.handle, b.handle, &info) == NDIS_STATUS_SUCCESS,
@@ -122,8 +147,8 @@ struct Model {
             for (int u = 0; u < NdisSharedMemoryUsageMax; ++u)
                 FUZZ_CHECK(s.by_usage[u].blocks == per_usage[u], "adapter %d usage %d", i, u);
             FUZZ_CHECK(s.queues == a.queues.size(), "adapter %d: %u queues, model %zu", i, s.queues, a.queues.size());
-            FUZZ_CHECK((s.has_provider != 0) == (a.provider >= 0), "adapter %d: has_provider", i);
-            for (const auto& [q, complete] : a.queues) {
+            FUZZ_CHECK((s.has_provider != 0) == has_provider(i), "adapter %d: has_provider", i);
+            for (const auto& [q, mq] : a.queues) {
                 ndisshm_usage_stats qs{};
                 FUZZ_CHECK(ndisshm_queue_get_stats(a.handle, q, &qs) == NDIS_STATUS_SUCCESS, "queue %u stats", q);
                 FUZZ_CHECK(qs.blocks == per_queue[q], "adapter %d queue %u: %llu blocks, model %llu", i, q,

@@ -58,7 +58,10 @@ TEST_F(HubTest, PacketsOfEverySizeUpToASlotArriveIntact) {
     EXPECT_EQ(hub_->deliver(q, big), ndisshm::ipc::Delivery::Dropped);
 }
 
-TEST_F(HubTest, DefaultQueueGetsHostMemoryWhileTheGuestProviderIsRegistered) {
+// The Hyper-V shape (spec section 7): the switch's binding owns the guests'
+// queues, so queue 0, which no binding owns, gets NDIS's own memory, and its
+// SharedMemoryHandle stays NULL; the guest provider is never asked.
+TEST_F(HubTest, DefaultQueueGetsNdisMemoryNotTheSwitchsProvider) {
     auto g = spawn_guest("q0");
     ASSERT_NE(wait_attached(*g), 0u);
     NDIS_SHARED_MEMORY_PARAMETERS p;
@@ -81,9 +84,13 @@ TEST_F(HubTest, DefaultQueueGetsHostMemoryWhileTheGuestProviderIsRegistered) {
     EXPECT_EQ(static_cast<uint64_t>(p.SGListBuffer->Elements[0].Address.QuadPart),
               reinterpret_cast<uintptr_t>(p.VirtualAddress));
     std::memset(p.VirtualAddress, 0xab, 8192);
-    EXPECT_EQ(hub_->provider().stats().host_blocks, 1u);
+    EXPECT_EQ(p.SharedMemoryHandle, nullptr) << "NDIS's own memory has no SharedMemoryHandle";
+    EXPECT_NE(h, nullptr) << "but an allocation handle, as every block";
+    EXPECT_EQ(hub_->provider().stats().host_blocks, 0u) << "the switch's provider serves only its own queues";
+    ndisshm_block_info info{};
+    ASSERT_EQ(ndisshm_block_get_info(adapter_, h, &info), NDIS_STATUS_SUCCESS);
+    EXPECT_STREQ(info.provider, "default");
     NdisFreeSharedMemory(adapter_, h);
-    EXPECT_EQ(hub_->provider().stats().host_blocks, 0u);
 }
 
 TEST_F(HubTest, HostShutdownTellsEachGuestByeAndFreesEveryBlockThroughItsProvider) {

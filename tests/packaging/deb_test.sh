@@ -15,16 +15,16 @@ fail() { echo "deb: $*"; exit 1; }
 field() { dpkg-deb -f "$work/out/$1"_*.deb "$2"; }
 contents() { dpkg-deb -c "$work/out/$1"_*.deb | awk '{print $6}'; }
 
-[[ $(field libndisshm1 Depends) == *libnuma1* ]] || fail "libndisshm1 does not depend on libnuma1"
-[[ $(field libndisshm-dev Depends) == *"libndisshm1 (="* ]] || fail "libndisshm-dev does not pin libndisshm1"
+[[ $(field libndisshm2 Depends) == *libnuma1* ]] || fail "libndisshm2 does not depend on libnuma1"
+[[ $(field libndisshm-dev Depends) == *"libndisshm2 (="* ]] || fail "libndisshm-dev does not pin libndisshm2"
 [[ $(field ndisshm Depends) == *libxdp1* || $(field ndisshm Depends) != "" ]] || fail "ndisshm has no Depends"
-dpkg-deb -I "$work"/out/libndisshm1_*.deb triggers | grep -q 'activate-noawait ldconfig' ||
-    fail "libndisshm1 does not trigger ldconfig"
+dpkg-deb -I "$work"/out/libndisshm2_*.deb triggers | grep -q 'activate-noawait ldconfig' ||
+    fail "libndisshm2 does not trigger ldconfig"
 expect() {  # package, path (a pattern) it must hold
     contents "$1" | grep -qE "$2" || fail "$1 lacks $2"
 }
-expect libndisshm1 '^\./usr/lib/libndisshm\.so\.1(\.|$)'
-contents libndisshm1 | grep -qE '/include/|\.a$' && fail "libndisshm1 holds development files"
+expect libndisshm2 '^\./usr/lib/libndisshm\.so\.2(\.|$)'
+contents libndisshm2 | grep -qE '/include/|\.a$' && fail "libndisshm2 holds development files"
 expect libndisshm-dev '^\./usr/include/ndis/ndis_shm\.h$'
 expect libndisshm-dev '^\./usr/include/ndisshm/host\.h$'
 expect libndisshm-dev '^\./usr/lib/libndisshm\.a$'

@@ -127,8 +127,8 @@ TEST(DefaultProviderStress, DefaultProviderBlocksNeverOverlapWhileLiveAndArriveZ
                 if (a.elements != 1 || a.first_address != va || a.described < length)
                     failures.add(
                         "the default provider's SG list is not one element at VirtualAddress (IOVA = VA)");
-                if (a.shared_memory_handle != a.handle)
-                    failures.add("SharedMemoryHandle != *pAllocationHandle");
+                if (a.shared_memory_handle != nullptr)
+                    failures.add("NDIS's own memory has a SharedMemoryHandle (it must stay NULL)");
                 const uintptr_t end = va + (length + PAGE_SIZE - 1) / PAGE_SIZE * PAGE_SIZE;
                 if (!live.insert(va, end)) {
                     failures.add("a new block overlaps a live block");

@@ -62,12 +62,11 @@ TEST(LifecycleStress, AdaptersInParallelWhileQueuesAndBindingsComeAndGo) {
             }
         }
     }
-    // Adapter 1 is served by a provider of ours for the whole test; 0 and 2
-    // by the default provider.
+    // Adapter 1 is served by a provider of ours for the whole test, registered
+    // with the adapter's own handle (queue 0 and its own queues); 0 and 2 by
+    // NDIS's own memory.
     TestProvider steady_provider;
-    NDIS_HANDLE steady_binding = nullptr;
-    ASSERT_EQ(ndisshm_binding_create(adapters[1], "vswitch", &steady_binding), NDIS_STATUS_SUCCESS);
-    ASSERT_EQ(steady_provider.register_on(steady_binding), NDIS_STATUS_SUCCESS);
+    ASSERT_EQ(steady_provider.register_on(adapters[1]), NDIS_STATUS_SUCCESS);
 
     Failures failures;
     std::atomic<bool> churn_done{false};
@@ -178,9 +177,10 @@ TEST(LifecycleStress, AdaptersInParallelWhileQueuesAndBindingsComeAndGo) {
             if (k % 4 != 0) continue;
             // An adapter of its own, with a provider that comes and goes.
             NDIS_HANDLE nic = nullptr, vswitch = nullptr;
+            // The switch's binding allocates queue 1: its provider serves it.
             if (ndisshm_adapter_create(rt, "churn-nic", &nic) != NDIS_STATUS_SUCCESS ||
-                ndisshm_queue_create(nic, 1) != NDIS_STATUS_SUCCESS ||
-                ndisshm_binding_create(nic, "churn-vswitch", &vswitch) != NDIS_STATUS_SUCCESS) {
+                ndisshm_binding_create(nic, "churn-vswitch", &vswitch) != NDIS_STATUS_SUCCESS ||
+                ndisshm_queue_create(vswitch, 1) != NDIS_STATUS_SUCCESS) {
                 failures.add("setting up a churn adapter failed");
                 if (nic != nullptr) ndisshm_adapter_destroy(nic);
                 continue;
@@ -190,8 +190,8 @@ TEST(LifecycleStress, AdaptersInParallelWhileQueuesAndBindingsComeAndGo) {
                 failures.add("NdisSetOptionalHandlers failed");
             std::vector<NDIS_HANDLE> mine;
             for (int b = 0; b < 3; ++b) {
-                Allocation a = allocate(nic, b % 2 == 0 ? 1 : NDIS_DEFAULT_RECEIVE_QUEUE_ID,
-                                        NdisSharedMemoryUsageReceive, 8192);
+                Allocation a = allocate(nic, 1, b % 2 == 0 ? NdisSharedMemoryUsageReceive : NdisSharedMemoryUsageOther,
+                                        8192);
                 if (a.status != NDIS_STATUS_SUCCESS || !owns(provider, a.va)) {
                     failures.add("churn adapter's block not from its provider");
                     if (a.status == NDIS_STATUS_SUCCESS) NdisFreeSharedMemory(nic, a.handle);
@@ -238,7 +238,7 @@ TEST(LifecycleStress, AdaptersInParallelWhileQueuesAndBindingsComeAndGo) {
         EXPECT_EQ(st.total.frees, expected) << "nic" << i;
         EXPECT_EQ(st.total.failures, 0u) << "nic" << i;
         EXPECT_EQ(st.queues, std::size(kSteadyQueues)) << "nic" << i;
-        EXPECT_EQ(st.bindings, i == 1 ? 1u : 0u) << "nic" << i;
+        EXPECT_EQ(st.bindings, 0u) << "nic" << i;
         EXPECT_EQ(st.has_provider, i == 1 ? 1 : 0) << "nic" << i;
     }
     EXPECT_EQ(steady_provider.handed_out(), allocations[1].load() + churn_allocations[1].load());
@@ -246,7 +246,6 @@ TEST(LifecycleStress, AdaptersInParallelWhileQueuesAndBindingsComeAndGo) {
     EXPECT_EQ(foreign_frees(steady_provider), 0u);
     EXPECT_EQ(all_violations(rt), 0u);
 
-    ndisshm_binding_destroy(steady_binding);
     for (NDIS_HANDLE a : adapters) ndisshm_adapter_destroy(a);
     EXPECT_EQ(all_violations(rt), 0u);
     EXPECT_EQ(ndisshm_global_violation_count(), global_before);
@@ -290,7 +289,8 @@ TEST(LifecycleStressProviderDetach, BindingDestroyDoesNotReturnWhileItsFreeHandl
     ASSERT_EQ(ndisshm_binding_create(adapter, "vswitch", &binding), NDIS_STATUS_SUCCESS);
     auto provider = std::make_unique<HoldingProvider>();
     ASSERT_EQ(provider->register_on(binding), NDIS_STATUS_SUCCESS);
-    Allocation a = allocate(adapter, NDIS_DEFAULT_RECEIVE_QUEUE_ID, NdisSharedMemoryUsageReceive, PAGE_SIZE);
+    ASSERT_EQ(ndisshm_queue_create(binding, 1), NDIS_STATUS_SUCCESS);  // the binding's queue: its provider's
+    Allocation a = allocate(adapter, 1, NdisSharedMemoryUsageReceive, PAGE_SIZE);
     ASSERT_EQ(a.status, NDIS_STATUS_SUCCESS);
 
     // The miniport frees its block; the filter detaches while that free is
@@ -360,7 +360,7 @@ TEST(LifecycleStressQueueFree, AllocationRacingAQueueFreeNeverLeavesABlockOnTheF
     auto provider = std::make_unique<ReclaimGateProvider>();
     ASSERT_EQ(provider->register_on(binding), NDIS_STATUS_SUCCESS);
     constexpr NDIS_RECEIVE_QUEUE_ID kQueue = 5;
-    ASSERT_EQ(ndisshm_queue_create(adapter, kQueue), NDIS_STATUS_SUCCESS);
+    ASSERT_EQ(ndisshm_queue_create(binding, kQueue), NDIS_STATUS_SUCCESS);
 
     // The block the miniport forgets to free before it frees the queue.
     Allocation forgotten = allocate(adapter, kQueue, NdisSharedMemoryUsageReceive, PAGE_SIZE);

@@ -96,7 +96,6 @@ void Miniport::check_granted(const PlannedBlock& want, const NDIS_SHARED_MEMORY_
                              NDIS_HANDLE handle, ULONG capacity, DriverBlock& block) {
     const std::string what = label(name_, want);
     checks_.check(handle != nullptr, what + ": NDIS_STATUS_SUCCESS with a NULL allocation handle");
-    checks_.check(p.SharedMemoryHandle == handle, what + ": SharedMemoryHandle is not the allocation handle");
     checks_.check(p.VirtualAddress != nullptr, what + ": VirtualAddress is NULL");
     const ULONG n = p.SGListBuffer->NumberOfElements;
     if (n == 0 || n > capacity) {
@@ -128,6 +127,12 @@ void Miniport::check_granted(const PlannedBlock& want, const NDIS_SHARED_MEMORY_
                       info.virtual_address == p.VirtualAddress && info.first_address == first,
                   what + ": the runtime's record of the block differs from what the driver got");
     block.provider = info.provider != nullptr ? info.provider : "?";
+    // A provider's block is named by its allocation handle; NDIS's own memory has no
+    // SharedMemoryHandle at all (NULL, as on Windows).
+    if (block.provider == "default")
+        checks_.check(p.SharedMemoryHandle == nullptr, what + ": NDIS's own memory has a SharedMemoryHandle");
+    else
+        checks_.check(p.SharedMemoryHandle == handle, what + ": SharedMemoryHandle is not the allocation handle");
 }
 
 std::vector<NDIS_HANDLE> Miniport::free_queue(NDIS_RECEIVE_QUEUE_ID queue) {

@@ -14,7 +14,7 @@ namespace {
 constexpr uint32_t kQueueIdBase = 1000;  // above any guest queue the hub may number
 constexpr uint32_t kQueueIdsPerWorker = 32;
 constexpr size_t kMaxQueuesPerWorker = 4;
-constexpr const char* kSoakProvider = "default";  // NDIS's default provider: no binding registered
+constexpr const char* kSoakProvider = "default";  // NDIS's own memory: no provider serves these queues
 
 std::string hex(uint64_t v) {
     char buf[32];
@@ -112,7 +112,7 @@ std::string SoakHost::name_of(const Block& b) const {
 void SoakHost::allocate(Worker& w) {
     Block b;
     // Where: a queue of its own, the soak adapter's default queue, or the
-    // hub adapter's default queue (the hub's provider, host memory).
+    // hub adapter's default queue (NDIS's own memory: no binding owns it).
     const uint32_t where = static_cast<uint32_t>(w.rng() % 10);
     if (where < 5 && !w.queues.empty()) {
         b.adapter = adapter_;
@@ -162,9 +162,10 @@ void SoakHost::allocate(Worker& w) {
         return;  // nothing to check or free through; the teardown's leak report would show it
     }
     const std::string who = name_of(b);
-    const bool host_provider = b.adapter == adapter_;
-    check_record(b, host_provider ? kSoakProvider : nullptr,
-                 static_cast<ULONG64>(list->Elements[0].Address.QuadPart), who);
+    // Every queue the threads use is the miniport's own (queue 0, or one they create with the
+    // adapter's handle), on soak0 and on nic0 alike: NDIS's own memory serves it, never the hub's
+    // provider, which serves only the queues its binding allocated (the guests').
+    check_record(b, kSoakProvider, static_cast<ULONG64>(list->Elements[0].Address.QuadPart), who);
     std::string clash;
     bool reused = false;
     if (!world_.ranges.add(reinterpret_cast<uintptr_t>(b.data), b.length, who, &clash, &reused))
@@ -338,11 +339,13 @@ bool SoakHost::check_books() {
     if (by_queue.count(0) == 0) by_queue[0];
     for (const auto& [q, held] : by_queue)
         check_queue_books(adapter_, q, held.first, held.second, "at a book check");
-    // The default provider serves soak0 alone (the hub's provider has memory of its own).
+    // NDIS's own memory serves soak0 and nic0's queue 0 (the hub's provider serves its guests' queues
+    // only, from memory of its own).
     ndisshm_memory_stats m{};
-    if (ndisshm_runtime_get_memory_stats(runtime_, &m) == NDIS_STATUS_SUCCESS && m.blocks_in_use != blocks)
+    if (ndisshm_runtime_get_memory_stats(runtime_, &m) == NDIS_STATUS_SUCCESS && m.blocks_in_use != blocks + hub_blocks)
         world_.failures.add("the default provider has " + std::to_string(m.blocks_in_use) +
-                            " blocks in use; the threads hold " + std::to_string(blocks) + " on soak0");
+                            " blocks in use; the threads hold " + std::to_string(blocks) + " on soak0 and " +
+                            std::to_string(hub_blocks) + " on nic0's queue 0");
     return hub_ == nullptr || check_hub_books(hub_blocks, hub_bytes);
 }
 

@@ -6,7 +6,7 @@ void add_soak(CLI::App& app, SoakOptions& o) {
     CLI::App* soak = app.add_subcommand(
         "soak", "Random allocate/free/queue/guest operations across threads, invariants checked all along");
     soak->footer(
-        "Threads allocate and free blocks (default provider and the hub's provider) and create and free\n"
+        "Threads allocate and free blocks (NDIS's own memory, on both adapters) and create and free\n"
         "queues; guest processes connect to a hub, get queues in their own memory, receive checked packets\n"
         "and are killed with SIGKILL at random moments, then replaced. Checked all along: every live block\n"
         "belongs to the queue and provider it was asked of (the runtime's record), no two live blocks "
