@@ -59,14 +59,7 @@ NDIS_STATUS to_ndis(providers::ProviderStatus s, bool native) {
     return NDIS_STATUS_FAILURE;
 }
 
-// Usage as the caller stored it: any 32-bit value, read without going
-// through the C++ enum type (a value outside it would be undefined there).
-uint32_t raw_usage(const NDIS_SHARED_MEMORY_PARAMETERS* p) {
-    uint32_t u;
-    std::memcpy(&u, reinterpret_cast<const unsigned char*>(p) + offsetof(NDIS_SHARED_MEMORY_PARAMETERS, Usage),
-                sizeof(u));
-    return u;
-}
+uint32_t raw_usage(const NDIS_SHARED_MEMORY_PARAMETERS* p) { return core::raw_usage(*p); }
 
 // How much of the caller's structure NDIS reads: revision 1's fields always,
 // VPortId too when the Header says revision 2 and is big enough for it.
@@ -585,7 +578,7 @@ Binding* Runtime::unlink(Block* b) {
     qbook.blocks.erase(b);
     if (b->binding != nullptr) b->binding->books[bk].blocks.erase(b);
     book.total.on_free(len);
-    book.by_usage[usage_slot(b->params.Usage)].on_free(len);
+    book.by_usage[usage_slot(core::raw_usage(b->params))].on_free(len);
     if (b->node >= 0 && b->node < NDISSHM_MAX_NODES) book.by_node[b->node].on_free(len);
     qbook.stats.on_free(len);
     a->cap.uncharge(len);

@@ -33,7 +33,9 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -58,6 +60,15 @@ struct Queue;
 // provider as it is, spec section 7) is counted as Undefined.
 inline uint32_t usage_slot(uint32_t usage) {
     return usage < NdisSharedMemoryUsageMax ? usage : static_cast<uint32_t>(NdisSharedMemoryUsageUndefined);
+}
+
+// Usage as the caller stored it: any 32-bit value, read as bits (through the
+// C enum type a value outside it would be undefined behaviour in C++).
+inline uint32_t raw_usage(const NDIS_SHARED_MEMORY_PARAMETERS& p) {
+    uint32_t u;
+    std::memcpy(&u, reinterpret_cast<const unsigned char*>(&p) + offsetof(NDIS_SHARED_MEMORY_PARAMETERS, Usage),
+                sizeof(u));
+    return u;
 }
 
 // The book a call made now writes, of `books`: the one of the CPU it runs on

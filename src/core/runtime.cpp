@@ -35,6 +35,12 @@ size_t binding_blocks(const Binding* binding) {
     return n;
 }
 
+// A usage's name, or its number when it is none of NDIS_SHARED_MEMORY_USAGE's.
+std::string usage_words(uint32_t usage) {
+    return usage < NdisSharedMemoryUsageMax ? ndisshm_usage_name(static_cast<NDIS_SHARED_MEMORY_USAGE>(usage))
+                                            : "Usage " + std::to_string(usage);
+}
+
 std::string hex(const void* p) {
     char buf[32];
     std::snprintf(buf, sizeof(buf), "%p", p);
@@ -99,7 +105,7 @@ std::string Runtime::describe(const Adapter* adapter) {
 
 std::string Runtime::describe(const Block* b) {
     std::string s = "block " + hex(b) + " (queue " + std::to_string(b->params.QueueId) + ", " +
-                    ndisshm_usage_name(b->params.Usage) + ", " + std::to_string(b->params.Length) +
+                    usage_words(raw_usage(b->params)) + ", " + std::to_string(b->params.Length) +
                     " bytes, provider '" + std::string(b->provider_name) +
                     "', allocation #" + std::to_string(b->serial) +
                     (b->book.load(std::memory_order_relaxed) != 0
@@ -444,7 +450,8 @@ NDIS_STATUS Runtime::block_info(Adapter* adapter, NDIS_HANDLE handle, ndisshm_bl
         return NDIS_STATUS_INVALID_PARAMETER;
     out->adapter = adapter;
     out->queue_id = b->params.QueueId;
-    out->usage = b->params.Usage;
+    const uint32_t usage = raw_usage(b->params);  // as the caller stored it, any value
+    std::memcpy(&out->usage, &usage, sizeof(usage));
     out->length = b->params.Length;
     out->virtual_address = b->params.VirtualAddress;
     out->first_address = b->first_address;

@@ -1,5 +1,7 @@
 #include "nic/provider_ops.hpp"
 
+#include <cstring>
+
 namespace ndisshm::nic {
 namespace {
 
@@ -41,7 +43,7 @@ NDIS_STATUS allocate(NDIS_HANDLE context, PNDIS_SHARED_MEMORY_PARAMETERS p, PNDI
     req.length = p->Length;
     req.contiguous = (p->Flags & NDIS_SHARED_MEM_PARAMETERS_CONTIGUOUS) != 0;
     req.queue_id = p->QueueId;
-    req.usage = static_cast<uint32_t>(p->Usage);
+    std::memcpy(&req.usage, &p->Usage, sizeof(req.usage));  // any value: read as bits, not through the enum
     req.preferred_node = p->PreferredNode;
     req.vport_id = p->Header.Revision >= NDIS_SHARED_MEMORY_PARAMETERS_REVISION_2 ? p->VPortId : 0;
     const ULONG capacity = NDISSHM_SG_LIST_CAPACITY(p->SGListBufferLength);

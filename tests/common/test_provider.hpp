@@ -239,7 +239,7 @@ public:
         void* memory = nullptr;
         ULONG length = 0;
         NDIS_RECEIVE_QUEUE_ID queue = 0;
-        NDIS_SHARED_MEMORY_USAGE usage = NdisSharedMemoryUsageUndefined;
+        uint32_t usage = 0;  // as the caller stored it: any value (not read through the enum)
         bool contiguous = false;
     };
     // The live block of `context`; false if none is live under it.
@@ -324,7 +324,9 @@ private:
             return NDIS_STATUS_SUCCESS;
         }
         const uintptr_t id = next_id_locked();
-        live_.emplace(id, Held{mem, p->Length, p->QueueId, p->Usage, contiguous});
+        uint32_t usage;
+        std::memcpy(&usage, &p->Usage, sizeof(usage));
+        live_.emplace(id, Held{mem, p->Length, p->QueueId, usage, contiguous});
         contexts_.push_back(reinterpret_cast<NDIS_HANDLE>(id));
         handed_out_.fetch_add(1);
         *out = *recorded = reinterpret_cast<NDIS_HANDLE>(id);

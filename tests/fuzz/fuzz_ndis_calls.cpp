@@ -206,14 +206,16 @@ void Driver::register_provider() {
     prov->fill = 0x5A;
     NDIS_STATUS s;
     if (in_.flag()) {
-        // The characteristics, exactly as big as their header says; any field may be off.
+        // The characteristics, as big as their header says but never smaller than revision 1 (ndis.sys
+        // reads revision 1's fields whatever Size says: smaller is the caller's bug on Windows too); any
+        // field may be off.
         auto c = prov->characteristics();
         if (in_.below(4) == 0) c.Header.Type = in_.byte();
         if (in_.below(4) == 0) c.Header.Revision = in_.byte();
         if (in_.below(4) == 0) c.Header.Size = in_.below(0x28);
         if (in_.below(8) == 0) c.AllocateSharedMemoryHandler = nullptr;
         if (in_.below(8) == 0) c.FreeSharedMemoryHandler = nullptr;
-        const size_t bytes = std::max<size_t>(c.Header.Size, sizeof(NDIS_OBJECT_HEADER));
+        const size_t bytes = std::max<size_t>(c.Header.Size, sizeof(c));
         std::unique_ptr<unsigned char[]> buf(new unsigned char[bytes]);
         std::memcpy(buf.get(), &c, std::min(bytes, sizeof(c)));
         if (bytes > sizeof(c)) std::memset(buf.get() + sizeof(c), 0, bytes - sizeof(c));

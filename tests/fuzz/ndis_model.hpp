@@ -7,6 +7,7 @@
 #include <ndisshm/host.h>
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <vector>
@@ -134,8 +135,10 @@ struct Model {
                 ndisshm_block_info info{};
                 FUZZ_CHECK(ndisshm_block_get_info(a.handle, b.handle, &info) == NDIS_STATUS_SUCCESS,
                            "live block %p of adapter %d is unknown to the books", b.handle, i);
+                ULONG info_usage;  // any value: read as bits, not through the enum
+                std::memcpy(&info_usage, &info.usage, sizeof(info_usage));
                 FUZZ_CHECK(info.adapter == a.handle && info.queue_id == b.queue && info.length == b.length &&
-                               static_cast<ULONG>(info.usage) == b.usage && info.virtual_address == b.address,
+                               info_usage == b.usage && info.virtual_address == b.address,
                            "block %p: the books describe another block", b.handle);
             }
             FUZZ_CHECK(s.total.blocks == n, "adapter %d: books say %llu blocks, %llu are live", i,

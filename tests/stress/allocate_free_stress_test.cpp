@@ -87,7 +87,7 @@ TEST(AllocateFreeStress, ManyThreadsAllocateAndFreeOnOneAdapterEveryContextFreed
                 }
                 if (!live || a.va != block.memory)
                     failures.add("VirtualAddress is not the provider's");
-                else if (block.length != length || block.queue != queue || block.usage != usage ||
+                else if (block.length != length || block.queue != queue || block.usage != static_cast<uint32_t>(usage) ||
                          block.contiguous != (flags != 0))
                     failures.add("the provider saw other parameters than the caller gave");
                 if (a.shared_memory_handle != a.handle)
