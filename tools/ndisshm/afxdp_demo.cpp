@@ -16,14 +16,14 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "child.hpp"
+#include "child_process.hpp"
 #include "live_demo.hpp"
 #include "live_host.hpp"
 #include "nic/afxdp_hub_nic.hpp"
 #include "os/netns.hpp"
 #include "progress.hpp"
 #include "signals.hpp"
-#include "traffic_format.hpp"
+#include "packet_format.hpp"
 #include "units.hpp"
 
 namespace ndisshm::cli {
@@ -66,25 +66,25 @@ struct Feed {
     bool gone = false;
 };
 
-// The traffic's payloads (traffic_format.hpp), built once per size: sending
+// The traffic's payloads (support/packet_format.hpp), built once per size: sending
 // stamps 32 bytes per datagram, the kernel does the rest.
 struct Payloads {
     explicit Payloads(const std::vector<uint32_t>& sizes) {
         for (uint32_t length : sizes) {
             Source s{length, {}, {}};
-            for (uint32_t v = 0; v < traffic::kVariants; ++v) {
+            for (uint32_t v = 0; v < support::kVariants; ++v) {
                 s.variants.emplace_back(length);
-                s.sums.push_back(traffic::fill_payload(s.variants.back().data(), length, v));
+                s.sums.push_back(support::fill_payload(s.variants.back().data(), length, v));
             }
             sources.push_back(std::move(s));
         }
     }
     // Packet `seq`, stamped. Distinct buffers for up to kVariants consecutive seqs.
-    std::span<const std::byte> packet(uint64_t seq) {
+    std::span<const std::byte> packet(uint64_t seq, uint32_t stream) {
         Source& src = sources[seq % sources.size()];
-        const auto v = static_cast<uint32_t>(seq % traffic::kVariants);
+        const auto v = static_cast<uint32_t>(seq % support::kVariants);
         std::byte* p = src.variants[v].data();
-        traffic::stamp(p, src.length, seq, src.sums[v]);
+        support::stamp(p, src.length, seq, src.sums[v], stream);
         return {p, src.length};
     }
     struct Source {
@@ -147,7 +147,7 @@ private:
     std::unique_ptr<AfxdpHubNic> nic_;  // the hub's queue driver: made before it starts, gone after it stops
     std::unique_ptr<LiveHost> host_;
     std::vector<Feed> feeds_;
-    std::vector<std::pair<std::string, std::unique_ptr<Child>>> children_;
+    std::vector<std::pair<std::string, std::unique_ptr<support::ChildProcess>>> children_;
 };
 
 bool AfxdpDemo::start() {
@@ -187,9 +187,10 @@ bool AfxdpDemo::start_guests() {
     const std::string offset = std::to_string(AfxdpHubNic::kUdpPayloadOffset);
     for (uint32_t g = 1; g <= o_.guests; ++g) {
         const std::string name = "guest-" + std::to_string(g);
-        auto child = std::make_unique<Child>(
-            std::vector<std::string>{"guest", "--socket", s_.socket, "--name", name, "--memory", memory,
-                                     "--verify", "--frame-offset", offset, "--json"});
+        auto child = std::make_unique<support::ChildProcess>(
+            std::vector<std::string>{"ndisshm", "guest", "--socket", s_.socket, "--name", name, "--memory", memory,
+                                     "--verify", "--frame-offset", offset, "--json"},
+            support::SpawnOptions{.program = "/proc/self/exe", .own_process_group = true});
         if (!child->started()) {
             problem(name + ": " + child->error());
             return false;
@@ -232,9 +233,9 @@ bool AfxdpDemo::start_guests() {
 // Sends up to `want` datagrams of `f`'s stream in one sendmmsg; returns how
 // many the kernel took.
 size_t AfxdpDemo::send(Feed& f, size_t want) {
-    std::span<const std::byte> batch[traffic::kVariants];
-    want = std::min<size_t>(want, traffic::kVariants);
-    for (size_t i = 0; i < want; ++i) batch[i] = payloads_.packet(f.next_seq + i);
+    std::span<const std::byte> batch[support::kVariants];
+    want = std::min<size_t>(want, support::kVariants);
+    for (size_t i = 0; i < want; ++i) batch[i] = payloads_.packet(f.next_seq + i, f.queue);
     auto n = f.tx->send_batch({batch, want});
     if (!n) {
         // ENOBUFS/EAGAIN: the veth's transmit queue is full; offered again.

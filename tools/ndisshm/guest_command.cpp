@@ -3,14 +3,14 @@
 // each one's bytes are folded into a checksum, so every byte the host said it
 // delivered is really touched in the guest's memory. With --verify, each
 // packet is instead checked against what the traffic generator of `ndisshm
-// host` and `ndisshm demo` writes (traffic_format.hpp): sequence number,
+// host` and `ndisshm demo` writes (support/packet_format.hpp): sequence number,
 // length, trailer and checksum, counting losses, reordering and corruption.
 //
 // The JSON summary is built here rather than in report.cpp: it shares nothing
 // with the demo's report.
 #include "guest_command.hpp"
 
-#include "traffic_format.hpp"
+#include "packet_format.hpp"
 
 #include <ndisshm/guest.hpp>
 
@@ -53,7 +53,7 @@ std::string describe_end(const Outcome& o) {
 }
 
 void print_summary(const GuestCommandOptions& opt, const ndisshm_guest_stats& s, uint64_t checksum,
-                   const traffic::CheckCounts& v, const Outcome& o) {
+                   const support::CheckCounts& v, const Outcome& o) {
     if (opt.json) {
         nlohmann::ordered_json j = {
             {"name", opt.name},
@@ -100,7 +100,7 @@ void print_summary(const GuestCommandOptions& opt, const ndisshm_guest_stats& s,
 
 int run_guest(const GuestCommandOptions& opt) {
     uint64_t checksum = 0;
-    traffic::Checker checker;
+    support::Checker checker;
     // FNV-1a over each packet: cheap, and it reads every byte in place.
     // --verify reads every byte too, through the traffic's own checksum.
     auto on_packet = [&checksum, &checker, &opt](const ndisshm::GuestPacket& p) {
@@ -114,7 +114,7 @@ int run_guest(const GuestCommandOptions& opt) {
         // packet too short to hold it counts as corrupt.
         if (opt.verify) {
             std::span<const std::byte> rest[NDISSHM_GUEST_MAX_SEGMENTS];
-            return checker.check(p.queue_id, traffic::skip(traffic::Segments(parts, n), opt.frame_offset, rest));
+            return checker.check(p.queue_id, support::skip(support::Segments(parts, n), opt.frame_offset, rest));
         }
         uint64_t h = 1469598103934665603ull;
         for (size_t i = 0; i < n; ++i)
@@ -163,7 +163,7 @@ int run_guest(const GuestCommandOptions& opt) {
         }
     }
     if (o.limit_reached) guest->close();  // BYE: the host frees our blocks at once
-    const traffic::CheckCounts& v = checker.counts();
+    const support::CheckCounts& v = checker.counts();
     if (opt.verify && (v.lost != 0 || v.out_of_order != 0 || v.corrupt != 0)) {
         o.verify_failed = true;
         o.reason = "verify: " + std::to_string(v.lost) + " lost, " + std::to_string(v.out_of_order) +

@@ -16,7 +16,7 @@ struct GuestCommandOptions {
     uint64_t packets = 0;          // stop after at least this many packets; 0: no limit
     int connect_timeout_ms = 5000; // for each step of the handshake
     bool json = false;             // summary as JSON on stdout
-    bool verify = false;           // check each packet's sequence number and checksum (traffic_format.hpp)
+    bool verify = false;           // check each packet's sequence number and checksum (support/packet_format.hpp)
     uint32_t frame_offset = 0;     // --verify checks from this byte of each packet on (42: a UDP payload)
 };
 

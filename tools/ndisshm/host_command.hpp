@@ -2,7 +2,7 @@
 // guests). Real guests (`ndisshm guest`) connect to its socket, each gets a
 // VMQ receive queue in its own memory; `ndisshm stat` reads its books on the
 // control socket; an optional traffic generator sends every running guest
-// a checked stream (traffic_format.hpp). SIGINT or SIGTERM ends it the clean
+// a checked stream (support/packet_format.hpp). SIGINT or SIGTERM ends it the clean
 // way: guests told BYE, every block freed through its provider, the books
 // audited for leaks.
 #pragma once

@@ -12,7 +12,7 @@
 #include <set>
 #include <thread>
 
-#include "child.hpp"
+#include "child_process.hpp"
 #include "progress.hpp"
 #include "signals.hpp"
 #include "units.hpp"
@@ -84,7 +84,7 @@ private:
     LiveSummary s_;
     std::unique_ptr<LiveHost> host_;
     std::unique_ptr<TrafficGenerator> gen_;
-    std::vector<std::pair<std::string, std::unique_ptr<Child>>> children_;  // by the name each was given
+    std::vector<std::pair<std::string, std::unique_ptr<support::ChildProcess>>> children_;  // by the name each was given
     std::map<std::string, pid_t> pids_;
     std::set<uint32_t> reported_gone_;  // guest ids
     std::map<uint32_t, std::string> guest_names_;  // by guest id
@@ -124,8 +124,9 @@ bool LiveDemo::start_guests() {
     const std::string memory = std::to_string(guest_memory_bytes(o_));
     for (uint32_t g = 1; g <= o_.guests; ++g) {
         const std::string name = "guest-" + std::to_string(g);
-        auto child = std::make_unique<Child>(std::vector<std::string>{
-            "guest", "--socket", s_.socket, "--name", name, "--memory", memory, "--verify", "--json"});
+        auto child = std::make_unique<support::ChildProcess>(std::vector<std::string>{
+            "ndisshm", "guest", "--socket", s_.socket, "--name", name, "--memory", memory, "--verify", "--json"},
+            support::SpawnOptions{.program = "/proc/self/exe", .own_process_group = true});
         if (!child->started()) {
             problem(name + ": " + child->error());
             return false;

@@ -3,7 +3,7 @@
 #include <string>
 
 #include "live_demo.hpp"
-#include "traffic_format.hpp"
+#include "packet_format.hpp"
 
 namespace ndisshm::cli {
 namespace {
@@ -19,11 +19,11 @@ void add_traffic(CLI::App* app, std::vector<uint32_t>& sizes, uint64_t& rate, ui
                     "Packet sizes in bytes, sent in turn (a list: 64,1500,9000); each packet carries a sequence "
                     "number and a checksum the guests check")
         ->delimiter(',')
-        ->check(CLI::Range(traffic::kMinPacket, traffic::kMaxPacket))
+        ->check(CLI::Range(support::kMinPacket, support::kMaxPacket))
         ->capture_default_str();
     app->add_option("--rate", rate, rate_help)->check(CLI::Range(uint64_t{0}, uint64_t{100'000'000}))->capture_default_str();
     app->add_option("--batch", batch, "Packets per delivery to a guest (one message, one system call)")
-        ->check(CLI::Range(1u, traffic::kVariants))
+        ->check(CLI::Range(1u, support::kVariants))
         ->capture_default_str();
 }
 
@@ -127,7 +127,7 @@ void add_demo(CLI::App& app, Commands& c) {
         ->check(CLI::Range(1u, kMaxBlockBytes));
     demo->add_option("--lookahead", c.live.lookahead_size,
                      "Lookahead split size of the first guest's queue (queue 1), in bytes (0: no lookahead split)")
-        ->check(CLI::Range(0u, traffic::kMaxPacket))
+        ->check(CLI::Range(0u, support::kMaxPacket))
         ->capture_default_str();
     demo->add_option("--socket", c.live.socket, "Guest socket path (default: demo-<pid>.sock in the default directory)");
     demo->add_option("--nic", c.live.nic,

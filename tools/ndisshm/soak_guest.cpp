@@ -1,17 +1,21 @@
 // The soak's guest process (`ndisshm soak --guest-worker PATH`): one guest
 // session over <ndisshm/guest.h> that checks what the host tells it (each
 // block inside its memory, no two live blocks overlapping, each on its own
-// queue) and every packet (magic, queue, sequence with none skipped, every
-// byte), and reports on stdout line by line (soak_guests.hpp has the lines),
+// queue) and every packet (intact, of its queue's stream, in sequence with none
+// skipped: support/packet_format.hpp), and reports on stdout line by line (soak_guests.hpp has the lines),
 // so a SIGKILL at any moment loses nothing already found.
 #include <ndisshm/guest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <optional>
+#include <span>
 #include <string>
 
+#include "packet_format.hpp"
 #include "soak_command.hpp"
 #include "soak_guests.hpp"
 
@@ -75,30 +79,21 @@ struct GuestChecks {
     }
 
     void on_packet(const ndisshm_guest_packet& p) {
-        const auto* d = static_cast<const unsigned char*>(p.data);
-        uint32_t magic = 0, q = 0;
-        uint64_t seq = 0;
-        if (p.length < 16) {
-            found("packet of " + std::to_string(p.length) + " bytes: shorter than its header");
+        // Every segment where it lies; the stream is this guest's queue.
+        std::span<const std::byte> parts[NDISSHM_GUEST_MAX_SEGMENTS];
+        const uint32_t n = std::min<uint32_t>(p.segment_count, NDISSHM_GUEST_MAX_SEGMENTS);
+        for (uint32_t i = 0; i < n; ++i)
+            parts[i] = {static_cast<const std::byte*>(p.segments[i].data), p.segments[i].length};
+        const std::optional<uint64_t> seq = support::verify(support::Segments(parts, n), queue);
+        if (p.queue_id != queue || !seq) {
+            found("packet of " + std::to_string(p.packet_length) + " bytes on queue " + std::to_string(p.queue_id) +
+                  " is corrupt or not this queue's stream (queue " + std::to_string(queue) + ")");
             return;
         }
-        std::memcpy(&magic, d, 4);
-        std::memcpy(&q, d + 4, 4);
-        std::memcpy(&seq, d + 8, 8);
-        if (magic != soak::kPacketMagic || q != queue || p.queue_id != queue) {
-            found("packet on queue " + std::to_string(p.queue_id) + " is not this queue's stream (magic " +
-                  std::to_string(magic) + ", queue " + std::to_string(q) + ")");
-            return;
-        }
-        if (seq != next_seq)
-            found("packet " + std::to_string(seq) + " where " + std::to_string(next_seq) +
+        if (*seq != next_seq)
+            found("packet " + std::to_string(*seq) + " where " + std::to_string(next_seq) +
                   " was due (lost or reordered)");
-        next_seq = seq + 1;
-        for (uint32_t b = 16; b < p.length; ++b)
-            if (d[b] != static_cast<unsigned char>(seq * 131 + b)) {
-                found("packet " + std::to_string(seq) + " corrupt at byte " + std::to_string(b));
-                return;
-            }
+        next_seq = *seq + 1;
         ++packets;
     }
 };

@@ -1,18 +1,13 @@
 #include "soak_guests.hpp"
 
-#include <fcntl.h>
 #include <ndisshm/hub.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <sstream>
 
-extern char** environ;
+#include "packet_format.hpp"
 
 namespace ndisshm::cli::soak {
 namespace {
@@ -21,107 +16,7 @@ using Clock = std::chrono::steady_clock;
 constexpr int kGoneWithinMs = 3000;  // the hub must have closed a killed guest's session by then
 constexpr size_t kLinesKept = 8;
 
-std::string describe(int status) {
-    if (WIFEXITED(status)) return "exit status " + std::to_string(WEXITSTATUS(status));
-    const int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-    const char* name = sig != 0 ? sigabbrev_np(sig) : nullptr;
-    return "killed by signal " + std::to_string(sig) + " (SIG" + (name != nullptr ? name : "?") + ")";
-}
-
 }  // namespace
-
-GuestProcess::GuestProcess(const std::vector<std::string>& args) {
-    int fds[2];
-    // Close-on-exec, so no other guest inherits this pipe and keeps it open
-    // past this one's end; dup2 onto fd 1 clears the flag for this guest alone.
-    if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) {
-        error_ = std::string("pipe2: ") + std::strerror(errno);
-        return;
-    }
-    std::vector<std::string> storage = {"ndisshm"};
-    storage.insert(storage.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : storage) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    // A process group of its own: a Ctrl-C reaches the soak alone, which then ends its guests.
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
-    // posix_spawn, not fork: the soak runs threads, and only exec is safe after forking them.
-    const int rc = posix_spawn(&pid_, "/proc/self/exe", &actions, &attr, argv.data(), environ);
-    posix_spawnattr_destroy(&attr);
-    posix_spawn_file_actions_destroy(&actions);
-    close(fds[1]);
-    if (rc != 0) {
-        pid_ = -1;
-        close(fds[0]);
-        error_ = std::string("posix_spawn(/proc/self/exe): ") + std::strerror(rc);
-        return;
-    }
-    out_fd_ = fds[0];
-    // The child's copy (fd 1) is a dup2 of a blocking-agnostic pipe end; our
-    // end is non-blocking so read_lines never waits.
-}
-
-GuestProcess::~GuestProcess() {
-    if (pid_ > 0 && status_ < 0) kill_now();
-    if (out_fd_ >= 0) close(out_fd_);
-}
-
-bool GuestProcess::read_lines(std::vector<std::string>& lines) {
-    if (out_fd_ < 0) return false;
-    char buf[4096];
-    for (;;) {
-        const ssize_t n = read(out_fd_, buf, sizeof(buf));
-        if (n > 0) {
-            partial_.append(buf, static_cast<size_t>(n));
-            continue;
-        }
-        if (n < 0 && errno == EINTR) continue;
-        const bool open = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-        for (size_t nl; (nl = partial_.find('\n')) != std::string::npos;) {
-            lines.push_back(partial_.substr(0, nl));
-            partial_.erase(0, nl + 1);
-        }
-        if (!open) {
-            close(out_fd_);
-            out_fd_ = -1;
-        }
-        return open;
-    }
-}
-
-void GuestProcess::kill_now() {
-    if (pid_ <= 0 || status_ >= 0) return;
-    ::kill(pid_, SIGKILL);
-    wait(-1);
-}
-
-int GuestProcess::wait(int timeout_ms) {
-    if (pid_ <= 0) return -1;
-    if (status_ >= 0) return status_;
-    int status = 0;
-    pid_t w = 0;
-    const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms < 0 ? 0 : timeout_ms);
-    if (timeout_ms < 0) {
-        while ((w = waitpid(pid_, &status, 0)) < 0 && errno == EINTR) {
-        }
-    } else {
-        while ((w = waitpid(pid_, &status, WNOHANG)) == 0 && Clock::now() < deadline)
-            std::this_thread::sleep_for(std::chrono::milliseconds(5));
-        if (w != pid_) {
-            ::kill(pid_, SIGKILL);
-            waitpid(pid_, &status, 0);
-        }
-    }
-    status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-    how_ = describe(status);
-    return status_;
-}
 
 SoakGuests::SoakGuests(World& world, const SoakOptions& options, ndisshm_hub* hub)
     : world_(world), options_(options), hub_(hub), slots_(options.guests) {
@@ -168,9 +63,12 @@ void SoakGuests::spawn(Slot& s) {
     s = Slot{};
     s.name = "soak-g" + std::to_string(n);
     s.base = (n % 1024 + 1) << 40;  // a guest physical base of its own, so addresses name the guest
-    s.process = std::make_unique<GuestProcess>(std::vector<std::string>{
-        "soak", "--guest-worker", socket_, "--guest-name", s.name, "--guest-memory",
-        std::to_string(options_.guest_memory), "--guest-base", std::to_string(s.base)});
+    // A process group of its own: a Ctrl-C reaches the soak alone, which then ends its guests.
+    s.process = std::make_unique<support::ChildProcess>(
+        std::vector<std::string>{"ndisshm", "soak", "--guest-worker", socket_, "--guest-name", s.name,
+                                 "--guest-memory", std::to_string(options_.guest_memory), "--guest-base",
+                                 std::to_string(s.base)},
+        support::SpawnOptions{.program = "/proc/self/exe", .own_process_group = true});
     if (!s.process->started()) {
         world_.failures.add(who(s) + ": cannot start: " + s.process->error());
         s.process.reset();
@@ -190,7 +88,7 @@ void SoakGuests::drain(Slot& s, bool expect_end) {
     for (const auto& l : lines) handle(s, l);
     if (open || expect_end) return;
     // Its stdout closed before we killed it: it ended by itself, which no guest should.
-    const int status = s.process->wait(2000);
+    const int status = s.process->finish(2000);
     std::string last;
     for (const auto& l : s.last_lines) last += " | " + l;
     world_.failures.add(who(s) + " ended by itself (" + s.process->how() + ", status " +
@@ -293,15 +191,10 @@ void SoakGuests::kill(Slot& s) {
 }
 
 void SoakGuests::deliver(Slot& s) {
-    std::vector<unsigned char> packet;
     for (int i = 0; i < 4; ++i) {
+        // The stream is the guest's queue: a packet that reaches another guest fails its check.
         const uint32_t length = 16 + static_cast<uint32_t>(rng_() % (kGuestSlotBytes - 16 + 1));
-        packet.resize(length);
-        const uint64_t seq = s.next_seq;
-        std::memcpy(packet.data(), &kPacketMagic, 4);
-        std::memcpy(packet.data() + 4, &s.queue, 4);
-        std::memcpy(packet.data() + 8, &seq, 8);
-        for (uint32_t b = 16; b < length; ++b) packet[b] = static_cast<unsigned char>(seq * 131 + b);
+        const auto packet = support::make_packet(s.next_seq, length, s.queue);
         const auto d = ndisshm_hub_deliver(hub_, s.queue, packet.data(), length);
         if (d != NDISSHM_HUB_DELIVERED) return;  // a full ring, or the guest just died: a NIC drops too
         ++s.next_seq;
@@ -349,7 +242,7 @@ void SoakGuests::finish_after_hub_stop() {
         while (s.process->read_lines(lines) && Clock::now() < deadline)
             std::this_thread::sleep_for(std::chrono::milliseconds(5));
         for (const auto& l : lines) handle(s, l);
-        const int status = s.process->wait(std::max<int>(
+        const int status = s.process->finish(std::max<int>(
             0, static_cast<int>(
                    std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count())));
         std::string last;

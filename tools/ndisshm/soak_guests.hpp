@@ -16,8 +16,6 @@
 // provider, guest physical address) and adds it to the live ranges.
 #pragma once
 
-#include <sys/types.h>
-
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -27,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "child_process.hpp"
 #include "soak_command.hpp"
 #include "soak_world.hpp"
 
@@ -37,34 +36,6 @@ namespace ndisshm::cli::soak {
 inline constexpr uint32_t kGuestBlocks = 4;  // receive blocks per guest queue
 inline constexpr uint32_t kGuestBlockBytes = 64 * 1024;
 inline constexpr uint32_t kGuestSlotBytes = 2048;     // largest packet
-inline constexpr uint32_t kPacketMagic = 0x4B414F53;  // "SOAK"
-
-// A guest process with its stdout on a pipe read without blocking; killed
-// (SIGKILL) and reaped when destroyed, if still running.
-class GuestProcess {
-public:
-    explicit GuestProcess(const std::vector<std::string>& args);
-    ~GuestProcess();
-    GuestProcess(const GuestProcess&) = delete;
-    GuestProcess& operator=(const GuestProcess&) = delete;
-
-    bool started() const { return pid_ > 0; }
-    const std::string& error() const { return error_; }
-    // Appends the whole lines that arrived; false once the pipe is at its end.
-    bool read_lines(std::vector<std::string>& lines);
-    void kill_now();
-    // Reaps it, waiting up to timeout_ms (then it is killed). Its exit status, or 128 + signal.
-    int wait(int timeout_ms);
-    const std::string& how() const { return how_; }
-
-private:
-    pid_t pid_ = -1;
-    int out_fd_ = -1;
-    std::string partial_;
-    std::string error_;
-    std::string how_;
-    int status_ = -1;
-};
 
 class SoakGuests {
 public:
@@ -87,7 +58,7 @@ public:
 
 private:
     struct Slot {
-        std::unique_ptr<GuestProcess> process;
+        std::unique_ptr<support::ChildProcess> process;
         std::string name;
         uint64_t base = 0;  // guest physical base
         std::chrono::steady_clock::time_point kill_at;

@@ -7,7 +7,7 @@
 #include <cmath>
 #include <thread>
 
-#include "traffic_format.hpp"
+#include "packet_format.hpp"
 
 namespace ndisshm::cli {
 namespace {
@@ -37,12 +37,12 @@ double gbit_per_s(uint64_t bytes, double seconds) {
 }
 
 TrafficGenerator::TrafficGenerator(ndisshm_hub* hub, const TrafficOptions& options) : hub_(hub), options_(options) {
-    options_.batch = std::clamp<uint32_t>(options_.batch, 1, traffic::kVariants);
+    options_.batch = std::clamp<uint32_t>(options_.batch, 1, support::kVariants);
     for (uint32_t length : options_.packet_sizes) {
         Source s{length, {}, {}};
-        for (uint32_t v = 0; v < traffic::kVariants; ++v) {
+        for (uint32_t v = 0; v < support::kVariants; ++v) {
             s.variants.emplace_back(length);
-            s.sums.push_back(traffic::fill_payload(s.variants.back().data(), length, v));
+            s.sums.push_back(support::fill_payload(s.variants.back().data(), length, v));
         }
         sources_.push_back(std::move(s));
     }
@@ -64,14 +64,14 @@ void TrafficGenerator::remove_stream(uint32_t guest_id) { streams_.erase(guest_i
 // at most kVariants long and the variant is seq % kVariants), and the hub
 // copies them before returning, so the buffers are free again at once.
 size_t TrafficGenerator::send(Path path, Stream& s, size_t count) {
-    ndisshm_hub_packet packets[traffic::kVariants];
+    ndisshm_hub_packet packets[support::kVariants];
     const size_t sizes = sources_.size();
     for (size_t i = 0; i < count; ++i) {
         const uint64_t seq = s.next_seq + i;
         Source& src = sources_[seq % sizes];
-        const auto v = static_cast<uint32_t>(seq % traffic::kVariants);
+        const auto v = static_cast<uint32_t>(seq % support::kVariants);
         std::byte* p = src.variants[v].data();
-        traffic::stamp(p, src.length, seq, src.sums[v]);
+        support::stamp(p, src.length, seq, src.sums[v], s.guest_queue);
         packets[i] = {p, src.length, 0};
     }
     const size_t sent = path == Path::ZeroCopy

@@ -1,5 +1,5 @@
 // The emulated NIC's traffic: a generator that sends each guest a numbered,
-// checked stream of packets (traffic_format.hpp) through the hub, either
+// checked stream of packets (support/packet_format.hpp) through the hub, either
 // straight into the guest's queue (zero copy: the NIC's write lands in guest
 // memory) or through a host queue (the NIC writes host memory, the host
 // copies into the guest).
