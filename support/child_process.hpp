@@ -21,7 +21,7 @@ namespace ndisshm::support {
 
 struct SpawnOptions {
     // The program to run; "" : argv[0]. "/proc/self/exe" runs this binary again.
-    std::string program;
+    std::string program = {};
     // A process group of its own: a Ctrl-C at the terminal reaches the parent
     // alone (which then ends its children its own way), and a group orphaned
     // while stopped gets SIGHUP and SIGCONT from the kernel.
