@@ -1,7 +1,13 @@
 #include "packet_format.hpp"
 
+#include <ndisshm/afxdp.h>
+
 namespace ndisshm::support {
 namespace {
+
+// The AF_XDP NIC's wire, as its public header states it.
+static_assert(kUdpPort == NDISSHM_AFXDP_UDP_PORT);
+static_assert(kUdpPayloadOffset == NDISSHM_AFXDP_UDP_PAYLOAD_OFFSET);
 
 uint64_t splitmix(uint64_t z) {
     z += 0x9e3779b97f4a7c15ull;

@@ -4,6 +4,7 @@
 #include <ndis/ndis_shm.h>
 #include <ndisshm/guest.h>
 #include <ndisshm/host.h>
+#include <ndisshm/afxdp.h>
 #include <ndisshm/hub.h>
 
 _Static_assert(sizeof(SCATTER_GATHER_LIST) == 16, "C sees the 16-byte list header");

@@ -1,8 +1,9 @@
-// `ndisshm demo --nic afxdp` (afxdp_demo.hpp). Unlike the rest of the tool
-// this file uses the library's internals (nic::AfxdpHubNic, os::UdpSender):
-// the AF_XDP NIC is not part of the public API (libndisshm needs no libxdp),
-// so the CLI links ndisshm_afxdp, as tools/ndisshm/CMakeLists.txt says.
+// `ndisshm demo --nic afxdp` (afxdp_demo.hpp), over <ndisshm/afxdp.h>: the
+// AF_XDP NIC is not part of libndisshm (it needs libxdp), so the CLI links
+// ndisshm_afxdp, as tools/ndisshm/CMakeLists.txt says.
 #include "afxdp_demo.hpp"
+
+#include <ndisshm/afxdp.h>
 
 #include <time.h>
 #include <unistd.h>
@@ -19,8 +20,6 @@
 #include "child_process.hpp"
 #include "live_demo.hpp"
 #include "live_host.hpp"
-#include "nic/afxdp_hub_nic.hpp"
-#include "os/netns.hpp"
 #include "progress.hpp"
 #include "signals.hpp"
 #include "packet_format.hpp"
@@ -30,7 +29,6 @@ namespace ndisshm::cli {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using nic::AfxdpHubNic;
 
 constexpr int kGuestsUpTimeoutMs = 15000;   // spawn, handshake, the UMEM block announced and bound
 constexpr int kDrainTimeoutMs = 10000;      // every datagram sent read and given back
@@ -59,7 +57,6 @@ double since(Clock::time_point t) {
 struct Feed {
     uint32_t guest_id = 0, queue = 0;
     std::string name;
-    std::unique_ptr<os::UdpSender> tx;
     uint64_t next_seq = 1;
     Counters sent;                 // datagrams the kernel took (sendmmsg counted them)
     uint64_t returned_before = 0;  // the queue's give-backs before the run
@@ -123,7 +120,7 @@ private:
         std::fflush(out_);
     }
     void problem(const std::string& p) { s_.problems.push_back(p); }
-    uint64_t returned(const Feed& f) const { return nic_->returned(f.queue) - f.returned_before; }
+    uint64_t returned(const Feed& f) const { return ndisshm_afxdp_returned(nic_, f.queue) - f.returned_before; }
     uint64_t guest_memory_bytes() const {
         const uint64_t need =
             uint64_t{o_.blocks_per_queue} * o_.block_bytes + uint64_t{kFrames} * kFrameBytes;
@@ -144,14 +141,14 @@ private:
     const std::atomic<bool>& stop_;
     Payloads payloads_;
     LiveSummary s_;
-    std::unique_ptr<AfxdpHubNic> nic_;  // the hub's queue driver: made before it starts, gone after it stops
+    ndisshm_afxdp* nic_ = nullptr;  // the hub's queue driver: made before it starts, gone after it stops
+    std::vector<ndisshm_afxdp_link> links_;
     std::unique_ptr<LiveHost> host_;
     std::vector<Feed> feeds_;
     std::vector<std::pair<std::string, std::unique_ptr<support::ChildProcess>>> children_;
 };
 
 bool AfxdpDemo::start() {
-    os::VethLinks::sweep_stale();  // namespaces a killed demo or test left behind
     HostConfig c;
     c.socket = s_.socket;
     c.max_guests = o_.guests;
@@ -159,14 +156,20 @@ bool AfxdpDemo::start() {
     c.block_bytes = o_.block_bytes;
     c.slot_bytes = std::min(slot_bytes_for(o_.packet_sizes), o_.block_bytes);
     c.before_start = [this](ndisshm_hub* hub) -> std::string {
-        auto n = AfxdpHubNic::attach(
-            hub,
-            {.links = o_.guests, .frames_per_queue = kFrames, .frame_bytes = kFrameBytes, .tag = "demo"});
-        if (!n) return n.error().message();
-        nic_ = std::move(*n);
+        ndisshm_afxdp_config ac;
+        ndisshm_afxdp_config_init(&ac);
+        ac.links = o_.guests;
+        ac.frames_per_queue = kFrames;
+        ac.frame_bytes = kFrameBytes;
+        ac.tag = "demo";
+        char error[512] = {};
+        if (ndisshm_afxdp_attach(hub, &ac, &nic_, error, sizeof(error)) != NDIS_STATUS_SUCCESS) return error;
+        links_.resize(ndisshm_afxdp_links(nic_, nullptr, 0));
+        ndisshm_afxdp_links(nic_, links_.data(), links_.size());
         return "";
     };
-    c.after_stop = [this] { nic_.reset(); };  // sockets closed, then the namespaces and veths removed
+    // Sockets closed (the hub stopped), then the namespaces and veths removed.
+    c.after_stop = [this] { ndisshm_afxdp_destroy(std::exchange(nic_, nullptr)); };
     host_ = std::make_unique<LiveHost>(c, [this](const std::string& line) {
         if (line.find("refused") != std::string::npos || line.find("verifier") != std::string::npos)
             say("  host: " + line);
@@ -174,17 +177,16 @@ bool AfxdpDemo::start() {
     say("host: adapter nic0 with the guest provider, its guests' queues fed by AF_XDP; guests connect at " +
         s_.socket);
     say("  watch it live: ndisshm stat --socket " + s_.socket + " --watch 1");
-    for (uint32_t i = 0; i < nic_->links().count(); ++i)
-        say("  wire " + std::to_string(i) + ": " + nic_->links().tx(i).ifname + " (" +
-            nic_->links().tx(i).address + ") -> " + nic_->links().rx(i).ifname + " (" +
-            nic_->links().rx(i).address + "), a veth pair between " + nic_->links().tx_netns() + " and " +
-            nic_->links().rx_netns());
+    for (size_t i = 0; i < links_.size(); ++i)
+        say("  wire " + std::to_string(i) + ": " + links_[i].tx_ifname + " (" + links_[i].tx_address + ") -> " +
+            links_[i].rx_ifname + " (" + links_[i].rx_address + "), a veth pair between " + links_[i].tx_netns +
+            " and " + links_[i].rx_netns);
     return true;
 }
 
 bool AfxdpDemo::start_guests() {
     const std::string memory = std::to_string(guest_memory_bytes());
-    const std::string offset = std::to_string(AfxdpHubNic::kUdpPayloadOffset);
+    const std::string offset = std::to_string(NDISSHM_AFXDP_UDP_PAYLOAD_OFFSET);
     for (uint32_t g = 1; g <= o_.guests; ++g) {
         const std::string name = "guest-" + std::to_string(g);
         auto child = std::make_unique<support::ChildProcess>(
@@ -210,21 +212,21 @@ bool AfxdpDemo::start_guests() {
         // A datagram sent before the socket is bound would go to the stack:
         // the queue is running once its UMEM is registered.
         const auto bound_by = Clock::now() + std::chrono::milliseconds(kGuestsUpTimeoutMs);
-        while (!nic_->driver().miniport().umem(f.queue) && Clock::now() < bound_by)
-            std::this_thread::sleep_for(std::chrono::milliseconds(2));
-        auto tx = nic_->sender(f.queue);
-        if (!nic_->driver().miniport().umem(f.queue) || !tx) {
-            problem(f.name + ": queue " + std::to_string(f.queue) + " has no AF_XDP socket" +
-                    (tx ? std::string() : ": " + tx.error().message()));
+        auto running = [&] {
+            ndisshm_afxdp_queue_stats st{};
+            return ndisshm_afxdp_get_queue_stats(nic_, f.queue, &st) == NDIS_STATUS_SUCCESS && st.running != 0;
+        };
+        while (!running() && Clock::now() < bound_by) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        if (!running()) {
+            problem(f.name + ": queue " + std::to_string(f.queue) + " has no AF_XDP socket");
             return false;
         }
-        f.tx = std::move(*tx);
-        f.returned_before = nic_->returned(f.queue);
-        const int link = nic_->link_of(f.queue);
+        f.returned_before = ndisshm_afxdp_returned(nic_, f.queue);
+        const int link = ndisshm_afxdp_link_of(nic_, f.queue);
         say("  " + f.name + " (guest " + std::to_string(f.guest_id) + "): queue " + std::to_string(f.queue) +
             ", " + std::to_string(kFrames) + " frames of " + std::to_string(kFrameBytes) +
             " bytes in its own " + human_bytes(g.memory_bytes) + " memfd, fed by " +
-            nic_->links().rx(static_cast<uint32_t>(link)).ifname);
+            (link >= 0 ? links_[static_cast<size_t>(link)].rx_ifname : "?"));
         feeds_.push_back(std::move(f));
     }
     return true;
@@ -233,20 +235,26 @@ bool AfxdpDemo::start_guests() {
 // Sends up to `want` datagrams of `f`'s stream in one sendmmsg; returns how
 // many the kernel took.
 size_t AfxdpDemo::send(Feed& f, size_t want) {
-    std::span<const std::byte> batch[support::kVariants];
+    ndisshm_hub_packet batch[support::kVariants];
     want = std::min<size_t>(want, support::kVariants);
-    for (size_t i = 0; i < want; ++i) batch[i] = payloads_.packet(f.next_seq + i, f.queue);
-    auto n = f.tx->send_batch({batch, want});
-    if (!n) {
-        // ENOBUFS/EAGAIN: the veth's transmit queue is full; offered again.
-        if (n.error().err != ENOBUFS && n.error().err != EAGAIN) {
-            problem(f.name + ": " + n.error().message());
+    for (size_t i = 0; i < want; ++i) {
+        const auto p = payloads_.packet(f.next_seq + i, f.queue);
+        batch[i] = {p.data(), static_cast<uint32_t>(p.size()), 0};
+    }
+    size_t sent = 0;
+    char error[256] = {};
+    const NDIS_STATUS st = ndisshm_afxdp_send(nic_, f.queue, batch, want, &sent, error, sizeof(error));
+    if (st != NDIS_STATUS_SUCCESS) {
+        // RESOURCES: the veth's transmit queue is full; offered again.
+        if (st != NDIS_STATUS_RESOURCES) {
+            problem(f.name + ": " + error);
             f.gone = true;
         }
         ++f.sent.stalls;
         return 0;
     }
-    for (size_t i = 0; i < *n; ++i) f.sent.bytes += batch[i].size();
+    const size_t* n = &sent;
+    for (size_t i = 0; i < *n; ++i) f.sent.bytes += batch[i].length;
     f.sent.packets += *n;
     f.next_seq += *n;
     if (*n < want) ++f.sent.stalls;
@@ -332,13 +340,14 @@ void AfxdpDemo::drain() {
     while (!all_back() && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(5));
     for (const Feed& f : feeds_) {
         if (f.gone || returned(f) >= f.sent.packets) continue;
-        const auto st = nic_->driver().miniport().stats(f.queue);
+        ndisshm_afxdp_queue_stats st{};
+        ndisshm_afxdp_get_queue_stats(nic_, f.queue, &st);
         problem(f.name + ": " + std::to_string(f.sent.packets - returned(f)) + " of " +
                 std::to_string(f.sent.packets) + " datagrams never came back (indicated " +
                 std::to_string(st.indicated) + ", kernel: rx_dropped " +
-                std::to_string(st.kernel.rx_dropped) + ", rx_ring_full " +
-                std::to_string(st.kernel.rx_ring_full) + ", fill_ring_empty " +
-                std::to_string(st.kernel.fill_ring_empty) + ")");
+                std::to_string(st.kernel_rx_dropped) + ", rx_ring_full " +
+                std::to_string(st.kernel_rx_ring_full) + ", fill_ring_empty " +
+                std::to_string(st.kernel_fill_ring_empty) + ")");
     }
 }
 
@@ -458,7 +467,9 @@ int AfxdpDemo::run() {
 }  // namespace
 
 int run_afxdp_demo(const LiveDemoOptions& options) {
-    if (const std::string why = AfxdpHubNic::unavailable_reason(); !why.empty()) {
+    std::string why(ndisshm_afxdp_unavailable_reason(nullptr, 0) + 1, '\0');
+    why.resize(ndisshm_afxdp_unavailable_reason(why.data(), why.size()));
+    if (!why.empty()) {
         std::fprintf(stderr, "ndisshm demo --nic afxdp: cannot run here: %s\n", why.c_str());
         return 1;
     }
