@@ -6,6 +6,8 @@
 #include <mutex>
 #include <shared_mutex>
 
+#include "driver_request.hpp"
+
 namespace ndisshm::cli::soak {
 namespace {
 
@@ -131,24 +133,14 @@ void SoakHost::allocate(Worker& w) {
     b.length = std::min(b.length, options_.max_block_bytes);
     b.usage = static_cast<uint32_t>(w.rng() % NdisSharedMemoryUsageMax);
 
-    NDIS_SHARED_MEMORY_PARAMETERS p;
-    std::memset(&p, 0, sizeof(p));
-    p.Header.Type = NDIS_OBJECT_TYPE_DEFAULT;
-    p.Header.Revision = NDIS_SHARED_MEMORY_PARAMETERS_REVISION_2;
-    p.Header.Size = NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_2;
-    p.Flags = w.rng() % 8 == 0 ? NDIS_SHARED_MEM_PARAMETERS_CONTIGUOUS : 0;
-    p.QueueId = b.queue;
-    p.PreferredNode = MM_ANY_NODE_OK;
-    p.Usage = static_cast<NDIS_SHARED_MEMORY_USAGE>(b.usage);
-    p.Length = b.length;
-    const ULONG capacity = BYTES_TO_PAGES(b.length) + 1;
-    std::vector<unsigned char> sg(NDISSHM_SG_LIST_BYTES(capacity));
-    auto* list = reinterpret_cast<PSCATTER_GATHER_LIST>(sg.data());
-    list->NumberOfElements = capacity;
-    p.SGListBufferLength = static_cast<ULONG>(sg.size());
-    p.SGListBuffer = list;
+    // Room for one SG element more than its pages: a driver need not size it exactly.
+    support::DriverRequest request(b.length, MM_ANY_NODE_OK, 1);
+    request.shape().Flags = w.rng() % 8 == 0 ? NDIS_SHARED_MEM_PARAMETERS_CONTIGUOUS : 0;
+    request.shape().QueueId = b.queue;
+    request.shape().Usage = static_cast<NDIS_SHARED_MEMORY_USAGE>(b.usage);
 
-    const NDIS_STATUS s = NdisAllocateSharedMemory(b.adapter, &p, &b.handle);
+    const NDIS_STATUS s = NdisAllocateSharedMemory(b.adapter, request.fresh(), &b.handle);
+    const NDIS_SHARED_MEMORY_PARAMETERS& p = request.last();
     if (s != NDIS_STATUS_SUCCESS) {
         world_.failures.add(name_of(b) + ": NdisAllocateSharedMemory refused: " + ndisshm_status_name(s));
         return;
@@ -161,8 +153,7 @@ void SoakHost::allocate(Worker& w) {
     }
     const std::string who = name_of(b);
     const bool host_provider = b.adapter == adapter_;
-    check_record(b, host_provider ? kSoakProvider : nullptr,
-                 static_cast<ULONG64>(list->Elements[0].Address.QuadPart), who);
+    check_record(b, p, host_provider ? kSoakProvider : nullptr, who);
     std::string clash;
     bool reused = false;
     if (!world_.ranges.add(reinterpret_cast<uintptr_t>(b.data), b.length, who, &clash, &reused))
@@ -185,7 +176,7 @@ void SoakHost::allocate(Worker& w) {
     }
 }
 
-void SoakHost::check_record(const Block& b, const char* provider, ULONG64 first_sg_address,
+void SoakHost::check_record(const Block& b, const NDIS_SHARED_MEMORY_PARAMETERS& p, const char* provider,
                             const std::string& who) {
     world_.counters.check(kRecord);
     ndisshm_block_info info{};
@@ -193,13 +184,7 @@ void SoakHost::check_record(const Block& b, const char* provider, ULONG64 first_
         world_.failures.add(who + ": no record of the block just allocated: " + ndisshm_status_name(s));
         return;
     }
-    std::string bad;
-    if (info.adapter != b.adapter) bad += " adapter";
-    if (info.queue_id != b.queue) bad += " queue " + std::to_string(info.queue_id);
-    if (static_cast<uint32_t>(info.usage) != b.usage) bad += " usage";
-    if (info.length != b.length) bad += " length " + std::to_string(info.length);
-    if (info.virtual_address != b.data) bad += " address";
-    if (info.first_address != first_sg_address) bad += " first SG address";
+    std::string bad = support::record_differences(info, b.adapter, p);
     if (info.provider == nullptr || (provider != nullptr && std::strcmp(info.provider, provider) != 0) ||
         (provider == nullptr && std::strcmp(info.provider, kSoakProvider) == 0))
         bad += std::string(" provider ") + (info.provider != nullptr ? info.provider : "(none)");

@@ -68,7 +68,8 @@ private:
     void free_queue(Worker& w);
     void release_all(Worker& w);
     // The runtime's record of a block just allocated against what was asked.
-    void check_record(const Block& b, const char* provider, ULONG64 first_sg_address, const std::string& who);
+    void check_record(const Block& b, const NDIS_SHARED_MEMORY_PARAMETERS& p, const char* provider,
+                      const std::string& who);
     void check_queue_books(NDIS_HANDLE adapter, uint32_t queue, uint64_t blocks, uint64_t bytes,
                            const char* where);
     bool check_hub_books(uint64_t q0_blocks, uint64_t q0_bytes);

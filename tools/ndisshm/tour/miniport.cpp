@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "driver_request.hpp"
+
 namespace ndisshm::cli {
 namespace {
 
@@ -48,27 +50,15 @@ Miniport::Miniport(std::string name, NDIS_HANDLE adapter, Ledger& ledger, Scenar
     : name_(std::move(name)), adapter_(adapter), ledger_(ledger), checks_(checks) {}
 
 NDIS_STATUS Miniport::allocate(const PlannedBlock& want) {
-    NDIS_SHARED_MEMORY_PARAMETERS p;
-    NdisZeroMemory(&p, sizeof(p));
-    p.Header.Type = NDIS_OBJECT_TYPE_DEFAULT;
-    p.Header.Revision = NDIS_SHARED_MEMORY_PARAMETERS_REVISION_2;
-    p.Header.Size = NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_2;
-    p.Flags = 0;
-    p.QueueId = want.queue;
-    p.PreferredNode = MM_ANY_NODE_OK;
-    p.Usage = want.usage;
-    p.Length = want.length;
-    // The SG buffer is the driver's: one element per page, NumberOfElements
-    // set to that capacity, and gone as soon as the call returns.
-    const ULONG capacity = std::max<ULONG>(1, BYTES_TO_PAGES(want.length));
-    std::vector<unsigned char> storage(NDISSHM_SG_LIST_BYTES(capacity));
-    auto* list = reinterpret_cast<PSCATTER_GATHER_LIST>(storage.data());
-    list->NumberOfElements = capacity;
-    p.SGListBufferLength = static_cast<ULONG>(storage.size());
-    p.SGListBuffer = list;
-
+    // The parameters and the SG buffer are the driver's: one element per
+    // page, NumberOfElements set to that room, gone once the call returns.
+    support::DriverRequest request(want.length);
+    request.shape().QueueId = want.queue;
+    request.shape().Usage = want.usage;
+    const ULONG capacity = request.capacity();
     NDIS_HANDLE handle = nullptr;
-    const NDIS_STATUS status = NdisAllocateSharedMemory(adapter_, &p, &handle);
+    const NDIS_STATUS status = NdisAllocateSharedMemory(adapter_, request.fresh(), &handle);
+    const NDIS_SHARED_MEMORY_PARAMETERS& p = request.last();
     if (status != NDIS_STATUS_SUCCESS) {
         ledger_.on_failure(name_, want.queue, want.usage);
         return status;
@@ -124,9 +114,8 @@ void Miniport::check_granted(const PlannedBlock& want, const NDIS_SHARED_MEMORY_
         checks_.fail(what + ": the runtime has no record of the block (ndisshm_block_get_info)");
         return;
     }
-    checks_.check(info.queue_id == want.queue && info.usage == want.usage && info.length == want.length &&
-                      info.virtual_address == p.VirtualAddress && info.first_address == first,
-                  what + ": the runtime's record of the block differs from what the driver got");
+    const std::string differs = support::record_differences(info, adapter_, p);
+    checks_.check(differs.empty(), what + ": the runtime's record of the block differs from what the driver got:" + differs);
     block.provider = info.provider != nullptr ? info.provider : "?";
 }
 

@@ -1,8 +1,18 @@
-// The driver side of the demo: a VMQ miniport's shared memory code, written
+// The driver side of the tour: a VMQ miniport's shared memory code, written
 // against the NDIS calls the way a Windows driver is (raw
-// NdisAllocateSharedMemory / NdisFreeSharedMemory, an SG buffer of its own).
-// It checks what NDIS hands back, writes a pattern into every block, and keeps
-// its own books in a Ledger.
+// NdisAllocateSharedMemory / NdisFreeSharedMemory, the parameters and SG
+// buffer of its own: support/driver_request.hpp, as the soak's threads and
+// the benchmarks make the same call). It checks what NDIS hands back,
+// writes a pattern into every block, and keeps its own books in a Ledger.
+//
+// Why not the library's miniport (src/nic/vmq_miniport): that one is the
+// hub's receive path, a driver the library runs for its guests: it cuts its
+// queues' blocks into packet slots, writes packets into them and trusts what
+// NDIS gives. This one is what a driver author writes and the tour shows:
+// any usage and length on any queue, every grant checked against the spec
+// and the runtime's record, every block held until its queue goes. It is the
+// user's side of the API, so it lives with the user (the tool), on the public
+// headers only; the library's is internal and cannot be reached from here.
 #pragma once
 
 #include <ndis/ndis_shm.h>

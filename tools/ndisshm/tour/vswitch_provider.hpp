@@ -2,7 +2,16 @@
 // virtual switch plays on Windows. It serves every block of the adapter it is
 // registered on from one region it owns (a pool of equal, page-aligned slots),
 // zeroes a slot before handing it out, and counts per receive queue what it
-// was asked for, so the demo can hold its counts against NDIS's books.
+// was asked for, so the tour can hold its counts against NDIS's books.
+//
+// Why one of its own: the library's providers (src/providers: NDIS's default
+// provider over host memory, and the hub's guest provider over a guest's
+// memory) are NDIS's side and internal; this is the filter's side, what a
+// user registers through NdisSetOptionalHandlers, which the tour exists to
+// show (examples/provider.c is the same model in C, for readers). The tests'
+// providers are not this one either: each is built to count or misbehave for
+// its suite. Only the tour registers a pool provider, so it stays here rather
+// than in support/.
 #pragma once
 
 #include <cstdint>
