@@ -1,16 +1,17 @@
 // The soak's guest process (`ndisshm soak --guest-worker PATH`): one guest
-// session over <ndisshm/guest.h> that checks what the host tells it (each
+// session over <ndisshm/guest.hpp> that checks what the host tells it (each
 // block inside its memory, no two live blocks overlapping, each on its own
-// queue) and every packet (intact, of its queue's stream, in sequence with none
-// skipped: support/packet_format.hpp), and reports on stdout line by line (soak_guests.hpp has the lines),
-// so a SIGKILL at any moment loses nothing already found.
-#include <ndisshm/guest.h>
+// queue) and every packet (intact, of its queue's stream, in sequence with
+// none skipped: support/packet_format.hpp), and reports on stdout line by
+// line (soak/guests.hpp has the lines), so a SIGKILL at any moment loses
+// nothing already found.
+#include <ndisshm/guest.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <map>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -78,15 +79,14 @@ struct GuestChecks {
             std::to_string(e.length) + " " + std::to_string(e.queue_id));
     }
 
-    void on_packet(const ndisshm_guest_packet& p) {
+    void on_packet(const ndisshm::GuestPacket& p) {
         // Every segment where it lies; the stream is this guest's queue.
         std::span<const std::byte> parts[NDISSHM_GUEST_MAX_SEGMENTS];
-        const uint32_t n = std::min<uint32_t>(p.segment_count, NDISSHM_GUEST_MAX_SEGMENTS);
-        for (uint32_t i = 0; i < n; ++i)
-            parts[i] = {static_cast<const std::byte*>(p.segments[i].data), p.segments[i].length};
+        const size_t n = std::min<size_t>(p.segments.size(), NDISSHM_GUEST_MAX_SEGMENTS);
+        for (size_t i = 0; i < n; ++i) parts[i] = p.segments[i].data;
         const std::optional<uint64_t> seq = support::verify(support::Segments(parts, n), queue);
         if (p.queue_id != queue || !seq) {
-            found("packet of " + std::to_string(p.packet_length) + " bytes on queue " + std::to_string(p.queue_id) +
+            found("packet of " + std::to_string(p.length) + " bytes on queue " + std::to_string(p.queue_id) +
                   " is corrupt or not this queue's stream (queue " + std::to_string(queue) + ")");
             return;
         }
@@ -103,28 +103,26 @@ struct GuestChecks {
 int run_soak_guest(const SoakOptions& o) {
     GuestChecks checks;
     checks.memory_bytes = o.guest_memory;
-    ndisshm_guest_config c{};
-    c.name = o.guest_name.c_str();
-    c.memory_bytes = o.guest_memory;
-    c.guest_physical_base = o.guest_base;
-    c.context = &checks;
-    c.on_event = [](void* ctx, const ndisshm_guest_event* e) {
-        static_cast<GuestChecks*>(ctx)->on_event(*e);
-    };
-    c.on_packet = [](void* ctx, const ndisshm_guest_packet* p) {
-        static_cast<GuestChecks*>(ctx)->on_packet(*p);
-    };
-    char error[256] = "";
-    ndisshm_guest* g = ndisshm_guest_create(&c, error, sizeof(error));
-    if (g == nullptr) {
-        checks.say(std::string("E create ") + error);
+    std::unique_ptr<ndisshm::Guest> g;
+    ndisshm_guest_status st = NDISSHM_GUEST_OK;
+    try {
+        g = std::make_unique<ndisshm::Guest>(
+            ndisshm::GuestOptions{o.guest_name, o.guest_memory, o.guest_base},
+            [&checks](const ndisshm::GuestPacket& p) { checks.on_packet(p); },
+            [&checks](const ndisshm_guest_event& e) { checks.on_event(e); });
+    } catch (const ndisshm::GuestError& e) {
+        checks.say(std::string("E create ") + e.what());
         return 1;
     }
-    ndisshm_guest_status st = ndisshm_guest_connect(g, o.guest_worker.c_str(), 5000);
+    try {
+        g->connect(o.guest_worker, 5000);
+    } catch (const ndisshm::GuestError& e) {
+        st = e.status();
+    }
     uint64_t reported = 0;
     auto last_report = std::chrono::steady_clock::now();
     while (st <= NDISSHM_GUEST_TIMEOUT) {
-        st = ndisshm_guest_poll(g, 100);
+        st = g->poll_once(100);
         // The count now and then, not per packet: the soak needs it only for its summary.
         const auto now = std::chrono::steady_clock::now();
         if (checks.packets != reported && now - last_report >= std::chrono::milliseconds(20)) {
@@ -133,16 +131,14 @@ int run_soak_guest(const SoakOptions& o) {
             checks.say("P " + std::to_string(reported));
         }
     }
-    ndisshm_guest_stats s{};
-    ndisshm_guest_get_stats(g, &s);
+    const ndisshm_guest_stats s = g->stats();
     if (s.bad_descriptors != 0 || s.bad_blocks != 0)
         checks.found(std::to_string(s.bad_descriptors) + " bad descriptors, " + std::to_string(s.bad_blocks) +
                      " bad blocks");
     checks.say("P " + std::to_string(checks.packets));
     const bool bye = st == NDISSHM_GUEST_HOST_BYE;
     checks.say(std::string("E ") + (bye ? "host-bye " : "ended ") + ndisshm_guest_status_name(st) + ": " +
-               ndisshm_guest_last_error(g));
-    ndisshm_guest_destroy(g);
+               g->last_error());
     return bye && checks.findings == 0 ? 0 : 1;
 }
 
