@@ -1,6 +1,6 @@
 // `ndisshm guest`: a guest process (the "virtual machine") that gives its
 // memory to a host over a Unix socket and reads received packets in place,
-// until the host ends the session or a limit is reached. See guest_command.cpp.
+// until the host ends the session or a limit is reached. See guest.cpp.
 #pragma once
 
 #include <cstdint>

@@ -1,6 +1,7 @@
-// The command line: every subcommand's flags, their ranges and defaults, and
-// the checks that need several flags at once. CLI11 lives here, in main.cpp
-// and in config_file.cpp only; the subcommands get plain option structs.
+// The command line: every subcommand's flags (soak's are in soak/options),
+// their ranges and defaults, and the checks that need several flags at once.
+// CLI11 lives here, in main.cpp, config_file.cpp and soak/options.cpp only;
+// the subcommands get plain option structs.
 #pragma once
 
 #include <CLI/CLI.hpp>

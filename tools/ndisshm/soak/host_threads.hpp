@@ -4,7 +4,7 @@
 // on the default queue of the hub's adapter, whose provider is the hub's),
 // and creates and frees queues, at random; every block is checked when it is
 // handed out and when it is freed. check_books compares the library's books
-// with what the threads hold (soak_world.hpp has the invariants).
+// with what the threads hold (soak/world.hpp has the invariants).
 #pragma once
 
 #include <ndis/ndis_shm.h>

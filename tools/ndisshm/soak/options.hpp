@@ -1,5 +1,5 @@
 // `ndisshm soak`'s flags (CLI11), kept next to the soak rather than in
-// options.cpp: its own ranges, defaults and the hidden guest-process flags.
+// common/options.cpp: its own ranges, defaults and the hidden guest-process flags.
 #pragma once
 
 #include <CLI/CLI.hpp>

@@ -1,7 +1,7 @@
 // `ndisshm soak`: random allocate, free, queue create and free on host
 // memory from several threads, with guest processes connecting to a hub and
 // being SIGKILLed at random moments, for a set time or number of operations,
-// while the invariants are checked continuously (soak_world.hpp lists them).
+// while the invariants are checked continuously (soak/world.hpp lists them).
 // Exit 0 only if no check failed, nothing leaked and the verifier found
 // nothing.
 #pragma once
@@ -32,7 +32,7 @@ struct SoakOptions {
 
 int run_soak(const SoakOptions& o);
 // The guest process: connects, checks what the host tells it and every packet,
-// and reports each block and finding on stdout, one line each (soak_guests.hpp).
+// and reports each block and finding on stdout, one line each (soak/guests.hpp).
 int run_soak_guest(const SoakOptions& o);
 
 }  // namespace ndisshm::cli
