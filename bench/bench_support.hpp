@@ -20,6 +20,8 @@
 #include <ndis/ndis_shm.h>
 #include <ndisshm/host.h>
 
+#include "driver_request.hpp"
+
 namespace bench {
 
 constexpr int64_t kKiB = 1024;
@@ -42,38 +44,9 @@ inline void touch_pages(void* p, size_t bytes) {
 
 // NDIS_SHARED_MEMORY_PARAMETERS as a miniport fills them for a receive
 // buffer, with an SG buffer sized BYTES_TO_PAGES(Length) elements, allocated
-// once and reused for every call. fresh() hands out a clean copy per call, as a
-// driver fills its parameters before each NdisAllocateSharedMemory.
-class DriverRequest {
-public:
-    explicit DriverRequest(ULONG length, NODE_REQUIREMENT preferred_node = MM_ANY_NODE_OK) {
-        ULONG elements = BYTES_TO_PAGES(length);
-        if (elements == 0) elements = 1;
-        const ULONG sg_bytes = NDISSHM_SG_LIST_BYTES(elements);
-        sg_.resize((sg_bytes + sizeof(uint64_t) - 1) / sizeof(uint64_t));
-        NdisZeroMemory(&template_, sizeof(template_));
-        template_.Header.Type = NDIS_OBJECT_TYPE_DEFAULT;
-        template_.Header.Revision = NDIS_SHARED_MEMORY_PARAMETERS_REVISION_2;
-        template_.Header.Size = NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_2;
-        template_.Flags = 0;
-        template_.QueueId = NDIS_DEFAULT_RECEIVE_QUEUE_ID;
-        template_.PreferredNode = preferred_node;
-        template_.Usage = NdisSharedMemoryUsageReceive;
-        template_.Length = length;
-        template_.SGListBufferLength = sg_bytes;
-        template_.SGListBuffer = reinterpret_cast<PSCATTER_GATHER_LIST>(sg_.data());
-    }
-
-    PNDIS_SHARED_MEMORY_PARAMETERS fresh() {
-        params_ = template_;
-        return &params_;
-    }
-
-private:
-    std::vector<uint64_t> sg_;  // 8-byte aligned, as SCATTER_GATHER_LIST needs
-    NDIS_SHARED_MEMORY_PARAMETERS template_;
-    NDIS_SHARED_MEMORY_PARAMETERS params_;
-};
+// once and reused for every call; fresh() hands out a clean copy per call
+// (support/driver_request.hpp, the driver's side every caller shares).
+using ndisshm::support::DriverRequest;
 
 inline uint64_t violations(const ndisshm_runtime* rt) {
     uint64_t n = 0;

@@ -5,8 +5,8 @@
 //   ndisshm_bench_guest SOCKET MEMORY_BYTES STATS_FD PARENT_PID
 //
 // It makes its memory (a memfd), hands it to the host at SOCKET, and reads
-// every packet it is given in place (zero_copy_wire.hpp's check over every
-// byte); the library gives each batch back (PACKETS_DONE) once the callbacks
+// every packet it is given in place (support/packet_format.hpp's check over
+// every byte); the library gives each batch back (PACKETS_DONE) once the callbacks
 // have run. After every batch it publishes its counters in the page STATS_FD
 // maps, which the bench reads. Exit status: 0 when the host said BYE, 1 when
 // the session ended any other way, 2 on bad arguments or set-up, 3 when
@@ -20,7 +20,8 @@
 #include <cstdlib>
 #include <string>
 
-#include "zero_copy_wire.hpp"
+#include "packet_format.hpp"
+#include "zero_copy_counters.hpp"
 
 namespace {
 
@@ -28,17 +29,26 @@ namespace {
 constexpr int kPollMs = 200;
 constexpr int kConnectTimeoutMs = 10000;
 
+struct Checks {
+    uint64_t packets = 0, bytes = 0;
+    ndisshm::support::Checker checker;  // the stream is the guest's queue, as the rig stamps it
+};
+
 void on_packet(void* context, const ndisshm_guest_packet* p) {
-    static_cast<zero_copy::Checker*>(context)->check(static_cast<const std::byte*>(p->data), p->length);
+    auto* c = static_cast<Checks*>(context);
+    ++c->packets;
+    c->bytes += p->length;
+    c->checker.check(p->queue_id, static_cast<const std::byte*>(p->data), p->length);
 }
 
-void publish(zero_copy::GuestCounters* out, const zero_copy::Checker& c, uint64_t batches) {
+void publish(zero_copy::GuestCounters* out, const Checks& c, uint64_t batches) {
+    const ndisshm::support::CheckCounts& v = c.checker.counts();
     // Release on the last store: a reader that sees `batches` sees the rest.
     out->packets.store(c.packets, std::memory_order_relaxed);
     out->bytes.store(c.bytes, std::memory_order_relaxed);
-    out->verified.store(c.verified, std::memory_order_relaxed);
-    out->corrupt.store(c.corrupt, std::memory_order_relaxed);
-    out->lost.store(c.lost, std::memory_order_relaxed);
+    out->verified.store(v.verified, std::memory_order_relaxed);
+    out->corrupt.store(v.corrupt, std::memory_order_relaxed);
+    out->lost.store(v.lost + v.out_of_order, std::memory_order_relaxed);
     out->batches.store(batches, std::memory_order_release);
 }
 
@@ -62,7 +72,7 @@ int main(int argc, char** argv) {
     ::close(stats_fd);
     auto* counters = static_cast<zero_copy::GuestCounters*>(page);
 
-    zero_copy::Checker checker;
+    Checks checker;
     ndisshm_guest_config c;
     ndisshm_guest_config_init(&c);
     c.name = "bench-guest";

@@ -1,9 +1,6 @@
 #include "zero_copy_rig.hpp"
 
-#include <signal.h>
-#include <spawn.h>
 #include <sys/mman.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -15,7 +12,7 @@
 #include <fstream>
 #include <thread>
 
-extern char** environ;
+#include "packet_format.hpp"
 
 namespace zero_copy {
 namespace {
@@ -36,38 +33,19 @@ uint64_t clock_ns(clockid_t id) {
     return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(ts.tv_nsec);
 }
 
-uint64_t splitmix(uint64_t& state) {
-    uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-std::string exit_text(int status) {
-    if (WIFEXITED(status)) return "exit status " + std::to_string(WEXITSTATUS(status));
-    if (WIFSIGNALED(status)) return std::string("killed by signal ") + strsignal(WTERMSIG(status));
-    return "status " + std::to_string(status);
-}
-
 }  // namespace
 
 Source::Source(uint32_t length) : length_(length), stride_((length + 63u) & ~size_t{63}) {
+    static_assert(kBatch <= ndisshm::support::kVariants);
     bytes_.resize(stride_ * kBatch);
-    uint64_t state = length;
-    for (uint32_t i = 0; i < kBatch; ++i) {
-        std::byte* p = bytes_.data() + i * stride_;
-        for (size_t k = kHeaderBytes; k < length; k += 8) {
-            const uint64_t w = splitmix(state);
-            std::memcpy(p + k, &w, std::min<size_t>(8, length - k));
-        }
-        sums_.push_back(payload_sum(p + kHeaderBytes, length - kHeaderBytes));
-    }
+    for (uint32_t i = 0; i < kBatch; ++i)
+        sums_.push_back(ndisshm::support::fill_payload(bytes_.data() + i * stride_, length, i));
 }
 
-void Source::fill(uint64_t seq, ndisshm_hub_packet* out) {
+void Source::fill(uint64_t seq, uint32_t stream, ndisshm_hub_packet* out) {
     for (uint32_t i = 0; i < kBatch; ++i) {
         std::byte* p = bytes_.data() + i * stride_;
-        stamp(p, length_, seq + i, sums_[i]);
+        ndisshm::support::stamp(p, length_, seq + i, sums_[i], stream);
         out[i] = {p, length_, 0};
     }
 }
@@ -187,72 +165,42 @@ bool Rig::spawn_guest(const std::string& guest_path) {
     // Twice the queue's buffers, as the demo gives its guests: the guest
     // provider never runs short of room to carve them.
     const std::string memory = std::to_string(uint64_t{2} * kBlocksPerQueue * kBlockBytes);
-    const std::string socket = dir_ + "/host.sock", fd_text = std::to_string(fd),
-                      parent = std::to_string(::getpid());
-    std::vector<char*> argv;
-    for (const std::string* a : {&guest_path, &socket, &memory, &fd_text, &parent})
-        argv.push_back(const_cast<char*>(a->c_str()));
-    argv.push_back(nullptr);
-    // A process group of its own: if the bench dies while the guest is
-    // stopped (stop_guest), the group is orphaned and the kernel sends it
-    // SIGHUP and SIGCONT, so no stopped guest is left behind.
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
-    posix_spawnattr_setpgroup(&attr, 0);
-    const int rc = ::posix_spawn(&pid_, guest_path.c_str(), nullptr, &attr, argv.data(), environ);
-    posix_spawnattr_destroy(&attr);
+    const std::string socket = dir_ + "/host.sock";
+    // The guest inherits the counters' fd (no close-on-exec) and prints
+    // nothing on stdout. A process group of its own: if the bench dies while
+    // the guest is stopped (stop_guest), the group is orphaned and the kernel
+    // sends it SIGHUP and SIGCONT, so no stopped guest is left behind.
+    ndisshm::support::SpawnOptions spawn;
+    spawn.own_process_group = true;
+    spawn.capture_stdout = false;
+    guest_ = std::make_unique<ndisshm::support::ChildProcess>(
+        std::vector<std::string>{guest_path, socket, memory, std::to_string(fd), std::to_string(::getpid())}, spawn);
     ::close(fd);
-    if (rc != 0) {
-        pid_ = -1;
-        return fail("posix_spawn " + guest_path + ": " + std::strerror(rc));
-    }
+    if (!guest_->started()) return fail(guest_->error());
     return true;
 }
 
 bool Rig::guest_running() {
-    if (pid_ < 0) return fail("the guest has exited");
-    int status = 0;
-    if (::waitpid(pid_, &status, WNOHANG) != pid_) return true;
-    pid_ = -1;
-    return fail("the guest exited: " + exit_text(status));
+    if (!guest_ || !guest_->started()) return fail("the guest has exited");
+    if (guest_->running()) return true;
+    return fail("the guest exited: " + guest_->how());
 }
 
 bool Rig::stop_guest() {
-    if (pid_ < 0) return fail("the guest has exited");
-    int status = 0;
-    // Stopped for sure before the NIC sends: waitpid reports the stop.
-    if (::kill(pid_, SIGSTOP) != 0 || ::waitpid(pid_, &status, WUNTRACED) != pid_)
-        return fail(std::string("stopping the guest: ") + std::strerror(errno));
-    if (!WIFSTOPPED(status)) {
-        pid_ = -1;
-        return fail("the guest exited: " + exit_text(status));
-    }
-    stopped_ = true;
+    // Stopped for sure before the NIC sends: stop() waits for the stop.
+    if (!guest_ || !guest_->stop()) return fail("the guest exited: " + (guest_ ? guest_->how() : std::string()));
     return true;
 }
 
 bool Rig::continue_guest() {
-    if (!stopped_) return true;
-    stopped_ = false;
-    if (pid_ < 0 || ::kill(pid_, SIGCONT) != 0) return fail("the guest has exited");
+    if (guest_) guest_->resume();
     return true;
 }
 
 void Rig::reap_guest() {
-    if (pid_ < 0) return;
-    continue_guest();
-    const auto deadline = Clock::now() + std::chrono::milliseconds(kReapTimeoutMs);
-    int status = 0;
-    while (::waitpid(pid_, &status, WNOHANG) == 0) {
-        if (Clock::now() >= deadline) {
-            ::kill(pid_, SIGKILL);
-            ::waitpid(pid_, &status, 0);
-            break;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    pid_ = -1;
+    if (!guest_) return;
+    guest_->resume();
+    guest_->finish(kReapTimeoutMs);
 }
 
 Rig::~Rig() {
@@ -290,7 +238,7 @@ bool Rig::send(Path path) {
                 return guest_running() && fail("the guest gave no packet back for 5 s");
         }
     }
-    source_.fill(next_seq_, batch_);
+    source_.fill(next_seq_, guest_queue_, batch_);
     size_t done = 0;
     const auto start = Clock::now();
     for (;;) {

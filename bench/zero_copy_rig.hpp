@@ -48,7 +48,8 @@
 #include <string>
 #include <vector>
 
-#include "zero_copy_wire.hpp"
+#include "child_process.hpp"
+#include "zero_copy_counters.hpp"
 
 namespace zero_copy {
 
@@ -58,15 +59,15 @@ inline constexpr uint32_t kBlockBytes = 1u << 20;
 
 enum class Path { ZeroCopy, Copy };
 
-// The NIC's input for one packet size: kBatch buffers with fixed random
-// payloads whose sums are precomputed, so the NIC only stamps a header (24
-// bytes) per packet; the hub copies a batch out before it returns, so the
-// same buffers serve every batch.
+// The NIC's input for one packet size: kBatch buffers with fixed payloads
+// (support/packet_format.hpp) whose sums are precomputed, so the NIC only
+// stamps a header and trailer (32 bytes) per packet; the hub copies a batch
+// out before it returns, so the same buffers serve every batch.
 class Source {
 public:
     explicit Source(uint32_t length);
-    // Stamps packets seq .. seq + kBatch - 1 into `out`.
-    void fill(uint64_t seq, ndisshm_hub_packet* out);
+    // Stamps packets seq .. seq + kBatch - 1 of `stream` into `out`.
+    void fill(uint64_t seq, uint32_t stream, ndisshm_hub_packet* out);
     uint32_t length() const { return length_; }
 
 private:
@@ -114,7 +115,7 @@ public:
     uint64_t dropped() const;
     // Slots the guest gave back and the hub took (PACKETS_DONE processed).
     uint64_t returned() const;
-    pid_t guest_pid() const { return pid_; }
+    pid_t guest_pid() const { return guest_ ? guest_->pid() : -1; }
     uint32_t slots() const { return slots_; }
     uint32_t window() const { return window_; }
     uint32_t slot_bytes() const { return slot_bytes_; }
@@ -138,8 +139,7 @@ private:
     ndisshm_runtime* runtime_ = nullptr;
     ndisshm_hub* hub_ = nullptr;
     uint32_t guest_queue_ = 0;
-    pid_t pid_ = -1;
-    bool stopped_ = false;
+    std::unique_ptr<ndisshm::support::ChildProcess> guest_;
     GuestCounters* counters_ = nullptr;
     uint64_t next_seq_ = 1;
     uint64_t returned_ = 0;  // the hub's count of slots given back, when last read

@@ -6,6 +6,9 @@
 // provider gave; only then take the book lock again, take a record and link
 // it. A free unlinks under the lock of the block's book, so whichever thread
 // unlinks a block is the one that calls the provider: exactly once.
+//
+// Past ~600 lines on purpose: both paths and their one undo path (refuse)
+// read together, since a change to one order of work must change the others.
 #include <algorithm>
 #include <cstdio>
 #include <cstddef>

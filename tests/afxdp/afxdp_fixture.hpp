@@ -23,9 +23,15 @@
 
 #include "hub/afxdp_hub_nic.hpp"
 #include "os/netns.hpp"
-#include "peer/wire_pattern.hpp"
+#include "packet_format.hpp"
 
 namespace ndisshm_afxdp {
+
+using Kind = ndisshm::support::FrameKind;
+using Parsed = ndisshm::support::ParsedFrame;
+using ndisshm::support::make_packet;
+using ndisshm::support::parse_frame;
+inline constexpr uint16_t kPort = ndisshm::support::kUdpPort;
 
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
@@ -125,7 +131,7 @@ inline uint64_t send_paced(ndisshm::os::UdpSender& tx, uint64_t first, uint64_t 
             std::this_thread::sleep_for(50us);
             continue;
         }
-        const auto p = make_payload(first + sent, payload_size(first + sent));
+        const auto p = make_packet(first + sent, payload_size(first + sent));
         auto s = tx.send(p);
         if (!s) {
             if (s.error().err == ENOBUFS || s.error().err == EAGAIN)
@@ -143,7 +149,7 @@ inline uint64_t send_paced(ndisshm::os::UdpSender& tx, uint64_t first, uint64_t 
 inline uint64_t flood(ndisshm::os::UdpSender& tx, const std::atomic<bool>& stop,
                       std::chrono::milliseconds limit = 5000ms) {
     std::vector<std::vector<std::byte>> payloads;
-    for (uint64_t s = 1; s <= 64; ++s) payloads.push_back(make_payload(1'000'000 + s, payload_size(s)));
+    for (uint64_t s = 1; s <= 64; ++s) payloads.push_back(make_packet(1'000'000 + s, payload_size(s)));
     std::vector<std::span<const std::byte>> spans(payloads.begin(), payloads.end());
     const auto end = Clock::now() + limit;
     uint64_t sent = 0;

@@ -17,13 +17,13 @@
 #include <span>
 
 #include "afxdp_fixture.hpp"
-#include "multiprocess/child_process.hpp"
+#include "child_process.hpp"
 
 namespace ndisshm_afxdp {
 namespace {
 
 using ndisshm::nic::AfxdpHubNic;
-using ndisshm_mp::ChildProcess;
+using ndisshm::support::ChildProcess;
 
 constexpr uint32_t kFrames = 512;
 
@@ -168,7 +168,7 @@ TEST_F(GuestTest, EveryKernelPacketLandsInTheGuestsMemoryAndIsReadThereInPlace) 
     auto ping = ndisshm::os::IcmpEchoSender::open(nic_->links().tx(0).netns, nic_->links().rx(0).address);
     ASSERT_TRUE(ping.ok()) << ping.error().message();
     for (uint16_t i = 1; i <= kPings; ++i) {
-        ASSERT_TRUE((*ping)->send(0x4e44, i, make_payload(i, 56)).ok());
+        ASSERT_TRUE((*ping)->send(0x4e44, i, make_packet(i, 56)).ok());
         std::this_thread::sleep_for(1ms);
     }
     const std::string want = "GOT udp=3000 distinct=3000 icmp=20 bad=0 inplace=3020 other=0";
@@ -190,7 +190,7 @@ TEST_F(GuestTest, AGuestKilledWhileTrafficFloodsLeavesNothingBehindAndItsQueueSe
     ASSERT_NE(q, 0u);
     start_flood(q);
     ASSERT_TRUE(a->wait_line("GOT ")) << a->transcript() << hub_log();
-    a->kill9();
+    a->signal(SIGKILL);
     EXPECT_EQ(a->wait_exit(), 128 + SIGKILL);
     ASSERT_TRUE(eventually([&] { return hub_closed() == 1; })) << hub_log();
     std::this_thread::sleep_for(100ms);  // the flood goes on into the link
@@ -263,7 +263,7 @@ TEST_F(GuestTest, AGuestKilledWhileTrafficFloodsGetsNoPacketWrittenIntoItsMemory
     ASSERT_NE(flood_tx_, nullptr);
     auto sent = std::make_shared<std::atomic<uint64_t>>(0);
     flooder_ = std::thread([this, sent] {
-        const auto payload = make_payload(1, 1000);
+        const auto payload = make_packet(1, 1000);
         while (!stop_.load()) {
             if (flood_tx_->send(payload)) ++*sent;
             std::this_thread::sleep_for(100us);
@@ -274,7 +274,7 @@ TEST_F(GuestTest, AGuestKilledWhileTrafficFloodsGetsNoPacketWrittenIntoItsMemory
     ASSERT_TRUE(eventually([&] {
         return std::any_of(umem.begin(), umem.end(), [](std::byte b) { return b != std::byte{0}; });
     })) << "no packet seen in the guest's UMEM range";
-    g->kill9();
+    g->signal(SIGKILL);
     EXPECT_EQ(g->wait_exit(), 128 + SIGKILL);
     ASSERT_TRUE(eventually([&] { return hub_closed() == 1; })) << hub_log();
     ASSERT_TRUE(eventually([&] { return !nic_->driver().miniport().umem(q).has_value(); }))

@@ -108,7 +108,7 @@ TEST_F(MiniportTest, EveryKernelPacketLandsIntactInTheQueuesBlockAndIsReadInPlac
     auto ping = ndisshm::os::IcmpEchoSender::open(links_->tx(0).netns, links_->rx(0).address);
     ASSERT_TRUE(ping.ok()) << ping.error().message();
     for (uint16_t i = 1; i <= kPings; ++i) {
-        ASSERT_TRUE((*ping)->send(0x4e44, i, make_payload(i, 56)).ok());
+        ASSERT_TRUE((*ping)->send(0x4e44, i, make_packet(i, 56)).ok());
         std::this_thread::sleep_for(1ms);
     }
     EXPECT_TRUE(eventually([&] { return total() >= kUdp + kPings; })) << total() << " of " << kUdp + kPings;
@@ -131,7 +131,7 @@ TEST_F(MiniportTest, GiveBackTakesOnlyWhatWasIndicatedAndNotYetReturned) {
     start();
     auto tx = ndisshm::os::UdpSender::open(links_->tx(0).netns, links_->rx(0).address, kPort);
     ASSERT_TRUE(tx.ok()) << tx.error().message();
-    ASSERT_TRUE((*tx)->send(make_payload(7, 100)).ok());
+    ASSERT_TRUE((*tx)->send(make_packet(7, 100)).ok());
     ASSERT_TRUE(eventually([&] { return total() == 1; }));
     const AfxdpPacket p = held_.at(0);
     EXPECT_FALSE(miniport_->give_back(kQueue, p.handle + 1, p.offset, p.length, p.cookie)) << "another block";
@@ -164,7 +164,7 @@ TEST_F(MiniportTest, AStoppedQueueFreesItsBlockAndItsInterfaceQueueCanBeBoundAga
     ASSERT_EQ(miniport_->start_queue(kQueue, queue_config(), &why), NDIS_STATUS_SUCCESS) << why;
     auto tx = ndisshm::os::UdpSender::open(links_->tx(0).netns, links_->rx(0).address, kPort);
     ASSERT_TRUE(tx.ok()) << tx.error().message();
-    ASSERT_TRUE((*tx)->send(make_payload(1, 300)).ok());
+    ASSERT_TRUE((*tx)->send(make_packet(1, 300)).ok());
     EXPECT_TRUE(eventually([&] { return total() == 1; }));
 }
 

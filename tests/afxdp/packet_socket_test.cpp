@@ -52,8 +52,8 @@ TEST_F(PacketSocketTest, ReceivesEveryFrameSentOnItsInterfaceWholeAndIntactAndNo
     ASSERT_NE(other, nullptr);
     constexpr uint64_t kCount = 200;
     for (uint64_t seq = 1; seq <= kCount; ++seq) {
-        ASSERT_TRUE(tx->send(make_payload(seq, payload_size(seq))).ok());
-        ASSERT_TRUE(other->send(make_payload(100'000 + seq, 64)).ok());
+        ASSERT_TRUE(tx->send(make_packet(seq, payload_size(seq))).ok());
+        ASSERT_TRUE(other->send(make_packet(100'000 + seq, 64)).ok());
     }
     std::vector<std::byte> storage(16 * 2048);
     std::vector<std::span<std::byte>> buffers;

@@ -6,6 +6,7 @@
 #include <ndisshm/status.h>
 #include <ndisshm/export.h>
 #include <ndisshm/host.h>
+#include <ndisshm/afxdp.h>
 #include <ndisshm/hub.h>
 
 _Static_assert(sizeof(SCATTER_GATHER_LIST) == 16, "C sees the 16-byte list header");

@@ -14,9 +14,9 @@
 #include <memory>
 #include <string>
 
-#include "config_file.hpp"
+#include "common/config_file.hpp"
 #include "fuzz/fuzz_support.hpp"
-#include "options.hpp"
+#include "common/options.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // One memfd for the whole run, rewritten per input: no disk, no clean-up.

@@ -30,7 +30,7 @@ TEST_F(GuestDeath, KilledBeforeSetMemory) {
     ASSERT_NE(q, 0u);
     auto victim = spawn_guest("victim", {"--behavior", "stall-before-memory"});
     ASSERT_TRUE(victim->wait_line("HELLO_ACK")) << victim->transcript();
-    victim->kill9();
+    victim->signal(SIGKILL);
     expect_only_survivor_left("victim", *other, q, 0);
     EXPECT_NE(last_reason().find("closed the connection"), std::string::npos) << last_reason();
 }
@@ -43,7 +43,7 @@ TEST_F(GuestDeath, KilledAfterItsBlocksWereAdded) {
     ASSERT_NE(vq, 0u);
     EXPECT_EQ(adapter_blocks(), 2 * kBlocksPerQueue);
     EXPECT_TRUE(maps_guest_memory("victim"));
-    victim->kill9();
+    victim->signal(SIGKILL);
     expect_only_survivor_left("victim", *other, q, 0);
     ndisshm_usage_stats qs{};
     EXPECT_EQ(ndisshm_queue_get_stats(adapter_, vq, &qs), NDIS_STATUS_INVALID_PARAMETER) << "its queue was freed";
@@ -66,7 +66,7 @@ TEST_F(GuestDeath, KilledWhilePacketsFlow) {
         }
     });
     ASSERT_TRUE(victim->wait_line("GOT ")) << victim->transcript();
-    victim->kill9();
+    victim->signal(SIGKILL);
     const bool closed = wait_closed(1);
     stop = true;
     nic.join();
@@ -92,7 +92,7 @@ TEST_F(GuestDeath, ManyGuestsKilledAtRandomMomentsLeaveNothingBehind) {
             ASSERT_EQ(hub_->deliver(vq, make_packet(1, 100)), ndisshm::ipc::Delivery::Delivered);
         }
         ASSERT_TRUE(v->wait_line(waits[round])) << v->transcript();
-        v->kill9();
+        v->signal(SIGKILL);
         ASSERT_TRUE(wait_closed(++closed)) << "round " << round;
         EXPECT_FALSE(maps_guest_memory(name));
         deliver_and_check(*other, q, 5, seen += 5);
@@ -109,7 +109,7 @@ TEST(HostDeath, GuestSeesTheSocketCloseAndSaysSo) {
     ASSERT_TRUE(host.wait_line("LISTENING")) << host.transcript();
     ChildProcess guest({NDISSHM_MULTIPROCESS_PEER, "guest", sock, "g"});
     ASSERT_TRUE(guest.wait_line("GOT ")) << guest.transcript();  // packets flowing
-    host.kill9();
+    host.signal(SIGKILL);
     EXPECT_EQ(host.wait_exit(), 128 + SIGKILL);
     auto closed = guest.wait_line("CLOSED");
     ASSERT_TRUE(closed) << guest.transcript();

@@ -18,9 +18,12 @@
 
 #include "child_process.hpp"
 #include "hub/guest_hub.hpp"
-#include "peer/packet_pattern.hpp"
+#include "packet_format.hpp"
 
 namespace ndisshm_mp {
+
+using ndisshm::support::ChildProcess;
+using ndisshm::support::make_packet;
 
 inline constexpr uint32_t kBlocksPerQueue = 4;
 

@@ -1,6 +1,6 @@
 // ndisshm: the command-line tool. This file only wires the command line
-// (CLI11; the flags are in options.cpp) to the subcommands; each subcommand
-// lives in its own file.
+// (CLI11; the flags are in common/options.cpp and soak/options.cpp) to the
+// subcommands; each lives in a folder of its own (README.md).
 //
 // Exit status: 0 success, 1 a check failed or the library refused, 2 bad
 // usage (CLI11's message names the flag); `guest` adds 3: the host vanished.
@@ -12,11 +12,14 @@
 #include <memory>
 #include <string>
 
-#include "afxdp_demo.hpp"
-#include "config_file.hpp"
-#include "live_demo.hpp"
-#include "options.hpp"
-#include "soak_options.hpp"
+#include "commands/guest.hpp"
+#include "commands/host.hpp"
+#include "commands/stat.hpp"
+#include "common/config_file.hpp"
+#include "common/options.hpp"
+#include "demo/demo.hpp"
+#include "soak/options.hpp"
+#include "tour/tour.hpp"
 
 namespace {
 
@@ -56,9 +59,7 @@ int main(int argc, char** argv) {
     }
     try {
         if (app.got_subcommand("demo"))
-            return c.api_tour             ? ndisshm::cli::run_demo(c.tour)
-                   : c.live.nic == "afxdp" ? ndisshm::cli::run_afxdp_demo(c.live)
-                                           : ndisshm::cli::run_live_demo(c.live);
+            return c.api_tour ? ndisshm::cli::run_tour(c.tour) : ndisshm::cli::run_demo(c.live);
         if (app.got_subcommand("guest")) return ndisshm::cli::run_guest(c.guest);
         if (app.got_subcommand("host")) return ndisshm::cli::run_host(c.host);
         if (app.got_subcommand("stat")) return ndisshm::cli::run_stat(c.stat);

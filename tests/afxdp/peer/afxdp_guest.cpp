@@ -22,11 +22,13 @@
 #include <set>
 #include <string>
 
-#include "wire_pattern.hpp"
+#include "packet_format.hpp"
 
 namespace {
 
-using namespace ndisshm_afxdp;
+using Kind = ndisshm::support::FrameKind;
+using Parsed = ndisshm::support::ParsedFrame;
+using ndisshm::support::parse_frame;
 
 void out(const std::string& line) {
     std::printf("%s\n", line.c_str());

@@ -24,13 +24,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "ipc/channel.hpp"
 #include "hub/guest_hub.hpp"
-#include "peer/packet_pattern.hpp"
+#include "packet_format.hpp"
 
 namespace {
 using namespace ndisshm;
@@ -161,7 +162,7 @@ int guest(const std::string& path, const std::string& name, const Options& o) {
                 for (size_t i = 0; i < ds.size();) {
                     // One packet: its chain of segments (two with lookahead split).
                     const size_t n = chain_length(ds, i);
-                    ndisshm_mp::Piece pieces[kMaxSegmentsPerPacket];
+                    std::span<const std::byte> pieces[kMaxSegmentsPerPacket];
                     bool ok = mem != nullptr;
                     for (size_t k = 0; k < n && ok; ++k) {
                         const PacketDescriptor& d = ds[i + k];
@@ -170,8 +171,7 @@ int guest(const std::string& path, const std::string& name, const Options& o) {
                         // Read in place: the packet is where the host wrote it, in our memory.
                         if (ok) pieces[k] = {mem + b->second.offset + d.offset, d.length};
                     }
-                    uint64_t seq = 0;
-                    ok = ok && ndisshm_mp::check_pieces(pieces, n, &seq);
+                    ok = ok && support::verify(support::Segments(pieces, n)).has_value();
                     i += n;
                     ++total;
                     if (!ok) ++bad;
@@ -217,7 +217,7 @@ int host(const std::string& path, const Options& o) {
     while (Clock::now() < end) {
         for (const auto& g : (*hub)->guests()) {
             ++seq;
-            const auto p = ndisshm_mp::make_packet(seq, 64 + seq % 1400);
+            const auto p = support::make_packet(seq, 64 + seq % 1400);
             (*hub)->deliver(g.queue_id, p);
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -241,16 +241,15 @@ struct LibraryGuest {
 
     static void on_packet(void* self, const ndisshm_guest_packet* p) {
         auto* g = static_cast<LibraryGuest*>(self);
-        ndisshm_mp::Piece pieces[NDISSHM_GUEST_MAX_SEGMENTS];
+        std::span<const std::byte> pieces[NDISSHM_GUEST_MAX_SEGMENTS];
         uint64_t length = 0;
         for (uint32_t k = 0; k < p->segment_count; ++k) {
             pieces[k] = {static_cast<const std::byte*>(p->segments[k].data), p->segments[k].length};
             length += p->segments[k].length;
         }
-        uint64_t seq = 0;
         const bool ok = length == p->packet_length && p->segments[0].data == p->data &&
                         p->segments[0].length == p->length &&
-                        ndisshm_mp::check_pieces(pieces, p->segment_count, &seq);
+                        support::verify(support::Segments(pieces, p->segment_count)).has_value();
         ++g->total;
         if (!ok) ++g->bad;
         if (p->segment_count > 1) ++g->split;

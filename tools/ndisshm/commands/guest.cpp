@@ -1,0 +1,187 @@
+// `ndisshm guest`: runs one guest session through the public C++ guest API
+// (<ndisshm/guest.hpp>) and prints what it saw. Packets are read in place:
+// each one's bytes are folded into a checksum, so every byte the host said it
+// delivered is really touched in the guest's memory. With --verify, each
+// packet is instead checked against what the traffic generator of `ndisshm
+// host` and `ndisshm demo` writes (support/packet_format.hpp): sequence number,
+// length, trailer and checksum, counting losses, reordering and corruption.
+//
+// The JSON summary is built here rather than in report.cpp: it shares nothing
+// with the demo's report.
+#include "commands/guest.hpp"
+
+#include <ndisshm/guest.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "packet_format.hpp"
+
+namespace ndisshm::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// How long one poll waits when there is no deadline: short enough that the
+// packet limit is noticed soon after a quiet spell, long enough to cost nothing.
+constexpr int kPollSliceMs = 200;
+
+struct Outcome {
+    NDIS_STATUS end = NDIS_STATUS_SUCCESS;  // OK: a limit ended it
+    std::string reason;
+    bool limit_reached = false;
+    bool verify_failed = false;
+    ndisshm_guest_event queue{};  // QUEUE_ATTACHED, as the host announced it
+};
+
+// The end's short name in --json ("HOST_BYE", "HOST_GONE", "FAILURE"): the
+// status's name without its NDIS_STATUS_ / NDISSHM_STATUS_ prefix.
+std::string end_name(NDIS_STATUS status) {
+    std::string name = ndisshm_status_name(status);
+    for (const char* prefix : {"NDISSHM_STATUS_", "NDIS_STATUS_"})
+        if (name.rfind(prefix, 0) == 0) return name.substr(std::string(prefix).size());
+    return name;
+}
+
+int exit_status(const Outcome& o) {
+    if (o.verify_failed) return 1;
+    if (o.limit_reached || o.end == NDISSHM_STATUS_HOST_BYE) return 0;
+    if (o.end == NDISSHM_STATUS_HOST_GONE) return kGuestHostVanished;
+    return 1;
+}
+
+std::string describe_end(const Outcome& o) {
+    if (o.limit_reached) return "limit reached; said BYE";
+    return o.reason;
+}
+
+void print_summary(const GuestCommandOptions& opt, const ndisshm_guest_stats& s, uint64_t checksum,
+                   const support::CheckCounts& v, const Outcome& o) {
+    if (opt.json) {
+        nlohmann::ordered_json j = {
+            {"name", opt.name},
+            {"socket", opt.socket},
+            {"memory_bytes", opt.memory_bytes},
+            {"guest_id", s.guest_id},
+            {"end", o.limit_reached ? "LIMIT" : end_name(o.end)},
+            {"reason", describe_end(o)},
+            {"packets", s.packets},
+            {"bytes", s.bytes},
+            {"bad_descriptors", s.bad_descriptors},
+            {"bad_blocks", s.bad_blocks},
+            {"batches", s.batches},
+            {"blocks_known", s.blocks},
+            {"queues_attached", s.queues},
+            {"checksum", checksum},
+            {"queue", {{"id", o.queue.queue_id},
+                       {"lookahead_split", o.queue.flags != 0},
+                       {"lookahead_size", o.queue.lookahead_size}}},
+            {"exit_status", exit_status(o)},
+        };
+        if (opt.verify)
+            j["verify"] = {{"verified", v.verified}, {"lost", v.lost}, {"out_of_order", v.out_of_order},
+                           {"corrupt", v.corrupt}, {"last_seq", v.last_seq}};
+        std::printf("%s\n", j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
+        return;
+    }
+    std::printf("guest %s (id %u, %llu bytes of memory): %s\n", opt.name.c_str(), s.guest_id,
+                static_cast<unsigned long long>(opt.memory_bytes), describe_end(o).c_str());
+    std::printf("packets: %llu\nbytes: %llu\nbad descriptors: %llu\nbad blocks: %llu\nbatches: %llu\n"
+                "blocks known: %u\nqueues attached: %u\nchecksum: %016llx\n",
+                static_cast<unsigned long long>(s.packets), static_cast<unsigned long long>(s.bytes),
+                static_cast<unsigned long long>(s.bad_descriptors), static_cast<unsigned long long>(s.bad_blocks),
+                static_cast<unsigned long long>(s.batches), s.blocks, s.queues,
+                static_cast<unsigned long long>(checksum));
+    if (opt.verify)
+        std::printf("verified: %llu\nlost: %llu\nout of order: %llu\ncorrupt: %llu\nlast sequence number: %llu\n",
+                    static_cast<unsigned long long>(v.verified), static_cast<unsigned long long>(v.lost),
+                    static_cast<unsigned long long>(v.out_of_order), static_cast<unsigned long long>(v.corrupt),
+                    static_cast<unsigned long long>(v.last_seq));
+}
+
+}  // namespace
+
+int run_guest(const GuestCommandOptions& opt) {
+    uint64_t checksum = 0;
+    support::Checker checker;
+    // FNV-1a over each packet: cheap, and it reads every byte in place.
+    // --verify reads every byte too, through the traffic's own checksum.
+    auto on_packet = [&checksum, &checker, &opt](const ndisshm::GuestPacket& p) {
+        // Every segment of the packet (two with lookahead split), read where
+        // it lies: nothing is joined.
+        std::span<const std::byte> parts[NDISSHM_GUEST_MAX_SEGMENTS];
+        const size_t n = std::min<size_t>(p.segments.size(), NDISSHM_GUEST_MAX_SEGMENTS);
+        for (size_t i = 0; i < n; ++i) parts[i] = p.segments[i].data;
+        // --frame-offset: the stream sits behind a NIC's headers (demo --nic
+        // afxdp: whole Ethernet frames, the stream in the UDP payload); a
+        // packet too short to hold it counts as corrupt.
+        if (opt.verify) {
+            std::span<const std::byte> rest[NDISSHM_GUEST_MAX_SEGMENTS];
+            return checker.check(p.queue_id, support::skip(support::Segments(parts, n), opt.frame_offset, rest));
+        }
+        uint64_t h = 1469598103934665603ull;
+        for (size_t i = 0; i < n; ++i)
+            for (std::byte b : parts[i]) h = (h ^ static_cast<uint64_t>(b)) * 1099511628211ull;
+        checksum ^= h;
+    };
+    Outcome o;
+    auto on_event = [&o](const ndisshm_guest_event& e) {
+        if (e.kind == NDISSHM_GUEST_QUEUE_ATTACHED) o.queue = e;
+    };
+    std::unique_ptr<ndisshm::Guest> guest;
+    try {
+        guest = std::make_unique<ndisshm::Guest>(ndisshm::GuestOptions{opt.name, opt.memory_bytes, 0}, on_packet,
+                                                 on_event);
+        guest->connect(opt.socket, opt.connect_timeout_ms);
+    } catch (const ndisshm::GuestError& e) {
+        std::fprintf(stderr, "ndisshm guest: %s\n", e.what());
+        return e.status() == NDISSHM_STATUS_HOST_GONE ? kGuestHostVanished : 1;
+    }
+    if (!opt.json) {
+        std::fprintf(stderr, "ndisshm guest: connected to %s as guest %u\n", opt.socket.c_str(),
+                     guest->stats().guest_id);
+    }
+
+    const auto start = Clock::now();
+    const auto deadline = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt.duration_s));
+    for (;;) {
+        int wait = kPollSliceMs;
+        if (opt.duration_s > 0) {
+            const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
+            if (left <= 0) {
+                o.limit_reached = true;
+                break;
+            }
+            wait = left < kPollSliceMs ? static_cast<int>(left) : kPollSliceMs;
+        }
+        const NDIS_STATUS s = guest->poll_once(wait);
+        if (s != NDIS_STATUS_SUCCESS && s != NDISSHM_STATUS_TIMEOUT) {
+            o.end = s;
+            o.reason = guest->last_error();
+            break;
+        }
+        if (opt.packets > 0 && guest->stats().packets >= opt.packets) {
+            o.limit_reached = true;
+            break;
+        }
+    }
+    if (o.limit_reached) guest->close();  // BYE: the host frees our blocks at once
+    const support::CheckCounts& v = checker.counts();
+    if (opt.verify && (v.lost != 0 || v.out_of_order != 0 || v.corrupt != 0)) {
+        o.verify_failed = true;
+        o.reason = "verify: " + std::to_string(v.lost) + " lost, " + std::to_string(v.out_of_order) +
+                   " out of order, " + std::to_string(v.corrupt) + " corrupt (" + describe_end(o) + ")";
+    }
+    print_summary(opt, guest->stats(), checksum, v, o);
+    const int rc = exit_status(o);
+    if (rc != 0) std::fprintf(stderr, "ndisshm guest: %s\n", o.reason.c_str());
+    return rc;
+}
+
+}  // namespace ndisshm::cli

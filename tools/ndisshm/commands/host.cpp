@@ -1,0 +1,156 @@
+#include "commands/host.hpp"
+
+#include <ndisshm/hub.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <set>
+#include <stdexcept>
+#include <thread>
+
+#include "common/hub_wire.hpp"
+#include "common/metrics.hpp"
+#include "common/signals.hpp"
+#include "common/traffic.hpp"
+#include "common/units.hpp"
+
+namespace ndisshm::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// The generator runs in slices this long, between which the host notices
+// guests that came or went and a signal.
+constexpr double kSliceS = 0.1;
+
+// Streams follow the running guests: one per guest id, so a guest that
+// reconnects starts its numbering afresh, as its new checker expects.
+void follow_guests(const ndisshm::Hub& hub, TrafficGenerator& gen) {
+    std::set<uint32_t> running;
+    for (const auto& g : hub.guests()) {
+        running.insert(g.guest_id);
+        if (gen.streams().count(g.guest_id) == 0) gen.add_stream(g.guest_id, g.queue_id);
+    }
+    for (auto it = gen.streams().begin(); it != gen.streams().end();)
+        it = running.count(it->first) == 0 ? gen.streams().erase(it) : std::next(it);
+}
+
+void print_summary(const HostOptions& o, const std::string& socket, double uptime, const ndisshm_hub_stats& h,
+                   uint64_t sent, const ndisshm::HubTeardown& t) {
+    if (o.json) {
+        nlohmann::ordered_json j = {
+            {"ok", t.clean()},
+            {"socket", socket},
+            {"uptime_s", uptime},
+            {"signal", stop_signal()},
+            {"guests_connected", h.accepted},
+            {"guests_refused", h.refused},
+            {"packets_sent", sent},
+            {"packets_delivered", h.delivered},
+            {"packets_returned", h.returned},
+            {"outstanding_blocks", t.blocks_left},
+            {"outstanding_bytes", t.bytes_left},
+            {"host_memory_blocks_left", t.memory_blocks_left},
+            {"verifier_findings", t.findings},
+        };
+        std::printf("%s\n", j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
+        return;
+    }
+    std::printf("ndisshm host: up %.1f s; %llu guests connected (%llu refused); %llu packets sent, %llu delivered, "
+                "%llu given back\n",
+                uptime, static_cast<unsigned long long>(h.accepted), static_cast<unsigned long long>(h.refused),
+                static_cast<unsigned long long>(sent), static_cast<unsigned long long>(h.delivered),
+                static_cast<unsigned long long>(h.returned));
+    std::printf("teardown: %llu blocks outstanding (%s), %llu in host memory; verifier findings: %zu\n",
+                static_cast<unsigned long long>(t.blocks_left), human_bytes(t.bytes_left).c_str(),
+                static_cast<unsigned long long>(t.memory_blocks_left), t.findings.size());
+    std::printf("%s\n", t.clean() ? "host: clean shutdown" : "host: LEAK OR VIOLATION (details on stderr)");
+}
+
+}  // namespace
+
+int run_host(const HostOptions& o) {
+    const std::atomic<bool>& stop = stop_on_signals();
+    std::unique_ptr<ndisshm::HubHost> host;
+    ndisshm::HubOptions h;
+    h.socket_path = o.host.socket;
+    h.max_guests = o.host.max_guests;
+    h.blocks_per_queue = o.host.blocks_per_queue;
+    h.block_bytes = o.host.block_bytes;
+    h.slot_bytes = o.host.slot_bytes;
+    h.lookahead_split = o.host.lookahead_size != 0;
+    h.lookahead_size = o.host.lookahead_size;
+    h.log = [&o](const std::string& line) {
+        if (!o.quiet) std::fprintf(stderr, "ndisshm host: %s\n", line.c_str());
+    };
+    auto log = h.log;
+    try {
+        host = std::make_unique<ndisshm::HubHost>(h);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "ndisshm host: cannot start: %s\n", e.what());
+        return 1;
+    }
+    ndisshm::Hub& hub = host->hub();
+    const std::string socket = hub.socket_path();
+    // Flushed at once: scripts wait for this line before connecting. On
+    // stdout, but with --json stdout holds the summary alone.
+    std::FILE* ready = o.json ? stderr : stdout;
+    std::fprintf(ready, "ndisshm host: listening on %s (control: %s)\n", socket.c_str(), hub.control_path().c_str());
+    std::fflush(ready);
+
+    // Each scrape takes a fresh snapshot: the same JSON `ndisshm stat` reads.
+    std::unique_ptr<MetricsServer> metrics;
+    if (!o.metrics_listen.empty()) {
+        std::string error;
+        metrics = MetricsServer::start(
+            o.metrics_listen, [&hub] { return nlohmann::json::parse(hub.snapshot_json()); }, &error);
+        if (!metrics) {
+            std::fprintf(stderr, "ndisshm host: %s\n", error.c_str());
+            host->shut_down();
+            return 1;
+        }
+        std::fprintf(ready, "ndisshm host: metrics on http://%s/metrics (port %d)\n", o.metrics_listen.c_str(),
+                     metrics->port());
+        std::fflush(ready);
+    }
+
+    HubWire wire(hub);
+    std::unique_ptr<TrafficGenerator> gen;
+    if (o.rate_pps != 0)
+        gen = std::make_unique<TrafficGenerator>(hub, wire, TrafficOptions{o.packet_sizes, o.rate_pps, o.batch});
+    const auto start = Clock::now();
+    uint64_t sent = 0;
+    auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
+    while (!stop.load() && (o.duration_s <= 0 || elapsed() < o.duration_s)) {
+        if (!gen) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            continue;
+        }
+        follow_guests(hub, *gen);
+        if (gen->streams().empty()) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            continue;
+        }
+        sent += gen->run(Path::ZeroCopy, kSliceS, stop).total.packets;
+    }
+    if (stop_signal() != 0) log("signal " + std::to_string(stop_signal()) + ": shutting down");
+    metrics.reset();  // no scrape may read the hub while it shuts down
+    const ndisshm_hub_stats stats = hub.stats();
+    const double uptime = elapsed();
+    gen.reset();
+    const ndisshm::HubTeardown t = host->shut_down();
+    print_summary(o, socket, uptime, stats, sent, t);
+    if (t.blocks_left != 0)
+        std::fprintf(stderr, "ndisshm host: LEAK: %llu blocks (%llu bytes) still on the adapter after the hub stopped\n",
+                     static_cast<unsigned long long>(t.blocks_left), static_cast<unsigned long long>(t.bytes_left));
+    if (t.memory_blocks_left != 0)
+        std::fprintf(stderr, "ndisshm host: LEAK: %llu blocks still in host memory\n",
+                     static_cast<unsigned long long>(t.memory_blocks_left));
+    for (const auto& f : t.findings) std::fprintf(stderr, "ndisshm host: verifier: %s\n", f.c_str());
+    return t.clean() ? 0 : 1;
+}
+
+}  // namespace ndisshm::cli

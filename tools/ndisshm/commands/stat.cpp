@@ -1,0 +1,186 @@
+#include "commands/stat.hpp"
+
+#include <ndisshm/hub.hpp>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <thread>
+
+#include "common/metrics.hpp"
+#include "common/signals.hpp"
+#include "common/table.hpp"
+#include "common/units.hpp"
+
+namespace ndisshm::cli {
+namespace {
+
+using json = nlohmann::json;
+using Align = Table::Align;
+
+// A member, or null when the host's snapshot lacks it (an older or newer
+// library): never the undefined behaviour of const operator[].
+const json& field(const json& o, const char* k) {
+    static const json null;
+    if (!o.is_object()) return null;
+    auto it = o.find(k);
+    return it == o.end() ? null : *it;
+}
+
+std::string num(const json& v) { return v.is_number() ? v.dump() : "-"; }
+std::string bytes(const json& v) { return v.is_number_unsigned() ? human_bytes(v.get<uint64_t>()) : "-"; }
+
+// A row of a usage object (blocks, bytes, peak, allocations, frees, failures).
+std::vector<std::string> usage_cells(const std::string& name, const json& u) {
+    return {name,           num(field(u, "blocks")), bytes(field(u, "bytes")), num(field(u, "peak_blocks")), bytes(field(u, "peak_bytes")),
+            num(field(u, "allocations")), num(field(u, "frees")), num(field(u, "failures"))};
+}
+
+Table usage_table(const std::string& first) {
+    return Table({{first},
+                  {"blocks", Align::Right},
+                  {"bytes", Align::Right},
+                  {"peak blocks", Align::Right},
+                  {"peak bytes", Align::Right},
+                  {"allocations", Align::Right},
+                  {"frees", Align::Right},
+                  {"failures", Align::Right}});
+}
+
+std::string section(const std::string& title, const Table& t) { return "\n" + title + "\n" + t.render(); }
+
+std::string query(const StatOptions& o, std::string& error) {
+    const std::string path = o.socket.empty() ? ndisshm::Hub::default_socket_path() : o.socket;
+    try {
+        return ndisshm::Hub::control_query(path, "stat", o.timeout_ms);
+    } catch (const ndisshm::HubError& e) {
+        error = e.what();
+        return {};
+    }
+}
+
+}  // namespace
+
+std::string render_snapshot(const std::string& text) {
+    const json s = json::parse(text);
+    std::string out;
+    const json& h = s.at("hub");
+    out += "host: socket " + s.value("socket", "") + ", control " + s.value("control", "") + ", up " +
+           fixed(s.value("uptime_s", 0.0), 1) + " s, library " + s.value("library", "") +
+           (s.value("running", false) ? "" : " (stopped)") + "\n";
+    out += "guests: " + num(field(h, "running")) + " running, " + num(field(h, "accepted")) + " connected so far, " +
+           num(field(h, "closed")) + " gone (" + num(field(h, "refused")) + " refused)\n";
+    out += "packets: " + num(field(h, "delivered")) + " delivered (" + num(field(h, "copied")) + " through host queues), " +
+           num(field(h, "dropped")) + " dropped or retried, " + num(field(h, "returned")) + " given back\n";
+
+    Table adapters({{"adapter"}, {"provider"}, {"queues", Align::Right}, {"bindings", Align::Right},
+                    {"blocks", Align::Right}, {"bytes", Align::Right}, {"peak blocks", Align::Right},
+                    {"peak bytes", Align::Right}, {"failures", Align::Right}});
+    Table by_usage = usage_table("adapter/usage"), by_node = usage_table("adapter/node");
+    for (const json& a : s.at("adapters")) {
+        const json& t = field(a, "total");
+        adapters.add_row({a.value("name", ""), a.value("provider", ""), num(field(a, "queues")), num(field(a, "bindings")),
+                          num(field(t, "blocks")), bytes(field(t, "bytes")), num(field(t, "peak_blocks")), bytes(field(t, "peak_bytes")),
+                          num(field(t, "failures"))});
+        for (const auto& [k, u] : field(a, "by_usage").items()) by_usage.add_row(usage_cells(a.value("name", "") + "/" + k, u));
+        for (const auto& [k, u] : field(a, "by_node").items())
+            by_node.add_row(usage_cells(a.value("name", "") + "/node " + k, u));
+    }
+    out += section("adapters", adapters);
+    if (by_usage.rows() != 0) out += section("blocks by usage", by_usage);
+    if (by_node.rows() != 0) out += section("blocks by node", by_node);
+
+    Table providers({{"adapter"}, {"binding"}, {"description"}});
+    for (const json& p : s.at("providers"))
+        providers.add_row({p.value("adapter", ""), p.value("binding", ""), p.value("description", "")});
+    if (providers.rows() != 0) out += section("providers", providers);
+
+    Table queues({{"queue", Align::Right}, {"kind"}, {"guest", Align::Right}, {"lookahead"}, {"slots", Align::Right},
+                  {"received", Align::Right}, {"ring full", Align::Right}, {"outstanding", Align::Right},
+                  {"blocks", Align::Right}, {"bytes", Align::Right}, {"peak blocks", Align::Right},
+                  {"failures", Align::Right}});
+    for (const json& q : s.at("queues")) {
+        const json& b = field(q, "books");
+        const std::string split = q.value("lookahead_split", false) ? "split " + num(field(q, "lookahead_size")) : "-";
+        const std::string guest = q.value("guest_id", 0u) != 0 ? num(field(q, "guest_id")) : "-";
+        queues.add_row({num(field(q, "id")), q.value("kind", ""), guest, split, num(field(q, "slots")), num(field(q, "received")),
+                        num(field(q, "ring_full")), num(field(q, "outstanding")), num(field(b, "blocks")), bytes(field(b, "bytes")),
+                        num(field(b, "peak_blocks")), num(field(b, "failures"))});
+    }
+    out += section("queues (adapter " + (field(s, "adapters").empty() ? std::string("?") : field(s, "adapters")[0].value("name", "")) + ")",
+                   queues);
+
+    Table guests({{"guest", Align::Right}, {"name"}, {"queue", Align::Right}, {"memory", Align::Right}, {"base"}});
+    for (const json& g : s.at("guests")) {
+        char base[24];
+        std::snprintf(base, sizeof(base), "0x%llx", static_cast<unsigned long long>(g.value("guest_physical_base", 0ull)));
+        guests.add_row({num(field(g, "id")), g.value("name", ""), num(field(g, "queue")), bytes(field(g, "memory_bytes")), base});
+    }
+    if (guests.rows() != 0) out += section("guests", guests);
+
+    const json& m = s.at("memory");
+    out += "\nmemory: " + m.value("page_mode", std::string("?")) + " pages (" + bytes(field(m, "page_bytes")) + "), " +
+           num(field(m, "arenas")) + " arenas, " + bytes(field(m, "bytes_in_use")) + " in " + num(field(m, "blocks_in_use")) +
+           " blocks, high water " + bytes(field(m, "high_water_bytes")) + ", file " + bytes(field(m, "file_bytes")) + "\n";
+
+    const json& v = s.at("verifier");
+    out += "verifier: " + num(field(v, "total")) + " findings";
+    std::string kinds;
+    for (const auto& [k, n] : field(v, "by_kind").items()) kinds += (kinds.empty() ? "" : ", ") + k + " " + n.dump();
+    out += kinds.empty() ? "" : " (" + kinds + ")";
+    out += ", " + num(field(v, "global")) + " outside any runtime\n";
+    for (const json& line : field(v, "recent")) out += "  " + line.get<std::string>() + "\n";
+    if (!field(s, "sessions").empty()) {
+        out += "\nsessions ended (latest last):\n";
+        for (const json& line : field(s, "sessions")) out += "  " + line.get<std::string>() + "\n";
+    }
+    return out;
+}
+
+int run_stat(const StatOptions& o) {
+    const std::atomic<bool>& stop = stop_on_signals();
+    const bool tty = isatty(STDOUT_FILENO) == 1;
+    for (unsigned shown = 0;;) {
+        std::string error;
+        const std::string reply = query(o, error);
+        if (reply.empty()) {
+            std::fprintf(stderr, "ndisshm stat: %s\n", error.c_str());
+            return 1;
+        }
+        std::string text;
+        try {
+            // --json passes the host's reply on unchanged; one line each, so
+            // --watch --json is a stream of JSON lines.
+            const bool as_json = o.json || o.format == "json";
+            if (as_json)
+                text = json::parse(reply).dump() + "\n";
+            else if (o.format == "prometheus")
+                text = prometheus_text(json::parse(reply));
+            else if (o.format == "openmetrics")
+                text = openmetrics_text(json::parse(reply));
+            else
+                text = render_snapshot(reply);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "ndisshm stat: the host's reply is not a snapshot: %s\n", e.what());
+            return 1;
+        }
+        // Watching on a terminal: redraw from the top, as top(1) does.
+        const bool table = !o.json && o.format == "table";
+        if (o.watch_s > 0 && tty && table) std::fputs("\033[H\033[2J", stdout);
+        std::fputs(text.c_str(), stdout);
+        if (o.watch_s > 0 && !tty && table) std::fputs("\n", stdout);
+        std::fflush(stdout);
+        ++shown;
+        if (o.watch_s <= 0 || (o.count != 0 && shown >= o.count)) return 0;
+        const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(o.watch_s);
+        while (std::chrono::steady_clock::now() < until) {
+            if (stop.load()) return 0;
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+    }
+}
+
+}  // namespace ndisshm::cli
