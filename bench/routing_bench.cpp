@@ -76,6 +76,7 @@ void BM_RoutingNdis(benchmark::State& state, Route route) {
     });
     const NDIS_HANDLE adapter = bed.adapter();
     DriverRequest req(kLength);
+    req.shape().QueueId = bed.queue();  // the binding's queue: its provider serves it
     for (auto _ : state) {
         NDIS_HANDLE block = nullptr;
         PNDIS_SHARED_MEMORY_PARAMETERS p = req.fresh();

@@ -10,6 +10,8 @@
 
 namespace bench {
 
+constexpr NDIS_RECEIVE_QUEUE_ID kBindingQueue = 1;
+
 struct TestbedOptions {
     bool verifier = true;
     int adapters = 1;  // "bench0", "bench1", ...; the binding and outstanding blocks are on bench0
@@ -19,7 +21,9 @@ struct TestbedOptions {
     int64_t outstanding = 0;
     ULONG outstanding_length = 4096;
     // Non-empty: a provider binding of this name registers `provider` through
-    // NdisSetOptionalHandlers, so every allocation of the adapter goes to it.
+    // NdisSetOptionalHandlers and allocates queue kBindingQueue, so the
+    // allocations on that queue go to it (the Hyper-V shape: queue 0 stays
+    // NDIS's own memory, as on Windows).
     std::string binding_name;
     const NDIS_SHARED_MEMORY_PROVIDER_CHARACTERISTICS* provider = nullptr;
 };
@@ -43,8 +47,11 @@ public:
             auto* handlers = reinterpret_cast<PNDIS_DRIVER_OPTIONAL_HANDLERS>(
                 const_cast<NDIS_SHARED_MEMORY_PROVIDER_CHARACTERISTICS*>(o.provider));
             check(NdisSetOptionalHandlers(binding_, handlers), "NdisSetOptionalHandlers");
+            check(ndisshm_queue_create(binding_, kBindingQueue), "ndisshm_queue_create (the binding's queue)");
+            queue_ = kBindingQueue;
         }
         DriverRequest req(o.outstanding_length);
+        req.shape().QueueId = queue_;
         held_.reserve(static_cast<size_t>(o.outstanding));
         for (int64_t i = 0; i < o.outstanding; ++i) {
             NDIS_HANDLE h = nullptr;
@@ -64,6 +71,8 @@ public:
     Testbed& operator=(const Testbed&) = delete;
 
     NDIS_HANDLE adapter(int i = 0) const { return adapters_[static_cast<size_t>(i)]; }
+    // The queue to allocate on: the binding's when there is one, else queue 0.
+    NDIS_RECEIVE_QUEUE_ID queue() const { return queue_; }
     const ndisshm_runtime* runtime() const { return rt_; }
     uint64_t violations() const { return bench::violations(rt_); }
 
@@ -76,6 +85,7 @@ private:
     std::vector<NDIS_HANDLE> adapters_;
     NDIS_HANDLE adapter_ = nullptr;  // adapters_[0]
     NDIS_HANDLE binding_ = nullptr;
+    NDIS_RECEIVE_QUEUE_ID queue_ = NDIS_DEFAULT_RECEIVE_QUEUE_ID;
     std::vector<NDIS_HANDLE> held_;
 };
 
