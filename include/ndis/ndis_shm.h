@@ -83,6 +83,20 @@ typedef ULONG NDIS_RECEIVE_QUEUE_ID, *PNDIS_RECEIVE_QUEUE_ID;
 typedef ULONG NDIS_NIC_SWITCH_VPORT_ID, *PNDIS_NIC_SWITCH_VPORT_ID;
 typedef ULONG NODE_REQUIREMENT;
 
+/* ---- Physical addresses, as ndis.h spells them --------------------------- */
+/* An SG element's Address as a miniport names it (ndis.h: a PHYSICAL_ADDRESS). */
+typedef PHYSICAL_ADDRESS NDIS_PHYSICAL_ADDRESS, *PNDIS_PHYSICAL_ADDRESS;
+/* An NDIS_PHYSICAL_ADDRESS initializer from its low and high 32 bits. ndis.h
+ * writes `{ (ULONG)(_Low), (LONG)(_High) }`, relying on brace elision into the
+ * union's first member; the inner braces give the same value and keep C's
+ * -Wmissing-braces (in -Wall) quiet in drivers built with -Werror. */
+#define NDIS_PHYSICAL_ADDRESS_CONST(_Low, _High) { { (ULONG)(_Low), (LONG)(_High) } }
+/* The halves of an NDIS_PHYSICAL_ADDRESS (an lvalue), read and written as ndis.h does. */
+#define NdisGetPhysicalAddressHigh(_PhysicalAddress) ((_PhysicalAddress).HighPart)
+#define NdisSetPhysicalAddressHigh(_PhysicalAddress, _Value) ((_PhysicalAddress).HighPart) = (_Value)
+#define NdisGetPhysicalAddressLow(_PhysicalAddress) ((_PhysicalAddress).LowPart)
+#define NdisSetPhysicalAddressLow(_PhysicalAddress, _Value) ((_PhysicalAddress).LowPart) = (_Value)
+
 /* ---- Status codes (NTSTATUS values, as the WDK defines them) ------------ */
 #define NDIS_STATUS_SUCCESS ((NDIS_STATUS)0x00000000L)
 #define NDIS_STATUS_PENDING ((NDIS_STATUS)0x00000103L)
@@ -396,6 +410,8 @@ NDISSHM_STATIC_ASSERT(sizeof(NDIS_SHARED_MEMORY_PROVIDER_CHARACTERISTICS) == 0x2
 NDISSHM_STATIC_ASSERT(NDIS_SIZEOF_SHARED_MEMORY_PROVIDER_CHARACTERISTICS_REVISION_1 == 0x20, "revision 1 size");
 
 NDISSHM_STATIC_ASSERT(sizeof(LARGE_INTEGER) == 8, "PHYSICAL_ADDRESS is 64 bits");
+NDISSHM_STATIC_ASSERT(sizeof(NDIS_PHYSICAL_ADDRESS) == 8, "NDIS_PHYSICAL_ADDRESS is 64 bits");
+NDISSHM_STATIC_ASSERT(offsetof(LARGE_INTEGER, HighPart) == 4, "HighPart is the upper half (little endian)");
 NDISSHM_STATIC_ASSERT(offsetof(SCATTER_GATHER_ELEMENT, Length) == 0x08, "element Length");
 NDISSHM_STATIC_ASSERT(offsetof(SCATTER_GATHER_ELEMENT, Reserved) == 0x10, "element Reserved");
 NDISSHM_STATIC_ASSERT(sizeof(SCATTER_GATHER_ELEMENT) == 24, "SCATTER_GATHER_ELEMENT size");
