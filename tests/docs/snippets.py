@@ -58,7 +58,8 @@ import sys
 from pathlib import Path
 
 MARKER = re.compile(r"^\s*<!--\s*snippet:\s*(.*?)\s*-->\s*$")
-FENCE = re.compile(r"^(\s{0,3})(```+|~~~+)\s*([\w+-]*)")
+# Any indentation: a fence nested in a list item must not escape the marker rule.
+FENCE = re.compile(r"^(\s*)(```+|~~~+)\s*([\w+-]*)")
 ATTR = re.compile(r'([\w.]+)=("(?:[^"\\]|\\.)*"|\S+)')
 
 LANGS = {"c", "cpp", "sh", "cmake", "text"}
@@ -113,7 +114,7 @@ def extract(md_path, display, errors):
         start = i
         body = []
         i += 1
-        while i < len(lines) and not re.match(r"^\s{0,3}" + re.escape(fence[0]) + "{" + str(len(fence)) + r",}\s*$", lines[i]):
+        while i < len(lines) and not re.match(r"^\s*" + re.escape(fence[0]) + "{" + str(len(fence)) + r",}\s*$", lines[i]):
             body.append(lines[i][len(indent):] if lines[i].startswith(indent) else lines[i])
             i += 1
         if i == len(lines):
