@@ -8,7 +8,8 @@ fence, an HTML comment (invisible once rendered):
     <!-- snippet: LANG MODE [key=value | key="quoted value"]... -->
 
 and LANG must match the fence's info string (c, cpp, sh, cmake, text).
-A block without one fails the test, named by file and line. The modes:
+A block without one fails the test, named by file and line, and so does an
+indented (unfenced) code block, which has no place for a marker. The modes:
 
   c|cpp program name=N [args="..."]
       A complete program: compiled as C11 (c) or C++20 (cpp) with -Wall
@@ -108,6 +109,10 @@ def extract(md_path, display, errors):
     while i < len(lines):
         m = FENCE.match(lines[i])
         if not m:
+            # Markdown's other code block, indented by four spaces after a blank
+            # line, has no place for a marker: it would escape, so it is refused.
+            if re.match(r"^( {4}|\t)\s*\S", lines[i]) and i > 0 and not lines[i - 1].strip():
+                errors.append(f"{display}:{i + 1}: indented code block: fence it and mark it")
             i += 1
             continue
         indent, fence, info = m.group(1), m.group(2), m.group(3)
