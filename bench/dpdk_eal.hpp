@@ -10,8 +10,8 @@ namespace bench::dpdk {
 
 struct Eal {
     bool ok = false;
-    std::string error;  // "skipped: ..." when !ok: the machine cannot start an EAL
-    int main_cpu = 0;   // the two CPUs on the EAL's -l list: the first two this
+    std::string error;    // "skipped: ..." when !ok: the machine cannot start an EAL
+    int main_cpu = 0;     // the two CPUs on the EAL's -l list: the first two this
     int second_cpu = -1;  // process may use (second_cpu -1 when it has one)
 };
 
