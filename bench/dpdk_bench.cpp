@@ -7,7 +7,8 @@
 //   pair/rte_malloc/bytes:B/outstanding:N/real_time/threads:T
 //
 // The EAL starts once, lazily, in the setup of the first DPDK benchmark that
-// runs (a filter without one never starts it), with
+// runs, this file's or memif_bench.cpp's (a filter without one never starts
+// it; dpdk_eal.hpp), with
 //   --no-huge --no-pci -m 1024 --no-shconf --no-telemetry -l A,B --log-level=*:error
 // --no-huge: no hugetlbfs here, so the EAL's 1 GiB is anonymous memory (and
 // implies legacy memory, which --in-memory refuses, hence --no-shconf).
@@ -26,12 +27,7 @@
 // * The second thread of a threads:2 run is a non-EAL thread (lcore id
 //   LCORE_ID_ANY). rte_malloc and rte_memzone_* take their locks (a spinlock
 //   per heap, the memzone rwlock) from any thread; no registration is needed.
-#include <pthread.h>
-#include <sched.h>
-
-#include <rte_eal.h>
 #include <rte_errno.h>
-#include <rte_lcore.h>
 #include <rte_malloc.h>
 #include <rte_memzone.h>
 
@@ -42,60 +38,12 @@
 #include <vector>
 
 #include "bench_support.hpp"
+#include "dpdk_eal.hpp"
 
 namespace bench {
 namespace {
 
 enum class Api { Memzone, Malloc };
-
-struct EalState {
-    bool ok = false;
-    std::string error;
-};
-
-std::string first_two_cpus(const cpu_set_t& set) {
-    std::string list;
-    int found = 0;
-    for (int cpu = 0; cpu < CPU_SETSIZE && found < 2; ++cpu) {
-        if (!CPU_ISSET(cpu, &set)) continue;
-        if (found++ != 0) list += ',';
-        list += std::to_string(cpu);
-    }
-    return list.empty() ? "0" : list;
-}
-
-// Started by the first DPDK benchmark's thread 0 (the main thread: Google
-// Benchmark runs thread 0 on the thread that runs the suite).
-const EalState& eal() {
-    static EalState state = [] {
-        EalState s;
-        cpu_set_t mine;
-        CPU_ZERO(&mine);
-        if (pthread_getaffinity_np(pthread_self(), sizeof(mine), &mine) != 0) {
-            s.error = "pthread_getaffinity_np failed";
-            return s;
-        }
-        const std::string lcores = first_two_cpus(mine);
-        std::vector<std::string> args = {"ndisshm_bench", "--no-huge", "--no-pci", "-m", "1024", "--no-shconf",
-                                         "--no-telemetry", "-l", lcores, "--log-level=*:error"};
-        std::vector<char*> argv;
-        for (auto& a : args) argv.push_back(a.data());
-        argv.push_back(nullptr);
-        const int rc = rte_eal_init(static_cast<int>(args.size()), argv.data());
-        // rte_eal_init pinned this thread to the main lcore's CPU.
-        pthread_setaffinity_np(pthread_self(), sizeof(mine), &mine);
-        if (rc < 0) {
-            s.error = std::string("skipped: rte_eal_init failed: ") + rte_strerror(rte_errno);
-            return s;
-        }
-        s.ok = true;
-        // After the Shared<> drops registered at static initialisation, so the
-        // blocks still outstanding go back before the EAL does.
-        register_drop([] { rte_eal_cleanup(); });
-        return s;
-    }();
-    return state;
-}
 
 // "t<thread>.<counter>", both in hex, unique for the life of the process.
 class ZoneNamer {
@@ -199,7 +147,7 @@ void BM_DpdkPair(benchmark::State& state, Api api) {
     DpdkState& s = g_dpdk.setup(state, key_of(state, "dpdk", {static_cast<int64_t>(api), state.range(0), outstanding}),
                                 [&] {
                                     auto d = std::make_unique<DpdkState>();
-                                    const EalState& e = eal();
+                                    const dpdk::Eal& e = dpdk::eal();
                                     if (!e.ok) d->eal_error = e.error;
                                     else d->held = std::make_unique<Held>(api, bytes, outstanding);
                                     return d;

@@ -334,6 +334,39 @@ else:
         if max(spread) > 0.10:
             print("  WARNING: above 10%: other load shared the cores during this run; this verdict is not a "
                   "measurement of ndisshm (see bench/README.md)")
+
+# ---- DPDK's memif PMD against ndisshm's zero-copy receive (memif_bench.cpp) ----
+print("\n## memif (DPDK 22.11, copy mode) side by side with zero-copy receive into a guest\n")
+mem = lambda b: f"memif/copy/bytes:{b}/real_time"
+if not any(k.startswith("memif/") for k in list(ns) + list(errors) + list(skipped)):
+    print(f'not in this run ({ctx.get("dpdk", "memif_bench.cpp not built")})')
+else:
+    print("memif: a sender thread and a receiver thread on CPUs of their own, polling; it copies every packet twice "
+          "(into the shared ring on tx, into an mbuf on rx), its receiver reads 64 bytes of each. ndisshm zero copy: "
+          "the NIC writes each packet once, into the guest's memory, and the guest reads every byte. CPU: ns per "
+          "packet, sender + receiver (memif) or NIC thread + hub thread + guest (ndisshm).\n")
+    print("| packet | memif Mpps | memif Gbit/s | memif CPU (tx + rx) | zero-copy own cores Mpps | zero-copy / memif "
+          "| zero-copy shared Mpps | zero-copy shared / memif |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    mp = lambda v: "n/a" if v is None else f"{v / 1e6:.3f}"
+    for b in (64, 1500, 9000):
+        m = mem(b)
+        mpps, mg = counter(m, "packets_per_s"), counter(m, "gbit_per_s")
+        mt, mr = counter(m, "host_cpu_ns"), counter(m, "guest_cpu_ns")
+        mc = "n/a" if None in (mt, mr) else f"{mt + mr:,.0f} ({mt:,.0f} + {mr:,.0f})"
+        zo = counter(f"guest_rx_own_cores/zero_copy/bytes:{b}/real_time", "packets_per_s")
+        zs = counter(f"guest_rx/zero_copy/bytes:{b}/real_time", "packets_per_s")
+        print(f"| {b} B | {mp(mpps)} | {'n/a' if mg is None else f'{mg:.2f}'} | {mc} | {mp(zo)} | {ratio(zo, mpps)} | "
+              f"{mp(zs)} | {ratio(zs, mpps)} |")
+    for n in sorted(k for k in list(errors) + list(skipped) if k.startswith("memif/")):
+        print(f"\n{n}: {errors.get(n) or skipped.get(n)}")
+    mcv = {b.get("run_name"): b.get("packets_per_s") for b in data["benchmarks"] if b.get("aggregate_name") == "cv"}
+    spread = [mcv.get(mem(b)) for b in (64, 1500, 9000)]
+    if None not in spread:
+        print(f"\nspread over the repetitions (cv of memif packets/s): {', '.join(f'{v:.0%}' for v in spread)} "
+              "(64, 1500, 9000 B)")
+        if max(spread) > 0.10:
+            print("WARNING: above 10%: other load shared the cores; read the ratios as a range, not a figure")
 PY
 }
 
