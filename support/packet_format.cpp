@@ -46,9 +46,7 @@ uint64_t packet_key(uint64_t seq, uint32_t length, uint32_t stream) {
 uint64_t fill_payload(std::byte* p, uint32_t length, uint32_t variant) {
     if (length < kFullBytes) return 0;
     for (size_t i = kHeaderBytes; i < length - kTrailerBytes; ++i) p[i] = pattern_byte(variant, length, i);
-    PayloadSum sum;
-    sum.add(p + kHeaderBytes, length - kFullBytes);
-    return sum.finish();
+    return PayloadSum::of(p + kHeaderBytes, length - kFullBytes);
 }
 
 std::vector<std::byte> make_packet(uint64_t seq, size_t length, uint32_t stream) {
@@ -59,7 +57,29 @@ std::vector<std::byte> make_packet(uint64_t seq, size_t length, uint32_t stream)
     return p;
 }
 
+std::optional<uint64_t> verify(const std::byte* data, size_t length, uint32_t stream) {
+    if (length < 8 || length > kMaxPacket) return std::nullopt;
+    uint64_t seq;
+    std::memcpy(&seq, data, 8);
+    const uint64_t key = packet_key(seq, static_cast<uint32_t>(length), stream);
+    if (length < kFullBytes) {
+        for (size_t i = 8; i < length; ++i)
+            if (data[i] != static_cast<std::byte>((key >> (8 * (i % 8))) + i)) return std::nullopt;
+        return seq;
+    }
+    uint32_t magic, stated;
+    uint64_t check, trailer;
+    std::memcpy(&magic, data + 8, 4);
+    std::memcpy(&stated, data + 12, 4);
+    std::memcpy(&check, data + 16, 8);
+    std::memcpy(&trailer, data + length - kTrailerBytes, 8);
+    if (magic != kMagic || stated != length || trailer != seq) return std::nullopt;
+    if ((PayloadSum::of(data + kHeaderBytes, length - kFullBytes) ^ key) != check) return std::nullopt;
+    return seq;
+}
+
 std::optional<uint64_t> verify(Segments segments, uint32_t stream) {
+    if (segments.size() == 1) return verify(segments[0].data(), segments[0].size(), stream);
     size_t length = 0;
     for (const auto& seg : segments) length += seg.size();
     if (length < 8 || length > kMaxPacket) return std::nullopt;
@@ -105,7 +125,14 @@ Segments skip(Segments segments, size_t bytes, std::span<const std::byte>* out) 
 }
 
 void Checker::check(uint32_t stream, Segments segments) {
-    const std::optional<uint64_t> seq = verify(segments, stream);
+    count(stream, verify(segments, stream));
+}
+
+void Checker::check(uint32_t stream, const std::byte* data, size_t length) {
+    count(stream, verify(data, length, stream));
+}
+
+void Checker::count(uint32_t stream, std::optional<uint64_t> seq) {
     if (!seq) {
         ++counts_.corrupt;
         return;

@@ -5,10 +5,8 @@
 // allocation returns.
 #include <gtest/gtest.h>
 
-#include <map>
-#include <mutex>
-
 #include "conformance/fixture.hpp"
+#include "pool_provider.hpp"
 
 namespace ndisshm::test {
 
@@ -76,54 +74,31 @@ TEST_F(VmqLifecycle, AQueueFreedBeforeCompletionIsNeverAnnouncedToTheProvider) {
     EXPECT_TRUE(p.queue_events().empty());
 }
 
-// Records, per provider context, the SharedMemoryHandle it was committed under.
-struct CommitLog {
-    std::mutex mu;
-    std::map<NDIS_HANDLE, NDIS_HANDLE> handle_of;
-    int commits = 0;
-};
-CommitLog* g_commits = nullptr;
-int g_next_context = 0;
-NDIS_STATUS CommitAllocate(NDIS_HANDLE, PNDIS_SHARED_MEMORY_PARAMETERS p, PNDIS_HANDLE ctx) {
-    static unsigned char memory[64 * 4096];
-    const int n = g_next_context++ % 64;
-    p->VirtualAddress = memory + n * 4096;
-    p->SGListBuffer->NumberOfElements = 1;
-    p->SGListBuffer->Elements[0].Address.QuadPart = 0x10000 + n * 4096;
-    p->SGListBuffer->Elements[0].Length = p->Length;
-    *ctx = reinterpret_cast<NDIS_HANDLE>(static_cast<uintptr_t>(n + 1));
-    return NDIS_STATUS_SUCCESS;
-}
-void CommitFree(NDIS_HANDLE, NDIS_HANDLE) {}
-void CommitCommitted(NDIS_HANDLE, NDIS_HANDLE ctx, NDIS_HANDLE handle) {
-    std::lock_guard lock(g_commits->mu);
-    g_commits->handle_of[ctx] = handle;
-    ++g_commits->commits;
-}
-
+// A pool provider (support/'s: it owns real memory, and keeps each block's handle as a switch does).
 TEST_F(VmqLifecycle, ProviderLearnsEachBlocksSharedMemoryHandleBeforeTheCallReturns) {
-    CommitLog log;
-    g_commits = &log;
-    g_next_context = 0;
-    ndisshm_provider_ops ops{};
-    ops.struct_size = sizeof(ops);
-    ops.allocate = &CommitAllocate;
-    ops.free = &CommitFree;
-    ops.committed = &CommitCommitted;
+    support::PoolProvider pool("vswitch", 4, 4096);
+    ndisshm_provider_ops ops = pool.ops();
     NDIS_HANDLE binding = new_binding(adapter_, "vswitch");
     ASSERT_EQ(ndisshm_binding_register_provider(binding, &ops), NDIS_STATUS_SUCCESS);
     ASSERT_EQ(ndisshm_queue_create(binding, 3), NDIS_STATUS_SUCCESS);
     Alloc a = allocate(adapter_, 4096, 3);
     ASSERT_TRUE(a.ok());
-    EXPECT_EQ(log.commits, 1);
-    EXPECT_EQ(log.handle_of[reinterpret_cast<NDIS_HANDLE>(uintptr_t{1})], a.params.SharedMemoryHandle);
-    // A refused allocation commits nothing.
+    ASSERT_NE(a.params.SharedMemoryHandle, nullptr);
+    EXPECT_EQ(pool.shared_memory_handle(a.params.VirtualAddress), a.params.SharedMemoryHandle);
+    Alloc b = allocate(adapter_, 4096, 3);
+    ASSERT_TRUE(b.ok());
+    EXPECT_EQ(pool.shared_memory_handle(b.params.VirtualAddress), b.params.SharedMemoryHandle);
+    EXPECT_NE(a.params.SharedMemoryHandle, b.params.SharedMemoryHandle);
+    // A refused allocation (no queue 9) reaches no provider and commits nothing.
     Alloc refused = allocate(adapter_, 4096, 9);
     EXPECT_FALSE(refused.ok());
-    EXPECT_EQ(log.commits, 1);
+    EXPECT_EQ(pool.live(), 2u);
     NdisFreeSharedMemory(adapter_, a.handle);
+    NdisFreeSharedMemory(adapter_, b.handle);
+    EXPECT_EQ(pool.shared_memory_handle(a.params.VirtualAddress), nullptr) << "a freed block keeps no handle";
     ndisshm_binding_destroy(binding);
-    g_commits = nullptr;
+    EXPECT_EQ(pool.live(), 0u);
+    EXPECT_EQ(pool.bad_frees(), 0u);
 }
 
 }  // namespace

@@ -5,14 +5,14 @@
 // the benchmarks make the same call). It checks what NDIS hands back,
 // writes a pattern into every block, and keeps its own books in a Ledger.
 //
-// Why not the library's miniport (src/nic/vmq_miniport): that one is the
-// hub's receive path, a driver the library runs for its guests: it cuts its
-// queues' blocks into packet slots, writes packets into them and trusts what
-// NDIS gives. This one is what a driver author writes and the tour shows:
-// any usage and length on any queue, every grant checked against the spec
-// and the runtime's record, every block held until its queue goes. It is the
-// user's side of the API, so it lives with the user (the tool), on the public
-// headers only; the library's is internal and cannot be reached from here.
+// Why the tour has a miniport of its own: nothing else is this driver. The
+// library's (src/nic/vmq_miniport) is internal, the hub's receive path, and
+// trusts what NDIS gives; examples/miniport_vmq.c is one page for readers;
+// support/driver_request is the one call, which this shares with the soak and
+// the benchmarks. This is what the tour shows: any usage and length on any
+// queue, every grant checked against the spec and the runtime's record, a
+// pattern per block, its own ledger. It is a user's driver, so it lives with
+// the user (the tool), on the public headers only.
 #pragma once
 
 #include <ndis/ndis_shm.h>

@@ -1,6 +1,6 @@
 // The API tour (`demo --api-tour`). Two adapters run the same miniport
-// code: nic0 has a provider of our own ("vswitch") registered through
-// NdisSetOptionalHandlers, nic1 has none and gets NDIS's default provider, so
+// code: nic0 has a provider ("vswitch", support/pool_provider: the tree's one
+// pool provider) registered through NdisSetOptionalHandlers, nic1 has none and gets NDIS's default provider, so
 // the only difference between them is the routing. One misuse (a double free) is committed on
 // purpose to show the verifier; one allocation is refused on purpose to show
 // a provider's status coming back to the driver.
@@ -17,7 +17,8 @@
 #include "tour/report.hpp"
 #include "tour/scenario.hpp"
 #include "tour/violation_watch.hpp"
-#include "tour/vswitch_provider.hpp"
+
+#include "pool_provider.hpp"
 
 namespace ndisshm::cli {
 namespace {
@@ -80,7 +81,7 @@ private:
     Ledger ledger_;
     ViolationWatch watch_;
     // The provider outlives the runtime: teardown may still free through it.
-    std::unique_ptr<VswitchProvider> vswitch_;
+    std::unique_ptr<support::PoolProvider> vswitch_;
     std::unique_ptr<ndisshm::Runtime> runtime_;
     std::vector<std::unique_ptr<Nic>> nics_;
     DemoSummary summary_;
@@ -129,10 +130,10 @@ void Tour::register_vswitch() {
     // The switch serves the VMQ queues it allocates; queue 0 stays NDIS's (the Hyper-V shape).
     size_t slots = 0;
     for (const auto& b : plan_adapter(w())) slots += b.queue != NDIS_DEFAULT_RECEIVE_QUEUE_ID ? 1 : 0;
-    vswitch_ = std::make_unique<VswitchProvider>(slots, w().block_size);
+    vswitch_ = std::make_unique<support::PoolProvider>(kVswitch, slots, w().block_size);
     Nic& n = nic(0);
     n.binding = std::make_unique<ndisshm::ProviderBinding>(*n.adapter, kVswitch);
-    ndisshm::check(register_through_ndis(*n.binding, *vswitch_), "NdisSetOptionalHandlers");
+    ndisshm::check(support::register_through_ndis(*n.binding, *vswitch_), "NdisSetOptionalHandlers");
     n.report.provider = kVswitch;
     n.report.description = vswitch_->describe();
     scenario_.check(n.adapter->stats().has_provider == 1,
