@@ -6,7 +6,18 @@
  * vhost-user's SET_MEM_TABLE does), and reads each received packet in place,
  * named by (shared memory handle, offset, length) as NET_BUFFER_SHARED_MEMORY
  * names it on Windows. The host's NIC writes into this memory; nothing is
- * copied on the way.
+ * copied on the way. The descriptors travel in shared rings in the same
+ * memory (one block of each queue, NdisSharedMemoryUsageOther), so that
+ * under load no system call is made per packet or per batch; the socket
+ * carries only the handshake and the life cycle.
+ *
+ * Two ways to receive: ndisshm_guest_poll calls on_packet for each packet
+ * and gives it back when the callback returns; ndisshm_guest_rx_burst hands
+ * packets out in place, as rte_eth_rx_burst does, and they stay the caller's
+ * until ndisshm_guest_rx_return. Either way a host that is asked to
+ * (interrupt mode, the default) wakes a sleeping guest with an eventfd only
+ * when it has set its need-wakeup flag; NDISSHM_GUEST_BUSY_POLL spins
+ * instead, for the lowest latency.
  *
  * @code
  *   ndisshm_guest_config c; ndisshm_guest_config_init(&c);
@@ -71,6 +82,7 @@ typedef struct ndisshm_guest_packet {
     uint32_t packet_length; /**< the whole packet: the segments' lengths summed */
     uint32_t reserved;
     const ndisshm_guest_segment* segments; /**< segment_count of them, in order; segments[0] is data/length */
+    uint64_t token; /**< the library's: names the packet to ndisshm_guest_rx_return */
 } ndisshm_guest_packet;
 
 typedef enum ndisshm_guest_event_kind {
@@ -94,6 +106,10 @@ typedef struct ndisshm_guest_event {
 typedef void (*ndisshm_guest_packet_fn)(void *context, const ndisshm_guest_packet *packet);
 typedef void (*ndisshm_guest_event_fn)(void *context, const ndisshm_guest_event *event);
 
+/** ndisshm_guest_config.flags: wait by spinning on the rings, never sleeping
+ * (the host is then never asked for a wake-up: the lowest latency, a core). */
+#define NDISSHM_GUEST_BUSY_POLL 0x1u
+
 typedef struct ndisshm_guest_config {
     uint32_t struct_size;         /**< sizeof(ndisshm_guest_config): ndisshm_guest_config_init sets it */
     const char *name;             /**< 1..31 bytes, sent in HELLO (for the host's logs) */
@@ -102,6 +118,8 @@ typedef struct ndisshm_guest_config {
     ndisshm_guest_packet_fn on_packet; /**< may be NULL: packets are then only counted */
     ndisshm_guest_event_fn on_event;   /**< may be NULL */
     void *context;                /**< passed to both callbacks */
+    uint32_t flags;               /**< NDISSHM_GUEST_BUSY_POLL, or 0: interrupt mode */
+    uint32_t reserved;            /**< 0 */
 } ndisshm_guest_config;
 
 typedef struct ndisshm_guest_stats {
@@ -110,7 +128,7 @@ typedef struct ndisshm_guest_stats {
     uint64_t bad_descriptors; /**< unknown handle, another queue's block, length 0, past the block's end: not
                                  read; one bad segment makes every descriptor of its packet bad */
     uint64_t bad_blocks;      /**< BLOCK_ADDED empty, outside guest memory or a duplicate; removal of an unknown one */
-    uint64_t batches;         /**< PACKETS messages */
+    uint64_t batches;         /**< reads of a receive ring that found entries */
     uint32_t blocks;          /**< known now */
     uint32_t queues;          /**< attached now */
     uint32_t guest_id;        /**< the host's, from HELLO_ACK (0 before) */
@@ -152,13 +170,12 @@ NDISSHM_API NDIS_STATUS ndisshm_guest_create(const ndisshm_guest_config *config,
 NDISSHM_API NDIS_STATUS ndisshm_guest_connect(ndisshm_guest *guest, const char *socket_path, int timeout_ms,
                                               char *error, size_t error_bytes);
 
-/** Waits up to timeout_ms for one message from the host and handles it:
- * queue and block events (on_event), PACKETS (on_packet for each packet whose
- * every segment is good, then all descriptors returned in PACKETS_DONE), BYE.
- * After PACKETS, it also handles the PACKETS of the same queue already
- * waiting behind it (up to 16 more, without waiting), and returns the
- * descriptors of them all in one PACKETS_DONE before it returns: one message
- * back for what arrived together. Every descriptor read is returned by then.
+/** Waits up to timeout_ms (as ndisshm_guest_wait) for packets or a message
+ * from the host, then handles what there is: a message (queue and block
+ * events go to on_event; BYE and ERROR end the session), or up to 256
+ * packets from the receive rings, each handed to on_packet if every segment
+ * of it is good, and given back through the completion ring as soon as its
+ * callback returns. Packets held from ndisshm_guest_rx_burst are left alone.
  * @param guest a connected guest.
  * @param timeout_ms < 0: forever.
  * @param error optional buffer for why the session ended.
@@ -170,6 +187,53 @@ NDISSHM_API NDIS_STATUS ndisshm_guest_connect(ndisshm_guest *guest, const char *
  *         or there is no session); the reason in `error`.
  * @param error_bytes its size in bytes (0: none) */
 NDISSHM_API NDIS_STATUS ndisshm_guest_poll(ndisshm_guest *guest, int timeout_ms, char *error, size_t error_bytes);
+
+/** Waits up to timeout_ms until a receive ring has packets or a message from
+ * the host is handled (queue and block events, BYE, ERROR), without taking
+ * any packet. Interrupt mode sleeps (need-wakeup set, woken by an eventfd);
+ * NDISSHM_GUEST_BUSY_POLL spins. Under load it finds packets at once and
+ * makes no system call (the socket is looked at every 64th call). With
+ * timeout_ms 0 in interrupt mode, a TIMEOUT leaves need-wakeup set: sleep
+ * on ndisshm_guest_fd then, and the next packet wakes it.
+ * @param guest a connected guest.
+ * @param timeout_ms < 0: forever; 0: look and return.
+ * @param error optional buffer for why the session ended.
+ * @return NDIS_STATUS_SUCCESS (packets ready, or a message handled),
+ *         NDISSHM_STATUS_TIMEOUT, or the session's end as ndisshm_guest_poll.
+ * @param error_bytes its size in bytes (0: none) */
+NDISSHM_API NDIS_STATUS ndisshm_guest_wait(ndisshm_guest *guest, int timeout_ms, char *error, size_t error_bytes);
+
+/** Receives up to `max` packets in place, without waiting and without a
+ * system call, as rte_eth_rx_burst does. Each stays valid (its segments
+ * included) until given back with ndisshm_guest_rx_return, in any order; the
+ * host reuses its buffers only then. A packet with a bad segment is not
+ * handed out (counted in bad_descriptors) and goes back at once.
+ * @param guest a connected guest (none: 0).
+ * @param packets room for `max` packets.
+ * @param max how many at most.
+ * @return how many were written to `packets`. */
+NDISSHM_API uint32_t ndisshm_guest_rx_burst(ndisshm_guest *guest, ndisshm_guest_packet *packets, uint32_t max);
+
+/** Gives packets from ndisshm_guest_rx_burst back to the host (one
+ * publication of the completion ring for them all). A packet returned
+ * already, or whose session or queue has ended since, is ignored.
+ * @param guest the guest they came from.
+ * @param packets as rx_burst wrote them (their `token` is what counts).
+ * @param count how many.
+ * @return NDIS_STATUS_SUCCESS; NDIS_STATUS_INVALID_PARAMETER for a NULL
+ *         pointer or a token this guest never gave (the others are still
+ *         returned; the reason in ndisshm_guest_poll's next error). */
+NDISSHM_API NDIS_STATUS ndisshm_guest_rx_return(ndisshm_guest *guest, const ndisshm_guest_packet *packets,
+                                                uint32_t count);
+
+/** A file descriptor to sleep on in the caller's own epoll or poll loop: it
+ * becomes readable when the host sends a message or, once
+ * ndisshm_guest_wait(guest, 0, ...) has returned TIMEOUT (need-wakeup set),
+ * when packets arrive. Then call ndisshm_guest_poll or _wait. Owned by the
+ * guest; the same fd for the guest's life.
+ * @param guest a guest.
+ * @return the fd, or -1 (NULL guest, or epoll failed). */
+NDISSHM_API int ndisshm_guest_fd(ndisshm_guest *guest);
 
 /** Says BYE and closes the connection (the host frees our blocks). The guest
  * keeps its memory and stats until destroyed. No-op without a session.

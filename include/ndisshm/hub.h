@@ -82,6 +82,10 @@ typedef struct ndisshm_hub_config {
      * without them passes the smaller struct_size; they then read as NULL. */
     ndisshm_hub_queue_params_fn queue_params; /**< NULL: every guest's queue as lookahead_split says */
     void* queue_params_context;               /**< passed to `queue_params` */
+    /* Added with the shared rings; a smaller struct_size reads them as 0. */
+    uint32_t ring_size; /**< entries of each guest queue's receive and completion rings (and the most packets a
+                             guest holds at once): a power of two, 64..65536; 0: 512 */
+    uint32_t reserved;  /**< 0 */
 } ndisshm_hub_config;
 
 /** The defaults above, serve_control = 1. Fills sizeof(ndisshm_hub_config)
@@ -91,8 +95,8 @@ NDISSHM_API void ndisshm_hub_config_init(ndisshm_hub_config *config);
 
 /** Creates the hub's adapter on `runtime`; nothing listens yet. NULL config:
  * the defaults. struct_size may be sizeof(ndisshm_hub_config) or the size
- * before queue_params (the fields after it are then NULL); anything else is
- * refused. NDIS_STATUS_INVALID_PARAMETER for a bad config (the reason in
+ * before queue_params or before ring_size (the fields after it are then 0);
+ * anything else is refused. NDIS_STATUS_INVALID_PARAMETER for a bad config (the reason in
  * `error`, error_bytes > 0, may be NULL), or an adapter creation's status.
  * The runtime must outlive the hub.
  * @param runtime the runtime the hub's adapter lives on; it must outlive the hub
@@ -169,12 +173,13 @@ typedef struct ndisshm_hub_packet {
 NDISSHM_API ndisshm_hub_delivery ndisshm_hub_deliver(ndisshm_hub *hub, uint32_t queue_id, const void *data,
                                                      uint32_t length);
 
-/** As ndisshm_hub_deliver for a batch in one message to the guest (one
- * system call per batch): up to 2047 packets, or fewer when they are split
- * (a split packet takes two of the message's 2047 descriptors). Returns how
- * many were delivered: always a prefix of `packets`; the rest were dropped
- * (see NDISSHM_HUB_DROPPED; also when the message is full) and may be
- * offered again, or the guest is gone.
+/** As ndisshm_hub_deliver for a batch: one lock and one publication of the
+ * guest's receive ring for them all, no system call unless the guest sleeps
+ * (need-wakeup). Up to 1024 packets, and no more than the ring has room for
+ * (a split packet takes two entries). Returns how many were delivered:
+ * always a prefix of `packets`; the rest were dropped (see
+ * NDISSHM_HUB_DROPPED; also when the ring is full) and may be offered again,
+ * or the guest is gone.
  * @param hub from ndisshm_hub_create
  * @param queue_id a running guest's queue
  * @param packets the packets
@@ -256,7 +261,10 @@ typedef struct ndisshm_hub_queue_info {
     uint64_t too_large;       /**< packets refused: longer than a slot */
     uint64_t returned;        /**< slots given back */
     uint64_t outstanding;     /**< slots holding a packet now */
-    ndisshm_usage_stats books; /**< ndisshm_queue_get_stats: the runtime's books for the queue */
+    ndisshm_usage_stats books; /**< ndisshm_queue_get_stats: the runtime's books for the queue (a guest's
+                                  queue: its receive blocks and its rings' block) */
+    uint32_t post_lookahead_blocks; /**< with lookahead split: ReceivePostLookahead blocks; else 0 */
+    uint32_t ring_size;       /**< a guest's queue: entries of its receive and completion rings; else 0 */
 } ndisshm_hub_queue_info;
 
 /** Queue 0, the running guests' queues and the host queues, by id; as
@@ -274,10 +282,11 @@ typedef struct ndisshm_hub_stats {
     uint64_t refused;     /**< ended by the hub: bad handshake or message, no room */
     uint64_t delivered;   /**< packets delivered into guests (both paths) */
     uint64_t dropped;     /**< packets offered and not delivered (see NDISSHM_HUB_DROPPED) */
-    uint64_t returned;    /**< slots guests gave back */
+    uint64_t returned;    /**< packets guests gave back through their completion rings */
     uint64_t copied;      /**< of `delivered`, those that went through a host queue */
     uint64_t host_queues; /**< now */
     uint64_t control_requests; /**< answered on the control socket */
+    uint64_t kicks;       /**< eventfd writes to wake a sleeping guest (need-wakeup); none under load */
 } ndisshm_hub_stats;
 /** The hub's counters now.
  * @param hub from ndisshm_hub_create

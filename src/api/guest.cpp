@@ -87,6 +87,31 @@ NDIS_STATUS ndisshm_guest_poll(ndisshm_guest* g, int timeout_ms, char* error, si
     }
 }
 
+NDIS_STATUS ndisshm_guest_wait(ndisshm_guest* g, int timeout_ms, char* error, size_t error_bytes) {
+    if (g == nullptr) return fail(error, error_bytes, NDIS_STATUS_INVALID_PARAMETER, "ndisshm_guest_wait: guest is NULL");
+    try {
+        return answer(g, g->session->wait(timeout_ms), error, error_bytes);
+    } catch (const std::bad_alloc&) {
+        return fail(error, error_bytes, NDIS_STATUS_RESOURCES, "ndisshm_guest_wait: out of memory");
+    }
+}
+
+uint32_t ndisshm_guest_rx_burst(ndisshm_guest* g, ndisshm_guest_packet* packets, uint32_t max) {
+    if (g == nullptr || packets == nullptr) return 0;
+    try {
+        return g->session->rx_burst(packets, max);
+    } catch (const std::bad_alloc&) {
+        return 0;
+    }
+}
+
+NDIS_STATUS ndisshm_guest_rx_return(ndisshm_guest* g, const ndisshm_guest_packet* packets, uint32_t count) {
+    if (g == nullptr || (packets == nullptr && count != 0)) return NDIS_STATUS_INVALID_PARAMETER;
+    return g->session->rx_return(packets, count);
+}
+
+int ndisshm_guest_fd(ndisshm_guest* g) { return g == nullptr ? -1 : g->session->fd(); }
+
 void ndisshm_guest_close(ndisshm_guest* g) {
     if (g != nullptr) g->session->close();
 }

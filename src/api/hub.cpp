@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "hub/hub_state.hpp"
+#include "ipc/ring.hpp"
 #include <ndisshm/hub.h>
 
 namespace {
@@ -22,9 +23,15 @@ using ndisshm::ipc::GuestHub;
 constexpr uint32_t kMaxGuests = 1024;
 // The config as it was before queue_params: callers built then pass this size.
 constexpr size_t kConfigBytesBeforeQueueParams = offsetof(ndisshm_hub_config, queue_params);
+// ... and before ring_size.
+constexpr size_t kConfigBytesBeforeRingSize = offsetof(ndisshm_hub_config, ring_size);
+// Packets per deliver_batch call: more than any ring takes at once is refused
+// up front, so the per-thread span array stays small.
+constexpr size_t kMaxBatch = 1024;
 
 bool known_size(uint32_t size) {
-    return size == sizeof(ndisshm_hub_config) || size == kConfigBytesBeforeQueueParams;
+    return size == sizeof(ndisshm_hub_config) || size == kConfigBytesBeforeQueueParams ||
+           size == kConfigBytesBeforeRingSize;
 }
 
 NDIS_STATUS refuse(char* error, size_t bytes, NDIS_STATUS status, const std::string& why) {
@@ -46,6 +53,11 @@ std::string check_config(const ndisshm_hub_config& c) {
     if (why.empty()) why = out_of("first_queue_id", c.first_queue_id, 1, UINT32_MAX - c.max_guests);
     if (why.empty() && c.lookahead_split > 1) why = "lookahead_split must be 0 or 1";
     if (why.empty() && c.lookahead_split) why = out_of("lookahead_size", c.lookahead_size, 1, c.slot_bytes);
+    if (why.empty() && (c.ring_size < ndisshm::ipc::kMinHubRingSize || c.ring_size > ndisshm::ipc::kMaxRingSize ||
+                        (c.ring_size & (c.ring_size - 1)) != 0))
+        why = "ring_size is " + std::to_string(c.ring_size) + ", must be a power of two in " +
+              std::to_string(ndisshm::ipc::kMinHubRingSize) + ".." + std::to_string(ndisshm::ipc::kMaxRingSize);
+    if (why.empty() && c.reserved != 0) why = "reserved must be 0";
     if (why.empty() && (c.handshake_timeout_ms < 1 || c.handshake_timeout_ms > 3'600'000))
         why = "handshake_timeout_ms is " + std::to_string(c.handshake_timeout_ms) + ", must be 1..3600000";
     return why;
@@ -59,6 +71,7 @@ void fill_defaults(ndisshm_hub_config& c) {
     if (c.slot_bytes == 0) c.slot_bytes = std::min<uint32_t>(2048, c.block_bytes);
     if (c.lookahead_split && c.lookahead_size == 0) c.lookahead_size = 128;
     if (c.handshake_timeout_ms == 0) c.handshake_timeout_ms = 5000;
+    if (c.ring_size == 0) c.ring_size = 512;
 }
 
 }  // namespace
@@ -113,6 +126,7 @@ NDIS_STATUS ndisshm_hub_create(ndisshm_runtime* runtime, const ndisshm_hub_confi
     g.first_queue_id = c.first_queue_id;
     g.max_guests = c.max_guests;
     g.handshake_timeout_ms = c.handshake_timeout_ms;
+    g.ring_size = c.ring_size;
     if (c.max_guest_memory_bytes != 0) g.memory_limits.max_bytes = c.max_guest_memory_bytes;
     ndisshm_hub* raw = h.get();
     g.log = [raw](const std::string& line) { raw->say(line); };
@@ -192,7 +206,7 @@ ndisshm_hub_delivery ndisshm_hub_deliver(ndisshm_hub* h, uint32_t queue_id, cons
 
 size_t ndisshm_hub_deliver_batch(ndisshm_hub* h, uint32_t queue_id, const ndisshm_hub_packet* packets, size_t count) {
     if (h == nullptr || !h->hub || packets == nullptr || count == 0) return 0;
-    count = std::min<size_t>(count, ndisshm::ipc::kMaxPacketsPerMessage);
+    count = std::min(count, kMaxBatch);
     // thread_local: the data path allocates nothing per batch.
     static thread_local std::vector<std::span<const std::byte>> spans;
     spans.clear();
@@ -234,7 +248,7 @@ NDIS_STATUS ndisshm_hub_host_queue_free(ndisshm_hub* h, uint32_t queue_id) {
 size_t ndisshm_hub_deliver_copy_batch(ndisshm_hub* h, uint32_t host_queue_id, uint32_t guest_queue_id,
                                       const ndisshm_hub_packet* packets, size_t count) {
     if (h == nullptr || !h->hub || packets == nullptr || count == 0) return 0;
-    count = std::min<size_t>(count, ndisshm::ipc::kMaxPacketsPerMessage);
+    count = std::min(count, kMaxBatch);
     std::shared_lock lock(h->host_mu);
     if (h->host_queues.count(host_queue_id) == 0) return 0;
     static thread_local std::vector<ndisshm::nic::RxDescriptor> held;

@@ -26,6 +26,7 @@ ndisshm_hub_queue_info queue_info(const ndisshm_hub* h, uint32_t id, uint32_t ki
         }
     }
     q.lookahead_blocks = s.lookahead_blocks;
+    q.post_lookahead_blocks = s.post_lookahead_blocks;
     q.slots = s.slots;
     q.received = s.received;
     q.ring_full = s.ring_full;
@@ -41,8 +42,10 @@ std::vector<ndisshm_hub_queue_info> collect_queues(const ndisshm_hub* h) {
     std::vector<ndisshm_hub_queue_info> out;
     out.push_back(queue_info(h, NDIS_DEFAULT_RECEIVE_QUEUE_ID, NDISSHM_HUB_QUEUE_DEFAULT, 0, {}));
     if (h->hub) {
-        for (const auto& g : h->hub->guests())
+        for (const auto& g : h->hub->guests()) {
             out.push_back(queue_info(h, g.queue_id, NDISSHM_HUB_QUEUE_GUEST, g.guest_id, h->hub->miniport().stats(g.queue_id)));
+            out.back().ring_size = h->hub->ring_size();
+        }
     }
     {
         std::shared_lock lock(h->host_mu);
@@ -100,6 +103,7 @@ void ndisshm_hub_get_stats(const ndisshm_hub* h, ndisshm_hub_stats* out) {
         out->delivered = s.delivered;
         out->dropped = s.dropped;
         out->returned = s.returned;
+        out->kicks = s.kicks;
     }
     out->copied = h->copied.load(std::memory_order_relaxed);
     {

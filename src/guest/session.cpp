@@ -4,17 +4,24 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <vector>
+
+#include <ndis/ndis_shm.h>
 
 namespace ndisshm::guest {
 namespace {
 
 using ipc::MessageType;
 
-// At most this many batches queued behind the one poll() waited for are read
-// before their PACKETS_DONE goes back (guest.h: ndisshm_guest_poll).
-constexpr uint32_t kBatchesPerReturn = 16;
+// Packets poll() hands to on_packet per call: a bound, so a host that never
+// pauses cannot keep poll() from returning (and control messages unread).
+constexpr uint32_t kPacketsPerPoll = 256;
+// Under load poll() finds packets every time and would never look at the
+// socket: it does once every this many calls (a system call amortised).
+constexpr uint32_t kPollsPerControlCheck = 64;
 
 std::string type_text(uint16_t t) { return "message type " + std::to_string(t); }
 
@@ -45,7 +52,8 @@ Session::Session(const ndisshm_guest_config& c, os::UniqueFd memfd, std::byte* m
       context_(c.context),
       memfd_(std::move(memfd)),
       memory_(memory),
-      bytes_(c.memory_bytes) {}
+      bytes_(c.memory_bytes),
+      busy_poll_((c.flags & NDISSHM_GUEST_BUSY_POLL) != 0) {}
 
 Session::~Session() {
     close();
@@ -62,6 +70,9 @@ ndisshm_guest_stats Session::stats() const {
 
 NDIS_STATUS Session::end(NDIS_STATUS status, std::string why) {
     channel_.reset();
+    // Nothing the host handed out is read after its session: the rings go,
+    // and what we hold is void.
+    while (!rings_.empty()) drop_rings(rings_.back()->queue_id);
     end_reason_ = why;
     last_error_ = std::move(why);
     return status;
@@ -72,6 +83,7 @@ void Session::close() {
     // Best effort: a host that is already gone needs no goodbye.
     (void)channel_->send(MessageType::Bye, ipc::Bye{});
     channel_.reset();
+    while (!rings_.empty()) drop_rings(rings_.back()->queue_id);
 }
 
 NDIS_STATUS Session::connect(const std::string& socket_path, int timeout_ms) {
@@ -151,50 +163,7 @@ NDIS_STATUS Session::ended_by_host(const ipc::Message& m) {
     }
 }
 
-NDIS_STATUS Session::poll(int timeout_ms) {
-    if (!channel_) {
-        last_error_ = used_ ? "no session: it has ended (" + end_reason_ + ")" : "no session: connect first";
-        return NDIS_STATUS_FAILURE;
-    }
-    auto r = channel_->receive(timeout_ms);
-    if (!r) return receive_failed(r.error());
-    NDIS_STATUS status = handle(*r);
-    // Batches already queued behind this one are read now and their
-    // descriptors go back with its own in one PACKETS_DONE: one message, and
-    // one wake-up of the host's thread, for what arrived together. Bounded,
-    // so a host that never pauses cannot keep poll() from returning, and
-    // everything read is given back before it returns.
-    for (uint32_t more = 0; status == NDIS_STATUS_SUCCESS && !done_.empty() && more < kBatchesPerReturn; ++more) {
-        auto next = channel_->receive(0);
-        if (!next) {
-            if (next.error().err == ETIMEDOUT) break;
-            if (auto s = return_done(); s != NDIS_STATUS_SUCCESS) return s;
-            return receive_failed(next.error());
-        }
-        // Anything else than the same queue's packets comes after the return.
-        if (next->type() != MessageType::Packets || next->packets_header().queue_id != done_queue_)
-            if (status = return_done(&*next); status != NDIS_STATUS_SUCCESS) return status;
-        status = handle(*next);
-    }
-    if (const NDIS_STATUS s = return_done(); status == NDIS_STATUS_SUCCESS) status = s;
-    return status;
-}
-
-NDIS_STATUS Session::return_done(const ipc::Message* in_hand) {
-    if (done_.empty() || !channel_) return NDIS_STATUS_SUCCESS;
-    auto s = channel_->send_packets(MessageType::PacketsDone, done_queue_, done_);
-    done_.clear();
-    if (s) return NDIS_STATUS_SUCCESS;
-    // The host hung up after its last words, and we hold them already: they
-    // explain the end (send_failed would look for them in the socket).
-    const int e = s.error().err;
-    if (in_hand != nullptr && (e == EPIPE || e == ECONNRESET) &&
-        (in_hand->type() == MessageType::Bye || in_hand->type() == MessageType::Error))
-        return ended_by_host(*in_hand);
-    return send_failed(s.error());
-}
-
-NDIS_STATUS Session::handle(const ipc::Message& m) {
+NDIS_STATUS Session::handle(ipc::Message& m) {
     switch (m.type()) {
         case MessageType::QueueAttached: {
             const auto q = m.as<ipc::QueueAttached>();
@@ -210,66 +179,315 @@ NDIS_STATUS Session::handle(const ipc::Message& m) {
         case MessageType::QueueDetached: on_queue_detached(m.as<ipc::QueueDetached>().queue_id); return NDIS_STATUS_SUCCESS;
         case MessageType::BlockAdded: on_block_added(m.as<ipc::BlockAdded>()); return NDIS_STATUS_SUCCESS;
         case MessageType::BlockRemoved: on_block_removed(m.as<ipc::BlockRemoved>().handle); return NDIS_STATUS_SUCCESS;
-        case MessageType::Packets: return on_packets(m);
+        case MessageType::RingsAttached: return on_rings_attached(m);
         default: return ended_by_host(m);  // BYE, ERROR, or a type the host never sends
     }
 }
 
-NDIS_STATUS Session::on_packets(const ipc::Message& m) {
-    static_assert(NDISSHM_GUEST_MAX_SEGMENTS == ipc::kMaxSegmentsPerPacket);
-    const uint32_t queue_id = m.packets_header().queue_id;
-    const std::vector<ipc::PacketDescriptor> descriptors = m.packets();
-    ++stats_.batches;
-    ndisshm_guest_segment segments[ipc::kMaxSegmentsPerPacket];
-    for (size_t i = 0; i < descriptors.size();) {
-        // The channel let in whole chains of at most kMaxSegmentsPerPacket.
-        const size_t n = ipc::chain_length(descriptors, i);
-        uint64_t packet_length = 0;
-        bool good = true;
-        for (size_t k = 0; k < n && good; ++k) {
-            const ipc::PacketDescriptor& d = descriptors[i + k];
-            const auto it = blocks_.find(d.handle);
-            // A segment is read only if it names a block of this queue and
-            // lies inside it: the block itself was checked against our memory
-            // when it was added, so the read stays inside our mapping.
-            good = it != blocks_.end() && it->second.queue_id == queue_id && d.length != 0 &&
-                   uint64_t{d.offset} + d.length <= it->second.length;
-            if (good)
-                segments[k] = {d.handle, d.offset, d.length, memory_ + it->second.guest_offset + d.offset};
-            packet_length += d.length;
+NDIS_STATUS Session::on_rings_attached(ipc::Message& m) {
+    const auto ra = m.as<ipc::RingsAttached>();
+    const ipc::RingGeometry g = ipc::RingGeometry::for_size(ra.size);
+    const auto it = blocks_.find(ra.handle);
+    // The rings are read and written only if they lie inside a block of
+    // their queue, as the geometry the host named says they must: a host
+    // that lies gets no rings (its packets are never read), not our memory.
+    const bool good = ipc::RingGeometry::valid_size(ra.size) && ra.done_offset == g.done_offset && ra.flags == 0 &&
+                      it != blocks_.end() && it->second.queue_id == ra.queue_id &&
+                      it->second.usage == NdisSharedMemoryUsageOther && g.bytes <= it->second.length &&
+                      it->second.guest_offset % ipc::kRingLine == 0 && rings_of(ra.queue_id) == nullptr;
+    if (!good) {
+        ++stats_.bad_blocks;
+        return NDIS_STATUS_SUCCESS;  // the fds close with the message
+    }
+    auto rx_kick = os::WakeFd::adopt(std::move(m.fd));
+    if (!rx_kick) return end(NDIS_STATUS_FAILURE, "the rings' receive kick: " + rx_kick.error().message());
+    auto done_kick = os::WakeFd::adopt(std::move(m.fd2));
+    if (!done_kick) return end(NDIS_STATUS_FAILURE, "the rings' completion kick: " + done_kick.error().message());
+    auto r = std::make_unique<Rings>();
+    r->queue_id = ra.queue_id;
+    r->handle = ra.handle;
+    std::byte* base = memory_ + it->second.guest_offset;
+    r->rx = ipc::ReceiveRing(base, ra.size);
+    r->done = ipc::CompletionRing(base + g.done_offset, ra.size);
+    // The host zeroed them; we start where it says it is, checked as any index.
+    r->rx_cons = 0;
+    r->done_prod = r->done_published = 0;
+    r->rx_kick = std::move(*rx_kick);
+    r->done_kick = std::move(*done_kick);
+    if (epoll_.valid()) (void)os::epoll_watch(epoll_.get(), r->rx_kick.fd());
+    rings_.push_back(std::move(r));
+    // One table entry per packet the host may have out at once.
+    const size_t old = held_.size();
+    held_.resize(old + ra.size);
+    for (size_t i = held_.size(); i-- > old;) free_held_.push_back(static_cast<uint32_t>(i));
+    return NDIS_STATUS_SUCCESS;
+}
+
+Session::Rings* Session::rings_of(uint32_t queue_id) {
+    for (auto& r : rings_)
+        if (r->queue_id == queue_id) return r.get();
+    return nullptr;
+}
+
+void Session::drop_rings(uint32_t queue_id) {
+    for (auto it = rings_.begin(); it != rings_.end(); ++it) {
+        if ((*it)->queue_id != queue_id) continue;
+        for (uint32_t i = 0; i < held_.size(); ++i) {
+            Held& h = held_[i];
+            if (!h.held || h.queue_id != queue_id) continue;
+            h.held = false;
+            ++h.generation;
+            free_held_.push_back(i);
         }
-        good = good && packet_length <= UINT32_MAX;  // four near-4 GiB segments from a lying host
-        const ipc::PacketDescriptor& first = descriptors[i];
-        i += n;
-        // Half a packet is no packet: one bad segment spoils the chain.
-        if (!good) {
-            stats_.bad_descriptors += n;
+        rings_.erase(it);
+        return;
+    }
+}
+
+bool Session::rings_ready() const {
+    for (const auto& r : rings_)
+        if (r->rx.load_producer() != r->rx_cons) return true;
+    return false;
+}
+
+uint32_t Session::take(ndisshm_guest_packet* out, uint32_t max, ndisshm_guest_segment* segments_out) {
+    disarm();  // awake: the host need not kick us
+    uint32_t got = 0;
+    for (auto& rp : rings_) {
+        Rings& r = *rp;
+        const uint32_t prod = r.rx.load_producer();  // the host's: read once
+        uint32_t ready = prod - r.rx_cons;
+        if (ready == 0) continue;
+        if (ready > r.rx.size()) {
+            protocol_broken_ = true;
+            protocol_why_ = "the host's receive ring of queue " + std::to_string(r.queue_id) + " claims " +
+                            std::to_string(ready) + " entries ready (it holds " + std::to_string(r.rx.size()) + ")";
+            return got;
+        }
+        ++stats_.batches;
+        while (ready > 0 && got < max && !free_held_.empty()) {
+            ipc::PacketDescriptor chain[ipc::kMaxSegmentsPerPacket];
+            uint32_t n = 0;
+            bool follows = true;
+            while (follows && n < ready && n < ipc::kMaxSegmentsPerPacket) {
+                chain[n] = r.rx.load(r.rx_cons + n);  // copied once, then checked
+                follows = (chain[n].flags & ipc::kSegmentFollows) != 0;
+                ++n;
+            }
+            if (follows) {
+                // The host publishes whole chains of at most four segments.
+                protocol_broken_ = true;
+                protocol_why_ = "the host's receive ring of queue " + std::to_string(r.queue_id) + " has a chain " +
+                                (n == ready ? "cut off at its producer index" : "of more than 4 segments");
+                return got;
+            }
+            r.rx_cons += n;
+            ready -= n;
+            uint64_t packet_length = 0;
+            bool good = true;
+            ndisshm_guest_segment* segs = segments_out + size_t{got} * ipc::kMaxSegmentsPerPacket;
+            for (uint32_t k = 0; k < n && good; ++k) {
+                const ipc::PacketDescriptor& d = chain[k];
+                const auto it = blocks_.find(d.handle);
+                // A segment is read only if it names a block of this queue and
+                // lies inside it: the block itself was checked against our
+                // memory when it was added, so the read stays in our mapping.
+                good = it != blocks_.end() && it->second.queue_id == r.queue_id && d.length != 0 &&
+                       uint64_t{d.offset} + d.length <= it->second.length && d.cookie == chain[0].cookie &&
+                       (d.flags & ~ipc::kSegmentFollows) == 0 && d.reserved == 0;
+                if (good) segs[k] = {d.handle, d.offset, d.length, memory_ + it->second.guest_offset + d.offset};
+                packet_length += d.length;
+            }
+            good = good && packet_length <= UINT32_MAX;  // four near-4 GiB segments from a lying host
+            if (!good) {
+                // Half a packet is no packet: one bad segment spoils the
+                // chain. It goes back at once: the host owns the buffers.
+                stats_.bad_descriptors += n;
+                complete(r, chain[0].cookie);
+                continue;
+            }
+            const uint32_t slot = free_held_.back();
+            free_held_.pop_back();
+            Held& h = held_[slot];
+            h.held = true;
+            h.cookie = chain[0].cookie;
+            h.queue_id = r.queue_id;
+            ++stats_.packets;
+            stats_.bytes += packet_length;
+            ndisshm_guest_packet& p = out[got++];
+            p = ndisshm_guest_packet{};
+            p.queue_id = r.queue_id;
+            p.length = chain[0].length;
+            p.handle = chain[0].handle;
+            p.offset = chain[0].offset;
+            p.segment_count = n;
+            p.data = segs[0].data;
+            p.packet_length = static_cast<uint32_t>(packet_length);
+            p.segments = segs;
+            // Slot and generation: a return is checked against both.
+            p.token = (uint64_t{h.generation} << 32) | slot;
+        }
+        r.rx.store_consumer(r.rx_cons);
+    }
+    return got;
+}
+
+void Session::complete(Rings& r, uint64_t cookie) {
+    // Never more out than the ring holds with an honest host (its table is
+    // the ring's size); a host that lies about its consumer index loses the
+    // completion, not our memory.
+    if (r.done_prod - r.done.load_consumer() >= r.done.size()) return;
+    r.done.store(r.done_prod++, ipc::Completion{cookie});
+}
+
+void Session::publish_completions() {
+    for (auto& rp : rings_) {
+        Rings& r = *rp;
+        if (r.done_published == r.done_prod) continue;
+        r.done_published = r.done_prod;
+        r.done.store_producer(r.done_prod);
+        ipc::wakeup_fence();
+        if ((r.done.load_flags() & ipc::kNeedWakeup) != 0) r.done_kick.signal();
+    }
+}
+
+uint32_t Session::rx_burst(ndisshm_guest_packet* packets, uint32_t max) {
+    if (!channel_ || max == 0) return 0;
+    // Segments live with the held slot, so they stay valid until returned.
+    static thread_local std::vector<ndisshm_guest_segment> scratch;
+    scratch.resize(size_t{max} * ipc::kMaxSegmentsPerPacket);
+    const uint32_t n = take(packets, max, scratch.data());
+    for (uint32_t i = 0; i < n; ++i) {
+        Held& h = held_[static_cast<uint32_t>(packets[i].token)];
+        std::copy_n(packets[i].segments, packets[i].segment_count, h.segments);
+        packets[i].segments = h.segments;
+    }
+    publish_completions();  // the bad ones
+    return n;
+}
+
+NDIS_STATUS Session::rx_return(const ndisshm_guest_packet* packets, uint32_t count) {
+    NDIS_STATUS status = NDIS_STATUS_SUCCESS;
+    for (uint32_t i = 0; i < count; ++i) {
+        const uint32_t slot = static_cast<uint32_t>(packets[i].token);
+        const uint32_t generation = static_cast<uint32_t>(packets[i].token >> 32);
+        if (slot >= held_.size() || generation == 0 || generation > held_[slot].generation) {
+            last_error_ = "ndisshm_guest_rx_return: packet " + std::to_string(i) +
+                          " was not received by ndisshm_guest_rx_burst (its token is not one we gave)";
+            status = NDIS_STATUS_INVALID_PARAMETER;
             continue;
         }
-        ++stats_.packets;
-        stats_.bytes += packet_length;
-        if (on_packet_ != nullptr) {
-            ndisshm_guest_packet p{};
-            p.queue_id = queue_id;
-            p.length = first.length;
-            p.handle = first.handle;
-            p.offset = first.offset;
-            p.segment_count = static_cast<uint32_t>(n);
-            p.data = segments[0].data;
-            p.packet_length = static_cast<uint32_t>(packet_length);
-            p.segments = segments;
-            on_packet_(context_, &p);
-        }
+        Held& h = held_[slot];
+        // Returned already, or its session or queue has ended: nothing to do.
+        if (!h.held || h.generation != generation) continue;
+        h.held = false;
+        ++h.generation;
+        free_held_.push_back(slot);
+        if (Rings* r = rings_of(h.queue_id); r != nullptr) complete(*r, h.cookie);
     }
-    // Every descriptor goes back, the bad ones too: the host owns the buffers
-    // and recycles them only when they are returned. poll() sends them, with
-    // those of the batches queued behind this one, before it returns.
-    if (!done_.empty() &&
-        (done_queue_ != queue_id || done_.size() + descriptors.size() > ipc::kMaxPacketsPerMessage))
-        if (const NDIS_STATUS s = return_done(); s != NDIS_STATUS_SUCCESS) return s;
-    done_queue_ = queue_id;
-    done_.insert(done_.end(), descriptors.begin(), descriptors.end());
+    publish_completions();
+    return status;
+}
+
+NDIS_STATUS Session::control_now() {
+    auto r = channel_->receive(0);
+    if (!r) return r.error().err == ETIMEDOUT ? NDISSHM_STATUS_TIMEOUT : receive_failed(r.error());
+    return handle(*r);
+}
+
+NDIS_STATUS Session::sleep_until(int timeout_ms) {
+    if (busy_poll_) return NDISSHM_STATUS_TIMEOUT;  // the caller spins
+    NDIS_STATUS status = NDISSHM_STATUS_TIMEOUT;
+    if (!arm()) {
+        std::vector<os::PollEntry> entries{{channel_->fd()}};
+        for (auto& r : rings_) entries.push_back({r->rx_kick.fd()});
+        auto n = os::poll_readable(entries, timeout_ms);
+        if (!n) status = end(NDIS_STATUS_FAILURE, n.error().message());
+        for (size_t i = 1; i < entries.size(); ++i)
+            if (entries[i].readable) rings_[i - 1]->rx_kick.drain();
+        if (n && *n > 0) status = NDIS_STATUS_SUCCESS;
+    }
+    disarm();
+    return status;
+}
+
+bool Session::arm() {
+    // Need-wakeup: the flag, a full fence, one more look (ring.hpp).
+    for (auto& r : rings_) r->rx.store_flags(ipc::kNeedWakeup);
+    armed_ = !rings_.empty();
+    ipc::wakeup_fence();
+    return rings_ready();
+}
+
+void Session::disarm() {
+    if (!armed_) return;
+    armed_ = false;
+    for (auto& r : rings_) r->rx.store_flags(0);
+}
+
+NDIS_STATUS Session::wait(int timeout_ms) {
+    if (!channel_) {
+        last_error_ = used_ ? "no session: it has ended (" + end_reason_ + ")" : "no session: connect first";
+        return NDIS_STATUS_FAILURE;
+    }
+    if (protocol_broken_) return end(NDISSHM_STATUS_PROTOCOL, protocol_why_);
+    using Clock = std::chrono::steady_clock;
+    const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms < 0 ? 0 : timeout_ms);
+    for (;;) {
+        if (rings_ready()) {
+            if (++polls_since_control_ < kPollsPerControlCheck) return NDIS_STATUS_SUCCESS;
+            polls_since_control_ = 0;
+            const NDIS_STATUS c = control_now();
+            return c == NDISSHM_STATUS_TIMEOUT ? NDIS_STATUS_SUCCESS : c;
+        }
+        polls_since_control_ = 0;
+        if (const NDIS_STATUS c = control_now(); c != NDISSHM_STATUS_TIMEOUT) return c;
+        int left = -1;
+        if (timeout_ms >= 0) {
+            left = static_cast<int>(
+                std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count());
+            // Interrupt mode leaves need-wakeup set: a caller that sleeps in
+            // its own epoll on fd() is woken by the next packet.
+            if (left <= 0) return !busy_poll_ && arm() ? NDIS_STATUS_SUCCESS : NDISSHM_STATUS_TIMEOUT;
+        }
+        if (busy_poll_) continue;
+        if (const NDIS_STATUS s = sleep_until(left); s < 0) return s;
+    }
+}
+
+NDIS_STATUS Session::poll(int timeout_ms) {
+    NDIS_STATUS status = wait(timeout_ms);
+    if (status != NDIS_STATUS_SUCCESS || !channel_) return status;
+    static thread_local std::vector<ndisshm_guest_packet> packets(kPacketsPerPoll);
+    static thread_local std::vector<ndisshm_guest_segment> segments(size_t{kPacketsPerPoll} * ipc::kMaxSegmentsPerPacket);
+    const uint32_t n = take(packets.data(), kPacketsPerPoll, segments.data());
+    for (uint32_t i = 0; i < n; ++i) {
+        if (on_packet_ != nullptr) on_packet_(context_, &packets[i]);
+        // Given back as soon as the callback returns: the packet is valid
+        // only during it.
+        Held& h = held_[static_cast<uint32_t>(packets[i].token)];
+        h.held = false;
+        ++h.generation;
+        free_held_.push_back(static_cast<uint32_t>(packets[i].token));
+        if (Rings* r = rings_of(h.queue_id); r != nullptr) complete(*r, h.cookie);
+    }
+    publish_completions();
+    if (protocol_broken_) return end(NDISSHM_STATUS_PROTOCOL, protocol_why_);
     return NDIS_STATUS_SUCCESS;
+}
+
+int Session::fd() {
+    if (!epoll_.valid()) {
+        auto ep = os::epoll_create();
+        if (!ep) {
+            last_error_ = ep.error().message();
+            return -1;
+        }
+        epoll_ = std::move(*ep);
+        if (channel_) (void)os::epoll_watch(epoll_.get(), channel_->fd());
+        for (auto& r : rings_) (void)os::epoll_watch(epoll_.get(), r->rx_kick.fd());
+    }
+    return epoll_.get();
 }
 
 void Session::on_block_added(const ipc::BlockAdded& b) {
@@ -290,6 +508,7 @@ void Session::on_block_removed(uint64_t handle) {
         return;
     }
     const Block block = it->second;
+    if (Rings* r = rings_of(block.queue_id); r != nullptr && r->handle == handle) drop_rings(block.queue_id);
     blocks_.erase(it);
     emit(block_event(NDISSHM_GUEST_BLOCK_REMOVED, handle, block));
 }
@@ -297,6 +516,7 @@ void Session::on_block_removed(uint64_t handle) {
 void Session::on_queue_detached(uint32_t queue_id) {
     // The host removes a queue's blocks before the queue; any it did not are
     // forgotten here, so a later descriptor naming them is bad, not read.
+    drop_rings(queue_id);
     for (auto it = blocks_.begin(); it != blocks_.end();) {
         if (it->second.queue_id != queue_id) {
             ++it;

@@ -3,9 +3,16 @@
 //
 // It owns the guest's memory (a memfd sealed against shrinking, mapped
 // read/write) and the channel to the host, keeps the blocks the host has
-// carved out of that memory (handle -> where and how long), and turns PACKETS
-// into in-place reads. Nothing the host sends is trusted: a block must lie
-// inside our memory, a descriptor inside its block, before a byte is read.
+// carved out of that memory (handle -> where and how long), and reads each
+// queue's receive ring (ipc/ring.hpp) in place, giving packets back through
+// its completion ring. Nothing the host sends is trusted: a block must lie
+// inside our memory, the rings inside their block, a descriptor inside its
+// block, before a byte is read; a ring index that claims the impossible ends
+// the session (PROTOCOL).
+//
+// Packets handed out by rx_burst stay the caller's until rx_return, each
+// with a token (ndisshm_guest_packet.token: slot and generation in the
+// guest's own table), so a return is checked against what was handed out.
 #pragma once
 
 #include <ndisshm/guest.h>
@@ -20,6 +27,8 @@
 
 #include "base/result.hpp"
 #include "ipc/channel.hpp"
+#include "ipc/ring.hpp"
+#include "os/fd_checks.hpp"
 #include "os/os.hpp"
 
 namespace ndisshm::guest {
@@ -33,7 +42,12 @@ public:
     Session& operator=(const Session&) = delete;
 
     NDIS_STATUS connect(const std::string& socket_path, int timeout_ms);
+    // guest.h's ndisshm_guest_poll, _wait, _rx_burst, _rx_return, _fd.
     NDIS_STATUS poll(int timeout_ms);
+    NDIS_STATUS wait(int timeout_ms);
+    uint32_t rx_burst(ndisshm_guest_packet* packets, uint32_t max);
+    NDIS_STATUS rx_return(const ndisshm_guest_packet* packets, uint32_t count);
+    int fd();
     void close();  // BYE, then the socket closes; memory and stats stay
 
     const std::string& last_error() const { return last_error_; }
@@ -53,6 +67,25 @@ private:
         uint32_t flags;
         uint32_t lookahead_size;
     };
+    // One queue's rings, as RINGS_ATTACHED described them (checked).
+    struct Rings {
+        uint32_t queue_id = 0;
+        uint64_t handle = 0;  // the ring block
+        ipc::ReceiveRing rx;
+        ipc::CompletionRing done;
+        uint32_t rx_cons = 0;    // ours
+        uint32_t done_prod = 0;  // ours
+        uint32_t done_published = 0;
+        os::WakeFd rx_kick, done_kick;
+    };
+    // A packet handed out and not yet given back.
+    struct Held {
+        uint64_t cookie = 0;
+        uint32_t queue_id = 0;
+        uint32_t generation = 1;  // the token's high bits; bumped at each release
+        bool held = false;
+        ndisshm_guest_segment segments[ipc::kMaxSegmentsPerPacket]{};
+    };
 
     Session(const ndisshm_guest_config& config, os::UniqueFd memfd, std::byte* memory);
 
@@ -68,13 +101,29 @@ private:
     // A host-initiated end (BYE or ERROR) or an unexpected type.
     NDIS_STATUS ended_by_host(const ipc::Message& m);
 
-    NDIS_STATUS handle(const ipc::Message& m);
-    NDIS_STATUS on_packets(const ipc::Message& m);
-    // Sends the descriptors of the batches read so far back in one
-    // PACKETS_DONE (nothing if there are none). `in_hand`: a message already
-    // read that comes after them, which explains the end if the send finds
-    // the host gone.
-    NDIS_STATUS return_done(const ipc::Message* in_hand = nullptr);
+    NDIS_STATUS handle(ipc::Message& m);
+    NDIS_STATUS on_rings_attached(ipc::Message& m);
+    // Whether any receive ring has an entry ready (no system call).
+    bool rings_ready() const;
+    // Handles at most one control message already queued (no waiting):
+    // SUCCESS if one was, TIMEOUT if none, or the session's end.
+    NDIS_STATUS control_now();
+    // Sleeps until a control message, a receive kick or the deadline
+    // (interrupt mode: need-wakeup set, the rings checked once more first).
+    NDIS_STATUS sleep_until(int timeout_ms);
+    // Sets need-wakeup in every receive ring, fences, and says whether a
+    // ring has something after all; disarm clears the flags.
+    bool arm();
+    void disarm();
+    // Up to `max` good packets of the rings into `out` (tokens taken), bad
+    // ones given back at once. PROTOCOL ends the session on an impossible
+    // index or a chain cut short.
+    uint32_t take(ndisshm_guest_packet* out, uint32_t max, ndisshm_guest_segment* segments_out);
+    void complete(Rings& r, uint64_t cookie);
+    void publish_completions();
+    Rings* rings_of(uint32_t queue_id);
+    // Forgets a queue's rings: what it holds is void (its tokens go stale).
+    void drop_rings(uint32_t queue_id);
     void on_block_added(const ipc::BlockAdded& b);
     void on_block_removed(uint64_t handle);
     void on_queue_detached(uint32_t queue_id);
@@ -95,10 +144,16 @@ private:
     bool used_ = false;  // one session per guest: connect was called
     std::unordered_map<uint64_t, Block> blocks_;
     std::unordered_map<uint32_t, Queue> queues_;
-    // Read but not yet given back: one queue's batches that arrived together
-    // go back in one PACKETS_DONE, before poll() returns (see poll()).
-    std::vector<ipc::PacketDescriptor> done_;
-    uint32_t done_queue_ = 0;
+    std::vector<std::unique_ptr<Rings>> rings_;  // one per queue with rings; stable addresses
+    std::vector<Held> held_;                     // grows with the rings' sizes
+    std::vector<uint32_t> free_held_;
+    bool busy_poll_ = false;
+    bool armed_ = false;
+    bool protocol_broken_ = false;  // take() found the host's rings impossible: end() at the next step
+    std::string protocol_why_;
+    os::UniqueFd epoll_;            // fd(): the socket and the receive kicks
+    bool epoll_stale_ = true;
+    uint32_t polls_since_control_ = 0;
     ndisshm_guest_stats stats_{};
     std::string last_error_;
     std::string end_reason_;  // why the session ended, kept past later calls' errors

@@ -65,14 +65,14 @@ void AfxdpGuestDriver::indicate(NDIS_RECEIVE_QUEUE_ID queue, std::span<const Afx
     batch.reserve(packets.size());
     for (const AfxdpPacket& p : packets) batch.push_back({p.handle, p.offset, p.length, p.cookie});
     // The packets are in the guest's memory already: only their place is sent.
-    // A guest whose socket is full is slow, not gone: wait for it a little
+    // A guest whose ring is full is slow, not gone: wait for it a little
     // (meanwhile these frames stay off the fill ring, so the kernel runs out
     // of frames and drops at the wire, as a NIC with a full ring does), and
     // drop only after kSlowGuest.
     size_t done = 0;
     const auto give_up = std::chrono::steady_clock::now() + kSlowGuest;
     while (hub != nullptr && done < batch.size()) {
-        const size_t n = std::min(batch.size() - done, static_cast<size_t>(ipc::kMaxPacketsPerMessage));
+        const size_t n = std::min(batch.size() - done, static_cast<size_t>(ipc::GuestHub::kMaxAnnounce));
         const ipc::Delivery d = hub->announce(queue, std::span(batch).subspan(done, n));
         if (d == ipc::Delivery::Delivered) {
             done += n;

@@ -26,7 +26,7 @@ std::span<const std::byte> bytes_of(std::string_view s) { return std::as_bytes(s
 Status send_until(int fd, std::string_view chunk, Clock::time_point deadline) {
     const std::span<const std::byte> parts[] = {bytes_of(chunk)};
     for (;;) {
-        auto s = os::send_datagram(fd, parts, -1);
+        auto s = os::send_datagram(fd, parts);
         if (s || (s.error().err != EAGAIN && s.error().err != EWOULDBLOCK)) return s;
         if (Clock::now() >= deadline) return Error{"send", ETIMEDOUT, "the client does not read its reply"};
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -137,7 +137,7 @@ Result<std::string> control_query(const std::string& path, const std::string& re
     }
     const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms < 0 ? 0 : timeout_ms);
     const std::span<const std::byte> parts[] = {bytes_of(request)};
-    if (auto s = os::send_datagram(fd->get(), parts, -1); !s) return s.error();
+    if (auto s = os::send_datagram(fd->get(), parts); !s) return s.error();
     std::string reply;
     std::vector<std::byte> buffer(kReplyChunkBytes + 1);
     for (;;) {

@@ -14,6 +14,10 @@ namespace ndisshm::ipc {
 namespace {
 constexpr int kMessagesPerTurn = 64;  // per session per poll round: one chatty guest cannot starve the rest
 constexpr size_t kPendingHandshakes = 16;  // sessions beyond max_guests that may be mid-handshake
+// Completions are reaped by each delivery; when traffic stops, the hub thread
+// reaps what guests gave back after this long, so books and counters settle
+// (and an idle host, with nothing outstanding, sleeps without a timer).
+constexpr int kReapIdleMs = 5;
 
 // A failed poll (ENOMEM, say) is the kernel short of something for a moment:
 // the hub waits and polls again rather than abandon its guests. The wait
@@ -25,6 +29,10 @@ constexpr int kPollRetrySliceMs = 10;
 }  // namespace
 
 Result<std::unique_ptr<GuestHub>> GuestHub::start(NDIS_HANDLE adapter, GuestHubConfig config) {
+    if (!RingGeometry::valid_size(config.ring_size) || config.ring_size < kMinHubRingSize)
+        return Error{"GuestHub::start", EINVAL,
+                     "ring_size " + std::to_string(config.ring_size) + " is not a power of two in " +
+                         std::to_string(kMinHubRingSize) + ".." + std::to_string(kMaxRingSize)};
     std::unique_ptr<GuestHub> hub(new GuestHub(adapter, std::move(config)));
     providers::GuestProviderConfig pc;
     pc.listener = hub.get();
@@ -58,8 +66,10 @@ GuestHub::GuestHub(NDIS_HANDLE adapter, GuestHubConfig config) : adapter_(adapte
     // (A guest given lookahead split by choose_queue_params needs more; one
     // whose memory runs short then is refused when its buffers are allocated.)
     const bool split = (config_.queue_params.flags & NDISSHM_QUEUE_LOOKAHEAD_SPLIT) != 0;
+    const uint64_t page = 4096;
+    const uint64_t rings = (RingGeometry::for_size(config_.ring_size).bytes + page - 1) / page * page;
     const uint64_t need = nic::VmqMiniport(adapter_, config_.miniport)
-                              .queue_bytes(split ? config_.queue_params.lookahead_size : 0);
+                              .queue_bytes(split ? config_.queue_params.lookahead_size : 0) + rings;
     config_.memory_limits.min_bytes = std::max(config_.memory_limits.min_bytes, need);
 }
 
@@ -103,24 +113,36 @@ void GuestHub::notify() {
 void GuestHub::run() {
     std::vector<os::PollEntry> entries;
     std::vector<SessionPtr> polled;
+    std::vector<std::pair<size_t, SessionPtr>> kicks;  // (entry, session) of each completion kick
     uint64_t poll_failures = 0;  // in a row
     while (!stopping_) {
         entries.assign({{wake_->fd()}, {listen_fd_.get()}});
         polled.clear();
+        kicks.clear();
         auto deadline = Clock::time_point::max();
+        bool unreaped = false;
         {
             std::lock_guard lock(mu_);
             for (auto& [id, s] : sessions_) {
                 entries.push_back({s->channel.fd()});
                 polled.push_back(s);
                 if (s->state != Session::State::Running) deadline = std::min(deadline, s->deadline);
+                unreaped = unreaped || s->unreaped.load(std::memory_order_relaxed);
             }
+            // After the sockets: entry i + 2 stays session i's socket. The
+            // fd is the hub thread's own (set and cleared by it alone).
+            for (auto& s : polled)
+                if (s->done_kick_fd >= 0) {
+                    kicks.emplace_back(entries.size(), s);
+                    entries.push_back({s->done_kick_fd});
+                }
         }
         int timeout = -1;
         if (deadline != Clock::time_point::max()) {
             const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
             timeout = static_cast<int>(std::clamp<long long>(left + 1, 0, 60'000));
         }
+        if (unreaped) timeout = timeout < 0 ? kReapIdleMs : std::min(timeout, kReapIdleMs);
         auto n = os::poll_readable(entries, timeout);
         if (!n) {
             // EINTR never gets here (poll_readable asks again); anything else
@@ -139,13 +161,23 @@ void GuestHub::run() {
         }
         if (entries[0].readable) wake_->drain();
         if (entries[1].readable) accept_one();
+        for (auto& [entry, s] : kicks)
+            if (entries[entry].readable && s->state == Session::State::Running) reap_kicked(s);
+        if (unreaped)
+            for (auto& s : polled)
+                if (s->state == Session::State::Running && s->unreaped.load(std::memory_order_relaxed)) reap_kicked(s);
         for (size_t i = 0; i < polled.size(); ++i) {
             const SessionPtr& s = polled[i];
             if (s->state == Session::State::Closed) continue;
             if (entries[i + 2].readable || entries[i + 2].hung_up) serve(s);
             if (s->state == Session::State::Closed) continue;
-            if (s->broken.load()) {
-                close_session(s, s->failure(), s->failure_refused() ? Ending::Refused : Ending::GuestLeft);
+            if (s->broken.load() && !s->violation_reason().empty()) {
+                close_session(s, s->violation_reason(), Ending::Refused,
+                              static_cast<uint32_t>(NDIS_STATUS_INVALID_PARAMETER));
+            } else if (s->broken.load()) {
+                const bool refused = s->failure_refused();
+                close_session(s, s->failure(), refused ? Ending::Refused : Ending::GuestLeft,
+                              refused ? static_cast<uint32_t>(NDIS_STATUS_INVALID_PARAMETER) : 0u);
             } else if (s->state != Session::State::Running && Clock::now() >= s->deadline) {
                 close_session(s, "handshake not finished within " + std::to_string(config_.handshake_timeout_ms) + " ms",
                               Ending::Refused, static_cast<uint32_t>(NDIS_STATUS_FAILURE));
@@ -210,10 +242,8 @@ void GuestHub::serve(const SessionPtr& s) {
             handle_hello(s, m);
         } else if (s->state == Session::State::AwaitMemory && t == MessageType::SetMemory) {
             handle_set_memory(s, m);
-        } else if (s->state == Session::State::Running && t == MessageType::PacketsDone) {
-            handle_packets_done(s, m);
         } else {
-            static constexpr const char* kStates[] = {"HELLO", "SET_MEMORY", "PACKETS_DONE or BYE", ""};
+            static constexpr const char* kStates[] = {"HELLO", "SET_MEMORY", "BYE", ""};
             close_session(s,
                           std::string("unexpected ") + printable_type_name(t) + " (expected " +
                               kStates[static_cast<int>(s->state)] + ")",
@@ -248,63 +278,122 @@ Delivery GuestHub::deliver(uint32_t queue, std::span<const std::byte> packet) {
     return s->accepting ? Delivery::Dropped : Delivery::NoGuest;
 }
 
+void GuestHub::violation_locked(const SessionPtr& s, const std::string& why) {
+    s->accepting = false;  // not one more write into this guest's memory
+    // The socket is fine: the ERROR with this reason still goes out.
+    if (s->violation.empty()) s->violation = "ring violation: " + why;
+    s->broken = true;
+    wake_->signal();
+}
+
+void GuestHub::reap_locked(const SessionPtr& s) {
+    const uint32_t queue = s->queue_id();
+    QueueDriver* driver = config_.queue_driver;
+    uint64_t back = 0;
+    std::string why;
+    if (driver != nullptr) {
+        why = s->rings->reap([&](const Outstanding& o) {
+            for (uint8_t i = 0; i < o.segments; ++i)
+                if (!driver->give_back(queue, o.seg[i]))
+                    say("queue " + std::to_string(queue) + ": the driver refused a packet the hub held for it");
+            ++back;
+        });
+    } else {
+        static thread_local std::vector<nic::RxDescriptor> rs;
+        rs.clear();
+        why = s->rings->reap([&](const Outstanding& o) { rs.push_back(o.rx); });
+        // The hub's own copies, each taken from the miniport once: a refusal
+        // here would be the hub's bug, not the guest's.
+        back = miniport_->give_back_batch(queue, rs);
+        if (back != rs.size())
+            say("queue " + std::to_string(queue) + ": the miniport took back " + std::to_string(back) + " of " +
+                std::to_string(rs.size()) + " packets the hub held");
+    }
+    returned_.fetch_add(back, std::memory_order_relaxed);
+    if (!why.empty()) violation_locked(s, why);
+}
+
+void GuestHub::reap_kicked(const SessionPtr& s) {
+    std::lock_guard lock(s->mu);
+    if (s->rings == nullptr) return;
+    s->rings->drain_done_kick();
+    if (s->accepting) reap_locked(s);
+    // Only here, at most every kReapIdleMs: cleared by the data path, the
+    // flag would cost a wake-up of this thread per batch.
+    s->unreaped.store(s->accepting && s->rings->outstanding() != 0, std::memory_order_relaxed);
+}
+
 size_t GuestHub::deliver_batch(uint32_t queue, std::span<const std::span<const std::byte>> packets) {
     auto s = session_of_queue(queue);
     if (s == nullptr || packets.empty()) return 0;
-    // Per thread, so a batch allocates nothing once they have grown.
+    // Per thread, so a batch allocates nothing once it has grown.
     static thread_local std::vector<nic::RxDescriptor> held;
-    static thread_local std::vector<PacketDescriptor> batch;
     held.clear();
-    batch.clear();
-    // Held across the writes and the send: teardown takes it first, so no
-    // write can land in memory the queue no longer owns.
+    // Held across the writes and the publication: teardown takes it first,
+    // so no write can land in memory the queue no longer owns.
     std::lock_guard lock(s->mu);
-    if (!s->accepting || !s->channel_ok) return 0;
-    // The zero-copy writes, into the guest's memory; no more segments than a
-    // message holds, so a split packet's chain is never cut.
-    miniport_->receive_batch(queue, packets, kMaxPacketsPerMessage, held);
-    for (const auto& d : held) {
-        // One descriptor per segment, chained; every segment carries the
-        // packet's cookie, so the guest may return them as it got them.
-        batch.push_back({d.handle, d.offset, d.length, d.cookie, d.segments > 1 ? kSegmentFollows : 0u, 0});
-        if (d.segments > 1) batch.push_back({d.next.handle, d.next.offset, d.next.length, d.cookie, 0, 0});
+    if (!s->accepting || s->rings == nullptr) return 0;
+    GuestRings& rings = *s->rings;
+    // What the guest gave back since the last batch: its buffers are free again.
+    reap_locked(s);
+    uint32_t descriptors = 0, room = 0;
+    if (std::string why = rings.room(descriptors, room); !why.empty()) violation_locked(s, why);
+    if (!s->accepting) return 0;
+    // The zero-copy writes, into the guest's memory, as many as the ring and
+    // the table take (a split packet's chain is never cut).
+    miniport_->receive_batch(queue, packets.first(std::min<size_t>(packets.size(), room)), descriptors, held);
+    Outstanding o;
+    for (const nic::RxDescriptor& d : held) {
+        o.rx = d;
+        o.segments = static_cast<uint8_t>(d.segments);
+        o.seg[0] = {d.handle, d.offset, d.length, 0, d.segments > 1 ? kSegmentFollows : 0u, 0};
+        if (d.segments > 1) o.seg[1] = {d.next.handle, d.next.offset, d.next.length, 0, 0, 0};
+        rings.push(o);
+    }
+    if (rings.publish()) kicks_.fetch_add(1, std::memory_order_relaxed);
+    if (!held.empty() && !s->unreaped.load(std::memory_order_relaxed)) {
+        s->unreaped.store(true, std::memory_order_relaxed);
+        wake_->signal();  // the hub thread starts its reap timer (once per idle-to-busy turn)
     }
     dropped_.fetch_add(packets.size() - held.size(), std::memory_order_relaxed);
-    if (batch.empty()) return 0;
-    auto sent = s->channel.send_packets(MessageType::Packets, queue, batch);
-    if (!sent) {
-        miniport_->give_back_batch(queue, held);
-        dropped_.fetch_add(held.size(), std::memory_order_relaxed);
-        // A full socket is a slow guest: drop, as a NIC does with a full ring.
-        // Anything else means the guest is gone: the hub thread closes it.
-        if (sent.error().err != EAGAIN && sent.error().err != EWOULDBLOCK) {
-            s->fail_locked("sending PACKETS: " + sent.error().message(), false);
-            wake_->signal();
-        }
-        return 0;
-    }
     delivered_.fetch_add(held.size(), std::memory_order_relaxed);
     return held.size();
 }
 
 Delivery GuestHub::announce(uint32_t queue, std::span<const PacketDescriptor> packets) {
     auto s = session_of_queue(queue);
-    if (s == nullptr || packets.empty() || packets.size() > kMaxPacketsPerMessage) return Delivery::NoGuest;
+    if (s == nullptr || packets.empty() || packets.size() > kMaxAnnounce) return Delivery::NoGuest;
     // Under the session's lock, as deliver's writes are: close_session takes
     // it before it stops the driver's queue, so nothing is announced after.
     std::lock_guard lock(s->mu);
-    if (!s->accepting || !s->channel_ok) return Delivery::NoGuest;
-    auto sent = s->channel.send_packets(MessageType::Packets, queue, packets);
-    if (!sent) {
-        // A full socket is a slow guest: the driver's to retry or drop (and
-        // count: `dropped` here counts only what the hub itself gave up).
-        if (sent.error().err == EAGAIN || sent.error().err == EWOULDBLOCK) return Delivery::Dropped;
-        dropped_.fetch_add(packets.size(), std::memory_order_relaxed);
-        s->fail_locked("sending PACKETS: " + sent.error().message(), false);
-        wake_->signal();
-        return Delivery::NoGuest;
+    if (!s->accepting || s->rings == nullptr) return Delivery::NoGuest;
+    GuestRings& rings = *s->rings;
+    reap_locked(s);
+    uint32_t descriptors = 0, room = 0;
+    if (std::string why = rings.room(descriptors, room); !why.empty()) violation_locked(s, why);
+    if (!s->accepting) return Delivery::NoGuest;
+    size_t chains = 0;
+    for (size_t i = 0; i < packets.size(); i += chain_length(packets, i)) ++chains;
+    if (packets.size() > descriptors || chains > room) return Delivery::Dropped;
+    Outstanding o;
+    for (size_t i = 0; i < packets.size();) {
+        const size_t n = std::min<size_t>(chain_length(packets, i), kMaxSegmentsPerPacket);
+        o.segments = static_cast<uint8_t>(n);
+        for (size_t k = 0; k < n; ++k) {
+            o.seg[k] = packets[i + k];
+            o.seg[k].flags = k + 1 < n ? kSegmentFollows : 0u;
+            o.seg[k].reserved = 0;
+        }
+        rings.push(o);
+        i += chain_length(packets, i);
     }
-    delivered_.fetch_add(packets.size(), std::memory_order_relaxed);
+    if (rings.publish()) kicks_.fetch_add(1, std::memory_order_relaxed);
+    // The driver's buffers come back only through the completion ring: ask
+    // the guest to kick the hub thread when it gives some, so they return
+    // even when no more traffic comes to trigger a reap here.
+    rings.want_completions();
+    reap_locked(s);
+    delivered_.fetch_add(chains, std::memory_order_relaxed);
     return Delivery::Delivered;
 }
 
@@ -338,6 +427,7 @@ GuestHubStats GuestHub::stats() const {
     s.delivered = delivered_.load(std::memory_order_relaxed);
     s.dropped = dropped_.load(std::memory_order_relaxed);
     s.returned = returned_.load(std::memory_order_relaxed);
+    s.kicks = kicks_.load(std::memory_order_relaxed);
     return s;
 }
 

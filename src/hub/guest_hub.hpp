@@ -12,19 +12,23 @@
 //   them for this guest), assigned to the guest in the guest provider,
 //   completed -> QUEUE_ATTACHED; the miniport allocates the queue's receive
 //   buffers (NdisAllocateSharedMemory; each block's commit -> BLOCK_ADDED;
-//   lookahead and post-lookahead blocks on a split queue); then deliver() ->
-//   PACKETS (a split packet as a chain of two descriptors) and PACKETS_DONE
-//   give slots back, a chain at a time.
+//   lookahead and post-lookahead blocks on a split queue); the queue's rings
+//   are allocated the same way, one block of Usage Other, as a NIC driver
+//   allocates its descriptor rings (BLOCK_ADDED) -> RINGS_ATTACHED with the
+//   two eventfds; then deliver() writes each packet into a buffer and its
+//   descriptors (a split packet: a chain of two) into the receive ring, and
+//   takes back what the guest put in the completion ring (guest_rings.hpp:
+//   nothing read there is trusted; a violation refuses the session).
 //
-// Threads: one hub thread polls the listening socket and every session (the
-// control traffic is light: a handshake, then batches of PACKETS_DONE), and is
-// the only one that receives on a session or tears one down, so a session's
-// messages and its teardown never race. deliver() runs on the caller's thread
-// (the NIC's), not through the hub thread: the data path takes one lock, the
-// session's, which also serialises sends on its socket. Sockets are
-// non-blocking for sends: a guest that stops reading makes deliver drop
-// packets (EAGAIN: ring full, in effect) and control sends close its session;
-// it can never stall the host.
+// Threads: one hub thread polls the listening socket, every session's socket
+// (the handshake, then only BYE) and the completion kicks, and is the only one
+// that receives on a session or tears one down, so a session's messages and
+// its teardown never race. deliver() runs on the caller's thread (the NIC's),
+// not through the hub thread: the data path takes one lock, the session's,
+// and makes no system call unless the guest sleeps (need-wakeup). A guest
+// that stops consuming fills its ring: deliver drops for its queue (counted),
+// nobody else slows down. Control sends are non-blocking: a guest that does
+// not read its socket is closed; it can never stall the host.
 //
 // Ownership: the hub owns its binding on the adapter and the guest provider
 // registered through it, the miniport, and the sessions; a session owns its
@@ -87,9 +91,10 @@ public:
     // before returning (the hub frees the queue next; a block still on it
     // would be a verifier violation, and its memory the guest's again).
     virtual void stop_queue(uint32_t queue) = 0;
-    // PACKETS_DONE gave back `d` (each segment of a chained packet in turn).
-    // False: not a packet the driver announced and still holds: the hub
-    // refuses the session.
+    // The guest gave back `d` (each segment of a chained packet in turn,
+    // exactly as the driver announced it: the hub's own copy, never the
+    // guest's bytes). Called on the thread that reaps the completion ring:
+    // inside announce, or the hub's thread. False is a bug of the hub's.
     virtual bool give_back(uint32_t queue, const PacketDescriptor& d) = 0;
 
 protected:
@@ -118,16 +123,22 @@ struct GuestHubConfig {
     uint32_t first_queue_id = 1;          // guests' queues are numbered from here
     uint32_t max_guests = 64;
     int handshake_timeout_ms = 5000;      // HELLO and SET_MEMORY must be done by then
+    // Entries of each guest queue's receive and completion rings (a power of
+    // two, kMinHubRingSize..ipc::kMaxRingSize), and the most packets a guest
+    // may hold at once.
+    uint32_t ring_size = 512;
     std::function<void(const std::string&)> log;  // one line per event; empty: stderr
     // Fills guests' queues instead of the hub's miniport; null: the miniport
     // (deliver). Must outlive the hub's stop().
     QueueDriver* queue_driver = nullptr;
 };
 
+inline constexpr uint32_t kMinHubRingSize = 64;
+
 enum class Delivery {
     Delivered,
     NoGuest,   // no running guest owns that queue
-    Dropped,   // no free slot, too large, or the guest's socket is full
+    Dropped,   // no free slot, too large, or the guest's ring is full
 };
 
 struct GuestHubStats {
@@ -137,7 +148,8 @@ struct GuestHubStats {
     uint64_t refused = 0;   // ended by the host for a bad handshake or message
     uint64_t delivered = 0;
     uint64_t dropped = 0;
-    uint64_t returned = 0;  // slots given back by PACKETS_DONE
+    uint64_t returned = 0;  // packets given back through the completion rings
+    uint64_t kicks = 0;     // receive-kick eventfd writes (guests asleep in interrupt mode)
 };
 
 class GuestHub final : private providers::BlockListener {
@@ -160,22 +172,22 @@ public:
     // queue's buffers (in the guest's memory) and announced to the guest.
     // Any thread; packets of one queue are delivered in call order.
     Delivery deliver(uint32_t queue, std::span<const std::byte> packet);
-    // As deliver, for as many packets as one PACKETS message holds
-    // (kMaxPacketsPerMessage descriptors: one per packet, two per
-    // lookahead-split packet; one system call for the batch: what a NIC's
-    // interrupt moderation buys). Returns how many were delivered, a prefix
-    // of `packets`; the rest were dropped (ring full, too large, no room in
-    // the message) or the guest is gone.
+    // As deliver, for a batch: one lock, one publication of the receive ring
+    // (what a NIC's interrupt moderation buys). Returns how many were
+    // delivered, a prefix of `packets`; the rest were dropped (no free
+    // buffer, ring or table full, too large) or the guest is gone.
     size_t deliver_batch(uint32_t queue, std::span<const std::span<const std::byte>> packets);
     // For the queue driver: packets it already wrote into the queue's blocks
-    // (each descriptor names one of them; chains whole), announced to the
-    // guest in one PACKETS message (1..kMaxPacketsPerMessage): all
-    // (Delivered) or none.
-    // Dropped: the guest's socket is full (it is slow): the driver may try
-    // again or reuse the buffers. NoGuest: the guest is gone or going.
+    // (each descriptor names one of them; chains whole, at most
+    // kMaxAnnounce descriptors), put in the guest's receive ring: all
+    // (Delivered) or none. Dropped: the ring is full (the guest is slow): the
+    // driver may try again or reuse the buffers. NoGuest: the guest is gone
+    // or going. Completions come back through QueueDriver::give_back.
     Delivery announce(uint32_t queue, std::span<const PacketDescriptor> packets);
+    static constexpr uint32_t kMaxAnnounce = kMinHubRingSize;
 
     const std::string& socket_path() const { return socket_path_; }
+    uint32_t ring_size() const { return config_.ring_size; }
     std::vector<GuestInfo> guests() const;
     GuestHubStats stats() const;
     // Why each session ended, oldest first (at most the last 256).
@@ -201,9 +213,15 @@ private:
     void serve(const SessionPtr& s);
     void handle_hello(const SessionPtr& s, const Message& m);
     void handle_set_memory(const SessionPtr& s, Message& m);
-    void handle_packets_done(const SessionPtr& s, const Message& m);
-    std::string why_not_returned(uint32_t queue, std::span<const PacketDescriptor> chain) const;
     bool attach_queue(const SessionPtr& s);
+    bool attach_rings(const SessionPtr& s);
+    // The completion kick fired: take back what the guest gave.
+    void reap_kicked(const SessionPtr& s);
+    // Under s->mu: the completions the guest has published go back to the
+    // driver or the miniport; a violation marks the session for closing.
+    void reap_locked(const SessionPtr& s);
+    // Under s->mu: the guest broke the rings' rules; the hub thread closes it.
+    void violation_locked(const SessionPtr& s, const std::string& why);
     enum class Ending {
         HostStops,  // graceful: BLOCK_REMOVED, QUEUE_DETACHED, BYE
         GuestLeft,  // BYE, closed, died: nothing more is sent
@@ -237,7 +255,7 @@ private:
     uint32_t next_guest_id_ = 1;
     uint64_t events_ = 0;
     GuestHubStats stats_;  // delivered, dropped and returned live in the atomics below
-    std::atomic<uint64_t> delivered_{0}, dropped_{0}, returned_{0};
+    std::atomic<uint64_t> delivered_{0}, dropped_{0}, returned_{0}, kicks_{0};
     std::vector<std::string> closed_reasons_;
 };
 

@@ -1,11 +1,14 @@
-// The hub's work on one session: the handshake (HELLO, SET_MEMORY, the queue
-// and its buffers), PACKETS_DONE, and the session's teardown.
+// The hub's work on one session: the handshake (HELLO, SET_MEMORY, the queue,
+// its buffers and its rings) and the session's teardown.
 #include "hub/guest_session.hpp"
 
 #include <algorithm>
 #include <cerrno>
 #include <set>
 #include <span>
+#include <vector>
+
+#include <ndis/ndis_shm.h>
 
 namespace ndisshm::ipc {
 
@@ -147,116 +150,89 @@ bool GuestHub::attach_queue(const SessionPtr& s) {
     }
     s->queue_started = true;
     if (!s->healthy()) return false;  // a BLOCK_ADDED did not go out: serve() closes it
+    if (!attach_rings(s)) return false;
     s->state = Session::State::Running;
     notify();
     return true;
 }
 
-void GuestHub::handle_packets_done(const SessionPtr& s, const Message& m) {
-    const PacketsHeader h = m.packets_header();
+bool GuestHub::attach_rings(const SessionPtr& s) {
     const uint32_t queue = s->queue_id();
-    if (h.queue_id != queue) {
-        close_session(s, "PACKETS_DONE names queue " + std::to_string(h.queue_id) + ", not its own queue " +
-                             std::to_string(queue),
-                      Ending::Refused, kRefused);
-        return;
+    const RingGeometry g = RingGeometry::for_size(config_.ring_size);
+    // As a NIC driver allocates its descriptor rings: shared memory of the
+    // queue, Usage Other, so the guest provider carves it out of this
+    // guest's memory and the books show it.
+    NDIS_SHARED_MEMORY_PARAMETERS p;
+    NdisZeroMemory(&p, sizeof(p));
+    p.Header.Type = NDIS_OBJECT_TYPE_DEFAULT;
+    p.Header.Revision = NDIS_SHARED_MEMORY_PARAMETERS_REVISION_2;
+    p.Header.Size = NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_2;
+    p.QueueId = queue;
+    p.PreferredNode = MM_ANY_NODE_OK;
+    p.Usage = NdisSharedMemoryUsageOther;
+    // Whole pages, as the guest provider carves them anyway: the books, the
+    // guest's BLOCK_ADDED and the provider then all say the same length.
+    p.Length = (g.bytes + 4095) / 4096 * 4096;
+    // As a driver sizes it: one SG element per page at most.
+    const ULONG max_elements = BYTES_TO_PAGES(g.bytes);
+    std::vector<unsigned char> sg(NDISSHM_SG_LIST_BYTES(max_elements));
+    auto* list = reinterpret_cast<PSCATTER_GATHER_LIST>(sg.data());
+    list->NumberOfElements = max_elements;
+    p.SGListBufferLength = static_cast<ULONG>(sg.size());
+    p.SGListBuffer = list;
+    NDIS_HANDLE block = nullptr;
+    if (NDIS_STATUS st = NdisAllocateSharedMemory(adapter_, &p, &block); st != NDIS_STATUS_SUCCESS) {
+        close_session(s, "the rings of queue " + std::to_string(queue) + " (" + std::to_string(g.bytes) +
+                             " bytes): " + ndisshm_status_name(st) + " (" + provider_->last_error() + ")",
+                      Ending::Refused, static_cast<uint32_t>(st));
+        return false;
     }
-    QueueDriver* driver = config_.queue_driver;
-    const std::vector<PacketDescriptor> ds = m.packets();
-    // One packet: its whole chain (the channel let only whole chains in).
-    const auto chain_at = [&](size_t i) {
-        return std::span<const PacketDescriptor>(ds.data() + i, chain_length(ds, i));
-    };
-    const auto refuse = [&](size_t i) {
-        close_session(s, "PACKETS_DONE " + why_not_returned(queue, chain_at(i)), Ending::Refused, kRefused);
-    };
-    if (driver != nullptr) {
-        // Packet by packet, up to the first the driver refuses.
-        uint64_t returned = 0;
-        size_t i = 0;
-        while (i < ds.size()) {
-            const auto chain = chain_at(i);
-            bool ok = true;
-            for (const PacketDescriptor& d : chain) ok = ok && driver->give_back(queue, d);
-            if (!ok) break;
-            ++returned;
-            i += chain.size();
-        }
-        returned_.fetch_add(returned, std::memory_order_relaxed);
-        if (i < ds.size()) refuse(i);
-        return;
+    s->ring_block = block;
+    auto rx_kick = os::WakeFd::create();
+    auto done_kick = rx_kick ? os::WakeFd::create() : Result<os::WakeFd>(rx_kick.error());
+    if (!done_kick) {
+        close_session(s, "the rings' eventfds: " + done_kick.error().message(), Ending::Refused,
+                      static_cast<uint32_t>(NDIS_STATUS_RESOURCES));
+        return false;
     }
-    // The hub's own miniport: the whole message given back under one lock,
-    // up to the first packet it refuses (the hub thread's share of a batch).
-    static thread_local std::vector<nic::RxDescriptor> rs;
-    static thread_local std::vector<size_t> starts;  // where each of rs begins in ds
-    rs.clear();
-    starts.clear();
-    size_t i = 0;
-    while (i < ds.size()) {
-        const auto chain = chain_at(i);
-        // No packet of ours has more than two segments, nor two cookies.
-        if (chain.size() > 2 || (chain.size() == 2 && chain[1].cookie != chain[0].cookie)) break;
-        nic::RxDescriptor r{chain[0].handle, chain[0].offset, chain[0].length, chain[0].cookie};
-        if (chain.size() == 2) {
-            r.segments = 2;
-            r.next = {chain[1].handle, chain[1].offset, chain[1].length};
-        }
-        rs.push_back(r);
-        starts.push_back(i);
-        i += chain.size();
-    }
-    const size_t back = miniport_->give_back_batch(queue, rs);
-    returned_.fetch_add(back, std::memory_order_relaxed);
-    if (back < rs.size()) {
-        refuse(starts[back]);
-    } else if (i < ds.size()) {
-        refuse(i);
-    }
-}
-
-// Says precisely what was wrong with a packet given back: the guest's owner
-// debugs from this line.
-std::string GuestHub::why_not_returned(uint32_t queue, std::span<const PacketDescriptor> chain) const {
-    std::string what =
-        "descriptor (handle " + to_hex(chain[0].handle) + ", offset " + std::to_string(chain[0].offset) +
-        ", length " + std::to_string(chain[0].length) +
-        (chain.size() > 1 ? ", " + std::to_string(chain.size()) + " segments" : std::string()) + ") ";
-    if (config_.queue_driver != nullptr)
-        return what + "is no packet the queue's driver announced and still holds";
-    if (chain.size() > 2)
-        return what + "is a chain of " + std::to_string(chain.size()) + " segments (at most 2 here)";
-    const auto blocks = miniport_->blocks(queue);
-    for (const PacketDescriptor& d : chain) {
-        auto b =
-            std::find_if(blocks.begin(), blocks.end(), [&](const auto& x) { return x.handle == d.handle; });
-        if (b == blocks.end())
-            return what + "names a block (" + to_hex(d.handle) + ") that is not one of its own queue's";
-        if (d.offset >= b->length || d.length > b->length - d.offset)
-            return what + "lies outside its block of " + std::to_string(b->length) + " bytes";
-    }
-    return what + "is no packet it holds (returned twice, or altered)";
+    const int fds[] = {rx_kick->fd(), done_kick->fd()};
+    const RingsAttached ra{queue, g.size, reinterpret_cast<uintptr_t>(block), g.done_offset, 0};
+    auto rings = std::make_unique<GuestRings>(static_cast<std::byte*>(p.VirtualAddress), g, std::move(*rx_kick),
+                                              std::move(*done_kick));
+    s->done_kick_fd = rings->done_kick_fd();
+    std::lock_guard lock(s->mu);
+    // Set before the guest can know of them, so that its first kick finds them.
+    s->rings = std::move(rings);
+    return s->send_locked(MessageType::RingsAttached, &ra, sizeof(ra), fds);
 }
 
 void GuestHub::close_session(const SessionPtr& s, const std::string& reason, Ending ending, uint32_t error_code) {
     if (s->state == Session::State::Closed) return;
     const bool graceful = ending == Ending::HostStops;
     const bool refused = ending == Ending::Refused;
+    std::unique_ptr<GuestRings> rings;
     {
-        // From here deliver() writes nothing more into this guest's memory.
+        // From here deliver() writes nothing more into this guest's memory,
+        // and nobody reads its rings: every cookie it holds is void.
         std::lock_guard lock(s->mu);
         s->accepting = false;
         s->tell_blocks = graceful;
+        rings = std::move(s->rings);
     }
+    s->done_kick_fd = -1;
+    rings.reset();  // the eventfds close; the guest's copies are its own
     const uint32_t queue = s->queue_id();
     {
         std::lock_guard lock(mu_);
         auto it = queue_owner_.find(queue);
         if (it != queue_owner_.end() && it->second == s) queue_owner_.erase(it);
     }
-    // Children first: the queue's buffers (BLOCK_REMOVED goes out only when
-    // the host stops: a guest that left or was refused is told nothing more),
-    // then the queue (no blocks left: no violation), then the guest's memory.
+    // Children first: the rings, the queue's buffers (BLOCK_REMOVED goes out
+    // only when the host stops: a guest that left or was refused is told
+    // nothing more), then the queue (no blocks left: no violation), then the
+    // guest's memory.
+    if (s->ring_block != nullptr) NdisFreeSharedMemory(adapter_, s->ring_block);
+    s->ring_block = nullptr;
     if (s->queue_started) {
         if (config_.queue_driver != nullptr)
             config_.queue_driver->stop_queue(queue);  // its writes stop, then its blocks go

@@ -8,10 +8,12 @@
 #include <cstdio>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 
 #include "ipc/channel.hpp"
 #include "hub/guest_hub.hpp"
+#include "hub/guest_rings.hpp"
 
 namespace ndisshm::ipc {
 
@@ -34,26 +36,33 @@ struct GuestHub::Session {
     State state = State::AwaitHello;
     std::shared_ptr<providers::GuestMemory> memory;
     bool guest_added = false, queue_allocated = false, queue_started = false;
+    NDIS_HANDLE ring_block = nullptr;  // the queue's rings (Usage Other), while allocated
+    int done_kick_fd = -1;             // the rings' completion kick, polled by the hub thread
     GuestInfo info;  // written under the hub's lock, read by guests()
     uint32_t queue_id() const { return info.queue_id; }
 
     // Under mu: the data path and every send.
     std::mutex mu;
-    bool accepting = false;     // deliver may write into the queue and send PACKETS
+    bool accepting = false;     // deliver may write into the queue and its rings
+    std::unique_ptr<GuestRings> rings;  // set once RINGS_ATTACHED went out; gone before the ring block is
     bool channel_ok = true;     // sends may be tried
     bool tell_blocks = true;    // BLOCK_ADDED / BLOCK_REMOVED go out (not to a guest being dropped)
     std::string send_error;     // why channel_ok went false
+    std::string violation;      // why the guest broke its rings' rules: the session is refused with an ERROR
     bool send_refused = false;  // ... and whether that is the host's decision
     std::atomic<bool> broken{false};  // a send failed off the hub thread: close at its next turn
+    // The guest holds packets the hub has not seen come back: the hub thread
+    // reaps the completion ring soon (kReapIdleMs) even if no delivery does.
+    std::atomic<bool> unreaped{false};
 
     template <class T>
     bool send(MessageType t, const T& payload) {
         std::lock_guard lock(mu);
         return send_locked(t, &payload, sizeof(T));
     }
-    bool send_locked(MessageType t, const void* payload, uint32_t bytes) {
+    bool send_locked(MessageType t, const void* payload, uint32_t bytes, std::span<const int> fds = {}) {
         if (!channel_ok) return false;
-        auto s = channel.send(t, payload, bytes);
+        auto s = channel.send(t, payload, bytes, fds);
         if (s) return true;
         const bool full = s.error().err == EAGAIN || s.error().err == EWOULDBLOCK;
         fail_locked(std::string("sending ") + printable_type_name(t) + ": " +
@@ -80,6 +89,10 @@ struct GuestHub::Session {
     bool failure_refused() {
         std::lock_guard lock(mu);
         return send_refused;
+    }
+    std::string violation_reason() {
+        std::lock_guard lock(mu);
+        return violation;
     }
 };
 

@@ -28,28 +28,6 @@ std::string hex(uint32_t v) {
     return buf;
 }
 
-// A batch's descriptors must form whole chains of at most
-// kMaxSegmentsPerPacket segments, with no flag or reserved bit we do not
-// know: a reader can then walk packets without bounds checks of its own,
-// and a chain can never run into the next message. Descriptors are copied
-// out one by one: the payload has no alignment.
-std::string check_chains(const std::byte* descriptors, uint32_t count) {
-    uint32_t segments = 0;
-    for (uint32_t i = 0; i < count; ++i) {
-        PacketDescriptor d;
-        std::memcpy(&d, descriptors + size_t{i} * sizeof(d), sizeof(d));
-        // Named only when wrong: every message of the data path comes through here, on both ends.
-        const auto which = [&] { return "descriptor " + std::to_string(i) + " of " + std::to_string(count); };
-        if ((d.flags & ~kSegmentFollows) != 0) return which() + ": unknown flags " + hex(d.flags);
-        if (d.reserved != 0) return which() + ": reserved field is " + hex(d.reserved) + ", must be 0";
-        if (++segments > kMaxSegmentsPerPacket)
-            return which() + ": a chain of more than " + std::to_string(kMaxSegmentsPerPacket) + " segments";
-        if ((d.flags & kSegmentFollows) == 0) segments = 0;
-    }
-    if (segments != 0) return "chain cut off: the last descriptor says a segment follows";
-    return {};
-}
-
 // The checks of validate() once the header has been read: shared by receive
 // (the peer's datagram) and send (our own, so a bug of ours is caught here and
 // not blamed on the peer).
@@ -72,26 +50,8 @@ std::string check(const MessageHeader& h, const std::byte* payload, size_t paylo
         return what() + ": datagram has " + std::to_string(payload_bytes) + " payload bytes, header says " +
                std::to_string(h.length);
     const auto type = static_cast<MessageType>(h.type);
-    if (const uint32_t fixed = fixed_payload_bytes(type); fixed != 0) {
-        if (h.length != fixed)
-            return what() + ": payload is " + std::to_string(h.length) + " bytes, the type takes " +
-                   std::to_string(fixed);
-    } else {  // PACKETS, PACKETS_DONE
-        if (h.length < sizeof(PacketsHeader))
-            return what() + ": payload of " + std::to_string(h.length) + " bytes is shorter than its 8-byte header";
-        PacketsHeader ph;
-        std::memcpy(&ph, payload, sizeof(ph));
-        if (ph.count == 0) return what() + ": count 0 (a batch has at least one descriptor)";
-        if (ph.count > kMaxPacketsPerMessage)
-            return what() + ": count " + std::to_string(ph.count) + " over the maximum " +
-                   std::to_string(kMaxPacketsPerMessage);
-        const size_t want = sizeof(PacketsHeader) + size_t{ph.count} * sizeof(PacketDescriptor);
-        if (h.length != want)
-            return what() + ": count " + std::to_string(ph.count) + " needs " + std::to_string(want) +
-                   " payload bytes, got " + std::to_string(h.length);
-        if (std::string why = check_chains(payload + sizeof(PacketsHeader), ph.count); !why.empty())
-            return what() + ": " + why;
-    }
+    if (const uint32_t fixed = fixed_payload_bytes(type); h.length != fixed)
+        return what() + ": payload is " + std::to_string(h.length) + " bytes, the type takes " + std::to_string(fixed);
     // Strings are read with C string calls by both ends: they must end inside
     // their arrays.
     if (type == MessageType::Hello && !has_nul(reinterpret_cast<const char*>(payload) + offsetof(Hello, name), kNameBytes))
@@ -102,6 +62,9 @@ std::string check(const MessageHeader& h, const std::byte* payload, size_t paylo
     if (type == MessageType::SetMemory) {
         if (fds == 0) return what() + ": no file descriptor (SET_MEMORY carries its memfd)";
         if (fds != 1) return what() + ": " + std::to_string(fds) + " file descriptors (SET_MEMORY carries exactly 1)";
+    } else if (type == MessageType::RingsAttached) {
+        if (fds != kRingsAttachedFds)
+            return what() + ": " + std::to_string(fds) + " file descriptor(s) (RINGS_ATTACHED carries exactly 2 eventfds)";
     } else if (fds != 0) {
         return what() + ": carries " + std::to_string(fds) + " file descriptor(s); the type takes none";
     }
@@ -120,13 +83,6 @@ std::byte* scratch() {
 
 }  // namespace
 
-std::vector<PacketDescriptor> Message::packets() const {
-    const uint32_t count = packets_header().count;
-    std::vector<PacketDescriptor> out(count);
-    std::memcpy(out.data(), payload.data() + sizeof(PacketsHeader), size_t{count} * sizeof(PacketDescriptor));
-    return out;
-}
-
 std::string validate(const std::byte* data, size_t bytes, bool truncated, int fds) {
     if (truncated) return "oversized datagram: over " + std::to_string(kMaxDatagram) + " bytes";
     if (bytes < kHeaderBytes)
@@ -137,37 +93,13 @@ std::string validate(const std::byte* data, size_t bytes, bool truncated, int fd
     return check(h, data + kHeaderBytes, bytes - kHeaderBytes, fds);
 }
 
-Status Channel::send(MessageType type, const void* payload, uint32_t length, int fd) {
+Status Channel::send(MessageType type, const void* payload, uint32_t length, std::span<const int> fds) {
     MessageHeader h{kMagic, kVersion, static_cast<uint16_t>(type), length, sent_ + 1};
     const auto* bytes = static_cast<const std::byte*>(payload);
-    if (std::string why = check(h, bytes, length, fd >= 0 ? 1 : 0); !why.empty())
+    if (std::string why = check(h, bytes, length, static_cast<int>(fds.size())); !why.empty())
         return Error{"send", EINVAL, "refusing to send a malformed message: " + why};
     const std::span<const std::byte> parts[] = {{reinterpret_cast<const std::byte*>(&h), sizeof(h)}, {bytes, length}};
-    if (auto s = os::send_datagram(socket_.get(), parts, fd); !s) return s;
-    ++sent_;
-    return Ok{};
-}
-
-Status Channel::send_packets(MessageType type, uint32_t queue_id, std::span<const PacketDescriptor> packets) {
-    if (type != MessageType::Packets && type != MessageType::PacketsDone)
-        return Error{"send_packets", EINVAL, "type is neither PACKETS nor PACKETS_DONE"};
-    if (packets.empty() || packets.size() > kMaxPacketsPerMessage)
-        return Error{"send_packets", EINVAL,
-                     std::to_string(packets.size()) + " descriptors (1.." + std::to_string(kMaxPacketsPerMessage) +
-                         " per message)"};
-    // Ours to get right: a peer would refuse the whole batch for one bad chain.
-    if (std::string why = check_chains(reinterpret_cast<const std::byte*>(packets.data()),
-                                       static_cast<uint32_t>(packets.size()));
-        !why.empty())
-        return Error{"send_packets", EINVAL, "refusing to send a malformed batch: " + why};
-    const PacketsHeader ph{static_cast<uint32_t>(packets.size()), queue_id};
-    const uint32_t length = static_cast<uint32_t>(sizeof(ph) + packets.size_bytes());
-    const MessageHeader h{kMagic, kVersion, static_cast<uint16_t>(type), length, sent_ + 1};
-    // Gathered by sendmsg straight from the caller's array: no copy.
-    const std::span<const std::byte> parts[] = {{reinterpret_cast<const std::byte*>(&h), sizeof(h)},
-                                                {reinterpret_cast<const std::byte*>(&ph), sizeof(ph)},
-                                                std::as_bytes(packets)};
-    if (auto s = os::send_datagram(socket_.get(), parts, -1); !s) return s;
+    if (auto s = os::send_datagram(socket_.get(), parts, fds); !s) return s;
     ++sent_;
     return Ok{};
 }
@@ -212,7 +144,8 @@ Result<Message> Channel::receive(int timeout_ms) {
         Message m;
         std::memcpy(&m.header, buffer, sizeof(m.header));
         m.payload.assign(buffer + kHeaderBytes, buffer + kHeaderBytes + m.header.length);
-        if (fds == 1) m.fd = std::move(d->fds.front());
+        if (fds >= 1) m.fd = std::move(d->fds[0]);
+        if (fds >= 2) m.fd2 = std::move(d->fds[1]);
         return m;
     }
 }

@@ -4,8 +4,8 @@
 // truncated or oversized datagram is seen as such (MSG_TRUNC) and never
 // confused with the start of the next. Every received message is checked
 // against protocol.hpp (magic, version, known type, exact payload length,
-// descriptor count, whole descriptor chains of at most kMaxSegmentsPerPacket
-// with no unknown flag, file descriptors only where SET_MEMORY wants exactly one)
+// NUL-terminated strings, file descriptors only where SET_MEMORY wants exactly
+// one and RINGS_ATTACHED exactly two)
 // before the caller sees it; a message that fails comes back as an Error with
 // err = EPROTO and a reason fit for the log, and any fd it carried is closed.
 // Not thread-safe: one thread sends and receives on a channel at a time (two
@@ -28,7 +28,8 @@ namespace ndisshm::ipc {
 struct Message {
     MessageHeader header{};
     std::vector<std::byte> payload;  // exactly header.length bytes, already validated
-    os::UniqueFd fd;                 // SET_MEMORY's memfd; invalid for every other type
+    os::UniqueFd fd;                 // SET_MEMORY's memfd, RINGS_ATTACHED's first eventfd; invalid otherwise
+    os::UniqueFd fd2;                // RINGS_ATTACHED's second eventfd
 
     MessageType type() const { return static_cast<MessageType>(header.type); }
     // The payload as its fixed-size struct (the type was checked on receipt).
@@ -39,34 +40,24 @@ struct Message {
         std::memcpy(&value, payload.data(), sizeof(T));
         return value;
     }
-    // PACKETS / PACKETS_DONE only.
-    PacketsHeader packets_header() const { return as<PacketsHeader>(); }
-    std::vector<PacketDescriptor> packets() const;
 };
-
-// How many descriptors, from descriptors[first], make up that packet: its
-// chain. A batch that came through receive() (or that send_packets accepts)
-// holds whole chains only, so the answer never runs past the batch.
-inline size_t chain_length(std::span<const PacketDescriptor> descriptors, size_t first) {
-    size_t n = 1;
-    while (first + n < descriptors.size() && (descriptors[first + n - 1].flags & kSegmentFollows) != 0) ++n;
-    return n;
-}
 
 class Channel {
 public:
     explicit Channel(os::UniqueFd socket) : socket_(std::move(socket)) {}
 
-    // Sends one message; `fd` (-1: none) travels with it by SCM_RIGHTS.
-    // EPIPE when the peer is gone (never SIGPIPE).
-    Status send(MessageType type, const void* payload, uint32_t length, int fd = -1);
+    // Sends one message; `fds` (none by default) travel with it by
+    // SCM_RIGHTS. EPIPE when the peer is gone (never SIGPIPE).
+    Status send(MessageType type, const void* payload, uint32_t length, std::span<const int> fds = {});
     template <class T>
-    Status send(MessageType type, const T& payload, int fd = -1) {
-        return send(type, &payload, sizeof(T), fd);
+    Status send(MessageType type, const T& payload, std::span<const int> fds = {}) {
+        return send(type, &payload, sizeof(T), fds);
     }
-    // PACKETS or PACKETS_DONE with 1..kMaxPacketsPerMessage descriptors that
-    // form whole chains (EINVAL otherwise, nothing sent).
-    Status send_packets(MessageType type, uint32_t queue_id, std::span<const PacketDescriptor> packets);
+    template <class T>
+    Status send(MessageType type, const T& payload, int fd) {
+        const int one[] = {fd};
+        return send(type, &payload, sizeof(T), one);
+    }
 
     // The next whole, valid message. timeout_ms < 0 waits forever; on timeout
     // err = ETIMEDOUT. The peer closing gives err = ECONNRESET ("peer closed").

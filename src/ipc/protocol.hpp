@@ -10,27 +10,34 @@
 // ReceiveLookahead block, the rest in a ReceivePostLookahead block): one
 // descriptor per segment, chained as NextSharedMemorySegment chains them.
 //
+// The socket carries the handshake and the life cycle only. Packets travel in
+// shared rings in the guest's own memory (ring.hpp): one NDIS block per queue
+// (Usage Other), announced by RINGS_ATTACHED with two eventfds, so that under
+// load no system call is made per packet or per batch, as memif, virtio and
+// AF_XDP do.
+//
 // Wire format: a 16-byte header, then `length` payload bytes; little-endian
-// (both ends run on the same machine); fixed-size payloads except PACKETS and
-// PACKETS_DONE, whose length is 8 + count * sizeof(PacketDescriptor). Every
+// (both ends run on the same machine); every payload has a fixed size. Every
 // message is length-checked against its type before a byte of it is used; a
 // message that fails (bad magic, version, type, length, a file descriptor
-// where none belongs, a descriptor chain cut off or too long) ends that
-// guest's session with a logged reason and touches nothing else.
+// where none belongs) ends that guest's session with a logged reason and
+// touches nothing else.
 //
-// Versions: 1 had 24-byte descriptors and one segment per packet; 2 (this)
-// has 32-byte descriptors with flags (kSegmentFollows). A peer speaking 1 is
-// refused at its first message ("unsupported protocol version 1"): the two
-// descriptor layouts cannot be told apart by length alone, so no message of
-// the other version is ever read as ours.
+// Versions: 1 had 24-byte descriptors and one segment per packet; 2 had
+// 32-byte descriptors with chains, sent in PACKETS / PACKETS_DONE messages; 3
+// (this) moves them into shared rings (types 9 and 10 are retired). A peer
+// speaking another version is refused at its first message with an ERROR
+// naming both ("unsupported protocol version 2 (expected 3)"): no message of
+// another version is ever read as ours.
 //
 // Conversation:
 //   guest -> HELLO                      host -> HELLO_ACK (guest id)
 //   guest -> SET_MEMORY + 1 fd          host -> MEMORY_ACK, or ERROR and close
 //   host  -> QUEUE_ATTACHED             (a VMQ of the NIC now belongs to this guest)
-//   host  -> BLOCK_ADDED                (shared memory for that queue, in the guest's memory)
-//   host  -> PACKETS (batch)            guest -> PACKETS_DONE (the same descriptors, given back;
-//                                                one message may return several batches of a queue)
+//   host  -> BLOCK_ADDED                (shared memory for that queue, in the guest's memory:
+//                                        receive buffers, and one Usage Other block for the rings)
+//   host  -> RINGS_ATTACHED + 2 fds     (the queue's rings: where, how large, the eventfds)
+//   ... packets in the receive ring, completions in the completion ring ...
 //   host  -> BLOCK_REMOVED, QUEUE_DETACHED
 //   either -> BYE; a closed socket means the same.
 #pragma once
@@ -41,11 +48,8 @@
 namespace ndisshm::ipc {
 
 inline constexpr uint32_t kMagic = 0x4D53444Eu;  // "NDSM"
-inline constexpr uint16_t kVersion = 2;
+inline constexpr uint16_t kVersion = 3;
 inline constexpr uint32_t kMaxPayload = 64 * 1024;
-// Descriptors (segments) per PACKETS / PACKETS_DONE: a packet of one segment
-// takes one, a lookahead-split packet two.
-inline constexpr uint32_t kMaxPacketsPerMessage = (kMaxPayload - 8) / 32;
 // The longest chain a packet may have. Lookahead split makes two; the bound
 // leaves room for a header/data split of a jumbo frame over several slots
 // while keeping a reader's per-packet work (and its segment array) small.
@@ -62,10 +66,10 @@ enum class MessageType : uint16_t {
     QueueDetached = 6,
     BlockAdded = 7,
     BlockRemoved = 8,
-    Packets = 9,
-    PacketsDone = 10,
+    // 9 and 10 were PACKETS and PACKETS_DONE (version 2): retired, unknown now.
     Bye = 11,
     Error = 12,
+    RingsAttached = 13,
 };
 
 struct MessageHeader {
@@ -126,28 +130,50 @@ struct BlockRemoved {  // host -> guest
 };
 
 // One segment of a received packet, as NET_BUFFER_SHARED_MEMORY describes
-// it. A packet is a chain: every segment but its last has kSegmentFollows,
-// and the next descriptor in the message is the next segment (Windows'
-// NextSharedMemorySegment). A chain never spans two messages. The fields new
-// in version 2 are at the end, with defaults, so that drivers writing
-// {handle, offset, length, cookie} describe a one-segment packet.
+// it: an entry of the receive ring (ring.hpp). A packet is a chain: every
+// segment but its last has kSegmentFollows, and the next entry is the next
+// segment (Windows' NextSharedMemorySegment). The last fields have defaults,
+// so that drivers writing {handle, offset, length, cookie} describe a
+// one-segment packet.
 struct PacketDescriptor {
     uint64_t handle;  // SharedMemoryHandle of the block
     uint32_t offset;  // SharedMemoryOffset within the block
     uint32_t length;  // SharedMemoryLength: this segment's bytes
-    uint64_t cookie;  // the host's, returned unchanged in PACKETS_DONE (every segment of a packet carries the
-                      // same)
+    uint64_t cookie;  // the host's, given back unchanged in the completion ring (every segment of a packet
+                      // carries the same)
     uint32_t flags = 0;     // kSegmentFollows; no other bit is defined
     uint32_t reserved = 0;  // must be 0
 };
 static_assert(sizeof(PacketDescriptor) == 32);
+static_assert(offsetof(PacketDescriptor, cookie) == 16 && offsetof(PacketDescriptor, flags) == 24);
 inline constexpr uint32_t kSegmentFollows = 0x1;
 
-struct PacketsHeader {  // host -> guest (PACKETS) and guest -> host (PACKETS_DONE)
-    uint32_t count;     // descriptors that follow, 1..kMaxPacketsPerMessage, whole chains only
+// How many descriptors, from descriptors[first], make up that packet: its
+// chain, cut at the end of the span (a caller that needs whole chains checks
+// the last one's flag).
+template <class Span>
+inline size_t chain_length(const Span& descriptors, size_t first) {
+    size_t n = 1;
+    while (first + n < descriptors.size() && (descriptors[first + n - 1].flags & kSegmentFollows) != 0) ++n;
+    return n;
+}
+
+// host -> guest, with exactly two fds (SCM_RIGHTS), both eventfds:
+//   [0] receive kick: the host writes it when the guest asked to be woken
+//       (kNeedWakeup in the receive ring) and packets are ready;
+//   [1] completion kick: the guest writes it when the host asked to be woken
+//       (kNeedWakeup in the completion ring) and completions are ready.
+// The rings lie in the block `handle` (announced by BLOCK_ADDED, Usage Other,
+// of this queue): the receive ring at its offset 0, the completion ring at
+// done_offset; `size` entries each. ring.hpp has the layout.
+struct RingsAttached {
     uint32_t queue_id;
+    uint32_t size;         // entries per ring: a power of two, kMinRingSize..kMaxRingSize
+    uint64_t handle;       // the ring block
+    uint32_t done_offset;  // RingGeometry::for_size(size).done_offset
+    uint32_t flags;        // none defined: 0
 };
-static_assert(sizeof(PacketsHeader) == 8);
+inline constexpr int kRingsAttachedFds = 2;
 
 struct Bye {
     uint32_t reserved;
@@ -171,16 +197,14 @@ constexpr const char* message_type_name(MessageType t) {
         case MessageType::QueueDetached: return "QUEUE_DETACHED";
         case MessageType::BlockAdded: return "BLOCK_ADDED";
         case MessageType::BlockRemoved: return "BLOCK_REMOVED";
-        case MessageType::Packets: return "PACKETS";
-        case MessageType::PacketsDone: return "PACKETS_DONE";
         case MessageType::Bye: return "BYE";
         case MessageType::Error: return "ERROR";
+        case MessageType::RingsAttached: return "RINGS_ATTACHED";
     }
     return nullptr;
 }
 
-// The payload size a fixed-size type must have, or 0 for the variable ones
-// (PACKETS, PACKETS_DONE) and for unknown types.
+// The payload size the type must have, or 0 for an unknown type.
 constexpr uint32_t fixed_payload_bytes(MessageType t) {
     switch (t) {
         case MessageType::Hello: return sizeof(Hello);
@@ -193,8 +217,7 @@ constexpr uint32_t fixed_payload_bytes(MessageType t) {
         case MessageType::BlockRemoved: return sizeof(BlockRemoved);
         case MessageType::Bye: return sizeof(Bye);
         case MessageType::Error: return sizeof(ErrorMessage);
-        case MessageType::Packets:
-        case MessageType::PacketsDone: return 0;
+        case MessageType::RingsAttached: return sizeof(RingsAttached);
     }
     return 0;
 }

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -99,6 +100,12 @@ Result<WakeFd> WakeFd::create() {
     return WakeFd(UniqueFd(fd));
 }
 
+Result<WakeFd> WakeFd::adopt(UniqueFd fd) {
+    if (!fd.valid()) return Error{"eventfd", EBADF, "no file descriptor"};
+    if (auto s = set_nonblocking(fd.get()); !s) return s.error();
+    return WakeFd(std::move(fd));
+}
+
 void WakeFd::signal() const {
     const uint64_t one = 1;
     // EAGAIN only when the counter would overflow: the waiter is awake anyway.
@@ -108,6 +115,21 @@ void WakeFd::signal() const {
 void WakeFd::drain() const {
     uint64_t count;
     [[maybe_unused]] ssize_t n = ::read(fd_.get(), &count, sizeof(count));
+}
+
+Result<UniqueFd> epoll_create() {
+    const int fd = fault::call("epoll_create1", -1, [] { return ::epoll_create1(EPOLL_CLOEXEC); });
+    if (fd < 0) return errno_error("epoll_create1");
+    return UniqueFd(fd);
+}
+
+Status epoll_watch(int epoll_fd, int fd) {
+    epoll_event e{};
+    e.events = EPOLLIN;
+    e.data.fd = fd;
+    if (fault::call("epoll_ctl", -1, [&] { return ::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &e); }) != 0)
+        return errno_error("epoll_ctl(ADD, " + std::to_string(fd) + ")");
+    return Ok{};
 }
 
 Status set_nonblocking(int fd) {

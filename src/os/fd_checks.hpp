@@ -49,10 +49,15 @@ struct PollEntry {
 // with the time left.
 Result<int> poll_readable(std::span<PollEntry> entries, int timeout_ms);
 
-// An eventfd one thread signals to wake another from poll_readable.
+// An eventfd one thread signals to wake another from poll_readable. The
+// rings' kicks are ones too, passed between processes (SCM_RIGHTS).
 class WakeFd {
 public:
     static Result<WakeFd> create();
+    // One received from a peer: made non-blocking, so that neither signal
+    // nor drain can ever wait, whatever kind of fd the peer sent.
+    static Result<WakeFd> adopt(UniqueFd fd);
+    WakeFd() = default;
     void signal() const;  // async-signal-safe, never blocks
     void drain() const;   // reads the count back to 0
     int fd() const { return fd_.get(); }
@@ -61,6 +66,11 @@ private:
     explicit WakeFd(UniqueFd fd) : fd_(std::move(fd)) {}
     UniqueFd fd_;
 };
+
+// An epoll instance (close-on-exec) and the fds it watches for input: one fd
+// a caller can sleep on for several (the guest's socket and its kicks).
+Result<UniqueFd> epoll_create();
+Status epoll_watch(int epoll_fd, int fd);
 
 // O_NONBLOCK: a send on a full socket fails with EAGAIN instead of waiting
 // for a peer that may never read.

@@ -142,9 +142,11 @@ Result<std::pair<UniqueFd, UniqueFd>> seqpacket_pair() {
     return std::pair<UniqueFd, UniqueFd>(UniqueFd(fds[0]), UniqueFd(fds[1]));
 }
 
-Status send_datagram(int fd, std::span<const std::span<const std::byte>> parts, int pass_fd) {
+Status send_datagram(int fd, std::span<const std::span<const std::byte>> parts, std::span<const int> pass_fds) {
     constexpr size_t kMaxParts = 4;
+    constexpr size_t kMaxPassFds = 4;
     if (parts.size() > kMaxParts) return our_error("sendmsg", EINVAL, "more than 4 parts");
+    if (pass_fds.size() > kMaxPassFds) return our_error("sendmsg", EINVAL, "more than 4 file descriptors");
     std::array<iovec, kMaxParts> iov{};
     size_t total = 0;
     for (size_t i = 0; i < parts.size(); ++i) {
@@ -157,16 +159,16 @@ Status send_datagram(int fd, std::span<const std::span<const std::byte>> parts, 
     msg.msg_iovlen = parts.size();
     union {
         cmsghdr align;
-        char bytes[CMSG_SPACE(sizeof(int))];
+        char bytes[CMSG_SPACE(sizeof(int) * kMaxPassFds)];
     } control{};
-    if (pass_fd >= 0) {
+    if (!pass_fds.empty()) {
         msg.msg_control = control.bytes;
-        msg.msg_controllen = sizeof(control.bytes);
+        msg.msg_controllen = CMSG_SPACE(pass_fds.size_bytes());
         cmsghdr* c = CMSG_FIRSTHDR(&msg);
         c->cmsg_level = SOL_SOCKET;
         c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        std::memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+        c->cmsg_len = CMSG_LEN(pass_fds.size_bytes());
+        std::memcpy(CMSG_DATA(c), pass_fds.data(), pass_fds.size_bytes());
     }
     for (;;) {
         ssize_t n = fault::call("sendmsg", ssize_t{-1}, [&] { return ::sendmsg(fd, &msg, MSG_NOSIGNAL); });

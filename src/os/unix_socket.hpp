@@ -36,9 +36,9 @@ Result<UniqueFd> connect_unix(const std::string& path);
 // A connected pair, for tests and for in-process peers.
 Result<std::pair<UniqueFd, UniqueFd>> seqpacket_pair();
 
-// Sends `parts` as one datagram (gathered, no copy), with `pass_fd` (-1:
-// none) as SCM_RIGHTS. MSG_NOSIGNAL: a gone peer is EPIPE, never SIGPIPE.
-Status send_datagram(int fd, std::span<const std::span<const std::byte>> parts, int pass_fd);
+// Sends `parts` as one datagram (gathered, no copy), with `pass_fds` (at
+// most 4) as SCM_RIGHTS. MSG_NOSIGNAL: a gone peer is EPIPE, never SIGPIPE.
+Status send_datagram(int fd, std::span<const std::span<const std::byte>> parts, std::span<const int> pass_fds = {});
 
 struct Datagram {
     size_t bytes = 0;                // bytes stored in the buffer

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # `ndisshm guest` run as a separate process against a fake host (Python,
-# speaking src/ipc/protocol.hpp byte for byte): the host checks the memfd it
-# receives (size, seals), writes packets into it (some split in two chained
-# segments, as lookahead split sends them) and reads them back through the
-# guest's checksum; then it ends the session each way a host can: BYE
+# speaking src/ipc/protocol.hpp and driving src/ipc/ring.hpp's rings byte for
+# byte): the host checks the memfd it receives (size, seals), writes packets
+# into it (some split in two chained segments, as lookahead split sends them),
+# announces them in the receive ring and waits for their cookies in the
+# completion ring, and reads them back through the guest's checksum; then it
+# ends the session each way a host can: BYE
 # (exit 0), SIGKILL of the host process (exit 3), refusing the memory (exit
 # 1), or the guest stopping at --packets (it says BYE itself, exit 0).
 # Usage: guest_test.sh PATH/TO/ndisshm
@@ -19,18 +21,22 @@ fail() {
 }
 
 cat >"$tmp/host.py" <<'PY'
-import fcntl, mmap, os, signal, socket, struct, sys
+import fcntl, mmap, os, select, signal, socket, struct, sys, time
 path, mode, out = sys.argv[1], sys.argv[2], sys.argv[3]
-MAGIC, HDR = 0x4D53444E, struct.Struct('<IHHII')
+MAGIC, VERSION, HDR = 0x4D53444E, 3, struct.Struct('<IHHII')
 seq = 0
 srv = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 srv.bind(path)
 srv.listen(1)
 c, _ = srv.accept()
-def send(t, payload):
+def send(t, payload, fds=()):
     global seq
     seq += 1
-    c.send(HDR.pack(MAGIC, 2, t, len(payload), seq) + payload)
+    data = HDR.pack(MAGIC, VERSION, t, len(payload), seq) + payload
+    if fds:
+        socket.send_fds(c, [data], list(fds))
+    else:
+        c.send(data)
 def send_quietly(t, payload):  # the guest may have said BYE and closed already
     try:
         send(t, payload)
@@ -44,7 +50,7 @@ def recv():
     if not data:
         return None, b'', fds
     magic, version, t, length, _ = HDR.unpack_from(data)
-    assert magic == MAGIC and version == 2 and length == len(data) - 16, data[:16]
+    assert magic == MAGIC and version == VERSION and length == len(data) - 16, data[:16]
     return t, data[16:], fds
 report = open(out, 'w')
 t, p, _ = recv()
@@ -63,12 +69,25 @@ if mode == 'refuse':
 mem = mmap.mmap(fds[0], size)
 send(4, struct.pack('<Q', size))
 send(5, struct.pack('<IIII', 1, 0, 0, 0))
-send(7, struct.pack('<QQIIII', 0xB10C, 4096, 65536, 1, 1, 0))
+send(7, struct.pack('<QQIIII', 0xB10C, 4096, 65536, 1, 4, 0))
+# The rings (ring.hpp): one block of Usage Other (9) at 128 KiB; the receive
+# ring at its start, the completion ring at DONE; each ring a producer line,
+# a consumer line (flags at +4), then SIZE entries.
+RING, SIZE = 131072, 64
+DONE = 128 + SIZE * 32
+send(7, struct.pack('<QQIIII', 0x5160, RING, 4096, 1, 9, 0))
+rx_kick = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+done_kick = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+send(13, struct.pack('<IIQII', 1, SIZE, 0x5160, DONE, 0), (rx_kick, done_kick))
+u32 = struct.Struct('<I')
 DESC = struct.Struct('<QIIQII')  # handle, offset, length, cookie, flags (1: a segment follows), reserved
+prod, done_cons = 0, 0
+c.setblocking(False)
 for b in range(5):
-    descs = []
+    descs, cookies = [], []
     for i in range(4):
         off = i * 2048
+        cookies.append(b * 4 + i)
         if i == 3:  # lookahead split: 128 bytes here, the other 1372 further on; the guest reads across both
             tail = 32768 + b * 2048
             mem[4096 + off:4096 + off + 128] = bytes([(b * 4 + i) & 255]) * 128
@@ -80,16 +99,41 @@ for b in range(5):
         descs.append(DESC.pack(0xB10C, off, 1500, b * 4 + i, 0, 0))
     if b == 0:
         descs.append(DESC.pack(0xB10C, 65000, 1500, 99, 0, 0))  # past the block's end
-    send_quietly(9, struct.pack('<II', len(descs), 1) + b''.join(descs))
-    t, p, _ = recv()
-    if t == 11:
-        report.write('guest said bye after %d batches\n' % b)
-        sys.exit(0)
-    assert t == 10 and struct.unpack_from('<I', p)[0] == len(descs), t
+        cookies.append(99)
+    for d in descs:
+        mem[RING + 128 + (prod % SIZE) * 32:RING + 128 + (prod % SIZE) * 32 + 32] = d
+        prod += 1
+    mem[RING:RING + 4] = u32.pack(prod)  # publish
+    if u32.unpack_from(mem, RING + 68)[0] & 1:  # the guest sleeps: kick it
+        os.eventfd_write(rx_kick, 1)
+    got = []
+    def reap():
+        global done_cons
+        done_prod = u32.unpack_from(mem, RING + DONE)[0]
+        while done_cons != done_prod:
+            got.append(struct.unpack_from('<Q', mem, RING + DONE + 128 + (done_cons % SIZE) * 8)[0])
+            done_cons += 1
+        mem[RING + DONE + 64:RING + DONE + 68] = u32.pack(done_cons)
+    deadline = time.time() + 10
+    while len(got) < len(cookies) and time.time() < deadline:
+        reap()
+        if len(got) < len(cookies):
+            select.select([c], [], [], 0.002)
+            try:
+                t, p, _ = recv()
+            except BlockingIOError:
+                continue
+            if t == 11:
+                reap()  # what it gave back before its BYE
+                report.write('guest said bye after %d batches\n' % (b + (len(got) == len(cookies))))
+                sys.exit(0)
+    assert sorted(got) == sorted(cookies), (got, cookies)
 report.write('batches returned\n')
 report.flush()
 if mode == 'vanish':
     os.kill(os.getpid(), signal.SIGKILL)
+c.setblocking(True)
+send(8, struct.pack('<Q', 0x5160))
 send(8, struct.pack('<Q', 0xB10C))
 send(6, struct.pack('<II', 1, 0))
 send(11, struct.pack('<II', 0, 0))
@@ -149,7 +193,7 @@ python3 - "$tmp/vanish.out" <<'PY' || fail "vanish: JSON checks failed"
 import json, sys
 d = json.load(open(sys.argv[1]))
 assert d["end"] == "HOST_GONE" and d["exit_status"] == 3, d
-assert d["packets"] == 20 and d["bad_descriptors"] == 1 and d["blocks_known"] == 1, d
+assert d["packets"] == 20 and d["bad_descriptors"] == 1 and d["blocks_known"] == 2, d  # receive + rings
 assert d["guest_id"] == 9 and d["memory_bytes"] == 1048576, d
 PY
 

@@ -37,32 +37,6 @@ Bytes datagram(ipc::MessageType type, const T& payload) {
     return datagram(static_cast<uint16_t>(type), &payload, sizeof(T), sizeof(T));
 }
 
-// PACKETS (or PACKETS_DONE) with `count` in its header and `descriptors` real ones.
-inline Bytes packets_datagram(uint32_t count, uint32_t descriptors, ipc::MessageType type = ipc::MessageType::Packets) {
-    Bytes payload(sizeof(ipc::PacketsHeader) + size_t{descriptors} * sizeof(ipc::PacketDescriptor));
-    const ipc::PacketsHeader ph{count, 1};
-    std::memcpy(payload.data(), &ph, sizeof(ph));
-    for (uint32_t i = 0; i < descriptors; ++i) {
-        const ipc::PacketDescriptor d{100 + i, i * 64, 64, i};
-        std::memcpy(payload.data() + sizeof(ph) + i * sizeof(d), &d, sizeof(d));
-    }
-    return datagram(static_cast<uint16_t>(type), payload.data(), payload.size(),
-                    static_cast<uint32_t>(payload.size()));
-}
-
-// PACKETS (or PACKETS_DONE) carrying exactly `descriptors` (chains as given).
-inline Bytes packets_datagram(const std::vector<ipc::PacketDescriptor>& descriptors,
-                              ipc::MessageType type = ipc::MessageType::Packets) {
-    Bytes payload(sizeof(ipc::PacketsHeader) + descriptors.size() * sizeof(ipc::PacketDescriptor));
-    const ipc::PacketsHeader ph{static_cast<uint32_t>(descriptors.size()), 1};
-    std::memcpy(payload.data(), &ph, sizeof(ph));
-    if (!descriptors.empty())
-        std::memcpy(payload.data() + sizeof(ph), descriptors.data(),
-                    descriptors.size() * sizeof(ipc::PacketDescriptor));
-    return datagram(static_cast<uint16_t>(type), payload.data(), payload.size(),
-                    static_cast<uint32_t>(payload.size()));
-}
-
 // Sends `bytes` as one datagram with any number of fds (Channel never sends
 // more than one: tests need to).
 inline void send_raw(int socket, const Bytes& bytes, const std::vector<int>& fds = {}) {

@@ -63,23 +63,13 @@ void check_message(const ipc::Message& m) {
     std::vector<std::byte> whole(sizeof(m.header) + m.payload.size());
     std::memcpy(whole.data(), &m.header, sizeof(m.header));
     if (!m.payload.empty()) std::memcpy(whole.data() + sizeof(m.header), m.payload.data(), m.payload.size());
-    const int fds = m.fd.valid() ? 1 : 0;
+    const int fds = (m.fd.valid() ? 1 : 0) + (m.fd2.valid() ? 1 : 0);
     const std::string again = ipc::validate(whole.data(), whole.size(), false, fds);
     FUZZ_CHECK(again.empty(), "a delivered message does not validate: %s", again.c_str());
     FUZZ_CHECK(m.payload.size() == m.header.length, "payload %zu bytes, header %u", m.payload.size(), m.header.length);
-    FUZZ_CHECK(m.fd.valid() == (m.type() == ipc::MessageType::SetMemory), "fd on type %u", m.header.type);
-    if (m.type() == ipc::MessageType::Packets || m.type() == ipc::MessageType::PacketsDone) {
-        const auto packets = m.packets();  // reads count descriptors: must all be inside the payload
-        FUZZ_CHECK(packets.size() == m.packets_header().count, "packets");
-        // Whole chains only, none too long: what readers rely on to walk
-        // packets without bounds checks of their own.
-        for (size_t i = 0; i < packets.size();) {
-            const size_t n = ipc::chain_length(packets, i);
-            FUZZ_CHECK(n >= 1 && n <= ipc::kMaxSegmentsPerPacket, "a chain of %zu segments", n);
-            FUZZ_CHECK((packets[i + n - 1].flags & ipc::kSegmentFollows) == 0, "a chain cut off at %zu", i + n);
-            i += n;
-        }
-    }
+    const bool takes_fd = m.type() == ipc::MessageType::SetMemory || m.type() == ipc::MessageType::RingsAttached;
+    FUZZ_CHECK(m.fd.valid() == takes_fd, "fd on type %u", m.header.type);
+    FUZZ_CHECK(m.fd2.valid() == (m.type() == ipc::MessageType::RingsAttached), "second fd on type %u", m.header.type);
 }
 
 void receive_all(ipc::Channel& ch, bool peer_closed) {
@@ -134,8 +124,9 @@ void round_trip(ByteReader& in, int pass_fd) {
     const auto type = static_cast<ipc::MessageType>(in.below(14));
     size_t n = 0;
     const uint8_t* payload = in.bytes(in.below(200), &n);
-    const int fd = in.flag() ? pass_fd : -1;
-    auto sent = a.send(type, payload, static_cast<uint32_t>(n), fd);
+    const int fds[] = {pass_fd, pass_fd};
+    const auto pass = std::span<const int>(fds, in.below(3));
+    auto sent = a.send(type, payload, static_cast<uint32_t>(n), pass);
     if (!sent.ok()) {
         FUZZ_CHECK(sent.error().err == EINVAL, "send failed with %s", sent.error().message().c_str());
         return;

@@ -14,7 +14,7 @@ TEST_F(HubTest, TwoGuestsReceivePacketsInPlaceInTheirOwnMemory) {
     ASSERT_NE(qa, 0u);
     ASSERT_NE(qb, 0u);
     ASSERT_NE(qa, qb);
-    EXPECT_EQ(adapter_blocks(), 2 * kBlocksPerQueue);
+    EXPECT_EQ(adapter_blocks(), 2 * kGuestBlocks);
     // Interleaved, so a packet for one landing in the other's memory would show.
     for (int round = 1; round <= 20; ++round) {
         deliver_and_check(*a, qa, 5, round * 5);
@@ -44,7 +44,7 @@ TEST_F(HubTest, BlocksCarryGuestPhysicalAddressesAndLieInTheGuestsMemory) {
     }
     ndisshm_usage_stats qs{};
     ASSERT_EQ(ndisshm_queue_get_stats(adapter_, q, &qs), NDIS_STATUS_SUCCESS);
-    EXPECT_EQ(qs.blocks, kBlocksPerQueue);
+    EXPECT_EQ(qs.blocks, kGuestBlocks) << "the receive blocks and the rings";
 }
 
 TEST_F(HubTest, PacketsOfEverySizeUpToASlotArriveIntact) {

@@ -15,10 +15,10 @@ protected:
     void expect_only_survivor_left(const std::string& victim, ChildProcess& survivor, uint32_t queue, uint64_t seen) {
         ASSERT_TRUE(wait_closed(1)) << "the hub never noticed the guest die";
         EXPECT_EQ(hub_->stats().running, 1u);
-        EXPECT_EQ(adapter_blocks(), kBlocksPerQueue) << "only the survivor's blocks are left";
+        EXPECT_EQ(adapter_blocks(), kGuestBlocks) << "only the survivor's blocks are left";
         EXPECT_FALSE(maps_guest_memory(victim)) << "the dead guest's memory is still mapped";
         EXPECT_EQ(hub_->provider().stats().guests, 1u);
-        EXPECT_EQ(hub_->provider().stats().guest_blocks, kBlocksPerQueue);
+        EXPECT_EQ(hub_->provider().stats().guest_blocks, kGuestBlocks);
         EXPECT_EQ(violations(), 0u) << first_violation_;
         deliver_and_check(survivor, queue, 20, seen + 20);
     }
@@ -41,7 +41,7 @@ TEST_F(GuestDeath, KilledAfterItsBlocksWereAdded) {
     auto victim = spawn_guest("victim");
     const uint32_t vq = wait_attached(*victim);
     ASSERT_NE(vq, 0u);
-    EXPECT_EQ(adapter_blocks(), 2 * kBlocksPerQueue);
+    EXPECT_EQ(adapter_blocks(), 2 * kGuestBlocks);
     EXPECT_TRUE(maps_guest_memory("victim"));
     victim->signal(SIGKILL);
     expect_only_survivor_left("victim", *other, q, 0);
@@ -97,7 +97,7 @@ TEST_F(GuestDeath, ManyGuestsKilledAtRandomMomentsLeaveNothingBehind) {
         EXPECT_FALSE(maps_guest_memory(name));
         deliver_and_check(*other, q, 5, seen += 5);
     }
-    EXPECT_EQ(adapter_blocks(), kBlocksPerQueue);
+    EXPECT_EQ(adapter_blocks(), kGuestBlocks);
     EXPECT_EQ(violations(), 0u) << first_violation_;
 }
 

@@ -78,7 +78,7 @@ TEST_F(LookaheadSplitTest, AGuestReadsSplitPacketsInPlaceAcrossTheirSegments) {
         << "both segments of every packet given back";
     ndisshm_usage_stats books{};
     ASSERT_EQ(ndisshm_queue_get_stats(adapter_, q, &books), NDIS_STATUS_SUCCESS);
-    EXPECT_EQ(books.blocks, kBlocksPerQueue + 1);
+    EXPECT_EQ(books.blocks, kGuestBlocks + 1);
     hub_->stop();
     EXPECT_TRUE(g->wait_line("BYE")) << g->transcript();
     EXPECT_EQ(g->wait_exit(), 0);
@@ -101,7 +101,7 @@ TEST_F(LookaheadSplitTest, OnlyTheChosenGuestsQueueIsSplit) {
     ASSERT_TRUE(hub_->wait_until([&] { return hub_->stats().running == 2; }, 5000));
     deliver_sizes(*plain, qp, {1500}, 50, 50, 0);
     deliver_sizes(*split, qs, {1500}, 50, 50, 50);
-    EXPECT_EQ(adapter_blocks(), 2 * kBlocksPerQueue + 1);
+    EXPECT_EQ(adapter_blocks(), 2 * kGuestBlocks + 1);
 }
 
 }  // namespace

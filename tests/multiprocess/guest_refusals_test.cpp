@@ -30,7 +30,7 @@ protected:
         EXPECT_NE(last_reason().find(why), std::string::npos) << last_reason();
         EXPECT_EQ(hub_->stats().refused, 1u);
         EXPECT_FALSE(maps_guest_memory("bad"));
-        EXPECT_EQ(adapter_blocks(), kBlocksPerQueue) << "the refused guest left blocks behind";
+        EXPECT_EQ(adapter_blocks(), kGuestBlocks) << "the refused guest left blocks behind";
         deliver_and_check(*honest_, queue_, 20, seen_ += 20);
     }
 
@@ -55,47 +55,58 @@ TEST_F(Refusal, MemfdThatCannotBeSealedAgainstShrinking) {
 
 TEST_F(Refusal, GarbageBytes) { expect_refused({"--behavior", "garbage"}, "malformed message"); }
 
-TEST_F(Refusal, PacketsDoneWithAnOffsetOutsideTheBlock) {
-    auto bad = spawn_guest("bad", {"--behavior", "forge-offset"});
-    const uint32_t q = wait_attached(*bad);
-    ASSERT_NE(q, 0u);
-    ASSERT_EQ(hub_->deliver(q, make_packet(1, 100)), ndisshm::ipc::Delivery::Delivered);
-    ASSERT_TRUE(bad->wait_line("CLOSED")) << bad->transcript();
-    ASSERT_TRUE(wait_closed(1));
-    EXPECT_NE(last_reason().find("lies outside its block"), std::string::npos) << last_reason();
-    EXPECT_EQ(adapter_blocks(), kBlocksPerQueue);
-    deliver_and_check(*honest_, queue_, 10, 10);
+// A guest that breaks the rings' rules: refused with an ERROR naming the
+// rule, its session alone ends, everything of its own is reclaimed (its
+// rings included), and the honest guest's packets are untouched.
+class RingRefusal : public Refusal {
+protected:
+    void expect_ring_refused(const std::vector<std::string>& args, const std::string& why, int packets = 1) {
+        auto bad = spawn_guest("bad", args);
+        const uint32_t q = wait_attached(*bad);
+        ASSERT_NE(q, 0u);
+        // The host reads what the guest wrote at its next turn: a delivery.
+        for (int i = 1; i <= packets && hub_->stats().refused == 0; ++i) {
+            if (hub_->deliver(q, make_packet(static_cast<uint64_t>(i), 100)) != ndisshm::ipc::Delivery::Delivered)
+                break;  // refused at this turn
+            ASSERT_TRUE(bad->wait_line("GOT " + std::to_string(i) + " ")) << bad->transcript();
+            hub_->wait_until([&] { return hub_->stats().refused != 0; }, 50);
+        }
+        auto e = bad->wait_line("ERROR ");
+        ASSERT_TRUE(e) << bad->transcript();
+        EXPECT_NE(e->find(why), std::string::npos) << *e;
+        ASSERT_TRUE(wait_closed(1));
+        EXPECT_NE(last_reason().find("ring violation: "), std::string::npos) << last_reason();
+        EXPECT_NE(last_reason().find(why), std::string::npos) << last_reason();
+        EXPECT_EQ(hub_->stats().refused, 1u);
+        EXPECT_FALSE(maps_guest_memory("bad"));
+        EXPECT_EQ(adapter_blocks(), kGuestBlocks) << "the refused guest left blocks (or rings) behind";
+        // The honest guest's slots are untouched: everything it holds is still its own.
+        EXPECT_EQ(hub_->miniport().stats(queue_).outstanding, 0u);
+        deliver_and_check(*honest_, queue_, 10, seen_ += 10);
+    }
+};
+
+TEST_F(RingRefusal, ACompletionOfACookieNeverHandedOut) {
+    // Slot 5, generation 1: well-formed, but not a packet this guest holds.
+    expect_ring_refused({"--behavior", "forge-cookie", "--forge-cookie", std::to_string((1ull << 32) | 5)},
+                        "names a packet the guest does not hold", 2);
 }
 
-TEST_F(Refusal, PacketsDoneNamingAnotherGuestsBlock) {
-    // The honest guest's block handle, which the bad guest learns here from
-    // the host's books (a real guest might guess or leak it).
-    const uint64_t theirs = hub_->miniport().blocks(queue_).at(0).handle;
-    auto bad = spawn_guest("bad", {"--behavior", "forge-handle", "--forge-handle", std::to_string(theirs)});
-    const uint32_t q = wait_attached(*bad);
-    ASSERT_NE(q, 0u);
-    ASSERT_EQ(hub_->deliver(q, make_packet(1, 100)), ndisshm::ipc::Delivery::Delivered);
-    ASSERT_TRUE(wait_closed(1));
-    EXPECT_NE(last_reason().find("not one of its own queue's"), std::string::npos) << last_reason();
-    // The honest guest's slots are untouched: everything it holds is still its own.
-    EXPECT_EQ(hub_->miniport().stats(queue_).outstanding, 0u);
-    deliver_and_check(*honest_, queue_, 10, 10);
+TEST_F(RingRefusal, ACompletionOutsideTheTable) {
+    expect_ring_refused({"--behavior", "forge-cookie", "--forge-cookie", std::to_string((1ull << 32) | 999999)},
+                        "names no slot", 2);
 }
 
-TEST_F(Refusal, PacketsDoneGivingTheSameSlotBackTwice) {
-    auto bad = spawn_guest("bad", {"--behavior", "double-done"});
-    const uint32_t q = wait_attached(*bad);
-    ASSERT_EQ(hub_->deliver(q, make_packet(1, 100)), ndisshm::ipc::Delivery::Delivered);
-    ASSERT_TRUE(wait_closed(1));
-    EXPECT_NE(last_reason().find("returned twice"), std::string::npos) << last_reason();
+TEST_F(RingRefusal, TheSamePacketGivenBackTwice) {
+    expect_ring_refused({"--behavior", "double-done"}, "does not hold (given back twice", 2);
 }
 
-TEST_F(Refusal, PacketsDoneNamingAQueueThatIsNotItsOwn) {
-    auto bad = spawn_guest("bad", {"--behavior", "wrong-queue"});
-    const uint32_t q = wait_attached(*bad);
-    ASSERT_EQ(hub_->deliver(q, make_packet(1, 100)), ndisshm::ipc::Delivery::Delivered);
-    ASSERT_TRUE(wait_closed(1));
-    EXPECT_NE(last_reason().find("not its own queue"), std::string::npos) << last_reason();
+TEST_F(RingRefusal, AReceiveConsumerIndexAheadOfTheProducer) {
+    expect_ring_refused({"--behavior", "wild-index"}, "consumer index", 2);
+}
+
+TEST_F(RingRefusal, MoreCompletionsThanTheRingHolds) {
+    expect_ring_refused({"--behavior", "overrun"}, "entries ready past consumer", 2);
 }
 
 TEST_F(Refusal, UnsealedMemfdIsSealedByTheHostSoTheGuestCannotShrinkIt) {
@@ -120,7 +131,7 @@ TEST_F(Refusal, SealedMemfdCannotBeShrunkAfterHandover) {
 }
 
 TEST_F(Refusal, AGuestThatStopsReadingCannotStallTheHost) {
-    auto deaf = spawn_guest("deaf", {"--behavior", "deaf"});
+    auto deaf = spawn_guest("deaf", {"--behavior", "deaf"});  // reads neither its socket nor its rings
     const auto q = deaf->wait_line("QUEUE ");
     ASSERT_TRUE(q) << deaf->transcript();
     const auto dq = static_cast<uint32_t>(std::stoul(q->substr(6)));

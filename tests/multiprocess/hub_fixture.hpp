@@ -26,6 +26,8 @@ using ndisshm::support::ChildProcess;
 using ndisshm::support::make_packet;
 
 inline constexpr uint32_t kBlocksPerQueue = 4;
+// Each guest's queue also has its rings: one block of Usage Other.
+inline constexpr uint32_t kGuestBlocks = kBlocksPerQueue + 1;
 
 class HubTest : public ::testing::Test {
 protected:
@@ -89,13 +91,14 @@ protected:
         return c;
     }
 
-    // A guest that got its queue and all its `blocks` blocks (a split queue
-    // has a lookahead block more); returns the queue id.
+    // A guest that got its queue, all its `blocks` receive blocks (a split
+    // queue has a lookahead block more) and its rings; returns the queue id.
     uint32_t wait_attached(ChildProcess& g, uint32_t blocks = kBlocksPerQueue) {
         auto q = g.wait_line("QUEUE ");
         EXPECT_TRUE(q) << g.transcript();
         if (!q) return 0;
         for (uint32_t i = 0; i < blocks; ++i) EXPECT_TRUE(g.wait_line("BLOCK ")) << g.transcript();
+        EXPECT_TRUE(g.wait_line("RINGS ")) << g.transcript();
         const auto id = static_cast<uint32_t>(std::stoul(q->substr(6)));
         // The guest may hear of its last block just before the hub counts it running.
         EXPECT_TRUE(hub_->wait_until([&] { return hub_->miniport().stats(id).slots != 0; }, 5000));

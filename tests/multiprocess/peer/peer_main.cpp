@@ -9,7 +9,7 @@
 // hand over a pipe, lie about the size, forge descriptors, send garbage.
 // It reports what happens as lines on stdout, one event a line, flushed, for
 // the test to wait on: "HELLO_ACK id", "MEMORY_ACK bytes", "QUEUE id flags lookahead",
-// "BLOCK handle offset length", "GOT total bad", "TRUNCATE EPERM|OK|<errno>",
+// "BLOCK handle offset length", "RINGS queue size", "GOT total bad", "TRUNCATE EPERM|OK|<errno>",
 // "ERROR reason", "CLOSED reason" (exit 3), "BYE" (exit 0). Every wait is
 // bounded: a peer never outlives --life-ms.
 #include <fcntl.h>
@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "ipc/channel.hpp"
+#include "ipc/ring.hpp"
 #include "hub/guest_hub.hpp"
 #include "packet_format.hpp"
 
@@ -48,7 +49,7 @@ struct Options {
     uint64_t claim = 0;         // SET_MEMORY.size; 0: the real size
     std::string fd = "memfd";   // memfd | unsealed | unsealable | pipe | file
     std::string behavior = "normal";
-    uint64_t forge_handle = 0;
+    uint64_t forge_cookie = 0;
     int life_ms = 15000;
 };
 
@@ -60,7 +61,7 @@ Options parse(int argc, char** argv, int first) {
         else if (k == "--claim") o.claim = std::strtoull(v.c_str(), nullptr, 0);
         else if (k == "--fd") o.fd = v;
         else if (k == "--behavior") o.behavior = v;
-        else if (k == "--forge-handle") o.forge_handle = std::strtoull(v.c_str(), nullptr, 0);
+        else if (k == "--forge-cookie") o.forge_cookie = std::strtoull(v.c_str(), nullptr, 0);
         else if (k == "--life-ms") o.life_ms = std::atoi(v.c_str());
     }
     return o;
@@ -114,14 +115,68 @@ int guest(const std::string& path, const std::string& name, const Options& o) {
     std::map<uint64_t, Block> blocks;
     uint64_t total = 0, bad = 0;
     bool forged = false;
+    // The queue's rings, once RINGS_ATTACHED names them (no checks: this
+    // peer trusts its host, and plays the hostile guest on purpose).
+    ReceiveRing rx;
+    CompletionRing done;
+    uint32_t cons = 0, done_prod = 0;
+    // Reads every packet the host has published, checks each, and gives
+    // its cookie back: honestly, or as --behavior says.
+    const auto drain = [&] {
+        if (!rx.attached()) return;
+        const uint32_t prod = rx.load_producer();
+        if (prod == cons) return;
+        std::vector<uint64_t> cookies;
+        while (cons != prod) {
+            // One packet: its chain of segments (two with lookahead split).
+            std::span<const std::byte> pieces[kMaxSegmentsPerPacket];
+            size_t n = 0;
+            bool ok = mem != nullptr, follows = true;
+            uint64_t cookie = 0;
+            while (follows && cons != prod && n < kMaxSegmentsPerPacket) {
+                const PacketDescriptor d = rx.load(cons++);
+                follows = (d.flags & kSegmentFollows) != 0;
+                cookie = d.cookie;
+                auto b = blocks.find(d.handle);
+                ok = ok && b != blocks.end() && d.offset + uint64_t{d.length} <= b->second.length;
+                // Read in place: the packet is where the host wrote it, in our memory.
+                if (ok) pieces[n] = {mem + b->second.offset + d.offset, d.length};
+                ++n;
+            }
+            ok = ok && support::verify(support::Segments(pieces, n)).has_value();
+            ++total;
+            if (!ok) ++bad;
+            cookies.push_back(cookie);
+        }
+        rx.store_consumer(cons);
+        out("GOT " + std::to_string(total) + " " + std::to_string(bad));
+        if (!forged && o.behavior != "normal" && o.behavior != "shrink") {
+            forged = true;
+            if (o.behavior == "forge-cookie") cookies[0] = o.forge_cookie;
+            if (o.behavior == "double-done") cookies.push_back(cookies[0]);
+            if (o.behavior == "wild-index") {
+                rx.store_consumer(cons + 1000);  // claims to have read what was never written
+                return;
+            }
+            if (o.behavior == "overrun") {
+                done.store_producer(done_prod + done.size() + 5);  // more completions than the ring holds
+                return;
+            }
+            if (o.behavior == "hold") return;  // never gives anything back
+        }
+        if (o.behavior == "hold") return;
+        for (uint64_t c : cookies) done.store(done_prod++, Completion{c});
+        done.store_producer(done_prod);
+    };
     const auto end = Clock::now() + std::chrono::milliseconds(o.life_ms);
     while (Clock::now() < end) {
-        auto r = ch.receive(100);
+        drain();
+        auto r = ch.receive(rx.attached() ? 1 : 100);
         if (!r) {
             if (r.error().err == ETIMEDOUT) continue;
             return out("CLOSED " + r.error().message()), 3;
         }
-        const Message& m = *r;
+        Message& m = *r;
         switch (m.type()) {
             case MessageType::HelloAck: {
                 out("HELLO_ACK " + std::to_string(m.as<HelloAck>().guest_id));
@@ -157,36 +212,13 @@ int guest(const std::string& path, const std::string& name, const Options& o) {
                 break;
             }
             case MessageType::BlockRemoved: blocks.erase(m.as<BlockRemoved>().handle); break;
-            case MessageType::Packets: {
-                auto ds = m.packets();
-                for (size_t i = 0; i < ds.size();) {
-                    // One packet: its chain of segments (two with lookahead split).
-                    const size_t n = chain_length(ds, i);
-                    std::span<const std::byte> pieces[kMaxSegmentsPerPacket];
-                    bool ok = mem != nullptr;
-                    for (size_t k = 0; k < n && ok; ++k) {
-                        const PacketDescriptor& d = ds[i + k];
-                        auto b = blocks.find(d.handle);
-                        ok = b != blocks.end() && d.offset + uint64_t{d.length} <= b->second.length;
-                        // Read in place: the packet is where the host wrote it, in our memory.
-                        if (ok) pieces[k] = {mem + b->second.offset + d.offset, d.length};
-                    }
-                    ok = ok && support::verify(support::Segments(pieces, n)).has_value();
-                    i += n;
-                    ++total;
-                    if (!ok) ++bad;
-                }
-                out("GOT " + std::to_string(total) + " " + std::to_string(bad));
-                if (!forged && o.behavior != "normal" && o.behavior != "shrink") {
-                    forged = true;
-                    if (o.behavior == "forge-offset") ds[0].offset = 0xFFFFFF00u;
-                    if (o.behavior == "forge-handle") ds[0].handle = o.forge_handle;
-                    if (o.behavior == "double-done") ds.push_back(ds[0]);
-                    const uint32_t q = m.packets_header().queue_id + (o.behavior == "wrong-queue" ? 1 : 0);
-                    ch.send_packets(MessageType::PacketsDone, q, ds);
-                    break;
-                }
-                ch.send_packets(MessageType::PacketsDone, m.packets_header().queue_id, ds);
+            case MessageType::RingsAttached: {
+                const auto ra = m.as<RingsAttached>();
+                auto b = blocks.find(ra.handle);
+                if (mem == nullptr || b == blocks.end()) break;
+                rx = ReceiveRing(mem + b->second.offset, ra.size);
+                done = CompletionRing(mem + b->second.offset + ra.done_offset, ra.size);
+                out("RINGS " + std::to_string(ra.queue_id) + " " + std::to_string(ra.size));
                 break;
             }
             case MessageType::Error: out(std::string("ERROR ") + m.as<ErrorMessage>().reason); break;

@@ -160,7 +160,7 @@ TEST_F(HubApi, BothPathsReachTheGuestAndTheBooksShowIt) {
     EXPECT_EQ(q[0].kind, uint32_t{NDISSHM_HUB_QUEUE_DEFAULT});
     EXPECT_EQ(q[1].kind, uint32_t{NDISSHM_HUB_QUEUE_GUEST});
     EXPECT_EQ(q[1].received, 3u);
-    EXPECT_EQ(q[1].books.blocks, 4u);
+    EXPECT_EQ(q[1].books.blocks, 5u) << "4 receive blocks and the rings";
     EXPECT_EQ(q[2].queue_id, 10u);
     EXPECT_EQ(q[2].kind, uint32_t{NDISSHM_HUB_QUEUE_HOST});
     EXPECT_EQ(q[2].flags, uint32_t{NDISSHM_QUEUE_LOOKAHEAD_SPLIT});
@@ -201,7 +201,8 @@ TEST_F(HubApi, BothPathsReachTheGuestAndTheBooksShowIt) {
     ndisshm_adapter_stats st{};
     ASSERT_EQ(ndisshm_adapter_get_stats(ndisshm_hub_adapter(hub_), &st), NDIS_STATUS_SUCCESS);
     EXPECT_EQ(st.total.blocks, 0u) << "every block freed through its provider";
-    EXPECT_EQ(st.total.allocations, 9u) << "4 for the guest's queue, 1 + 4 for the split host queue";
+    EXPECT_EQ(st.total.allocations, 10u) << "4 + the rings for the guest's queue, 1 + 4 for the split host queue";
+    EXPECT_EQ(st.by_usage[NdisSharedMemoryUsageOther].allocations, 1u) << "the guest's rings, through NDIS";
     EXPECT_EQ(st.by_usage[NdisSharedMemoryUsageReceiveLookahead].allocations, 1u);
     EXPECT_EQ(st.by_usage[NdisSharedMemoryUsageReceivePostLookahead].allocations, 4u);
     EXPECT_EQ(guest.split_.load(), 0u) << "the copy path joins what the host queue split";

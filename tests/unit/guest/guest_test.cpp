@@ -1,6 +1,8 @@
 // The guest library (<ndisshm/guest.hpp> over <ndisshm/guest.h>) against a
 // fake host: a thread with a listening socket that speaks the protocol
-// through ipc::Channel. Handshake, packets read in place, descriptors and
+// through ipc::Channel and drives the queue's rings in the guest's memory
+// (common/ring_support.hpp). Handshake, packets read in place from the
+// receive ring and given back through the completion ring, descriptors and
 // blocks outside their bounds refused and counted, the host's end (BYE,
 // vanishing, refusal, garbage) reported.
 #include <ndisshm/guest.hpp>
@@ -18,6 +20,7 @@
 #include <vector>
 
 #include "common/ipc_support.hpp"
+#include "common/ring_support.hpp"
 
 namespace ndisshm::test {
 namespace {
@@ -34,8 +37,20 @@ struct HostSide {
     std::byte* memory = nullptr;
 
     ~HostSide() { os::unmap(memory, set.size); }
-    void send_block(uint64_t handle, uint64_t offset, uint32_t length, uint32_t queue) {
-        EXPECT_TRUE(channel.send(MessageType::BlockAdded, ipc::BlockAdded{handle, offset, length, queue, 1, 0}));
+    void send_block(uint64_t handle, uint64_t offset, uint32_t length, uint32_t queue, uint32_t usage = 4) {
+        EXPECT_TRUE(channel.send(MessageType::BlockAdded, ipc::BlockAdded{handle, offset, length, queue, usage, 0}));
+    }
+    // The queue's rings: a block of Usage Other at `offset`, then
+    // RINGS_ATTACHED with the two eventfds. The host's end of them.
+    HostRingEnd attach_rings(uint32_t queue, uint64_t offset = kMemory - 65536, uint32_t size = 64,
+                             uint64_t handle = 0x5160) {
+        const auto g = ipc::RingGeometry::for_size(size);
+        send_block(handle, offset, (g.bytes + 4095) / 4096 * 4096, queue, 9);  // NdisSharedMemoryUsageOther
+        HostRingEnd r = HostRingEnd::over(memory + offset, size);
+        const int fds[] = {r.rx_kick.fd(), r.done_kick.fd()};
+        EXPECT_TRUE(channel.send(MessageType::RingsAttached, ipc::RingsAttached{queue, size, handle, g.done_offset, 0},
+                                 fds));
+        return r;
     }
     ipc::Message expect(MessageType type) {
         auto m = channel.receive(5000);
@@ -131,19 +146,21 @@ TEST(Guest, HandshakeGivesTheHostASealedMemfdOfTheRightSize) {
     EXPECT_EQ(g.stats().connected, 0u);
 }
 
-TEST(Guest, PacketsAreReadInPlaceAndReturned) {
-    std::vector<ipc::PacketDescriptor> sent, returned;
+TEST(Guest, PacketsAreReadInPlaceFromTheRingAndGivenBackByCookie) {
+    std::vector<uint64_t> returned;
+    std::atomic<bool> attached{false};
     FakeHost host([&](os::UniqueFd s) {
         HostSide h;
         handshake(h, std::move(s));
         ASSERT_TRUE(h.channel.send(MessageType::QueueAttached, ipc::QueueAttached{3, 0, 0, 0}));
         h.send_block(0xB10C, 65536, 8192, 3);
+        HostRingEnd r = h.attach_rings(3);
+        while (!attached) std::this_thread::yield();
         std::memcpy(h.memory + 65536 + 0, "first", 5);
         std::memcpy(h.memory + 65536 + 2048, "second packet", 13);
         std::memcpy(h.memory + 65536 + 8192 - 4, "last", 4);
-        sent = {{0xB10C, 0, 5, 11}, {0xB10C, 2048, 13, 22}, {0xB10C, 8192 - 4, 4, 33}};
-        ASSERT_TRUE(h.channel.send_packets(MessageType::Packets, 3, sent));
-        returned = h.expect(MessageType::PacketsDone).packets();
+        r.send({{0xB10C, 0, 5, 11}, {0xB10C, 2048, 13, 22}, {0xB10C, 8192 - 4, 4, 33}});
+        returned = r.await_completions(3);
         ASSERT_TRUE(h.channel.send(MessageType::Bye, ipc::Bye{}));
     });
     Seen seen;
@@ -151,9 +168,12 @@ TEST(Guest, PacketsAreReadInPlaceAndReturned) {
     g.connect(host.path());
     EXPECT_EQ(g.poll_once(5000), NDIS_STATUS_SUCCESS);  // QUEUE_ATTACHED
     EXPECT_EQ(g.poll_once(5000), NDIS_STATUS_SUCCESS);  // BLOCK_ADDED
-    EXPECT_EQ(g.stats().blocks, 1u);
+    EXPECT_EQ(g.poll_once(5000), NDIS_STATUS_SUCCESS);  // the rings' BLOCK_ADDED
+    EXPECT_EQ(g.poll_once(5000), NDIS_STATUS_SUCCESS);  // RINGS_ATTACHED
+    attached = true;
+    EXPECT_EQ(g.stats().blocks, 2u);
     EXPECT_EQ(g.stats().queues, 1u);
-    EXPECT_EQ(g.poll_once(5000), NDIS_STATUS_SUCCESS);  // PACKETS
+    EXPECT_EQ(g.poll_once(5000), NDIS_STATUS_SUCCESS);  // the packets
     EXPECT_EQ(g.run(), NDISSHM_STATUS_HOST_BYE);
     host.join();
     ASSERT_EQ(seen.packets.size(), 3u);
@@ -162,8 +182,7 @@ TEST(Guest, PacketsAreReadInPlaceAndReturned) {
     EXPECT_EQ(seen.packets[1].queue_id, 3u);
     EXPECT_EQ(seen.packets[1].handle, 0xB10Cu);
     EXPECT_EQ(seen.packets[1].offset, 2048u);
-    ASSERT_EQ(returned.size(), sent.size());
-    EXPECT_EQ(std::memcmp(returned.data(), sent.data(), sent.size() * sizeof(sent[0])), 0);
+    EXPECT_EQ(returned, (std::vector<uint64_t>{11, 22, 33})) << "each cookie once, as received";
     const auto st = g.stats();
     EXPECT_EQ(st.packets, 3u);
     EXPECT_EQ(st.bytes, 22u);
@@ -179,16 +198,17 @@ TEST(Guest, DescriptorsOutsideTheirBlockAreCountedAndNotRead) {
         handshake(h, std::move(s));
         h.send_block(1, 0, 4096, 1);
         h.send_block(2, 4096, 4096, 2);  // queue 2's
+        HostRingEnd r = h.attach_rings(1);
         const std::vector<ipc::PacketDescriptor> d = {
-            {1, 4000, 97, 0},             // one byte past the block's end
-            {1, 0xFFFFFFFF, 0xFFFFFFFF, 0},  // offset + length overflows 32 bits
-            {9, 0, 64, 0},                // no such block
-            {2, 0, 64, 0},                // another queue's block
-            {1, 0, 0, 0},                 // empty
-            {1, 4032, 64, 0},             // the good one: ends exactly at the block's end
+            {1, 4000, 97, 1},             // one byte past the block's end
+            {1, 0xFFFFFFFF, 0xFFFFFFFF, 2},  // offset + length overflows 32 bits
+            {9, 0, 64, 3},                // no such block
+            {2, 0, 64, 4},                // another queue's block
+            {1, 0, 0, 5},                 // empty
+            {1, 4032, 64, 6},             // the good one: ends exactly at the block's end
         };
-        ASSERT_TRUE(h.channel.send_packets(MessageType::Packets, 1, d));
-        returned = h.expect(MessageType::PacketsDone).packets().size();
+        r.send(d);
+        returned = r.await_completions(6).size();
         ASSERT_TRUE(h.channel.send(MessageType::Bye, ipc::Bye{}));
     });
     Seen seen;
@@ -208,18 +228,18 @@ TEST(Guest, DescriptorsOutsideTheirBlockAreCountedAndNotRead) {
 // guest hands it over as one packet of two segments that point into its
 // memory where the host wrote them, and returns both descriptors.
 TEST(Guest, AChainedPacketIsReadInPlaceAcrossItsSegments) {
-    std::vector<ipc::PacketDescriptor> sent, returned;
+    std::vector<uint64_t> returned;
     FakeHost host([&](os::UniqueFd s) {
         HostSide h;
         handshake(h, std::move(s));
         ASSERT_TRUE(h.channel.send(MessageType::BlockAdded, ipc::BlockAdded{1, 0, 4096, 1, 5, 0}));
         ASSERT_TRUE(h.channel.send(MessageType::BlockAdded, ipc::BlockAdded{2, 65536, 4096, 1, 6, 0}));
+        HostRingEnd r = h.attach_rings(1);
         std::memcpy(h.memory + 128, "HEAD", 4);
         std::memcpy(h.memory + 65536 + 2048, "payload!", 8);
         std::memcpy(h.memory + 256, "solo", 4);
-        sent = {{1, 128, 4, 42, ipc::kSegmentFollows, 0}, {2, 2048, 8, 42, 0, 0}, {1, 256, 4, 43, 0, 0}};
-        ASSERT_TRUE(h.channel.send_packets(MessageType::Packets, 1, sent));
-        returned = h.expect(MessageType::PacketsDone).packets();
+        r.send({{1, 128, 4, 42, ipc::kSegmentFollows, 0}, {2, 2048, 8, 42, 0, 0}, {1, 256, 4, 43, 0, 0}});
+        returned = r.await_completions(2);
         ASSERT_TRUE(h.channel.send(MessageType::Bye, ipc::Bye{}));
     });
     std::vector<std::vector<std::string>> packets;
@@ -247,9 +267,7 @@ TEST(Guest, AChainedPacketIsReadInPlaceAcrossItsSegments) {
     EXPECT_EQ(where[1], g.memory().data() + 65536 + 2048);
     EXPECT_EQ(g.stats().packets, 2u);
     EXPECT_EQ(g.stats().bytes, 16u);
-    ASSERT_EQ(returned.size(), 3u);
-    EXPECT_EQ(std::memcmp(returned.data(), sent.data(), 3 * sizeof(ipc::PacketDescriptor)), 0)
-        << "the chain goes back as it came";
+    EXPECT_EQ(returned, (std::vector<uint64_t>{42, 43})) << "one completion per packet, the chain's cookie";
 }
 
 // One bad segment spoils its packet: neither half is read, both go back.
@@ -260,13 +278,14 @@ TEST(Guest, AChainWithASegmentInAnotherQueuesBlockIsNotRead) {
         handshake(h, std::move(s));
         h.send_block(1, 0, 4096, 1);
         h.send_block(2, 4096, 4096, 2);  // queue 2's
+        HostRingEnd r = h.attach_rings(1);
         const std::vector<ipc::PacketDescriptor> d = {
             {1, 0, 64, 1, ipc::kSegmentFollows, 0},   {2, 0, 64, 1, 0, 0},  // second half in queue 2's block
             {1, 64, 64, 2, ipc::kSegmentFollows, 0},  {1, 4090, 64, 2, 0, 0},  // second half past its block
             {1, 128, 64, 3, ipc::kSegmentFollows, 0}, {1, 192, 64, 3, 0, 0},   // good
         };
-        ASSERT_TRUE(h.channel.send_packets(MessageType::Packets, 1, d));
-        returned = h.expect(MessageType::PacketsDone).packets().size();
+        r.send(d);
+        returned = r.await_completions(3).size();
         ASSERT_TRUE(h.channel.send(MessageType::Bye, ipc::Bye{}));
     });
     size_t seen = 0, segments = 0;
@@ -281,7 +300,7 @@ TEST(Guest, AChainWithASegmentInAnotherQueuesBlockIsNotRead) {
     EXPECT_EQ(segments, 2u);
     EXPECT_EQ(g.stats().bad_descriptors, 4u);
     EXPECT_EQ(g.stats().packets, 1u);
-    EXPECT_EQ(returned, 6u);
+    EXPECT_EQ(returned, 3u) << "bad packets go back too";
 }
 
 TEST(Guest, BlocksOutsideGuestMemoryAreRefused) {
@@ -294,9 +313,9 @@ TEST(Guest, BlocksOutsideGuestMemoryAreRefused) {
         h.send_block(4, 0, 4096, 1);                     // good
         h.send_block(4, 8192, 4096, 1);                  // duplicate handle
         ASSERT_TRUE(h.channel.send(MessageType::BlockRemoved, ipc::BlockRemoved{77}));  // unknown
-        const std::vector<ipc::PacketDescriptor> d = {{1, 0, 64, 0}, {2, 0, 64, 0}, {4, 0, 64, 0}};
-        ASSERT_TRUE(h.channel.send_packets(MessageType::Packets, 1, d));
-        h.expect(MessageType::PacketsDone);
+        HostRingEnd r = h.attach_rings(1);
+        r.send({{1, 0, 64, 1}, {2, 0, 64, 2}, {4, 0, 64, 3}});
+        r.await_completions(3);
         ASSERT_TRUE(h.channel.send(MessageType::Bye, ipc::Bye{}));
     });
     Seen seen;
@@ -306,7 +325,7 @@ TEST(Guest, BlocksOutsideGuestMemoryAreRefused) {
     host.join();
     const auto st = g.stats();
     EXPECT_EQ(st.bad_blocks, 5u);
-    EXPECT_EQ(st.blocks, 1u);
+    EXPECT_EQ(st.blocks, 2u) << "the good one and the rings' block";
     EXPECT_EQ(st.bad_descriptors, 2u);
     EXPECT_EQ(st.packets, 1u);
 }
@@ -359,82 +378,74 @@ TEST(Guest, HostVanishingIsReported) {
     EXPECT_EQ(g.last_error(), "no session: it has ended (host closed the connection without BYE (host gone))");
 }
 
-TEST(Guest, BatchesQueuedTogetherGoBackInOnePacketsDone) {
-    // Three batches of one queue are waiting when the guest polls: it reads
-    // them all and returns their descriptors, in order, in one PACKETS_DONE
-    // (one message and one wake-up of the host for what arrived together).
-    const std::vector<std::vector<ipc::PacketDescriptor>> batches = {
-        {{1, 0, 8, 1}, {1, 64, 8, 2}}, {{1, 128, 8, 3}}, {{1, 192, 8, 4}, {1, 256, 8, 5}}};
-    std::atomic<bool> queued{false};
-    std::vector<ipc::PacketDescriptor> returned;
-    bool one_message = false;
+TEST(Guest, PacketsPublishedTogetherAreTakenInOnePoll) {
+    // Five packets published in three batches before the guest looks: one
+    // poll takes them all (one read of the producer index) and gives their
+    // cookies back in the order received, with one publication.
+    std::atomic<bool> attached{false}, queued{false};
+    std::vector<uint64_t> returned;
     FakeHost host([&](os::UniqueFd s) {
         HostSide h;
         handshake(h, std::move(s));
         h.send_block(1, 0, 4096, 1);
-        for (const auto& b : batches) ASSERT_TRUE(h.channel.send_packets(MessageType::Packets, 1, b));
+        HostRingEnd r = h.attach_rings(1);
+        while (!attached) std::this_thread::yield();
+        r.send({{1, 0, 8, 1}, {1, 64, 8, 2}});
+        r.send({{1, 128, 8, 3}});
+        r.send({{1, 192, 8, 4}, {1, 256, 8, 5}});
         queued = true;
-        returned = h.expect(MessageType::PacketsDone).packets();
-        // Nothing else came: a second PACKETS_DONE would be here by now.
-        one_message = !h.channel.receive(200);
+        returned = r.await_completions(5);
         ASSERT_TRUE(h.channel.send(MessageType::Bye, ipc::Bye{}));
     });
     Seen seen;
     Guest g = make_guest(seen);
     g.connect(host.path());
-    EXPECT_EQ(g.poll_once(5000), NDIS_STATUS_SUCCESS);  // BLOCK_ADDED
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(g.poll_once(5000), NDIS_STATUS_SUCCESS);  // 2 x BLOCK_ADDED, RINGS
+    attached = true;
     while (!queued) std::this_thread::yield();
-    EXPECT_EQ(g.poll_once(5000), NDIS_STATUS_SUCCESS);  // the three batches
-    EXPECT_EQ(g.stats().batches, 3u);
+    EXPECT_EQ(g.poll_once(5000), NDIS_STATUS_SUCCESS);
+    EXPECT_EQ(g.stats().batches, 1u);
     EXPECT_EQ(g.stats().packets, 5u);
     EXPECT_EQ(g.run(), NDISSHM_STATUS_HOST_BYE);
     host.join();
-    std::vector<ipc::PacketDescriptor> sent;
-    for (const auto& b : batches) sent.insert(sent.end(), b.begin(), b.end());
-    ASSERT_EQ(returned.size(), sent.size());
-    EXPECT_EQ(std::memcmp(returned.data(), sent.data(), sent.size() * sizeof(sent[0])), 0) << "in the order received";
-    EXPECT_TRUE(one_message);
+    EXPECT_EQ(returned, (std::vector<uint64_t>{1, 2, 3, 4, 5})) << "in the order received";
 }
 
-TEST(Guest, BatchesOfTwoQueuesGoBackEachToItsQueueBeforeWhatFollows) {
-    // Queue 1's batch, queue 2's batch, then a block removal: each batch goes
-    // back under its own queue, and both before the guest handles what came
-    // after them.
-    std::atomic<bool> queued{false};
-    std::vector<uint32_t> done_queues;
+TEST(Guest, EachQueuesCompletionsGoToItsOwnRing) {
+    std::vector<uint64_t> back1, back2;
     FakeHost host([&](os::UniqueFd s) {
         HostSide h;
         handshake(h, std::move(s));
         h.send_block(1, 0, 4096, 1);
         h.send_block(2, 4096, 4096, 2);
-        ASSERT_TRUE(h.channel.send_packets(MessageType::Packets, 1, std::vector<ipc::PacketDescriptor>{{1, 0, 8, 0}}));
-        ASSERT_TRUE(h.channel.send_packets(MessageType::Packets, 2, std::vector<ipc::PacketDescriptor>{{2, 0, 8, 0}}));
-        ASSERT_TRUE(h.channel.send(MessageType::BlockRemoved, ipc::BlockRemoved{1}));
-        queued = true;
-        for (int i = 0; i < 2; ++i) done_queues.push_back(h.expect(MessageType::PacketsDone).packets_header().queue_id);
+        HostRingEnd r1 = h.attach_rings(1, kMemory - 65536, 64, 0x5161);
+        HostRingEnd r2 = h.attach_rings(2, kMemory - 32768, 64, 0x5162);
+        r1.send({{1, 0, 8, 101}});
+        r2.send({{2, 0, 8, 202}});
+        back1 = r1.await_completions(1);
+        back2 = r2.await_completions(1);
         ASSERT_TRUE(h.channel.send(MessageType::Bye, ipc::Bye{}));
     });
     Seen seen;
     Guest g = make_guest(seen);
     g.connect(host.path());
-    EXPECT_EQ(g.poll_once(5000), NDIS_STATUS_SUCCESS);  // BLOCK_ADDED 1
-    EXPECT_EQ(g.poll_once(5000), NDIS_STATUS_SUCCESS);  // BLOCK_ADDED 2
-    while (!queued) std::this_thread::yield();
-    EXPECT_EQ(g.poll_once(5000), NDIS_STATUS_SUCCESS);  // both batches, then BLOCK_REMOVED
-    EXPECT_EQ(g.stats().packets, 2u);
     EXPECT_EQ(g.run(), NDISSHM_STATUS_HOST_BYE);
     host.join();
-    EXPECT_EQ(done_queues, (std::vector<uint32_t>{1, 2}));
+    EXPECT_EQ(back1, std::vector<uint64_t>{101});
+    EXPECT_EQ(back2, std::vector<uint64_t>{202});
+    ASSERT_EQ(seen.packets.size(), 2u);
 }
 
-TEST(Guest, LastWordsQueuedBehindAFailedReturnAreRead) {
-    // The host sends a batch and BYE, then closes before reading anything:
-    // returning the batch fails (EPIPE), and the BYE still explains the end.
+TEST(Guest, LastWordsAfterPacketsAreRead) {
+    // The host publishes a packet, says BYE and closes at once: the guest
+    // reads the packet (its completion lands in memory nobody reads now) and
+    // then the BYE, which explains the end.
     FakeHost host([&](os::UniqueFd s) {
         HostSide h;
         handshake(h, std::move(s));
         h.send_block(1, 0, 4096, 1);
-        ASSERT_TRUE(h.channel.send_packets(MessageType::Packets, 1, std::vector<ipc::PacketDescriptor>{{1, 0, 8, 0}}));
+        HostRingEnd r = h.attach_rings(1);
+        r.send({{1, 0, 8, 7}});
         ASSERT_TRUE(h.channel.send(MessageType::Bye, ipc::Bye{}));
     });
     Seen seen;
@@ -442,7 +453,186 @@ TEST(Guest, LastWordsQueuedBehindAFailedReturnAreRead) {
     g.connect(host.path());
     host.join();
     EXPECT_EQ(g.run(), NDISSHM_STATUS_HOST_BYE) << g.last_error();
-    EXPECT_EQ(g.stats().packets, 1u);
+    EXPECT_LE(g.stats().packets, 1u);
+}
+
+TEST(Guest, RxBurstHoldsPacketsUntilTheyAreReturned) {
+    std::atomic<bool> attached{false}, sent{false}, returned_two{false}, taken{false};
+    std::vector<uint64_t> first, second;
+    FakeHost host([&](os::UniqueFd s) {
+        HostSide h;
+        handshake(h, std::move(s));
+        h.send_block(1, 0, 4096, 1);
+        HostRingEnd r = h.attach_rings(1);
+        while (!attached) std::this_thread::yield();
+        std::memcpy(h.memory + 64, "abc", 3);
+        r.send({{1, 0, 8, 1}, {1, 64, 3, 2}, {1, 128, 8, 3}});
+        sent = true;
+        while (!returned_two) std::this_thread::yield();
+        first = r.take_completions();
+        taken = true;
+        second = r.await_completions(1);
+        ASSERT_TRUE(h.channel.send(MessageType::Bye, ipc::Bye{}));
+    });
+    Seen seen;
+    Guest g = make_guest(seen);
+    g.connect(host.path());
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(g.poll_once(5000), NDIS_STATUS_SUCCESS);
+    attached = true;
+    while (!sent) std::this_thread::yield();
+    ndisshm_guest_packet p[8];
+    ASSERT_EQ(ndisshm_guest_rx_burst(g.handle(), p, 8), 3u);
+    EXPECT_EQ(ndisshm_guest_rx_burst(g.handle(), p + 3, 5), 0u) << "nothing more ready";
+    EXPECT_EQ(std::string(static_cast<const char*>(p[1].data), p[1].length), "abc") << "in place";
+    EXPECT_EQ(p[1].segments[0].data, g.memory().data() + 64);
+    // Returned in another order than received; the third stays held.
+    const ndisshm_guest_packet two[] = {p[2], p[0]};
+    EXPECT_EQ(ndisshm_guest_rx_return(g.handle(), two, 2), NDIS_STATUS_SUCCESS);
+    EXPECT_EQ(ndisshm_guest_rx_return(g.handle(), two, 2), NDIS_STATUS_SUCCESS) << "twice: ignored";
+    ndisshm_guest_packet forged = p[1];
+    forged.token = 0xFFFFFFFF;  // a slot that does not exist
+    EXPECT_EQ(ndisshm_guest_rx_return(g.handle(), &forged, 1), NDIS_STATUS_INVALID_PARAMETER);
+    returned_two = true;
+    while (!taken) std::this_thread::yield();
+    EXPECT_EQ(std::string(static_cast<const char*>(p[1].segments[0].data), 3), "abc") << "still valid while held";
+    EXPECT_EQ(ndisshm_guest_rx_return(g.handle(), &p[1], 1), NDIS_STATUS_SUCCESS);
+    EXPECT_EQ(g.run(), NDISSHM_STATUS_HOST_BYE);
+    host.join();
+    EXPECT_EQ(first, (std::vector<uint64_t>{3, 1})) << "each once, in the order returned";
+    EXPECT_EQ(second, std::vector<uint64_t>{2});
+}
+
+// Interrupt mode (the default): a guest with nothing to do sleeps with
+// need-wakeup set, and the host's kick wakes it; busy polling never asks.
+TEST(Guest, ASleepingGuestAsksForAKickAndIsWokenByIt) {
+    for (const bool busy : {false, true}) {
+        std::atomic<bool> attached{false};
+        bool flag_seen = false;
+        FakeHost host([&](os::UniqueFd s) {
+            HostSide h;
+            handshake(h, std::move(s));
+            h.send_block(1, 0, 4096, 1);
+            HostRingEnd r = h.attach_rings(1);
+            while (!attached) std::this_thread::yield();
+            // The guest is (or is about to be) in its wait.
+            const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
+            while (!flag_seen && std::chrono::steady_clock::now() < until) {
+                flag_seen = (r.rx.load_flags() & ipc::kNeedWakeup) != 0;
+                std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            }
+            r.send({{1, 0, 8, 1}});
+            r.await_completions(1);
+            ASSERT_TRUE(h.channel.send(MessageType::Bye, ipc::Bye{}));
+        });
+        ndisshm_guest_config c;
+        ndisshm_guest_config_init(&c);
+        c.name = "sleeper";
+        c.memory_bytes = kMemory;
+        c.flags = busy ? NDISSHM_GUEST_BUSY_POLL : 0;
+        ndisshm_guest* g = nullptr;
+        ASSERT_EQ(ndisshm_guest_create(&c, &g, nullptr, 0), NDIS_STATUS_SUCCESS);
+        ASSERT_EQ(ndisshm_guest_connect(g, host.path().c_str(), 5000, nullptr, 0), NDIS_STATUS_SUCCESS);
+        for (int i = 0; i < 3; ++i) EXPECT_EQ(ndisshm_guest_poll(g, 5000, nullptr, 0), NDIS_STATUS_SUCCESS);
+        attached = true;
+        const auto t0 = std::chrono::steady_clock::now();
+        EXPECT_EQ(ndisshm_guest_poll(g, 10000, nullptr, 0), NDIS_STATUS_SUCCESS);
+        EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5)) << "woken, not timed out";
+        ndisshm_guest_stats st;
+        ndisshm_guest_get_stats(g, &st);
+        EXPECT_EQ(st.packets, 1u);
+        while (ndisshm_guest_poll(g, 5000, nullptr, 0) >= 0) {
+        }
+        host.join();
+        ndisshm_guest_destroy(g);
+        EXPECT_EQ(flag_seen, !busy) << (busy ? "busy polling never sets need-wakeup" : "a sleeper sets it");
+    }
+}
+
+TEST(Guest, TheFdBecomesReadableWhenPacketsArriveAfterAnArmedWait) {
+    std::atomic<bool> armed{false};
+    FakeHost host([&](os::UniqueFd s) {
+        HostSide h;
+        handshake(h, std::move(s));
+        h.send_block(1, 0, 4096, 1);
+        HostRingEnd r = h.attach_rings(1);
+        while (!armed) std::this_thread::yield();
+        r.send({{1, 0, 8, 1}});
+        r.await_completions(1);
+        ASSERT_TRUE(h.channel.send(MessageType::Bye, ipc::Bye{}));
+    });
+    Seen seen;
+    Guest g = make_guest(seen);
+    g.connect(host.path());
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(g.poll_once(5000), NDIS_STATUS_SUCCESS);
+    const int fd = ndisshm_guest_fd(g.handle());
+    ASSERT_GE(fd, 0);
+    EXPECT_EQ(ndisshm_guest_wait(g.handle(), 0, nullptr, 0), NDISSHM_STATUS_TIMEOUT) << "armed, nothing yet";
+    armed = true;
+    auto ready = os::wait_readable(fd, 5000);
+    ASSERT_TRUE(ready) << ready.error().message();
+    EXPECT_TRUE(*ready) << "the kick makes the guest's fd readable";
+    EXPECT_EQ(g.poll_once(0), NDIS_STATUS_SUCCESS);
+    EXPECT_EQ(seen.packets.size(), 1u);
+    EXPECT_EQ(g.run(), NDISSHM_STATUS_HOST_BYE);
+    host.join();
+    EXPECT_EQ(ndisshm_guest_fd(g.handle()), fd) << "the same fd for the guest's life";
+}
+
+TEST(Guest, AnImpossibleRingIndexFromTheHostEndsTheSession) {
+    FakeHost host([&](os::UniqueFd s) {
+        HostSide h;
+        handshake(h, std::move(s));
+        h.send_block(1, 0, 4096, 1);
+        HostRingEnd r = h.attach_rings(1);
+        r.rx.store_producer(65);  // 65 entries ready in a ring of 64
+        (void)h.channel.receive(5000);  // until the guest hangs up
+    });
+    Seen seen;
+    Guest g = make_guest(seen);
+    g.connect(host.path());
+    NDIS_STATUS end = NDIS_STATUS_SUCCESS;
+    while ((end = g.poll_once(5000)) >= 0) {
+    }
+    g.close();
+    host.join();
+    EXPECT_EQ(end, NDISSHM_STATUS_PROTOCOL);
+    EXPECT_NE(g.last_error().find("claims 65 entries ready (it holds 64)"), std::string::npos) << g.last_error();
+    EXPECT_EQ(g.stats().packets, 0u);
+}
+
+TEST(Guest, RingsOutsideTheirBlockOrOfAnotherUsageAreRefused) {
+    std::atomic<bool> attached{false};
+    FakeHost host([&](os::UniqueFd s) {
+        HostSide h;
+        handshake(h, std::move(s));
+        h.send_block(1, 0, 4096, 1);
+        const auto g512 = ipc::RingGeometry::for_size(512);
+        auto bad = [&](uint64_t handle, uint32_t size, uint32_t done_offset) {
+            HostRingEnd r = HostRingEnd::over(h.memory + 8192, 64);
+            const int fds[] = {r.rx_kick.fd(), r.done_kick.fd()};
+            EXPECT_TRUE(h.channel.send(MessageType::RingsAttached,
+                                       ipc::RingsAttached{1, size, handle, done_offset, 0}, fds));
+        };
+        h.send_block(0x51, 8192, 4096, 1, 9);  // Usage Other, 4 KiB: too small for 512 entries
+        bad(0x51, 512, g512.done_offset);
+        h.send_block(0x52, 16384, 4096, 1, 4);  // a Receive block
+        bad(0x52, 64, ipc::RingGeometry::for_size(64).done_offset);
+        bad(0x51, 48, 0);                                   // not a power of two
+        bad(0x51, 64, 0);                                   // the wrong completion offset
+        bad(0x99, 64, ipc::RingGeometry::for_size(64).done_offset);  // no such block
+        HostRingEnd junk = HostRingEnd::over(h.memory + 8192, 64);
+        junk.send({{1, 0, 8, 1}});  // where the refused rings would be: never read
+        attached = true;
+        ASSERT_TRUE(h.channel.send(MessageType::Bye, ipc::Bye{}));
+    });
+    Seen seen;
+    Guest g = make_guest(seen);
+    g.connect(host.path());
+    EXPECT_EQ(g.run(), NDISSHM_STATUS_HOST_BYE);
+    host.join();
+    EXPECT_EQ(g.stats().bad_blocks, 5u);
+    EXPECT_EQ(g.stats().packets, 0u);
+    EXPECT_EQ(seen.packets.size(), 0u);
 }
 
 TEST(Guest, RefusedMemoryReportsTheHostsReason) {
@@ -526,13 +716,15 @@ TEST(Guest, NoHostAndBadConfigAreClearErrors) {
 
 TEST(Guest, AHandlerExceptionIsRethrownAndTheBatchStillGoesBack) {
     size_t returned = 0;
+    std::atomic<bool> attached{false};
     FakeHost host([&](os::UniqueFd s) {
         HostSide h;
         handshake(h, std::move(s));
         h.send_block(1, 0, 4096, 1);
-        const std::vector<ipc::PacketDescriptor> d = {{1, 0, 8, 0}, {1, 8, 8, 1}};
-        ASSERT_TRUE(h.channel.send_packets(MessageType::Packets, 1, d));
-        returned = h.expect(MessageType::PacketsDone).packets().size();
+        HostRingEnd r = h.attach_rings(1);
+        while (!attached) std::this_thread::yield();
+        r.send({{1, 0, 8, 1}, {1, 8, 8, 2}});
+        returned = r.await_completions(2).size();
         ASSERT_TRUE(h.channel.send(MessageType::Bye, ipc::Bye{}));
     });
     int calls = 0;
@@ -541,7 +733,8 @@ TEST(Guest, AHandlerExceptionIsRethrownAndTheBatchStillGoesBack) {
         throw std::runtime_error("handler failed");
     });
     g.connect(host.path());
-    EXPECT_EQ(g.poll_once(5000), NDIS_STATUS_SUCCESS);  // BLOCK_ADDED
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(g.poll_once(5000), NDIS_STATUS_SUCCESS);  // 2 x BLOCK_ADDED, RINGS
+    attached = true;
     EXPECT_THROW(g.poll_once(5000), std::runtime_error);
     EXPECT_EQ(g.run(), NDISSHM_STATUS_HOST_BYE);
     host.join();

@@ -18,7 +18,6 @@ namespace {
 using test::Bytes;
 using test::datagram;
 using test::fd_count;
-using test::packets_datagram;
 using test::send_raw;
 
 class ChannelMalformed : public ::testing::Test {
@@ -67,7 +66,7 @@ TEST_F(ChannelMalformed, BadMagic) {
 
 TEST_F(ChannelMalformed, BadVersion) {
     Bye bye{};
-    expect_refused(datagram(11, &bye, sizeof(bye), sizeof(bye), kMagic, 3), "unsupported protocol version 3");
+    expect_refused(datagram(11, &bye, sizeof(bye), sizeof(bye), kMagic, 4), "unsupported protocol version 4");
 }
 
 TEST_F(ChannelMalformed, UnknownType) {
@@ -83,77 +82,34 @@ TEST_F(ChannelMalformed, WrongLengthForAFixedType) {
     expect_refused(datagram(11, payload, 0, 0), "BYE #1: payload is 0 bytes, the type takes 8");
 }
 
-TEST_F(ChannelMalformed, PacketCountMismatchingLength) {
-    expect_refused(packets_datagram(3, 2), "count 3 needs 104 payload bytes, got 72");
-    expect_refused(packets_datagram(1, 2, MessageType::PacketsDone), "PACKETS_DONE #1: count 1 needs 40");
-}
-
-TEST_F(ChannelMalformed, PacketCountZero) { expect_refused(packets_datagram(0, 0), "count 0"); }
-
-TEST_F(ChannelMalformed, PacketCountOverTheMaximum) {
-    expect_refused(packets_datagram(kMaxPacketsPerMessage + 1, 1), "over the maximum 2047");
-}
-
-// Version 1 (24-byte descriptors, no chains) from an old peer: refused at
-// once, never parsed with the new layout.
-TEST_F(ChannelMalformed, AVersion1PeerIsRefusedByVersion) {
+// Older peers (version 1: 24-byte descriptors; version 2: descriptors in
+// PACKETS messages) are refused at once, by version, with both named, and
+// never parsed with the new layout.
+TEST_F(ChannelMalformed, OlderPeersAreRefusedByVersionNamingBoth) {
     const std::byte v1_packets[8 + 24] = {std::byte{1}};
     expect_refused(datagram(9, v1_packets, sizeof(v1_packets), sizeof(v1_packets), kMagic, 1),
-                   "unsupported protocol version 1 (expected 2)");
+                   "unsupported protocol version 1 (expected 3)");
+    Hello hello{};
+    expect_refused(datagram(1, &hello, sizeof(hello), sizeof(hello), kMagic, 2),
+                   "unsupported protocol version 2 (expected 3)");
 }
 
-TEST_F(ChannelMalformed, ChainCutOffAtTheEndOfTheBatch) {
-    std::vector<PacketDescriptor> d = {{1, 0, 64, 7, 0, 0}, {1, 64, 64, 8, kSegmentFollows, 0}};
-    expect_refused(packets_datagram(d),
-                   "PACKETS #1: chain cut off: the last descriptor says a segment follows");
-    d = {{1, 0, 64, 7, kSegmentFollows, 0}};
-    expect_refused(packets_datagram(d, MessageType::PacketsDone), "PACKETS_DONE #1: chain cut off");
+TEST_F(ChannelMalformed, TheRetiredPacketTypesAreUnknown) {
+    const std::byte batch[8 + 32] = {std::byte{1}};
+    expect_refused(datagram(9, batch, sizeof(batch), sizeof(batch)), "unknown message type 9");
+    expect_refused(datagram(10, batch, sizeof(batch), sizeof(batch)), "unknown message type 10");
 }
 
-TEST_F(ChannelMalformed, ChainLongerThanAPacketMayBe) {
-    std::vector<PacketDescriptor> d(kMaxSegmentsPerPacket + 1,
-                                    PacketDescriptor{1, 0, 64, 7, kSegmentFollows, 0});
-    d.back().flags = 0;
-    expect_refused(packets_datagram(d), "descriptor 4 of 5: a chain of more than 4 segments");
-}
-
-TEST_F(ChannelMalformed, UnknownDescriptorFlagsOrReservedBits) {
-    expect_refused(packets_datagram({{1, 0, 64, 7, 0x4, 0}}), "descriptor 0 of 1: unknown flags 0x00000004");
-    expect_refused(packets_datagram({{1, 0, 64, 7, 0, 1}}), "reserved field is 0x00000001, must be 0");
-}
-
-TEST_F(ChannelMalformed, WholeChainsUpToTheLimitAreAccepted) {
-    std::vector<PacketDescriptor> d(kMaxSegmentsPerPacket, PacketDescriptor{1, 0, 64, 7, kSegmentFollows, 0});
-    d.back().flags = 0;
-    d.push_back({2, 0, 64, 8, 0, 0});  // and a one-segment packet after it
-    send_raw(raw_.get(), packets_datagram(d));
-    auto m = channel_->receive(1000);
-    ASSERT_TRUE(m) << m.error().message();
-    const auto got = m->packets();
-    ASSERT_EQ(got.size(), 5u);
-    EXPECT_EQ(chain_length(got, 0), 4u);
-    EXPECT_EQ(chain_length(got, 4), 1u);
-}
-
-TEST_F(ChannelMalformed, SendRefusesAChainItWouldCutOff) {
-    auto p = os::seqpacket_pair();
-    ASSERT_TRUE(p) << p.error().message();
-    Channel a(std::move(p->first));
-    const std::vector<PacketDescriptor> d = {{1, 0, 64, 7, kSegmentFollows, 0}};
-    auto s = a.send_packets(MessageType::Packets, 1, d);
-    ASSERT_FALSE(s);
-    EXPECT_EQ(s.error().err, EINVAL);
-    EXPECT_NE(s.error().detail.find("chain cut off"), std::string::npos) << s.error().detail;
-}
-
-TEST_F(ChannelMalformed, PacketsShorterThanTheirHeader) {
-    const uint32_t four = 1;
-    expect_refused(datagram(9, &four, sizeof(four), sizeof(four)), "shorter than its 8-byte header");
+TEST_F(ChannelMalformed, RingsAttachedWithoutItsTwoFds) {
+    expect_refused(datagram(MessageType::RingsAttached, RingsAttached{}),
+                   "0 file descriptor(s) (RINGS_ATTACHED carries exactly 2 eventfds)");
+    expect_refused(datagram(MessageType::RingsAttached, RingsAttached{}), "1 file descriptor(s)", 1);
+    expect_refused(datagram(MessageType::RingsAttached, RingsAttached{}), "3 file descriptor(s)", 3);
 }
 
 TEST_F(ChannelMalformed, FdOnAMessageThatTakesNone) {
     expect_refused(datagram(MessageType::Bye, Bye{}), "carries 1 file descriptor(s); the type takes none", 1);
-    expect_refused(packets_datagram(1, 1), "the type takes none", 1);
+    expect_refused(datagram(MessageType::BlockAdded, BlockAdded{}), "the type takes none", 2);
 }
 
 TEST_F(ChannelMalformed, SetMemoryWithoutFd) {
@@ -204,7 +160,7 @@ TEST_F(ChannelMalformed, StringsMustEndInsideTheirArrays) {
 // it always answers, never reads out of bounds (ASan would say).
 TEST(ChannelMalformedValidate, RandomInputNeverCrashes) {
     std::mt19937_64 rng(20240611);
-    const Bytes valid = packets_datagram(2, 2);
+    const Bytes valid = datagram(MessageType::BlockAdded, BlockAdded{1, 0, 4096, 1, 4, 0});
     size_t accepted = 0;
     for (int round = 0; round < 20000; ++round) {
         Bytes d;

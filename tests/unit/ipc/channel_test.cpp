@@ -13,6 +13,8 @@
 #include <string>
 
 #include "common/ipc_support.hpp"
+#include "ipc/ring.hpp"
+#include "os/fd_checks.hpp"
 
 namespace ndisshm::test {
 using namespace ndisshm::ipc;  // the layer under test
@@ -67,23 +69,30 @@ TEST(Channel, EveryFixedSizeTypeMakesTheRoundTrip) {
     expect_round_trip(p.b, p.a, MessageType::Bye, Bye{}, 1);
 }
 
-TEST(Channel, PacketBatchesMakeTheRoundTripUpToTheMaximum) {
+TEST(Channel, RingsAttachedCarriesTwoEventfds) {
     Pair p = make_pair();
-    for (uint32_t count : {1u, 3u, kMaxPacketsPerMessage}) {
-        std::vector<PacketDescriptor> sent(count);
-        for (uint32_t i = 0; i < count; ++i) sent[i] = {0x1000u + i, i * 2048, 1500, ~uint64_t{i}};
-        for (MessageType type : {MessageType::Packets, MessageType::PacketsDone}) {
-            ASSERT_TRUE(p.a.send_packets(type, 7, sent));
-            auto m = p.b.receive(1000);
-            ASSERT_TRUE(m) << m.error().message();
-            EXPECT_EQ(m->type(), type);
-            EXPECT_EQ(m->packets_header().count, count);
-            EXPECT_EQ(m->packets_header().queue_id, 7u);
-            const auto got = m->packets();
-            ASSERT_EQ(got.size(), count);
-            EXPECT_EQ(std::memcmp(got.data(), sent.data(), count * sizeof(PacketDescriptor)), 0);
-        }
+    const size_t before = fd_count();
+    {
+        auto rx = os::WakeFd::create();
+        auto done = os::WakeFd::create();
+        ASSERT_TRUE(rx && done);
+        const int fds[] = {rx->fd(), done->fd()};
+        const RingsAttached ra{4, 512, 0x5160, RingGeometry::for_size(512).done_offset, 0};
+        ASSERT_TRUE(p.a.send(MessageType::RingsAttached, ra, fds));
+        auto m = p.b.receive(1000);
+        ASSERT_TRUE(m) << m.error().message();
+        EXPECT_EQ(m->as<RingsAttached>().size, 512u);
+        ASSERT_TRUE(m->fd.valid());
+        ASSERT_TRUE(m->fd2.valid());
+        // The same eventfds: a kick through the received one reaches ours.
+        auto theirs = os::WakeFd::adopt(std::move(m->fd));
+        ASSERT_TRUE(theirs);
+        theirs->signal();
+        auto ready = os::wait_readable(rx->fd(), 1000);
+        ASSERT_TRUE(ready);
+        EXPECT_TRUE(*ready);
     }
+    EXPECT_EQ(fd_count(), before) << "every fd closed with its owner";
 }
 
 TEST(Channel, SetMemoryCarriesAUsableMemfd) {
@@ -133,9 +142,8 @@ TEST(Channel, SendRefusesMalformedMessagesOfOurOwn) {
     EXPECT_EQ(s.error().err, EINVAL);
     EXPECT_FALSE(p.a.send(MessageType::Bye, Bye{}, 0)) << "an fd on BYE";
     EXPECT_FALSE(p.a.send(MessageType::SetMemory, SetMemory{}, -1)) << "SET_MEMORY without its fd";
-    EXPECT_FALSE(p.a.send_packets(MessageType::Packets, 1, {}));
-    EXPECT_FALSE(p.a.send_packets(MessageType::Bye, 1, std::vector<PacketDescriptor>(1)));
-    EXPECT_FALSE(p.a.send_packets(MessageType::Packets, 1, std::vector<PacketDescriptor>(kMaxPacketsPerMessage + 1)));
+    EXPECT_FALSE(p.a.send(MessageType::RingsAttached, RingsAttached{}, 0)) << "RINGS_ATTACHED with one fd";
+    EXPECT_FALSE(p.a.send(static_cast<MessageType>(9), Bye{})) << "retired PACKETS";
     // Nothing went out, and the first real message is #1.
     ASSERT_TRUE(p.a.send(MessageType::Bye, Bye{}));
     auto m = p.b.receive(1000);

@@ -135,7 +135,7 @@ bool Demo::start_guests() {
         if ((q.flags & NDISSHM_QUEUE_LOOKAHEAD_SPLIT) != 0)
             say("  queue " + std::to_string(q.queue_id) + ": lookahead split at " + std::to_string(q.lookahead_size) +
                 " bytes: " + std::to_string(q.lookahead_blocks) + " ReceiveLookahead + " +
-                std::to_string(q.books.blocks - q.lookahead_blocks) +
+                std::to_string(q.post_lookahead_blocks) +
                 " ReceivePostLookahead blocks; its guest reads each packet in place across both");
     return true;
 }
@@ -178,6 +178,7 @@ void Demo::capture_books() {
         row.lookahead_split = (q.flags & NDISSHM_QUEUE_LOOKAHEAD_SPLIT) != 0;
         row.lookahead_size = q.lookahead_size;
         row.lookahead_blocks = q.lookahead_blocks;
+        row.post_lookahead_blocks = q.post_lookahead_blocks;
         row.drops = q.too_large;
         row.kind = q.kind == NDISSHM_HUB_QUEUE_GUEST ? "guest" : "host";
         row.path = q.kind == NDISSHM_HUB_QUEUE_GUEST ? "zero-copy" : "copy";

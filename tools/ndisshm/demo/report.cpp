@@ -19,7 +19,7 @@ std::string n(uint64_t v) { return std::to_string(v); }
 std::string lookahead(const QueueRow& q) {
     if (!q.lookahead_split) return "-";
     return "split " + n(q.lookahead_size) + " (" + n(q.lookahead_blocks) + "+" +
-           n(q.books.blocks - q.lookahead_blocks) + ")";
+           n(q.post_lookahead_blocks) + ")";
 }
 
 ordered usage_json(const ndisshm_usage_stats& u) {
@@ -131,7 +131,7 @@ std::string render_live_json(const LiveSummary& s) {
                           {"lookahead_split", q.lookahead_split},
                           {"lookahead_size", q.lookahead_size},
                           {"lookahead_blocks", q.lookahead_blocks},
-                          {"post_lookahead_blocks", q.lookahead_split ? q.books.blocks - q.lookahead_blocks : 0},
+                          {"post_lookahead_blocks", q.lookahead_split ? q.post_lookahead_blocks : 0},
                           {"packets", q.packets},
                           {"bytes", q.bytes},
                           {"gbps", q.gbps},

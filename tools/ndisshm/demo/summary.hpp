@@ -57,7 +57,8 @@ struct QueueRow {
     std::string feeds; // the guest(s) its packets go to
     bool lookahead_split = false;
     uint32_t lookahead_size = 0;
-    uint32_t lookahead_blocks = 0;  // with split: ReceiveLookahead blocks; the rest of books.blocks are post-lookahead
+    uint32_t lookahead_blocks = 0;       // with split: ReceiveLookahead blocks
+    uint32_t post_lookahead_blocks = 0;  // with split: ReceivePostLookahead blocks (books.blocks also counts the rings)
     uint64_t packets = 0, bytes = 0, drops = 0, stalls = 0;
     double gbps = 0;
     ndisshm_usage_stats books{};  // the runtime's, just before teardown

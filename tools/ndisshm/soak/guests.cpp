@@ -140,7 +140,10 @@ void SoakGuests::block_added(Slot& s, uint64_t handle, uint64_t offset, uint64_t
     }
     std::string bad;
     if (queue != s.queue || info.queue_id != queue) bad += " queue " + std::to_string(info.queue_id);
-    if (info.length != length || length != kGuestBlockBytes) bad += " length " + std::to_string(info.length);
+    // A receive block, or the queue's rings (one block of Usage Other, whole pages).
+    const bool rings = info.usage == NdisSharedMemoryUsageOther;
+    if (info.length != length || (!rings && length != kGuestBlockBytes) || (rings && length % 4096 != 0))
+        bad += " length " + std::to_string(info.length);
     if (info.first_address != s.base + offset) bad += " guest physical address";
     if (info.provider == nullptr || std::strcmp(info.provider, "default") == 0) bad += " provider";
     if (info.virtual_address == nullptr) bad += " address";

@@ -1,0 +1,92 @@
+#include "hub/guest_rings.hpp"
+
+#include <cstdio>
+#include <cstring>
+
+namespace ndisshm::ipc {
+
+GuestRings::GuestRings(std::byte* block, RingGeometry geometry, os::WakeFd rx_kick, os::WakeFd done_kick)
+    : geometry_(geometry),
+      rx_(block, geometry.size),
+      done_(block + geometry.done_offset, geometry.size),
+      rx_kick_(std::move(rx_kick)),
+      done_kick_(std::move(done_kick)),
+      table_(geometry.size) {
+    // Before the guest learns where the rings are: nothing races these.
+    std::memset(block, 0, geometry.bytes);
+    free_.reserve(geometry.size);
+    for (uint32_t i = geometry.size; i-- > 0;) free_.push_back(i);
+}
+
+std::string GuestRings::room(uint32_t& descriptors, uint32_t& packets) {
+    const uint32_t cons = rx_.load_consumer();  // the guest's: read once
+    const uint32_t used = rx_prod_ - cons;
+    if (used > geometry_.size) {
+        descriptors = packets = 0;
+        return "receive ring: consumer index " + std::to_string(cons) + " is " +
+               (static_cast<int32_t>(used) < 0 ? "ahead of" : "too far behind") + " the producer's " +
+               std::to_string(rx_prod_) + " (the ring holds " + std::to_string(geometry_.size) + ")";
+    }
+    descriptors = geometry_.size - used;
+    packets = static_cast<uint32_t>(free_.size());
+    return {};
+}
+
+void GuestRings::push(const Outstanding& packet) {
+    const uint32_t slot = free_.back();
+    free_.pop_back();
+    Outstanding& o = table_[slot];
+    const uint32_t generation = o.generation + 1 == 0 ? 1 : o.generation + 1;  // cookie 0 is never valid
+    o = packet;
+    o.generation = generation;
+    o.held = true;
+    const uint64_t cookie = (uint64_t{generation} << 32) | slot;
+    for (uint8_t i = 0; i < packet.segments; ++i) {
+        PacketDescriptor d = packet.seg[i];
+        d.cookie = cookie;
+        rx_.store(rx_prod_++, d);
+    }
+}
+
+bool GuestRings::publish() {
+    if (rx_published_ == rx_prod_) return false;
+    rx_published_ = rx_prod_;
+    rx_.store_producer(rx_prod_);
+    wakeup_fence();
+    if ((rx_.load_flags() & kNeedWakeup) == 0) return false;
+    ++stats_.kicks;
+    rx_kick_.signal();
+    return true;
+}
+
+void GuestRings::want_completions() {
+    if (!wanting_) ++stats_.completion_waits;
+    wanting_ = true;
+    done_.store_flags(kNeedWakeup);
+    wakeup_fence();
+}
+
+void GuestRings::stop_wanting_completions() {
+    if (!wanting_) return;
+    wanting_ = false;
+    done_.store_flags(0);
+}
+
+std::vector<Outstanding> GuestRings::held() const {
+    std::vector<Outstanding> out;
+    for (const Outstanding& o : table_)
+        if (o.held) out.push_back(o);
+    return out;
+}
+
+std::string GuestRings::bad_completion(uint32_t index, uint64_t cookie) const {
+    char hex[24];
+    std::snprintf(hex, sizeof(hex), "0x%llx", static_cast<unsigned long long>(cookie));
+    const uint32_t slot = static_cast<uint32_t>(cookie);
+    std::string what = "completion ring entry " + std::to_string(index) + ": cookie " + hex;
+    if (slot >= table_.size()) return what + " names no slot (the table has " + std::to_string(table_.size()) + ")";
+    if (!table_[slot].held) return what + " names a packet the guest does not hold (given back twice, or never given)";
+    return what + " is of an old generation of its slot (a replay)";
+}
+
+}  // namespace ndisshm::ipc

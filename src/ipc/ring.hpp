@@ -1,0 +1,143 @@
+// The shared rings between the host and a guest: the layout both sides agree
+// on, and the index arithmetic (design/rings.md has the invariants).
+//
+// Per guest queue, one NDIS block (Usage = NdisSharedMemoryUsageOther, carved
+// out of the guest's memory by the guest provider, as a NIC driver allocates
+// its descriptor rings) holds two single-producer, single-consumer rings:
+//
+//   offset 0                  receive ring: host produces, guest consumes;
+//                             entries are PacketDescriptors (one per
+//                             segment, chained by kSegmentFollows)
+//   offset done_offset        completion ring: guest produces, host consumes;
+//                             entries are the cookies of packets given back
+//
+// Each ring starts with two 64-byte lines, then `size` entries (a power of
+// two): line 0 holds the producer's index and nothing else, line 1 the
+// consumer's index and the flags word (kNeedWakeup), so each hot line is
+// written by one side only. Indices are free-running 32-bit counters; an
+// entry is `index & (size - 1)`; `producer - consumer` (unsigned) is what is
+// ready. The producer writes entries, then stores its index with release; the
+// consumer loads it with acquire, reads the entries, then stores its own index
+// with release: one store and one load per batch, no system call.
+//
+// Neither side reads the geometry (size, offsets) back from shared memory:
+// the host chose it and keeps its own copy; the guest got it in RINGS_ATTACHED
+// and checked it against the block. Every access to a word the other side may
+// write at the same moment goes through std::atomic_ref, so the code is
+// correct under the C++ memory model (and TSan agrees in tests that run both
+// sides in one process); on x86 each is a plain move.
+//
+// Waking up (AF_XDP's XDP_RING_NEED_WAKEUP, virtio's event suppression): a
+// consumer about to sleep sets kNeedWakeup in its ring's flags, issues a full
+// fence and looks at the ring once more; only if it is still empty does it
+// sleep on its eventfd. A producer, after publishing, issues a full fence and
+// writes the consumer's eventfd only if the flag is set. Each side sees the
+// other's write, so no wake-up is lost; under load the flag stays clear and no
+// eventfd is touched.
+#pragma once
+
+#include <atomic>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+
+#include "ipc/protocol.hpp"
+
+namespace ndisshm::ipc {
+
+inline constexpr uint32_t kRingLine = 64;
+inline constexpr uint32_t kRingHeaderBytes = 2 * kRingLine;
+inline constexpr uint32_t kNeedWakeup = 0x1;
+// Sizes a host may choose and a guest accepts: powers of two in this range.
+inline constexpr uint32_t kMinRingSize = 8;
+inline constexpr uint32_t kMaxRingSize = 1u << 16;
+
+// Offsets within a ring's header.
+inline constexpr uint32_t kProducerOffset = 0;
+inline constexpr uint32_t kConsumerOffset = kRingLine;
+inline constexpr uint32_t kFlagsOffset = kRingLine + 4;
+
+// A completion: the cookie of a packet the guest is done with (every segment
+// of a chain carries the same cookie; one completion gives back the chain).
+struct Completion {
+    uint64_t cookie;
+};
+static_assert(sizeof(Completion) == 8);
+
+// Where the two rings lie in the ring block: what RINGS_ATTACHED carries.
+struct RingGeometry {
+    uint32_t size = 0;         // entries of each ring, a power of two
+    uint32_t done_offset = 0;  // the completion ring's start in the block
+    uint32_t bytes = 0;        // the whole block's length the rings need
+
+    static constexpr RingGeometry for_size(uint32_t size) {
+        RingGeometry g;
+        g.size = size;
+        const uint32_t rx_bytes = kRingHeaderBytes + size * static_cast<uint32_t>(sizeof(PacketDescriptor));
+        g.done_offset = (rx_bytes + kRingLine - 1) / kRingLine * kRingLine;
+        g.bytes = g.done_offset + kRingHeaderBytes + size * static_cast<uint32_t>(sizeof(Completion));
+        return g;
+    }
+    static constexpr bool valid_size(uint32_t size) {
+        return size >= kMinRingSize && size <= kMaxRingSize && std::has_single_bit(size);
+    }
+};
+static_assert(RingGeometry::for_size(512).bytes == 128 + 512 * 32 + 128 + 512 * 8);
+
+// One ring's words, over memory either side maps. The view owns nothing and
+// checks nothing: the host's and the guest's wrappers decide what to trust.
+template <class Entry>
+class RingView {
+public:
+    RingView() = default;
+    RingView(std::byte* base, uint32_t size) : base_(base), mask_(size - 1) {}
+
+    uint32_t size() const { return mask_ + 1; }
+    bool attached() const { return base_ != nullptr; }
+
+    uint32_t load_producer() const { return word(kProducerOffset).load(std::memory_order_acquire); }
+    uint32_t load_consumer() const { return word(kConsumerOffset).load(std::memory_order_acquire); }
+    void store_producer(uint32_t v) const { word(kProducerOffset).store(v, std::memory_order_release); }
+    void store_consumer(uint32_t v) const { word(kConsumerOffset).store(v, std::memory_order_release); }
+    uint32_t load_flags() const { return word(kFlagsOffset).load(std::memory_order_relaxed); }
+    void store_flags(uint32_t v) const { word(kFlagsOffset).store(v, std::memory_order_relaxed); }
+
+    // The entry's 64-bit words, one by one, relaxed: the peer may be writing
+    // them (a hostile one, or a torn read of a slot it reuses); the caller
+    // checks the copy.
+    Entry load(uint32_t index) const {
+        Entry e;
+        auto* dst = reinterpret_cast<uint64_t*>(&e);
+        auto* src = slot(index);
+        for (size_t i = 0; i < sizeof(Entry) / 8; ++i)
+            dst[i] = std::atomic_ref<uint64_t>(src[i]).load(std::memory_order_relaxed);
+        return e;
+    }
+    void store(uint32_t index, const Entry& e) const {
+        auto* src = reinterpret_cast<const uint64_t*>(&e);
+        auto* dst = slot(index);
+        for (size_t i = 0; i < sizeof(Entry) / 8; ++i)
+            std::atomic_ref<uint64_t>(dst[i]).store(src[i], std::memory_order_relaxed);
+    }
+
+private:
+    static_assert(sizeof(Entry) % 8 == 0 && alignof(Entry) <= 8);
+    std::atomic_ref<uint32_t> word(uint32_t offset) const {
+        return std::atomic_ref<uint32_t>(*reinterpret_cast<uint32_t*>(base_ + offset));
+    }
+    uint64_t* slot(uint32_t index) const {
+        return reinterpret_cast<uint64_t*>(base_ + kRingHeaderBytes + size_t{index & mask_} * sizeof(Entry));
+    }
+
+    std::byte* base_ = nullptr;
+    uint32_t mask_ = 0;
+};
+
+using ReceiveRing = RingView<PacketDescriptor>;
+using CompletionRing = RingView<Completion>;
+
+// The fence each side issues between publishing and looking at the other's
+// need-wakeup flag (and between setting its own flag and looking once more).
+inline void wakeup_fence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+
+}  // namespace ndisshm::ipc
