@@ -75,6 +75,7 @@ namespace bench {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using zero_copy::GuestStyle;
 using zero_copy::kBatch;
 using zero_copy::Path;
 using zero_copy::Rig;
@@ -99,21 +100,23 @@ public:
             failed_.clear();
         });
     }
-    Rig* get(uint32_t bytes, std::string* error) {
-        if (auto f = failed_.find(bytes); f != failed_.end()) {
+    Rig* get(uint32_t bytes, std::string* error, GuestStyle style = {}) {
+        const Key key{bytes, style};
+        if (auto f = failed_.find(key); f != failed_.end()) {
             *error = f->second;
             return nullptr;
         }
-        auto& rig = rigs_[bytes];
-        if (!rig) rig = Rig::make(bytes, guest_path(), error);
-        if (!rig) failed_[bytes] = *error;
+        auto& rig = rigs_[key];
+        if (!rig) rig = Rig::make(bytes, guest_path(), style, error);
+        if (!rig) failed_[key] = *error;
         return rig.get();
     }
-    void forget(uint32_t bytes) { rigs_.erase(bytes); }
+    void forget(uint32_t bytes, GuestStyle style = {}) { rigs_.erase(Key{bytes, style}); }
 
 private:
-    std::map<uint32_t, std::unique_ptr<Rig>> rigs_;
-    std::map<uint32_t, std::string> failed_;
+    using Key = std::pair<uint32_t, GuestStyle>;
+    std::map<Key, std::unique_ptr<Rig>> rigs_;
+    std::map<Key, std::string> failed_;
 };
 
 Rigs& rigs() {
@@ -196,11 +199,15 @@ private:
 };
 
 enum class Cores { Shared, OwnCores };
+enum class Reads { Verify, RxOnly };
 
-void BM_GuestRx(benchmark::State& state, Path path, Cores cores) {
+void BM_GuestRx(benchmark::State& state, Path path, Cores cores, Reads reads) {
     const auto bytes = static_cast<uint32_t>(state.range(0));
     std::string error;
-    Rig* rig = rigs().get(bytes, &error);
+    // On cores of its own the guest polls its ring, as a polling driver (and
+    // dpdk-testpmd) does; sharing cores, it sleeps in interrupt mode.
+    const GuestStyle style{reads == Reads::RxOnly, cores == Cores::OwnCores};
+    Rig* rig = rigs().get(bytes, &error, style);
     if (rig == nullptr) {
         state.SkipWithError(("guest set-up: " + error).c_str());
         return;
@@ -223,6 +230,7 @@ void BM_GuestRx(benchmark::State& state, Path path, Cores cores) {
     const uint64_t dropped0 = rig->dropped();
     const uint64_t guest_cpu0 = zero_copy::process_cpu_ns(rig->guest_pid());
     const uint64_t host_cpu0 = zero_copy::thread_cpu_ns(), process_cpu0 = zero_copy::process_cpu_ns();
+    rig->spin(cores == Cores::OwnCores);
     const auto t0 = Clock::now();
     bool ok = true;
     for (auto _ : state) {
@@ -240,9 +248,10 @@ void BM_GuestRx(benchmark::State& state, Path path, Cores cores) {
                    dropped = rig->dropped() - dropped0;
     if (ok) ok = rig->drain();
     if (ok) error = rig->check_guest();
+    rig->spin(false);
     if (!ok || !error.empty()) {
         state.SkipWithError((ok ? error : rig->error()).c_str());
-        rigs().forget(bytes);
+        rigs().forget(bytes, style);
         return;
     }
     const double seconds = std::chrono::duration<double>(t1 - t0).count();
@@ -272,17 +281,25 @@ void packet_sizes(benchmark::internal::Benchmark* b) {
     b->ArgName("bytes")->Arg(64)->Arg(1500)->Arg(9000)->UseRealTime()->Unit(benchmark::kNanosecond);
 }
 
-BENCHMARK_CAPTURE(BM_GuestRx, zero_copy, Path::ZeroCopy, Cores::Shared)
+BENCHMARK_CAPTURE(BM_GuestRx, zero_copy, Path::ZeroCopy, Cores::Shared, Reads::Verify)
     ->Name("guest_rx/zero_copy")
     ->Apply(packet_sizes);
-BENCHMARK_CAPTURE(BM_GuestRx, copy, Path::Copy, Cores::Shared)
+BENCHMARK_CAPTURE(BM_GuestRx, copy, Path::Copy, Cores::Shared, Reads::Verify)
     ->Name("guest_rx/copy")
     ->Apply(packet_sizes);
-BENCHMARK_CAPTURE(BM_GuestRx, zero_copy_own_cores, Path::ZeroCopy, Cores::OwnCores)
+BENCHMARK_CAPTURE(BM_GuestRx, zero_copy_own_cores, Path::ZeroCopy, Cores::OwnCores, Reads::Verify)
     ->Name("guest_rx_own_cores/zero_copy")
     ->Apply(packet_sizes);
-BENCHMARK_CAPTURE(BM_GuestRx, copy_own_cores, Path::Copy, Cores::OwnCores)
+BENCHMARK_CAPTURE(BM_GuestRx, copy_own_cores, Path::Copy, Cores::OwnCores, Reads::Verify)
     ->Name("guest_rx_own_cores/copy")
+    ->Apply(packet_sizes);
+// The guest reads each descriptor and the first 64 bytes, as a switch reads
+// headers (dpdk-testpmd's rxonly): the path's own cost, beside memif/copy.
+BENCHMARK_CAPTURE(BM_GuestRx, zero_copy_rxonly, Path::ZeroCopy, Cores::OwnCores, Reads::RxOnly)
+    ->Name("guest_rx_own_cores/zero_copy_rxonly")
+    ->Apply(packet_sizes);
+BENCHMARK_CAPTURE(BM_GuestRx, copy_rxonly, Path::Copy, Cores::OwnCores, Reads::RxOnly)
+    ->Name("guest_rx_own_cores/copy_rxonly")
     ->Apply(packet_sizes);
 
 // The NIC thread's cost alone: the guest is stopped (SIGSTOP) while the NIC
@@ -330,6 +347,7 @@ void BM_NicAlone(benchmark::State& state, Path path) {
     const uint64_t sent = rig->sent() - sent0;
     state.counters["host_cpu_ns"] = sent == 0 ? 0.0 : static_cast<double>(cpu) / static_cast<double>(sent);
 }
+
 
 BENCHMARK_CAPTURE(BM_NicAlone, zero_copy, Path::ZeroCopy)
     ->Name("guest_rx_nic_alone/zero_copy")

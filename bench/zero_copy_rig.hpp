@@ -13,19 +13,20 @@
 //   Copy:     ndisshm_hub_deliver_copy_batch: the NIC writes each packet into
 //             a slot of the host queue, the host copies it into a slot of the
 //             guest's queue, and gives the host slot back.
-// Either way the guest gets one PACKETS message per batch, reads every byte
-// in place, and gives the batch back (PACKETS_DONE), which the hub's thread
-// processes. Everything but the copy is the same on both paths: the source
-// buffers, their stamping, the batch, the guest and its check, and the flow
-// control below.
+// Either way the packets' descriptors go into the guest's receive ring (no
+// system call unless the guest sleeps), the guest reads them in place (every
+// byte, or only the headers: GuestStyle) and gives each back through its
+// completion ring, which the hub reaps at its next delivery. Everything but
+// the copy is the same on both paths: the source buffers, their stamping, the
+// batch, the guest and its check, and the flow control below.
 //
-// Flow control: the NIC keeps at most `window` packets in the guest's hands
-// (sent, not yet given back to the hub), as a driver posts only the buffers its
-// ring has; the window is the guest queue's slots less two batches, and at
-// most 32 batches (what the socket buffers), so the ring is (almost) never full and no path wastes work on
-// packets it must drop and offer again. A batch that still does not fit whole is offered again from where it
-// stopped. While the window is full the NIC sleeps (20 us at a time) rather than spins, leaving the CPU to
-// the guest and the hub thread.
+// Flow control is the rings': the hub takes no more packets than the guest's
+// ring has room for (kRingSize, the most a guest holds at once), and checks
+// that room before the NIC writes a byte, so a refused packet costs no wasted
+// write. A batch that does not fit whole is offered again from where it
+// stopped (each offer reaps what the guest gave back meanwhile); between
+// offers the NIC spins (spin(true): the host has a core of its own) or sleeps
+// 20 us, leaving the CPU to the guest.
 //
 // Working set: each queue has 8 MiB of buffers, but the miniport hands out the
 // slot given back last first (a stack), so the memory touched is the packets
@@ -46,6 +47,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "child_process.hpp"
@@ -53,11 +55,19 @@
 
 namespace zero_copy {
 
-inline constexpr uint32_t kBatch = 64;  // packets per PACKETS message, Linux NAPI's budget
+inline constexpr uint32_t kBatch = 64;  // packets per delivery, Linux NAPI's budget
+inline constexpr uint32_t kRingSize = 2048;  // each guest ring's entries: 32 batches in the guest's hands
 inline constexpr uint32_t kBlocksPerQueue = 8;
 inline constexpr uint32_t kBlockBytes = 1u << 20;
 
 enum class Path { ZeroCopy, Copy };
+
+// How the guest reads and waits (zero_copy_guest.cpp's arguments).
+struct GuestStyle {
+    bool rxonly = false;  // descriptors and first 64 bytes only, in bursts; else every byte, checked
+    bool busy = false;    // spins on its ring; else sleeps in interrupt mode
+    bool operator<(const GuestStyle& o) const { return std::pair(rxonly, busy) < std::pair(o.rxonly, o.busy); }
+};
 
 // The NIC's input for one packet size: kBatch buffers with fixed payloads
 // (support/packet_format.hpp) whose sums are precomputed, so the NIC only
@@ -88,15 +98,17 @@ public:
     // Everything up, the guest connected and both paths warmed up (each slot
     // written once); nullptr with the reason in `error` otherwise (no guest
     // left behind).
-    static std::unique_ptr<Rig> make(uint32_t packet_bytes, const std::string& guest_path,
+    static std::unique_ptr<Rig> make(uint32_t packet_bytes, const std::string& guest_path, GuestStyle style,
                                      std::string* error);
     ~Rig();
     Rig(const Rig&) = delete;
     Rig& operator=(const Rig&) = delete;
 
-    // Sends the next kBatch packets by `path`, waiting while the guest holds
-    // a full window. False (with error()) if the guest stopped taking them.
+    // Sends the next kBatch packets by `path`, offering again what the ring
+    // had no room for. False (with error()) if the guest stopped taking them.
     bool send(Path path);
+    // Between offers: spin (a core of one's own) or sleep 20 us.
+    void spin(bool on) { spin_ = on; }
     // Waits until the guest has read and given back every packet sent.
     bool drain();
     // Every packet sent was read intact, in order, by the guest ("" if so).
@@ -122,7 +134,7 @@ public:
     const std::string& error() const { return error_; }
 
 private:
-    Rig(uint32_t packet_bytes);
+    Rig(uint32_t packet_bytes, GuestStyle style);
     bool start(const std::string& guest_path);
     bool spawn_guest(const std::string& guest_path);
     bool guest_running();
@@ -132,6 +144,8 @@ private:
     static void log_line(void* rig, const char* line);
 
     Source source_;
+    GuestStyle style_;
+    bool spin_ = false;
     uint32_t slot_bytes_;
     uint32_t slots_ = 0;
     uint32_t window_ = 0;
@@ -142,7 +156,6 @@ private:
     std::unique_ptr<ndisshm::support::ChildProcess> guest_;
     GuestCounters* counters_ = nullptr;
     uint64_t next_seq_ = 1;
-    uint64_t returned_ = 0;  // the hub's count of slots given back, when last read
     uint64_t stalls_ = 0;
     ndisshm_hub_packet batch_[kBatch];
     std::string error_;

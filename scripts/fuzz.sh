@@ -3,7 +3,7 @@
 # library instrumented too) in build-fuzz and runs each for SECONDS (default
 # 60), one after the other, then prints what each did.
 #
-#   scripts/fuzz.sh [SECONDS] [TARGET...]     targets: ndis_calls channel config
+#   scripts/fuzz.sh [SECONDS] [TARGET...]     targets: ndis_calls channel rings config
 #
 # Each target starts from its committed seeds (tests/fuzz/corpus/<target>) and
 # what earlier runs here found (build-fuzz/corpus/<target>, where new inputs
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(ndis_calls channel config)
+((${#targets[@]})) || targets=(ndis_calls channel rings config)
 jobs=${NDISSHM_JOBS:-2}  # CI has two cores
 dir=build-fuzz
 

@@ -4,11 +4,10 @@
 //  2. A Channel over a socketpair receiving the datagrams the input describes
 //     (each with 0, 1 or 2 fds, empty ones, oversized ones, and the peer
 //     closing at the end or not). Every message it hands out must re-validate,
-//     carry an fd exactly when it is SET_MEMORY, and have its payload readable
-//     at its full length; every refusal is EPROTO with a reason; the end of
-//     the stream is ECONNRESET; nothing else. A delivered PACKETS or
-//     PACKETS_DONE holds whole descriptor chains of at most
-//     kMaxSegmentsPerPacket segments. No fd may leak: refused
+//     carry one fd exactly when it is SET_MEMORY and two when it is
+//     RINGS_ATTACHED, and have its payload readable at its full length; every
+//     refusal is EPROTO with a reason; the end of the stream is ECONNRESET;
+//     nothing else. No fd may leak: refused
 //     messages' fds are closed by the channel, and the count of open fds is
 //     the same after each input as before.
 // Then whatever the input's type/payload, Channel::send either refuses it as

@@ -1,0 +1,225 @@
+// The host's side of a guest queue's rings (hub/guest_rings.hpp): what it
+// produces, what it accepts back, and what it refuses, with the guest played
+// by common/ring_support.hpp's GuestRingEnd over the same memory.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/ring_support.hpp"
+#include "hub/guest_rings.hpp"
+#include "os/unix_socket.hpp"
+
+namespace ndisshm::test {
+namespace {
+
+using namespace ndisshm::ipc;
+
+constexpr uint32_t kSize = 8;
+
+class GuestRingsTest : public ::testing::Test {
+protected:
+    GuestRingsTest() : geometry_(RingGeometry::for_size(kSize)), words_((geometry_.bytes + 7) / 8, ~uint64_t{0}) {
+        auto rx = os::WakeFd::create();
+        auto done = os::WakeFd::create();
+        EXPECT_TRUE(rx && done);
+        rx_kick_ = rx->fd();
+        done_kick_ = done->fd();
+        rings_.emplace(base(), geometry_, std::move(*rx), std::move(*done));
+        guest_ = GuestRingEnd::over(base(), kSize, geometry_.done_offset);
+    }
+    std::byte* base() { return reinterpret_cast<std::byte*>(words_.data()); }
+
+    // A packet of `segments` segments of block `handle`, as the hub hands one over.
+    static Outstanding packet(uint64_t handle, uint8_t segments = 1) {
+        Outstanding o;
+        o.segments = segments;
+        o.rx.handle = handle;
+        for (uint8_t k = 0; k < segments; ++k)
+            o.seg[k] = {handle, k * 100u, 100, 0, k + 1u < segments ? kSegmentFollows : 0u, 0};
+        return o;
+    }
+    void push(uint64_t handle, uint8_t segments = 1) {
+        uint32_t d = 0, p = 0;
+        ASSERT_EQ(rings_->room(d, p), "");
+        ASSERT_GE(d, segments);
+        ASSERT_GE(p, 1u);
+        rings_->push(packet(handle, segments));
+    }
+    std::vector<uint64_t> reap(std::string* why = nullptr) {
+        std::vector<uint64_t> back;
+        const std::string w = rings_->reap([&](const Outstanding& o) { back.push_back(o.rx.handle); });
+        if (why != nullptr) *why = w;
+        else EXPECT_EQ(w, "");
+        return back;
+    }
+    static bool readable(int fd) {
+        auto r = os::wait_readable(fd, 0);
+        return r && *r;
+    }
+
+    RingGeometry geometry_;
+    std::vector<uint64_t> words_;
+    std::optional<GuestRings> rings_;
+    GuestRingEnd guest_;
+    int rx_kick_ = -1, done_kick_ = -1;
+};
+
+TEST_F(GuestRingsTest, TheRingsStartZeroedAndEmpty) {
+    EXPECT_EQ(guest_.rx.load_producer(), 0u);
+    EXPECT_EQ(guest_.rx.load_flags(), 0u);
+    EXPECT_EQ(guest_.done.load_producer(), 0u);
+    uint32_t d = 0, p = 0;
+    EXPECT_EQ(rings_->room(d, p), "");
+    EXPECT_EQ(d, kSize);
+    EXPECT_EQ(p, kSize);
+    EXPECT_EQ(rings_->outstanding(), 0u);
+}
+
+TEST_F(GuestRingsTest, PushedPacketsAreSeenOnlyOncePublishedEachChainWithOneCookie) {
+    push(1);
+    push(2, 2);
+    EXPECT_EQ(guest_.take().size(), 0u) << "not published yet";
+    EXPECT_FALSE(rings_->publish()) << "the guest did not ask to be woken";
+    const auto got = guest_.take();
+    ASSERT_EQ(got.size(), 3u);
+    EXPECT_EQ(got[0].handle, 1u);
+    EXPECT_EQ(got[0].flags, 0u);
+    EXPECT_EQ(got[1].flags, kSegmentFollows);
+    EXPECT_EQ(got[2].flags, 0u);
+    EXPECT_EQ(got[1].cookie, got[2].cookie) << "every segment of a packet carries its cookie";
+    EXPECT_NE(got[0].cookie, got[1].cookie);
+    EXPECT_EQ(rings_->outstanding(), 2u);
+    EXPECT_FALSE(readable(rx_kick_)) << "no eventfd touched under load";
+}
+
+TEST_F(GuestRingsTest, EachCookieComesBackOnceWithTheHostsOwnCopy) {
+    push(10);
+    push(20, 2);
+    rings_->publish();
+    const auto got = guest_.take();
+    // The guest scribbles over the entries it read: the host gives back its own copies.
+    for (uint32_t i = 0; i < 3; ++i) guest_.rx.store(i, PacketDescriptor{0xBAD, 0xBAD, 0xBAD, got[i].cookie});
+    guest_.complete({got[2].cookie, got[0].cookie});  // out of order, the chain once
+    std::vector<Outstanding> back;
+    EXPECT_EQ(rings_->reap([&](const Outstanding& o) { back.push_back(o); }), "");
+    ASSERT_EQ(back.size(), 2u);
+    EXPECT_EQ(back[0].rx.handle, 20u);
+    EXPECT_EQ(back[0].segments, 2u);
+    EXPECT_EQ(back[0].seg[1].offset, 100u);
+    EXPECT_EQ(back[1].rx.handle, 10u);
+    EXPECT_EQ(rings_->outstanding(), 0u);
+    EXPECT_EQ(guest_.done.load_consumer(), 2u) << "the host's consumer index published";
+}
+
+TEST_F(GuestRingsTest, AReplayedCookieIsRefusedAndNothingIsGivenBackTwice) {
+    push(1);
+    rings_->publish();
+    const uint64_t cookie = guest_.take()[0].cookie;
+    guest_.complete({cookie});
+    EXPECT_EQ(reap(), std::vector<uint64_t>{1});
+    guest_.complete({cookie});
+    std::string why;
+    EXPECT_TRUE(reap(&why).empty());
+    EXPECT_NE(why.find("does not hold (given back twice"), std::string::npos) << why;
+}
+
+TEST_F(GuestRingsTest, ACookieOfAnOldGenerationOfAReusedSlotIsRefused) {
+    push(1);
+    rings_->publish();
+    const uint64_t first = guest_.take()[0].cookie;
+    guest_.complete({first});
+    reap();
+    push(2);  // the same slot (the free list is a stack), a new generation
+    rings_->publish();
+    const uint64_t second = guest_.take()[0].cookie;
+    EXPECT_EQ(static_cast<uint32_t>(first), static_cast<uint32_t>(second)) << "same slot";
+    EXPECT_NE(first, second) << "another generation";
+    guest_.complete({first});
+    std::string why;
+    EXPECT_TRUE(reap(&why).empty());
+    EXPECT_NE(why.find("old generation"), std::string::npos) << why;
+    EXPECT_EQ(rings_->outstanding(), 1u) << "the live packet is still held";
+}
+
+TEST_F(GuestRingsTest, ACookieNamingNoSlotIsRefusedAfterTheGoodOnesBeforeIt) {
+    push(1);
+    push(2);
+    rings_->publish();
+    const auto got = guest_.take();
+    guest_.complete({got[0].cookie, (uint64_t{1} << 32) | 999, got[1].cookie});
+    std::string why;
+    EXPECT_EQ(reap(&why), std::vector<uint64_t>{1}) << "the entry before the bad one was taken";
+    EXPECT_NE(why.find("names no slot"), std::string::npos) << why;
+    EXPECT_EQ(rings_->outstanding(), 1u);
+}
+
+TEST_F(GuestRingsTest, ImpossibleGuestIndicesAreRefused) {
+    push(1);
+    rings_->publish();
+    guest_.rx.store_consumer(2);  // ahead of the producer's 1
+    uint32_t d = 0, p = 0;
+    std::string why = rings_->room(d, p);
+    EXPECT_NE(why.find("consumer index 2 is ahead of"), std::string::npos) << why;
+    EXPECT_EQ(d, 0u);
+    guest_.done.store_producer(kSize + 1);  // more completions than the ring holds
+    EXPECT_TRUE(reap(&why).empty());
+    EXPECT_NE(why.find("claims 9 entries ready"), std::string::npos) << why;
+    EXPECT_EQ(rings_->outstanding(), 1u) << "nothing freed on a bad index";
+}
+
+TEST_F(GuestRingsTest, AFullRingOffersNoRoomAndABatchLargerThanTheFreeSpaceIsCut) {
+    for (uint64_t h = 1; h <= 3; ++h) push(h, 2);  // 6 of 8 entries
+    rings_->publish();
+    uint32_t d = 0, p = 0;
+    EXPECT_EQ(rings_->room(d, p), "");
+    EXPECT_EQ(d, 2u) << "room for one more two-segment packet";
+    EXPECT_EQ(p, kSize - 3);
+    push(4, 2);
+    rings_->publish();
+    EXPECT_EQ(rings_->room(d, p), "");
+    EXPECT_EQ(d, 0u) << "full until the guest consumes";
+    guest_.take();
+    EXPECT_EQ(rings_->room(d, p), "");
+    EXPECT_EQ(d, kSize) << "consumed: the ring is free, the packets still held";
+    EXPECT_EQ(p, kSize - 4);
+}
+
+TEST_F(GuestRingsTest, TheTableBoundsWhatTheGuestHoldsSoCompletionsNeverOverflow) {
+    for (uint64_t h = 1; h <= kSize; ++h) {
+        push(h);
+        rings_->publish();
+        guest_.take();
+    }
+    uint32_t d = 0, p = 0;
+    EXPECT_EQ(rings_->room(d, p), "");
+    EXPECT_EQ(d, kSize) << "the ring is empty";
+    EXPECT_EQ(p, 0u) << "but the guest holds as many packets as the completion ring takes";
+}
+
+TEST_F(GuestRingsTest, ASleepingGuestIsKickedAndAnAwakeOneIsNot) {
+    push(1);
+    EXPECT_FALSE(rings_->publish());
+    EXPECT_FALSE(readable(rx_kick_));
+    guest_.rx.store_flags(kNeedWakeup);  // the guest is about to sleep
+    push(2);
+    EXPECT_TRUE(rings_->publish());
+    EXPECT_TRUE(readable(rx_kick_));
+    EXPECT_EQ(rings_->stats().kicks, 1u);
+    EXPECT_FALSE(rings_->publish()) << "nothing new: no kick";
+}
+
+TEST_F(GuestRingsTest, TheHostAsksForACompletionKickOnlyWhenItWantsOne) {
+    EXPECT_EQ(guest_.done.load_flags(), 0u);
+    rings_->want_completions();
+    EXPECT_EQ(guest_.done.load_flags(), kNeedWakeup);
+    rings_->want_completions();
+    EXPECT_EQ(rings_->stats().completion_waits, 1u) << "counted once per wait";
+    rings_->stop_wanting_completions();
+    EXPECT_EQ(guest_.done.load_flags(), 0u);
+}
+
+}  // namespace
+}  // namespace ndisshm::test

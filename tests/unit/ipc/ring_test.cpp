@@ -1,0 +1,89 @@
+// The rings' layout and index arithmetic (ipc/ring.hpp): geometry, the
+// hot words on lines of their own, entries at `index & mask`, free-running
+// indices across 2^32, full and empty.
+#include <gtest/gtest.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "ipc/ring.hpp"
+
+namespace ndisshm::test {
+namespace {
+
+using namespace ndisshm::ipc;
+
+struct Block {
+    explicit Block(uint32_t size) : geometry(RingGeometry::for_size(size)), words((geometry.bytes + 7) / 8) {}
+    std::byte* base() { return reinterpret_cast<std::byte*>(words.data()); }
+    RingGeometry geometry;
+    std::vector<uint64_t> words;
+};
+
+TEST(RingLayout, EachRingHasAProducerLineAConsumerLineAndItsEntries) {
+    static_assert(kProducerOffset == 0 && kConsumerOffset == 64 && kFlagsOffset == 68);
+    static_assert(sizeof(PacketDescriptor) == 32 && sizeof(Completion) == 8);
+    const RingGeometry g = RingGeometry::for_size(512);
+    EXPECT_EQ(g.size, 512u);
+    EXPECT_EQ(g.done_offset, 128u + 512 * 32) << "the completion ring right after the receive entries";
+    EXPECT_EQ(g.done_offset % kRingLine, 0u) << "on a line of its own";
+    EXPECT_EQ(g.bytes, g.done_offset + 128 + 512 * 8);
+}
+
+TEST(RingLayout, OnlyPowersOfTwoInRangeAreValidSizes) {
+    for (uint32_t ok : {8u, 64u, 512u, 65536u}) EXPECT_TRUE(RingGeometry::valid_size(ok)) << ok;
+    for (uint32_t bad : {0u, 1u, 4u, 48u, 513u, 131072u, 0x80000000u}) EXPECT_FALSE(RingGeometry::valid_size(bad)) << bad;
+}
+
+TEST(RingView, WordsLandWhereTheLayoutSays) {
+    Block b(8);
+    ReceiveRing rx(b.base(), 8);
+    rx.store_producer(0x11111111);
+    rx.store_consumer(0x22222222);
+    rx.store_flags(kNeedWakeup);
+    uint32_t at[3];
+    std::memcpy(&at[0], b.base() + kProducerOffset, 4);
+    std::memcpy(&at[1], b.base() + kConsumerOffset, 4);
+    std::memcpy(&at[2], b.base() + kFlagsOffset, 4);
+    EXPECT_EQ(at[0], 0x11111111u);
+    EXPECT_EQ(at[1], 0x22222222u);
+    EXPECT_EQ(at[2], kNeedWakeup);
+    rx.store(3, PacketDescriptor{7, 8, 9, 10, kSegmentFollows, 0});
+    PacketDescriptor d;
+    std::memcpy(&d, b.base() + kRingHeaderBytes + 3 * sizeof(PacketDescriptor), sizeof(d));
+    EXPECT_EQ(d.handle, 7u);
+    EXPECT_EQ(d.cookie, 10u);
+    EXPECT_EQ(d.flags, kSegmentFollows);
+}
+
+TEST(RingView, IndicesRunFreeAcross2To32AndEntriesWrapByTheMask) {
+    Block b(8);
+    ReceiveRing rx(b.base(), 8);
+    // A producer 3 short of wrapping, a consumer 5 behind it: 5 ready, then
+    // 8 (full) across the wrap, then empty again.
+    uint32_t prod = 0xFFFFFFFDu, cons = prod - 5;
+    for (uint32_t i = cons; i != prod; ++i) rx.store(i, PacketDescriptor{i, 0, 1, i});
+    EXPECT_EQ(prod - cons, 5u);
+    for (int i = 0; i < 3; ++i, ++prod) rx.store(prod, PacketDescriptor{prod, 0, 1, prod});
+    EXPECT_EQ(prod, 0u) << "wrapped";
+    EXPECT_EQ(prod - cons, 8u) << "full: the unsigned difference is still right";
+    // Entry i is at i & 7: the eight live ones are the last eight written.
+    for (uint32_t i = cons; i != prod; ++i) EXPECT_EQ(rx.load(i).handle, uint64_t{i});
+    cons = prod;
+    EXPECT_EQ(prod - cons, 0u) << "empty";
+}
+
+TEST(RingView, ABatchIsVisibleOnlyOnceItsIndexIsPublished) {
+    Block b(16);
+    ReceiveRing host(b.base(), 16), guest(b.base(), 16);
+    for (uint32_t i = 0; i < 4; ++i) host.store(i, PacketDescriptor{i + 1, 0, 1, i});
+    EXPECT_EQ(guest.load_producer(), 0u) << "written, not yet published";
+    host.store_producer(4);
+    EXPECT_EQ(guest.load_producer(), 4u);
+    for (uint32_t i = 0; i < 4; ++i) EXPECT_EQ(guest.load(i).handle, i + 1);
+}
+
+}  // namespace
+}  // namespace ndisshm::test
