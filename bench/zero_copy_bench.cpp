@@ -29,14 +29,17 @@
 //                              arrived, not what was offered
 //   host_cpu_ns                CPU of the NIC's thread (this one) per packet
 //                              sent: the NIC's write, the hub's books, the
-//                              copy, sendmsg, and waiting on contended locks
+//                              copy, the ring, reaping completions, kicking a
+//                              sleeping guest, and waiting on contended locks
 //   hub_cpu_ns                 CPU of this process's other threads per packet:
-//                              the hub thread taking PACKETS_DONE back
+//                              the hub thread (reaping completions when
+//                              deliveries pause)
 //   guest_cpu_ns               CPU of the guest process per packet read
-//   waits_per_batch            20 us sleeps while the guest held a full
-//                              window, or after the hub refused packets
+//   waits_per_batch            offers the hub refused (the guest held a full
+//                              ring), each followed by a yield (own cores)
+//                              or a 20 us sleep
 //   drops_per_batch            packets the hub refused and the NIC offered
-//                              again (ring or socket full): wasted work
+//                              again (ring full; refused before any write)
 //   host_busy, guest_busy      (own_cores only) the share of its CPU that the
 //                              host's threads, and the guest, kept busy: the
 //                              side near 1.0 is the one that sets the pace
@@ -304,7 +307,7 @@ BENCHMARK_CAPTURE(BM_GuestRx, copy_rxonly, Path::Copy, Cores::OwnCores, Reads::R
 
 // The NIC thread's cost alone: the guest is stopped (SIGSTOP) while the NIC
 // sends up to 16 batches (within the window and the socket's buffer), so no
-// PACKETS_DONE comes back meanwhile: no hub thread takes the miniport's locks,
+// completion comes back meanwhile: no hub thread takes the miniport's locks,
 // and no other thread of ours wants this CPU. Then, untimed, the guest
 // continues, reads and checks everything, and is stopped again. What each
 // path costs the host when nothing contends, against guest_rx's figures where

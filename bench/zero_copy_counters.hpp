@@ -17,7 +17,7 @@ struct GuestCounters {
     std::atomic<uint64_t> verified;  // intact, each the next in sequence
     std::atomic<uint64_t> corrupt;   // not intact (torn, stale, misplaced, corrupted)
     std::atomic<uint64_t> lost;      // sequence numbers skipped, or gone backwards
-    std::atomic<uint64_t> batches;   // PACKETS messages
+    std::atomic<uint64_t> batches;   // reads of the receive ring that found packets
 };
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 

@@ -125,7 +125,7 @@ public:
     // Packets the hub refused after the NIC offered them (ring or socket
     // full); send() offers them again.
     uint64_t dropped() const;
-    // Slots the guest gave back and the hub took (PACKETS_DONE processed).
+    // Packets the guest gave back and the hub took (completions reaped).
     uint64_t returned() const;
     pid_t guest_pid() const { return guest_ ? guest_->pid() : -1; }
     uint32_t slots() const { return slots_; }

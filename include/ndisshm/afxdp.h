@@ -12,7 +12,7 @@
  * sent into the queue (ndisshm_afxdp_send) then becomes one Ethernet frame
  * the kernel writes into a frame of the guest's memory; the guest reads it in
  * place, its payload NDISSHM_AFXDP_UDP_PAYLOAD_OFFSET bytes in, and gives it
- * back (PACKETS_DONE), which returns the frame to the kernel.
+ * back (its completion ring), which returns the frame to the kernel.
  *
  * @code{.unparsed}
  *   ndisshm_hub_create(rt, &hc, &hub, err, sizeof err);

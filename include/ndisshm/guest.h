@@ -61,9 +61,10 @@ typedef struct ndisshm_guest_segment {
 /** The most segments a packet has (a lookahead-split packet has 2). */
 #define NDISSHM_GUEST_MAX_SEGMENTS 4
 
-/** One received packet, valid only during the callback: the host reuses the
- * buffers once the packet is returned (PACKETS_DONE, sent before
- * ndisshm_guest_poll returns).
+/** One received packet, valid only during the callback (from
+ * ndisshm_guest_poll: it is given back when the callback returns) or until
+ * ndisshm_guest_rx_return (from ndisshm_guest_rx_burst): the host reuses
+ * the buffers once it is given back.
  *
  * A packet is one or more segments, read in place, in order. On a queue with
  * lookahead split (NDISSHM_GUEST_QUEUE_ATTACHED's flags) a packet longer than

@@ -7,9 +7,9 @@
 // AfxdpMiniport queue on it. The UMEM block is allocated for the guest's
 // queue, so the guest provider carves it out of the guest's memory and the
 // guest hears of it (BLOCK_ADDED). Each packet the kernel writes there is
-// announced to the guest as it lies, (handle, offset, length): PACKETS
-// through GuestHub::announce, never a copy. PACKETS_DONE gives the frame
-// back to the kernel's fill ring. A guest whose socket is full is waited
+// announced to the guest as it lies, (handle, offset, length), in its
+// receive ring through GuestHub::announce, never a copy. Its completion gives
+// the frame back to the kernel's fill ring. A guest whose ring is full is waited
 // for (up to 200 ms a batch): its frames stay off the fill ring meanwhile,
 // so the kernel drops at the wire, as a NIC with a full ring does; a batch
 // it still cannot take, or one for a guest that is going, is given back:
@@ -36,7 +36,7 @@ namespace ndisshm::nic {
 struct AfxdpGuestDriverStats {
     uint64_t announced = 0;  // packets announced to guests
     uint64_t dropped = 0;    // indicated but not announced: the guest was gone or stayed full
-    uint64_t returned = 0;   // given back by guests (PACKETS_DONE)
+    uint64_t returned = 0;   // given back by guests (their completion rings)
 };
 
 class AfxdpGuestDriver final : public ipc::QueueDriver {

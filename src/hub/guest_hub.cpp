@@ -342,14 +342,13 @@ size_t GuestHub::deliver_batch(uint32_t queue, std::span<const std::span<const s
     // The zero-copy writes, into the guest's memory, as many as the ring and
     // the table take (a split packet's chain is never cut).
     miniport_->receive_batch(queue, packets.first(std::min<size_t>(packets.size(), room)), descriptors, held);
-    Outstanding o;
-    for (const nic::RxDescriptor& d : held) {
-        o.rx = d;
-        o.segments = static_cast<uint8_t>(d.segments);
-        o.seg[0] = {d.handle, d.offset, d.length, 0, d.segments > 1 ? kSegmentFollows : 0u, 0};
-        if (d.segments > 1) o.seg[1] = {d.next.handle, d.next.offset, d.next.length, 0, 0, 0};
-        rings.push(o);
-    }
+    for (const nic::RxDescriptor& d : held)
+        rings.push_with([&d](Outstanding& o) {
+            o.rx = d;
+            o.segments = static_cast<uint8_t>(d.segments);
+            o.seg[0] = {d.handle, d.offset, d.length, 0, d.segments > 1 ? kSegmentFollows : 0u, 0};
+            if (d.segments > 1) o.seg[1] = {d.next.handle, d.next.offset, d.next.length, 0, 0, 0};
+        });
     if (rings.publish()) kicks_.fetch_add(1, std::memory_order_relaxed);
     if (!held.empty() && !s->unreaped.load(std::memory_order_relaxed)) {
         s->unreaped.store(true, std::memory_order_relaxed);
@@ -375,16 +374,16 @@ Delivery GuestHub::announce(uint32_t queue, std::span<const PacketDescriptor> pa
     size_t chains = 0;
     for (size_t i = 0; i < packets.size(); i += chain_length(packets, i)) ++chains;
     if (packets.size() > descriptors || chains > room) return Delivery::Dropped;
-    Outstanding o;
     for (size_t i = 0; i < packets.size();) {
         const size_t n = std::min<size_t>(chain_length(packets, i), kMaxSegmentsPerPacket);
-        o.segments = static_cast<uint8_t>(n);
-        for (size_t k = 0; k < n; ++k) {
-            o.seg[k] = packets[i + k];
-            o.seg[k].flags = k + 1 < n ? kSegmentFollows : 0u;
-            o.seg[k].reserved = 0;
-        }
-        rings.push(o);
+        rings.push_with([&](Outstanding& o) {
+            o.segments = static_cast<uint8_t>(n);
+            for (size_t k = 0; k < n; ++k) {
+                o.seg[k] = packets[i + k];
+                o.seg[k].flags = k + 1 < n ? kSegmentFollows : 0u;
+                o.seg[k].reserved = 0;
+            }
+        });
         i += chain_length(packets, i);
     }
     if (rings.publish()) kicks_.fetch_add(1, std::memory_order_relaxed);

@@ -32,22 +32,6 @@ std::string GuestRings::room(uint32_t& descriptors, uint32_t& packets) {
     return {};
 }
 
-void GuestRings::push(const Outstanding& packet) {
-    const uint32_t slot = free_.back();
-    free_.pop_back();
-    Outstanding& o = table_[slot];
-    const uint32_t generation = o.generation + 1 == 0 ? 1 : o.generation + 1;  // cookie 0 is never valid
-    o = packet;
-    o.generation = generation;
-    o.held = true;
-    const uint64_t cookie = (uint64_t{generation} << 32) | slot;
-    for (uint8_t i = 0; i < packet.segments; ++i) {
-        PacketDescriptor d = packet.seg[i];
-        d.cookie = cookie;
-        rx_.store(rx_prod_++, d);
-    }
-}
-
 bool GuestRings::publish() {
     if (rx_published_ == rx_prod_) return false;
     rx_published_ = rx_prod_;

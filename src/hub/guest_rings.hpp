@@ -74,7 +74,13 @@ public:
     // Adds one packet (its descriptors, all with the slot's cookie) at the
     // producer's shadow; the caller checked room() first. Not visible to the
     // guest before publish().
-    void push(const Outstanding& packet);
+    void push(const Outstanding& packet) {
+        push_with([&](Outstanding& o) { o = packet; });
+    }
+    // As push, filling the table's entry in place (`fill(Outstanding&)` sets
+    // rx, segments and seg[]): the data path copies nothing twice.
+    template <class F>
+    void push_with(F&& fill);
     // Makes the pushed entries visible (one release store), then wakes the
     // guest if it asked to be (a fence, its flag, an eventfd write): true
     // when it did.
@@ -107,6 +113,23 @@ private:
     bool wanting_ = false;
     GuestRingStats stats_;
 };
+
+template <class F>
+void GuestRings::push_with(F&& fill) {
+    const uint32_t slot = free_.back();
+    free_.pop_back();
+    Outstanding& o = table_[slot];
+    const uint32_t generation = o.generation + 1 == 0 ? 1 : o.generation + 1;  // cookie 0 is never valid
+    fill(o);
+    o.generation = generation;
+    o.held = true;
+    const uint64_t cookie = (uint64_t{generation} << 32) | slot;
+    for (uint8_t i = 0; i < o.segments; ++i) {
+        PacketDescriptor d = o.seg[i];
+        d.cookie = cookie;
+        rx_.store(rx_prod_++, d);
+    }
+}
 
 template <class F>
 std::string GuestRings::reap(F&& give_back) {

@@ -1,5 +1,5 @@
 // One guest's session inside the hub: private to guest_hub.cpp and
-// guest_session.cpp (the handshake, PACKETS_DONE and teardown).
+// guest_session.cpp (the handshake, the rings and teardown).
 #pragma once
 
 #include <atomic>

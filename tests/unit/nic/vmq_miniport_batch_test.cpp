@@ -1,5 +1,5 @@
 // nic::VmqMiniport's batch calls, receive_batch and give_back_batch: what the
-// hub's delivery and PACKETS_DONE use, one lock per message instead of one
+// hub's delivery and its reaping of completions use, one lock per batch instead of one
 // per packet. They must do exactly what receive and give_back do packet by
 // packet, stop where those would refuse, never cut a split packet's chain,
 // and change nothing for what they refuse.
