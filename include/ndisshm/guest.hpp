@@ -12,7 +12,9 @@
 ///
 /// A packet's bytes are in place in guest memory, in one or more segments
 /// (GuestPacket::segments), and valid only during the handler: the host
-/// reuses the buffers once the batch is returned. An
+/// reuses the buffers once the packet is given back, as poll_once does when
+/// its handler returns. rx_burst hands packets out to hold instead, until
+/// rx_return (as rte_eth_rx_burst does). An
 /// exception from a handler stops the batch's remaining callbacks (the
 /// descriptors still go back to the host) and is rethrown from poll_once/run.
 #pragma once
@@ -44,6 +46,7 @@ struct GuestOptions {
     std::string name;                  ///< 1..31 bytes
     uint64_t memory_bytes = 0;         ///< > 0
     uint64_t guest_physical_base = 0;  ///< added by the host to offsets in SG lists
+    bool busy_poll = false;            ///< spin on the rings (NDISSHM_GUEST_BUSY_POLL); else sleep when idle
 };
 
 /// One segment of a packet, in place in guest memory.
@@ -79,6 +82,7 @@ public:
         c.name = options.name.c_str();
         c.memory_bytes = options.memory_bytes;
         c.guest_physical_base = options.guest_physical_base;
+        c.flags = options.busy_poll ? NDISSHM_GUEST_BUSY_POLL : 0u;
         c.on_packet = &Guest::packet_trampoline;
         c.on_event = &Guest::event_trampoline;
         c.context = this;
@@ -102,6 +106,30 @@ public:
         rethrow_from_handler();
         return s;
     }
+    /// Waits for packets or handles one message, taking no packet
+    /// (ndisshm_guest_wait): NDIS_STATUS_SUCCESS or NDISSHM_STATUS_TIMEOUT
+    /// while the session goes on (>= 0); any other status has ended it.
+    NDIS_STATUS wait(int timeout_ms) {
+        const NDIS_STATUS s = ndisshm_guest_wait(g_, timeout_ms, error_, sizeof(error_));
+        rethrow_from_handler();
+        return s;
+    }
+    /// Up to packets.size() packets in place, without waiting
+    /// (ndisshm_guest_rx_burst): each stays valid until rx_return. Returns
+    /// how many were written, a prefix of `packets`.
+    size_t rx_burst(std::span<ndisshm_guest_packet> packets) {
+        const auto max = static_cast<uint32_t>(packets.size() < UINT32_MAX ? packets.size() : UINT32_MAX);
+        return ndisshm_guest_rx_burst(g_, packets.data(), max);
+    }
+    /// Gives packets from rx_burst back (any order, each once; a repeat, or
+    /// one of an ended session, is ignored). False for a packet this guest
+    /// never handed out.
+    bool rx_return(std::span<const ndisshm_guest_packet> packets) {
+        const auto n = static_cast<uint32_t>(packets.size() < UINT32_MAX ? packets.size() : UINT32_MAX);
+        return ndisshm_guest_rx_return(g_, packets.data(), n) == NDIS_STATUS_SUCCESS;
+    }
+    /// An fd to sleep on in one's own epoll loop (ndisshm_guest_fd).
+    int fd() const { return ndisshm_guest_fd(g_); }
     /// Until the session ends; returns how (NDISSHM_STATUS_HOST_BYE, ..._HOST_GONE, ...).
     NDIS_STATUS run() {
         for (;;) {

@@ -49,6 +49,28 @@ TEST_F(GuestDeath, KilledAfterItsBlocksWereAdded) {
     EXPECT_EQ(ndisshm_queue_get_stats(adapter_, vq, &qs), NDIS_STATUS_INVALID_PARAMETER) << "its queue was freed";
 }
 
+// A guest that reads its packets and never gives one back, killed while it
+// holds them: every cookie it held is void, its buffers and rings are freed,
+// and nothing it held is handed to anyone.
+TEST_F(GuestDeath, KilledWhileItHoldsCompletions) {
+    auto other = spawn_guest("other");
+    const uint32_t q = wait_attached(*other);
+    auto victim = spawn_guest("victim", {"--behavior", "hold"});
+    const uint32_t vq = wait_attached(*victim);
+    ASSERT_NE(vq, 0u);
+    for (uint64_t seq = 1; seq <= 40; ++seq)
+        ASSERT_EQ(hub_->deliver(vq, make_packet(seq, 256)), ndisshm::ipc::Delivery::Delivered);
+    ASSERT_TRUE(victim->wait_line("GOT 40 0")) << victim->transcript();
+    // Nothing comes back: the hub holds 40 packets for it.
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    EXPECT_EQ(hub_->miniport().stats(vq).outstanding, 40u);
+    EXPECT_EQ(hub_->stats().returned, 0u);
+    victim->signal(SIGKILL);
+    expect_only_survivor_left("victim", *other, q, 0);
+    EXPECT_TRUE(hub_->wait_until([&] { return hub_->stats().returned == 20; }, 5000))
+        << "only the survivor's 20 packets came back: " << hub_->stats().returned;
+}
+
 TEST_F(GuestDeath, KilledWhilePacketsFlow) {
     auto other = spawn_guest("other");
     const uint32_t q = wait_attached(*other);

@@ -502,6 +502,39 @@ TEST(Guest, RxBurstHoldsPacketsUntilTheyAreReturned) {
     EXPECT_EQ(second, std::vector<uint64_t>{2});
 }
 
+TEST(Guest, TheCppGuestReceivesBurstsAndGivesThemBack) {
+    std::atomic<bool> attached{false};
+    std::vector<uint64_t> back;
+    FakeHost host([&](os::UniqueFd s) {
+        HostSide h;
+        handshake(h, std::move(s));
+        h.send_block(1, 0, 4096, 1);
+        HostRingEnd r = h.attach_rings(1);
+        while (!attached) std::this_thread::yield();
+        r.send({{1, 0, 8, 5}, {1, 64, 8, 6}});
+        back = r.await_completions(2);
+        ASSERT_TRUE(h.channel.send(MessageType::Bye, ipc::Bye{}));
+    });
+    Guest g({.name = "bursts", .memory_bytes = kMemory, .busy_poll = true});
+    g.connect(host.path());
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(g.poll_once(5000), NDIS_STATUS_SUCCESS);
+    attached = true;
+    ASSERT_EQ(g.wait(5000), NDIS_STATUS_SUCCESS) << "packets ready";
+    std::vector<ndisshm_guest_packet> p(4);
+    size_t n = 0;
+    for (int tries = 0; tries < 1000 && n < 2; ++tries) n += g.rx_burst(std::span(p).subspan(n));
+    ASSERT_EQ(n, 2u);
+    EXPECT_EQ(p[1].offset, 64u);
+    EXPECT_TRUE(g.rx_return(std::span(p).first(2)));
+    ndisshm_guest_packet never{};
+    never.token = 12345;
+    EXPECT_FALSE(g.rx_return(std::span(&never, 1))) << "a packet this guest never handed out";
+    EXPECT_GE(g.fd(), 0);
+    EXPECT_EQ(g.run(), NDISSHM_STATUS_HOST_BYE);
+    host.join();
+    EXPECT_EQ(back, (std::vector<uint64_t>{5, 6}));
+}
+
 // Interrupt mode (the default): a guest with nothing to do sleeps with
 // need-wakeup set, and the host's kick wakes it; busy polling never asks.
 TEST(Guest, ASleepingGuestAsksForAKickAndIsWokenByIt) {
