@@ -367,6 +367,46 @@ else:
               "(64, 1500, 9000 B)")
         if max(spread) > 0.10:
             print("WARNING: above 10%: other load shared the cores; read the ratios as a range, not a figure")
+    # The rings issue: guests that read what a switch reads (rxonly), beside memif's rxonly receiver.
+    ro = lambda p, b: f"guest_rx_own_cores/{p}_rxonly/bytes:{b}/real_time"
+    print("\nndisshm with an rxonly guest (descriptors and the first 64 bytes, bursts of 32, busy polling), as memif's "
+          "receiver reads; host CPU is the NIC thread's ns per packet:\n")
+    print("| packet | zero-copy rxonly Mpps | / memif | host CPU ns | guest CPU ns | copy rxonly Mpps | / memif "
+          "| zero-copy / copy Gbit/s |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for b in (64, 1500, 9000):
+        mpps = counter(mem(b), "packets_per_s")
+        z, c = counter(ro("zero_copy", b), "packets_per_s"), counter(ro("copy", b), "packets_per_s")
+        zh, zg = counter(ro("zero_copy", b), "host_cpu_ns"), counter(ro("zero_copy", b), "guest_cpu_ns")
+        zgb, cgb = counter(ro("zero_copy", b), "gbit_per_s"), counter(ro("copy", b), "gbit_per_s")
+        f0 = lambda v: "n/a" if v is None else f"{v:,.0f}"
+        print(f"| {b} B | {mp(z)} | {ratio(z, mpps)} | {f0(zh)} | {f0(zg)} | {mp(c)} | {ratio(c, mpps)} | "
+              f"{ratio(zgb, cgb)} |")
+    print("\n## Targets (the rings issue), this run\n")
+    for b in (64, 1500):
+        z, m = counter(ro("zero_copy", b), "packets_per_s"), counter(mem(b), "packets_per_s")
+        target(f"zero-copy rxonly / memif, {b} B, packets/s, cores of their own",
+               None if None in (z, m) or m == 0 else z / m, ">= 1.0x", lambda v: v >= 1.0,
+               f"zero-copy {z / 1e6:.2f} Mpps, memif {m / 1e6:.2f} Mpps" if None not in (z, m) else "not in this run")
+    zg, cg = counter(ro("zero_copy", 1500), "gbit_per_s"), counter(ro("copy", 1500), "gbit_per_s")
+    target("zero-copy / copy, 1500 B, Gbit/s, rxonly guests on cores of their own",
+           None if None in (zg, cg) or cg == 0 else zg / cg, ">= 1.8x", lambda v: v >= 1.8,
+           f"zero-copy {zg:.2f} Gbit/s, copy {cg:.2f} Gbit/s" if None not in (zg, cg) else "not in this run")
+    def measured(label, value, shown, goal, ok, detail=""):
+        if value is None:
+            print(f"- {label}: NOT MEASURED (not in this run)")
+        else:
+            print(f"- {label}: {shown}, target {goal}: {verdict(ok(value))}" + (f" ({detail})" if detail else ""))
+    h = counter("guest_rx_nic_alone/zero_copy/bytes:64/real_time", "host_cpu_ns")
+    measured("host CPU per packet, 64 B, zero copy, the NIC thread alone", h,
+             "n/a" if h is None else f"{h:.1f} ns", "<= 30 ns", lambda v: v <= 30)
+    for r, limit in ((0, 0.01), (100000, 0.10)):
+        n = f"guest_rx_interrupt/packets_per_s:{r}/iterations:10/real_time"
+        hs, gs = counter(n, "host_cpu_share"), counter(n, "guest_cpu_share")
+        worst = None if None in (hs, gs) else max(hs, gs)
+        measured(f"interrupt mode, {r:,} packets/s: the busier side's share of a core", worst,
+                 "n/a" if worst is None else f"{worst:.2%}", f"< {limit:.0%}", lambda v, limit=limit: v < limit,
+                 f"host {hs:.2%}, guest {gs:.2%}" if worst is not None else "")
 PY
 }
 

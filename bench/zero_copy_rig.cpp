@@ -246,6 +246,12 @@ bool Rig::send(Path path) {
     return true;
 }
 
+uint64_t Rig::kicks() const {
+    ndisshm_hub_stats st{};
+    ndisshm_hub_get_stats(hub_, &st);
+    return st.kicks;
+}
+
 uint64_t Rig::returned() const {
     ndisshm_hub_stats st{};
     ndisshm_hub_get_stats(hub_, &st);

@@ -127,6 +127,8 @@ public:
     uint64_t dropped() const;
     // Packets the guest gave back and the hub took (completions reaped).
     uint64_t returned() const;
+    // Eventfd writes that woke the sleeping guest (need-wakeup).
+    uint64_t kicks() const;
     pid_t guest_pid() const { return guest_ ? guest_->pid() : -1; }
     uint32_t slots() const { return slots_; }
     uint32_t window() const { return window_; }

@@ -160,7 +160,8 @@ void queues(Json& j, const SnapshotSource& src) {
         j.open('{').field("adapter", src.adapter_name).field("id", q.queue_id).field("kind", queue_kind_name(q.kind));
         j.field("guest_id", q.guest_id);
         j.field("lookahead_split", (q.flags & NDISSHM_QUEUE_LOOKAHEAD_SPLIT) != 0).field("lookahead_size", q.lookahead_size);
-        j.field("lookahead_blocks", q.lookahead_blocks);
+        j.field("lookahead_blocks", q.lookahead_blocks).field("post_lookahead_blocks", q.post_lookahead_blocks);
+        j.field("ring_size", q.ring_size);
         j.field("slots", q.slots).field("received", q.received).field("ring_full", q.ring_full);
         j.field("too_large", q.too_large).field("returned", q.returned).field("outstanding", q.outstanding);
         usage(j, "books", q.books);
@@ -227,6 +228,7 @@ std::string snapshot_json(const SnapshotSource& src) {
     j.field("accepted", h.accepted).field("running", h.running).field("closed", h.closed).field("refused", h.refused);
     j.field("delivered", h.delivered).field("dropped", h.dropped).field("returned", h.returned);
     j.field("copied", h.copied).field("host_queues", h.host_queues).field("control_requests", h.control_requests);
+    j.field("kicks", h.kicks);
     j.close('}');
     j.key("adapters").open('[');
     adapter(j, src);
