@@ -111,7 +111,13 @@ public:
             return nullptr;
         }
         auto& rig = rigs_[key];
-        if (!rig) rig = Rig::make(bytes, guest_path(), style, error);
+        if (!rig) {
+            rig = Rig::make(bytes, guest_path(), style, error);
+            // A busy-polling guest spins whenever it runs: it is kept stopped
+            // (SIGSTOP) between its benchmarks, or the rigs kept for later
+            // would take the CPUs every other benchmark measures on.
+            if (rig && style.busy && !rig->stop_guest()) *error = rig->error(), rig.reset();
+        }
         if (!rig) failed_[key] = *error;
         return rig.get();
     }
@@ -216,6 +222,15 @@ void BM_GuestRx(benchmark::State& state, Path path, Cores cores, Reads reads) {
         state.SkipWithError(("guest set-up: " + error).c_str());
         return;
     }
+    // Continued for this benchmark only (see Rigs::get); stopped again below.
+    if (style.busy) rig->continue_guest();
+    struct Restop {
+        Rig* rig;
+        bool on;
+        ~Restop() {
+            if (on && rig != nullptr) rig->stop_guest();
+        }
+    } restop{rig, style.busy};
     std::optional<Placement> placement;
     if (cores == Cores::OwnCores) {
         const auto cpus = Placement::cpus(&error);
@@ -255,6 +270,7 @@ void BM_GuestRx(benchmark::State& state, Path path, Cores cores, Reads reads) {
     rig->spin(false);
     if (!ok || !error.empty()) {
         state.SkipWithError((ok ? error : rig->error()).c_str());
+        restop.on = false;
         rigs().forget(bytes, style);
         return;
     }

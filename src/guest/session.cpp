@@ -345,8 +345,7 @@ void Session::publish_completions() {
         Rings& r = *rp;
         if (r.done_published == r.done_prod) continue;
         r.done_published = r.done_prod;
-        r.done.store_producer(r.done_prod);
-        ipc::wakeup_fence();
+        r.done.publish_producer(r.done_prod);  // seq_cst, then the flag: ring.hpp's wake-up protocol
         if ((r.done.load_flags() & ipc::kNeedWakeup) != 0) r.done_kick.signal();
     }
 }
@@ -412,10 +411,9 @@ NDIS_STATUS Session::sleep_until(int timeout_ms) {
 }
 
 bool Session::arm() {
-    // Need-wakeup: the flag, a full fence, one more look (ring.hpp).
+    // Need-wakeup: the flag (seq_cst), then one more look (ring.hpp).
     for (auto& r : rings_) r->rx.store_flags(ipc::kNeedWakeup);
     armed_ = !rings_.empty();
-    ipc::wakeup_fence();
     return rings_ready();
 }
 

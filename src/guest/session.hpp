@@ -111,7 +111,7 @@ private:
     // Sleeps until a control message, a receive kick or the deadline
     // (interrupt mode: need-wakeup set, the rings checked once more first).
     NDIS_STATUS sleep_until(int timeout_ms);
-    // Sets need-wakeup in every receive ring, fences, and says whether a
+    // Sets need-wakeup in every receive ring (seq_cst) and says whether a
     // ring has something after all; disarm clears the flags.
     bool arm();
     void disarm();

@@ -8,12 +8,17 @@
 
 #include "hub/guest_session.hpp"
 #include "nic/provider_ops.hpp"
+#include "os/unix_socket.hpp"
 
 namespace ndisshm::ipc {
 
 namespace {
 constexpr int kMessagesPerTurn = 64;  // per session per poll round: one chatty guest cannot starve the rest
 constexpr size_t kPendingHandshakes = 16;  // sessions beyond max_guests that may be mid-handshake
+// Handshakes one process (SO_PEERCRED's pid) may have pending at once: a
+// flood of idle connections from one peer fills its own share, not the slots
+// an honest guest of another process needs.
+constexpr size_t kPendingPerPeer = 4;
 // Completions are reaped by each delivery; when traffic stops, the hub thread
 // reaps what guests gave back after this long, so books and counters settle
 // (and an idle host, with nothing outstanding, sleeps without a timer).
@@ -203,18 +208,47 @@ void GuestHub::accept_one() {
         say("dropping a connection: " + s.error().message());
         return;
     }
-    std::lock_guard lock(mu_);
-    // Connections that never finish their handshake cost a socket each until
-    // their deadline: bound them, so a flood cannot exhaust our fds.
-    if (sessions_.size() >= config_.max_guests + kPendingHandshakes) {
-        say("refusing a connection: " + std::to_string(sessions_.size()) + " sessions already");
-        return;
+    auto peer = os::peer_credentials(fd->get());
+    const int pid = peer ? peer->pid : 0;
+    std::string full;
+    {
+        std::lock_guard lock(mu_);
+        size_t from_peer = 0;
+        for (const auto& [id, s] : sessions_) {
+            if (s->state == Session::State::Running) continue;  // the hub thread's: read here, on it
+            if (pid != 0 && s->peer_pid == pid) ++from_peer;
+        }
+        // Connections that never finish their handshake cost a socket each
+        // until their deadline: bound them, so a flood cannot exhaust our
+        // fds, and bound each peer's share, so one process's flood cannot
+        // keep another's guest out.
+        if (sessions_.size() >= config_.max_guests + kPendingHandshakes) {
+            full = "the host is full: " + std::to_string(sessions_.size()) + " sessions (at most " +
+                   std::to_string(config_.max_guests) + " guests and " + std::to_string(kPendingHandshakes) +
+                   " handshakes); try again later";
+        } else if (from_peer >= kPendingPerPeer) {
+            full = "too many handshakes pending from process " + std::to_string(pid) + " (at most " +
+                   std::to_string(kPendingPerPeer) + " at a time); try again later";
+        } else {
+            const uint32_t id = next_guest_id_++;
+            auto s = std::make_shared<Session>(std::move(*fd), id,
+                                               Clock::now() + std::chrono::milliseconds(config_.handshake_timeout_ms));
+            s->info.guest_id = id;
+            s->peer_pid = pid;
+            sessions_.emplace(id, std::move(s));
+            ++stats_.accepted;
+            return;
+        }
     }
-    const uint32_t id = next_guest_id_++;
-    sessions_.emplace(id, std::make_shared<Session>(std::move(*fd), id,
-                                                    Clock::now() + std::chrono::milliseconds(config_.handshake_timeout_ms)));
-    sessions_.at(id)->info.guest_id = id;
-    ++stats_.accepted;
+    // Said, not just closed: the guest reports why (NDIS_STATUS_RESOURCES)
+    // instead of "host gone", and may try again later. Best effort: the
+    // socket is new, so its buffer has room.
+    say("refusing a connection: " + full);
+    ErrorMessage e{};
+    e.code = static_cast<uint32_t>(NDIS_STATUS_RESOURCES);
+    full.copy(e.reason, std::min(full.size(), sizeof(e.reason) - 1));
+    Channel refusal(std::move(*fd));
+    (void)refusal.send(MessageType::Error, e);
 }
 
 void GuestHub::serve(const SessionPtr& s) {

@@ -35,8 +35,7 @@ std::string GuestRings::room(uint32_t& descriptors, uint32_t& packets) {
 bool GuestRings::publish() {
     if (rx_published_ == rx_prod_) return false;
     rx_published_ = rx_prod_;
-    rx_.store_producer(rx_prod_);
-    wakeup_fence();
+    rx_.publish_producer(rx_prod_);  // seq_cst, then the flag: ring.hpp's wake-up protocol
     if ((rx_.load_flags() & kNeedWakeup) == 0) return false;
     ++stats_.kicks;
     rx_kick_.signal();
@@ -46,8 +45,7 @@ bool GuestRings::publish() {
 void GuestRings::want_completions() {
     if (!wanting_) ++stats_.completion_waits;
     wanting_ = true;
-    done_.store_flags(kNeedWakeup);
-    wakeup_fence();
+    done_.store_flags(kNeedWakeup);  // seq_cst; the caller then looks at the ring once more
 }
 
 void GuestRings::stop_wanting_completions() {

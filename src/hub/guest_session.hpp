@@ -31,6 +31,7 @@ struct GuestHub::Session {
     Channel channel;  // received on by the hub thread only; sent on under mu
     const uint32_t guest_id;
     const Clock::time_point deadline;  // for the handshake
+    int peer_pid = 0;                  // SO_PEERCRED's: whose handshake this is (0: unknown)
 
     // The hub thread's alone.
     State state = State::AwaitHello;

@@ -28,12 +28,16 @@
 // sides in one process); on x86 each is a plain move.
 //
 // Waking up (AF_XDP's XDP_RING_NEED_WAKEUP, virtio's event suppression): a
-// consumer about to sleep sets kNeedWakeup in its ring's flags, issues a full
-// fence and looks at the ring once more; only if it is still empty does it
-// sleep on its eventfd. A producer, after publishing, issues a full fence and
-// writes the consumer's eventfd only if the flag is set. Each side sees the
-// other's write, so no wake-up is lost; under load the flag stays clear and no
-// eventfd is touched.
+// consumer about to sleep sets kNeedWakeup in its ring's flags and looks at
+// the ring once more; only if it is still empty does it sleep on its eventfd.
+// A producer publishes its index and then reads the flag, writing the
+// consumer's eventfd only if it is set. Both the flag's store and the
+// index's store (publish_producer) are sequentially consistent, as are the
+// loads after them: in the single total order one side sees the other's
+// write, so no wake-up is lost (a standalone fence would do on x86, but
+// TSan cannot check fences; a seq_cst store is an xchg, the same cost as
+// mfence, once per batch). Under load the flag stays clear and no eventfd is
+// touched.
 #pragma once
 
 #include <atomic>
@@ -95,12 +99,16 @@ public:
     uint32_t size() const { return mask_ + 1; }
     bool attached() const { return base_ != nullptr; }
 
-    uint32_t load_producer() const { return word(kProducerOffset).load(std::memory_order_acquire); }
-    uint32_t load_consumer() const { return word(kConsumerOffset).load(std::memory_order_acquire); }
+    // Loads are seq_cst (a plain load on x86, acquire included); stores are
+    // release, but for the two of the wake-up protocol: publish_producer and
+    // store_flags.
+    uint32_t load_producer() const { return word(kProducerOffset).load(std::memory_order_seq_cst); }
+    uint32_t load_consumer() const { return word(kConsumerOffset).load(std::memory_order_seq_cst); }
     void store_producer(uint32_t v) const { word(kProducerOffset).store(v, std::memory_order_release); }
+    void publish_producer(uint32_t v) const { word(kProducerOffset).store(v, std::memory_order_seq_cst); }
     void store_consumer(uint32_t v) const { word(kConsumerOffset).store(v, std::memory_order_release); }
-    uint32_t load_flags() const { return word(kFlagsOffset).load(std::memory_order_relaxed); }
-    void store_flags(uint32_t v) const { word(kFlagsOffset).store(v, std::memory_order_relaxed); }
+    uint32_t load_flags() const { return word(kFlagsOffset).load(std::memory_order_seq_cst); }
+    void store_flags(uint32_t v) const { word(kFlagsOffset).store(v, std::memory_order_seq_cst); }
 
     // The entry's 64-bit words, one by one, relaxed: the peer may be writing
     // them (a hostile one, or a torn read of a slot it reuses); the caller
@@ -136,8 +144,5 @@ private:
 using ReceiveRing = RingView<PacketDescriptor>;
 using CompletionRing = RingView<Completion>;
 
-// The fence each side issues between publishing and looking at the other's
-// need-wakeup flag (and between setting its own flag and looking once more).
-inline void wakeup_fence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 
 }  // namespace ndisshm::ipc

@@ -125,6 +125,14 @@ Result<UniqueFd> accept_unix(int listen_fd) {
     }
 }
 
+Result<PeerCredentials> peer_credentials(int fd) {
+    ucred c{};
+    socklen_t n = sizeof(c);
+    if (fault::call("getsockopt", -1, [&] { return ::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c, &n); }) != 0)
+        return errno_error("getsockopt(SO_PEERCRED)");
+    return PeerCredentials{c.pid, c.uid, c.gid};
+}
+
 Result<UniqueFd> connect_unix(const std::string& path) {
     auto address = unix_address(path);
     if (!address) return address.error();

@@ -33,6 +33,14 @@ Result<UniqueFd> listen_unix(const std::string& path, int backlog);
 // accept4 with SOCK_CLOEXEC; blocking.
 Result<UniqueFd> accept_unix(int listen_fd);
 Result<UniqueFd> connect_unix(const std::string& path);
+// Who is at the other end of a connected Unix socket (SO_PEERCRED: the
+// kernel's record of the process that connected, which it cannot forge).
+struct PeerCredentials {
+    int pid = 0;
+    unsigned uid = 0;
+    unsigned gid = 0;
+};
+Result<PeerCredentials> peer_credentials(int fd);
 // A connected pair, for tests and for in-process peers.
 Result<std::pair<UniqueFd, UniqueFd>> seqpacket_pair();
 

@@ -41,8 +41,7 @@ struct HostRingEnd {
     // publishes them; kicks the guest if it asked to be woken.
     void send(const std::vector<ipc::PacketDescriptor>& ds) {
         for (const auto& d : ds) rx.store(prod++, d);
-        rx.store_producer(prod);
-        ipc::wakeup_fence();
+        rx.publish_producer(prod);
         if ((rx.load_flags() & ipc::kNeedWakeup) != 0) rx_kick.signal();
     }
     // The completions published so far (cookies), taken.

@@ -169,3 +169,68 @@ TEST_F(SlowHandshake, AGuestThatNeverSendsItsMemoryIsDropped) {
 
 }  // namespace
 }  // namespace ndisshm_mp
+
+namespace ndisshm_mp {
+namespace {
+
+// A hostile local client holding more idle connections than the host has
+// handshake slots: beyond its own share (4 per process) it is turned away
+// with an ERROR that says so, and an honest guest of another process gets
+// its queue at once, not after the flood's deadline.
+TEST_F(SlowHandshake, AFloodOfIdleConnectionsFromOneProcessCannotKeepAnotherGuestOut) {
+    std::vector<ndisshm::ipc::Channel> flood;
+    for (int i = 0; i < 40; ++i) {
+        auto s = ndisshm::ipc::connect_to(socket());
+        ASSERT_TRUE(s) << s.error().message();
+        flood.emplace_back(std::move(*s));
+    }
+    // The ones beyond this process's share hear why.
+    size_t turned_away = 0;
+    for (auto& c : flood) {
+        auto m = c.receive(50);
+        if (!m || m->type() != ndisshm::ipc::MessageType::Error) continue;
+        const auto e = m->as<ndisshm::ipc::ErrorMessage>();
+        EXPECT_EQ(e.code, static_cast<uint32_t>(NDIS_STATUS_RESOURCES));
+        EXPECT_NE(std::string(e.reason).find("too many handshakes pending from process"), std::string::npos)
+            << e.reason;
+        ++turned_away;
+    }
+    EXPECT_EQ(turned_away, 40u - 4u);
+    // An honest guest of another process is not kept out, though the flood's
+    // four still hold their slots (their deadline is 300 ms away at most).
+    const auto start = std::chrono::steady_clock::now();
+    auto honest = spawn_guest("honest");
+    const uint32_t q = wait_attached(*honest);
+    ASSERT_NE(q, 0u);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+    deliver_and_check(*honest, q, 10, 10);
+}
+
+// A host at its maximum of guests says so: ERROR with NDIS_STATUS_RESOURCES
+// and the reason, which the guest library reports as a refusal (not "host
+// gone").
+TEST_F(HubTest, AFullHostRefusesWithResourcesAndSaysWhy) {
+    hub_->stop();
+    hub_.reset();
+    ndisshm::ipc::GuestHubConfig c;
+    c.socket_path = dir_ + "/run/host.sock";
+    c.miniport.blocks_per_queue = kBlocksPerQueue;
+    c.miniport.block_bytes = 64 * 1024;
+    c.max_guests = 1;
+    c.log = [](const std::string&) {};
+    auto hub = ndisshm::ipc::GuestHub::start(adapter_, c);
+    ASSERT_TRUE(hub.ok()) << hub.error().message();
+    hub_ = std::move(*hub);
+    auto first = spawn_guest("first");
+    ASSERT_NE(wait_attached(*first), 0u);
+    auto second = std::make_unique<ChildProcess>(
+        std::vector<std::string>{NDISSHM_MULTIPROCESS_PEER, "library-guest", socket(), "second"});
+    auto e = second->wait_line("CLOSED ");
+    ASSERT_TRUE(e) << second->transcript();
+    EXPECT_NE(e->find("host refused: the host runs its maximum of 1 guests"), std::string::npos) << *e;
+    EXPECT_NE(e->find("0xC000009A"), std::string::npos) << "NDIS_STATUS_RESOURCES: " << *e;
+    EXPECT_EQ(second->wait_exit(), 3);
+}
+
+}  // namespace
+}  // namespace ndisshm_mp

@@ -692,6 +692,25 @@ TEST(Guest, RefusedMemoryReportsTheHostsReason) {
     }
 }
 
+TEST(Guest, AHostThatTurnsTheConnectionAwayIsARefusalWithItsReasonNotHostGone) {
+    FakeHost host([&](os::UniqueFd s) {
+        ipc::Channel c(std::move(s));
+        ipc::ErrorMessage e{0xC000009Au, 0, {}};  // NDIS_STATUS_RESOURCES
+        std::strcpy(e.reason, "the host is full: 80 sessions; try again later");
+        ASSERT_TRUE(c.send(MessageType::Error, e));
+    });  // and closes, before the guest's HELLO may even have arrived
+    Seen seen;
+    Guest g = make_guest(seen);
+    try {
+        g.connect(host.path());
+        FAIL() << "connect succeeded";
+    } catch (const GuestError& e) {
+        EXPECT_EQ(e.status(), NDISSHM_STATUS_REFUSED);
+        EXPECT_NE(std::string(e.what()).find("the host is full"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("0xC000009A"), std::string::npos) << e.what();
+    }
+}
+
 TEST(Guest, MalformedMessageFromTheHostEndsTheSession) {
     FakeHost host([&](os::UniqueFd s) {
         HostSide h;
