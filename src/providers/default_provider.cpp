@@ -127,7 +127,10 @@ ProviderStatus DefaultProvider::allocate(const Request& request, SgSink& sg, Gra
         memory::Arena& a = **arena;
         auto block = a.allocate(request.length, request.contiguous, request.owner);
         if (!block) {
-            if (huge && overflow_) huge_dry_[node].store(true, std::memory_order_relaxed);
+            if (huge && overflow_ && !huge_dry_[node].load(std::memory_order_relaxed)) {
+                huge_freed_[node].store(0, std::memory_order_relaxed);
+                huge_dry_[node].store(true, std::memory_order_relaxed);
+            }
             why = block.error().message();
             continue;
         }
@@ -161,10 +164,15 @@ void DefaultProvider::free(uint64_t token) {
         if (describer_.locks_pages() && a->is_live(offset, length))
             describer_.release(SgBlock{a->base() + offset, length, offset});
         if (a->free(offset, length)) {
-            // Auto: memory came back to a huge page arena that had run dry; it may serve again.
+            // Auto: memory came back to a huge page arena that had run dry. Once a huge page's worth has,
+            // it may serve again. (Not at the first block: with threads on several CPUs, that block sits
+            // in one CPU's cache, and the others would each pay a failed trip for it.)
             const unsigned slot = token_slot(token);
-            if (overflow_ && slot % 2 == 0 && huge_dry_[slot / 2].load(std::memory_order_relaxed))
+            if (overflow_ && slot % 2 == 0 && huge_dry_[slot / 2].load(std::memory_order_relaxed) &&
+                huge_freed_[slot / 2].fetch_add(length, std::memory_order_relaxed) + length >= os::kHugePageBytes) {
+                huge_freed_[slot / 2].store(0, std::memory_order_relaxed);
                 huge_dry_[slot / 2].store(false, std::memory_order_relaxed);
+            }
             return;
         }
     }

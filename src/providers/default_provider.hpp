@@ -13,8 +13,9 @@
 // machine has memory. memory_stats().page_mode is the mode the primary arenas use.
 //
 // In Auto, a huge page arena that refused a block (its pool dry) is passed over for the node's 4 KiB
-// arena until a block is freed back into it (or, per thread, every 1024th allocation asks it again):
-// asking a dry pool first cost every allocation a failed trip through the huge arena (about 500 ns).
+// arena until a huge page's worth of blocks has been freed back into it (or, per thread, every 1024th
+// allocation asks it again): asking a dry pool first cost every allocation a failed trip through the
+// huge arena (about 500 ns).
 //
 // Owners: a block goes back to the adapter that freed it as it was (memory/arena.hpp says which blocks);
 // to anyone else, cleared. With zero_ahead, a background thread (memory/zeroer.hpp, SCHED_IDLE) clears
@@ -104,8 +105,10 @@ private:
     unsigned first_slot_ = 0;
     std::array<std::atomic<memory::Arena*>, kSlots> arenas_{};
     std::array<std::atomic<bool>, MemoryStats::kMaxNodes> no_huge_{};  // Auto: this node's huge arena failed
-    // Auto: this node's huge arena refused a block and none has been freed into it since.
+    // Auto: this node's huge arena refused a block, and less than a huge page has been freed into it
+    // since (huge_freed_: the bytes).
     std::array<std::atomic<bool>, MemoryStats::kMaxNodes> huge_dry_{};
+    std::array<std::atomic<uint64_t>, MemoryStats::kMaxNodes> huge_freed_{};
     std::mutex create_mu_;  // making arenas
     std::vector<std::unique_ptr<memory::Arena>> owned_;  // under create_mu_
     std::atomic<uint64_t> refused_frees_{0};
