@@ -66,7 +66,8 @@ ndisshm::Result<std::unique_ptr<ndisshm::providers::DefaultProvider>> make_defau
     pc.address_mode = static_cast<providers::AddressMode>(config.address_mode);
     pc.zero_by_release_bytes = config.zero_by_release_bytes;
     if (config.zero_ahead > NDISSHM_ZERO_AHEAD_OFF)
-        return Error{"ndisshm_runtime_create", EINVAL, "zero_ahead " + std::to_string(config.zero_ahead) + " is unknown"};
+        return Error{"ndisshm_runtime_create", EINVAL,
+                     "zero_ahead " + std::to_string(config.zero_ahead) + " is unknown"};
     // Auto: a zeroer needs a CPU that would otherwise idle; with one or two, the threads it serves
     // would mostly have it (SCHED_IDLE keeps it out of their way, but then it rarely runs at all).
     pc.zero_ahead = config.zero_ahead == NDISSHM_ZERO_AHEAD_ON ||

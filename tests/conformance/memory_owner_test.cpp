@@ -4,7 +4,8 @@
 // (punch hole). Each test fills blocks with a pattern through one adapter, lets them go that way, and
 // takes blocks through another, on one CPU (so that the CPU's cache hands the very same blocks over),
 // checking that the new blocks lie on the old ones (else the test would prove nothing) and are zero.
-// The binding's way (a provider detached with blocks outstanding) is in unit/memory_owner_binding_test.
+// The binding's way (a provider detached with blocks outstanding) is in
+// unit/providers/binding_detach_owner_test.cpp.
 #include <pthread.h>
 #include <sched.h>
 
