@@ -26,12 +26,18 @@ trap 'rm -rf "$out"' EXIT
 if [[ ! -d $old ]]; then
     git -C "$root" worktree add --detach "$old" "$rev" >/dev/null
 fi
+launcher=()
+if command -v ccache >/dev/null; then
+    launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+fi
 for tree in "$old" "$root"; do
     # The flags bench/run.sh builds with, so the working tree's build-bench/ stays as it left it.
+    # ccache when there is one; never more than NDISSHM_BENCH_JOBS (default 2) compilers at once.
     cmake -S "$tree" -B "$tree/build-bench" -G Ninja -DCMAKE_BUILD_TYPE=Release \
         -DCMAKE_C_FLAGS_RELEASE="-O2 -DNDEBUG" -DCMAKE_CXX_FLAGS_RELEASE="-O2 -DNDEBUG" \
+        ${launcher[@]+"${launcher[@]}"} \
         -DNDISSHM_BUILD_BENCH=ON -DNDISSHM_BUILD_TESTS=OFF -DNDISSHM_BUILD_TOOLS=OFF >/dev/null
-    cmake --build "$tree/build-bench" --target ndisshm_bench >/dev/null
+    cmake --build "$tree/build-bench" --target ndisshm_bench -j "${NDISSHM_BENCH_JOBS:-2}" >/dev/null
 done
 for ((i = 1; i <= runs; i++)); do
     for side in before after; do

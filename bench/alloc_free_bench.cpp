@@ -18,6 +18,18 @@
 //   pair/ndisshm_runtime_per_thread/...   (threads:2 only)
 //     each thread on a runtime of its own: nothing of ndisshm's is shared, so
 //     this is what two threads get from the machine itself.
+//   pair/ndisshm_cross_owner/bytes:B/outstanding:N/real_time/threads:1
+//     two adapters of one runtime taking turns on one thread (allocate on A,
+//     touch, free; then the same on B), so that every block changes hands:
+//     each allocation gets the block the other adapter just freed, and must
+//     clear it. The N outstanding blocks are A's. Counters from the memory
+//     statistics prove it: `owner_reuse` (share of allocations that got their
+//     own adapter's block back, must be ~0, else the run is an error),
+//     `zeroed_in_call` (share cleared during the call) and `pre_zeroed` (share
+//     served by a block the background zeroer had cleared).
+//   pair/ndisshm_cross_owner_zero_ahead/...
+//     the same with the background zeroer on (NDISSHM_ZERO_AHEAD_ON): it needs
+//     a CPU the benchmark's thread leaves idle (2 or more CPUs).
 #include <memory>
 #include <vector>
 
@@ -80,6 +92,56 @@ void BM_NdisPair(benchmark::State& state, Layout layout, NODE_REQUIREMENT node) 
 
 constexpr auto kAnyNode = static_cast<NODE_REQUIREMENT>(MM_ANY_NODE_OK);
 
+struct CrossBed {
+    explicit CrossBed(const TestbedOptions& o) : bed(o) {}
+    Testbed bed;
+    uint64_t turn = 0;  // kept across Google Benchmark's calls, so that the turns go on alternating
+};
+Shared<CrossBed> g_cross;
+
+void BM_NdisCrossOwner(benchmark::State& state, bool zero_ahead) {
+    const auto length = static_cast<ULONG>(state.range(0));
+    const int64_t outstanding = state.range(1);
+    const std::string key = key_of(state, "ndisshm_cross_owner", {length, outstanding, zero_ahead ? 1 : 0});
+    CrossBed& cross = g_cross.setup(state, key, [&] {
+        TestbedOptions o;
+        o.adapters = 2;
+        o.outstanding = outstanding;
+        o.outstanding_length = length;
+        o.zero_ahead = zero_ahead ? NDISSHM_ZERO_AHEAD_ON : NDISSHM_ZERO_AHEAD_OFF;
+        return std::make_unique<CrossBed>(o);
+    });
+    Testbed& bed = cross.bed;
+    const NDIS_HANDLE adapters[2] = {bed.adapter(0), bed.adapter(1)};
+    DriverRequest req(length);
+    const ndisshm_memory_stats before = bed.memory();
+    uint64_t& turn = cross.turn;
+    for (auto _ : state) {
+        const NDIS_HANDLE adapter = adapters[turn++ & 1];
+        NDIS_HANDLE block = nullptr;
+        PNDIS_SHARED_MEMORY_PARAMETERS p = req.fresh();
+        if (NdisAllocateSharedMemory(adapter, p, &block) != NDIS_STATUS_SUCCESS) {
+            state.SkipWithError("NdisAllocateSharedMemory failed");
+            break;
+        }
+        touch_pages(p->VirtualAddress, length);
+        NdisFreeSharedMemory(adapter, block);
+    }
+    const ndisshm_memory_stats after = bed.memory();
+    const auto n = static_cast<double>(state.iterations());
+    const double reuses = static_cast<double>(after.owner_reuses - before.owner_reuses);
+    const double zeroed = static_cast<double>((after.zeroed_by_memset_bytes - before.zeroed_by_memset_bytes) +
+                                              (after.zeroed_by_release_bytes - before.zeroed_by_release_bytes));
+    state.counters["owner_reuse"] = reuses / n;
+    state.counters["zeroed_in_call"] = zeroed / (n * length);
+    state.counters["pre_zeroed"] = static_cast<double>(after.served_pre_zeroed - before.served_pre_zeroed) / n;
+    state.SetItemsProcessed(state.iterations());
+    state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(length));
+    if (reuses > 0.01 * n) state.SkipWithError("blocks did not change hands: not a cross-owner figure");
+    fail_on_violations(state, bed);
+    g_cross.teardown(state);
+}
+
 BENCHMARK_CAPTURE(BM_NdisPair, shared_adapter, Layout::SharedAdapter, kAnyNode)
     ->Name("pair/ndisshm")
     ->ArgNames({"bytes", "outstanding"})
@@ -108,6 +170,20 @@ BENCHMARK_CAPTURE(BM_NdisPair, adapter_per_thread, Layout::AdapterPerThread, kAn
     ->ArgNames({"bytes", "outstanding"})
     ->ArgsProduct({{4 * kKiB, 64 * kKiB, 2 * kMiB}, {0}})
     ->Threads(2)
+    ->UseRealTime();
+
+BENCHMARK_CAPTURE(BM_NdisCrossOwner, plain, false)
+    ->Name("pair/ndisshm_cross_owner")
+    ->ArgNames({"bytes", "outstanding"})
+    ->ArgsProduct({{4 * kKiB, 64 * kKiB}, {1000}})
+    ->Threads(1)
+    ->UseRealTime();
+
+BENCHMARK_CAPTURE(BM_NdisCrossOwner, zero_ahead, true)
+    ->Name("pair/ndisshm_cross_owner_zero_ahead")
+    ->ArgNames({"bytes", "outstanding"})
+    ->ArgsProduct({{4 * kKiB, 64 * kKiB}, {1000}})
+    ->Threads(1)
     ->UseRealTime();
 
 BENCHMARK_CAPTURE(BM_NdisPair, runtime_per_thread, Layout::RuntimePerThread, kAnyNode)

@@ -65,6 +65,11 @@ int main(int argc, char** argv) {
     std::getline(std::ifstream("/sys/kernel/mm/transparent_hugepage/shmem_enabled"), shmem_thp);
     benchmark::AddCustomContext("transparent_hugepage_shmem", shmem_thp.empty() ? "unknown" : shmem_thp);
     benchmark::AddCustomContext("hugepages_free", bench::first_line_of("/proc/meminfo", "HugePages_Free"));
+    // The environment the runtimes' defaults come from (ndisshm_runtime_config_init).
+    for (const char* name : {"NDISSHM_PAGES", "NDISSHM_ZERO_AHEAD"}) {
+        const char* v = std::getenv(name);
+        benchmark::AddCustomContext(name, v != nullptr ? v : "(unset)");
+    }
     // glibc takes and releases a pthread mutex without a locked instruction
     // for as long as the process has never created a thread
     // (__libc_single_threaded), and with one ever after. ndisshm runs in

@@ -239,13 +239,54 @@ print("\n(2-thread verdicts mean something only when the calloc control above is
 zero64 = ns.get("zero/memset/bytes:65536/real_time")
 r1, m1 = get("pair/rte_malloc", 65536, 1000, 1), get("pair/malloc", 65536, 0, 1)
 if zero64 is not None:
-    print(f"\nFloor: a memset of a warm 64 KiB block alone costs {fmt(zero64)} ns; every ndisshm pair zeroes its block.")
+    print(f"\nFloor: a memset of a warm 64 KiB block alone costs {fmt(zero64)} ns; an ndisshm pair zeroes its block "
+          f"only when it changes hands (pair/ndisshm_cross_owner, issue 15), not in pair/ndisshm (one adapter).")
     if r1 is not None:
         print(f"- 3x rte_malloc (1 thread, 1000 outstanding) needs a pair of {fmt(r1 / 3)} ns: "
               f"{'below' if r1 / 3 < zero64 else 'above'} the floor")
     if m1 is not None:
         print(f"- within 2x of malloc (1 thread, 0 outstanding) needs a pair of {fmt(2 * m1)} ns: "
               f"{'below' if 2 * m1 < zero64 else 'above'} the floor")
+
+# ---- Owners, zeroing ahead, huge pages (issue 15) ----
+print("\n## Targets (issue 15), this run\n")
+print(f'Pages: NDISSHM_PAGES={ctx.get("NDISSHM_PAGES", "?")}, huge pages free at the start: '
+      f'{ctx.get("hugepages_free", "?")}; NDISSHM_ZERO_AHEAD={ctx.get("NDISSHM_ZERO_AHEAD", "?")}')
+same = get("pair/ndisshm", 65536, 1000, 1)
+r1, g1 = get("pair/rte_malloc", 65536, 1000, 1), get("pair/malloc", 65536, 1000, 1)
+target("same owner: rte_malloc / ndisshm pair, 64 KiB, 1000 outstanding, 1 thread",
+       None if None in (same, r1) else r1 / same, ">= 3x", lambda v: v >= 3,
+       f"ndisshm {fmt(same)} ns, rte_malloc {fmt(r1)} ns" if None not in (same, r1) else "no DPDK figure")
+target("same owner: ndisshm / glibc malloc pair, 64 KiB, 1000 outstanding, 1 thread",
+       None if None in (same, g1) else same / g1, "<= 3x", lambda v: v <= 3,
+       f"ndisshm {fmt(same)} ns, malloc {fmt(g1)} ns" if None not in (same, g1) else "missing")
+cross_name = "pair/ndisshm_cross_owner/bytes:65536/outstanding:1000/real_time/threads:1"
+cross, c1 = ns.get(cross_name), get("pair/calloc", 65536, 1000, 1)
+if cross_name in errors:
+    print(f"- cross owner: ERROR {errors[cross_name]}")
+target("cross owner (every block changes hands): ndisshm pair / memset floor, 64 KiB, 1000 outstanding",
+       None if None in (cross, zero64) else cross / zero64, "<= 1.15x", lambda v: v <= 1.15,
+       f"ndisshm {fmt(cross)} ns, memset of 64 KiB {fmt(zero64)} ns" if None not in (cross, zero64) else "missing")
+target("cross owner: ndisshm / calloc pair, 64 KiB, 1000 outstanding",
+       None if None in (cross, c1) else cross / c1, "<= 1x", lambda v: v <= 1,
+       f"ndisshm {fmt(cross)} ns, calloc {fmt(c1)} ns" if None not in (cross, c1) else "missing")
+for b, label in ((4096, "4 KiB"), (65536, "64 KiB")):
+    for k, what in (("pair/ndisshm_cross_owner", "zeroer off"), ("pair/ndisshm_cross_owner_zero_ahead", "zeroer on")):
+        name = f"{k}/bytes:{b}/outstanding:1000/real_time/threads:1"
+        if name in ns:
+            pz, zc, reuse = (counter(name, c) for c in ("pre_zeroed", "zeroed_in_call", "owner_reuse"))
+            print(f"- cross owner, {label}, {what}: {fmt(ns[name])} ns per pair; served pre-zeroed "
+                  f"{'n/a' if pz is None else f'{pz:.1%}'}, cleared in the call {'n/a' if zc is None else f'{zc:.1%}'}, "
+                  f"own block back {'n/a' if reuse is None else f'{reuse:.1%}'}")
+for t in (1, 2):
+    a, m = get("pair/ndisshm", 4096, 0, t), get("pair/ndisshm", 4096, 1000000, t)
+    target(f"{t} thread(s): flat 0 -> 1,000,000 outstanding, 4 KiB pair",
+           None if None in (a, m) else m / a, "<= 1.3x", lambda v: v <= 1.3,
+           f"{fmt(a)} vs {fmt(m)} ns" if None not in (a, m) else "no 1M figure")
+one4, two4 = get("pair/ndisshm", 4096, 0, 1), get("pair/ndisshm", 4096, 0, 2)
+if None not in (one4, two4):
+    print(f"- two threads on one adapter, 4 KiB, 0 outstanding: {one4 / two4:.2f}x the pairs of one thread "
+          f"(1.64x before issue 15; read it against the calloc control above)")
 
 # ---- Zero-copy receive into a guest process vs. copy (zero_copy_bench.cpp, issue 4) ----
 print("\n## Zero-copy receive into a guest process vs. copy receive (issue 4)\n")

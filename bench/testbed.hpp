@@ -26,6 +26,8 @@ struct TestbedOptions {
     // NDIS's own memory, as on Windows).
     std::string binding_name;
     const NDIS_SHARED_MEMORY_PROVIDER_CHARACTERISTICS* provider = nullptr;
+    // ndisshm_zero_ahead; -1: what ndisshm_runtime_config_init says (AUTO, or NDISSHM_ZERO_AHEAD).
+    int zero_ahead = -1;
 };
 
 class Testbed {
@@ -35,6 +37,7 @@ public:
         ndisshm_runtime_config_init(&c);
         c.verifier = o.verifier ? 1 : 0;  // explicit, whatever NDISSHM_VERIFIER says
         c.report_to_stderr = 0;
+        if (o.zero_ahead >= 0) c.zero_ahead = static_cast<uint32_t>(o.zero_ahead);
         check(ndisshm_runtime_create(&c, &rt_, nullptr, 0), "ndisshm_runtime_create");
         for (int i = 0; i < o.adapters; ++i) {
             NDIS_HANDLE a = nullptr;
@@ -74,6 +77,11 @@ public:
     // The queue to allocate on: the binding's when there is one, else queue 0.
     NDIS_RECEIVE_QUEUE_ID queue() const { return queue_; }
     const ndisshm_runtime* runtime() const { return rt_; }
+    ndisshm_memory_stats memory() const {
+        ndisshm_memory_stats m{};
+        check(ndisshm_runtime_get_memory_stats(rt_, &m), "ndisshm_runtime_get_memory_stats");
+        return m;
+    }
     uint64_t violations() const { return bench::violations(rt_); }
 
 private:

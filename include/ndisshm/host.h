@@ -107,6 +107,14 @@ typedef enum ndisshm_address_mode {
     NDISSHM_ADDRESS_ARENA_OFFSET = 2  /**< offset in the arena's memfd (what another process maps): one element */
 } ndisshm_address_mode;
 
+/** Whether a background thread clears freed blocks of the default provider
+ * before they are asked for (at SCHED_IDLE priority, so only on idle CPUs). */
+typedef enum ndisshm_zero_ahead {
+    NDISSHM_ZERO_AHEAD_AUTO = 0, /**< on where the process may use 3 CPUs or more, else off */
+    NDISSHM_ZERO_AHEAD_ON = 1,
+    NDISSHM_ZERO_AHEAD_OFF = 2
+} ndisshm_zero_ahead;
+
 typedef struct ndisshm_runtime_config {
     uint32_t struct_size;       /**< sizeof(ndisshm_runtime_config) */
     int verifier;               /**< 1 on, 0 off (only the checks that keep the books safe remain) */
@@ -123,16 +131,34 @@ typedef struct ndisshm_runtime_config {
     uint64_t zero_by_release_bytes;
     uint64_t adapter_limit_bytes; /**< cap on each adapter's outstanding bytes (Length); 0: none */
     uint64_t queue_limit_bytes;   /**< cap on each queue's outstanding bytes; 0: none */
+    /** ndisshm_zero_ahead; NDISSHM_ZERO_AHEAD=0|1 overrides the default. Added
+     * after the fields above: a config whose struct_size ends before it (built
+     * against an older header) is taken with this field's default. */
+    uint32_t zero_ahead;
 } ndisshm_runtime_config;
 
 /** Defaults: verifier on (off with NDISSHM_VERIFIER=0 in the environment),
- * stderr reports on (off with NDISSHM_QUIET=1).
+ * stderr reports on (off with NDISSHM_QUIET=1), zeroing ahead on where the
+ * process may use 3 CPUs or more (NDISSHM_ZERO_AHEAD=0|1 overrides).
+ *
+ * What the default provider's blocks hold when handed out: zeros, unless the
+ * block goes back to the adapter that freed it. A block of at most 64 KiB that
+ * an adapter freed may be handed to that same adapter again as it left it,
+ * NOT cleared (the adapter only finds bytes it wrote itself, as Linux's
+ * page_pool recycles pages within a pool); a block that goes to any other
+ * adapter, or to an adapter created later, is always cleared first. A driver
+ * that needs zeros on every allocation clears the block itself, as it would
+ * on Windows, where NdisAllocateSharedMemory promises no zeros. The owner is
+ * the adapter, not the queue: a driver that gives its queues to different
+ * tenants clears their blocks itself (docs/security.md).
  * @param config where to write sizeof(ndisshm_runtime_config) bytes */
 NDISSHM_API void ndisshm_runtime_config_init(ndisshm_runtime_config *config);
 
 /** Creates a runtime: what NDIS is for its adapters.
  * @param config NULL for the defaults; else struct_size must be
- *        sizeof(ndisshm_runtime_config) (ndisshm_runtime_config_init sets it).
+ *        sizeof(ndisshm_runtime_config) (ndisshm_runtime_config_init sets it),
+ *        or offsetof(ndisshm_runtime_config, zero_ahead) for a caller built
+ *        before that field (it gets the field's default).
  * @param runtime receives the runtime (NULL on failure).
  * @return NDIS_STATUS_SUCCESS; NDIS_STATUS_INVALID_PARAMETER for a bad config
  *         (which field, in `error`); NDIS_STATUS_RESOURCES when its memory
@@ -366,6 +392,10 @@ typedef struct ndisshm_memory_stats {
     uint64_t cache_hits;      /**< allocations served from a per-CPU cache */
     uint64_t cache_misses;
     uint64_t node_bytes_in_use[NDISSHM_MAX_NODES];
+    uint64_t owner_reuses;       /**< allocations that got back a block their own adapter freed, not cleared */
+    uint64_t zeroed_ahead_bytes; /**< cleared by the background zeroer before anyone asked for them */
+    uint64_t served_pre_zeroed;  /**< allocations served by a block the zeroer had cleared */
+    uint32_t zero_ahead;         /**< 1: the background zeroer runs */
 } ndisshm_memory_stats;
 /** The default provider's memory now.
  * @param runtime from ndisshm_runtime_create

@@ -2,6 +2,7 @@
 #define NDISSHM_BUILDING_LIBRARY 1
 #include <ndisshm/host.h>
 
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -11,6 +12,7 @@
 #include "core/irql.hpp"
 #include "core/ops_provider.hpp"
 #include "core/runtime.hpp"
+#include "os/os.hpp"
 #include "providers/default_provider.hpp"
 
 #ifndef NDISSHM_VERSION_STRING
@@ -63,6 +65,13 @@ ndisshm::Result<std::unique_ptr<ndisshm::providers::DefaultProvider>> make_defau
     pc.page_mode = static_cast<providers::PageMode>(config.page_mode);
     pc.address_mode = static_cast<providers::AddressMode>(config.address_mode);
     pc.zero_by_release_bytes = config.zero_by_release_bytes;
+    if (config.zero_ahead > NDISSHM_ZERO_AHEAD_OFF)
+        return Error{"ndisshm_runtime_create", EINVAL,
+                     "zero_ahead " + std::to_string(config.zero_ahead) + " is unknown"};
+    // Auto: a zeroer needs a CPU that would otherwise idle; with one or two, the threads it serves
+    // would mostly have it (SCHED_IDLE keeps it out of their way, but then it rarely runs at all).
+    pc.zero_ahead = config.zero_ahead == NDISSHM_ZERO_AHEAD_ON ||
+                    (config.zero_ahead == NDISSHM_ZERO_AHEAD_AUTO && ndisshm::os::usable_cpu_count() >= 3);
     return providers::DefaultProvider::create(pc);
 }
 
@@ -101,6 +110,8 @@ void ndisshm_runtime_config_init(ndisshm_runtime_config* c) {
     c->report_to_stderr = env_is("NDISSHM_QUIET", "1") ? 0 : 1;
     if (env_is("NDISSHM_PAGES", "huge")) c->page_mode = NDISSHM_PAGES_HUGE;
     if (env_is("NDISSHM_PAGES", "base")) c->page_mode = NDISSHM_PAGES_BASE;
+    if (env_is("NDISSHM_ZERO_AHEAD", "1")) c->zero_ahead = NDISSHM_ZERO_AHEAD_ON;
+    if (env_is("NDISSHM_ZERO_AHEAD", "0")) c->zero_ahead = NDISSHM_ZERO_AHEAD_OFF;
 }
 
 NDIS_STATUS ndisshm_runtime_create(const ndisshm_runtime_config* config, ndisshm_runtime** runtime, char* error,
@@ -111,14 +122,19 @@ NDIS_STATUS ndisshm_runtime_create(const ndisshm_runtime_config* config, ndisshm
     ndisshm_runtime_config c;
     ndisshm_runtime_config_init(&c);
     if (config != nullptr) {
-        if (config->struct_size != sizeof(ndisshm_runtime_config)) {
+        // The size of this header's struct, or of the one before zero_ahead was added (whose callers get
+        // that field's default from config_init above).
+        constexpr size_t kBeforeZeroAhead = offsetof(ndisshm_runtime_config, zero_ahead);
+        if (config->struct_size != sizeof(ndisshm_runtime_config) && config->struct_size != kBeforeZeroAhead) {
             const std::string why = "config.struct_size is " + std::to_string(config->struct_size) + ", expected " +
-                                    std::to_string(sizeof(ndisshm_runtime_config)) +
-                                    " (ndisshm_runtime_config_init sets it)";
+                                    std::to_string(sizeof(ndisshm_runtime_config)) + " (or " +
+                                    std::to_string(kBeforeZeroAhead) +
+                                    ", before zero_ahead; ndisshm_runtime_config_init sets it)";
             Verifier::global().log("ndisshm_runtime_create", why);
             return fail(error, error_bytes, NDIS_STATUS_INVALID_PARAMETER, why);
         }
-        c = *config;
+        std::memcpy(&c, config, config->struct_size);
+        c.struct_size = sizeof(c);
     }
     ndisshm::providers::DefaultProvider* default_provider = nullptr;
     auto rt = ndisshm::core::Runtime::create(c, [&](const ndisshm_runtime_config& filled)
@@ -304,6 +320,10 @@ NDIS_STATUS ndisshm_runtime_get_memory_stats(const ndisshm_runtime* runtime, ndi
     out->zeroed_by_release_bytes = m.zeroed_by_release_bytes;
     out->cache_hits = m.cache_hits;
     out->cache_misses = m.cache_misses;
+    out->owner_reuses = m.owner_reuses;
+    out->zeroed_ahead_bytes = m.zeroed_ahead_bytes;
+    out->served_pre_zeroed = m.served_pre_zeroed;
+    out->zero_ahead = m.zero_ahead ? 1 : 0;
     static_assert(providers_max_nodes() == NDISSHM_MAX_NODES, "node arrays agree");
     for (unsigned i = 0; i < NDISSHM_MAX_NODES; ++i) out->node_bytes_in_use[i] = m.node_bytes_in_use[i];
     return NDIS_STATUS_SUCCESS;

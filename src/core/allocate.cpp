@@ -303,6 +303,7 @@ NDIS_STATUS Runtime::ask_provider(AllocCall& c) {
         c.req.preferred_node = MM_ANY_NODE_OK;
     }
     c.req.vport_id = params_bytes(p) >= NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_2 ? p->VPortId : 0;
+    c.req.owner = c.adapter->index;
     c.req.native = p;
     BufferSink sink(p->SGListBuffer, c.capacity);
     const providers::ProviderStatus ps = c.provider->allocate(c.req, sink, c.grant);

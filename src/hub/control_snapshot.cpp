@@ -188,6 +188,8 @@ void memory(Json& j, ndisshm_runtime* runtime) {
     j.field("zeroed_by_memset_bytes", m.zeroed_by_memset_bytes);
     j.field("zeroed_by_release_bytes", m.zeroed_by_release_bytes);
     j.field("cache_hits", m.cache_hits).field("cache_misses", m.cache_misses);
+    j.field("owner_reuses", m.owner_reuses).field("zeroed_ahead_bytes", m.zeroed_ahead_bytes);
+    j.field("served_pre_zeroed", m.served_pre_zeroed).field("zero_ahead", m.zero_ahead);
     j.key("node_bytes_in_use").open('{');
     for (uint32_t n = 0; n < NDISSHM_MAX_NODES; ++n)
         if (m.node_bytes_in_use[n] != 0) j.field(std::to_string(n).c_str(), m.node_bytes_in_use[n]);

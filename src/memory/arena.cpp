@@ -2,9 +2,12 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cassert>
 #include <chrono>
+#include <cstring>
 
+#include "memory/zeroer.hpp"
 #include "memory/zeroing.hpp"
 
 namespace ndisshm::memory {
@@ -61,6 +64,7 @@ Result<std::unique_ptr<Arena>> Arena::create(const ArenaConfig& config) {
 
 Arena::Arena(ArenaConfig config, os::UniqueFd fd, std::byte* base, uint64_t capacity, uint64_t* states)
     : config_(std::move(config)), fd_(std::move(fd)), base_(base), capacity_(capacity), unit_(os::page_size()),
+      unit_shift_(static_cast<unsigned>(std::countr_zero(unit_))),
       release_from_(resolve_zero_by_release(config_.zero_by_release_bytes)), states_(states),
       pages_(capacity / unit_) {}
 
@@ -104,102 +108,162 @@ Status Arena::commit_locked(uint64_t end_bytes) {
     return Ok{};
 }
 
-Result<ArenaBlock> Arena::allocate(uint64_t bytes, bool contiguous) {
+Result<ArenaBlock> Arena::allocate(uint64_t bytes, bool contiguous, uint64_t owner) {
     if (bytes == 0) return Error{"arena " + config_.name + " allocate", EINVAL, "zero bytes"};
     if (bytes > capacity_) return no_room(bytes);
-    const uint64_t pages = (bytes + unit_ - 1) / unit_;
+    const uint64_t pages = (bytes + unit_ - 1) >> unit_shift_;
     // A cached block may sit across a huge page boundary, so a CONTIGUOUS request in a huge page arena
     // goes to the page allocator, which knows how to avoid that.
     const bool within_huge_page = contiguous && config_.huge_pages && pages * unit_ <= os::kHugePageBytes;
-    if (config_.cpu_cache && pages <= CpuCache::kMaxPages && !within_huge_page) return allocate_cached(pages);
-    return allocate_uncached(pages, within_huge_page);
+    if (config_.cpu_cache && pages <= CpuCache::kMaxPages && !within_huge_page)
+        return allocate_cached(pages, owner_tag(owner));
+    return allocate_uncached(pages, within_huge_page, owner_tag(owner));
 }
 
-Result<ArenaBlock> Arena::allocate_cached(uint64_t pages) {
+Result<ArenaBlock> Arena::allocate_cached(uint64_t pages, uint64_t owner) {
     CpuCache::Slot& slot = cache_.local();
     std::unique_lock slot_lock(slot.mu);
     uint64_t e = 0;
-    if (slot.pop(pages, e)) {
-        ++slot.hits;
-        if (!CpuCache::entry_fresh(e)) slot.count_zeroed(zero_method(pages * unit_) == ZeroMethod::Release, pages * unit_);
-        slot_lock.unlock();
-        return hand_out(CpuCache::entry_page(e), pages, CpuCache::entry_fresh(e), true);
+    CpuCache::Kind from = CpuCache::Dirty;
+    bool mine = false;
+    bool missed = false, refilled = false;
+    for (;;) {
+        const bool dirty = slot.peek(CpuCache::Dirty, pages, e);
+        // The hot case of a driver's steady state: its own block back, as it left it.
+        mine = dirty && owner != 0 && !CpuCache::entry_clean(e) &&
+               state_owner(state(CpuCache::entry_page(e)).load(std::memory_order_relaxed)) == owner;
+        if (mine) break;
+        if (slot.peek(CpuCache::Clean, pages, e)) {
+            from = CpuCache::Clean;
+            break;
+        }
+        // Only another owner's block here (or a never-used one, zero but not yet present): rather one
+        // the zeroer has cleared, if it has one ready (the hint is read without the lock; refill looks
+        // again under it).
+        if (config_.zeroer != nullptr && !refilled && depot_.clean_hint(pages) != 0) {
+            refilled = true;
+            auto r = refill(slot, pages, true);
+            if (r && *r != 0) continue;
+        }
+        if (dirty) {
+            [[maybe_unused]] const bool again = slot.peek(CpuCache::Dirty, pages, e);
+            break;
+        }
+        // Nothing of this size: a few blocks in one trip to the arena lock.
+        ++slot.misses;
+        missed = refilled = true;
+        auto r = refill(slot, pages, false);
+        if (!r) return r.error();
+        if (*r == 0) {
+            // No room: the uncached path flushes every cache and retries before it says so.
+            slot_lock.unlock();
+            return allocate_uncached(pages, false, owner);
+        }
     }
-    ++slot.misses;
-    // Refill: a few blocks of this size in one trip to the arena lock (slot lock held: the order is
-    // slot, then arena). The stack for this size is empty, so the batch fits in it.
-    std::array<uint64_t, kRefillBatch> batch{};
+    [[maybe_unused]] const bool popped = slot.pop(from, pages, e);
+    assert(popped);
+    if (!missed) ++slot.hits;
+    const bool clean = CpuCache::entry_clean(e);
+    const uint64_t bytes = pages << unit_shift_;
+    bool wake_zeroer = false;
+    if (clean) {
+        if (CpuCache::entry_ahead(e)) ++slot.pre_zeroed;
+    } else if (mine) {
+        ++slot.owner_reuses;
+    } else {
+        slot.count_zeroed(zero_method(bytes) == ZeroMethod::Release, bytes);
+        // Cleared here, for want of a clean one: the zeroer should have some of this size ready.
+        wake_zeroer = config_.zeroer != nullptr && depot_.want(pages);
+    }
+    slot_lock.unlock();
+    if (wake_zeroer) config_.zeroer->poke();
+    return hand_out(CpuCache::entry_page(e), pages, owner, clean || mine, true);
+}
+
+Result<unsigned> Arena::refill(CpuCache::Slot& slot, uint64_t pages, bool clean_only) {
+    const unsigned batch_size = std::clamp(CpuCache::capacity(pages) / 2, 1u, kRefillBatch);
+    const unsigned want_clean = std::min(batch_size, slot.room(CpuCache::Clean, pages));
+    const unsigned want_dirty = std::min(batch_size, slot.room(CpuCache::Dirty, pages));  // also never-used ones
+    std::array<uint64_t, kRefillBatch> batch;  // entries; filled up to n
     unsigned n = 0;
+    bool from_pages = false;
     {
         std::lock_guard lock(mu_);
-        const unsigned want = std::clamp(CpuCache::capacity(pages) / 2, 1u, kRefillBatch);
-        uint64_t end = 0;
-        for (; n < want; ++n) {
-            auto r = pages_.allocate(pages);
-            if (!r) break;
-            batch[n] = CpuCache::entry(r->first_page, r->fresh);
-            end = std::max(end, (r->first_page + pages) * unit_);
+        if (config_.zeroer != nullptr) {
+            n = depot_.take_clean(pages, batch.data(), want_clean);
+            if (n == 0 && !clean_only) {
+                // Blocks the zeroer has not reached: still their owner's, so one may go back to it as is.
+                n = depot_.take_dirty(pages, batch.data(), want_dirty);
+                for (unsigned i = 0; i < n; ++i) batch[i] = CpuCache::entry(batch[i], false);
+            }
         }
-        if (n > 0) {
-            if (auto s = commit_locked(end); !s) {
-                // Keep what fits under the memory already there; give the rest back.
-                unsigned kept = 0;
-                for (unsigned i = 0; i < n; ++i) {
-                    const uint64_t first = CpuCache::entry_page(batch[i]);
-                    if ((first + pages) * unit_ <= committed_) {
-                        batch[kept++] = batch[i];
-                    } else {
-                        [[maybe_unused]] const bool ok = pages_.free(first, pages);
-                        assert(ok);
+        if (n == 0 && !clean_only) {
+            from_pages = true;
+            uint64_t end = 0;
+            for (; n < want_dirty; ++n) {
+                auto r = pages_.allocate(pages);
+                if (!r) break;
+                batch[n] = CpuCache::entry(r->first_page, r->fresh);
+                end = std::max(end, (r->first_page + pages) << unit_shift_);
+            }
+            if (n > 0) {
+                if (auto s = commit_locked(end); !s) {
+                    // Keep what fits under the memory already there; give the rest back.
+                    unsigned kept = 0;
+                    for (unsigned i = 0; i < n; ++i) {
+                        const uint64_t first = CpuCache::entry_page(batch[i]);
+                        if ((first + pages) << unit_shift_ <= committed_) {
+                            batch[kept++] = batch[i];
+                        } else {
+                            [[maybe_unused]] const bool ok = pages_.free(first, pages);
+                            assert(ok);
+                        }
                     }
+                    if (kept == 0) return s.error();
+                    n = kept;
                 }
-                if (kept == 0) return s.error();
-                n = kept;
             }
         }
     }
-    if (n == 0) {
-        // No room: the uncached path flushes every cache and retries before it says so.
-        slot_lock.unlock();
-        return allocate_uncached(pages, false);
-    }
-    for (unsigned i = 1; i < n; ++i) {
-        state(CpuCache::entry_page(batch[i])).store(cached(pages), std::memory_order_relaxed);
-        [[maybe_unused]] const bool pushed = slot.push(pages, batch[i]);
+    for (unsigned i = 0; i < n; ++i) {
+        // From the page allocator a block has no owner yet: cached for nobody (cleared for anyone).
+        if (from_pages) state(CpuCache::entry_page(batch[i])).store(cached(pages, 0), std::memory_order_relaxed);
+        // Cleared ahead: the clean stack. The rest, never-used blocks included (zero, but not yet
+        // present: taking one costs page faults, so they come after a block that only needs a memset),
+        // the other stack.
+        [[maybe_unused]] const bool pushed =
+            slot.push(CpuCache::entry_ahead(batch[i]) ? CpuCache::Clean : CpuCache::Dirty, pages, batch[i]);
         assert(pushed);
     }
-    if (!CpuCache::entry_fresh(batch[0]))
-        slot.count_zeroed(zero_method(pages * unit_) == ZeroMethod::Release, pages * unit_);
-    slot_lock.unlock();
-    return hand_out(CpuCache::entry_page(batch[0]), pages, CpuCache::entry_fresh(batch[0]), true);
+    return n;
 }
 
-Result<ArenaBlock> Arena::allocate_uncached(uint64_t pages, bool within_huge_page) {
+Result<ArenaBlock> Arena::allocate_uncached(uint64_t pages, bool within_huge_page, uint64_t owner) {
     for (int attempt = 0; attempt < 2; ++attempt) {
         std::unique_lock lock(mu_);
         std::optional<PageAllocator::Range> r;
         if (within_huge_page) r = pages_.allocate_within(pages, os::kHugePageBytes / unit_);
         if (!r) r = pages_.allocate(pages);
         if (r) {
-            if (auto s = commit_locked((r->first_page + pages) * unit_); !s) {
+            if (auto s = commit_locked((r->first_page + pages) << unit_shift_); !s) {
                 [[maybe_unused]] const bool ok = pages_.free(r->first_page, pages);
                 assert(ok);
                 return s.error();
             }
             lock.unlock();
-            return hand_out(r->first_page, pages, r->fresh, false);
+            return hand_out(r->first_page, pages, owner, r->fresh, false);
         }
         lock.unlock();
         // Blocks parked in caches are free memory too: take them back before saying there is no room.
         if (!config_.cpu_cache || flush_caches() == 0) break;
     }
-    return no_room(pages * unit_);
+    return no_room(pages << unit_shift_);
 }
 
-ArenaBlock Arena::hand_out(uint64_t first_page, uint64_t pages, bool fresh, bool counted) {
-    const ArenaBlock block{first_page * unit_, pages * unit_, base_ + first_page * unit_};
-    if (!fresh) {
-        // Reused memory may hold another user's data: no byte crosses from one user to the next.
+ArenaBlock Arena::hand_out(uint64_t first_page, uint64_t pages, uint64_t owner, bool clean, bool counted) {
+    const ArenaBlock block{first_page << unit_shift_, pages << unit_shift_, base_ + (first_page << unit_shift_)};
+    if (!clean) {
+        // Reused memory may hold another owner's data: no byte crosses from one owner to the next.
         // Hugetlb pages are never released (see zeroing.hpp).
         const ZeroMethod how =
             zero_block(fd_.get(), base_, block.offset, block.length, release_from_, !config_.huge_pages);
@@ -212,54 +276,71 @@ ArenaBlock Arena::hand_out(uint64_t first_page, uint64_t pages, bool fresh, bool
         }
     }
     // Release: whoever frees it next (after the core publishes the handle) sees it live.
-    state(first_page).store(live(pages), std::memory_order_release);
+    state(first_page).store(live(pages, owner), std::memory_order_release);
     return block;
 }
 
 bool Arena::is_live(uint64_t offset, uint64_t length) const {
-    if (offset % unit_ != 0 || length % unit_ != 0 || length == 0 || offset >= capacity_ ||
-        length > capacity_ - offset)
+    if (((offset | length) & (unit_ - 1)) != 0 || length == 0 || offset >= capacity_ || length > capacity_ - offset)
         return false;
-    return state(offset / unit_).load(std::memory_order_acquire) == live(length / unit_);
+    const uint64_t s = state(offset >> unit_shift_).load(std::memory_order_acquire);
+    return state_live(s) && state_pages(s) == length >> unit_shift_;
 }
 
 bool Arena::free(uint64_t offset, uint64_t length) {
-    if (offset % unit_ != 0 || length % unit_ != 0 || length == 0 || offset >= capacity_ ||
-        length > capacity_ - offset)
+    if (((offset | length) & (unit_ - 1)) != 0 || length == 0 || offset >= capacity_ || length > capacity_ - offset)
         return false;
-    const uint64_t first = offset / unit_;
-    const uint64_t pages = length / unit_;
-    uint64_t expect = live(pages);
+    const uint64_t first = offset >> unit_shift_;
+    const uint64_t pages = length >> unit_shift_;
+    uint64_t s = state(first).load(std::memory_order_relaxed);
+    if (!state_live(s) || state_pages(s) != pages) return false;
     if (!config_.cpu_cache || pages > CpuCache::kMaxPages) {
-        if (!state(first).compare_exchange_strong(expect, 0, std::memory_order_acq_rel)) return false;
+        if (!state(first).compare_exchange_strong(s, 0, std::memory_order_acq_rel)) return false;
         std::lock_guard lock(mu_);
         [[maybe_unused]] const bool ok = pages_.free(first, pages);
         assert(ok && "a live state word names a block the page allocator has");
         return true;
     }
     // Only the one free that moves the word from live to cached may put the block in a cache: a second
-    // free of the same block, however it races, finds the word changed and is refused.
-    if (!state(first).compare_exchange_strong(expect, cached(pages), std::memory_order_acq_rel)) return false;
-    std::array<uint64_t, CpuCache::capacity(1)> spill{};
+    // free of the same block, however it races, finds the word changed and is refused. The owner stays
+    // in the word, for the next allocation to compare.
+    if (!state(first).compare_exchange_strong(s, cached(pages, state_owner(s)), std::memory_order_acq_rel))
+        return false;
+    std::array<uint64_t, CpuCache::capacity(1)> out;  // filled up to n: no need to clear it first
     unsigned n = 0;
     {
         CpuCache::Slot& slot = cache_.local();
         std::lock_guard slot_lock(slot.mu);
-        if (!slot.push(pages, CpuCache::entry(first, false))) {
-            // Full: the older half goes back to the page allocator, in one trip to its lock.
-            n = slot.take_half(pages, spill.data());
-            [[maybe_unused]] const bool pushed = slot.push(pages, CpuCache::entry(first, false));
+        if (!slot.push(CpuCache::Dirty, pages, CpuCache::entry(first, false))) {
+            // Full: the older half leaves, in one trip to the arena's lock.
+            n = slot.take_half(CpuCache::Dirty, pages, out.data());
+            [[maybe_unused]] const bool pushed = slot.push(CpuCache::Dirty, pages, CpuCache::entry(first, false));
             assert(pushed);
         }
     }
-    if (n == 0) return true;
-    for (unsigned i = 0; i < n; ++i) state(CpuCache::entry_page(spill[i])).store(0, std::memory_order_relaxed);
-    std::lock_guard lock(mu_);
-    for (unsigned i = 0; i < n; ++i) {
-        [[maybe_unused]] const bool ok = pages_.free(CpuCache::entry_page(spill[i]), pages);
-        assert(ok);
-    }
+    if (n != 0) spill(pages, out.data(), n);
     return true;
+}
+
+void Arena::spill(uint64_t pages, const uint64_t* entries, unsigned n) {
+    bool dirty_added = false;
+    {
+        std::lock_guard lock(mu_);
+        for (unsigned i = 0; i < n; ++i) {
+            // From a dirty stack: another owner's, or never used (which the zeroer makes present).
+            const uint64_t first = CpuCache::entry_page(entries[i]);
+            if (config_.zeroer != nullptr && depot_.push_dirty(pages, first)) {
+                dirty_added = true;
+                continue;
+            }
+            // Back to the page allocator, its state word cleared first: once there, the range may be
+            // carved again at once, and its new state must not be overwritten by this one.
+            state(first).store(0, std::memory_order_relaxed);
+            [[maybe_unused]] const bool ok = pages_.free(first, pages);
+            assert(ok);
+        }
+    }
+    if (dirty_added) config_.zeroer->poke();
 }
 
 uint64_t Arena::flush_caches() {
@@ -286,7 +367,54 @@ uint64_t Arena::flush_caches() {
         }
         total += n;
     }
+    std::lock_guard lock(mu_);
+    depot_.drain([&](uint64_t pages, uint64_t first) {
+        state(first).store(0, std::memory_order_relaxed);
+        [[maybe_unused]] const bool ok = pages_.free(first, pages);
+        assert(ok);
+        ++total;
+    });
     return total;
+}
+
+uint64_t Arena::zero_ahead_step() {
+    uint64_t pages = 0, first = 0;
+    bool fresh = false;
+    {
+        std::lock_guard lock(mu_);
+        if (!depot_.take_for_zeroing(pages, first)) {
+            // No freed block waits: one from the page allocator, if a size is wanted.
+            if (!depot_.take_wanted(pages)) return 0;
+            auto r = pages_.allocate(pages);
+            if (!r || !commit_locked((r->first_page + pages) << unit_shift_)) {
+                if (r) {
+                    [[maybe_unused]] const bool ok = pages_.free(r->first_page, pages);
+                    assert(ok);
+                }
+                depot_.unreserve(pages);
+                return 0;
+            }
+            first = r->first_page;
+            fresh = r->fresh;
+        }
+        depot_.clearing(pages);
+    }
+    // The block is in no list now: nobody else can reach it while it is cleared, with no lock held.
+    // A fresh one is zero already, but not yet there: writing it makes its pages present now rather
+    // than at its first user's touch.
+    const uint64_t offset = first << unit_shift_, length = pages << unit_shift_;
+    if (fresh) {
+        std::memset(base_ + offset, 0, length);
+    } else {
+        zero_block(fd_.get(), base_, offset, length, release_from_, !config_.huge_pages);
+    }
+    state(first).store(cached(pages, 0), std::memory_order_relaxed);  // its owner's bytes are gone: anyone's
+    {
+        std::lock_guard lock(mu_);
+        depot_.zeroed(pages, CpuCache::entry(first, true, true));
+    }
+    zeroed_ahead_bytes_.store(zeroed_ahead_bytes_.load(std::memory_order_relaxed) + length, std::memory_order_relaxed);
+    return length;
 }
 
 ArenaStats Arena::stats() const {
@@ -300,9 +428,14 @@ ArenaStats Arena::stats() const {
         s.cached_blocks += slot.cached_blocks;
         s.cache_hits += slot.hits;
         s.cache_misses += slot.misses;
+        s.owner_reuses += slot.owner_reuses;
+        s.served_pre_zeroed += slot.pre_zeroed;
     }
     s.zeroed_bytes = s.zeroed_by_memset_bytes + s.zeroed_by_release_bytes;
+    s.zeroed_ahead_bytes = zeroed_ahead_bytes_.load(std::memory_order_relaxed);
     std::lock_guard lock(mu_);
+    s.cached_bytes += depot_.pages() << unit_shift_;  // the depot's blocks are free memory as the caches' are
+    s.cached_blocks += depot_.blocks();
     s.capacity_bytes = capacity_;
     s.file_bytes = committed_;
     // Blocks move between caches and the page allocator while the slots are read: clamp, never wrap.

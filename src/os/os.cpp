@@ -210,6 +210,21 @@ unsigned cpu_count() {
     return count;
 }
 
+unsigned usable_cpu_count() {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (::sched_getaffinity(0, sizeof(set), &set) != 0) return cpu_count();
+    const int n = CPU_COUNT(&set);
+    return n > 0 ? static_cast<unsigned>(n) : 1u;
+}
+
+Status set_idle_priority() {
+    const sched_param param{};  // SCHED_IDLE takes priority 0
+    if (fault::call("sched_setscheduler", -1, [&] { return ::sched_setscheduler(0, SCHED_IDLE, &param); }) != 0)
+        return errno_error("sched_setscheduler(SCHED_IDLE)");
+    return Ok{};
+}
+
 unsigned current_cpu() {
     const int cpu = ::sched_getcpu();
     return cpu >= 0 ? static_cast<unsigned>(cpu) : 0u;

@@ -97,6 +97,13 @@ int node_of_address(const void* address);
 // CPUs the system is configured with (sched_getcpu() is always below it).
 unsigned cpu_count();
 
+// CPUs the calling thread may run on (its affinity mask, as taskset sets it); at least 1.
+unsigned usable_cpu_count();
+
+// Puts the calling thread in SCHED_IDLE: it runs only when its CPU has nothing else to run, below
+// every nice level (Windows' zero page thread runs at priority 0 for the same reason).
+Status set_idle_priority();
+
 // The CPU the calling thread is running on now (sched_getcpu, through the
 // vDSO / rseq: about 1 ns). 0 if the kernel cannot tell.
 unsigned current_cpu();

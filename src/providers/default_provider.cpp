@@ -60,7 +60,13 @@ Result<std::unique_ptr<DefaultProvider>> DefaultProvider::create(const DefaultPr
 
 DefaultProvider::DefaultProvider(const DefaultProviderConfig& config, PageMode mode, SgDescriber describer)
     : config_(config), mode_(mode), overflow_(config.page_mode == PageMode::Auto && mode == PageMode::Huge),
-      describer_(describer) {}
+      describer_(describer) {
+    if (config.zero_ahead && config.cpu_cache) zeroer_ = std::make_unique<memory::Zeroer>();
+}
+
+DefaultProvider::~DefaultProvider() {
+    if (zeroer_) zeroer_->stop();  // before the arenas it clears go
+}
 
 Result<std::unique_ptr<memory::Arena>> DefaultProvider::make_arena(unsigned slot) const {
     memory::ArenaConfig c = config_.arena;
@@ -69,6 +75,7 @@ Result<std::unique_ptr<memory::Arena>> DefaultProvider::make_arena(unsigned slot
     c.huge_pages = huge;
     c.cpu_cache = config_.cpu_cache;
     c.zero_by_release_bytes = config_.zero_by_release_bytes;
+    c.zeroer = zeroer_.get();
     c.name = config_.arena.name + "-node" + std::to_string(slot / 2) + (huge ? "-2M" : "-4K");
     return memory::Arena::create(c);
 }
@@ -81,6 +88,7 @@ Result<memory::Arena*> DefaultProvider::arena_for(unsigned slot) {
     if (!made) return made.error();
     memory::Arena* a = made->get();
     owned_.push_back(std::move(*made));
+    if (zeroer_) zeroer_->add(a);
     arenas_[slot].store(a, std::memory_order_release);
     return a;
 }
@@ -102,7 +110,13 @@ ProviderStatus DefaultProvider::allocate(const Request& request, SgSink& sg, Gra
     std::string why;
     for (unsigned slot = node * 2; slot < node * 2 + (overflow_ ? 2 : 1); ++slot) {
         const bool huge = huge_slot(mode_, slot);
-        if (huge && overflow_ && no_huge_[node].load(std::memory_order_relaxed)) continue;
+        if (huge && overflow_) {
+            if (no_huge_[node].load(std::memory_order_relaxed)) continue;
+            // A dry pool is asked again when a block comes back to it, or now and then in case the
+            // system's pool has grown (a counter per thread: no shared line written per allocation).
+            thread_local unsigned skipped = 0;
+            if (huge_dry_[node].load(std::memory_order_relaxed) && ++skipped % 1024 != 0) continue;
+        }
         auto arena = arena_for(slot);
         if (!arena) {
             // Auto: a node whose huge page arena cannot be made is served by its 4 KiB arena from now on.
@@ -111,8 +125,12 @@ ProviderStatus DefaultProvider::allocate(const Request& request, SgSink& sg, Gra
             continue;
         }
         memory::Arena& a = **arena;
-        auto block = a.allocate(request.length, request.contiguous);
+        auto block = a.allocate(request.length, request.contiguous, request.owner);
         if (!block) {
+            if (huge && overflow_ && !huge_dry_[node].load(std::memory_order_relaxed)) {
+                huge_freed_[node].store(0, std::memory_order_relaxed);
+                huge_dry_[node].store(true, std::memory_order_relaxed);
+            }
             why = block.error().message();
             continue;
         }
@@ -131,7 +149,7 @@ ProviderStatus DefaultProvider::allocate(const Request& request, SgSink& sg, Gra
         }
         grant.virtual_address = block->address;
         grant.node = static_cast<int32_t>(node);
-        grant.token = make_token(slot, block->offset / a.unit_bytes(), block->length / a.unit_bytes());
+        grant.token = make_token(slot, block->offset >> a.unit_shift(), block->length >> a.unit_shift());
         return ProviderStatus::Success;
     }
     grant.error = why;
@@ -141,11 +159,22 @@ ProviderStatus DefaultProvider::allocate(const Request& request, SgSink& sg, Gra
 void DefaultProvider::free(uint64_t token) {
     memory::Arena* a = (token & 1) != 0 && token_slot(token) < kSlots ? arena_at(token_slot(token)) : nullptr;
     if (a != nullptr) {
-        const uint64_t offset = token_first_page(token) * a->unit_bytes();
-        const uint64_t length = token_pages(token) * a->unit_bytes();
+        const uint64_t offset = token_first_page(token) << a->unit_shift();
+        const uint64_t length = token_pages(token) << a->unit_shift();
         if (describer_.locks_pages() && a->is_live(offset, length))
             describer_.release(SgBlock{a->base() + offset, length, offset});
-        if (a->free(offset, length)) return;
+        if (a->free(offset, length)) {
+            // Auto: memory came back to a huge page arena that had run dry. Once a huge page's worth has,
+            // it may serve again. (Not at the first block: with threads on several CPUs, that block sits
+            // in one CPU's cache, and the others would each pay a failed trip for it.)
+            const unsigned slot = token_slot(token);
+            if (overflow_ && slot % 2 == 0 && huge_dry_[slot / 2].load(std::memory_order_relaxed) &&
+                huge_freed_[slot / 2].fetch_add(length, std::memory_order_relaxed) + length >= os::kHugePageBytes) {
+                huge_freed_[slot / 2].store(0, std::memory_order_relaxed);
+                huge_dry_[slot / 2].store(false, std::memory_order_relaxed);
+            }
+            return;
+        }
     }
     refused_frees_.fetch_add(1, std::memory_order_relaxed);
 }
@@ -156,6 +185,7 @@ MemoryStats DefaultProvider::memory_stats() const {
     m.page_bytes = mode_ == PageMode::Huge ? os::kHugePageBytes : os::page_size();
     m.address_mode = config_.address_mode;
     m.numa_nodes = os::numa_node_count();
+    m.zero_ahead = zeroer_ != nullptr;
     for (unsigned slot = 0; slot < kSlots; ++slot) {
         const memory::Arena* a = arena_at(slot);
         if (a == nullptr) continue;
@@ -172,6 +202,9 @@ MemoryStats DefaultProvider::memory_stats() const {
         m.zeroed_by_release_bytes += s.zeroed_by_release_bytes;
         m.cache_hits += s.cache_hits;
         m.cache_misses += s.cache_misses;
+        m.owner_reuses += s.owner_reuses;
+        m.zeroed_ahead_bytes += s.zeroed_ahead_bytes;
+        m.served_pre_zeroed += s.served_pre_zeroed;
         m.node_bytes_in_use[slot / 2] += s.bytes_in_use;
     }
     return m;

@@ -12,6 +12,15 @@
 // pages and serves from it what the first cannot: Auto never fails for want of huge pages while the
 // machine has memory. memory_stats().page_mode is the mode the primary arenas use.
 //
+// In Auto, a huge page arena that refused a block (its pool dry) is passed over for the node's 4 KiB
+// arena until a huge page's worth of blocks has been freed back into it (or, per thread, every 1024th
+// allocation asks it again): asking a dry pool first cost every allocation a failed trip through the
+// huge arena (about 500 ns).
+//
+// Owners: a block goes back to the adapter that freed it as it was (memory/arena.hpp says which blocks);
+// to anyone else, cleared. With zero_ahead, a background thread (memory/zeroer.hpp, SCHED_IDLE) clears
+// freed blocks that are in no CPU's cache before they are asked for.
+//
 // Tokens pack the arena and the block's place in it, so freeing needs no lookup table and no
 // allocation per block; the arena refuses any token that is not a live block of it.
 #pragma once
@@ -24,6 +33,7 @@
 
 #include "base/result.hpp"
 #include "memory/arena.hpp"
+#include "memory/zeroer.hpp"
 #include "providers/address_mode.hpp"
 #include "providers/provider.hpp"
 
@@ -39,6 +49,7 @@ struct DefaultProviderConfig {
     AddressMode address_mode = AddressMode::Iova;
     uint64_t zero_by_release_bytes = 0;  // 0: the measured default; UINT64_MAX: always memset
     bool cpu_cache = true;               // per-CPU caches of freed small blocks (off: every call takes the lock)
+    bool zero_ahead = false;             // a background thread clears freed blocks ahead of time (with cpu_cache)
 };
 
 // What `ndisshm stat` and ndisshm_runtime_get_memory_stats show.
@@ -52,6 +63,8 @@ struct MemoryStats {
     uint64_t reserved_bytes = 0, file_bytes = 0, bytes_in_use = 0, blocks_in_use = 0, high_water_bytes = 0;
     uint64_t largest_free_bytes = 0, zeroed_by_memset_bytes = 0, zeroed_by_release_bytes = 0;
     uint64_t cache_hits = 0, cache_misses = 0;
+    uint64_t owner_reuses = 0, zeroed_ahead_bytes = 0, served_pre_zeroed = 0;
+    bool zero_ahead = false;  // the zeroer runs
     static constexpr unsigned kMaxNodes = 64;
     uint64_t node_bytes_in_use[kMaxNodes] = {};
 };
@@ -59,6 +72,7 @@ struct MemoryStats {
 class DefaultProvider final : public Provider {
 public:
     static Result<std::unique_ptr<DefaultProvider>> create(const DefaultProviderConfig& config);
+    ~DefaultProvider() override;
 
     ProviderStatus allocate(const Request& request, SgSink& sg, Grant& grant) override;
     void free(uint64_t token) override;
@@ -91,9 +105,14 @@ private:
     unsigned first_slot_ = 0;
     std::array<std::atomic<memory::Arena*>, kSlots> arenas_{};
     std::array<std::atomic<bool>, MemoryStats::kMaxNodes> no_huge_{};  // Auto: this node's huge arena failed
+    // Auto: this node's huge arena refused a block, and less than a huge page has been freed into it
+    // since (huge_freed_: the bytes).
+    std::array<std::atomic<bool>, MemoryStats::kMaxNodes> huge_dry_{};
+    std::array<std::atomic<uint64_t>, MemoryStats::kMaxNodes> huge_freed_{};
     std::mutex create_mu_;  // making arenas
     std::vector<std::unique_ptr<memory::Arena>> owned_;  // under create_mu_
     std::atomic<uint64_t> refused_frees_{0};
+    std::unique_ptr<memory::Zeroer> zeroer_;  // after owned_: stopped before any arena goes
 };
 
 }  // namespace ndisshm::providers

@@ -28,6 +28,10 @@ struct Request {
     uint32_t usage = 0;            // NDIS_SHARED_MEMORY_USAGE value
     uint32_t preferred_node = 0;   // NUMA node, or 0x80000000 for any
     uint32_t vport_id = 0;
+    // Who the block is for: the core puts the adapter's number here (unique in its runtime, never
+    // reused). A provider may hand a block its owner freed back to that owner without clearing it,
+    // never to another; 0: unknown, cleared for anyone.
+    uint64_t owner = 0;
     const void* native = nullptr;  // the core's own, for providers it adapts
 };
 

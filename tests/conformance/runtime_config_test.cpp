@@ -40,9 +40,11 @@ TEST(RuntimeConfig, NullConfigMeansDefaults) {
 TEST(RuntimeConfig, BadConfigurationsAreInvalidParameter) {
     ndisshm_runtime* rt = reinterpret_cast<ndisshm_runtime*>(0x1);
     auto c = quiet_config();
-    c.struct_size = sizeof(c) - 8;
-    EXPECT_EQ(ndisshm_runtime_create(&c, &rt, nullptr, 0), NDIS_STATUS_INVALID_PARAMETER);
-    EXPECT_EQ(rt, nullptr);
+    for (uint32_t size : {uint32_t{0}, uint32_t{sizeof(c) - 4}, uint32_t{sizeof(c) - 16}, uint32_t{sizeof(c) + 8}}) {
+        c.struct_size = size;
+        EXPECT_EQ(ndisshm_runtime_create(&c, &rt, nullptr, 0), NDIS_STATUS_INVALID_PARAMETER) << size;
+        EXPECT_EQ(rt, nullptr);
+    }
     c = quiet_config();
     c.arena_capacity_bytes = 16 * PAGE_SIZE + 1;
     EXPECT_EQ(ndisshm_runtime_create(&c, &rt, nullptr, 0), NDIS_STATUS_INVALID_PARAMETER);

@@ -65,10 +65,17 @@ struct Model {
     std::vector<std::unique_ptr<TestProvider>> providers;  // every one made; they outlive the runtime
 
     // Blocks that die with something else (queue freed, binding or adapter destroyed).
+    // Where the default provider's blocks were, and the adapter that had them last: a block may come
+    // back to that adapter as it left it (host.h), to any other zeroed.
+    std::map<void*, int> freed_by;
+
     template <class Pred>
     void drop_blocks(Pred dies) {
-        for (const ModelBlock& b : blocks)
-            if (dies(b)) dead.push_back(b.handle);
+        for (const ModelBlock& b : blocks) {
+            if (!dies(b)) continue;
+            dead.push_back(b.handle);
+            if (b.binding < 0) freed_by[b.address] = b.adapter;
+        }
         blocks.erase(std::remove_if(blocks.begin(), blocks.end(), dies), blocks.end());
     }
     void drop_binding(int i) {

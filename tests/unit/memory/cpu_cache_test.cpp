@@ -1,4 +1,5 @@
-// memory::CpuCache: the per-CPU stacks of freed small blocks (bounded, LIFO, halves flushed oldest first).
+// memory::CpuCache: the per-CPU stacks of freed small blocks (bounded, LIFO, halves flushed oldest first),
+// a dirty and a clean stack per size.
 #include "memory/cpu_cache.hpp"
 
 #include <gtest/gtest.h>
@@ -21,11 +22,38 @@ TEST(CpuCache, CapacityIsAboutAQuarterMebibytePerSizeAndAtLeastFour) {
     EXPECT_LT(CpuCache::kSlotEntries * sizeof(uint64_t), 4096u) << "a slot stays small";
 }
 
-TEST(CpuCache, EntriesKeepPageAndFreshness) {
+TEST(CpuCache, EntriesKeepPageCleannessAndWhoCleanedThem) {
     const uint64_t e = CpuCache::entry(12345, true);
     EXPECT_EQ(CpuCache::entry_page(e), 12345u);
-    EXPECT_TRUE(CpuCache::entry_fresh(e));
-    EXPECT_FALSE(CpuCache::entry_fresh(CpuCache::entry(7, false)));
+    EXPECT_TRUE(CpuCache::entry_clean(e));
+    EXPECT_FALSE(CpuCache::entry_ahead(e));
+    EXPECT_FALSE(CpuCache::entry_clean(CpuCache::entry(7, false)));
+    const uint64_t ahead = CpuCache::entry(uint64_t{1} << 35, false, true);
+    EXPECT_EQ(CpuCache::entry_page(ahead), uint64_t{1} << 35);
+    EXPECT_TRUE(CpuCache::entry_clean(ahead)) << "cleared ahead is clean";
+    EXPECT_TRUE(CpuCache::entry_ahead(ahead));
+}
+
+TEST(CpuCache, DirtyAndCleanStacksAreApartAndPeekLeavesTheEntry) {
+    CpuCache cache;
+    CpuCache::Slot& s = cache.slot(0);
+    std::lock_guard lock(s.mu);
+    uint64_t e = 0;
+    ASSERT_TRUE(s.push(CpuCache::Dirty, 2, CpuCache::entry(10, false)));
+    ASSERT_TRUE(s.push(CpuCache::Clean, 2, CpuCache::entry(20, true)));
+    EXPECT_EQ(s.room(CpuCache::Dirty, 2), CpuCache::capacity(2) - 1);
+    EXPECT_EQ(s.room(CpuCache::Clean, 2), CpuCache::capacity(2) - 1);
+    ASSERT_TRUE(s.peek(CpuCache::Dirty, 2, e));
+    EXPECT_EQ(CpuCache::entry_page(e), 10u);
+    ASSERT_TRUE(s.peek(CpuCache::Dirty, 2, e)) << "still there";
+    EXPECT_EQ(s.cached_blocks, 2u);
+    ASSERT_TRUE(s.pop(CpuCache::Clean, 2, e));
+    EXPECT_EQ(CpuCache::entry_page(e), 20u);
+    EXPECT_FALSE(s.peek(CpuCache::Clean, 2, e));
+    ASSERT_TRUE(s.pop(CpuCache::Dirty, 2, e));
+    EXPECT_EQ(CpuCache::entry_page(e), 10u);
+    EXPECT_EQ(s.cached_blocks, 0u);
+    EXPECT_EQ(s.cached_pages, 0u);
 }
 
 TEST(CpuCache, SlotIsLastInFirstOutPerSizeAndBounded) {
@@ -34,17 +62,17 @@ TEST(CpuCache, SlotIsLastInFirstOutPerSizeAndBounded) {
     CpuCache::Slot& s = cache.slot(0);
     std::lock_guard lock(s.mu);
     uint64_t e = 0;
-    EXPECT_FALSE(s.pop(1, e));
-    for (unsigned i = 0; i < CpuCache::capacity(3); ++i) ASSERT_TRUE(s.push(3, CpuCache::entry(100 + i, false)));
-    EXPECT_FALSE(s.push(3, CpuCache::entry(999, false))) << "full";
-    EXPECT_TRUE(s.push(1, CpuCache::entry(5, false))) << "sizes do not share room";
+    EXPECT_FALSE(s.pop(CpuCache::Dirty, 1, e));
+    for (unsigned i = 0; i < CpuCache::capacity(3); ++i) ASSERT_TRUE(s.push(CpuCache::Dirty, 3, CpuCache::entry(100 + i, false)));
+    EXPECT_FALSE(s.push(CpuCache::Dirty, 3, CpuCache::entry(999, false))) << "full";
+    EXPECT_TRUE(s.push(CpuCache::Dirty, 1, CpuCache::entry(5, false))) << "sizes do not share room";
     EXPECT_EQ(s.cached_blocks, CpuCache::capacity(3) + 1);
     EXPECT_EQ(s.cached_pages, 3u * CpuCache::capacity(3) + 1);
-    ASSERT_TRUE(s.pop(3, e));
+    ASSERT_TRUE(s.pop(CpuCache::Dirty, 3, e));
     EXPECT_EQ(CpuCache::entry_page(e), 100u + CpuCache::capacity(3) - 1) << "the newest first";
-    ASSERT_TRUE(s.pop(1, e));
+    ASSERT_TRUE(s.pop(CpuCache::Dirty, 1, e));
     EXPECT_EQ(CpuCache::entry_page(e), 5u);
-    EXPECT_FALSE(s.pop(2, e));
+    EXPECT_FALSE(s.pop(CpuCache::Dirty, 2, e));
 }
 
 TEST(CpuCache, TakeHalfTakesTheOldestAndKeepsTheNewest) {
@@ -52,22 +80,22 @@ TEST(CpuCache, TakeHalfTakesTheOldestAndKeepsTheNewest) {
     CpuCache::Slot& s = cache.slot(0);
     std::lock_guard lock(s.mu);
     const unsigned cap = CpuCache::capacity(1);
-    for (unsigned i = 0; i < cap; ++i) ASSERT_TRUE(s.push(1, CpuCache::entry(i, false)));
+    for (unsigned i = 0; i < cap; ++i) ASSERT_TRUE(s.push(CpuCache::Dirty, 1, CpuCache::entry(i, false)));
     std::vector<uint64_t> out(cap);
-    const unsigned n = s.take_half(1, out.data());
+    const unsigned n = s.take_half(CpuCache::Dirty, 1, out.data());
     ASSERT_EQ(n, cap / 2);
     for (unsigned i = 0; i < n; ++i) EXPECT_EQ(CpuCache::entry_page(out[i]), i);
     EXPECT_EQ(s.cached_blocks, cap - n);
     uint64_t e = 0;
-    ASSERT_TRUE(s.pop(1, e));
+    ASSERT_TRUE(s.pop(CpuCache::Dirty, 1, e));
     EXPECT_EQ(CpuCache::entry_page(e), cap - 1u);
     // One entry: take_half takes it.
     CpuCache::Slot& t = cache.slot(0);
-    while (t.pop(1, e)) {
+    while (t.pop(CpuCache::Dirty, 1, e)) {
     }
-    ASSERT_TRUE(t.push(1, CpuCache::entry(42, true)));
-    EXPECT_EQ(t.take_half(1, out.data()), 1u);
-    EXPECT_EQ(t.take_half(1, out.data()), 0u);
+    ASSERT_TRUE(t.push(CpuCache::Dirty, 1, CpuCache::entry(42, true)));
+    EXPECT_EQ(t.take_half(CpuCache::Dirty, 1, out.data()), 1u);
+    EXPECT_EQ(t.take_half(CpuCache::Dirty, 1, out.data()), 0u);
 }
 
 TEST(CpuCache, DrainEmptiesEverySize) {
@@ -76,8 +104,11 @@ TEST(CpuCache, DrainEmptiesEverySize) {
     std::lock_guard lock(s.mu);
     std::set<std::pair<uint64_t, uint64_t>> pushed;
     for (uint64_t pages = 1; pages <= CpuCache::kMaxPages; ++pages) {
-        ASSERT_TRUE(s.push(pages, CpuCache::entry(pages * 1000, pages % 2 == 0)));
-        pushed.emplace(pages, CpuCache::entry(pages * 1000, pages % 2 == 0));
+        const uint64_t dirty = CpuCache::entry(pages * 1000, false), clean = CpuCache::entry(pages * 1000 + 1, true);
+        ASSERT_TRUE(s.push(CpuCache::Dirty, pages, dirty));
+        ASSERT_TRUE(s.push(CpuCache::Clean, pages, clean));
+        pushed.emplace(pages, dirty);
+        pushed.emplace(pages, clean);
     }
     std::set<std::pair<uint64_t, uint64_t>> drained;
     s.drain([&](uint64_t pages, uint64_t e) { drained.emplace(pages, e); });
@@ -85,7 +116,10 @@ TEST(CpuCache, DrainEmptiesEverySize) {
     EXPECT_EQ(s.cached_blocks, 0u);
     EXPECT_EQ(s.cached_pages, 0u);
     uint64_t e = 0;
-    for (uint64_t pages = 1; pages <= CpuCache::kMaxPages; ++pages) EXPECT_FALSE(s.pop(pages, e));
+    for (uint64_t pages = 1; pages <= CpuCache::kMaxPages; ++pages) {
+        EXPECT_FALSE(s.pop(CpuCache::Dirty, pages, e));
+        EXPECT_FALSE(s.pop(CpuCache::Clean, pages, e));
+    }
 }
 
 TEST(CpuCache, LocalIsOneOfTheSlots) {

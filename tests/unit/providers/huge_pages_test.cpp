@@ -182,6 +182,58 @@ TEST(HugePages, AutoUsesHugePagesAndOverflowsToBasePagesWhenThePoolRunsDry) {
     EXPECT_EQ(provider.memory_stats().bytes_in_use, 0u);
 }
 
+// A dry pool is not asked again on every allocation (each would pay a failed trip through the huge
+// page arena): the huge arena sees no allocation while the 4 KiB arena serves, until a huge page's worth
+// of blocks has come back to it; then it serves again.
+TEST(HugePages, AutoPassesOverADryPoolUntilAHugePageOfBlocksComesBack) {
+    RESERVE_HUGE_PAGES(pool, 2);
+    const long free_pages = HugePageReservation::free_pages();
+    if (free_pages > 100) GTEST_SKIP() << "the pool has " << free_pages << " free huge pages: too many to exhaust here";
+    auto p = providers::DefaultProvider::create(provider_config(providers::PageMode::Auto));
+    ASSERT_TRUE(p) << p.error().message();
+    providers::DefaultProvider& provider = **p;
+    ASSERT_EQ(provider.page_mode(), providers::PageMode::Huge);
+    NullSink sink;
+    providers::Request r;
+    r.length = kHuge;
+    r.preferred_node = 0;
+    std::vector<uint64_t> huge_tokens;
+    providers::Grant g;
+    for (long i = 0; i < free_pages + 2; ++i) {  // past the pool: the last ones overflow
+        g = {};
+        ASSERT_EQ(provider.allocate(r, sink, g), providers::ProviderStatus::Success) << g.error;
+        huge_tokens.push_back(g.token);
+    }
+    memory::Arena* huge = provider.arena_of(0, false);
+    ASSERT_NE(huge, nullptr);
+    ASSERT_NE(provider.arena_of(0, true), nullptr);
+    const memory::ArenaStats before = huge->stats();
+    r.length = 4096;  // small blocks, through the caches: asking the huge arena would count a hit or miss
+    std::vector<uint64_t> small;
+    for (int i = 0; i < 500; ++i) {
+        g = {};
+        ASSERT_EQ(provider.allocate(r, sink, g), providers::ProviderStatus::Success) << g.error;
+        small.push_back(g.token);
+    }
+    const memory::ArenaStats during = huge->stats();
+    EXPECT_EQ(during.cache_hits + during.cache_misses, before.cache_hits + before.cache_misses)
+        << "the dry huge page arena was asked";
+    EXPECT_EQ(during.blocks_in_use, before.blocks_in_use);
+    // A huge page's worth back: the huge arena serves again.
+    provider.free(huge_tokens.front());
+    huge_tokens.erase(huge_tokens.begin());
+    g = {};
+    r.length = kHuge;
+    ASSERT_EQ(provider.allocate(r, sink, g), providers::ProviderStatus::Success) << g.error;
+    huge_tokens.push_back(g.token);
+    EXPECT_GE(huge->stats().blocks_in_use, before.blocks_in_use) << "served by the huge page arena again";
+    EXPECT_TRUE(static_cast<std::byte*>(g.virtual_address) >= huge->base() &&
+                static_cast<std::byte*>(g.virtual_address) < huge->base() + huge->capacity_bytes());
+    for (uint64_t t : small) provider.free(t);
+    for (uint64_t t : huge_tokens) provider.free(t);
+    EXPECT_EQ(provider.refused_frees(), 0u);
+}
+
 TEST(HugePages, HugeModeProviderRefusesWithResourcesWhenThePoolRunsDry) {
     RESERVE_HUGE_PAGES(pool, 2);
     const long free_pages = HugePageReservation::free_pages();

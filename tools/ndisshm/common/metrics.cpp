@@ -183,6 +183,13 @@ std::vector<MetricFamily> metrics_from_snapshot(const nlohmann::json& s) {
             "Bytes of host memory zeroed before reuse, by how", {{"how", "memset"}});
     counter(f, m, "zeroed_by_release_bytes", "ndisshm_memory_zeroed_bytes_total",
             "Bytes of host memory zeroed before reuse, by how", {{"how", "release"}});
+    counter(f, m, "zeroed_ahead_bytes", "ndisshm_memory_zeroed_bytes_total",
+            "Bytes of host memory zeroed before reuse, by how", {{"how", "ahead"}});
+    counter(f, m, "owner_reuses", "ndisshm_memory_owner_reuses_total",
+            "Allocations given back a block their own adapter freed, not cleared");
+    counter(f, m, "served_pre_zeroed", "ndisshm_memory_served_pre_zeroed_total",
+            "Allocations served by a block the background zeroer had cleared");
+    gauge(f, m, "zero_ahead", "ndisshm_memory_zero_ahead", "1 while the background zeroer runs");
     counter(f, m, "cache_hits", "ndisshm_memory_cache_hits_total", "Allocations served from a per-CPU cache");
     counter(f, m, "cache_misses", "ndisshm_memory_cache_misses_total", "Allocations that missed the per-CPU cache");
 

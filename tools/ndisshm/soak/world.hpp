@@ -26,7 +26,7 @@
 #include <mutex>
 #include <shared_mutex>
 #include <string>
-#include <unordered_set>
+#include <unordered_map>
 #include <vector>
 
 namespace ndisshm::cli::soak {
@@ -104,10 +104,15 @@ private:
 // pattern written before the free is gone).
 class LiveRanges {
 public:
-    // False, with the clash described, if [start, start + bytes) meets a live range.
-    bool add(uintptr_t start, uint64_t bytes, const std::string& owner, std::string* clash, bool* reused) {
+    // False, with the clash described, if [start, start + bytes) meets a live range. *freed_by: the
+    // adapter that freed the memory there (remove()), when *reused.
+    bool add(uintptr_t start, uint64_t bytes, const std::string& owner, std::string* clash, bool* reused,
+             const void** freed_by = nullptr) {
         std::lock_guard lock(mu_);
-        *reused = freed_.erase(start) != 0;
+        auto was = freed_.find(start);
+        *reused = was != freed_.end();
+        if (freed_by != nullptr) *freed_by = *reused ? was->second : nullptr;
+        if (*reused) freed_.erase(was);
         auto next = ranges_.lower_bound(start);
         if (next != ranges_.end() && next->first < start + bytes) {
             *clash = owner + " overlaps " + next->second.owner;
@@ -123,11 +128,12 @@ public:
         ranges_.emplace(start, Range{bytes, owner});
         return true;
     }
-    // `was_written`: the owner wrote it, so its next user must find zeros.
-    void remove(uintptr_t start, bool was_written) {
+    // `was_written`: the owner wrote it, so its next user must find zeros (unless that user is the
+    // adapter `by` that freed it, which the default provider may give it back as it was: host.h).
+    void remove(uintptr_t start, bool was_written, const void* by = nullptr) {
         std::lock_guard lock(mu_);
         ranges_.erase(start);
-        if (was_written) freed_.insert(start);
+        if (was_written) freed_[start] = by;
     }
     size_t size() const {
         std::lock_guard lock(mu_);
@@ -141,7 +147,7 @@ private:
     };
     mutable std::mutex mu_;
     std::map<uintptr_t, Range> ranges_;
-    std::unordered_set<uintptr_t> freed_;
+    std::unordered_map<uintptr_t, const void*> freed_;  // start -> the adapter that freed it
 };
 
 // Shared by every soak thread.
