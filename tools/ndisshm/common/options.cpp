@@ -211,6 +211,10 @@ void add_host(CLI::App& app, HostOptions& o) {
         ->capture_default_str();
     host->add_flag("--json", o.json, "Print the final summary as JSON on stdout");
     host->add_flag("--quiet,-q", o.quiet, "No log lines on stderr (guests coming and going)");
+    host->add_option("--status-interval", o.status_interval_s,
+                     "Seconds between status lines on the log (rates since the last line, guests, drops; 0: none)")
+        ->check(CLI::Range(0.0, 86400.0))
+        ->capture_default_str();
     host->add_option("--metrics-listen", o.metrics_listen,
                      "Serve Prometheus metrics (the books and the data path) at http://ADDR:PORT/metrics; "
                      "PORT 0 picks a free one")
