@@ -3,7 +3,9 @@
 # seconds (rates since the last line, guests running, drops), none with 0;
 # lines with the journal's priority prefixes ("<6>" info, "<4>" warning,
 # "<3>" error, sd-daemon(3)) when JOURNAL_STREAM names its stderr, plain
-# otherwise. Usage: host_log_test.sh PATH/TO/ndisshm
+# otherwise; refusals before the hub starts: a --socket in a missing
+# directory, and a second host on a live socket (which the first host must
+# not count as a guest). Usage: host_log_test.sh PATH/TO/ndisshm
 set -uo pipefail
 
 cli=${1:?usage: host_log_test.sh PATH/TO/ndisshm}
@@ -71,17 +73,29 @@ s.connect(sys.argv[1])
 s.send(b"not a HELLO at all, just bytes")
 time.sleep(0.3)
 PY
+# A second host on the same live socket: an error, before any guest handshake.
+JOURNAL_STREAM=$journal "$cli" host --socket "$sock" --duration 1 >/dev/null 2>>"$tmp/journal.err"
+[[ $? == 1 ]] || fail "a second host on a live socket: expected exit 1"
 wait "$host_pid"
 host_pid=
 grep -qF "<6>ndisshm host: listening on $sock" "$tmp/journal.err" || fail "no <6> on the listening line: $(cat "$tmp/journal.err")"
 grep -qE "^<6>ndisshm host: status: 0 guests running" "$tmp/journal.err" || fail "no <6> status line: $(cat "$tmp/journal.err")"
 grep -qE "^<4>ndisshm host: session refused: " "$tmp/journal.err" || fail "no <4> for a refused session: $(cat "$tmp/journal.err")"
+grep -qF "<3>ndisshm host: another host is listening on $sock" "$tmp/journal.err" ||
+    fail "no <3> 'another host is listening': $(cat "$tmp/journal.err")"
 grep -vE '^<[346]>' "$tmp/journal.err" | grep -q . && fail "lines without a priority under the journal: $(grep -vE '^<[346]>' "$tmp/journal.err")"
+grep -qE "guest [0-9]+ '.*' connected" "$tmp/journal.err" && fail "the second host showed up as a guest: $(cat "$tmp/journal.err")"
 : >"$tmp/other"
 JOURNAL_STREAM=$(stat -c '%d:%i' "$tmp/other") "$cli" host --socket "$sock" --status-interval 0.2 --duration 0.5 \
     >/dev/null 2>"$tmp/redirected.err"
 grep -q '^<' "$tmp/redirected.err" && fail "prefixes on a stderr that is not the journal's: $(cat "$tmp/redirected.err")"
 grep -q "status:" "$tmp/redirected.err" || fail "no status line on a redirected stderr: $(cat "$tmp/redirected.err")"
+
+# ---- refused before starting: a --socket in a directory that does not exist ---
+"$cli" host --socket "$tmp/nowhere/host.sock" --duration 0.2 >/dev/null 2>"$tmp/nodir.err"
+[[ $? == 1 ]] || fail "host --socket in a missing directory: expected exit 1"
+grep -qF "directory $tmp/nowhere does not exist" "$tmp/nodir.err" || fail "missing directory not named: $(cat "$tmp/nodir.err")"
+[[ -e $tmp/nowhere ]] && fail "host made the missing directory"
 
 if ((failures > 0)); then
     echo "cli host log test: $failures failure(s)" >&2

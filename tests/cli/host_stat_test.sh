@@ -32,6 +32,7 @@ wait_for() {
     return 1
 }
 
+mkdir "$tmp/run"  # host --socket makes no directory
 sock="$tmp/run/host.sock"
 ctl="$tmp/run/host.ctl"
 

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <set>
 #include <stdexcept>
@@ -71,6 +72,27 @@ private:
     Clock::time_point last_at_ = Clock::now();
 };
 
+// Why the host cannot listen at `path`, before the hub tries: a --socket
+// in a directory that does not exist is a typo, not something to mkdir -p
+// (the default directory the hub still makes, 0700); and a host already
+// there is asked on its control socket, so it never sees us as a guest.
+std::string socket_problem(const std::string& given) {
+    if (!given.empty()) {
+        const std::filesystem::path dir = std::filesystem::path(given).parent_path();
+        std::error_code ec;
+        if (!dir.empty() && !std::filesystem::is_directory(dir, ec))
+            return "cannot listen on " + given + ": directory " + dir.string() +
+                   " does not exist (create it first, or leave --socket out for the default)";
+    }
+    const std::string path = given.empty() ? ndisshm::Hub::default_socket_path() : given;
+    try {
+        ndisshm::Hub::control_query(path, "stat", 1000);
+    } catch (const ndisshm::HubError&) {
+        return {};  // nobody answers: the hub replaces a stale socket file
+    }
+    return "another host is listening on " + path + " (stop it first, or give this one another --socket)";
+}
+
 void print_summary(const HostOptions& o, const std::string& socket, double uptime, const ndisshm_hub_stats& h,
                    uint64_t sent, const ndisshm::HubTeardown& t) {
     if (o.json) {
@@ -119,6 +141,10 @@ int run_host(const HostOptions& o) {
     h.lookahead_split = o.host.lookahead_size != 0;
     h.lookahead_size = o.host.lookahead_size;
     h.log = [&log](const std::string& line) { log(hub_line_level(line), line); };
+    if (const std::string why = socket_problem(o.host.socket); !why.empty()) {
+        log.error(why);
+        return 1;
+    }
     try {
         host = std::make_unique<ndisshm::HubHost>(h);
     } catch (const std::exception& e) {
