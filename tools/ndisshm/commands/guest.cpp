@@ -11,12 +11,14 @@
 #include "commands/guest.hpp"
 
 #include <ndisshm/guest.hpp>
+#include <ndisshm/hub.hpp>
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <span>
 #include <string>
@@ -105,9 +107,28 @@ void print_summary(const GuestCommandOptions& opt, const ndisshm_guest_stats& s,
                     static_cast<unsigned long long>(v.last_seq));
 }
 
+// What to do when the guest could not reach a host at `socket`: the words
+// after the library's reason (`error`), or "" when it got as far as a host.
+std::string connect_hint(const std::string& socket, const std::string& error) {
+    const bool is_default = socket == ndisshm::Hub::default_socket_path();
+    const std::string start = is_default ? "ndisshm host" : "ndisshm host --socket " + socket;
+    if (socket.size() > 4 && socket.ends_with(".ctl"))
+        return "\n  that is a host's control socket ('ndisshm stat' reads it); guests connect to its guest socket, "
+               "usually " + socket.substr(0, socket.size() - 4) + ".sock";
+    if (error.rfind("connect(", 0) != 0) return "";
+    const std::filesystem::path dir = std::filesystem::path(socket).parent_path();
+    std::error_code ec;
+    if (!is_default && !dir.empty() && !std::filesystem::is_directory(dir, ec))
+        return "\n  directory " + dir.string() + " does not exist, so no host listens there; start one with: mkdir -p " +
+               dir.string() + " && " + start;
+    return "\n  is a host running? start one with: " + start;
+}
+
 }  // namespace
 
-int run_guest(const GuestCommandOptions& opt) {
+int run_guest(const GuestCommandOptions& options) {
+    GuestCommandOptions opt = options;
+    if (opt.socket.empty()) opt.socket = ndisshm::Hub::default_socket_path();
     uint64_t checksum = 0;
     support::Checker checker;
     // FNV-1a over each packet: cheap, and it reads every byte in place.
@@ -135,16 +156,17 @@ int run_guest(const GuestCommandOptions& opt) {
         if (e.kind == NDISSHM_GUEST_QUEUE_ATTACHED) o.queue = e;
     };
     std::unique_ptr<ndisshm::Guest> guest;
+    const std::string& socket = opt.socket;
     try {
         guest = std::make_unique<ndisshm::Guest>(ndisshm::GuestOptions{opt.name, opt.memory_bytes, 0}, on_packet,
                                                  on_event);
-        guest->connect(opt.socket, opt.connect_timeout_ms);
+        guest->connect(socket, opt.connect_timeout_ms);
     } catch (const ndisshm::GuestError& e) {
-        std::fprintf(stderr, "ndisshm guest: %s\n", e.what());
+        std::fprintf(stderr, "ndisshm guest: %s%s\n", e.what(), connect_hint(socket, e.what()).c_str());
         return e.status() == NDISSHM_STATUS_HOST_GONE ? kGuestHostVanished : 1;
     }
     if (!opt.json) {
-        std::fprintf(stderr, "ndisshm guest: connected to %s as guest %u\n", opt.socket.c_str(),
+        std::fprintf(stderr, "ndisshm guest: connected to %s as guest %u\n", socket.c_str(),
                      guest->stats().guest_id);
     }
 

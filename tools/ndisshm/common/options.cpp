@@ -152,7 +152,8 @@ void add_guest(CLI::App& app, GuestCommandOptions& o) {
         "Exit status: 0 the host said BYE or a limit was reached, 3 the host vanished (closed without BYE),\n"
         "1 an error (cannot connect, memory refused, malformed message; --verify: a packet lost, out of\n"
         "order or corrupt; the reason on stderr), 2 bad usage.");
-    guest->add_option("--socket", o.socket, "The host's socket path")->required();
+    guest->add_option("--socket", o.socket,
+                      "The host's guest socket (default: host.sock in the default directory, as 'ndisshm host')");
     guest->add_option("--memory", o.memory_bytes, "Guest memory size in bytes; K, M, G (or KiB, MiB, GiB) are powers of 1024")
         ->transform(CLI::AsSizeValue(false))
         ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 40))
