@@ -41,7 +41,9 @@ int main(int argc, char** argv) {
     app.set_config("--config", "", "JSON file of flags for the subcommand: {\"flag-name\": value, ...}")
         ->check(CLI::ExistingFile);
     app.config_formatter(std::make_shared<ndisshm::cli::JsonConfig>(&app));
-    app.footer("Exit status: 0 success, 1 a check failed, 2 bad usage (guest: 3 the host vanished).");
+    app.footer(
+        "Sizes in bytes take K, M, G, T (powers of 1024) and fractions: 64K, 1.5G.\n"
+        "Exit status: 0 success, 1 a check failed, 2 bad usage (guest: 3 the host vanished).");
 
     ndisshm::cli::Commands c;
     ndisshm::cli::add_demo(app, c);
