@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Bad usage, told the way people can act on: a value that is not a number
 # is called that, one out of range names the range, sizes take units and
-# fractions (1.5K). Every case exits 2. Usage: usage_test.sh PATH/TO/ndisshm
+# fractions (1.5K), a mistyped subcommand or flag gets "did you mean".
+# Every case exits 2. Usage: usage_test.sh PATH/TO/ndisshm
 set -uo pipefail
 
 cli=${1:?usage: usage_test.sh PATH/TO/ndisshm}
@@ -54,6 +55,16 @@ usage "--block-size: 1024 is out of range 4096..16777216" host --block-size 1K
 grep -qE -- "--block-size SIZE" "$tmp/help" || fail "host --help does not call --block-size a SIZE"
 "$cli" --help >"$tmp/help" 2>&1
 grep -qF "1.5G" "$tmp/help" || fail "--help does not say sizes take units"
+
+# ---- did you mean ---------------------------------------------------------------
+usage "did you mean demo?" demoo
+usage "did you mean host?" hots --socket x
+usage "--gusts: did you mean --guests?" demo --gusts 2
+usage "--jsn: did you mean --json?" stat --jsn
+usage "--wach: did you mean --watch?" stat --wach=1
+usage "--verion: did you mean --version?" --verion
+"$cli" xyzzy >/dev/null 2>"$tmp/err"
+grep -q "did you mean" "$tmp/err" && fail "a word like no subcommand gets a suggestion: $(cat "$tmp/err")"
 
 if ((failures > 0)); then
     echo "cli usage test: $failures failure(s)" >&2
