@@ -103,6 +103,13 @@ for want in "adapters" "blocks by usage" "nic0/Receive" "queues (adapter nic0)" 
 done
 "$cli" stat --socket "$sock" --json --watch 0.1 --count 2 >"$tmp/watch.out" 2>&1 || fail "stat --watch: $(cat "$tmp/watch.out")"
 [[ $(wc -l <"$tmp/watch.out") == 2 ]] || fail "stat --json --watch --count 2 printed $(wc -l <"$tmp/watch.out") lines"
+# Watching the table: rates per second beside the totals from the second refresh on.
+"$cli" stat --socket "$sock" --watch 0.3 --count 2 >"$tmp/watch.txt" 2>&1 || fail "stat --watch (text): $(cat "$tmp/watch.txt")"
+[[ $(grep -c "^rates: " "$tmp/watch.txt") == 1 ]] || fail "stat --watch --count 2: expected one rates line: $(cat "$tmp/watch.txt")"
+grep -qE "^rates: [1-9][0-9.]*k? packets/s delivered, [0-9.]+k?/s dropped or retried, [0-9.]+k?/s given back \(last 0\.[0-9] s\)$" \
+    "$tmp/watch.txt" || fail "stat --watch: no rate of the traffic (2000/s): $(grep rates "$tmp/watch.txt")"
+grep -qF "received/s" "$tmp/watch.txt" || fail "stat --watch: no received/s column for the queues"
+grep -qF "received/s" "$tmp/stat.txt" && fail "stat without --watch shows a rate column"
 
 # ---- SIGTERM: clean shutdown ------------------------------------------------
 kill -TERM "$host_pid"
