@@ -38,7 +38,12 @@ env -u JOURNAL_STREAM "$cli" host --socket "$sock" --rate 2000 --status-interval
     >"$tmp/plain.out" 2>"$tmp/plain.err" &
 host_pid=$!
 wait_for 5 grep -q "listening on $sock" "$tmp/plain.out" || fail "host never said it listens: $(cat "$tmp/plain.err")"
-"$cli" guest --socket "$sock" --memory 8M --duration 1.5 >/dev/null 2>&1 || fail "guest against the host failed"
+"$cli" guest --socket "$sock" --memory 8M --duration 1.5 >"$tmp/guest.out" 2>&1 || fail "guest against the host failed"
+# The guest's summary: human units, its duration and rate.
+grep -qF "8.0 MiB of its own memory given to the host" "$tmp/guest.out" || fail "guest summary: memory: $(cat "$tmp/guest.out")"
+grep -qE "^duration: 1\.[0-9] s; [1-9][0-9.]*k? packets/s, [0-9.]+ Gbit/s \([0-9.]+ [KMG]?i?B read in place\)$" "$tmp/guest.out" ||
+    fail "guest summary: no duration and rate: $(cat "$tmp/guest.out")"
+grep -q "no packets after" "$tmp/guest.out" && fail "a guest fed packets says the host is quiet"
 wait "$host_pid"
 rc=$?
 host_pid=
@@ -52,7 +57,15 @@ grep -qE "status: .* [1-9][0-9.]*k? packets/s delivered" "$tmp/plain.err" || fai
 grep -q '^<' "$tmp/plain.err" && fail "priority prefixes without JOURNAL_STREAM: $(cat "$tmp/plain.err")"
 
 # ---- --status-interval 0: none; no --rate: it says there is no traffic ------
-"$cli" host --socket "$sock" --status-interval 0 --duration 0.6 >/dev/null 2>"$tmp/off.err" || fail "host --status-interval 0 failed"
+"$cli" host --socket "$sock" --status-interval 0 --duration 3.2 >/dev/null 2>"$tmp/off.err" &
+host_pid=$!
+wait_for 5 grep -q "listening on $sock" "$tmp/off.err" || fail "host --status-interval 0 never listened: $(cat "$tmp/off.err")"
+# A guest on a host that sends nothing says so rather than look hung.
+"$cli" guest --socket "$sock" --memory 8M --duration 2.5 >/dev/null 2>"$tmp/quiet.err" || fail "guest on a quiet host failed"
+grep -qF "no packets after 2 s: waiting; a host sends none unless told to ('ndisshm host --rate PPS')" "$tmp/quiet.err" ||
+    fail "a guest on a quiet host does not say so: $(cat "$tmp/quiet.err")"
+wait "$host_pid" || fail "host --status-interval 0 failed"
+host_pid=
 grep -q "status:" "$tmp/off.err" && fail "--status-interval 0 still logs status: $(cat "$tmp/off.err")"
 grep -qF "sending no traffic" "$tmp/off.err" || fail "host without --rate does not say it sends none: $(cat "$tmp/off.err")"
 "$cli" host --help >"$tmp/help.out" 2>&1

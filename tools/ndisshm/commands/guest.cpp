@@ -23,6 +23,7 @@
 #include <span>
 #include <string>
 
+#include "common/units.hpp"
 #include "packet_format.hpp"
 
 namespace ndisshm::cli {
@@ -33,6 +34,10 @@ using Clock = std::chrono::steady_clock;
 // How long one poll waits when there is no deadline: short enough that the
 // packet limit is noticed soon after a quiet spell, long enough to cost nothing.
 constexpr int kPollSliceMs = 200;
+
+// A host that has sent nothing this long after the handshake is probably
+// one without traffic: the guest says so, rather than look hung.
+constexpr std::chrono::seconds kQuietHost{2};
 
 struct Outcome {
     NDIS_STATUS end = NDIS_STATUS_SUCCESS;  // OK: a limit ended it
@@ -64,7 +69,9 @@ std::string describe_end(const Outcome& o) {
 }
 
 void print_summary(const GuestCommandOptions& opt, const ndisshm_guest_stats& s, uint64_t checksum,
-                   const support::CheckCounts& v, const Outcome& o) {
+                   const support::CheckCounts& v, const Outcome& o, double seconds) {
+    const double pps = seconds > 0 ? static_cast<double>(s.packets) / seconds : 0;
+    const double gbit = seconds > 0 ? static_cast<double>(s.bytes) * 8 / seconds / 1e9 : 0;
     if (opt.json) {
         nlohmann::ordered_json j = {
             {"name", opt.name},
@@ -81,6 +88,9 @@ void print_summary(const GuestCommandOptions& opt, const ndisshm_guest_stats& s,
             {"blocks_known", s.blocks},
             {"queues_attached", s.queues},
             {"checksum", checksum},
+            {"duration_s", seconds},
+            {"packets_per_s", pps},
+            {"gbit_per_s", gbit},
             {"queue", {{"id", o.queue.queue_id},
                        {"lookahead_split", o.queue.flags != 0},
                        {"lookahead_size", o.queue.lookahead_size}}},
@@ -92,8 +102,10 @@ void print_summary(const GuestCommandOptions& opt, const ndisshm_guest_stats& s,
         std::printf("%s\n", j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
         return;
     }
-    std::printf("guest %s (id %u, %llu bytes of memory): %s\n", opt.name.c_str(), s.guest_id,
-                static_cast<unsigned long long>(opt.memory_bytes), describe_end(o).c_str());
+    std::printf("guest %s (id %u, %s of its own memory given to the host): %s\n", opt.name.c_str(), s.guest_id,
+                human_bytes(opt.memory_bytes).c_str(), describe_end(o).c_str());
+    std::printf("duration: %.1f s; %s packets/s, %s Gbit/s (%s read in place)\n", seconds, human_count(pps).c_str(),
+                fixed(gbit, 3).c_str(), human_bytes(s.bytes).c_str());
     std::printf("packets: %llu\nbytes: %llu\nbad descriptors: %llu\nbad blocks: %llu\nbatches: %llu\n"
                 "blocks known: %u\nqueues attached: %u\nchecksum: %016llx\n",
                 static_cast<unsigned long long>(s.packets), static_cast<unsigned long long>(s.bytes),
@@ -171,6 +183,7 @@ int run_guest(const GuestCommandOptions& options) {
     }
 
     const auto start = Clock::now();
+    bool told_quiet = false;  // a guest on a host that sends nothing says so, once
     const auto deadline = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt.duration_s));
     for (;;) {
         int wait = kPollSliceMs;
@@ -188,6 +201,13 @@ int run_guest(const GuestCommandOptions& options) {
             o.reason = guest->last_error();
             break;
         }
+        if (!told_quiet && !opt.json && guest->stats().packets == 0 && Clock::now() - start >= kQuietHost) {
+            told_quiet = true;
+            std::fprintf(stderr,
+                         "ndisshm guest: no packets after %lld s: waiting; a host sends none unless told to "
+                         "('ndisshm host --rate PPS')\n",
+                         static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(kQuietHost).count()));
+        }
         if (opt.packets > 0 && guest->stats().packets >= opt.packets) {
             o.limit_reached = true;
             break;
@@ -200,7 +220,7 @@ int run_guest(const GuestCommandOptions& options) {
         o.reason = "verify: " + std::to_string(v.lost) + " lost, " + std::to_string(v.out_of_order) +
                    " out of order, " + std::to_string(v.corrupt) + " corrupt (" + describe_end(o) + ")";
     }
-    print_summary(opt, guest->stats(), checksum, v, o);
+    print_summary(opt, guest->stats(), checksum, v, o, std::chrono::duration<double>(Clock::now() - start).count());
     const int rc = exit_status(o);
     if (rc != 0) std::fprintf(stderr, "ndisshm guest: %s\n", o.reason.c_str());
     return rc;
