@@ -98,7 +98,8 @@ PY
 
 # Text form and --watch: two refreshes, then it stops by itself.
 "$cli" stat --socket "$ctl" >"$tmp/stat.txt" 2>&1 || fail "stat (text): $(cat "$tmp/stat.txt")"
-for want in "adapters" "blocks by usage" "nic0/Receive" "queues (adapter nic0)" "guests" "vm1" "verifier: 0 findings"; do
+for want in "adapters" "blocks by usage" "nic0/Receive" "queues (adapter nic0)" "guests" "vm1" "verifier: 0 findings" \
+    "its memory" "host memory (NDIS's default provider; guests' memory is theirs, above): "; do
     grep -qF -- "$want" "$tmp/stat.txt" || fail "stat (text) lacks '$want'"
 done
 "$cli" stat --socket "$sock" --json --watch 0.1 --count 2 >"$tmp/watch.out" 2>&1 || fail "stat --watch: $(cat "$tmp/watch.out")"

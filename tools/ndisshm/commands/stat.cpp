@@ -148,7 +148,7 @@ std::string render_snapshot(const std::string& text, const std::string& previous
     out += section("queues (adapter " + (field(s, "adapters").empty() ? std::string("?") : field(s, "adapters")[0].value("name", "")) + ")",
                    queues);
 
-    Table guests({{"guest", Align::Right}, {"name"}, {"queue", Align::Right}, {"memory", Align::Right}, {"base"}});
+    Table guests({{"guest", Align::Right}, {"name"}, {"queue", Align::Right}, {"its memory", Align::Right}, {"base"}});
     for (const json& g : s.at("guests")) {
         char base[24];
         std::snprintf(base, sizeof(base), "0x%llx", static_cast<unsigned long long>(g.value("guest_physical_base", 0ull)));
@@ -157,7 +157,10 @@ std::string render_snapshot(const std::string& text, const std::string& previous
     if (guests.rows() != 0) out += section("guests", guests);
 
     const json& m = s.at("memory");
-    out += "\nmemory: " + m.value("page_mode", std::string("?")) + " pages (" + bytes(field(m, "page_bytes")) + "), " +
+    // The runtime's own memory (NDIS's default provider, host queues); the
+    // guests' memory is theirs and shows in the guests table above.
+    out += "\nhost memory (NDIS's default provider; guests' memory is theirs, above): " +
+           m.value("page_mode", std::string("?")) + " pages (" + bytes(field(m, "page_bytes")) + "), " +
            num(field(m, "arenas")) + " arenas, " + bytes(field(m, "bytes_in_use")) + " in " + num(field(m, "blocks_in_use")) +
            " blocks, high water " + bytes(field(m, "high_water_bytes")) + ", file " + bytes(field(m, "file_bytes")) + "\n";
 
