@@ -166,13 +166,19 @@ expect_in limit out "limit reached"
 expect_in limit host "guest said bye after 2 batches"
 
 # ---- no host: what to do; no --socket: the host's default socket -----------
-"$cli" guest --socket "$tmp/nobody.sock" >"$tmp/nohost.out" 2>"$tmp/nohost.err"
+# The hint is a command that works where the user stands: "ndisshm" when
+# that is this binary on PATH, else the binary's own path.
+clidir=$(cd "$(dirname "$cli")" && pwd -P)
+PATH="$clidir:$PATH" "$cli" guest --socket "$tmp/nobody.sock" >"$tmp/nohost.out" 2>"$tmp/nohost.err"
 echo $? >"$tmp/nohost.rc"
 expect_rc nohost 1
 expect_in nohost err "connect($tmp/nobody.sock)"
 expect_in nohost err "is a host running? start one with: ndisshm host --socket $tmp/nobody.sock"
+(cd / && PATH=/usr/bin:/bin "$clidir/ndisshm" guest --socket "$tmp/nobody.sock") >/dev/null 2>"$tmp/offpath.err"
+grep -qF "start one with: $clidir/ndisshm host --socket $tmp/nobody.sock" "$tmp/offpath.err" ||
+    fail "off PATH, the hint does not name the binary's path: $(cat "$tmp/offpath.err")"
 # Without --socket the guest goes where 'ndisshm host' listens by default.
-XDG_RUNTIME_DIR=$tmp/xdg "$cli" guest --memory 1M >"$tmp/nosocket.out" 2>"$tmp/nosocket.err"
+PATH="$clidir:$PATH" XDG_RUNTIME_DIR=$tmp/xdg "$cli" guest --memory 1M >"$tmp/nosocket.out" 2>"$tmp/nosocket.err"
 echo $? >"$tmp/nosocket.rc"
 expect_rc nosocket 1
 expect_in nosocket err "connect($tmp/xdg/ndisshm/host.sock)"

@@ -61,7 +61,8 @@ grep -q '^<' "$tmp/plain.err" && fail "priority prefixes without JOURNAL_STREAM:
 host_pid=$!
 wait_for 5 grep -q "listening on $sock" "$tmp/off.err" || fail "host --status-interval 0 never listened: $(cat "$tmp/off.err")"
 # A guest on a host that sends nothing says so rather than look hung.
-"$cli" guest --socket "$sock" --memory 8M --duration 2.5 >/dev/null 2>"$tmp/quiet.err" || fail "guest on a quiet host failed"
+PATH="$(cd "$(dirname "$cli")" && pwd -P):$PATH" "$cli" guest --socket "$sock" --memory 8M --duration 2.5 \
+    >/dev/null 2>"$tmp/quiet.err" || fail "guest on a quiet host failed"
 grep -qF "no packets after 2 s: waiting; a host sends none unless told to ('ndisshm host --rate PPS')" "$tmp/quiet.err" ||
     fail "a guest on a quiet host does not say so: $(cat "$tmp/quiet.err")"
 wait "$host_pid" || fail "host --status-interval 0 failed"

@@ -23,6 +23,7 @@
 #include <span>
 #include <string>
 
+#include "common/self_command.hpp"
 #include "common/units.hpp"
 #include "packet_format.hpp"
 
@@ -123,7 +124,7 @@ void print_summary(const GuestCommandOptions& opt, const ndisshm_guest_stats& s,
 // after the library's reason (`error`), or "" when it got as far as a host.
 std::string connect_hint(const std::string& socket, const std::string& error) {
     const bool is_default = socket == ndisshm::Hub::default_socket_path();
-    const std::string start = is_default ? "ndisshm host" : "ndisshm host --socket " + socket;
+    const std::string start = self_command() + (is_default ? " host" : " host --socket " + socket);
     if (socket.size() > 4 && socket.ends_with(".ctl"))
         return "\n  that is a host's control socket ('ndisshm stat' reads it); guests connect to its guest socket, "
                "usually " + socket.substr(0, socket.size() - 4) + ".sock";
@@ -205,8 +206,9 @@ int run_guest(const GuestCommandOptions& options) {
             told_quiet = true;
             std::fprintf(stderr,
                          "ndisshm guest: no packets after %lld s: waiting; a host sends none unless told to "
-                         "('ndisshm host --rate PPS')\n",
-                         static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(kQuietHost).count()));
+                         "('%s host --rate PPS')\n",
+                         static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(kQuietHost).count()),
+                         self_command().c_str());
         }
         if (opt.packets > 0 && guest->stats().packets >= opt.packets) {
             o.limit_reached = true;

@@ -15,6 +15,7 @@
 #include "common/hub_wire.hpp"
 #include "common/log.hpp"
 #include "common/metrics.hpp"
+#include "common/self_command.hpp"
 #include "common/signals.hpp"
 #include "common/traffic.hpp"
 #include "common/units.hpp"
@@ -175,7 +176,8 @@ int run_host(const HostOptions& o) {
     }
 
     if (o.rate_pps == 0)
-        log.info("sending no traffic: guests get packets from 'ndisshm host --rate PPS' (a checked stream each)");
+        log.info("sending no traffic: guests get packets from '" + self_command() +
+                 " host --rate PPS' (a checked stream each)");
     HubWire wire(hub);
     std::unique_ptr<TrafficGenerator> gen;
     if (o.rate_pps != 0)

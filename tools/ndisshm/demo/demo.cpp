@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "common/progress.hpp"
+#include "common/self_command.hpp"
 #include "common/signals.hpp"
 #include "common/units.hpp"
 #include "demo/afxdp_source.hpp"
@@ -109,7 +110,7 @@ bool Demo::start() {
     host_ = std::make_unique<ndisshm::HubHost>(
         h, [this](ndisshm::Hub& hub) { source_.attach(hub); }, [this] { source_.detach(); });
     say("host: adapter nic0 with the guest provider" + source_.host_words() + "; guests connect at " + s_.socket);
-    say("  watch it live: ndisshm stat --socket " + s_.socket + " --watch 1");
+    say("  watch it live: " + self_command() + " stat --socket " + s_.socket + " --watch 1");
     return source_.start(host_->hub(), *this);
 }
 
