@@ -36,6 +36,8 @@ usage "--ops: 'x' is not a number" soak --ops x
 "$cli" demo --guests abc >/dev/null 2>"$tmp/err"
 grep -q "range" "$tmp/err" && fail "a value that is not a number is called out of range: $(cat "$tmp/err")"
 
+usage "--hold: belongs to the live demo, not to --api-tour" demo --api-tour --hold 1
+
 # ---- sizes ------------------------------------------------------------------
 "$cli" demo --api-tour --block-size 1.5K --json >"$tmp/tour.json" 2>/dev/null || fail "demo --api-tour --block-size 1.5K failed"
 python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))["workload"]["block_size"] == 1536 else 1)' \

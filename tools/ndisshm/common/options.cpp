@@ -80,6 +80,7 @@ void check_tour(CLI::App* demo, Commands& c) {
     for (const char* flag :
          {"--guests", "--packet-size", "--rate", "--duration", "--batch", "--lookahead", "--socket", "--nic"})
         if (demo->count(flag) != 0) throw CLI::ValidationError(flag, "belongs to the live demo, not to --api-tour");
+    if (demo->count("--hold") != 0) throw CLI::ValidationError("--hold", "belongs to the live demo, not to --api-tour");
     Workload& w = c.tour.workload;
     if (c.demo_queues != 0) w.queues = c.demo_queues;
     if (c.demo_blocks != 0) w.blocks_per_queue = c.demo_blocks;
@@ -130,6 +131,11 @@ void add_demo(CLI::App& app, Commands& c) {
     sized_option(demo->add_option("--lookahead", c.live.lookahead_size,
                      "Lookahead split size of the first guest's queue (queue 1), in bytes (0: no lookahead split)"))
         ->check(in_range(0u, support::kMaxPacket))
+        ->capture_default_str();
+    demo->add_option("--hold", c.live.hold_s,
+                     "After the traffic, keep the host and its guests up this many seconds for 'ndisshm stat' "
+                     "(Ctrl-C ends it early)")
+        ->check(in_range(0.0, 86400.0))
         ->capture_default_str();
     demo->add_option("--socket", c.live.socket, "Guest socket path (default: demo-<pid>.sock in the default directory)");
     demo->add_option("--nic", c.live.nic,
