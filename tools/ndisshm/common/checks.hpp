@@ -11,7 +11,10 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <limits>
+#include <sstream>
 #include <string>
+#include <type_traits>
 
 namespace ndisshm::cli {
 
