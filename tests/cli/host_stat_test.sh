@@ -41,6 +41,9 @@ ctl="$tmp/run/host.ctl"
 rc=$?
 [[ $rc == 1 ]] || fail "stat without a host: exit status $rc, expected 1"
 grep -qF "no host serves $ctl" "$tmp/none.err" || fail "stat without a host: '$(cat "$tmp/none.err")'"
+PATH="$(cd "$(dirname "$cli")" && pwd -P):$PATH" "$cli" stat --socket "$ctl" --timeout 500 >/dev/null 2>"$tmp/none.err"
+grep -qF "is a host running? start one with: ndisshm host --socket $sock" "$tmp/none.err" ||
+    fail "stat without a host: no hint to start one: '$(cat "$tmp/none.err")'"
 
 # ---- a host, one guest, traffic ---------------------------------------------
 "$cli" host --socket "$sock" --blocks-per-queue 4 --block-size 65536 --rate 2000 --packet-size 64,1500 \

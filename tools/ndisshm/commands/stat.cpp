@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/metrics.hpp"
+#include "common/self_command.hpp"
 #include "common/signals.hpp"
 #include "common/table.hpp"
 #include "common/units.hpp"
@@ -72,6 +73,15 @@ double per_second(const json& now, const json& before, double seconds) {
 }
 
 std::string rate(double per_s) { return per_s < 0 ? "-" : human_count(per_s); }
+
+// After "no host serves PATH": how to start the host stat was looking for
+// (the guest socket that goes with a control socket given).
+std::string start_hint(const std::string& given) {
+    std::string socket = given;
+    if (socket.size() > 4 && socket.ends_with(".ctl")) socket = socket.substr(0, socket.size() - 4) + ".sock";
+    return "  is a host running? start one with: " + self_command() + " host" +
+           (socket.empty() ? "" : " --socket " + socket) + "\n";
+}
 
 }  // namespace
 
@@ -186,7 +196,7 @@ int run_stat(const StatOptions& o) {
         std::string error;
         const std::string reply = query(o, error);
         if (reply.empty()) {
-            std::fprintf(stderr, "ndisshm stat: %s\n", error.c_str());
+            std::fprintf(stderr, "ndisshm stat: %s\n%s", error.c_str(), shown == 0 && error.find("no host serves") != std::string::npos ? start_hint(o.socket).c_str() : "");
             return 1;
         }
         std::string text;
