@@ -8,8 +8,20 @@
 #   bench/run.sh                         build, run, summarize
 #   bench/run.sh --benchmark_filter=pair  extra flags go to ndisshm_bench
 #   bench/run.sh --summarize FILE.json   only summarize an earlier run
+#   bench/run.sh --plot [FLAGS]          build, run, summarize, and chart the run: FILE.svg beside FILE.json
+#   bench/run.sh --summarize FILE.json --plot
+#                                        summarize an earlier run and chart it
+#   bench/run.sh --plot A.json [B.json...]
+#                                        only chart earlier runs, merged (a later file's figure wins):
+#                                        A.svg beside A.json
+#
+# The chart (gnuplot, Debian: gnuplot-nox; GNUPLOT=path picks another) has the side-by-side figures:
+# packets/s and Gbit/s against packet size for zero copy and copy receive into a guest and DPDK's memif,
+# and allocate+free pairs against block size for ndisshm, malloc, calloc, rte_malloc and rte_memzone. Without
+# gnuplot, --plot says so and exits 1 (before running anything when it would run the suite).
 #
 # Environment: NDISSHM_BENCH_OUT=path.json (default build-bench/ndisshm_bench.json),
+#              NDISSHM_BENCH_PLOT_FORMAT=svg (default) or png,
 #              NDISSHM_BENCH_JOBS (default 2: never more on this machine).
 set -euo pipefail
 
@@ -451,9 +463,127 @@ else:
 PY
 }
 
+gnuplot=${GNUPLOT:-gnuplot}
+format=${NDISSHM_BENCH_PLOT_FORMAT:-svg}
+[[ $format == svg || $format == png ]] || { echo "bench/run.sh: NDISSHM_BENCH_PLOT_FORMAT is svg or png, not '$format'" >&2; exit 2; }
+have_gnuplot() {
+    command -v "$gnuplot" >/dev/null 2>&1 && return 0
+    echo "bench/run.sh --plot: gnuplot is not installed ('$gnuplot' not found), so no chart was drawn;" \
+        "install it (Debian: apt install gnuplot-nox) or point GNUPLOT= at one" >&2
+    return 1
+}
+
+# plot OUT.svg|OUT.png FILE.json...: the side-by-side chart of one or more runs.
+plot() {
+    local svg=$1
+    shift
+    have_gnuplot || return 1
+    local work
+    work=$(mktemp -d)
+    python3 - "$work" "$svg" "$@" <<'PY' || { rm -rf "$work"; return 1; }
+import json, os, statistics, sys
+from collections import defaultdict
+
+work, svg, files = sys.argv[1], sys.argv[2], sys.argv[3:]
+scale = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
+entries = {}  # run_name -> its median entry (the aggregate, else the median repetition's), later files win
+for f in files:
+    reps = defaultdict(list)
+    medians = {}
+    for b in json.load(open(f))["benchmarks"]:
+        if b.get("error_occurred"):
+            continue
+        name = b.get("run_name", b["name"])
+        if b.get("run_type", "iteration") == "iteration":
+            reps[name].append(b)
+        elif b.get("aggregate_name") == "median":
+            medians[name] = b
+    for name, bs in reps.items():
+        bs = sorted(bs, key=lambda b: b["real_time"])
+        entries[name] = bs[len(bs) // 2]
+    entries.update(medians)
+
+def ns(name):
+    b = entries.get(name)
+    return None if b is None else b["real_time"] * scale[b.get("time_unit", "ns")]
+
+def counter(name, key):
+    b = entries.get(name)
+    return None if b is None else b.get(key)
+
+def table(path, xs, series):
+    """Writes x and one column per series that has a figure; returns the columns' titles."""
+    kept = [(t, f) for t, f in series if any(f(x) is not None for x in xs)]
+    with open(os.path.join(work, path), "w") as out:
+        out.write("x " + " ".join('"%s"' % t for t, _ in kept) + "\n")
+        for x in xs:
+            vals = [f(x) for _, f in kept]
+            out.write(f"{x} " + " ".join("NaN" if v is None else repr(v) for v in vals) + "\n")
+    return [t for t, _ in kept]
+
+rx = lambda kind, b: f"{kind}/bytes:{b}/real_time"
+receive = [("zero copy, shared cores", "guest_rx/zero_copy"), ("zero copy, own cores", "guest_rx_own_cores/zero_copy"),
+           ("copy, shared cores", "guest_rx/copy"), ("copy, own cores", "guest_rx_own_cores/copy"),
+           ("memif (DPDK), copy mode", "memif/copy")]
+sizes = (64, 1500, 9000)
+mpps = table("mpps.dat", sizes, [(t, lambda b, k=k: None if counter(rx(k, b), "packets_per_s") is None
+                                  else counter(rx(k, b), "packets_per_s") / 1e6) for t, k in receive])
+gbit = table("gbit.dat", sizes, [(t, lambda b, k=k: counter(rx(k, b), "gbit_per_s")) for t, k in receive])
+pair = lambda kind, b: ns(f"{kind}/bytes:{b}/outstanding:0/real_time/threads:1")
+allocators = [("ndisshm", "pair/ndisshm"), ("glibc malloc", "pair/malloc"), ("glibc calloc", "pair/calloc"),
+              ("DPDK rte_malloc", "pair/rte_malloc"), ("DPDK rte_memzone", "pair/rte_memzone")]
+pairs = table("pairs.dat", (4096, 65536, 2097152), [(t, lambda b, k=k: pair(k, b)) for t, k in allocators])
+
+def panel(title, path, columns, xlabel, ylabel, xtics, logy):
+    lines = [f'set title "{title}"', f'set xlabel "{xlabel}"', f'set ylabel "{ylabel}"', "set logscale x",
+             f"set xtics ({xtics})", "set logscale y" if logy else "unset logscale y", "unset label"]
+    if not columns:
+        lines += ['set label 1 "not in this run" at graph 0.5, graph 0.5 center', "set yrange [0:1]",
+                  "plot [1:10000] 2 notitle", "set autoscale y"]
+    else:
+        lines.append(f"plot for [i=2:{len(columns) + 1}] '{os.path.join(work, path)}' using 1:i "
+                     "with linespoints linewidth 2 pointsize 1 title columnheader(i)")
+    return "\n".join(lines)
+
+ctx_files = ", ".join(os.path.basename(f) for f in files)
+script = "\n".join([
+    (f"set terminal pngcairo size 1500,520 noenhanced font 'sans,10' background '#ffffff'" if svg.endswith(".png") else
+     f"set terminal svg size 1500,520 dynamic noenhanced font 'sans,11' background '#ffffff'"),
+    f"set output '{svg}'",
+    "set datafile missing 'NaN'",
+    "set key below",
+    "set grid",
+    f'set multiplot layout 1,3 title "ndisshm benchmarks ({ctx_files}): medians"',
+    panel("Receive into a guest: packets/s", "mpps.dat", mpps, "packet bytes", "Mpps", '"64" 64, "1500" 1500, "9000" 9000', True),
+    panel("Receive into a guest: Gbit/s", "gbit.dat", gbit, "packet bytes", "Gbit/s", '"64" 64, "1500" 1500, "9000" 9000', True),
+    panel("Allocate+free pair, 1 thread, 0 outstanding", "pairs.dat", pairs, "block bytes", "ns per pair (lower is better)",
+          '"4 KiB" 4096, "64 KiB" 65536, "2 MiB" 2097152', True),
+    "unset multiplot",
+])
+open(os.path.join(work, "chart.gp"), "w").write(script + "\n")
+PY
+    "$gnuplot" "$work/chart.gp" || { rm -rf "$work"; echo "bench/run.sh --plot: gnuplot failed" >&2; return 1; }
+    rm -rf "$work"
+    echo "Chart: $svg"
+}
+
 if [[ "${1:-}" == "--summarize" ]]; then
-    summarize "${2:?usage: run.sh --summarize FILE.json}"
+    summarize "${2:?usage: run.sh --summarize FILE.json [--plot]}"
+    if [[ "${3:-}" == "--plot" ]]; then
+        echo
+        plot "${2%.json}.$format" "$2" || exit 1
+    fi
     exit 0
+fi
+plot_after=0
+if [[ "${1:-}" == "--plot" ]]; then
+    shift
+    if [[ "${1:-}" == *.json && -f "${1:-}" ]]; then
+        plot "${1%.json}.$format" "$@" || exit 1
+        exit 0
+    fi
+    have_gnuplot || exit 1  # before a minute of benchmarks, not after
+    plot_after=1
 fi
 
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
@@ -472,3 +602,6 @@ echo
 summarize "$out"
 echo
 echo "JSON: $out"
+if ((plot_after)); then
+    plot "${out%.json}.$format" "$out" || exit 1
+fi

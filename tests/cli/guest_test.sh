@@ -209,14 +209,34 @@ expect_rc limit 0
 expect_in limit out "limit reached"
 expect_in limit host "guest said bye after 2 batches"
 
-# ---- no host, bad usage -----------------------------------------------------
-"$cli" guest --socket "$tmp/nobody.sock" >"$tmp/nohost.out" 2>"$tmp/nohost.err"
+# ---- no host: what to do; no --socket: the host's default socket -----------
+# The hint is a command that works where the user stands: "ndisshm" when
+# that is this binary on PATH, else the binary's own path.
+clidir=$(cd "$(dirname "$cli")" && pwd -P)
+PATH="$clidir:$PATH" "$cli" guest --socket "$tmp/nobody.sock" >"$tmp/nohost.out" 2>"$tmp/nohost.err"
 echo $? >"$tmp/nohost.rc"
 expect_rc nohost 1
 expect_in nohost err "connect($tmp/nobody.sock)"
-"$cli" guest --memory 1M >/dev/null 2>"$tmp/nosocket.err"
-[[ $? == 2 ]] || fail "guest without --socket: expected exit 2"
-grep -qF -- "--socket" "$tmp/nosocket.err" || fail "guest without --socket: --socket not named"
+expect_in nohost err "is a host running? start one with: ndisshm host --socket $tmp/nobody.sock"
+(cd / && PATH=/usr/bin:/bin "$clidir/ndisshm" guest --socket "$tmp/nobody.sock") >/dev/null 2>"$tmp/offpath.err"
+grep -qF "start one with: $clidir/ndisshm host --socket $tmp/nobody.sock" "$tmp/offpath.err" ||
+    fail "off PATH, the hint does not name the binary's path: $(cat "$tmp/offpath.err")"
+# Without --socket the guest goes where 'ndisshm host' listens by default.
+PATH="$clidir:$PATH" XDG_RUNTIME_DIR=$tmp/xdg "$cli" guest --memory 1M >"$tmp/nosocket.out" 2>"$tmp/nosocket.err"
+echo $? >"$tmp/nosocket.rc"
+expect_rc nosocket 1
+expect_in nosocket err "connect($tmp/xdg/ndisshm/host.sock)"
+expect_in nosocket err "start one with: ndisshm host"
+grep -qF -- "--socket" "$tmp/nosocket.err" && fail "guest without --socket: hint names a --socket: $(cat "$tmp/nosocket.err")"
+"$cli" guest --socket "$tmp/nowhere/host.sock" >/dev/null 2>"$tmp/nodir.err"
+grep -qF "directory $tmp/nowhere does not exist" "$tmp/nodir.err" || fail "guest in a missing directory: $(cat "$tmp/nodir.err")"
+"$cli" guest --socket "$tmp/host.ctl" >/dev/null 2>"$tmp/ctl.err"
+grep -qF "that is a host's control socket" "$tmp/ctl.err" && grep -qF "$tmp/host.sock" "$tmp/ctl.err" ||
+    fail "guest on a control socket path: $(cat "$tmp/ctl.err")"
+"$cli" guest --help >"$tmp/help.out" 2>&1
+grep -qE -- "--socket.*default" "$tmp/help.out" || fail "guest --help does not give --socket's default"
+
+# ---- bad usage ------------------------------------------------------------
 "$cli" guest --socket x --memory 0 >/dev/null 2>&1
 [[ $? == 2 ]] || fail "guest --memory 0: expected exit 2"
 

@@ -32,6 +32,7 @@ wait_for() {
     return 1
 }
 
+mkdir "$tmp/run"  # host --socket makes no directory
 sock="$tmp/run/host.sock"
 ctl="$tmp/run/host.ctl"
 
@@ -40,6 +41,9 @@ ctl="$tmp/run/host.ctl"
 rc=$?
 [[ $rc == 1 ]] || fail "stat without a host: exit status $rc, expected 1"
 grep -qF "no host serves $ctl" "$tmp/none.err" || fail "stat without a host: '$(cat "$tmp/none.err")'"
+PATH="$(cd "$(dirname "$cli")" && pwd -P):$PATH" "$cli" stat --socket "$ctl" --timeout 500 >/dev/null 2>"$tmp/none.err"
+grep -qF "is a host running? start one with: ndisshm host --socket $sock" "$tmp/none.err" ||
+    fail "stat without a host: no hint to start one: '$(cat "$tmp/none.err")'"
 
 # ---- a host, one guest, traffic ---------------------------------------------
 "$cli" host --socket "$sock" --blocks-per-queue 4 --block-size 65536 --rate 2000 --packet-size 64,1500 \
@@ -100,11 +104,19 @@ PY
 
 # Text form and --watch: two refreshes, then it stops by itself.
 "$cli" stat --socket "$ctl" >"$tmp/stat.txt" 2>&1 || fail "stat (text): $(cat "$tmp/stat.txt")"
-for want in "adapters" "blocks by usage" "nic0/Receive" "queues (adapter nic0)" "guests" "vm1" "verifier: 0 findings"; do
+for want in "adapters" "blocks by usage" "nic0/Receive" "queues (adapter nic0)" "guests" "vm1" "verifier: 0 findings" \
+    "its memory" "host memory (NDIS's default provider; guests' memory is theirs, above): "; do
     grep -qF -- "$want" "$tmp/stat.txt" || fail "stat (text) lacks '$want'"
 done
 "$cli" stat --socket "$sock" --json --watch 0.1 --count 2 >"$tmp/watch.out" 2>&1 || fail "stat --watch: $(cat "$tmp/watch.out")"
 [[ $(wc -l <"$tmp/watch.out") == 2 ]] || fail "stat --json --watch --count 2 printed $(wc -l <"$tmp/watch.out") lines"
+# Watching the table: rates per second beside the totals from the second refresh on.
+"$cli" stat --socket "$sock" --watch 0.3 --count 2 >"$tmp/watch.txt" 2>&1 || fail "stat --watch (text): $(cat "$tmp/watch.txt")"
+[[ $(grep -c "^rates: " "$tmp/watch.txt") == 1 ]] || fail "stat --watch --count 2: expected one rates line: $(cat "$tmp/watch.txt")"
+grep -qE "^rates: [1-9][0-9.]*k? packets/s delivered, [0-9.]+k?/s dropped or retried, [0-9.]+k?/s given back \(last 0\.[0-9] s\)$" \
+    "$tmp/watch.txt" || fail "stat --watch: no rate of the traffic (2000/s): $(grep rates "$tmp/watch.txt")"
+grep -qF "received/s" "$tmp/watch.txt" || fail "stat --watch: no received/s column for the queues"
+grep -qF "received/s" "$tmp/stat.txt" && fail "stat without --watch shows a rate column"
 
 # ---- SIGTERM: clean shutdown ------------------------------------------------
 kill -TERM "$host_pid"

@@ -126,6 +126,34 @@ grep -qF "queue 1: lookahead split at 128 bytes: 1 ReceiveLookahead + 16 Receive
 ! grep -q $'\r' "$tmp/text.out" || fail "demo (text): carriage returns in output that is not a terminal"
 [[ ! -e $sock ]] || fail "the demo left its socket file behind"
 
+# ---- --hold: after the traffic the host stays up for stat; the hint runs as printed ----
+hsock="$tmp/run/hold.sock"
+PATH="$(cd "$(dirname "$cli")" && pwd -P):$PATH" "$cli" demo --guests 1 --queues 2 --duration 0.2 --hold 3 \
+    --socket "$hsock" >"$tmp/hold.out" 2>"$tmp/hold.err" &
+demo_pid=$!
+held=0
+for _ in $(seq 200); do
+    grep -qF "holding the host for 3 s (Ctrl-C ends it): ndisshm stat --socket $hsock" "$tmp/hold.out" && held=1 && break
+    sleep 0.05
+done
+[[ $held == 1 ]] || fail "demo --hold: no 'holding the host' line: $(cat "$tmp/hold.out" "$tmp/hold.err")"
+grep -qF "watch it live: ndisshm stat --socket $hsock --watch 1" "$tmp/hold.out" || fail "demo: the watch hint: $(head -5 "$tmp/hold.out")"
+# The phases are over and the guest is still there.
+"$cli" stat --socket "$hsock" --json >"$tmp/hold.json" 2>&1 || fail "stat during --hold: $(cat "$tmp/hold.json")"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["hub"]["running"] == 1 and d["hub"]["delivered"] > 0 else 1)' \
+    "$tmp/hold.json" || fail "stat during --hold: not one running guest with packets delivered"
+kill -INT "$demo_pid"  # Ctrl-C ends the hold: not an interruption of the runs
+wait "$demo_pid"
+rc=$?
+demo_pid=
+[[ $rc == 0 ]] || fail "demo --hold ended by SIGINT: exit status $rc: $(cat "$tmp/hold.err")"
+"$cli" demo --duration 0.2 >"$tmp/nohold.out" 2>&1 &
+demo_pid=$!
+for _ in $(seq 100); do grep -q "watch it live" "$tmp/nohold.out" && break; sleep 0.05; done
+grep -qF -- "--hold SECONDS keeps the host up after the traffic" "$tmp/nohold.out" || fail "demo without --hold does not mention it"
+wait "$demo_pid"
+demo_pid=
+
 if ((failures > 0)); then
     echo "cli live demo test: $failures failure(s)" >&2
     exit 1

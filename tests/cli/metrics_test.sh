@@ -34,6 +34,7 @@ wait_for() {  # SECONDS COMMAND...
 }
 get() { python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "$1"; }
 
+mkdir "$tmp/run"  # host --socket makes no directory
 sock="$tmp/run/host.sock"
 "$cli" host --socket "$sock" --rate 5000 --metrics-listen 127.0.0.1:0 >"$tmp/host.out" 2>"$tmp/host.err" &
 pids+=($!)

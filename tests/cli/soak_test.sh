@@ -20,6 +20,10 @@ fail() {
 "$cli" soak --seconds 6 --threads 2 --guests 2 --seed 20261125 --json >"$tmp/soak.json" 2>"$tmp/soak.err"
 rc=$?
 [[ $rc == 0 ]] || fail "soak: exit status $rc; stderr: $(head -c 2000 "$tmp/soak.err")"
+# Progress from the start (not a first line after 10 s): a line a second off a terminal.
+lines=$(grep -cE "^ndisshm soak: [0-9]+ s of 6 \([0-9]+%\), [0-9.]+[kM]? operations \([0-9.]+[kM]?/s\), [0-9.]+[kM]? checks, 0 failures$" "$tmp/soak.err")
+((lines >= 4)) || fail "soak: expected a progress line a second, got $lines: $(head -c 1000 "$tmp/soak.err")"
+grep -qE "^ndisshm soak: 1 s of 6 " "$tmp/soak.err" || fail "soak: no progress line after 1 s: $(head -c 1000 "$tmp/soak.err")"
 python3 - "$tmp/soak.json" <<'PY' || fail "soak --json: checks failed (above)"
 import json, sys
 j = json.load(open(sys.argv[1]))

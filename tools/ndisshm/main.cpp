@@ -11,12 +11,14 @@
 #include <exception>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "commands/guest.hpp"
 #include "commands/host.hpp"
 #include "commands/stat.hpp"
 #include "common/config_file.hpp"
 #include "common/options.hpp"
+#include "common/suggest.hpp"
 #include "demo/demo.hpp"
 #include "soak/options.hpp"
 #include "tour/tour.hpp"
@@ -24,6 +26,44 @@
 namespace {
 
 constexpr int kUsageError = 2;
+
+// The long flags people may type on `app` ("--guests"), hidden ones left out.
+std::vector<std::string> long_flags(const CLI::App& app) {
+    std::vector<std::string> names;
+    for (const CLI::Option* o : app.get_options())
+        if (!o->get_group().empty())
+            for (const auto& n : o->get_lnames()) names.push_back("--" + n);
+    return names;
+}
+
+// After a parse error: for each word CLI11 could not place, the subcommand
+// or flag it was most likely meant to be, on stderr.
+void suggest(const CLI::App& app) {
+    std::vector<const CLI::App*> parsed;
+    for (const CLI::App* sub : app.get_subcommands()) parsed.push_back(sub);
+    std::vector<std::string> commands;
+    for (const CLI::App* sub : app.get_subcommands({})) commands.push_back(sub->get_name());
+    std::vector<std::string> flags = long_flags(app);
+    for (const CLI::App* sub : parsed) {
+        const auto more = long_flags(*sub);
+        flags.insert(flags.end(), more.begin(), more.end());
+    }
+    std::vector<std::string> words = app.remaining();
+    for (const CLI::App* sub : parsed) {
+        const auto more = sub->remaining();
+        words.insert(words.end(), more.begin(), more.end());
+    }
+    for (std::string word : words) {
+        std::string guess;
+        if (word.rfind("--", 0) == 0) {
+            word = word.substr(0, word.find('='));
+            guess = ndisshm::cli::closest(word, flags);
+        } else if (parsed.empty()) {
+            guess = ndisshm::cli::closest(word, commands);
+        }
+        if (!guess.empty() && guess != word) std::fprintf(stderr, "ndisshm: %s: did you mean %s?\n", word.c_str(), guess.c_str());
+    }
+}
 
 }  // namespace
 
@@ -41,7 +81,9 @@ int main(int argc, char** argv) {
     app.set_config("--config", "", "JSON file of flags for the subcommand: {\"flag-name\": value, ...}")
         ->check(CLI::ExistingFile);
     app.config_formatter(std::make_shared<ndisshm::cli::JsonConfig>(&app));
-    app.footer("Exit status: 0 success, 1 a check failed, 2 bad usage (guest: 3 the host vanished).");
+    app.footer(
+        "Sizes in bytes take K, M, G, T (powers of 1024) and fractions: 64K, 1.5G.\n"
+        "Exit status: 0 success, 1 a check failed, 2 bad usage (guest: 3 the host vanished).");
 
     ndisshm::cli::Commands c;
     ndisshm::cli::add_demo(app, c);
@@ -55,6 +97,7 @@ int main(int argc, char** argv) {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
         const int rc = app.exit(e);
+        if (rc != 0) suggest(app);
         return rc == 0 ? 0 : kUsageError;
     }
     try {

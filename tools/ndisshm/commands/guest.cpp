@@ -11,16 +11,20 @@
 #include "commands/guest.hpp"
 
 #include <ndisshm/guest.hpp>
+#include <ndisshm/hub.hpp>
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <span>
 #include <string>
 
+#include "common/self_command.hpp"
+#include "common/units.hpp"
 #include "packet_format.hpp"
 
 namespace ndisshm::cli {
@@ -31,6 +35,10 @@ using Clock = std::chrono::steady_clock;
 // How long one poll waits when there is no deadline: short enough that the
 // packet limit is noticed soon after a quiet spell, long enough to cost nothing.
 constexpr int kPollSliceMs = 200;
+
+// A host that has sent nothing this long after the handshake is probably
+// one without traffic: the guest says so, rather than look hung.
+constexpr std::chrono::seconds kQuietHost{2};
 
 struct Outcome {
     NDIS_STATUS end = NDIS_STATUS_SUCCESS;  // OK: a limit ended it
@@ -62,7 +70,9 @@ std::string describe_end(const Outcome& o) {
 }
 
 void print_summary(const GuestCommandOptions& opt, const ndisshm_guest_stats& s, uint64_t checksum,
-                   const support::CheckCounts& v, const Outcome& o) {
+                   const support::CheckCounts& v, const Outcome& o, double seconds) {
+    const double pps = seconds > 0 ? static_cast<double>(s.packets) / seconds : 0;
+    const double gbit = seconds > 0 ? static_cast<double>(s.bytes) * 8 / seconds / 1e9 : 0;
     if (opt.json) {
         nlohmann::ordered_json j = {
             {"name", opt.name},
@@ -79,6 +89,9 @@ void print_summary(const GuestCommandOptions& opt, const ndisshm_guest_stats& s,
             {"blocks_known", s.blocks},
             {"queues_attached", s.queues},
             {"checksum", checksum},
+            {"duration_s", seconds},
+            {"packets_per_s", pps},
+            {"gbit_per_s", gbit},
             {"queue", {{"id", o.queue.queue_id},
                        {"lookahead_split", o.queue.flags != 0},
                        {"lookahead_size", o.queue.lookahead_size}}},
@@ -90,8 +103,10 @@ void print_summary(const GuestCommandOptions& opt, const ndisshm_guest_stats& s,
         std::printf("%s\n", j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
         return;
     }
-    std::printf("guest %s (id %u, %llu bytes of memory): %s\n", opt.name.c_str(), s.guest_id,
-                static_cast<unsigned long long>(opt.memory_bytes), describe_end(o).c_str());
+    std::printf("guest %s (id %u, %s of its own memory given to the host): %s\n", opt.name.c_str(), s.guest_id,
+                human_bytes(opt.memory_bytes).c_str(), describe_end(o).c_str());
+    std::printf("duration: %.1f s; %s packets/s, %s Gbit/s (%s read in place)\n", seconds, human_count(pps).c_str(),
+                fixed(gbit, 3).c_str(), human_bytes(s.bytes).c_str());
     std::printf("packets: %llu\nbytes: %llu\nbad descriptors: %llu\nbad blocks: %llu\nbatches: %llu\n"
                 "blocks known: %u\nqueues attached: %u\nchecksum: %016llx\n",
                 static_cast<unsigned long long>(s.packets), static_cast<unsigned long long>(s.bytes),
@@ -105,9 +120,28 @@ void print_summary(const GuestCommandOptions& opt, const ndisshm_guest_stats& s,
                     static_cast<unsigned long long>(v.last_seq));
 }
 
+// What to do when the guest could not reach a host at `socket`: the words
+// after the library's reason (`error`), or "" when it got as far as a host.
+std::string connect_hint(const std::string& socket, const std::string& error) {
+    const bool is_default = socket == ndisshm::Hub::default_socket_path();
+    const std::string start = self_command() + (is_default ? " host" : " host --socket " + socket);
+    if (socket.size() > 4 && socket.ends_with(".ctl"))
+        return "\n  that is a host's control socket ('ndisshm stat' reads it); guests connect to its guest socket, "
+               "usually " + socket.substr(0, socket.size() - 4) + ".sock";
+    if (error.rfind("connect(", 0) != 0) return "";
+    const std::filesystem::path dir = std::filesystem::path(socket).parent_path();
+    std::error_code ec;
+    if (!is_default && !dir.empty() && !std::filesystem::is_directory(dir, ec))
+        return "\n  directory " + dir.string() + " does not exist, so no host listens there; start one with: mkdir -p " +
+               dir.string() + " && " + start;
+    return "\n  is a host running? start one with: " + start;
+}
+
 }  // namespace
 
-int run_guest(const GuestCommandOptions& opt) {
+int run_guest(const GuestCommandOptions& options) {
+    GuestCommandOptions opt = options;
+    if (opt.socket.empty()) opt.socket = ndisshm::Hub::default_socket_path();
     uint64_t checksum = 0;
     support::Checker checker;
     // FNV-1a over each packet: cheap, and it reads every byte in place.
@@ -135,20 +169,22 @@ int run_guest(const GuestCommandOptions& opt) {
         if (e.kind == NDISSHM_GUEST_QUEUE_ATTACHED) o.queue = e;
     };
     std::unique_ptr<ndisshm::Guest> guest;
+    const std::string& socket = opt.socket;
     try {
         guest = std::make_unique<ndisshm::Guest>(ndisshm::GuestOptions{opt.name, opt.memory_bytes, 0}, on_packet,
                                                  on_event);
-        guest->connect(opt.socket, opt.connect_timeout_ms);
+        guest->connect(socket, opt.connect_timeout_ms);
     } catch (const ndisshm::GuestError& e) {
-        std::fprintf(stderr, "ndisshm guest: %s\n", e.what());
+        std::fprintf(stderr, "ndisshm guest: %s%s\n", e.what(), connect_hint(socket, e.what()).c_str());
         return e.status() == NDISSHM_STATUS_HOST_GONE ? kGuestHostVanished : 1;
     }
     if (!opt.json) {
-        std::fprintf(stderr, "ndisshm guest: connected to %s as guest %u\n", opt.socket.c_str(),
+        std::fprintf(stderr, "ndisshm guest: connected to %s as guest %u\n", socket.c_str(),
                      guest->stats().guest_id);
     }
 
     const auto start = Clock::now();
+    bool told_quiet = false;  // a guest on a host that sends nothing says so, once
     const auto deadline = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt.duration_s));
     for (;;) {
         int wait = kPollSliceMs;
@@ -166,6 +202,14 @@ int run_guest(const GuestCommandOptions& opt) {
             o.reason = guest->last_error();
             break;
         }
+        if (!told_quiet && !opt.json && guest->stats().packets == 0 && Clock::now() - start >= kQuietHost) {
+            told_quiet = true;
+            std::fprintf(stderr,
+                         "ndisshm guest: no packets after %lld s: waiting; a host sends none unless told to "
+                         "('%s host --rate PPS')\n",
+                         static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(kQuietHost).count()),
+                         self_command().c_str());
+        }
         if (opt.packets > 0 && guest->stats().packets >= opt.packets) {
             o.limit_reached = true;
             break;
@@ -178,7 +222,7 @@ int run_guest(const GuestCommandOptions& opt) {
         o.reason = "verify: " + std::to_string(v.lost) + " lost, " + std::to_string(v.out_of_order) +
                    " out of order, " + std::to_string(v.corrupt) + " corrupt (" + describe_end(o) + ")";
     }
-    print_summary(opt, guest->stats(), checksum, v, o);
+    print_summary(opt, guest->stats(), checksum, v, o, std::chrono::duration<double>(Clock::now() - start).count());
     const int rc = exit_status(o);
     if (rc != 0) std::fprintf(stderr, "ndisshm guest: %s\n", o.reason.c_str());
     return rc;

@@ -9,7 +9,7 @@
 namespace ndisshm::cli {
 
 struct GuestCommandOptions {
-    std::string socket;            // the host's socket path
+    std::string socket;            // the host's socket path; empty: ndisshm_default_socket_path
     uint64_t memory_bytes = 64ull << 20;
     std::string name = "guest";    // 1..31 bytes, for the host's logs
     double duration_s = 0;         // 0: no limit

@@ -6,13 +6,16 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <set>
 #include <stdexcept>
 #include <thread>
 
 #include "common/hub_wire.hpp"
+#include "common/log.hpp"
 #include "common/metrics.hpp"
+#include "common/self_command.hpp"
 #include "common/signals.hpp"
 #include "common/traffic.hpp"
 #include "common/units.hpp"
@@ -36,6 +39,59 @@ void follow_guests(const ndisshm::Hub& hub, TrafficGenerator& gen) {
     }
     for (auto it = gen.streams().begin(); it != gen.streams().end();)
         it = running.count(it->first) == 0 ? gen.streams().erase(it) : std::next(it);
+}
+
+// The periodic status line: what moved since the last one, per second, and
+// where the books stand. A warning when packets were dropped meanwhile, so a
+// journal filtered to warnings shows the intervals that lost traffic.
+class StatusLine {
+public:
+    StatusLine(double interval_s, const ndisshm_hub_stats& now) : interval_s_(interval_s), last_(now) {}
+
+    void maybe_log(const ndisshm::Hub& hub, const Log& log) {
+        if (interval_s_ <= 0) return;
+        const double dt = std::chrono::duration<double>(Clock::now() - last_at_).count();
+        if (dt < interval_s_) return;
+        const ndisshm_hub_stats now = hub.stats();
+        const uint64_t delivered = now.delivered - last_.delivered;
+        const uint64_t dropped = now.dropped - last_.dropped;
+        const std::string line =
+            "status: " + std::to_string(now.running) + (now.running == 1 ? " guest" : " guests") + " running; " +
+            human_count(static_cast<double>(delivered) / dt) + " packets/s delivered, " +
+            human_count(static_cast<double>(dropped) / dt) + "/s dropped over " + fixed(dt, 1) + " s; totals: " +
+            human_count(static_cast<double>(now.delivered)) + " delivered, " +
+            human_count(static_cast<double>(now.dropped)) + " dropped, " + std::to_string(now.accepted) +
+            " guests connected, " + std::to_string(now.refused) + " refused";
+        log(dropped != 0 ? LogLevel::Warning : LogLevel::Info, line);
+        last_ = now;
+        last_at_ = Clock::now();
+    }
+
+private:
+    double interval_s_;
+    ndisshm_hub_stats last_;
+    Clock::time_point last_at_ = Clock::now();
+};
+
+// Why the host cannot listen at `path`, before the hub tries: a --socket
+// in a directory that does not exist is a typo, not something to mkdir -p
+// (the default directory the hub still makes, 0700); and a host already
+// there is asked on its control socket, so it never sees us as a guest.
+std::string socket_problem(const std::string& given) {
+    if (!given.empty()) {
+        const std::filesystem::path dir = std::filesystem::path(given).parent_path();
+        std::error_code ec;
+        if (!dir.empty() && !std::filesystem::is_directory(dir, ec))
+            return "cannot listen on " + given + ": directory " + dir.string() +
+                   " does not exist (create it first, or leave --socket out for the default)";
+    }
+    const std::string path = given.empty() ? ndisshm::Hub::default_socket_path() : given;
+    try {
+        ndisshm::Hub::control_query(path, "stat", 1000);
+    } catch (const ndisshm::HubError&) {
+        return {};  // nobody answers: the hub replaces a stale socket file
+    }
+    return "another host is listening on " + path + " (stop it first, or give this one another --socket)";
 }
 
 void print_summary(const HostOptions& o, const std::string& socket, double uptime, const ndisshm_hub_stats& h,
@@ -74,6 +130,8 @@ void print_summary(const HostOptions& o, const std::string& socket, double uptim
 
 int run_host(const HostOptions& o) {
     const std::atomic<bool>& stop = stop_on_signals();
+    // Before the host: the hub's threads log through it until it stops.
+    const Log log("ndisshm host", stderr, o.quiet);
     std::unique_ptr<ndisshm::HubHost> host;
     ndisshm::HubOptions h;
     h.socket_path = o.host.socket;
@@ -83,14 +141,15 @@ int run_host(const HostOptions& o) {
     h.slot_bytes = o.host.slot_bytes;
     h.lookahead_split = o.host.lookahead_size != 0;
     h.lookahead_size = o.host.lookahead_size;
-    h.log = [&o](const std::string& line) {
-        if (!o.quiet) std::fprintf(stderr, "ndisshm host: %s\n", line.c_str());
-    };
-    auto log = h.log;
+    h.log = [&log](const std::string& line) { log(hub_line_level(line), line); };
+    if (const std::string why = socket_problem(o.host.socket); !why.empty()) {
+        log.error(why);
+        return 1;
+    }
     try {
         host = std::make_unique<ndisshm::HubHost>(h);
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "ndisshm host: cannot start: %s\n", e.what());
+        log.error(std::string("cannot start: ") + e.what());
         return 1;
     }
     ndisshm::Hub& hub = host->hub();
@@ -98,8 +157,8 @@ int run_host(const HostOptions& o) {
     // Flushed at once: scripts wait for this line before connecting. On
     // stdout, but with --json stdout holds the summary alone.
     std::FILE* ready = o.json ? stderr : stdout;
-    std::fprintf(ready, "ndisshm host: listening on %s (control: %s)\n", socket.c_str(), hub.control_path().c_str());
-    std::fflush(ready);
+    const Log announce("ndisshm host", ready, false);
+    announce.info("listening on " + socket + " (control: " + hub.control_path() + ")");
 
     // Each scrape takes a fresh snapshot: the same JSON `ndisshm stat` reads.
     std::unique_ptr<MetricsServer> metrics;
@@ -108,15 +167,17 @@ int run_host(const HostOptions& o) {
         metrics = MetricsServer::start(
             o.metrics_listen, [&hub] { return nlohmann::json::parse(hub.snapshot_json()); }, &error);
         if (!metrics) {
-            std::fprintf(stderr, "ndisshm host: %s\n", error.c_str());
+            log.error(error);
             host->shut_down();
             return 1;
         }
-        std::fprintf(ready, "ndisshm host: metrics on http://%s/metrics (port %d)\n", o.metrics_listen.c_str(),
-                     metrics->port());
-        std::fflush(ready);
+        announce.info("metrics on http://" + o.metrics_listen + "/metrics (port " + std::to_string(metrics->port()) +
+                      ")");
     }
 
+    if (o.rate_pps == 0)
+        log.info("sending no traffic: guests get packets from '" + self_command() +
+                 " host --rate PPS' (a checked stream each)");
     HubWire wire(hub);
     std::unique_ptr<TrafficGenerator> gen;
     if (o.rate_pps != 0)
@@ -124,7 +185,9 @@ int run_host(const HostOptions& o) {
     const auto start = Clock::now();
     uint64_t sent = 0;
     auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
+    StatusLine status(o.status_interval_s, hub.stats());
     while (!stop.load() && (o.duration_s <= 0 || elapsed() < o.duration_s)) {
+        status.maybe_log(hub, log);
         if (!gen) {
             std::this_thread::sleep_for(std::chrono::milliseconds(50));
             continue;
@@ -136,7 +199,7 @@ int run_host(const HostOptions& o) {
         }
         sent += gen->run(Path::ZeroCopy, kSliceS, stop).total.packets;
     }
-    if (stop_signal() != 0) log("signal " + std::to_string(stop_signal()) + ": shutting down");
+    if (stop_signal() != 0) log.info("signal " + std::to_string(stop_signal()) + ": shutting down");
     metrics.reset();  // no scrape may read the hub while it shuts down
     const ndisshm_hub_stats stats = hub.stats();
     const double uptime = elapsed();
@@ -144,12 +207,11 @@ int run_host(const HostOptions& o) {
     const ndisshm::HubTeardown t = host->shut_down();
     print_summary(o, socket, uptime, stats, sent, t);
     if (t.blocks_left != 0)
-        std::fprintf(stderr, "ndisshm host: LEAK: %llu blocks (%llu bytes) still on the adapter after the hub stopped\n",
-                     static_cast<unsigned long long>(t.blocks_left), static_cast<unsigned long long>(t.bytes_left));
+        log.error("LEAK: " + std::to_string(t.blocks_left) + " blocks (" + std::to_string(t.bytes_left) +
+                  " bytes) still on the adapter after the hub stopped");
     if (t.memory_blocks_left != 0)
-        std::fprintf(stderr, "ndisshm host: LEAK: %llu blocks still in host memory\n",
-                     static_cast<unsigned long long>(t.memory_blocks_left));
-    for (const auto& f : t.findings) std::fprintf(stderr, "ndisshm host: verifier: %s\n", f.c_str());
+        log.error("LEAK: " + std::to_string(t.memory_blocks_left) + " blocks still in host memory");
+    for (const auto& f : t.findings) log.error("verifier: " + f);
     return t.clean() ? 0 : 1;
 }
 

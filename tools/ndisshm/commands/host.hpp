@@ -31,6 +31,7 @@ struct HostOptions {
     double duration_s = 0;  // 0: until a signal
     bool json = false;      // the final summary as JSON on stdout
     bool quiet = false;     // no log lines on stderr
+    double status_interval_s = 60;  // a status line on the log this often; 0: none
     std::string metrics_listen;  // "ADDR:PORT": serve Prometheus metrics at /metrics; empty: none
 };
 

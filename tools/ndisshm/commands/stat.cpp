@@ -9,8 +9,10 @@
 #include <cstdio>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/metrics.hpp"
+#include "common/self_command.hpp"
 #include "common/signals.hpp"
 #include "common/table.hpp"
 #include "common/units.hpp"
@@ -62,10 +64,34 @@ std::string query(const StatOptions& o, std::string& error) {
     }
 }
 
+// Per second between two snapshots of one host, over the host's own clock
+// (uptime_s), so a slow query does not bend the figure; -1 when unknown.
+double per_second(const json& now, const json& before, double seconds) {
+    if (!now.is_number_unsigned() || !before.is_number_unsigned() || seconds <= 0) return -1;
+    const uint64_t a = now.get<uint64_t>(), b = before.get<uint64_t>();
+    return a >= b ? static_cast<double>(a - b) / seconds : -1;
+}
+
+std::string rate(double per_s) { return per_s < 0 ? "-" : human_count(per_s); }
+
+// After "no host serves PATH": how to start the host stat was looking for
+// (the guest socket that goes with a control socket given).
+std::string start_hint(const std::string& given) {
+    std::string socket = given;
+    if (socket.size() > 4 && socket.ends_with(".ctl")) socket = socket.substr(0, socket.size() - 4) + ".sock";
+    return "  is a host running? start one with: " + self_command() + " host" +
+           (socket.empty() ? "" : " --socket " + socket) + "\n";
+}
+
 }  // namespace
 
-std::string render_snapshot(const std::string& text) {
+std::string render_snapshot(const std::string& text, const std::string& previous) {
     const json s = json::parse(text);
+    const json before = previous.empty() ? json() : json::parse(previous);
+    const double dt = before.is_object() && field(before, "uptime_s").is_number() && field(s, "uptime_s").is_number()
+                          ? s.value("uptime_s", 0.0) - before.value("uptime_s", 0.0)
+                          : 0;
+    const bool rates = dt > 0;
     std::string out;
     const json& h = s.at("hub");
     out += "host: socket " + s.value("socket", "") + ", control " + s.value("control", "") + ", up " +
@@ -75,6 +101,13 @@ std::string render_snapshot(const std::string& text) {
            num(field(h, "closed")) + " gone (" + num(field(h, "refused")) + " refused)\n";
     out += "packets: " + num(field(h, "delivered")) + " delivered (" + num(field(h, "copied")) + " through host queues), " +
            num(field(h, "dropped")) + " dropped or retried, " + num(field(h, "returned")) + " given back\n";
+    if (rates) {
+        const json& hb = field(before, "hub");
+        out += "rates: " + rate(per_second(field(h, "delivered"), field(hb, "delivered"), dt)) + " packets/s delivered, " +
+               rate(per_second(field(h, "dropped"), field(hb, "dropped"), dt)) + "/s dropped or retried, " +
+               rate(per_second(field(h, "returned"), field(hb, "returned"), dt)) + "/s given back (last " +
+               fixed(dt, 1) + " s)\n";
+    }
 
     Table adapters({{"adapter"}, {"provider"}, {"queues", Align::Right}, {"bindings", Align::Right},
                     {"blocks", Align::Right}, {"bytes", Align::Right}, {"peak blocks", Align::Right},
@@ -98,22 +131,34 @@ std::string render_snapshot(const std::string& text) {
         providers.add_row({p.value("adapter", ""), p.value("binding", ""), p.value("description", "")});
     if (providers.rows() != 0) out += section("providers", providers);
 
-    Table queues({{"queue", Align::Right}, {"kind"}, {"guest", Align::Right}, {"lookahead"}, {"slots", Align::Right},
-                  {"received", Align::Right}, {"ring full", Align::Right}, {"outstanding", Align::Right},
-                  {"blocks", Align::Right}, {"bytes", Align::Right}, {"peak blocks", Align::Right},
-                  {"failures", Align::Right}});
+    std::vector<Table::Column> columns{{"queue", Align::Right}, {"kind"}, {"guest", Align::Right}, {"lookahead"},
+                                       {"slots", Align::Right}, {"received", Align::Right}};
+    if (rates) columns.push_back({"received/s", Align::Right});
+    for (const char* c : {"ring full", "outstanding", "blocks", "bytes", "peak blocks", "failures"})
+        columns.push_back({c, Align::Right});
+    Table queues(columns);
     for (const json& q : s.at("queues")) {
         const json& b = field(q, "books");
         const std::string split = q.value("lookahead_split", false) ? "split " + num(field(q, "lookahead_size")) : "-";
         const std::string guest = q.value("guest_id", 0u) != 0 ? num(field(q, "guest_id")) : "-";
-        queues.add_row({num(field(q, "id")), q.value("kind", ""), guest, split, num(field(q, "slots")), num(field(q, "received")),
-                        num(field(q, "ring_full")), num(field(q, "outstanding")), num(field(b, "blocks")), bytes(field(b, "bytes")),
-                        num(field(b, "peak_blocks")), num(field(b, "failures"))});
+        std::vector<std::string> row{num(field(q, "id")), q.value("kind", ""), guest, split, num(field(q, "slots")),
+                                     num(field(q, "received"))};
+        if (rates) {
+            // The same queue a refresh ago: same id and the same guest (a queue id is reused by the next guest).
+            json was;
+            for (const json& p : field(before, "queues"))
+                if (field(p, "id") == field(q, "id") && field(p, "guest_id") == field(q, "guest_id")) was = p;
+            row.push_back(rate(per_second(field(q, "received"), field(was, "received"), dt)));
+        }
+        for (const std::string& cell : {num(field(q, "ring_full")), num(field(q, "outstanding")), num(field(b, "blocks")),
+                                        bytes(field(b, "bytes")), num(field(b, "peak_blocks")), num(field(b, "failures"))})
+            row.push_back(cell);
+        queues.add_row(row);
     }
     out += section("queues (adapter " + (field(s, "adapters").empty() ? std::string("?") : field(s, "adapters")[0].value("name", "")) + ")",
                    queues);
 
-    Table guests({{"guest", Align::Right}, {"name"}, {"queue", Align::Right}, {"memory", Align::Right}, {"base"}});
+    Table guests({{"guest", Align::Right}, {"name"}, {"queue", Align::Right}, {"its memory", Align::Right}, {"base"}});
     for (const json& g : s.at("guests")) {
         char base[24];
         std::snprintf(base, sizeof(base), "0x%llx", static_cast<unsigned long long>(g.value("guest_physical_base", 0ull)));
@@ -122,7 +167,10 @@ std::string render_snapshot(const std::string& text) {
     if (guests.rows() != 0) out += section("guests", guests);
 
     const json& m = s.at("memory");
-    out += "\nmemory: " + m.value("page_mode", std::string("?")) + " pages (" + bytes(field(m, "page_bytes")) + "), " +
+    // The runtime's own memory (NDIS's default provider, host queues); the
+    // guests' memory is theirs and shows in the guests table above.
+    out += "\nhost memory (NDIS's default provider; guests' memory is theirs, above): " +
+           m.value("page_mode", std::string("?")) + " pages (" + bytes(field(m, "page_bytes")) + "), " +
            num(field(m, "arenas")) + " arenas, " + bytes(field(m, "bytes_in_use")) + " in " + num(field(m, "blocks_in_use")) +
            " blocks, high water " + bytes(field(m, "high_water_bytes")) + ", file " + bytes(field(m, "file_bytes")) + "\n";
 
@@ -143,11 +191,12 @@ std::string render_snapshot(const std::string& text) {
 int run_stat(const StatOptions& o) {
     const std::atomic<bool>& stop = stop_on_signals();
     const bool tty = isatty(STDOUT_FILENO) == 1;
+    std::string previous;  // the last refresh's snapshot: --watch's rates
     for (unsigned shown = 0;;) {
         std::string error;
         const std::string reply = query(o, error);
         if (reply.empty()) {
-            std::fprintf(stderr, "ndisshm stat: %s\n", error.c_str());
+            std::fprintf(stderr, "ndisshm stat: %s\n%s", error.c_str(), shown == 0 && error.find("no host serves") != std::string::npos ? start_hint(o.socket).c_str() : "");
             return 1;
         }
         std::string text;
@@ -162,7 +211,7 @@ int run_stat(const StatOptions& o) {
             else if (o.format == "openmetrics")
                 text = openmetrics_text(json::parse(reply));
             else
-                text = render_snapshot(reply);
+                text = render_snapshot(reply, previous);
         } catch (const std::exception& e) {
             std::fprintf(stderr, "ndisshm stat: the host's reply is not a snapshot: %s\n", e.what());
             return 1;
@@ -174,6 +223,7 @@ int run_stat(const StatOptions& o) {
         if (o.watch_s > 0 && !tty && table) std::fputs("\n", stdout);
         std::fflush(stdout);
         ++shown;
+        previous = reply;
         if (o.watch_s <= 0 || (o.count != 0 && shown >= o.count)) return 0;
         const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(o.watch_s);
         while (std::chrono::steady_clock::now() < until) {

@@ -23,7 +23,9 @@ struct StatOptions {
 int run_stat(const StatOptions& options);
 
 // The text form of one snapshot (exposed for the demo's --json-less output
-// and for tests). Throws std::exception on a reply that is not a snapshot.
-std::string render_snapshot(const std::string& json);
+// and for tests); with the same host's previous snapshot (--watch), rates
+// per second between the two beside the totals. Throws std::exception on a
+// reply that is not a snapshot.
+std::string render_snapshot(const std::string& json, const std::string& previous = {});
 
 }  // namespace ndisshm::cli

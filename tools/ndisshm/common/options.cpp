@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "common/checks.hpp"
+
 #include "demo/sizing.hpp"
 #include "packet_format.hpp"
 
@@ -19,11 +21,11 @@ void add_traffic(CLI::App* app, std::vector<uint32_t>& sizes, uint64_t& rate, ui
                     "Packet sizes in bytes, sent in turn (a list: 64,1500,9000); each packet carries a sequence "
                     "number and a checksum the guests check")
         ->delimiter(',')
-        ->check(CLI::Range(support::kMinPacket, support::kMaxPacket))
+        ->check(in_range(support::kMinPacket, support::kMaxPacket))
         ->capture_default_str();
-    app->add_option("--rate", rate, rate_help)->check(CLI::Range(uint64_t{0}, uint64_t{100'000'000}))->capture_default_str();
+    app->add_option("--rate", rate, rate_help)->check(in_range(uint64_t{0}, uint64_t{100'000'000}))->capture_default_str();
     app->add_option("--batch", batch, "Packets per delivery to a guest (one message, one system call)")
-        ->check(CLI::Range(1u, support::kVariants))
+        ->check(in_range(1u, support::kVariants))
         ->capture_default_str();
 }
 
@@ -78,6 +80,7 @@ void check_tour(CLI::App* demo, Commands& c) {
     for (const char* flag :
          {"--guests", "--packet-size", "--rate", "--duration", "--batch", "--lookahead", "--socket", "--nic"})
         if (demo->count(flag) != 0) throw CLI::ValidationError(flag, "belongs to the live demo, not to --api-tour");
+    if (demo->count("--hold") != 0) throw CLI::ValidationError("--hold", "belongs to the live demo, not to --api-tour");
     Workload& w = c.tour.workload;
     if (c.demo_queues != 0) w.queues = c.demo_queues;
     if (c.demo_blocks != 0) w.blocks_per_queue = c.demo_blocks;
@@ -110,24 +113,29 @@ void add_demo(CLI::App& app, Commands& c) {
     demo->add_flag("--json", c.live.json, "Print the summary as JSON on stdout (narration, unless --quiet, on stderr)");
     demo->add_flag("--quiet,-q", c.live.quiet, "No narration or progress, only the summary");
     demo->add_option("--guests", c.live.guests, "Guest processes")
-        ->check(CLI::Range(1u, kMaxDemoGuests))
+        ->check(in_range(1u, kMaxDemoGuests))
         ->capture_default_str();
     demo->add_option("--queues", c.demo_queues,
                      "VMQ receive queues: one per guest, the rest host queues for the copy path (default: guests + "
                      "1); with --api-tour, per adapter (default 3)")
-        ->check(CLI::Range(1u, Workload::kMaxQueues));
+        ->check(in_range(1u, Workload::kMaxQueues));
     add_traffic(demo, c.live.packet_sizes, c.live.rate_pps, c.live.batch,
                 "Packets per second to each guest (0: as fast as the guests take them)");
     demo->add_option("--duration", c.live.duration_s, "Seconds of traffic on each path")
-        ->check(CLI::Range(0.1, 3600.0))
+        ->check(in_range(0.1, 3600.0))
         ->capture_default_str();
     demo->add_option("--blocks-per-queue", c.demo_blocks, "Receive buffers per queue (default 16; --api-tour: 4)")
-        ->check(CLI::Range(1u, Workload::kMaxBlocksPerQueue));
-    demo->add_option("--block-size", c.demo_block_size, "Bytes per receive buffer (default 65536)")
-        ->check(CLI::Range(1u, kMaxBlockBytes));
-    demo->add_option("--lookahead", c.live.lookahead_size,
-                     "Lookahead split size of the first guest's queue (queue 1), in bytes (0: no lookahead split)")
-        ->check(CLI::Range(0u, support::kMaxPacket))
+        ->check(in_range(1u, Workload::kMaxBlocksPerQueue));
+    sized_option(demo->add_option("--block-size", c.demo_block_size, "Bytes per receive buffer (default 65536)"))
+        ->check(in_range(1u, kMaxBlockBytes));
+    sized_option(demo->add_option("--lookahead", c.live.lookahead_size,
+                     "Lookahead split size of the first guest's queue (queue 1), in bytes (0: no lookahead split)"))
+        ->check(in_range(0u, support::kMaxPacket))
+        ->capture_default_str();
+    demo->add_option("--hold", c.live.hold_s,
+                     "After the traffic, keep the host and its guests up this many seconds for 'ndisshm stat' "
+                     "(Ctrl-C ends it early)")
+        ->check(in_range(0.0, 86400.0))
         ->capture_default_str();
     demo->add_option("--socket", c.live.socket, "Guest socket path (default: demo-<pid>.sock in the default directory)");
     demo->add_option("--nic", c.live.nic,
@@ -152,27 +160,28 @@ void add_guest(CLI::App& app, GuestCommandOptions& o) {
         "Exit status: 0 the host said BYE or a limit was reached, 3 the host vanished (closed without BYE),\n"
         "1 an error (cannot connect, memory refused, malformed message; --verify: a packet lost, out of\n"
         "order or corrupt; the reason on stderr), 2 bad usage.");
-    guest->add_option("--socket", o.socket, "The host's socket path")->required();
-    guest->add_option("--memory", o.memory_bytes, "Guest memory size in bytes; K, M, G (or KiB, MiB, GiB) are powers of 1024")
-        ->transform(CLI::AsSizeValue(false))
-        ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 40))
+    guest->add_option("--socket", o.socket,
+                      "The host's guest socket (default: host.sock in the default directory, as 'ndisshm host')");
+    sized_option(guest->add_option("--memory", o.memory_bytes, "Guest memory size in bytes (64M, 1.5G)"))
+        ->check(in_range(uint64_t{1}, uint64_t{1} << 40))
         ->capture_default_str();
     guest->add_option("--name", o.name, "Name sent in HELLO, for the host's logs (1..31 bytes)")
         ->check([](const std::string& n) { return n.empty() || n.size() > 31 ? "must be 1..31 bytes" : ""; })
         ->capture_default_str();
     guest->add_option("--duration", o.duration_s, "Stop after this many seconds (0: no limit)")
-        ->check(CLI::Range(0.0, 1e9))
+        ->check(in_range(0.0, 1e9))
         ->capture_default_str();
     guest->add_option("--packets", o.packets, "Stop after at least this many packets (0: no limit)")
+        ->check(a_number<uint64_t>())
         ->capture_default_str();
     guest->add_option("--connect-timeout", o.connect_timeout_ms, "Milliseconds to wait for each handshake answer")
-        ->check(CLI::Range(1, 3600 * 1000))
+        ->check(in_range(1, 3600 * 1000))
         ->capture_default_str();
     guest->add_flag("--verify", o.verify, "Check each packet's sequence number, length and checksum; count losses");
     guest->add_option("--frame-offset", o.frame_offset,
                       "With --verify: the checked stream starts this many bytes into each packet (42: the UDP "
                       "payload of an Ethernet frame, as 'demo --nic afxdp' sends)")
-        ->check(CLI::Range(0u, 256u))
+        ->check(in_range(0u, 256u))
         ->capture_default_str();
     guest->add_flag("--json", o.json, "Print the summary as JSON on stdout");
 }
@@ -190,27 +199,32 @@ void add_host(CLI::App& app, HostOptions& o) {
         "start; 2 bad usage.");
     host->add_option("--socket", o.host.socket, "Guest socket path (default: host.sock in the default directory)");
     host->add_option("--max-guests", o.host.max_guests, "Guests running at once")
-        ->check(CLI::Range(1u, 1024u))
+        ->check(in_range(1u, 1024u))
         ->capture_default_str();
     host->add_option("--blocks-per-queue", o.host.blocks_per_queue, "Receive buffers per guest queue")
-        ->check(CLI::Range(1u, Workload::kMaxBlocksPerQueue))
+        ->check(in_range(1u, Workload::kMaxBlocksPerQueue))
         ->capture_default_str();
-    host->add_option("--block-size", o.host.block_bytes, "Bytes per receive buffer")
-        ->check(CLI::Range(4096u, kMaxBlockBytes))
+    sized_option(host->add_option("--block-size", o.host.block_bytes, "Bytes per receive buffer"))
+        ->check(in_range(4096u, kMaxBlockBytes))
         ->capture_default_str();
-    host->add_option("--slot-size", o.host.slot_bytes, "Largest packet (bytes per receive slot); default: 2048, or "
-                                                       "the largest --packet-size rounded up to 64")
-        ->check(CLI::Range(64u, kMaxBlockBytes));
-    host->add_option("--lookahead-split", o.host.lookahead_size,
-                     "Allocate guests' queues with lookahead split of this many bytes (0: none)")
-        ->check(CLI::Range(0u, kMaxBlockBytes))
+    sized_option(host->add_option("--slot-size", o.host.slot_bytes,
+                                  "Largest packet (bytes per receive slot); default: 2048, or the largest "
+                                  "--packet-size rounded up to 64"))
+        ->check(in_range(64u, kMaxBlockBytes));
+    sized_option(host->add_option("--lookahead-split", o.host.lookahead_size,
+                     "Allocate guests' queues with lookahead split of this many bytes (0: none)"))
+        ->check(in_range(0u, kMaxBlockBytes))
         ->capture_default_str();
     add_traffic(host, o.packet_sizes, o.rate_pps, o.batch, "Packets per second to each running guest (0: no traffic)");
     host->add_option("--duration", o.duration_s, "Stop after this many seconds (0: at SIGINT or SIGTERM)")
-        ->check(CLI::Range(0.0, 1e9))
+        ->check(in_range(0.0, 1e9))
         ->capture_default_str();
     host->add_flag("--json", o.json, "Print the final summary as JSON on stdout");
     host->add_flag("--quiet,-q", o.quiet, "No log lines on stderr (guests coming and going)");
+    host->add_option("--status-interval", o.status_interval_s,
+                     "Seconds between status lines on the log (rates since the last line, guests, drops; 0: none)")
+        ->check(in_range(0.0, 86400.0))
+        ->capture_default_str();
     host->add_option("--metrics-listen", o.metrics_listen,
                      "Serve Prometheus metrics (the books and the data path) at http://ADDR:PORT/metrics; "
                      "PORT 0 picks a free one")
@@ -246,11 +260,12 @@ void add_stat(CLI::App& app, StatOptions& o) {
                      "table; json (the host's JSON as it came); prometheus (text exposition format 0.0.4, as "
                      "'host --metrics-listen' serves it); openmetrics (OpenMetrics 1.0 text)")
         ->check(CLI::IsMember({"table", "json", "prometheus", "openmetrics"}));
-    stat->add_option("--watch", o.watch_s, "Refresh every so many seconds until Ctrl-C")->check(CLI::Range(0.1, 3600.0));
+    stat->add_option("--watch", o.watch_s, "Refresh every so many seconds until Ctrl-C")->check(in_range(0.1, 3600.0));
     stat->add_option("--count", o.count, "With --watch: stop after this many refreshes (0: never)")
+        ->check(a_number<decltype(o.count)>())
         ->capture_default_str();
     stat->add_option("--timeout", o.timeout_ms, "Milliseconds to wait for the host's answer")
-        ->check(CLI::Range(1, 600'000))
+        ->check(in_range(1, 600'000))
         ->capture_default_str();
 }
 

@@ -25,6 +25,22 @@ inline std::string human_bytes(uint64_t bytes) {
     return buf;
 }
 
+// 1234567 -> "1.2M", 999 -> "999": counts and per-second rates, SI steps.
+inline std::string human_count(double n) {
+    static const char* const units[] = {"", "k", "M", "G", "T"};
+    int u = 0;
+    while (n >= 1000.0 && u < 4) {
+        n /= 1000.0;
+        ++u;
+    }
+    char buf[32];
+    if (u == 0)
+        std::snprintf(buf, sizeof(buf), "%.0f", n);
+    else
+        std::snprintf(buf, sizeof(buf), "%.1f%s", n, units[u]);
+    return buf;
+}
+
 inline std::string fixed(double v, int digits = 2) {
     char buf[48];
     std::snprintf(buf, sizeof(buf), "%.*f", digits, v);

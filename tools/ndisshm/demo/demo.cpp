@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "common/progress.hpp"
+#include "common/self_command.hpp"
 #include "common/signals.hpp"
 #include "common/units.hpp"
 #include "demo/afxdp_source.hpp"
@@ -68,6 +69,7 @@ private:
     bool start();
     bool start_guests();
     void run_phase(const Phase& phase);
+    void hold();
     void capture_books();
     void finish_guests();
     void check();
@@ -109,7 +111,8 @@ bool Demo::start() {
     host_ = std::make_unique<ndisshm::HubHost>(
         h, [this](ndisshm::Hub& hub) { source_.attach(hub); }, [this] { source_.detach(); });
     say("host: adapter nic0 with the guest provider" + source_.host_words() + "; guests connect at " + s_.socket);
-    say("  watch it live: ndisshm stat --socket " + s_.socket + " --watch 1");
+    say("  watch it live: " + self_command() + " stat --socket " + s_.socket + " --watch 1" +
+        (o_.hold_s > 0 ? "" : " (--hold SECONDS keeps the host up after the traffic)"));
     return source_.start(host_->hub(), *this);
 }
 
@@ -247,6 +250,18 @@ void Demo::check() {
     s_.ok = s_.problems.empty();
 }
 
+// --hold: the traffic is over; the host and its guests stay up, idle, for
+// `ndisshm stat` to look at, until the time is up or Ctrl-C (no problem:
+// the runs are done).
+void Demo::hold() {
+    if (o_.hold_s <= 0 || stop_.load()) return;
+    say("holding the host for " + fixed(o_.hold_s, 0) + " s (Ctrl-C ends it): " + self_command() + " stat --socket " +
+        s_.socket);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(o_.hold_s);
+    while (std::chrono::steady_clock::now() < until && !stop_.load())
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+}
+
 int Demo::run() {
     say(source_.headline());
     try {
@@ -259,6 +274,7 @@ int Demo::run() {
                 run_phase(phase);
                 source_.drain(host_->hub(), *gen_, phase, guest_names_, *this);
             }
+            hold();
         }
         if (host_) {
             if (gen_) capture_books();

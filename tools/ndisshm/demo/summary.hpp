@@ -27,6 +27,7 @@ struct DemoOptions {
     bool json = false;
     bool quiet = false;
     std::string nic = "emulated";  // which TrafficSource feeds the guests' queues: "emulated" or "afxdp"
+    double hold_s = 0;              // after the traffic, keep the host and guests up this long (stat); 0: no
 };
 
 struct PhaseRow {

@@ -1,5 +1,7 @@
 #include "soak/options.hpp"
 
+#include "common/checks.hpp"
+
 namespace ndisshm::cli {
 
 void add_soak(CLI::App& app, SoakOptions& o) {
@@ -17,29 +19,31 @@ void add_soak(CLI::App& app, SoakOptions& o) {
         "mapping leaked, no verifier finding. The run stops at --seconds or --ops, whichever comes first.\n"
         "Exit status: 0 no failure and no leak; 1 a check failed (listed on stderr); 2 bad usage.");
     soak->add_option("--seconds", o.seconds, "Run this long (0: until --ops)")
-        ->check(CLI::Range(0.0, 1e7))
+        ->check(in_range(0.0, 1e7))
         ->capture_default_str();
     soak->add_option("--ops", o.ops,
                      "Stop after this many operations, all kinds together (0: until --seconds)")
+        ->check(a_number<decltype(o.ops)>())
         ->capture_default_str();
     soak->add_option("--threads", o.threads, "Threads allocating and freeing host memory")
-        ->check(CLI::Range(1u, 64u))
+        ->check(in_range(1u, 64u))
         ->capture_default_str();
     soak->add_option("--guests", o.guests,
                      "Guest processes alive at once, each killed and replaced in turn (0: none)")
-        ->check(CLI::Range(0u, 16u))
+        ->check(in_range(0u, 16u))
         ->capture_default_str();
     soak->add_option("--seed", o.seed, "Seed of the random choices (0: from the clock; the summary shows it)")
+        ->check(a_number<decltype(o.seed)>())
         ->capture_default_str();
-    soak->add_option("--max-block-size", o.max_block_bytes, "Largest block a thread allocates, in bytes")
-        ->check(CLI::Range(64u, 16u << 20))
+    sized_option(soak->add_option("--max-block-size", o.max_block_bytes, "Largest block a thread allocates, in bytes"))
+        ->check(in_range(64u, 16u << 20))
         ->capture_default_str();
     soak->add_option("--max-outstanding", o.max_outstanding, "Blocks one thread holds at most")
-        ->check(CLI::Range(1u, 100'000u))
+        ->check(in_range(1u, 100'000u))
         ->capture_default_str();
     soak->add_option("--kill-after", o.kill_after_ms,
                      "A guest is SIGKILLed at a random moment within this many milliseconds of its start")
-        ->check(CLI::Range(1u, 600'000u))
+        ->check(in_range(1u, 600'000u))
         ->capture_default_str();
     soak->add_flag("--json", o.json, "Print the summary as JSON on stdout");
     soak->add_flag("--quiet,-q", o.quiet, "No progress lines on stderr");

@@ -4,6 +4,7 @@
 #include <ndisshm/hub.hpp>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -16,7 +17,9 @@
 #include <string>
 #include <thread>
 
+#include "common/progress.hpp"
 #include "common/signals.hpp"
+#include "common/units.hpp"
 #include "soak/guests.hpp"
 #include "soak/host_threads.hpp"
 #include "soak/world.hpp"
@@ -146,6 +149,21 @@ void print(const SoakOptions& o, const World& w, const Summary& s, const Leaks& 
                 static_cast<unsigned long long>(failures), interrupted ? " (interrupted)" : "");
 }
 
+// "ndisshm soak: 3 s of 10 (30%), 12.3k operations (4.1k/s), 56 checks, 0 failures".
+std::string progress_line(const SoakOptions& o, double t, const soak::World& world) {
+    const uint64_t ops = world.counters.total_ops();
+    double done = 0;
+    if (o.seconds > 0) done = t / o.seconds;
+    if (o.ops > 0) done = std::max(done, static_cast<double>(ops) / static_cast<double>(o.ops));
+    std::string line = "ndisshm soak: " + fixed(t, 0) + " s";
+    if (o.seconds > 0) line += " of " + fixed(o.seconds, 0);
+    line += " (" + fixed(std::min(done, 1.0) * 100, 0) + "%), " + human_count(static_cast<double>(ops)) +
+            " operations (" + human_count(t > 0 ? static_cast<double>(ops) / t : 0) + "/s), " +
+            human_count(static_cast<double>(world.counters.total_checks())) + " checks, " +
+            std::to_string(world.failures.count()) + " failures";
+    return line;
+}
+
 }  // namespace
 
 int run_soak(const SoakOptions& o) {
@@ -231,20 +249,24 @@ int run_soak(const SoakOptions& o) {
         if (hub) guests = std::make_unique<soak::SoakGuests>(world, o, *hub);
         host.start(sum.seed);
         if (guests) guests->start(sum.seed);
+        // Progress from the start: on a terminal one line redrawn as the
+        // books are checked; elsewhere a line each second for the first ten,
+        // then every ten seconds, so a long soak's log stays short.
+        Progress progress(log);
         auto last_line = start;
         // The threads end the run themselves when --ops is reached.
         while (Clock::now() < deadline && !world.stopping && !stop_signal) {
             std::this_thread::sleep_for(std::chrono::milliseconds(kBookCheckMs));
             if (!host.check_books()) ++sum.book_checks_unsteady;
-            if (log != nullptr && Clock::now() - last_line >= std::chrono::seconds(10)) {
-                last_line = Clock::now();
-                std::fprintf(log, "ndisshm soak: %.0f s, %llu operations, %llu checks, %llu failures\n",
-                             std::chrono::duration<double>(last_line - start).count(),
-                             static_cast<unsigned long long>(world.counters.total_ops()),
-                             static_cast<unsigned long long>(world.counters.total_checks()),
-                             static_cast<unsigned long long>(world.failures.count()));
-            }
+            if (log == nullptr) continue;
+            const auto now = Clock::now();
+            const double t = std::chrono::duration<double>(now - start).count();
+            const auto every = t < 10.5 ? std::chrono::seconds(1) : std::chrono::seconds(10);
+            if (!progress.tty() && now - last_line < every) continue;
+            last_line = now;
+            progress.update(progress_line(o, t, world));
         }
+        progress.done();
         world.stopping = true;
         host.join();
         if (guests) guests->join();
