@@ -17,6 +17,7 @@
 #   prometheus-cpp-dev          `ndisshm host --metrics-listen`: the metrics and their HTTP server (prometheus-cpp)
 #   prometheus                  tests/cli: promtool check metrics, and a real Prometheus server scraping a host
 #   help2man                    the man pages, made from each command's --help (dist/)
+#   gnuplot-nox                 bench/run.sh --plot (and its test, cli.bench_plot)
 #   dpkg-dev                    cpack -G DEB: dpkg-shlibdeps finds the packages' dependencies (ctest packaging.deb)
 #   systemd                     systemd-analyze verify of the host's unit file (ctest packaging.deb)
 #
@@ -28,7 +29,7 @@ check_only=0
 packages=(cmake ninja-build g++ libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev
           libnuma-dev python3 libdpdk-dev pkg-config doxygen libxdp-dev libbpf-dev iproute2
           clang libclang-rt-14-dev help2man dpkg-dev systemd
-          prometheus-cpp-dev prometheus)
+          prometheus-cpp-dev prometheus gnuplot-nox)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
