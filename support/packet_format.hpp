@@ -84,7 +84,7 @@ public:
             b0 += a0;
         }
         uint64_t tail = 0;
-        std::memcpy(&tail, p + i, n - i);
+        if (n > i) std::memcpy(&tail, p + i, n - i);  // never memcpy from a null p, even for 0 bytes (UBSan)
         a3 += tail;
         b3 += a3;
         return n ^ a0 ^ rotl(b0, 8) ^ rotl(a1, 16) ^ rotl(b1, 24) ^ rotl(a2, 32) ^ rotl(b2, 40) ^ rotl(a3, 48) ^

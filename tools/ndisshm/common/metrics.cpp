@@ -127,6 +127,8 @@ std::vector<MetricFamily> metrics_from_snapshot(const nlohmann::json& s) {
     counter(f, hub, "copied", "ndisshm_packets_copied_total", "Packets delivered through host memory and copied");
     gauge(f, hub, "host_queues", "ndisshm_host_queues", "Queues in host memory (the copy path)");
     counter(f, hub, "control_requests", "ndisshm_control_requests_total", "Requests served on the control socket");
+    counter(f, hub, "kicks", "ndisshm_guest_kicks_total",
+            "Eventfd writes that woke a sleeping guest (need-wakeup); none under load");
 
     for (const auto& a : s.value("adapters", nlohmann::json::array())) {
         const Labels l{{"adapter", text(a, "name")}};
@@ -151,6 +153,7 @@ std::vector<MetricFamily> metrics_from_snapshot(const nlohmann::json& s) {
         counter(f, q, "returned", "ndisshm_queue_packets_returned_total", "Packets of the queue given back", l);
         gauge(f, q, "outstanding", "ndisshm_queue_packets_outstanding", "Packets of the queue not given back yet", l);
         gauge(f, q, "slots", "ndisshm_queue_slots", "Receive slots of the queue", l);
+        gauge(f, q, "ring_size", "ndisshm_queue_ring_entries", "Entries of a guest queue's receive and completion rings", l);
         Labels full = l, large = l;
         full.push_back({"reason", "ring_full"});
         large.push_back({"reason", "too_large"});
