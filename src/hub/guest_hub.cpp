@@ -366,7 +366,13 @@ size_t GuestHub::deliver_batch(uint32_t queue, std::span<const std::span<const s
     // Held across the writes and the publication: teardown takes it first,
     // so no write can land in memory the queue no longer owns.
     std::lock_guard lock(s->mu);
-    if (!s->accepting || s->rings == nullptr) return 0;
+    if (!s->accepting) return 0;
+    if (s->rings == nullptr) {
+        // Its buffers may exist already, its rings not yet (they come last in
+        // the handshake, after every BLOCK_ADDED): dropped, and counted.
+        dropped_.fetch_add(packets.size(), std::memory_order_relaxed);
+        return 0;
+    }
     GuestRings& rings = *s->rings;
     // What the guest gave back since the last batch: its buffers are free again.
     reap_locked(s);
@@ -399,7 +405,10 @@ Delivery GuestHub::announce(uint32_t queue, std::span<const PacketDescriptor> pa
     // Under the session's lock, as deliver's writes are: close_session takes
     // it before it stops the driver's queue, so nothing is announced after.
     std::lock_guard lock(s->mu);
-    if (!s->accepting || s->rings == nullptr) return Delivery::NoGuest;
+    if (!s->accepting) return Delivery::NoGuest;
+    // The driver's queue starts before the rings are attached (they come
+    // last in the handshake): not yet room, so the driver tries again.
+    if (s->rings == nullptr) return Delivery::Dropped;
     GuestRings& rings = *s->rings;
     reap_locked(s);
     uint32_t descriptors = 0, room = 0;
