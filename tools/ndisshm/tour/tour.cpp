@@ -13,7 +13,7 @@
 #include <set>
 
 #include "tour/ledger.hpp"
-#include "tour/miniport.hpp"
+#include "tour/driver.hpp"
 #include "tour/report.hpp"
 #include "tour/scenario.hpp"
 #include "tour/violation_watch.hpp"
@@ -30,7 +30,7 @@ struct Nic {
     std::unique_ptr<ndisshm::Adapter> adapter;
     std::unique_ptr<ndisshm::ProviderBinding> binding;
     std::map<NDIS_RECEIVE_QUEUE_ID, std::unique_ptr<ndisshm::ReceiveQueue>> queues;
-    std::unique_ptr<Miniport> driver;
+    std::unique_ptr<TourDriver> driver;
     AdapterReport report;
 };
 
@@ -117,7 +117,7 @@ void Tour::create_adapters() {
     for (const char* name : {"nic0", "nic1"}) {
         auto n = std::make_unique<Nic>();
         n->adapter = std::make_unique<ndisshm::Adapter>(*runtime_, name);
-        n->driver = std::make_unique<Miniport>(name, n->adapter->handle(), ledger_, scenario_);
+        n->driver = std::make_unique<TourDriver>(name, n->adapter->handle(), ledger_, scenario_);
         n->report.name = name;
         n->report.provider = "default";
         n->report.description = "default (NDIS's own provider: host memory, memfd)";
@@ -161,7 +161,7 @@ void Tour::create_queues() {
 void Tour::allocate_blocks() {
     const auto plan = plan_adapter(w());
     for (auto& n : nics_) {
-        Miniport& d = *n->driver;
+        TourDriver& d = *n->driver;
         for (const auto& b : plan) {
             const NDIS_STATUS s = d.allocate(b);
             scenario_.check(s == NDIS_STATUS_SUCCESS, d.name() + " queue " + std::to_string(b.queue) + " " +

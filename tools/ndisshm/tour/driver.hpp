@@ -1,18 +1,18 @@
-// The driver side of the tour: a VMQ miniport's shared memory code, written
-// against the NDIS calls the way a Windows driver is (raw
+// TourDriver: the driver side of the tour, the shared memory calls a VMQ
+// miniport makes, written against the NDIS calls the way a Windows driver is (raw
 // NdisAllocateSharedMemory / NdisFreeSharedMemory, the parameters and SG
 // buffer of its own: support/driver_request.hpp, as the soak's threads and
 // the benchmarks make the same call). It checks what NDIS hands back,
 // writes a pattern into every block, and keeps its own books in a Ledger.
 //
-// Why the tour has a miniport of its own: nothing else is this driver. The
-// library's (src/nic/vmq_miniport) is internal, the hub's receive path, and
-// trusts what NDIS gives; examples/miniport_vmq.c is one page for readers;
-// support/driver_request is the one call, which this shares with the soak and
-// the benchmarks. This is what the tour shows: any usage and length on any
-// queue, every grant checked against the spec and the runtime's record, a
-// pattern per block, its own ledger. It is a user's driver, so it lives with
-// the user (the tool), on the public headers only.
+// It is not a second miniport model: it receives no packets and keeps no
+// slots (the one receive model is the library's src/nic/vmq_miniport, which
+// the demo, the tests and the benchmarks drive through the hub). It is what
+// the tour demonstrates and checks: any usage and length on any queue, every
+// grant checked against the spec and the runtime's record, a pattern per
+// block, its own ledger, over support/driver_request (the one allocation
+// call, shared with the soak and the benchmarks). It is a user's driver, so
+// it lives with the user (the tool), on the public headers only.
 #pragma once
 
 #include <ndis/ndis_shm.h>
@@ -37,10 +37,10 @@ struct DriverBlock {
     std::string provider;  // who served it, as the runtime's books say
 };
 
-class Miniport {
+class TourDriver {
 public:
     // `adapter` is the miniport's NdisHandle; problems go to `checks`.
-    Miniport(std::string name, NDIS_HANDLE adapter, Ledger& ledger, Scenario& checks);
+    TourDriver(std::string name, NDIS_HANDLE adapter, Ledger& ledger, Scenario& checks);
 
     const std::string& name() const { return name_; }
     NDIS_HANDLE handle() const { return adapter_; }

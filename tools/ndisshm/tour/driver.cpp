@@ -1,4 +1,4 @@
-#include "tour/miniport.hpp"
+#include "tour/driver.hpp"
 
 #include <ndisshm/host.h>
 
@@ -46,10 +46,10 @@ std::string label(const std::string& adapter, const PlannedBlock& b) {
 
 }  // namespace
 
-Miniport::Miniport(std::string name, NDIS_HANDLE adapter, Ledger& ledger, Scenario& checks)
+TourDriver::TourDriver(std::string name, NDIS_HANDLE adapter, Ledger& ledger, Scenario& checks)
     : name_(std::move(name)), adapter_(adapter), ledger_(ledger), checks_(checks) {}
 
-NDIS_STATUS Miniport::allocate(const PlannedBlock& want) {
+NDIS_STATUS TourDriver::allocate(const PlannedBlock& want) {
     // The parameters and the SG buffer are the driver's: one element per
     // page, NumberOfElements set to that room, gone once the call returns.
     support::DriverRequest request(want.length);
@@ -82,7 +82,7 @@ NDIS_STATUS Miniport::allocate(const PlannedBlock& want) {
     return status;
 }
 
-void Miniport::check_granted(const PlannedBlock& want, const NDIS_SHARED_MEMORY_PARAMETERS& p,
+void TourDriver::check_granted(const PlannedBlock& want, const NDIS_SHARED_MEMORY_PARAMETERS& p,
                              NDIS_HANDLE handle, ULONG capacity, DriverBlock& block) {
     const std::string what = label(name_, want);
     checks_.check(handle != nullptr, what + ": NDIS_STATUS_SUCCESS with a NULL allocation handle");
@@ -124,7 +124,7 @@ void Miniport::check_granted(const PlannedBlock& want, const NDIS_SHARED_MEMORY_
         checks_.check(p.SharedMemoryHandle == handle, what + ": SharedMemoryHandle is not the allocation handle");
 }
 
-std::vector<NDIS_HANDLE> Miniport::free_queue(NDIS_RECEIVE_QUEUE_ID queue) {
+std::vector<NDIS_HANDLE> TourDriver::free_queue(NDIS_RECEIVE_QUEUE_ID queue) {
     std::vector<NDIS_HANDLE> freed;
     std::vector<DriverBlock> kept;
     for (auto& b : blocks_) {
@@ -144,7 +144,7 @@ std::vector<NDIS_HANDLE> Miniport::free_queue(NDIS_RECEIVE_QUEUE_ID queue) {
     return freed;
 }
 
-size_t Miniport::verify_patterns() {
+size_t TourDriver::verify_patterns() {
     for (const auto& b : blocks_)
         checks_.check(holds_pattern(b),
                       name_ + " queue " + std::to_string(b.queue) + " " + ndisshm_usage_name(b.usage) +
