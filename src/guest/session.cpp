@@ -232,16 +232,18 @@ Session::Rings* Session::rings_of(uint32_t queue_id) {
 void Session::drop_rings(uint32_t queue_id) {
     for (auto it = rings_.begin(); it != rings_.end(); ++it) {
         if ((*it)->queue_id != queue_id) continue;
-        for (uint32_t i = 0; i < held_.size(); ++i) {
-            Held& h = held_[i];
-            if (!h.held || h.queue_id != queue_id) continue;
-            h.held = false;
-            ++h.generation;
-            free_held_.push_back(i);
-        }
+        for (uint32_t i = 0; i < held_.size(); ++i)
+            if (held_[i].held && held_[i].queue_id == queue_id) release(i);
         rings_.erase(it);
         return;
     }
+}
+
+void Session::release(uint32_t slot) {
+    Held& h = held_[slot];
+    h.held = false;
+    ++h.generation;  // its token goes stale
+    free_held_.push_back(slot);
 }
 
 bool Session::rings_ready() const {
@@ -376,12 +378,10 @@ NDIS_STATUS Session::rx_return(const ndisshm_guest_packet* packets, uint32_t cou
             status = NDIS_STATUS_INVALID_PARAMETER;
             continue;
         }
-        Held& h = held_[slot];
+        const Held& h = held_[slot];
         // Returned already, or its session or queue has ended: nothing to do.
         if (!h.held || h.generation != generation) continue;
-        h.held = false;
-        ++h.generation;
-        free_held_.push_back(slot);
+        release(slot);
         if (Rings* r = rings_of(h.queue_id); r != nullptr) complete(*r, h.cookie);
     }
     publish_completions();
@@ -463,10 +463,9 @@ NDIS_STATUS Session::poll(int timeout_ms) {
         if (on_packet_ != nullptr) on_packet_(context_, &packets[i]);
         // Given back as soon as the callback returns: the packet is valid
         // only during it.
-        Held& h = held_[static_cast<uint32_t>(packets[i].token)];
-        h.held = false;
-        ++h.generation;
-        free_held_.push_back(static_cast<uint32_t>(packets[i].token));
+        const auto slot = static_cast<uint32_t>(packets[i].token);
+        release(slot);
+        const Held& h = held_[slot];
         if (Rings* r = rings_of(h.queue_id); r != nullptr) complete(*r, h.cookie);
     }
     publish_completions();

@@ -122,6 +122,8 @@ private:
     void complete(Rings& r, uint64_t cookie);
     void publish_completions();
     Rings* rings_of(uint32_t queue_id);
+    // Frees a held slot: not held, its generation bumped (its token goes stale).
+    void release(uint32_t slot);
     // Forgets a queue's rings: what it holds is void (its tokens go stale).
     void drop_rings(uint32_t queue_id);
     void on_block_added(const ipc::BlockAdded& b);

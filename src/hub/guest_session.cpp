@@ -6,7 +6,6 @@
 #include <cerrno>
 #include <set>
 #include <span>
-#include <vector>
 
 #include <ndis/ndis_shm.h>
 
@@ -161,27 +160,14 @@ bool GuestHub::attach_rings(const SessionPtr& s) {
     const RingGeometry g = RingGeometry::for_size(config_.ring_size);
     // As a NIC driver allocates its descriptor rings: shared memory of the
     // queue, Usage Other, so the guest provider carves it out of this
-    // guest's memory and the books show it.
-    NDIS_SHARED_MEMORY_PARAMETERS p;
-    NdisZeroMemory(&p, sizeof(p));
-    p.Header.Type = NDIS_OBJECT_TYPE_DEFAULT;
-    p.Header.Revision = NDIS_SHARED_MEMORY_PARAMETERS_REVISION_2;
-    p.Header.Size = NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_2;
-    p.QueueId = queue;
-    p.PreferredNode = MM_ANY_NODE_OK;
-    p.Usage = NdisSharedMemoryUsageOther;
-    // Whole pages, as the guest provider carves them anyway: the books, the
-    // guest's BLOCK_ADDED and the provider then all say the same length.
-    p.Length = (g.bytes + 4095) / 4096 * 4096;
-    // As a driver sizes it: one SG element per page at most.
-    const ULONG max_elements = BYTES_TO_PAGES(g.bytes);
-    std::vector<unsigned char> sg(NDISSHM_SG_LIST_BYTES(max_elements));
-    auto* list = reinterpret_cast<PSCATTER_GATHER_LIST>(sg.data());
-    list->NumberOfElements = max_elements;
-    p.SGListBufferLength = static_cast<ULONG>(sg.size());
-    p.SGListBuffer = list;
+    // guest's memory and the books show it. Whole pages, as the guest
+    // provider carves them anyway: the books, the guest's BLOCK_ADDED and the
+    // provider then all say the same length.
+    const ULONG length = (g.bytes + 4095) / 4096 * 4096;
     NDIS_HANDLE block = nullptr;
-    if (NDIS_STATUS st = NdisAllocateSharedMemory(adapter_, &p, &block); st != NDIS_STATUS_SUCCESS) {
+    void* address = nullptr;
+    if (NDIS_STATUS st = nic::allocate_queue_block(adapter_, queue, NdisSharedMemoryUsageOther, length, &block, &address);
+        st != NDIS_STATUS_SUCCESS) {
         close_session(s, "the rings of queue " + std::to_string(queue) + " (" + std::to_string(g.bytes) +
                              " bytes): " + ndisshm_status_name(st) + " (" + provider_->last_error() + ")",
                       Ending::Refused, static_cast<uint32_t>(st));
@@ -197,7 +183,7 @@ bool GuestHub::attach_rings(const SessionPtr& s) {
     }
     const int fds[] = {rx_kick->fd(), done_kick->fd()};
     const RingsAttached ra{queue, g.size, reinterpret_cast<uintptr_t>(block), g.done_offset, 0};
-    auto rings = std::make_unique<GuestRings>(static_cast<std::byte*>(p.VirtualAddress), g, std::move(*rx_kick),
+    auto rings = std::make_unique<GuestRings>(static_cast<std::byte*>(address), g, std::move(*rx_kick),
                                               std::move(*done_kick));
     s->done_kick_fd = rings->done_kick_fd();
     std::lock_guard lock(s->mu);

@@ -46,27 +46,37 @@ uint64_t VmqMiniport::queue_bytes(uint32_t lookahead_size) const {
     return blocks * config_.block_bytes;
 }
 
+NDIS_STATUS allocate_queue_block(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue, NDIS_SHARED_MEMORY_USAGE usage,
+                                 ULONG length, NDIS_HANDLE* handle, void** address) {
+    // As a driver sizes it: one SG element per page at most.
+    const ULONG max_elements = BYTES_TO_PAGES(length);
+    std::vector<unsigned char> sg(NDISSHM_SG_LIST_BYTES(max_elements));
+    NDIS_SHARED_MEMORY_PARAMETERS p;
+    NdisZeroMemory(&p, sizeof(p));
+    p.Header.Type = NDIS_OBJECT_TYPE_DEFAULT;
+    p.Header.Revision = NDIS_SHARED_MEMORY_PARAMETERS_REVISION_2;
+    p.Header.Size = NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_2;
+    p.QueueId = queue;
+    p.PreferredNode = MM_ANY_NODE_OK;
+    p.Usage = usage;
+    p.Length = length;
+    auto* list = reinterpret_cast<PSCATTER_GATHER_LIST>(sg.data());
+    list->NumberOfElements = max_elements;
+    p.SGListBufferLength = static_cast<ULONG>(sg.size());
+    p.SGListBuffer = list;
+    *handle = nullptr;
+    const NDIS_STATUS s = NdisAllocateSharedMemory(adapter, &p, handle);
+    if (s == NDIS_STATUS_SUCCESS) *address = p.VirtualAddress;
+    return s;
+}
+
 NDIS_STATUS VmqMiniport::allocate_blocks(NDIS_RECEIVE_QUEUE_ID queue, Queue& q, uint32_t count,
                                          NDIS_SHARED_MEMORY_USAGE usage, std::string* why) {
-    // As a driver sizes it: one SG element per page at most.
-    const ULONG max_elements = BYTES_TO_PAGES(config_.block_bytes);
-    std::vector<unsigned char> sg(NDISSHM_SG_LIST_BYTES(max_elements));
     for (uint32_t i = 0; i < count; ++i) {
-        NDIS_SHARED_MEMORY_PARAMETERS p;
-        NdisZeroMemory(&p, sizeof(p));
-        p.Header.Type = NDIS_OBJECT_TYPE_DEFAULT;
-        p.Header.Revision = NDIS_SHARED_MEMORY_PARAMETERS_REVISION_2;
-        p.Header.Size = NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_2;
-        p.QueueId = queue;
-        p.PreferredNode = MM_ANY_NODE_OK;
-        p.Usage = usage;
-        p.Length = config_.block_bytes;
-        auto* list = reinterpret_cast<PSCATTER_GATHER_LIST>(sg.data());
-        list->NumberOfElements = max_elements;
-        p.SGListBufferLength = static_cast<ULONG>(sg.size());
-        p.SGListBuffer = list;
         NDIS_HANDLE handle = nullptr;
-        if (const NDIS_STATUS s = NdisAllocateSharedMemory(adapter_, &p, &handle); s != NDIS_STATUS_SUCCESS) {
+        void* address = nullptr;
+        if (const NDIS_STATUS s = allocate_queue_block(adapter_, queue, usage, config_.block_bytes, &handle, &address);
+            s != NDIS_STATUS_SUCCESS) {
             static constexpr const char* kNames[] = {
                 "", "", "", "", "receive", "lookahead", "post-lookahead"};
             if (why != nullptr)
@@ -75,8 +85,8 @@ NDIS_STATUS VmqMiniport::allocate_blocks(NDIS_RECEIVE_QUEUE_ID queue, Queue& q, 
                        std::to_string(queue);
             return s;
         }
-        q.blocks.push_back({reinterpret_cast<uintptr_t>(handle), static_cast<std::byte*>(p.VirtualAddress),
-                            config_.block_bytes, static_cast<uint32_t>(usage)});
+        q.blocks.push_back({reinterpret_cast<uintptr_t>(handle), static_cast<std::byte*>(address), config_.block_bytes,
+                            static_cast<uint32_t>(usage)});
     }
     return NDIS_STATUS_SUCCESS;
 }

@@ -76,6 +76,14 @@ struct RxDescriptor {
     uint32_t packet_length() const { return length + (segments > 1 ? next.length : 0); }
 };
 
+// One NdisAllocateSharedMemory call as a VMQ miniport makes it for a block
+// of `queue` (spec section 6): revision 2 parameters, any node, an SG buffer
+// of one element per page. The receive buffers and the rings of a guest's
+// queue (hub/guest_session) are both allocated through it. On success
+// `*handle` and `*address` are the block's.
+NDIS_STATUS allocate_queue_block(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue, NDIS_SHARED_MEMORY_USAGE usage,
+                                 ULONG length, NDIS_HANDLE* handle, void** address);
+
 struct RxBlock {
     uint64_t handle = 0;
     std::byte* address = nullptr;
