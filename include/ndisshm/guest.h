@@ -32,8 +32,22 @@
  * Errors follow <ndisshm/status.h>: an NDIS_STATUS, the reason in the
  * optional error buffer.
  *
- * One session per guest object. Not thread-safe: one thread at a time calls
- * into a given guest (callbacks run on that thread, inside poll). C11 and C++.
+ * Reconnection (ndisshm_guest_config.reconnect_ms > 0): when the host goes
+ * away (it dies, says BYE, or turns the guest away for lack of resources),
+ * the guest keeps its memory, forgets every block, queue and ring of the
+ * session (QUEUE_DETACHED and BLOCK_REMOVED events, then DISCONNECTED: nothing
+ * the old host handed out is read after that), and poll / wait try to
+ * connect again, with backoff (50 ms doubling to 2 s, each delay jittered
+ * down by up to half), until a host takes it (RECONNECTED: a new session on
+ * the same memory, with new queues and rings) or reconnect_ms have passed
+ * since the loss; then the loss is returned as it would have been without
+ * reconnection, its reason saying how long it tried. A host whose messages
+ * are malformed (PROTOCOL), or that refuses for any reason but
+ * NDIS_STATUS_RESOURCES, is not tried again.
+ *
+ * One session at a time per guest object. Not thread-safe: one thread at a
+ * time calls into a given guest (callbacks run on that thread, inside poll).
+ * C11 and C++.
  */
 #ifndef NDISSHM_GUEST_H
 #define NDISSHM_GUEST_H
@@ -90,7 +104,15 @@ typedef enum ndisshm_guest_event_kind {
     NDISSHM_GUEST_QUEUE_ATTACHED = 1, /**< queue_id, flags, lookahead_size */
     NDISSHM_GUEST_QUEUE_DETACHED = 2, /**< queue_id (its remaining blocks are forgotten too) */
     NDISSHM_GUEST_BLOCK_ADDED = 3,    /**< handle, guest_offset, length, queue_id, usage */
-    NDISSHM_GUEST_BLOCK_REMOVED = 4   /**< handle, and the rest as it was added */
+    NDISSHM_GUEST_BLOCK_REMOVED = 4,  /**< handle, and the rest as it was added */
+    /** The session is lost and the guest will try to reconnect (reconnect_ms
+     * > 0): reason says why; the session's queues and blocks were removed
+     * (events) just before. */
+    NDISSHM_GUEST_DISCONNECTED = 5,
+    /** A new session after DISCONNECTED: guest_id is the new host's id for
+     * us, attempts how many tries it took (1: the first). Queues, blocks and
+     * rings follow as messages, as after connect. */
+    NDISSHM_GUEST_RECONNECTED = 6
 } ndisshm_guest_event_kind;
 
 typedef struct ndisshm_guest_event {
@@ -102,6 +124,9 @@ typedef struct ndisshm_guest_event {
     uint64_t guest_offset;   /**< BLOCK_*: where the block starts in guest memory */
     uint32_t length;         /**< BLOCK_*: bytes */
     uint32_t usage;          /**< BLOCK_*: NDIS_SHARED_MEMORY_USAGE */
+    uint32_t guest_id;       /**< RECONNECTED: the new session's id */
+    uint32_t attempts;       /**< RECONNECTED: tries it took; DISCONNECTED: 0 */
+    const char* reason;      /**< DISCONNECTED: why the session ended (valid during the callback); else NULL */
 } ndisshm_guest_event;
 
 typedef void (*ndisshm_guest_packet_fn)(void *context, const ndisshm_guest_packet *packet);
@@ -120,8 +145,16 @@ typedef struct ndisshm_guest_config {
     ndisshm_guest_event_fn on_event;   /**< may be NULL */
     void *context;                /**< passed to both callbacks */
     uint32_t flags;               /**< NDISSHM_GUEST_BUSY_POLL, or 0: interrupt mode */
-    uint32_t reserved;            /**< 0 */
+    /** How long to keep trying to get a host back after the session is lost
+     * (the file comment's "Reconnection"), in ms; 0 (the default): never, the
+     * loss ends the session. ndisshm guest uses NDISSHM_GUEST_RECONNECT_DEFAULT_MS. */
+    uint32_t reconnect_ms;
 } ndisshm_guest_config;
+
+/** What `ndisshm guest` gives reconnect_ms unless told otherwise: a minute,
+ * long enough for a host to restart, short enough that a guest whose host is
+ * gone for good says so. */
+#define NDISSHM_GUEST_RECONNECT_DEFAULT_MS 60000u
 
 typedef struct ndisshm_guest_stats {
     uint64_t packets;         /**< handed to on_packet (or counted) */
@@ -134,6 +167,11 @@ typedef struct ndisshm_guest_stats {
     uint32_t queues;          /**< attached now */
     uint32_t guest_id;        /**< the host's, from HELLO_ACK (0 before) */
     uint32_t connected;       /**< 1 while the session lasts */
+    uint64_t reconnects;         /**< new sessions after a loss (RECONNECTED events) */
+    uint64_t reconnect_attempts; /**< tries to connect after a loss, successful or not */
+    uint64_t sessions_lost;      /**< losses that started a reconnection (DISCONNECTED events) */
+    uint32_t reconnecting;       /**< 1 while between sessions and still trying */
+    uint32_t reserved;
 } ndisshm_guest_stats;
 
 /** Fills `config` with the defaults: everything 0 or NULL but struct_size.
@@ -157,7 +195,13 @@ NDISSHM_API NDIS_STATUS ndisshm_guest_create(const ndisshm_guest_config *config,
 
 /** Connects to the host's socket and completes the handshake: HELLO, then
  * SET_MEMORY with the memfd; each answered (HELLO_ACK, MEMORY_ACK) within
- * timeout_ms. Once per guest.
+ * timeout_ms. Once per guest (reconnections are the library's own).
+ * With reconnect_ms > 0, a host that answers but turns the guest away for
+ * lack of resources (REFUSED, status NDIS_STATUS_RESOURCES) or goes during
+ * the handshake leaves the guest reconnecting: the error is returned (the
+ * host's reason in `error`), stats.reconnecting is 1, and ndisshm_guest_poll
+ * keeps trying as after a lost session. A socket nobody listens on is not
+ * tried again: that is a wrong path more often than a restarting host.
  * @param guest from ndisshm_guest_create.
  * @param socket_path the host's guest socket.
  * @param timeout_ms for each answer; < 0: forever.
@@ -173,7 +217,9 @@ NDISSHM_API NDIS_STATUS ndisshm_guest_connect(ndisshm_guest *guest, const char *
 
 /** Waits up to timeout_ms (as ndisshm_guest_wait) for packets or a message
  * from the host, then handles what there is: a message (queue and block
- * events go to on_event; BYE and ERROR end the session), or up to 256
+ * events go to on_event; BYE and ERROR end the session, or with
+ * reconnect_ms start a reconnection), or an attempt to reconnect that is
+ * due (SUCCESS once it connected, after the RECONNECTED event), or up to 256
  * packets from the receive rings, each handed to on_packet if every segment
  * of it is good, and given back through the completion ring as soon as its
  * callback returns. Packets held from ndisshm_guest_rx_burst are left alone.
@@ -237,7 +283,8 @@ NDISSHM_API NDIS_STATUS ndisshm_guest_rx_return(ndisshm_guest *guest, const ndis
 NDISSHM_API int ndisshm_guest_fd(ndisshm_guest *guest);
 
 /** Says BYE and closes the connection (the host frees our blocks). The guest
- * keeps its memory and stats until destroyed. No-op without a session.
+ * keeps its memory and stats until destroyed; a reconnection under way
+ * stops. No-op without a session.
  * @param guest may be NULL. */
 NDISSHM_API void ndisshm_guest_close(ndisshm_guest *guest);
 

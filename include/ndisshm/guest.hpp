@@ -47,6 +47,7 @@ struct GuestOptions {
     uint64_t memory_bytes = 0;         ///< > 0
     uint64_t guest_physical_base = 0;  ///< added by the host to offsets in SG lists
     bool busy_poll = false;            ///< spin on the rings (NDISSHM_GUEST_BUSY_POLL); else sleep when idle
+    uint32_t reconnect_ms = 0;         ///< keep trying to get a lost host back this long (guest.h); 0: never
 };
 
 /// One segment of a packet, in place in guest memory.
@@ -83,6 +84,7 @@ public:
         c.memory_bytes = options.memory_bytes;
         c.guest_physical_base = options.guest_physical_base;
         c.flags = options.busy_poll ? NDISSHM_GUEST_BUSY_POLL : 0u;
+        c.reconnect_ms = options.reconnect_ms;
         c.on_packet = &Guest::packet_trampoline;
         c.on_event = &Guest::event_trampoline;
         c.context = this;
@@ -95,6 +97,8 @@ public:
     Guest& operator=(const Guest&) = delete;
 
     /// Handshake; throws GuestError with the status and reason unless SUCCESS.
+    /// With reconnect_ms, stats().reconnecting says whether the guest goes on
+    /// trying after the throw (a host that is full: poll_once retries).
     void connect(const std::string& socket_path, int timeout_ms = 5000) {
         const NDIS_STATUS s = ndisshm_guest_connect(g_, socket_path.c_str(), timeout_ms, error_, sizeof(error_));
         if (s != NDIS_STATUS_SUCCESS) throw GuestError(error_, s);

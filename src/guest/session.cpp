@@ -23,8 +23,6 @@ constexpr uint32_t kPacketsPerPoll = 256;
 // socket: it does once every this many calls (a system call amortised).
 constexpr uint32_t kPollsPerControlCheck = 64;
 
-std::string type_text(uint16_t t) { return "message type " + std::to_string(t); }
-
 }  // namespace
 
 Result<std::unique_ptr<Session>> Session::create(const ndisshm_guest_config& c) {
@@ -53,7 +51,10 @@ Session::Session(const ndisshm_guest_config& c, os::UniqueFd memfd, std::byte* m
       memfd_(std::move(memfd)),
       memory_(memory),
       bytes_(c.memory_bytes),
-      busy_poll_((c.flags & NDISSHM_GUEST_BUSY_POLL) != 0) {}
+      busy_poll_((c.flags & NDISSHM_GUEST_BUSY_POLL) != 0),
+      reconnect_ms_(c.reconnect_ms),
+      // Guests that lost one host together should not retry in step.
+      backoff_(reinterpret_cast<uintptr_t>(this) ^ static_cast<uint64_t>(Clock::now().time_since_epoch().count())) {}
 
 Session::~Session() {
     close();
@@ -65,102 +66,8 @@ ndisshm_guest_stats Session::stats() const {
     s.blocks = static_cast<uint32_t>(blocks_.size());
     s.queues = static_cast<uint32_t>(queues_.size());
     s.connected = channel_.has_value() ? 1 : 0;
+    s.reconnecting = reconnecting_ ? 1 : 0;
     return s;
-}
-
-NDIS_STATUS Session::end(NDIS_STATUS status, std::string why) {
-    channel_.reset();
-    // Nothing the host handed out is read after its session: the rings go,
-    // and what we hold is void.
-    while (!rings_.empty()) drop_rings(rings_.back()->queue_id);
-    end_reason_ = why;
-    last_error_ = std::move(why);
-    return status;
-}
-
-void Session::close() {
-    if (!channel_) return;
-    // Best effort: a host that is already gone needs no goodbye.
-    (void)channel_->send(MessageType::Bye, ipc::Bye{});
-    channel_.reset();
-    while (!rings_.empty()) drop_rings(rings_.back()->queue_id);
-}
-
-NDIS_STATUS Session::connect(const std::string& socket_path, int timeout_ms) {
-    if (used_) return end(NDIS_STATUS_FAILURE, "ndisshm_guest_connect: this guest has had its session already");
-    used_ = true;
-    auto sock = ipc::connect_to(socket_path);
-    if (!sock) return end(NDIS_STATUS_FAILURE, sock.error().message());
-    channel_.emplace(std::move(*sock));
-
-    ipc::Hello hello{};
-    std::memcpy(hello.name, name_.c_str(), name_.size() + 1);
-    if (auto s = channel_->send(MessageType::Hello, hello); !s) return send_failed(s.error());
-    ipc::Message m;
-    if (auto st = await(MessageType::HelloAck, timeout_ms, m); st != NDIS_STATUS_SUCCESS) return st;
-    stats_.guest_id = m.as<ipc::HelloAck>().guest_id;
-
-    const ipc::SetMemory set{bytes_, guest_physical_base_};
-    if (auto s = channel_->send(MessageType::SetMemory, set, memfd_.get()); !s) return send_failed(s.error());
-    if (auto st = await(MessageType::MemoryAck, timeout_ms, m); st != NDIS_STATUS_SUCCESS) return st;
-    if (const uint64_t acked = m.as<ipc::MemoryAck>().size; acked != bytes_)
-        return end(NDISSHM_STATUS_PROTOCOL, "host acknowledged " + std::to_string(acked) + " bytes of memory, we gave " +
-                                               std::to_string(bytes_));
-    last_error_.clear();
-    return NDIS_STATUS_SUCCESS;
-}
-
-NDIS_STATUS Session::await(MessageType want, int timeout_ms, ipc::Message& out) {
-    auto r = channel_->receive(timeout_ms);
-    if (!r) {
-        if (r.error().err == ETIMEDOUT)
-            return end(NDIS_STATUS_FAILURE, "handshake: the host did not answer within " +
-                                                 std::to_string(timeout_ms) + " ms");
-        return receive_failed(r.error());
-    }
-    if (r->type() != want) return ended_by_host(*r);
-    out = std::move(*r);
-    return NDIS_STATUS_SUCCESS;
-}
-
-NDIS_STATUS Session::receive_failed(const Error& e) {
-    switch (e.err) {
-        case ETIMEDOUT: return NDISSHM_STATUS_TIMEOUT;
-        case ECONNRESET: return end(NDISSHM_STATUS_HOST_GONE, "host closed the connection without BYE (host gone)");
-        case EPROTO: return end(NDISSHM_STATUS_PROTOCOL, "host sent a malformed message: " + e.detail);
-        default: return end(NDIS_STATUS_FAILURE, e.message());
-    }
-}
-
-NDIS_STATUS Session::send_failed(const Error& e) {
-    if (e.err != EPIPE && e.err != ECONNRESET) return end(NDIS_STATUS_FAILURE, e.message());
-    // The host closed first. Read what it left queued: a BYE or an ERROR
-    // explains the close; end of stream means it just went away.
-    for (;;) {
-        auto r = channel_->receive(0);
-        if (!r) {
-            if (r.error().err == ETIMEDOUT)  // hung up, nothing left, yet no end seen: treat as gone
-                return end(NDISSHM_STATUS_HOST_GONE, "host closed the connection without BYE (host gone)");
-            return receive_failed(r.error());
-        }
-        const auto t = r->type();
-        if (t == MessageType::Bye || t == MessageType::Error) return ended_by_host(*r);
-    }
-}
-
-NDIS_STATUS Session::ended_by_host(const ipc::Message& m) {
-    switch (m.type()) {
-        case MessageType::Bye: return end(NDISSHM_STATUS_HOST_BYE, "host closed the connection (BYE)");
-        case MessageType::Error: {
-            const auto e = m.as<ipc::ErrorMessage>();  // reason NUL-terminated: validated on receipt
-            char code[16];
-            std::snprintf(code, sizeof(code), "0x%08X", e.code);
-            return end(NDISSHM_STATUS_REFUSED, std::string("host refused: ") + e.reason + " (status " + code + ")");
-        }
-        default:
-            return end(NDISSHM_STATUS_PROTOCOL, "unexpected " + type_text(m.header.type) + " from the host (#" +
-                                                   std::to_string(m.header.sequence) + ")");
-    }
 }
 
 NDIS_STATUS Session::handle(ipc::Message& m) {
@@ -216,10 +123,15 @@ NDIS_STATUS Session::on_rings_attached(ipc::Message& m) {
     r->done_kick = std::move(*done_kick);
     if (epoll_.valid()) (void)os::epoll_watch(epoll_.get(), r->rx_kick.fd());
     rings_.push_back(std::move(r));
-    // One table entry per packet the host may have out at once.
-    const size_t old = held_.size();
-    held_.resize(old + ra.size);
-    for (size_t i = held_.size(); i-- > old;) free_held_.push_back(static_cast<uint32_t>(i));
+    // One table entry per packet the hosts may have out at once: grown to
+    // the rings attached now, never past, however often queues come and go
+    // or the guest reconnects (slots of dropped rings are free again).
+    held_needed_ += ra.size;
+    if (held_.size() < held_needed_) {
+        const size_t old = held_.size();
+        held_.resize(held_needed_);
+        for (size_t i = held_.size(); i-- > old;) free_held_.push_back(static_cast<uint32_t>(i));
+    }
     return NDIS_STATUS_SUCCESS;
 }
 
@@ -234,6 +146,7 @@ void Session::drop_rings(uint32_t queue_id) {
         if ((*it)->queue_id != queue_id) continue;
         for (uint32_t i = 0; i < held_.size(); ++i)
             if (held_[i].held && held_[i].queue_id == queue_id) release(i);
+        held_needed_ -= (*it)->rx.size();
         rings_.erase(it);
         return;
     }
@@ -424,6 +337,7 @@ void Session::disarm() {
 }
 
 NDIS_STATUS Session::wait(int timeout_ms) {
+    if (!channel_ && reconnecting_) return reconnect_step(timeout_ms);
     if (!channel_) {
         last_error_ = used_ ? "no session: it has ended (" + end_reason_ + ")" : "no session: connect first";
         return NDIS_STATUS_FAILURE;
@@ -482,6 +396,11 @@ int Session::fd() {
         }
         epoll_ = std::move(*ep);
         if (channel_) (void)os::epoll_watch(epoll_.get(), channel_->fd());
+        // Between sessions the fd wakes its sleeper when an attempt is due.
+        if (auto t = os::TimerFd::create(); t && os::epoll_watch(epoll_.get(), t->fd())) {
+            retry_timer_ = std::move(*t);
+            if (reconnecting_) schedule_attempt(next_attempt_at_);
+        }
         for (auto& r : rings_) (void)os::epoll_watch(epoll_.get(), r->rx_kick.fd());
     }
     return epoll_.get();

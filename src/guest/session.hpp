@@ -13,12 +13,18 @@
 // Packets handed out by rx_burst stay the caller's until rx_return, each
 // with a token (ndisshm_guest_packet.token: slot and generation in the
 // guest's own table), so a return is checked against what was handed out.
+//
+// With reconnect_ms, a session the host ends (gone, BYE, full) is followed
+// by attempts to connect again on the same memory (guest.h, "Reconnection";
+// session_lifecycle.cpp): everything of the old session is forgotten first,
+// and each new session starts as the first did.
 #pragma once
 
 #include <ndisshm/guest.h>
 #include <ndisshm/status.h>
 
 #include <cstdint>
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -26,6 +32,7 @@
 #include <vector>
 
 #include "base/result.hpp"
+#include "guest/backoff.hpp"
 #include "ipc/channel.hpp"
 #include "ipc/ring.hpp"
 #include "os/fd_checks.hpp"
@@ -87,10 +94,34 @@ private:
         ndisshm_guest_segment segments[ipc::kMaxSegmentsPerPacket]{};
     };
 
+    using Clock = std::chrono::steady_clock;
+    // Whether a host that ended a session this way may be tried again: it
+    // went away, said BYE, or was full (RESOURCES). Not a host that broke
+    // the protocol or refused us for what we are.
+    enum class Retry { No, Yes };
+
     Session(const ndisshm_guest_config& config, os::UniqueFd memfd, std::byte* memory);
 
-    // Ends the session with `status`: the socket closes, `why` is kept.
-    NDIS_STATUS end(NDIS_STATUS status, std::string why);
+    // Ends the session with `status`: the socket closes, the rings go, `why`
+    // is kept. With reconnection on and `retry` Yes, a reconnection starts
+    // instead and SUCCESS is returned (the DISCONNECTED event was the news).
+    NDIS_STATUS end(NDIS_STATUS status, std::string why, Retry retry = Retry::No);
+    // connect's work, and each reconnection attempt's: socket, HELLO,
+    // SET_MEMORY, each answer within handshake_timeout_ms_.
+    NDIS_STATUS handshake();
+    // Forgets the lost session (its queues and blocks, with their events),
+    // schedules the first attempt, and says DISCONNECTED if a session was
+    // lost (not when connect's own handshake was turned away).
+    void start_reconnecting(NDIS_STATUS status, const std::string& why, bool session_lost);
+    // While reconnecting: sleeps until the next attempt or timeout_ms,
+    // makes the attempt that is due. SUCCESS once a new session is up,
+    // TIMEOUT, or the loss itself once the deadline has passed.
+    NDIS_STATUS reconnect_step(int timeout_ms);
+    // One attempt; false if it failed (then reconnecting_ says whether
+    // another is scheduled, and if not, final_status_ is the answer).
+    bool attempt();
+    void schedule_attempt(Clock::time_point at);
+    void forget_session();
     // A receive that failed: timeout (the session goes on) or its end.
     NDIS_STATUS receive_failed(const Error& e);
     // A send failed: if the host hung up, what it said last (BYE, ERROR)
@@ -147,8 +178,9 @@ private:
     std::unordered_map<uint64_t, Block> blocks_;
     std::unordered_map<uint32_t, Queue> queues_;
     std::vector<std::unique_ptr<Rings>> rings_;  // one per queue with rings; stable addresses
-    std::vector<Held> held_;                     // grows with the rings' sizes
+    std::vector<Held> held_;                     // as many as the rings now attached hold, at most
     std::vector<uint32_t> free_held_;
+    size_t held_needed_ = 0;                     // the attached rings' sizes summed
     bool busy_poll_ = false;
     bool armed_ = false;
     bool protocol_broken_ = false;  // take() found the host's rings impossible: end() at the next step
@@ -159,6 +191,22 @@ private:
     ndisshm_guest_stats stats_{};
     std::string last_error_;
     std::string end_reason_;  // why the session ended, kept past later calls' errors
+
+    // Reconnection (guest.h). The path and the handshake's timeout are
+    // connect's, kept for the attempts.
+    uint32_t reconnect_ms_ = 0;
+    std::string socket_path_;
+    int handshake_timeout_ms_ = -1;
+    bool reconnecting_ = false;
+    bool attempting_ = false;    // inside handshake() for connect or an attempt: end() only records
+    Retry attempt_retry_ = Retry::No;  // what the last end() inside an attempt said
+    NDIS_STATUS lost_status_ = NDIS_STATUS_SUCCESS;  // what ended the lost session
+    NDIS_STATUS final_status_ = NDIS_STATUS_SUCCESS; // returned when reconnection gives up
+    std::string lost_why_;
+    Clock::time_point connected_at_{}, lost_at_{}, give_up_at_{}, next_attempt_at_{};
+    uint32_t attempts_this_loss_ = 0;
+    Backoff backoff_;
+    os::TimerFd retry_timer_;  // in fd()'s epoll set: readable when an attempt is due
 };
 
 }  // namespace ndisshm::guest

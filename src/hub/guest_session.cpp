@@ -44,6 +44,19 @@ void GuestHub::handle_hello(const SessionPtr& s, const Message& m) {
         std::lock_guard lock(mu_);
         s->info.name = clean_name(h.name);
     }
+    // Full already: say so before the guest hands over its memory, so a
+    // guest that will try again later never had a session to lose. (Two
+    // racing for the last queue can still pass here: attach_queue decides.)
+    bool full = false;
+    {
+        std::lock_guard lock(mu_);
+        full = queue_owner_.size() >= config_.max_guests;
+    }
+    if (full) {
+        close_session(s, "the host runs its maximum of " + std::to_string(config_.max_guests) + " guests",
+                      Ending::Refused, static_cast<uint32_t>(NDIS_STATUS_RESOURCES));
+        return;
+    }
     s->state = Session::State::AwaitMemory;
     say("guest " + std::to_string(s->guest_id) + " '" + s->info.name + "' connected");
     s->send(MessageType::HelloAck, HelloAck{s->guest_id, 0});

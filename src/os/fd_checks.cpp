@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/epoll.h>
+#include <sys/timerfd.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -113,6 +114,30 @@ void WakeFd::signal() const {
 }
 
 void WakeFd::drain() const {
+    uint64_t count;
+    [[maybe_unused]] ssize_t n = ::read(fd_.get(), &count, sizeof(count));
+}
+
+Result<TimerFd> TimerFd::create() {
+    const int fd = fault::call("timerfd_create", -1,
+                               [] { return ::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK); });
+    if (fd < 0) return errno_error("timerfd_create");
+    return TimerFd(UniqueFd(fd));
+}
+
+void TimerFd::arm(uint32_t ms) const {
+    itimerspec t{};
+    // 0 would disarm: the earliest a timerfd can fire is 1 ns.
+    const uint64_t ns = ms == 0 ? 1 : uint64_t{ms} * 1000000;
+    t.it_value.tv_sec = static_cast<time_t>(ns / 1000000000);
+    t.it_value.tv_nsec = static_cast<long>(ns % 1000000000);
+    // Cannot fail for a timerfd we made with a valid time.
+    [[maybe_unused]] int rc = ::timerfd_settime(fd_.get(), 0, &t, nullptr);
+}
+
+void TimerFd::disarm() const {
+    const itimerspec none{};
+    [[maybe_unused]] int rc = ::timerfd_settime(fd_.get(), 0, &none, nullptr);
     uint64_t count;
     [[maybe_unused]] ssize_t n = ::read(fd_.get(), &count, sizeof(count));
 }

@@ -67,6 +67,23 @@ private:
     UniqueFd fd_;
 };
 
+// A timerfd on CLOCK_MONOTONIC: readable once `ms` have passed since arm().
+// A guest that is waiting to reconnect puts one in the epoll set it gives
+// its caller (ndisshm_guest_fd), so a caller asleep there wakes when the
+// next attempt is due, with no thread of ours.
+class TimerFd {
+public:
+    static Result<TimerFd> create();
+    TimerFd() = default;
+    void arm(uint32_t ms) const;  // fires once, after ms (0: at once)
+    void disarm() const;          // and drains what fired
+    int fd() const { return fd_.get(); }
+
+private:
+    explicit TimerFd(UniqueFd fd) : fd_(std::move(fd)) {}
+    UniqueFd fd_;
+};
+
 // An epoll instance (close-on-exec) and the fds it watches for input: one fd
 // a caller can sleep on for several (the guest's socket and its kicks).
 Result<UniqueFd> epoll_create();

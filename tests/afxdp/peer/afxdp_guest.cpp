@@ -61,6 +61,8 @@ void on_event(void* context, const ndisshm_guest_event* e) {
             s->block_offset.erase(e->handle);
             break;
         case NDISSHM_GUEST_QUEUE_DETACHED:
+        case NDISSHM_GUEST_DISCONNECTED:  // this peer does not reconnect
+        case NDISSHM_GUEST_RECONNECTED:
             break;
     }
 }
