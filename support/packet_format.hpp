@@ -200,6 +200,12 @@ public:
     void check(uint32_t stream, Segments segments);
     void check(uint32_t stream, const std::byte* data, size_t length);
     const CheckCounts& counts() const { return counts_; }
+    // A new sender (a host that restarted) starts its streams afresh: each
+    // stream is expected from sequence number 1 again; the counts stay.
+    void restart() {
+        next_.clear();
+        cached_next_ = nullptr;
+    }
 
 private:
     void count(uint32_t stream, std::optional<uint64_t> seq);

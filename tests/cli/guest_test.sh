@@ -163,7 +163,7 @@ expect_in() {  # name, file suffix, fixed string
 }
 
 # ---- the host says BYE: exit 0, every good packet read in place ------------
-run_pair bye bye --memory 1M
+run_pair bye bye --memory 1M --no-reconnect
 expect_rc bye 0
 expect_in bye host "name=bye"
 expect_in bye host "size=1048576 sealed_shrink=1"
@@ -186,7 +186,7 @@ print("checksum: %016x" % h_all)')
 expect_in bye out "$want"
 
 # ---- the host process is killed: the guest reports it, exit 3 -------------
-run_pair vanish vanish --memory 1M --json
+run_pair vanish vanish --memory 1M --json --no-reconnect
 expect_rc vanish 3
 expect_in vanish err "host closed the connection without BYE"
 python3 - "$tmp/vanish.out" <<'PY' || fail "vanish: JSON checks failed"
@@ -195,6 +195,22 @@ d = json.load(open(sys.argv[1]))
 assert d["end"] == "HOST_GONE" and d["exit_status"] == 3, d
 assert d["packets"] == 20 and d["bad_descriptors"] == 1 and d["blocks_known"] == 2, d  # receive + rings
 assert d["guest_id"] == 9 and d["memory_bytes"] == 1048576, d
+PY
+
+# ---- the host is killed and never comes back: the guest tries, then exit 3 -
+run_pair retry vanish --memory 1M --json --reconnect 0.6
+expect_rc retry 3
+expect_in retry err "lost the host at"
+expect_in retry err "reconnecting for up to"
+expect_in retry err "gave up reconnecting after"
+python3 - "$tmp/retry.out" <<'PY' || fail "retry: JSON checks failed"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["end"] == "HOST_GONE" and d["exit_status"] == 3, d
+assert d["sessions_lost"] == 1 and d["reconnects"] == 0 and 3 <= d["reconnect_attempts"] <= 8, d
+assert d["blocks_known"] == 0, d  # the lost session's blocks are forgotten
+(r,) = d["reconnections"]
+assert "without BYE" in r["reason"] and r["packets_before"] == 20 and "back_at_s" not in r, d
 PY
 
 # ---- the host refuses the memory: exit 1 with its reason ------------------

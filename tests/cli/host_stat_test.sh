@@ -52,7 +52,7 @@ host_pid=$!
 wait_for 5 grep -q "listening on $sock" "$tmp/host.out" || fail "host never said it listens: $(cat "$tmp/host.err")"
 [[ $(stat -c %a "$ctl" 2>/dev/null) == 600 ]] || fail "control socket is not 0600: $(stat -c %a "$ctl" 2>&1)"
 
-"$cli" guest --socket "$sock" --name vm1 --memory 8M --verify --json >"$tmp/guest.out" 2>"$tmp/guest.err" &
+"$cli" guest --socket "$sock" --name vm1 --memory 8M --verify --json --no-reconnect >"$tmp/guest.out" 2>"$tmp/guest.err" &
 guest_pid=$!
 running_one() {
     "$cli" stat --socket "$sock" --json >"$tmp/stat.json" 2>"$tmp/stat.err" &&

@@ -22,6 +22,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "common/self_command.hpp"
 #include "common/units.hpp"
@@ -40,12 +41,25 @@ constexpr int kPollSliceMs = 200;
 // one without traffic: the guest says so, rather than look hung.
 constexpr std::chrono::seconds kQuietHost{2};
 
+// One reconnection: when the session was lost and why, when and after how
+// many attempts the next began, and how much had been verified before it.
+struct Reconnection {
+    double lost_at_s = 0;
+    std::string reason;
+    double back_at_s = -1;  // < 0: not (yet) back
+    uint32_t attempts = 0;
+    uint32_t guest_id = 0;
+    uint64_t packets_before = 0;
+    uint64_t verified_before = 0;
+};
+
 struct Outcome {
     NDIS_STATUS end = NDIS_STATUS_SUCCESS;  // OK: a limit ended it
     std::string reason;
     bool limit_reached = false;
     bool verify_failed = false;
     ndisshm_guest_event queue{};  // QUEUE_ATTACHED, as the host announced it
+    std::vector<Reconnection> reconnections;
 };
 
 // The end's short name in --json ("HOST_BYE", "HOST_GONE", "FAILURE"): the
@@ -96,7 +110,25 @@ void print_summary(const GuestCommandOptions& opt, const ndisshm_guest_stats& s,
                        {"lookahead_split", o.queue.flags != 0},
                        {"lookahead_size", o.queue.lookahead_size}}},
             {"exit_status", exit_status(o)},
+            {"reconnect_s", opt.reconnect_s},
+            {"sessions_lost", s.sessions_lost},
+            {"reconnects", s.reconnects},
+            {"reconnect_attempts", s.reconnect_attempts},
         };
+        nlohmann::ordered_json list = nlohmann::ordered_json::array();
+        for (const Reconnection& r : o.reconnections) {
+            nlohmann::ordered_json e = {{"lost_at_s", r.lost_at_s}, {"reason", r.reason},
+                                        {"packets_before", r.packets_before}};
+            if (opt.verify) e["verified_before"] = r.verified_before;
+            if (r.back_at_s >= 0) {
+                e["back_at_s"] = r.back_at_s;
+                e["down_s"] = r.back_at_s - r.lost_at_s;
+                e["attempts"] = r.attempts;
+                e["guest_id"] = r.guest_id;
+            }
+            list.push_back(std::move(e));
+        }
+        j["reconnections"] = std::move(list);
         if (opt.verify)
             j["verify"] = {{"verified", v.verified}, {"lost", v.lost}, {"out_of_order", v.out_of_order},
                            {"corrupt", v.corrupt}, {"last_seq", v.last_seq}};
@@ -113,6 +145,10 @@ void print_summary(const GuestCommandOptions& opt, const ndisshm_guest_stats& s,
                 static_cast<unsigned long long>(s.bad_descriptors), static_cast<unsigned long long>(s.bad_blocks),
                 static_cast<unsigned long long>(s.batches), s.blocks, s.queues,
                 static_cast<unsigned long long>(checksum));
+    if (s.sessions_lost != 0 || s.reconnect_attempts != 0)
+        std::printf("sessions lost: %llu\nreconnected: %llu (%llu attempts)\n",
+                    static_cast<unsigned long long>(s.sessions_lost), static_cast<unsigned long long>(s.reconnects),
+                    static_cast<unsigned long long>(s.reconnect_attempts));
     if (opt.verify)
         std::printf("verified: %llu\nlost: %llu\nout of order: %llu\ncorrupt: %llu\nlast sequence number: %llu\n",
                     static_cast<unsigned long long>(v.verified), static_cast<unsigned long long>(v.lost),
@@ -165,25 +201,55 @@ int run_guest(const GuestCommandOptions& options) {
         checksum ^= h;
     };
     Outcome o;
-    auto on_event = [&o](const ndisshm_guest_event& e) {
-        if (e.kind == NDISSHM_GUEST_QUEUE_ATTACHED) o.queue = e;
-    };
+    const auto start = Clock::now();
+    auto since_start = [&start] { return std::chrono::duration<double>(Clock::now() - start).count(); };
     std::unique_ptr<ndisshm::Guest> guest;
+    const uint32_t reconnect_ms = static_cast<uint32_t>(opt.reconnect_s * 1000);
+    // Losses and reconnections go to stderr even with --json: an operator's
+    // log should show them as they happen; the summary lists them too.
+    auto on_event = [&](const ndisshm_guest_event& e) {
+        if (e.kind == NDISSHM_GUEST_QUEUE_ATTACHED) o.queue = e;
+        if (e.kind == NDISSHM_GUEST_DISCONNECTED) {
+            Reconnection r;
+            r.lost_at_s = since_start();
+            r.reason = e.reason != nullptr ? e.reason : "";
+            r.packets_before = guest->stats().packets;
+            r.verified_before = checker.counts().verified;
+            std::fprintf(stderr, "ndisshm guest: lost the host at %.1f s: %s; reconnecting for up to %s s\n",
+                         r.lost_at_s, r.reason.c_str(), fixed(opt.reconnect_s, 0).c_str());
+            o.reconnections.push_back(std::move(r));
+        }
+        if (e.kind == NDISSHM_GUEST_RECONNECTED) {
+            // A new host's streams start afresh: check them from their start.
+            checker.restart();
+            if (o.reconnections.empty()) o.reconnections.push_back({});  // connect was turned away first
+            Reconnection& r = o.reconnections.back();
+            r.back_at_s = since_start();
+            r.attempts = e.attempts;
+            r.guest_id = e.guest_id;
+            std::fprintf(stderr, "ndisshm guest: reconnected to %s as guest %u after %u attempt%s (%.2f s down)\n",
+                         opt.socket.c_str(), e.guest_id, e.attempts, e.attempts == 1 ? "" : "s",
+                         r.back_at_s - r.lost_at_s);
+        }
+    };
     const std::string& socket = opt.socket;
     try {
-        guest = std::make_unique<ndisshm::Guest>(ndisshm::GuestOptions{opt.name, opt.memory_bytes, 0}, on_packet,
-                                                 on_event);
+        guest = std::make_unique<ndisshm::Guest>(
+            ndisshm::GuestOptions{opt.name, opt.memory_bytes, 0, false, reconnect_ms}, on_packet, on_event);
         guest->connect(socket, opt.connect_timeout_ms);
+        if (!opt.json)
+            std::fprintf(stderr, "ndisshm guest: connected to %s as guest %u\n", socket.c_str(),
+                         guest->stats().guest_id);
     } catch (const ndisshm::GuestError& e) {
         std::fprintf(stderr, "ndisshm guest: %s%s\n", e.what(), connect_hint(socket, e.what()).c_str());
-        return e.status() == NDISSHM_STATUS_HOST_GONE ? kGuestHostVanished : 1;
-    }
-    if (!opt.json) {
-        std::fprintf(stderr, "ndisshm guest: connected to %s as guest %u\n", socket.c_str(),
-                     guest->stats().guest_id);
+        if (guest == nullptr || guest->stats().reconnecting == 0)
+            return e.status() == NDISSHM_STATUS_HOST_GONE ? kGuestHostVanished : 1;
+        // A full host (or one that went mid-handshake): the library tries
+        // again from poll, as after a lost session.
+        std::fprintf(stderr, "ndisshm guest: trying again for up to %s s\n", fixed(opt.reconnect_s, 0).c_str());
+        o.reconnections.push_back({0, e.what()});
     }
 
-    const auto start = Clock::now();
     bool told_quiet = false;  // a guest on a host that sends nothing says so, once
     const auto deadline = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opt.duration_s));
     for (;;) {
@@ -202,7 +268,8 @@ int run_guest(const GuestCommandOptions& options) {
             o.reason = guest->last_error();
             break;
         }
-        if (!told_quiet && !opt.json && guest->stats().packets == 0 && Clock::now() - start >= kQuietHost) {
+        if (!told_quiet && !opt.json && guest->stats().packets == 0 && guest->stats().connected != 0 &&
+            Clock::now() - start >= kQuietHost) {
             told_quiet = true;
             std::fprintf(stderr,
                          "ndisshm guest: no packets after %lld s: waiting; a host sends none unless told to "

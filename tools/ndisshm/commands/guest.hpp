@@ -3,6 +3,8 @@
 // until the host ends the session or a limit is reached. See guest.cpp.
 #pragma once
 
+#include <ndisshm/guest.h>
+
 #include <cstdint>
 #include <string>
 
@@ -18,6 +20,9 @@ struct GuestCommandOptions {
     bool json = false;             // summary as JSON on stdout
     bool verify = false;           // check each packet's sequence number and checksum (support/packet_format.hpp)
     uint32_t frame_offset = 0;     // --verify checks from this byte of each packet on (42: a UDP payload)
+    // How long to keep trying to get a lost host back (guest.h's
+    // reconnect_ms), in seconds; 0: the loss ends the guest.
+    double reconnect_s = NDISSHM_GUEST_RECONNECT_DEFAULT_MS / 1000.0;
 };
 
 // Exit status for the command line.
@@ -25,6 +30,8 @@ inline constexpr int kGuestHostVanished = 3;
 
 // 0: the host said BYE, or a limit was reached (we then say BYE ourselves);
 // 3: the host closed the connection without BYE (it died);
+// with reconnection (the default), 0 and 3 only once no host came back in
+// time; a refusal for lack of resources is tried again meanwhile;
 // 1: anything else (cannot connect, memory refused, a malformed message;
 //    with --verify, a packet lost, out of order or corrupt), with the reason
 //    on stderr.

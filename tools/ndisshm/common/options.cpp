@@ -157,9 +157,14 @@ void add_guest(CLI::App& app, GuestCommandOptions& o) {
         "in place (block handle, offset, length) and gives the descriptors back. It runs until the host\n"
         "says BYE or goes away, or --duration / --packets is reached (it then says BYE itself). With --verify\n"
         "it checks each packet from 'ndisshm host --rate' or 'ndisshm demo' (sequence number, checksum).\n"
+        "When the host goes away (a restart, a crash, BYE) or is full, the guest keeps its memory and tries to\n"
+        "connect again, with backoff (50 ms doubling to 2 s, jittered), for --reconnect seconds; a host that\n"
+        "comes back on the socket takes the same memory and the traffic resumes (--verify checks the new\n"
+        "stream from its start). Each loss and reconnection is reported on stderr and in --json.\n"
         "Exit status: 0 the host said BYE or a limit was reached, 3 the host vanished (closed without BYE),\n"
-        "1 an error (cannot connect, memory refused, malformed message; --verify: a packet lost, out of\n"
-        "order or corrupt; the reason on stderr), 2 bad usage.");
+        "either once no host came back within --reconnect; 1 an error (cannot connect, memory refused,\n"
+        "malformed message; --verify: a packet lost, out of order or corrupt; the reason on stderr), 2 bad\n"
+        "usage.");
     guest->add_option("--socket", o.socket,
                       "The host's guest socket (default: host.sock in the default directory, as 'ndisshm host')");
     sized_option(guest->add_option("--memory", o.memory_bytes, "Guest memory size in bytes (64M, 1.5G)"))
@@ -177,6 +182,12 @@ void add_guest(CLI::App& app, GuestCommandOptions& o) {
     guest->add_option("--connect-timeout", o.connect_timeout_ms, "Milliseconds to wait for each handshake answer")
         ->check(in_range(1, 3600 * 1000))
         ->capture_default_str();
+    guest->add_option("--reconnect", o.reconnect_s,
+                      "Seconds to keep trying to get the host back after it goes away or is full (0: never)")
+        ->check(in_range(0.0, 4e6))
+        ->capture_default_str();
+    guest->add_flag_callback(
+        "--no-reconnect", [&o] { o.reconnect_s = 0; }, "Do not reconnect: the host's going ends the guest (--reconnect 0)");
     guest->add_flag("--verify", o.verify, "Check each packet's sequence number, length and checksum; count losses");
     guest->add_option("--frame-offset", o.frame_offset,
                       "With --verify: the checked stream starts this many bytes into each packet (42: the UDP "

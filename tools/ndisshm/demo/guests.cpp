@@ -12,7 +12,7 @@ bool GuestProcesses::start(uint32_t count, const std::string& socket, uint64_t m
     for (uint32_t g = 1; g <= count; ++g) {
         const std::string name = "guest-" + std::to_string(g);
         std::vector<std::string> argv = {"ndisshm", "guest", "--socket", socket, "--name", name, "--memory", memory,
-                                         "--verify"};
+                                         "--verify", "--no-reconnect"};  // they live and die with the demo's host
         argv.insert(argv.end(), flags.begin(), flags.end());
         argv.push_back("--json");
         auto child = std::make_unique<support::ChildProcess>(
