@@ -3,7 +3,8 @@
 # and freeing queues while two guest processes connect, receive checked
 # packets and are SIGKILLed and replaced. Asserts its JSON: no failure, every
 # kind of operation and every invariant check ran, nothing leaked, no verifier
-# finding, every session the hub accepted closed. Then the bounds (--ops ends
+# finding, every session the hub accepted closed, host restarts survived.
+# Then the bounds (--ops ends
 # a long run early) and bad usage. Usage: soak_test.sh PATH/TO/ndisshm
 set -uo pipefail
 
@@ -47,6 +48,10 @@ hub = j["hub"]
 want(hub["accepted"] == hub["closed"], f"hub accepted {hub['accepted']}, closed {hub['closed']}")
 want(hub["refused"] == 0, f"hub refused {hub['refused']}")
 want(j["invariant_checks"]["guest_gone"] == j["operations"]["guest_kill"], "a killed guest was not seen to go")
+# Host restarts: the guests came back and verified the new hosts' streams.
+want(j["host_restarts"] == j["operations"]["host_restart"] > 0, f"host restarts {j['host_restarts']}")
+want(j["guests_reconnected"] > 0 and j["packets_verified_after_reconnect"] > 0,
+     f"reconnected {j['guests_reconnected']}, verified after {j['packets_verified_after_reconnect']}")
 want(5.5 <= j["duration_s"] < 30, f"duration {j['duration_s']} s for --seconds 6")
 want(j["seed"] == 20261125, "seed not reported")
 for b in bad:

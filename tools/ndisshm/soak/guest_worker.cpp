@@ -15,7 +15,9 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <thread>
 
+#include "common/signals.hpp"
 #include "packet_format.hpp"
 #include "soak/soak.hpp"
 #include "soak/guests.hpp"
@@ -31,6 +33,7 @@ struct GuestChecks {
     uint64_t next_seq = 1;
     uint64_t packets = 0;
     uint64_t findings = 0;
+    bool lost_on_bye = false;  // the last session ended on the host's BYE, and none since
 
     void say(const std::string& line) {
         std::fputs((line + "\n").c_str(), stdout);
@@ -42,7 +45,17 @@ struct GuestChecks {
     }
 
     void on_event(const ndisshm_guest_event& e) {
-        if (e.kind == NDISSHM_GUEST_QUEUE_ATTACHED) {
+        if (e.kind == NDISSHM_GUEST_DISCONNECTED) {
+            // The host restarted: its queue and blocks went (BLOCK_REMOVED came
+            // first); the next host's queue is a new stream from 1.
+            lost_on_bye = std::string(e.reason).find("(BYE)") != std::string::npos;
+            queue = 0;
+            next_seq = 1;
+            say(std::string("D ") + e.reason);
+        } else if (e.kind == NDISSHM_GUEST_RECONNECTED) {
+            lost_on_bye = false;
+            say("R " + std::to_string(e.attempts));
+        } else if (e.kind == NDISSHM_GUEST_QUEUE_ATTACHED) {
             if (queue != 0) found("a second queue attached: " + std::to_string(e.queue_id));
             queue = e.queue_id;
             say("Q " + std::to_string(queue));
@@ -105,23 +118,36 @@ int run_soak_guest(const SoakOptions& o) {
     checks.memory_bytes = o.guest_memory;
     std::unique_ptr<ndisshm::Guest> g;
     NDIS_STATUS st = NDIS_STATUS_SUCCESS;
-    try {
-        g = std::make_unique<ndisshm::Guest>(
-            ndisshm::GuestOptions{o.guest_name, o.guest_memory, o.guest_base},
-            [&checks](const ndisshm::GuestPacket& p) { checks.on_packet(p); },
-            [&checks](const ndisshm_guest_event& e) { checks.on_event(e); });
-    } catch (const ndisshm::GuestError& e) {
-        checks.say(std::string("E create ") + e.what());
-        return 1;
+    // With reconnection (the soak restarts its host), a host that is not
+    // listening at the first try is one restarting: try again, within the
+    // same bound as a reconnection (the library does not, see guest.h).
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(o.guest_reconnect_ms);
+    for (;;) {
+        try {
+            g = std::make_unique<ndisshm::Guest>(
+                ndisshm::GuestOptions{o.guest_name, o.guest_memory, o.guest_base, false, o.guest_reconnect_ms},
+                [&checks](const ndisshm::GuestPacket& p) { checks.on_packet(p); },
+                [&checks](const ndisshm_guest_event& e) { checks.on_event(e); });
+        } catch (const ndisshm::GuestError& e) {
+            checks.say(std::string("E create ") + e.what());
+            return 1;
+        }
+        try {
+            g->connect(o.guest_worker, 5000);
+            st = NDIS_STATUS_SUCCESS;
+        } catch (const ndisshm::GuestError& e) {
+            st = e.status();
+            if (g->stats().reconnecting != 0) st = NDIS_STATUS_SUCCESS;  // poll retries
+        }
+        if (st != NDIS_STATUS_FAILURE || o.guest_reconnect_ms == 0 || std::chrono::steady_clock::now() >= give_up)
+            break;
+        g.reset();
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    try {
-        g->connect(o.guest_worker, 5000);
-    } catch (const ndisshm::GuestError& e) {
-        st = e.status();
-    }
+    const auto& stop = stop_on_signals();
     uint64_t reported = 0;
     auto last_report = std::chrono::steady_clock::now();
-    while (st >= 0) {
+    while (st >= 0 && !stop) {
         st = g->poll_once(100);
         // The count now and then, not per packet: the soak needs it only for its summary.
         const auto now = std::chrono::steady_clock::now();
@@ -136,6 +162,8 @@ int run_soak_guest(const SoakOptions& o) {
         checks.found(std::to_string(s.bad_descriptors) + " bad descriptors, " + std::to_string(s.bad_blocks) +
                      " bad blocks");
     checks.say("P " + std::to_string(checks.packets));
+    // Told to stop (the soak's end) after its host said BYE: that is its BYE.
+    if (stop && st >= 0) st = checks.lost_on_bye ? NDISSHM_STATUS_HOST_BYE : NDIS_STATUS_FAILURE;
     const bool bye = st == NDISSHM_STATUS_HOST_BYE;
     checks.say(std::string("E ") + (bye ? "host-bye " : "ended ") + ndisshm_status_name(st) + ": " +
                g->last_error());

@@ -13,14 +13,23 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr int kGoneWithinMs = 3000;  // the hub must have closed a killed guest's session by then
+constexpr int kBackWithinMs = 10000; // after a host restart, a running guest must be running again by then
+constexpr uint32_t kReconnectMs = 15000;  // the guests' reconnect_ms: longer than kBackWithinMs
 constexpr size_t kLinesKept = 8;
 
 }  // namespace
 
-SoakGuests::SoakGuests(World& world, const SoakOptions& options, ndisshm::Hub& hub)
-    : world_(world), options_(options), hub_(hub), slots_(options.guests) {
-    hub_adapter_ = hub_.adapter();
-    socket_ = hub_.socket_path();
+SoakGuests::SoakGuests(World& world, const SoakOptions& options, std::unique_ptr<ndisshm::Hub>& hub,
+                       std::function<std::unique_ptr<ndisshm::Hub>()> make_hub, SoakHost& host)
+    : world_(world),
+      options_(options),
+      hub_holder_(hub),
+      make_hub_(std::move(make_hub)),
+      host_(host),
+      hub_(hub.get()),
+      slots_(options.guests) {
+    hub_adapter_ = hub_->adapter();
+    socket_ = hub_->socket_path();
 }
 
 SoakGuests::~SoakGuests() {
@@ -30,6 +39,8 @@ SoakGuests::~SoakGuests() {
 
 void SoakGuests::start(uint64_t seed) {
     rng_.seed(seed ^ 0xC2B2AE3D27D4EB4Full);
+    if (options_.host_restart_ms != 0)
+        next_restart_ = Clock::now() + std::chrono::milliseconds(rng_() % (2 * uint64_t{options_.host_restart_ms}));
     thread_ = std::thread([this] { run(); });
 }
 
@@ -52,9 +63,84 @@ void SoakGuests::run() {
             if (s.process != nullptr && s.running) running.push_back(&s);
         if (!running.empty()) deliver(*running[rng_() % running.size()]);
         check_dying(false);
+        check_back();
+        if (options_.host_restart_ms != 0 && Clock::now() >= next_restart_) {
+            restart_host();
+            if (hub_ == nullptr) break;  // no new hub: the failure says why
+            next_restart_ =
+                Clock::now() + std::chrono::milliseconds(rng_() % (2 * uint64_t{options_.host_restart_ms}));
+        }
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
     check_dying(true);
+}
+
+void SoakGuests::restart_host() {
+    for (Slot& s : slots_)
+        if (s.process != nullptr) drain(s, false);
+    host_.swap_hub([this]() -> ndisshm::Hub* {
+        // The host goes as a host shutting down does: BYE to each guest, and
+        // every block freed through its provider before the adapter goes.
+        hub_->stop();
+        const ndisshm_hub_stats st = hub_->stats();
+        earlier_.accepted += st.accepted;
+        earlier_.closed += st.closed;
+        earlier_.refused += st.refused;
+        earlier_.delivered += st.delivered;
+        earlier_.dropped += st.dropped;
+        earlier_.returned += st.returned;
+        const ndisshm_adapter_stats a = hub_->adapter_stats();
+        world_.counters.check(kHostBooksAtRestart);
+        const std::string which = "host restart " + std::to_string(world_.counters.ops(kHostRestart) + 1);
+        if (a.total.blocks != 0 || a.total.allocations != a.total.frees)
+            world_.failures.add(which + ": the stopped hub's adapter has " + std::to_string(a.total.blocks) +
+                                " blocks left, " + std::to_string(a.total.allocations) + " allocations, " +
+                                std::to_string(a.total.frees) + " frees");
+        if (st.accepted != st.closed)
+            world_.failures.add(which + ": the stopped hub accepted " + std::to_string(st.accepted) +
+                                " sessions and closed " + std::to_string(st.closed));
+        hub_ = nullptr;
+        hub_holder_.reset();
+        try {
+            hub_holder_ = make_hub_();
+        } catch (const std::exception& e) {
+            world_.failures.add(which + ": the new hub: " + e.what());
+            world_.stopping = true;
+            return nullptr;
+        }
+        hub_ = hub_holder_.get();
+        hub_adapter_ = hub_->adapter();
+        return hub_;
+    });
+    // The killed guests went with the old host.
+    world_.counters.check(kGuestGone, dying_.size());
+    dying_.clear();
+    const auto back_by = Clock::now() + std::chrono::milliseconds(kBackWithinMs);
+    for (Slot& s : slots_) {
+        if (s.process == nullptr) continue;
+        // Its blocks went with the old host's session; its lines until it
+        // says D (lost) or R (back) are of that session, and its new queue
+        // starts a new stream.
+        forget_blocks(s);
+        s.stale = true;
+        if (s.running) s.back_by = back_by;
+        s.running = false;
+        s.queue = 0;
+        s.next_seq = 1;
+    }
+    world_.counters.op(kHostRestart);
+}
+
+void SoakGuests::check_back() {
+    const auto now = Clock::now();
+    for (Slot& s : slots_) {
+        if (s.process == nullptr || s.back_by == Clock::time_point{} || now < s.back_by) continue;
+        std::string last;
+        for (const auto& l : s.last_lines) last += " | " + l;
+        world_.failures.add(who(s) + " was not running again " + std::to_string(kBackWithinMs) +
+                            " ms after the host restart" + last);
+        s.back_by = {};
+    }
 }
 
 void SoakGuests::spawn(Slot& s) {
@@ -66,7 +152,8 @@ void SoakGuests::spawn(Slot& s) {
     s.process = std::make_unique<support::ChildProcess>(
         std::vector<std::string>{"ndisshm", "soak", "--guest-worker", socket_, "--guest-name", s.name,
                                  "--guest-memory", std::to_string(options_.guest_memory), "--guest-base",
-                                 std::to_string(s.base)},
+                                 std::to_string(s.base), "--guest-reconnect",
+                                 std::to_string(options_.host_restart_ms != 0 ? kReconnectMs : 0)},
         support::SpawnOptions{.program = "/proc/self/exe", .own_process_group = true});
     if (!s.process->started()) {
         world_.failures.add(who(s) + ": cannot start: " + s.process->error());
@@ -94,6 +181,7 @@ void SoakGuests::drain(Slot& s, bool expect_end) {
                         std::to_string(status) + ")" + last);
     forget_blocks(s);
     packets_verified_ += s.packets;
+    if (s.reconnected) packets_after_reconnect_ += s.packets - s.packets_at_reconnect;
     s.process.reset();
 }
 
@@ -103,7 +191,15 @@ void SoakGuests::handle(Slot& s, const std::string& line) {
     std::istringstream in(line);
     std::string tag;
     in >> tag;
-    if (tag == "Q") {
+    if (s.stale && (tag == "Q" || tag == "B+" || tag == "B-")) return;  // the session before the restart
+    if (tag == "D") {
+        if (!s.stale) world_.failures.add(who(s) + " lost its host with no restart: " + line.substr(2));
+        s.stale = false;
+    } else if (tag == "R") {
+        s.stale = false;
+        if (!s.reconnected) s.packets_at_reconnect = s.packets;
+        s.reconnected = true;
+    } else if (tag == "Q") {
         in >> s.queue;
     } else if (tag == "B+") {
         uint64_t handle = 0, offset = 0, length = 0;
@@ -164,6 +260,10 @@ void SoakGuests::block_added(Slot& s, uint64_t handle, uint64_t offset, uint64_t
     if (!s.running && s.blocks.size() == kGuestBlocks) {
         s.running = true;
         world_.counters.op(kGuestConnect);
+        if (s.back_by != Clock::time_point{}) {
+            world_.counters.check(kGuestReconnected);
+            s.back_by = {};
+        }
     }
 }
 
@@ -179,13 +279,14 @@ void SoakGuests::kill(Slot& s) {
     // be anyone's.
     forget_blocks(s);
     if (s.running) {
-        for (const auto& g : hub_.guests())
+        for (const auto& g : hub_->guests())
             if (s.name == g.name) s.guest_id = g.guest_id;
     }
     s.process->kill_now();
     world_.counters.op(kGuestKill);
     if (!s.running) ++killed_connecting_;
     packets_verified_ += s.packets;
+    if (s.reconnected) packets_after_reconnect_ += s.packets - s.packets_at_reconnect;
     dying_.push_back({s.name, s.guest_id, Clock::now() + std::chrono::milliseconds(kGoneWithinMs)});
     s.process.reset();
 }
@@ -195,7 +296,7 @@ void SoakGuests::deliver(Slot& s) {
         // The stream is the guest's queue: a packet that reaches another guest fails its check.
         const uint32_t length = 16 + static_cast<uint32_t>(rng_() % (kGuestSlotBytes - 16 + 1));
         const auto packet = support::make_packet(s.next_seq, length, s.queue);
-        const auto d = hub_.deliver(s.queue, packet);
+        const auto d = hub_->deliver(s.queue, packet);
         if (d != NDISSHM_HUB_DELIVERED) return;  // a full ring, or the guest just died: a NIC drops too
         ++s.next_seq;
         world_.counters.op(kDeliver);
@@ -206,10 +307,10 @@ void SoakGuests::deliver(Slot& s) {
 void SoakGuests::check_dying(bool final) {
     for (auto it = dying_.begin(); it != dying_.end();) {
         bool listed = false;
-        for (const auto& g : hub_.guests()) listed = listed || it->name == g.name;
+        for (const auto& g : hub_->guests()) listed = listed || it->name == g.name;
         bool queue_left = false;
         if (!listed && it->guest_id != 0)
-            for (const auto& q : hub_.queues())
+            for (const auto& q : hub_->queues())
                 queue_left = queue_left || (q.kind == NDISSHM_HUB_QUEUE_GUEST && q.guest_id == it->guest_id);
         if (!listed && !queue_left) {
             world_.counters.check(kGuestGone);
@@ -228,12 +329,25 @@ void SoakGuests::check_dying(bool final) {
 
 void SoakGuests::finish_after_hub_stop() {
     hub_stopped_ = true;
+    const bool reconnecting = options_.host_restart_ms != 0;
     for (Slot& s : slots_) {
         if (s.process == nullptr) continue;
         const auto deadline = Clock::now() + std::chrono::seconds(5);
         std::vector<std::string> lines;
-        while (s.process->read_lines(lines) && Clock::now() < deadline)
+        // A guest that reconnects does not end on BYE: once it has said it
+        // lost its host (D), or at once if it had no session, it is told to
+        // stop (SIGTERM) and ends as one that was stopped.
+        bool lost = !s.running;
+        bool told = false;
+        if (reconnecting) s.stale = true;  // its D now is this stop's, not a surprise
+        while (s.process->read_lines(lines) && Clock::now() < deadline) {
+            for (const auto& l : lines) lost = lost || l.rfind("D ", 0) == 0;
+            if (reconnecting && lost && !told) {
+                s.process->signal(SIGTERM);
+                told = true;
+            }
             std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
         for (const auto& l : lines) handle(s, l);
         const int status = s.process->finish(std::max<int>(
             0, static_cast<int>(
@@ -248,6 +362,7 @@ void SoakGuests::finish_after_hub_stop() {
             world_.failures.add(who(s) + " did not end on the host's BYE: " + s.process->how() + last);
         forget_blocks(s);
         packets_verified_ += s.packets;
+        if (s.reconnected) packets_after_reconnect_ += s.packets - s.packets_at_reconnect;
         s.process.reset();
     }
 }

@@ -76,7 +76,7 @@ void SoakHost::run(Worker& w) {
         }
         // The book check waits for no one: a thread lets it in before taking
         // its next turn (rwlocks may favour readers forever otherwise).
-        if (check_wanted_.load(std::memory_order_acquire)) {
+        if (check_wanted_.load(std::memory_order_acquire) != 0) {
             std::this_thread::yield();
             continue;
         }
@@ -290,10 +290,21 @@ void SoakHost::release_all(Worker& w) {
     while (!w.queues.empty()) free_queue(w);
 }
 
-bool SoakHost::check_books() {
-    check_wanted_.store(true, std::memory_order_release);
+void SoakHost::swap_hub(const std::function<ndisshm::Hub*()>& restart) {
+    check_wanted_.fetch_add(1, std::memory_order_acq_rel);
     std::unique_lock lock(world_.books);
-    check_wanted_.store(false, std::memory_order_release);
+    check_wanted_.fetch_sub(1, std::memory_order_acq_rel);
+    for (auto& w : workers_)
+        for (size_t i = w->blocks.size(); i-- > 0;)
+            if (w->blocks[i].adapter == hub_adapter_) free_block(*w, i);
+    hub_ = restart();
+    hub_adapter_ = hub_ != nullptr ? hub_->adapter() : nullptr;
+}
+
+bool SoakHost::check_books() {
+    check_wanted_.fetch_add(1, std::memory_order_acq_rel);
+    std::unique_lock lock(world_.books);
+    check_wanted_.fetch_sub(1, std::memory_order_acq_rel);
     world_.counters.check(kBooks);
 
     uint64_t blocks = 0, bytes = 0, q0_blocks = 0, q0_bytes = 0, hub_blocks = 0, hub_bytes = 0, queues = 0;

@@ -11,7 +11,9 @@
 #include <ndisshm/host.h>
 #include <ndisshm/hub.hpp>
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -40,6 +42,11 @@ public:
     // the world. Returns whether the hub's books could be read steady (guests
     // come and go meanwhile; they are left for the next check if not).
     bool check_books();
+    // A host restart: stops the threads, frees every block they hold on the
+    // hub's adapter (a host that goes takes its adapter along), calls
+    // `restart` (stop the old hub, start a new one; null: none) and goes on
+    // with the hub it returns.
+    void swap_hub(const std::function<ndisshm::Hub*()>& restart);
 
 private:
     struct Block {
@@ -83,7 +90,7 @@ private:
     NDIS_HANDLE hub_adapter_ = nullptr;
     std::vector<std::unique_ptr<Worker>> workers_;
     std::vector<std::thread> threads_;
-    std::atomic<bool> check_wanted_{false};
+    std::atomic<int> check_wanted_{0};  // threads waiting for the exclusive lock: the workers yield
 };
 
 }  // namespace ndisshm::cli::soak

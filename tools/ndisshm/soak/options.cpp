@@ -15,8 +15,11 @@ void add_soak(CLI::App& app, SoakOptions& o) {
         "overlap\n"
         "(host addresses, guest memory offsets), every block is zero when handed out (memory written before\n"
         "it was freed included) and still holds what its owner wrote when freed, the runtime's books equal\n"
-        "what the threads hold, a killed guest's queue and blocks go. At the end: nothing left, no fd or\n"
-        "mapping leaked, no verifier finding. The run stops at --seconds or --ops, whichever comes first.\n"
+        "what the threads hold, a killed guest's queue and blocks go. With guests, the host is restarted\n"
+        "now and then (--host-restart-every): the hub stops (BYE), its books must be empty, a new one starts\n"
+        "on the same socket and every running guest must reconnect, get a new queue and verify the new\n"
+        "stream. At the end: nothing left, no fd or mapping leaked, no verifier finding. The run stops at\n"
+        "--seconds or --ops, whichever comes first.\n"
         "Exit status: 0 no failure and no leak; 1 a check failed (listed on stderr); 2 bad usage.");
     soak->add_option("--seconds", o.seconds, "Run this long (0: until --ops)")
         ->check(in_range(0.0, 1e7))
@@ -45,6 +48,10 @@ void add_soak(CLI::App& app, SoakOptions& o) {
                      "A guest is SIGKILLed at a random moment within this many milliseconds of its start")
         ->check(in_range(1u, 600'000u))
         ->capture_default_str();
+    soak->add_option("--host-restart-every", o.host_restart_ms,
+                     "With guests: restart the host at random moments about this many milliseconds apart (0: never)")
+        ->check(in_range(0u, 3'600'000u))
+        ->capture_default_str();
     soak->add_flag("--json", o.json, "Print the summary as JSON on stdout");
     soak->add_flag("--quiet,-q", o.quiet, "No progress lines on stderr");
     // The guest processes the soak starts (`ndisshm soak --guest-worker PATH`): not for people.
@@ -52,6 +59,7 @@ void add_soak(CLI::App& app, SoakOptions& o) {
     soak->add_option("--guest-name", o.guest_name)->group("");
     soak->add_option("--guest-memory", o.guest_memory)->group("");
     soak->add_option("--guest-base", o.guest_base)->group("");
+    soak->add_option("--guest-reconnect", o.guest_reconnect_ms)->group("");
     soak->callback([&o] {
         if (o.guest_worker.empty() && o.seconds == 0 && o.ops == 0)
             throw CLI::ValidationError("--seconds", "0 needs --ops: the soak must be bounded");

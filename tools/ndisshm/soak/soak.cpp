@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -85,6 +86,7 @@ struct Summary {
     uint64_t seed = 0;
     uint64_t book_checks_unsteady = 0;
     uint64_t guests_spawned = 0, guests_killed_connecting = 0, packets_verified = 0, hub_log_lines = 0;
+    uint64_t packets_after_reconnect = 0;
 };
 
 void print(const SoakOptions& o, const World& w, const Summary& s, const Leaks& leaks, const Findings& f,
@@ -108,6 +110,9 @@ void print(const SoakOptions& o, const World& w, const Summary& s, const Leaks& 
         j["book_checks_skipped_unsteady"] = s.book_checks_unsteady;
         j["guests_spawned"] = s.guests_spawned;
         j["guests_killed_connecting"] = s.guests_killed_connecting;
+        j["host_restarts"] = w.counters.ops(soak::kHostRestart);
+        j["guests_reconnected"] = w.counters.checks(soak::kGuestReconnected);
+        j["packets_verified_after_reconnect"] = s.packets_after_reconnect;
         j["hub_log_lines"] = s.hub_log_lines;
         j["hub"] = {{"accepted", hub.accepted},   {"closed", hub.closed},   {"refused", hub.refused},
                     {"delivered", hub.delivered}, {"dropped", hub.dropped}, {"returned", hub.returned}};
@@ -142,6 +147,10 @@ void print(const SoakOptions& o, const World& w, const Summary& s, const Leaks& 
         static_cast<unsigned long long>(s.guests_killed_connecting),
         static_cast<unsigned long long>(hub.accepted), static_cast<unsigned long long>(hub.closed),
         static_cast<unsigned long long>(hub.refused));
+    std::printf("host restarts: %llu; guests reconnected: %llu, verifying %llu packets after reconnecting\n",
+                static_cast<unsigned long long>(w.counters.ops(soak::kHostRestart)),
+                static_cast<unsigned long long>(w.counters.checks(soak::kGuestReconnected)),
+                static_cast<unsigned long long>(s.packets_after_reconnect));
     std::printf("leaks: %llu blocks, %llu fds, %llu mappings\n",
                 static_cast<unsigned long long>(leaks.blocks), static_cast<unsigned long long>(leaks.fds),
                 static_cast<unsigned long long>(leaks.mappings));
@@ -198,6 +207,7 @@ int run_soak(const SoakOptions& o) {
     // The hub's socket in a private directory of its own, gone with the soak.
     std::string dir;
     std::unique_ptr<ndisshm::Hub> hub;
+    std::function<std::unique_ptr<ndisshm::Hub>()> make_hub;  // the first hub, and each after a host restart
     if (o.guests > 0) {
         char tmpl[] = "/tmp/ndisshm-soak-XXXXXX";
         if (::mkdtemp(tmpl) == nullptr) {
@@ -220,9 +230,13 @@ int run_soak(const SoakOptions& o) {
         hc.handshake_timeout_ms = 5000;
         hc.serve_control = false;
         hc.log = [&hub_log](const std::string& line) { hub_log.record(line); };
+        make_hub = [rt, hc] {
+            auto h = std::make_unique<ndisshm::Hub>(rt, hc);
+            h->start();
+            return h;
+        };
         try {
-            hub = std::make_unique<ndisshm::Hub>(rt, hc);
-            hub->start();
+            hub = make_hub();
         } catch (const ndisshm::HubError& e) {
             std::fprintf(stderr, "ndisshm soak: the hub: %s\n", e.what());
             hub.reset();
@@ -246,7 +260,7 @@ int run_soak(const SoakOptions& o) {
     {
         soak::SoakHost host(world, o, rt, adapter, hub.get());
         std::unique_ptr<soak::SoakGuests> guests;
-        if (hub) guests = std::make_unique<soak::SoakGuests>(world, o, *hub);
+        if (hub) guests = std::make_unique<soak::SoakGuests>(world, o, hub, make_hub, host);
         host.start(sum.seed);
         if (guests) guests->start(sum.seed);
         // Progress from the start: on a terminal one line redrawn as the
@@ -281,10 +295,19 @@ int run_soak(const SoakOptions& o) {
         if (hub) {
             hub->stop();
             hub_stats = hub->stats();
+            // With host restarts, the hubs before this one count too.
+            const ndisshm_hub_stats& e = guests->earlier_hubs();
+            hub_stats.accepted += e.accepted;
+            hub_stats.closed += e.closed;
+            hub_stats.refused += e.refused;
+            hub_stats.delivered += e.delivered;
+            hub_stats.dropped += e.dropped;
+            hub_stats.returned += e.returned;
             guests->finish_after_hub_stop();
             sum.guests_spawned = guests->spawned();
             sum.packets_verified = guests->packets_verified();
             sum.guests_killed_connecting = guests->killed_connecting();
+            sum.packets_after_reconnect = guests->packets_after_reconnect();
             const ndisshm_adapter_stats a = hub->adapter_stats();
             leaks.blocks += a.total.blocks;
             if (a.total.allocations != a.total.frees)

@@ -20,6 +20,7 @@ struct SoakOptions {
     uint32_t max_block_bytes = 256 * 1024;
     uint32_t max_outstanding = 256;  // blocks one thread holds at most
     uint32_t kill_after_ms = 800;    // a guest is killed at a random moment within this of its start
+    uint32_t host_restart_ms = 2000; // the hub is stopped and a new one started about this often (0: never)
     bool json = false;
     bool quiet = false;
 
@@ -28,6 +29,7 @@ struct SoakOptions {
     std::string guest_name;
     uint64_t guest_memory = 4 << 20;
     uint64_t guest_base = 0;  // guest physical base
+    uint32_t guest_reconnect_ms = 0;  // the guest's reconnect_ms: the soak restarts its host
 };
 
 int run_soak(const SoakOptions& o);

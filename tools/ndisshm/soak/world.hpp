@@ -31,9 +31,9 @@
 
 namespace ndisshm::cli::soak {
 
-enum Op { kAllocate, kFree, kQueueCreate, kQueueFree, kGuestConnect, kGuestKill, kDeliver, kOpCount };
+enum Op { kAllocate, kFree, kQueueCreate, kQueueFree, kGuestConnect, kGuestKill, kDeliver, kHostRestart, kOpCount };
 inline constexpr const char* kOpNames[kOpCount] = {
-    "allocate", "free", "queue_create", "queue_free", "guest_connect", "guest_kill", "deliver"};
+    "allocate", "free", "queue_create", "queue_free", "guest_connect", "guest_kill", "deliver", "host_restart"};
 
 enum Check {
     kZero,
@@ -45,11 +45,14 @@ enum Check {
     kGuestBlock,
     kGuestGone,
     kPackets,
+    kHostBooksAtRestart,
+    kGuestReconnected,
     kCheckCount
 };
 inline constexpr const char* kCheckNames[kCheckCount] = {
     "zeroed_on_allocate", "zeroed_after_reuse", "block_record", "no_overlap",      "pattern_kept_until_free",
-    "books_equal_stats",  "guest_block",        "guest_gone",   "packets_verified"};
+    "books_equal_stats",  "guest_block",        "guest_gone",   "packets_verified",
+    "host_books_empty_at_restart", "guest_reconnected"};
 
 class Counters {
 public:
