@@ -3,6 +3,10 @@
 // host and the other guest run on untouched; a host killed leaves its guest
 // seeing the socket close.
 #include <atomic>
+#include <cinttypes>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
 #include <thread>
 
 #include "hub_fixture.hpp"
@@ -137,6 +141,48 @@ TEST(HostDeath, GuestSeesTheSocketCloseAndSaysSo) {
     ASSERT_TRUE(closed) << guest.transcript();
     EXPECT_NE(closed->find("peer closed"), std::string::npos) << *closed;
     EXPECT_EQ(guest.wait_exit(), 3);
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+}
+
+TEST(HostDeath, AGuestThatReconnectsRidesThroughAHostKilledAndOneThatSaysBye) {
+    char dir[] = "/tmp/ndisshm-mp-XXXXXX";
+    ASSERT_NE(::mkdtemp(dir), nullptr);
+    const std::string sock = std::string(dir) + "/run/host.sock";
+    auto host = std::make_unique<ChildProcess>(std::vector<std::string>{NDISSHM_MULTIPROCESS_PEER, "host", sock});
+    ASSERT_TRUE(host->wait_line("LISTENING")) << host->transcript();
+    ChildProcess guest({NDISSHM_MULTIPROCESS_PEER, "library-guest", sock, "g", "--reconnect-ms", "20000"});
+    ASSERT_TRUE(guest.wait_line("GOT ")) << guest.transcript();
+
+    // Killed: no BYE, the socket file left behind; the next host takes it over.
+    host->signal(SIGKILL);
+    EXPECT_EQ(host->wait_exit(), 128 + SIGKILL);
+    auto lost = guest.wait_line("DISCONNECTED");
+    ASSERT_TRUE(lost) << guest.transcript();
+    EXPECT_NE(lost->find("without BYE"), std::string::npos) << *lost;
+    host = std::make_unique<ChildProcess>(
+        std::vector<std::string>{NDISSHM_MULTIPROCESS_PEER, "host", sock, "--life-ms", "1500"});
+    ASSERT_TRUE(host->wait_line("LISTENING")) << host->transcript();
+    ASSERT_TRUE(guest.wait_line("RECONNECTED")) << guest.transcript();
+    ASSERT_TRUE(guest.wait_line("QUEUE")) << guest.transcript();
+    // Packets of the new host, read in place in the same memory, all good.
+    auto got = guest.wait_line("GOT ");
+    ASSERT_TRUE(got) << guest.transcript();
+    uint64_t total = 0, bad = 1, split = 0;
+    ASSERT_EQ(std::sscanf(got->c_str(), "GOT %" SCNu64 " %" SCNu64 " %" SCNu64, &total, &bad, &split), 3);
+    EXPECT_EQ(bad, 0u);
+
+    // This host ends by itself, the clean way (BYE): a reconnection too.
+    EXPECT_EQ(host->wait_exit(5000), 0) << host->transcript();
+    auto bye = guest.wait_line("DISCONNECTED");
+    ASSERT_TRUE(bye) << guest.transcript();
+    EXPECT_NE(bye->find("(BYE)"), std::string::npos) << *bye;
+    host = std::make_unique<ChildProcess>(std::vector<std::string>{NDISSHM_MULTIPROCESS_PEER, "host", sock});
+    ASSERT_TRUE(host->wait_line("LISTENING")) << host->transcript();
+    ASSERT_TRUE(guest.wait_line("RECONNECTED")) << guest.transcript();
+    ASSERT_TRUE(guest.wait_line("GOT ")) << guest.transcript();
+    guest.signal(SIGKILL);
+    host->signal(SIGKILL);
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);
 }

@@ -51,6 +51,7 @@ struct Options {
     std::string behavior = "normal";
     uint64_t forge_cookie = 0;
     int life_ms = 15000;
+    uint32_t reconnect_ms = 0;  // library-guest: ndisshm_guest_config.reconnect_ms
 };
 
 Options parse(int argc, char** argv, int first) {
@@ -63,6 +64,7 @@ Options parse(int argc, char** argv, int first) {
         else if (k == "--behavior") o.behavior = v;
         else if (k == "--forge-cookie") o.forge_cookie = std::strtoull(v.c_str(), nullptr, 0);
         else if (k == "--life-ms") o.life_ms = std::atoi(v.c_str());
+        else if (k == "--reconnect-ms") o.reconnect_ms = static_cast<uint32_t>(std::strtoul(v.c_str(), nullptr, 0));
     }
     return o;
 }
@@ -294,6 +296,9 @@ struct LibraryGuest {
         if (e->kind == NDISSHM_GUEST_BLOCK_ADDED)
             out("BLOCK " + std::to_string(e->handle) + " " + std::to_string(e->guest_offset) + " " +
                 std::to_string(e->length) + " " + std::to_string(e->usage));
+        if (e->kind == NDISSHM_GUEST_DISCONNECTED) out(std::string("DISCONNECTED ") + e->reason);
+        if (e->kind == NDISSHM_GUEST_RECONNECTED)
+            out("RECONNECTED " + std::to_string(e->guest_id) + " " + std::to_string(e->attempts));
     }
 };
 
@@ -307,6 +312,7 @@ int library_guest(const std::string& path, const std::string& name, const Option
     c.on_packet = &LibraryGuest::on_packet;
     c.on_event = &LibraryGuest::on_event;
     c.context = &state;
+    c.reconnect_ms = o.reconnect_ms;
     char error[256] = {};
     ndisshm_guest* g = nullptr;
     (void)ndisshm_guest_create(&c, &g, error, sizeof(error));
@@ -342,7 +348,7 @@ int main(int argc, char** argv) {
     if (argc >= 3 && std::strcmp(argv[1], "host") == 0) return host(argv[2], parse(argc, argv, 3));
     std::fprintf(stderr,
                  "usage: %s guest SOCKET NAME [--memory B] [--claim B] [--fd KIND] [--behavior B]\n"
-                 "       %s library-guest SOCKET NAME [--memory B] [--life-ms MS]\n"
+                 "       %s library-guest SOCKET NAME [--memory B] [--life-ms MS] [--reconnect-ms MS]\n"
                  "       %s host SOCKET [--life-ms MS]\n",
                  argv[0], argv[0], argv[0]);
     return 2;
