@@ -83,12 +83,7 @@ void SoakGuests::restart_host() {
         // every block freed through its provider before the adapter goes.
         hub_->stop();
         const ndisshm_hub_stats st = hub_->stats();
-        earlier_.accepted += st.accepted;
-        earlier_.closed += st.closed;
-        earlier_.refused += st.refused;
-        earlier_.delivered += st.delivered;
-        earlier_.dropped += st.dropped;
-        earlier_.returned += st.returned;
+        add_hub_stats(earlier_, st);
         const ndisshm_adapter_stats a = hub_->adapter_stats();
         world_.counters.check(kHostBooksAtRestart);
         const std::string which = "host restart " + std::to_string(world_.counters.ops(kHostRestart) + 1);

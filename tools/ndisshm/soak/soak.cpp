@@ -296,13 +296,7 @@ int run_soak(const SoakOptions& o) {
             hub->stop();
             hub_stats = hub->stats();
             // With host restarts, the hubs before this one count too.
-            const ndisshm_hub_stats& e = guests->earlier_hubs();
-            hub_stats.accepted += e.accepted;
-            hub_stats.closed += e.closed;
-            hub_stats.refused += e.refused;
-            hub_stats.delivered += e.delivered;
-            hub_stats.dropped += e.dropped;
-            hub_stats.returned += e.returned;
+            soak::add_hub_stats(hub_stats, guests->earlier_hubs());
             guests->finish_after_hub_stop();
             sum.guests_spawned = guests->spawned();
             sum.packets_verified = guests->packets_verified();

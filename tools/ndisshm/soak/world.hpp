@@ -19,6 +19,8 @@
 // * a killed guest's session, queue and blocks go: SoakGuests.
 #pragma once
 
+#include <ndisshm/hub.h>
+
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -163,5 +165,16 @@ struct World {
     std::shared_mutex books;
     std::atomic<bool> stopping{false};
 };
+
+// The counts of one hub added to those of the hubs before it (a soak with
+// host restarts runs several, one after another).
+inline void add_hub_stats(ndisshm_hub_stats& sum, const ndisshm_hub_stats& h) {
+    sum.accepted += h.accepted;
+    sum.closed += h.closed;
+    sum.refused += h.refused;
+    sum.delivered += h.delivered;
+    sum.dropped += h.dropped;
+    sum.returned += h.returned;
+}
 
 }  // namespace ndisshm::cli::soak
