@@ -122,7 +122,9 @@ std::vector<MetricFamily> metrics_from_snapshot(const nlohmann::json& s) {
     counter(f, hub, "closed", "ndisshm_guests_closed_total", "Guest sessions that ended");
     counter(f, hub, "refused", "ndisshm_guests_refused_total", "Guest connections refused");
     counter(f, hub, "delivered", "ndisshm_packets_delivered_total", "Packets written into guests' memory (zero copy)");
-    counter(f, hub, "dropped", "ndisshm_packets_dropped_total", "Packets dropped (a guest's queue was full)");
+    counter(f, hub, "dropped", "ndisshm_packets_dropped_total",
+            "Packets the hub did not deliver (the guest's ring or buffers full, its rings not yet attached, too "
+            "large); a sender may offer them again");
     counter(f, hub, "returned", "ndisshm_packets_returned_total", "Packets the guests gave back");
     counter(f, hub, "copied", "ndisshm_packets_copied_total", "Packets delivered through host memory and copied");
     gauge(f, hub, "host_queues", "ndisshm_host_queues", "Queues in host memory (the copy path)");
