@@ -288,10 +288,14 @@ NDIS_STATUS Runtime::free_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id) {
             std::this_thread::yield();
             all.lock();
         }
-        const bool attached = adapter->queues.at(id)->complete;
-        if (attached) provider = provider_for(adapter, adapter->queues.at(id).get(), &binding);
+        if (!adapter->queues.at(id)->complete) {
+            adapter->queues.erase(id);
+            return NDIS_STATUS_SUCCESS;  // the provider never heard of it
+        }
+        // Set on every path that reaches the detach below: chosen under one
+        // `if` and used after another, GCC -O2 could not tell (-Wmaybe-uninitialized).
+        provider = provider_for(adapter, adapter->queues.at(id).get(), &binding);
         adapter->queues.erase(id);
-        if (!attached) return NDIS_STATUS_SUCCESS;  // the provider never heard of it
     }
     provider->detach_queue(id);
     if (binding != nullptr) binding->leave(0);

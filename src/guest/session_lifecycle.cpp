@@ -152,12 +152,12 @@ NDIS_STATUS Session::ended_by_host(const ipc::Message& m) {
     switch (m.type()) {
         case MessageType::Bye: return end(NDISSHM_STATUS_HOST_BYE, "host closed the connection (BYE)", Retry::Yes);
         case MessageType::Error: {
-            const auto e = m.as<ipc::ErrorMessage>();  // reason NUL-terminated: validated on receipt
+            const auto e = m.as<ipc::ErrorMessage>();  // the status; the reason follows, checked on receipt
             char code[16];
             std::snprintf(code, sizeof(code), "0x%08X", e.code);
             // Full now is not full forever: that one is worth another try.
             const Retry retry = e.code == static_cast<uint32_t>(NDIS_STATUS_RESOURCES) ? Retry::Yes : Retry::No;
-            return end(NDISSHM_STATUS_REFUSED, std::string("host refused: ") + e.reason + " (status " + code + ")",
+            return end(NDISSHM_STATUS_REFUSED, "host refused: " + m.error_reason() + " (status " + code + ")",
                        retry);
         }
         default:

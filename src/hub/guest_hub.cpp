@@ -244,11 +244,8 @@ void GuestHub::accept_one() {
     // instead of "host gone", and may try again later. Best effort: the
     // socket is new, so its buffer has room.
     say("refusing a connection: " + full);
-    ErrorMessage e{};
-    e.code = static_cast<uint32_t>(NDIS_STATUS_RESOURCES);
-    full.copy(e.reason, std::min(full.size(), sizeof(e.reason) - 1));
     Channel refusal(std::move(*fd));
-    (void)refusal.send(MessageType::Error, e);
+    (void)refusal.send_error(static_cast<uint32_t>(NDIS_STATUS_RESOURCES), full);
 }
 
 void GuestHub::serve(const SessionPtr& s) {

@@ -246,10 +246,9 @@ void GuestHub::close_session(const SessionPtr& s, const std::string& reason, End
     if (graceful && s->queue_allocated) s->send(MessageType::QueueDetached, QueueDetached{queue, 0});
     if (graceful) s->send(MessageType::Bye, Bye{0, 0});
     if (refused && error_code != 0) {
-        ErrorMessage e{};
-        e.code = error_code;
-        reason.copy(e.reason, std::min(reason.size(), sizeof(e.reason) - 1));
-        s->send(MessageType::Error, e);
+        const ErrorPayload e = error_payload(error_code, reason);
+        std::lock_guard lock(s->mu);
+        s->send_locked(MessageType::Error, e.bytes, e.length);
     }
     s->state = Session::State::Closed;
     s->memory.reset();  // the mapping goes with the last block's reference

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdio>
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
 
@@ -50,15 +51,20 @@ std::string check(const MessageHeader& h, const std::byte* payload, size_t paylo
         return what() + ": datagram has " + std::to_string(payload_bytes) + " payload bytes, header says " +
                std::to_string(h.length);
     const auto type = static_cast<MessageType>(h.type);
-    if (const uint32_t fixed = fixed_payload_bytes(type); h.length != fixed)
+    const uint32_t fixed = fixed_payload_bytes(type), most = max_payload_bytes(type);
+    if (fixed == most && h.length != fixed)
         return what() + ": payload is " + std::to_string(h.length) + " bytes, the type takes " + std::to_string(fixed);
-    // Strings are read with C string calls by both ends: they must end inside
-    // their arrays.
+    if (h.length < fixed || h.length > most)
+        return what() + ": payload is " + std::to_string(h.length) + " bytes, the type takes " + std::to_string(fixed) +
+               ".." + std::to_string(most);
+    // Strings are read with C string calls by both ends: HELLO's name must
+    // end inside its array; ERROR's reason, sized by the datagram, may hold
+    // no NUL that would cut it short where it is printed.
     if (type == MessageType::Hello && !has_nul(reinterpret_cast<const char*>(payload) + offsetof(Hello, name), kNameBytes))
         return what() + ": name is not NUL-terminated";
-    if (type == MessageType::Error &&
-        !has_nul(reinterpret_cast<const char*>(payload) + offsetof(ErrorMessage, reason), kReasonBytes))
-        return what() + ": reason is not NUL-terminated";
+    if (type == MessageType::Error && h.length > sizeof(ErrorMessage) &&
+        has_nul(reinterpret_cast<const char*>(payload) + sizeof(ErrorMessage), h.length - sizeof(ErrorMessage)))
+        return what() + ": reason holds a NUL byte";
     if (type == MessageType::SetMemory) {
         if (fds == 0) return what() + ": no file descriptor (SET_MEMORY carries its memfd)";
         if (fds != 1) return what() + ": " + std::to_string(fds) + " file descriptors (SET_MEMORY carries exactly 1)";
@@ -148,6 +154,26 @@ Result<Message> Channel::receive(int timeout_ms) {
         if (fds >= 2) m.fd2 = std::move(d->fds[1]);
         return m;
     }
+}
+
+ErrorPayload error_payload(uint32_t code, std::string_view reason) {
+    reason = reason.substr(0, std::min<size_t>(reason.find('\0'), kMaxReasonBytes));
+    ErrorPayload p;
+    const ErrorMessage e{code, 0};
+    std::memcpy(p.bytes, &e, sizeof(e));
+    std::memcpy(p.bytes + sizeof(e), reason.data(), reason.size());
+    p.length = static_cast<uint32_t>(sizeof(e) + reason.size());
+    return p;
+}
+
+std::string Message::error_reason() const {
+    if (type() != MessageType::Error || payload.size() <= sizeof(ErrorMessage)) return {};
+    return {reinterpret_cast<const char*>(payload.data()) + sizeof(ErrorMessage), payload.size() - sizeof(ErrorMessage)};
+}
+
+Status Channel::send_error(uint32_t code, std::string_view reason) {
+    const ErrorPayload p = error_payload(code, reason);
+    return send(MessageType::Error, static_cast<const void*>(p.bytes), p.length, {});
 }
 
 Result<os::UniqueFd> listen_at(const std::string& path) { return os::listen_unix(path, 64); }

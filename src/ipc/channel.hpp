@@ -16,6 +16,7 @@
 #include <cstring>
 #include <span>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <vector>
 
@@ -32,7 +33,11 @@ struct Message {
     os::UniqueFd fd2;                // RINGS_ATTACHED's second eventfd
 
     MessageType type() const { return static_cast<MessageType>(header.type); }
-    // The payload as its fixed-size struct (the type was checked on receipt).
+    // ERROR's reason, whole (the bytes after its ErrorMessage, which receive
+    // checked: at most kMaxReasonBytes, no NUL); "" for any other type.
+    std::string error_reason() const;
+    // The payload as its fixed-size struct (the type was checked on receipt;
+    // ERROR's struct is its fixed part, the status).
     template <class T>
     T as() const {
         T value;
@@ -58,6 +63,8 @@ public:
         const int one[] = {fd};
         return send(type, &payload, sizeof(T), one);
     }
+    // Sends ERROR with status `code` and `reason` as error_payload() cuts it.
+    Status send_error(uint32_t code, std::string_view reason);
 
     // The next whole, valid message. timeout_ms < 0 waits forever; on timeout
     // err = ETIMEDOUT. The peer closing gives err = ECONNRESET ("peer closed").
@@ -69,6 +76,15 @@ private:
     os::UniqueFd socket_;
     uint32_t sent_ = 0;
 };
+
+// An ERROR's payload: the status, then `reason` up to its first NUL and at
+// most kMaxReasonBytes of it (a longer one is cut: the session ends anyway,
+// and a reader must be able to bound what it holds).
+struct ErrorPayload {
+    std::byte bytes[sizeof(ErrorMessage) + kMaxReasonBytes];
+    uint32_t length = 0;  // of `bytes`, in use
+};
+ErrorPayload error_payload(uint32_t code, std::string_view reason);
 
 // Validates one received datagram (exposed for tests and fuzzing): header
 // fields, payload length for its type, fd count. `fds` is how many file

@@ -17,7 +17,9 @@
 // AF_XDP do.
 //
 // Wire format: a 16-byte header, then `length` payload bytes; little-endian
-// (both ends run on the same machine); every payload has a fixed size. Every
+// (both ends run on the same machine); every payload has a fixed size but
+// ERROR's, whose reason takes the rest of its datagram (SEQPACKET keeps the
+// boundary, so the length is the datagram's own and checked). Every
 // message is length-checked against its type before a byte of it is used; a
 // message that fails (bad magic, version, type, length, a file descriptor
 // where none belongs) ends that guest's session with a logged reason and
@@ -25,10 +27,13 @@
 //
 // Versions: 1 had 24-byte descriptors and one segment per packet; 2 had
 // 32-byte descriptors with chains, sent in PACKETS / PACKETS_DONE messages; 3
-// (this) moves them into shared rings (types 9 and 10 are retired). A peer
-// speaking another version is refused at its first message with an ERROR
-// naming both ("unsupported protocol version 2 (expected 3)"): no message of
-// another version is ever read as ours.
+// moved them into shared rings (types 9 and 10 are retired); 4 (this) gives
+// ERROR a reason of any length up to kMaxReasonBytes instead of a fixed
+// 120-byte field that cut long reasons short (a version-3 reader would refuse
+// the new size, a version-4 one the old padding). A peer speaking another
+// version is refused at its first message with an ERROR naming both
+// ("unsupported protocol version 3 (expected 4)"): no message of another
+// version is ever read as ours.
 //
 // Conversation:
 //   guest -> HELLO                      host -> HELLO_ACK (guest id)
@@ -48,14 +53,17 @@
 namespace ndisshm::ipc {
 
 inline constexpr uint32_t kMagic = 0x4D53444Eu;  // "NDSM"
-inline constexpr uint16_t kVersion = 3;
+inline constexpr uint16_t kVersion = 4;
 inline constexpr uint32_t kMaxPayload = 64 * 1024;
 // The longest chain a packet may have. Lookahead split makes two; the bound
 // leaves room for a header/data split of a jumbo frame over several slots
 // while keeping a reader's per-packet work (and its segment array) small.
 inline constexpr uint32_t kMaxSegmentsPerPacket = 4;
 inline constexpr size_t kNameBytes = 32;
-inline constexpr size_t kReasonBytes = 120;
+// ERROR's reason: the longest the host writes (a path, a name and a cause
+// fit many times over) and a reader accepts, so a hostile host cannot make a
+// guest hold more than this per message.
+inline constexpr uint32_t kMaxReasonBytes = 1024;
 
 enum class MessageType : uint16_t {
     Hello = 1,
@@ -180,10 +188,13 @@ struct Bye {
     uint32_t reserved2;
 };
 
-struct ErrorMessage {  // host -> guest, then the host closes the session
+// host -> guest, then the host closes the session. The reason follows this
+// struct: the rest of the payload, 0..kMaxReasonBytes bytes of text with no
+// NUL among them (the length, not a terminator, says where it ends). Build it
+// with error_payload(), read it with Message::error_reason() (channel.hpp).
+struct ErrorMessage {
     uint32_t code;     // an NDIS_STATUS value
     uint32_t reserved;
-    char reason[kReasonBytes];  // NUL-terminated
 };
 
 // The type's name for logs, or nullptr for a type the protocol does not have.
@@ -204,7 +215,8 @@ constexpr const char* message_type_name(MessageType t) {
     return nullptr;
 }
 
-// The payload size the type must have, or 0 for an unknown type.
+// The payload size the type must have (ERROR: at least), or 0 for an unknown
+// type.
 constexpr uint32_t fixed_payload_bytes(MessageType t) {
     switch (t) {
         case MessageType::Hello: return sizeof(Hello);
@@ -220,6 +232,12 @@ constexpr uint32_t fixed_payload_bytes(MessageType t) {
         case MessageType::RingsAttached: return sizeof(RingsAttached);
     }
     return 0;
+}
+
+// The largest payload the type may have: its fixed size, or ERROR's with the
+// longest reason.
+constexpr uint32_t max_payload_bytes(MessageType t) {
+    return t == MessageType::Error ? fixed_payload_bytes(t) + kMaxReasonBytes : fixed_payload_bytes(t);
 }
 
 }  // namespace ndisshm::ipc

@@ -23,7 +23,7 @@ fail() {
 cat >"$tmp/host.py" <<'PY'
 import fcntl, mmap, os, select, signal, socket, struct, sys, time
 path, mode, out = sys.argv[1], sys.argv[2], sys.argv[3]
-MAGIC, VERSION, HDR = 0x4D53444E, 3, struct.Struct('<IHHII')
+MAGIC, VERSION, HDR = 0x4D53444E, 4, struct.Struct('<IHHII')
 seq = 0
 srv = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 srv.bind(path)
@@ -64,7 +64,10 @@ assert os.fstat(fds[0]).st_size == size
 seals = fcntl.fcntl(fds[0], 1034)  # F_GET_SEALS
 report.write('size=%d sealed_shrink=%d\n' % (size, (seals & 2) != 0))  # F_SEAL_SHRINK
 if mode == 'refuse':
-    send(12, struct.pack('<II120s', 0xC000009A, 0, b'guest memory too small: 4 queues need more'))
+    # ERROR: the status, then the reason, as long as the datagram (198 bytes here:
+    # more than version 3's 119, within the 256 bytes 'ndisshm guest' keeps for an error).
+    send(12, struct.pack('<II', 0xC000009A, 0) + b'guest memory too small: 4 queues need more' + b', and more' * 14
+         + b' (end of reason)')
     sys.exit(0)
 mem = mmap.mmap(fds[0], size)
 send(4, struct.pack('<Q', size))
@@ -216,7 +219,8 @@ PY
 # ---- the host refuses the memory: exit 1 with its reason ------------------
 run_pair refuse refuse --memory 64K
 expect_rc refuse 1
-expect_in refuse err "guest memory too small: 4 queues need more"
+expect_in refuse err "guest memory too small: 4 queues need more, and more"
+expect_in refuse err "and more (end of reason)"  # whole: version 3 cut a reason at 119 bytes
 expect_in refuse host "size=65536"
 
 # ---- a packet limit: the guest says BYE itself, exit 0 ---------------------

@@ -5,7 +5,8 @@
 # "<3>" error, sd-daemon(3)) when JOURNAL_STREAM names its stderr, plain
 # otherwise; refusals before the hub starts: a --socket in a missing
 # directory, and a second host on a live socket (which the first host must
-# not count as a guest). Usage: host_log_test.sh PATH/TO/ndisshm
+# not count as a guest); a connection that says nothing, refused and closed
+# once --handshake-timeout has passed. Usage: host_log_test.sh PATH/TO/ndisshm
 set -uo pipefail
 
 cli=${1:?usage: host_log_test.sh PATH/TO/ndisshm}
@@ -104,6 +105,41 @@ JOURNAL_STREAM=$(stat -c '%d:%i' "$tmp/other") "$cli" host --socket "$sock" --st
     >/dev/null 2>"$tmp/redirected.err"
 grep -q '^<' "$tmp/redirected.err" && fail "prefixes on a stderr that is not the journal's: $(cat "$tmp/redirected.err")"
 grep -q "status:" "$tmp/redirected.err" || fail "no status line on a redirected stderr: $(cat "$tmp/redirected.err")"
+
+# ---- --handshake-timeout: a connection that says nothing is closed then -----
+# 400 ms, far from the default 5000: the close must come from the flag.
+"$cli" host --socket "$sock" --handshake-timeout 400 --status-interval 0 --duration 6 \
+    >"$tmp/silent.out" 2>"$tmp/silent.err" &
+host_pid=$!
+wait_for 5 grep -q "listening on $sock" "$tmp/silent.out" || fail "host --handshake-timeout never listened: $(cat "$tmp/silent.err")"
+# Connects, sends nothing, and reports what came back and when: the ERROR's
+# status and reason (header: magic, version, type, length, sequence), then
+# the end of the stream.
+python3 - "$sock" >"$tmp/silent.client" <<'PY' || fail "the silent client failed: $(cat "$tmp/silent.client")"
+import socket, struct, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.connect(sys.argv[1])
+s.settimeout(4.5)
+start = time.monotonic()
+error = s.recv(65536)
+closed = s.recv(65536)
+elapsed = time.monotonic() - start
+magic, version, kind, length, seq = struct.unpack_from("<IHHII", error)
+code, _ = struct.unpack_from("<II", error, 16)
+reason = error[24:16 + length].split(b"\0")[0].decode()
+print(f"type {kind} status 0x{code:08X} closed {closed == b''} after {elapsed:.2f} s: {reason}")
+PY
+wait "$host_pid"
+host_pid=
+grep -qE "^type 12 status 0xC0000001 closed True after [0-9.]+ s: handshake not finished within 400 ms$" \
+    "$tmp/silent.client" || fail "a silent connection: not an ERROR then a close: $(cat "$tmp/silent.client")"
+elapsed=$(sed -nE 's/.* after ([0-9.]+) s.*/\1/p' "$tmp/silent.client")
+python3 -c 'import sys; sys.exit(0 if 0.35 <= float(sys.argv[1]) < 3.0 else 1)' "${elapsed:-99}" ||
+    fail "a silent connection closed after ${elapsed:-?} s, expected about 0.4 s (--handshake-timeout 400)"
+grep -qE "session refused: guest [0-9]+ '.*': handshake not finished within 400 ms" "$tmp/silent.err" ||
+    fail "the host does not log the handshake timeout: $(cat "$tmp/silent.err")"
+"$cli" host --help >"$tmp/help.out" 2>&1
+grep -qE -- "--handshake-timeout.*5000" "$tmp/help.out" || fail "host --help lacks --handshake-timeout (default 5000)"
 
 # ---- refused before starting: a --socket in a directory that does not exist ---
 "$cli" host --socket "$tmp/nowhere/host.sock" --duration 0.2 >/dev/null 2>"$tmp/nodir.err"

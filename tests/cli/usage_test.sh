@@ -32,6 +32,9 @@ usage "--duration: 'soon' is not a number" host --duration soon
 usage "--packets: 'many' is not a number" guest --packets many
 usage "--packet-size: 'big' is not a number" demo --packet-size 64,big
 usage "--watch: 0 is out of range 0.1..3600" stat --watch 0
+usage "--handshake-timeout: 0 is out of range 1..3600000" host --handshake-timeout 0
+usage "--handshake-timeout: 'soon' is not a number" host --handshake-timeout soon
+usage "--handshake-timeout: 2.5 is not a whole number (1..3600000)" host --handshake-timeout 2.5
 usage "--ops: 'x' is not a number" soak --ops x
 "$cli" demo --guests abc >/dev/null 2>"$tmp/err"
 grep -q "range" "$tmp/err" && fail "a value that is not a number is called out of range: $(cat "$tmp/err")"

@@ -5,19 +5,25 @@
 //     (each with 0, 1 or 2 fds, empty ones, oversized ones, and the peer
 //     closing at the end or not). Every message it hands out must re-validate,
 //     carry one fd exactly when it is SET_MEMORY and two when it is
-//     RINGS_ATTACHED, and have its payload readable at its full length; every
+//     RINGS_ATTACHED, and have its payload readable at its full length (an
+//     ERROR's reason at most kMaxReasonBytes, NUL-free, the payload's tail); every
 //     refusal is EPROTO with a reason; the end of the stream is ECONNRESET;
 //     nothing else. No fd may leak: refused
 //     messages' fds are closed by the channel, and the count of open fds is
 //     the same after each input as before.
 // Then whatever the input's type/payload, Channel::send either refuses it as
-// malformed or sends something the other end receives as the same message.
+// malformed or sends something the other end receives as the same message;
+// and Channel::send_error, given any reason of any length, sends an ERROR
+// whose reason arrives as the input cut at its first NUL and at
+// kMaxReasonBytes.
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "fuzz/fuzz_support.hpp"
@@ -69,6 +75,15 @@ void check_message(const ipc::Message& m) {
     const bool takes_fd = m.type() == ipc::MessageType::SetMemory || m.type() == ipc::MessageType::RingsAttached;
     FUZZ_CHECK(m.fd.valid() == takes_fd, "fd on type %u", m.header.type);
     FUZZ_CHECK(m.fd2.valid() == (m.type() == ipc::MessageType::RingsAttached), "second fd on type %u", m.header.type);
+    if (m.type() == ipc::MessageType::Error) {
+        const std::string reason = m.error_reason();
+        FUZZ_CHECK(reason.size() <= ipc::kMaxReasonBytes, "a reason of %zu bytes", reason.size());
+        FUZZ_CHECK(reason.find('\0') == std::string::npos, "a reason with a NUL");
+        FUZZ_CHECK(sizeof(ipc::ErrorMessage) + reason.size() == m.payload.size() &&
+                       (reason.empty() ||
+                        std::memcmp(reason.data(), m.payload.data() + sizeof(ipc::ErrorMessage), reason.size()) == 0),
+                   "the reason is not the payload's tail");
+    }
 }
 
 void receive_all(ipc::Channel& ch, bool peer_closed) {
@@ -100,7 +115,9 @@ void datagrams(ByteReader& in, int pass_fd) {
         const uint8_t shape = in.byte();
         const int nfds = shape % 3;
         size_t n = 0;
-        const uint8_t* bytes = in.bytes(in.take<uint16_t>() % 512, &n);
+        // Up to 2 KiB: past ERROR's longest (8 + kMaxReasonBytes), short of
+        // the oversized datagrams below.
+        const uint8_t* bytes = in.bytes(in.take<uint16_t>() % 2048, &n);
         if ((shape & 0x30) == 0x30) {
             // Past the channel's largest datagram: it must see MSG_TRUNC and refuse it.
             big.assign(kMaxDatagram + 1 + (shape >> 6), 0);
@@ -138,6 +155,30 @@ void round_trip(ByteReader& in, int pass_fd) {
     check_message(*got);
 }
 
+// send_error takes any reason: what arrives is the input up to its first NUL
+// and at most kMaxReasonBytes, with the status.
+void error_round_trip(ByteReader& in) {
+    auto pair = ndisshm::os::seqpacket_pair();
+    FUZZ_CHECK(pair.ok(), "socketpair");
+    ipc::Channel a(std::move(pair->first)), b(std::move(pair->second));
+    const auto code = in.take<uint32_t>();
+    const uint32_t length = in.size(2 * ipc::kMaxReasonBytes);
+    size_t n = 0;
+    const uint8_t* pattern = in.bytes(in.below(64), &n);
+    std::string reason(length, 'x');
+    for (size_t i = 0; n != 0 && i < reason.size(); ++i) reason[i] = static_cast<char>(pattern[i % n]);
+    auto sent = a.send_error(code, reason);
+    FUZZ_CHECK(sent.ok(), "send_error failed: %s", sent.error().message().c_str());
+    auto got = b.receive(0);
+    FUZZ_CHECK(got.ok(), "an ERROR send_error made was refused: %s", got.error().message().c_str());
+    check_message(*got);
+    const std::string want = reason.substr(0, std::min<size_t>(reason.find('\0'), ipc::kMaxReasonBytes));
+    FUZZ_CHECK(got->type() == ipc::MessageType::Error && got->as<ipc::ErrorMessage>().code == code &&
+                   got->error_reason() == want,
+               "an ERROR changed on the way: %zu bytes sent, %zu wanted, %zu arrived", reason.size(), want.size(),
+               got->error_reason().size());
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -150,7 +191,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             ipc::validate(reinterpret_cast<const std::byte*>(data), size, (mode & 1) != 0, (mode >> 1) % 4);
         if ((mode & 1) != 0) FUZZ_CHECK(!why.empty(), "a truncated datagram validated");
         if (size < sizeof(ipc::MessageHeader)) FUZZ_CHECK(!why.empty(), "%zu bytes validated", size);
-        if (mode & 0x80) round_trip(in, pass_fd);
+        if ((mode & 0xC0) == 0xC0) error_round_trip(in);
+        else if (mode & 0x80) round_trip(in, pass_fd);
         else datagrams(in, pass_fd);
     }
     const size_t fds_after = open_fds();

@@ -194,8 +194,8 @@ TEST_F(SlowHandshake, AFloodOfIdleConnectionsFromOneProcessCannotKeepAnotherGues
         if (!m || m->type() != ndisshm::ipc::MessageType::Error) continue;
         const auto e = m->as<ndisshm::ipc::ErrorMessage>();
         EXPECT_EQ(e.code, static_cast<uint32_t>(NDIS_STATUS_RESOURCES));
-        EXPECT_NE(std::string(e.reason).find("too many handshakes pending from process"), std::string::npos)
-            << e.reason;
+        EXPECT_NE(m->error_reason().find("too many handshakes pending from process"), std::string::npos)
+            << m->error_reason();
         ++turned_away;
     }
     EXPECT_EQ(turned_away, 40u - 4u);

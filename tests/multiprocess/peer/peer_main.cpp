@@ -223,7 +223,7 @@ int guest(const std::string& path, const std::string& name, const Options& o) {
                 out("RINGS " + std::to_string(ra.queue_id) + " " + std::to_string(ra.size));
                 break;
             }
-            case MessageType::Error: out(std::string("ERROR ") + m.as<ErrorMessage>().reason); break;
+            case MessageType::Error: out("ERROR " + m.error_reason()); break;
             case MessageType::Bye: return out("BYE"), 0;
             default: break;
         }

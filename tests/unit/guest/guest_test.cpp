@@ -365,18 +365,29 @@ TEST(Guest, LastWordsAfterPacketsAreRead) {
     EXPECT_LE(g.stats().packets, 1u);
 }
 
+// A host that refuses the memory after HELLO, with `reason`.
+void refuse_memory(os::UniqueFd s, const std::string& reason) {
+    ipc::Channel c(std::move(s));
+    auto hello = c.receive(5000);
+    ASSERT_TRUE(hello);
+    ASSERT_TRUE(c.send(MessageType::HelloAck, ipc::HelloAck{1, 0}));
+    auto set = c.receive(5000);
+    ASSERT_TRUE(set) << set.error().message();
+    ASSERT_TRUE(c.send_error(0xC000009Au, reason));
+}
+
+// A reason of this many bytes, its end marked.
+std::string long_reason(size_t bytes) {
+    std::string reason = "memory too small: 1048576 bytes, queues need 4194304;";
+    while (reason.size() < bytes - 6) reason += " more";
+    return reason.substr(0, bytes - 6) + " (end)";
+}
+
 TEST(Guest, RefusedMemoryReportsTheHostsReason) {
-    FakeHost host([&](os::UniqueFd s) {
-        ipc::Channel c(std::move(s));
-        auto hello = c.receive(5000);
-        ASSERT_TRUE(hello);
-        ASSERT_TRUE(c.send(MessageType::HelloAck, ipc::HelloAck{1, 0}));
-        auto set = c.receive(5000);
-        ASSERT_TRUE(set) << set.error().message();
-        ipc::ErrorMessage e{0xC000009Au, 0, {}};
-        std::strcpy(e.reason, "memory too small: 1048576 bytes, queues need 4194304");
-        ASSERT_TRUE(c.send(MessageType::Error, e));
-    });
+    // Longer than version 3's 120-byte field (which cut it), within the
+    // 256-byte buffer Guest keeps for its errors.
+    const std::string reason = long_reason(200);
+    FakeHost host([&](os::UniqueFd s) { refuse_memory(std::move(s), reason); });
     Seen seen;
     Guest g = make_guest(seen);
     try {
@@ -384,17 +395,34 @@ TEST(Guest, RefusedMemoryReportsTheHostsReason) {
         FAIL() << "connect succeeded";
     } catch (const GuestError& e) {
         EXPECT_EQ(e.status(), NDISSHM_STATUS_REFUSED);
-        EXPECT_NE(std::string(e.what()).find("memory too small: 1048576 bytes"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find(reason), std::string::npos) << e.what();
         EXPECT_NE(std::string(e.what()).find("0xC000009A"), std::string::npos) << e.what();
     }
+}
+
+// Through the C API, whose caller sizes the error buffer: 300 bytes of
+// reason arrive whole.
+TEST(Guest, ALongRefusalReasonArrivesWholeInALargeEnoughBuffer) {
+    const std::string reason = long_reason(300);
+    FakeHost host([&](os::UniqueFd s) { refuse_memory(std::move(s), reason); });
+    ndisshm_guest_config c;
+    ndisshm_guest_config_init(&c);
+    c.name = "long";
+    c.memory_bytes = 1 << 20;
+    ndisshm_guest* g = nullptr;
+    ASSERT_EQ(ndisshm_guest_create(&c, &g, nullptr, 0), NDIS_STATUS_SUCCESS);
+    std::vector<char> error(2048, '\xff');
+    EXPECT_EQ(ndisshm_guest_connect(g, host.path().c_str(), 5000, error.data(), error.size()), NDISSHM_STATUS_REFUSED);
+    ndisshm_guest_destroy(g);
+    const std::string text(error.data());
+    EXPECT_EQ(text, "host refused: " + reason + " (status 0xC000009A)");
 }
 
 TEST(Guest, AHostThatTurnsTheConnectionAwayIsARefusalWithItsReasonNotHostGone) {
     FakeHost host([&](os::UniqueFd s) {
         ipc::Channel c(std::move(s));
-        ipc::ErrorMessage e{0xC000009Au, 0, {}};  // NDIS_STATUS_RESOURCES
-        std::strcpy(e.reason, "the host is full: 80 sessions; try again later");
-        ASSERT_TRUE(c.send(MessageType::Error, e));
+        // NDIS_STATUS_RESOURCES
+        ASSERT_TRUE(c.send_error(0xC000009Au, "the host is full: 80 sessions; try again later"));
     });  // and closes, before the guest's HELLO may even have arrived
     Seen seen;
     Guest g = make_guest(seen);

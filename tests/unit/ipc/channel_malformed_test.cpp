@@ -66,7 +66,9 @@ TEST_F(ChannelMalformed, BadMagic) {
 
 TEST_F(ChannelMalformed, BadVersion) {
     Bye bye{};
-    expect_refused(datagram(11, &bye, sizeof(bye), sizeof(bye), kMagic, 4), "unsupported protocol version 4");
+    const auto newer = static_cast<uint16_t>(kVersion + 1);
+    expect_refused(datagram(11, &bye, sizeof(bye), sizeof(bye), kMagic, newer),
+                   "unsupported protocol version " + std::to_string(newer));
 }
 
 TEST_F(ChannelMalformed, UnknownType) {
@@ -83,15 +85,19 @@ TEST_F(ChannelMalformed, WrongLengthForAFixedType) {
 }
 
 // Older peers (version 1: 24-byte descriptors; version 2: descriptors in
-// PACKETS messages) are refused at once, by version, with both named, and
-// never parsed with the new layout.
+// PACKETS messages; version 3: ERROR with a fixed 120-byte reason) are
+// refused at once, by version, with both named, and never parsed with the
+// new layout.
 TEST_F(ChannelMalformed, OlderPeersAreRefusedByVersionNamingBoth) {
     const std::byte v1_packets[8 + 24] = {std::byte{1}};
     expect_refused(datagram(9, v1_packets, sizeof(v1_packets), sizeof(v1_packets), kMagic, 1),
-                   "unsupported protocol version 1 (expected 3)");
+                   "unsupported protocol version 1 (expected 4)");
     Hello hello{};
     expect_refused(datagram(1, &hello, sizeof(hello), sizeof(hello), kMagic, 2),
-                   "unsupported protocol version 2 (expected 3)");
+                   "unsupported protocol version 2 (expected 4)");
+    const std::byte v3_error[8 + 120] = {};
+    expect_refused(datagram(12, v3_error, sizeof(v3_error), sizeof(v3_error), kMagic, 3),
+                   "unsupported protocol version 3 (expected 4)");
 }
 
 TEST_F(ChannelMalformed, TheRetiredPacketTypesAreUnknown) {
@@ -151,9 +157,24 @@ TEST_F(ChannelMalformed, StringsMustEndInsideTheirArrays) {
     Hello hello;
     std::memset(&hello, 'A', sizeof(hello));
     expect_refused(datagram(MessageType::Hello, hello), "name is not NUL-terminated");
-    ErrorMessage e;
-    std::memset(&e, 'B', sizeof(e));
-    expect_refused(datagram(MessageType::Error, e), "reason is not NUL-terminated");
+}
+
+// ERROR's reason is sized by the datagram: a NUL inside it (which would cut
+// it short wherever it is printed), one over kMaxReasonBytes, and a payload
+// too short for the status are refused; none is read past its length.
+TEST_F(ChannelMalformed, ErrorReasonIsBoundedAndHoldsNoNul) {
+    Bytes payload(sizeof(ErrorMessage) + kMaxReasonBytes + 1, std::byte{'B'});
+    payload[sizeof(ErrorMessage) + 5] = std::byte{0};
+    expect_refused(datagram(12, payload.data(), sizeof(ErrorMessage) + 10, sizeof(ErrorMessage) + 10),
+                   "ERROR #1: reason holds a NUL byte");
+    payload[sizeof(ErrorMessage) + 5] = std::byte{'B'};
+    expect_refused(datagram(12, payload.data(), payload.size(), payload.size()),
+                   "ERROR #1: payload is 1033 bytes, the type takes 8..1032");
+    expect_refused(datagram(12, payload.data(), 7, 7), "ERROR #1: payload is 7 bytes, the type takes 8..1032");
+    // The longest, the shortest: valid.
+    const auto verdict = [](const Bytes& b) { return validate(b.data(), b.size(), false, 0); };
+    EXPECT_EQ(verdict(datagram(12, payload.data(), payload.size() - 1, payload.size() - 1)), "");
+    EXPECT_EQ(verdict(datagram(12, payload.data(), sizeof(ErrorMessage), sizeof(ErrorMessage))), "");
 }
 
 // validate() on random bytes and on random mutations of a valid message:

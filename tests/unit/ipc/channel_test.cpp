@@ -53,8 +53,6 @@ TEST(Channel, EveryFixedSizeTypeMakesTheRoundTrip) {
     Pair p = make_pair();
     Hello hello{};
     std::strcpy(hello.name, "vm-one");
-    ErrorMessage error{0xC000009Au, 0, {}};
-    std::strcpy(error.reason, "memory too small");
     uint32_t seq = 0;
     expect_round_trip(p.a, p.b, MessageType::Hello, hello, ++seq);
     expect_round_trip(p.a, p.b, MessageType::HelloAck, HelloAck{42, 0}, ++seq);
@@ -64,7 +62,7 @@ TEST(Channel, EveryFixedSizeTypeMakesTheRoundTrip) {
     expect_round_trip(p.a, p.b, MessageType::BlockAdded, BlockAdded{0xABCDEF, 1 << 20, 65536, 3, 2, 0}, ++seq);
     expect_round_trip(p.a, p.b, MessageType::BlockRemoved, BlockRemoved{0xABCDEF}, ++seq);
     expect_round_trip(p.a, p.b, MessageType::Bye, Bye{}, ++seq);
-    expect_round_trip(p.a, p.b, MessageType::Error, error, ++seq);
+    expect_round_trip(p.a, p.b, MessageType::Error, ErrorMessage{0xC000009Au, 0}, ++seq);  // no reason
     // The other direction keeps its own count.
     expect_round_trip(p.b, p.a, MessageType::Bye, Bye{}, 1);
 }
@@ -179,13 +177,11 @@ TEST(Channel, PeerClosingWithOurMessagesUnreadStillDeliversItsLastWords) {
     // unread; its BYE or ERROR, queued before, must still reach us.
     Pair p = make_pair();
     ASSERT_TRUE(p.b.send(MessageType::Bye, Bye{}));  // never read by a
-    ErrorMessage e{1, 0, {}};
-    std::strcpy(e.reason, "going away");
-    ASSERT_TRUE(p.a.send(MessageType::Error, e));
+    ASSERT_TRUE(p.a.send_error(1, "going away"));
     { Channel gone = std::move(p.a); }
     auto m = p.b.receive(1000);
     ASSERT_TRUE(m) << m.error().message();
-    EXPECT_STREQ(m->as<ErrorMessage>().reason, "going away");
+    EXPECT_EQ(m->error_reason(), "going away");
     m = p.b.receive(1000);
     ASSERT_FALSE(m);
     EXPECT_EQ(m.error().err, ECONNRESET);
@@ -271,6 +267,39 @@ TEST(Channel, DefaultSocketDirFollowsXdgRuntimeDir) {
     const std::string fallback = default_socket_dir();
     EXPECT_TRUE(fallback == "/run/ndisshm" || fallback.rfind("/tmp/ndisshm-", 0) == 0) << fallback;
     if (saved != nullptr) ::setenv("XDG_RUNTIME_DIR", restore.c_str(), 1);
+}
+
+// ERROR's reason is as long as the datagram says: one of 300 bytes (more
+// than version 3's 120-byte field held) arrives whole, with its status.
+TEST(Channel, ALongErrorReasonArrivesWhole) {
+    Pair p = make_pair();
+    std::string reason = "guest memory too small: ";
+    while (reason.size() < 296) reason += "0123456789";
+    reason = reason.substr(0, 296) + " END";
+    ASSERT_EQ(reason.size(), 300u);
+    ASSERT_TRUE(p.a.send_error(0xC000009Au, reason));
+    auto m = p.b.receive(1000);
+    ASSERT_TRUE(m) << m.error().message();
+    ASSERT_EQ(m->type(), MessageType::Error);
+    EXPECT_EQ(m->header.length, sizeof(ErrorMessage) + 300);
+    EXPECT_EQ(m->as<ErrorMessage>().code, 0xC000009Au);
+    EXPECT_EQ(m->error_reason(), reason);
+}
+
+// What the sender cuts, so that what it sends is always valid: a reason
+// past kMaxReasonBytes to that many, one with a NUL to the bytes before it.
+TEST(Channel, AnErrorReasonIsCutAtTheMaximumAndAtANul) {
+    Pair p = make_pair();
+    const std::string huge(kMaxReasonBytes + 500, 'r');
+    ASSERT_TRUE(p.a.send_error(1, huge));
+    ASSERT_TRUE(p.a.send_error(2, std::string("before\0after", 12)));
+    auto m = p.b.receive(1000);
+    ASSERT_TRUE(m) << m.error().message();
+    EXPECT_EQ(m->error_reason(), huge.substr(0, kMaxReasonBytes));
+    m = p.b.receive(1000);
+    ASSERT_TRUE(m) << m.error().message();
+    EXPECT_EQ(m->error_reason(), "before");
+    EXPECT_EQ(m->as<ErrorMessage>().code, 2u);
 }
 
 }  // namespace

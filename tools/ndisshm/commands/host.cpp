@@ -141,6 +141,7 @@ int run_host(const HostOptions& o) {
     h.slot_bytes = o.host.slot_bytes;
     h.lookahead_split = o.host.lookahead_size != 0;
     h.lookahead_size = o.host.lookahead_size;
+    h.handshake_timeout_ms = o.host.handshake_timeout_ms;
     h.log = [&log](const std::string& line) { log(hub_line_level(line), line); };
     if (const std::string why = socket_problem(o.host.socket); !why.empty()) {
         log.error(why);

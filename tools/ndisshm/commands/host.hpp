@@ -21,6 +21,7 @@ struct HostConfig {
     uint32_t block_bytes = 64 * 1024;
     uint32_t slot_bytes = 2048;
     uint32_t lookahead_size = 0;     // non-zero: guests' queues get lookahead split of this size
+    int handshake_timeout_ms = 5000; // a connection still mid-handshake then is closed
 };
 
 struct HostOptions {

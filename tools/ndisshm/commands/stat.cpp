@@ -100,11 +100,11 @@ std::string render_snapshot(const std::string& text, const std::string& previous
     out += "guests: " + num(field(h, "running")) + " running, " + num(field(h, "accepted")) + " connected so far, " +
            num(field(h, "closed")) + " gone (" + num(field(h, "refused")) + " refused)\n";
     out += "packets: " + num(field(h, "delivered")) + " delivered (" + num(field(h, "copied")) + " through host queues), " +
-           num(field(h, "dropped")) + " dropped or retried, " + num(field(h, "returned")) + " given back\n";
+           num(field(h, "dropped")) + " dropped, " + num(field(h, "returned")) + " given back\n";
     if (rates) {
         const json& hb = field(before, "hub");
         out += "rates: " + rate(per_second(field(h, "delivered"), field(hb, "delivered"), dt)) + " packets/s delivered, " +
-               rate(per_second(field(h, "dropped"), field(hb, "dropped"), dt)) + "/s dropped or retried, " +
+               rate(per_second(field(h, "dropped"), field(hb, "dropped"), dt)) + "/s dropped, " +
                rate(per_second(field(h, "returned"), field(hb, "returned"), dt)) + "/s given back (last " +
                fixed(dt, 1) + " s)\n";
     }

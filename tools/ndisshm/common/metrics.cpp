@@ -122,7 +122,9 @@ std::vector<MetricFamily> metrics_from_snapshot(const nlohmann::json& s) {
     counter(f, hub, "closed", "ndisshm_guests_closed_total", "Guest sessions that ended");
     counter(f, hub, "refused", "ndisshm_guests_refused_total", "Guest connections refused");
     counter(f, hub, "delivered", "ndisshm_packets_delivered_total", "Packets written into guests' memory (zero copy)");
-    counter(f, hub, "dropped", "ndisshm_packets_dropped_total", "Packets dropped (a guest's queue was full)");
+    counter(f, hub, "dropped", "ndisshm_packets_dropped_total",
+            "Packets the hub did not deliver (the guest's ring or buffers full, its rings not yet attached, too "
+            "large); a sender may offer them again");
     counter(f, hub, "returned", "ndisshm_packets_returned_total", "Packets the guests gave back");
     counter(f, hub, "copied", "ndisshm_packets_copied_total", "Packets delivered through host memory and copied");
     gauge(f, hub, "host_queues", "ndisshm_host_queues", "Queues in host memory (the copy path)");
@@ -137,10 +139,14 @@ std::vector<MetricFamily> metrics_from_snapshot(const nlohmann::json& s) {
         gauge(f, a, "limit_bytes", "ndisshm_adapter_limit_bytes", "The adapter's cap on outstanding bytes (0: none)",
               l);
         if (a.contains("total")) books(f, a["total"], "ndisshm_adapter", "on the adapter", l);
-        for (const auto& [usage, u] : a.value("by_usage", nlohmann::json::object()).items())
+        // Named, not iterated as value(...).items(): the range-for would keep
+        // only items()'s proxy alive, not the JSON it walks (C++20).
+        const nlohmann::json by_usage = a.value("by_usage", nlohmann::json::object());
+        const nlohmann::json by_node = a.value("by_node", nlohmann::json::object());
+        for (const auto& [usage, u] : by_usage.items())
             books(f, u, "ndisshm_adapter_usage", "on the adapter, by NDIS_SHARED_MEMORY_USAGE",
                   {{"adapter", text(a, "name")}, {"usage", usage}});
-        for (const auto& [node, u] : a.value("by_node", nlohmann::json::object()).items())
+        for (const auto& [node, u] : by_node.items())
             books(f, u, "ndisshm_adapter_node", "on the adapter, by NUMA node", {{"adapter", text(a, "name")}, {"node", node}});
     }
 
@@ -197,7 +203,8 @@ std::vector<MetricFamily> metrics_from_snapshot(const nlohmann::json& s) {
     counter(f, m, "cache_misses", "ndisshm_memory_cache_misses_total", "Allocations that missed the per-CPU cache");
 
     const nlohmann::json v = s.value("verifier", nlohmann::json::object());
-    for (const auto& [kind, n] : v.value("by_kind", nlohmann::json::object()).items())
+    const nlohmann::json by_kind = v.value("by_kind", nlohmann::json::object());  // named: as by_usage above
+    for (const auto& [kind, n] : by_kind.items())
         if (n.is_number())
             f.add("ndisshm_verifier_findings_total", MetricType::Counter, "Verifier findings, by kind",
                   {{"kind", kind}}, n.get<double>());

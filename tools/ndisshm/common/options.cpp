@@ -226,6 +226,13 @@ void add_host(CLI::App& app, HostOptions& o) {
                      "Allocate guests' queues with lookahead split of this many bytes (0: none)"))
         ->check(in_range(0u, kMaxBlockBytes))
         ->capture_default_str();
+    // Milliseconds, as 'guest --connect-timeout' and 'stat --timeout' (the
+    // hub's own unit); the range is the one ndisshm_hub_create accepts.
+    host->add_option("--handshake-timeout", o.host.handshake_timeout_ms,
+                     "Milliseconds a connection may take to finish its handshake (HELLO, SET_MEMORY); one that "
+                     "has not by then is refused and closed")
+        ->check(in_range(1, 3600 * 1000))
+        ->capture_default_str();
     add_traffic(host, o.packet_sizes, o.rate_pps, o.batch, "Packets per second to each running guest (0: no traffic)");
     host->add_option("--duration", o.duration_s, "Stop after this many seconds (0: at SIGINT or SIGTERM)")
         ->check(in_range(0.0, 1e9))

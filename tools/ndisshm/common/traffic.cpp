@@ -24,7 +24,7 @@ double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 
 // How long to wait when no stream could send: long enough to let a guest on
 // a shared core give slots back, short enough not to idle a fast one.
-constexpr auto kStallPause = std::chrono::microseconds(20);
+constexpr auto kRetryPause = std::chrono::microseconds(20);
 // How often the generator checks whether its guests are still there.
 constexpr double kGoneCheckS = 0.1;
 
@@ -79,7 +79,7 @@ size_t TrafficGenerator::send(Path path, Stream& s, size_t count) {
     Counters& c = path == Path::ZeroCopy ? s.zero_copy : s.copy;
     for (size_t i = 0; i < sent; ++i) c.bytes += packets[i].length;
     c.packets += sent;
-    if (sent < count) ++c.stalls;
+    if (sent < count) ++c.retries;
     s.next_seq += sent;
     return sent;
 }
@@ -109,21 +109,22 @@ PhaseResult TrafficGenerator::run(Path path, double seconds, const std::atomic<b
             const Counters& c = path == Path::ZeroCopy ? s.zero_copy : s.copy;
             t.packets += c.packets;
             t.bytes += c.bytes;
-            t.stalls += c.stalls;
+            t.retries += c.retries;
         }
         return t;
     };
     const Counters before = totals();
-    // Paced: nothing is due for about one packet's interval; else a stall.
-    auto pause = kStallPause;
+    // Paced: nothing is due for about one packet's interval; else the wire
+    // took nothing (every offer a retry).
+    auto pause = kRetryPause;
     if (options_.rate_pps != 0)
         pause = std::clamp<std::chrono::microseconds>(std::chrono::microseconds(1'000'000 / options_.rate_pps),
-                                                      kStallPause, std::chrono::microseconds(1000));
+                                                      kRetryPause, std::chrono::microseconds(1000));
     auto fill = [&](double elapsed) {
         const Counters now = totals();
         r.seconds = elapsed;
         r.cpu_seconds = thread_cpu_seconds() - cpu_start;
-        r.total = {now.packets - before.packets, now.bytes - before.bytes, now.stalls - before.stalls};
+        r.total = {now.packets - before.packets, now.bytes - before.bytes, now.retries - before.retries};
     };
     for (;;) {
         const double elapsed = since(start);

@@ -7,9 +7,12 @@
 // Flow control, not drops: when the wire takes fewer packets than offered
 // (a full ring, a full transmit queue) the generator offers the same packets
 // again a moment later, as a NIC held back by PAUSE frames would, and counts
-// the stall; a wire may also cap what is in flight (Wire::room). So every
+// the retry; a wire may also cap what is in flight (Wire::room). So every
 // packet numbered is delivered unless its guest goes away, and any gap a
-// guest sees is a real loss.
+// guest sees is a real loss. The hub counts the same event from its side:
+// the packets of an offer it did not take are its `dropped` (all it can
+// know: another sender may not offer them again), so with the emulated NIC
+// each retry here is one or more of the hub's dropped packets, none lost.
 //
 // One thread drives every stream, round robin, one batch each: the data path
 // is what is measured, and the guests get the other cores.
@@ -40,7 +43,7 @@ struct TrafficOptions {
 struct Counters {
     uint64_t packets = 0;
     uint64_t bytes = 0;
-    uint64_t stalls = 0;  // offers the wire did not take whole, offered again
+    uint64_t retries = 0;  // offers the wire did not take whole, the rest offered again
 };
 
 struct Stream {

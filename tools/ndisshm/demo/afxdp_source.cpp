@@ -116,7 +116,7 @@ public:
         p.payload = " of payload";
         p.cpu_owner = "sender";
         p.per_unit = "datagram";
-        p.progress_stalls = false;
+        p.progress_retries = false;
         return {p};
     }
 

@@ -32,7 +32,7 @@ PhaseRow phase_row(const PhaseResult& r) {
     p.path = r.path;
     p.packets = r.total.packets;
     p.bytes = r.total.bytes;
-    p.stalls = r.total.stalls;
+    p.retries = r.total.retries;
     p.seconds = r.seconds;
     p.gbps = gbit_per_s(r.total.bytes, r.seconds);
     p.mpps = r.seconds > 0 ? static_cast<double>(r.total.packets) / r.seconds / 1e6 : 0;
@@ -150,7 +150,7 @@ void Demo::run_phase(const Phase& phase) {
         progress.update("  " + phase.label + ": " + fixed(p.seconds, 1) + "/" + fixed(o_.duration_s, 1) + " s  " +
                         fixed(p.mpps, 3) + " Mpps  " + fixed(p.gbps, 2) + " Gbit/s  " + std::to_string(p.packets) +
                         " " + phase.unit +
-                        (phase.progress_stalls ? "  " + std::to_string(p.stalls) + " stalls" : std::string()));
+                        (phase.progress_retries ? "  " + std::to_string(p.retries) + " retries" : std::string()));
     };
     const PhaseResult r = gen_->run(phase.path, o_.duration_s, stop_, tick);
     progress.done();
@@ -190,12 +190,12 @@ void Demo::capture_books() {
                 row.feeds = guest_names_[id];
                 row.packets += st.zero_copy.packets;
                 row.bytes += st.zero_copy.bytes;
-                row.stalls += st.zero_copy.stalls;
+                row.retries += st.zero_copy.retries;
             } else if (q.kind == NDISSHM_HUB_QUEUE_HOST && st.host_queue == q.queue_id) {
                 row.feeds += (row.feeds.empty() ? "" : ",") + guest_names_[id];
                 row.packets += st.copy.packets;
                 row.bytes += st.copy.bytes;
-                row.stalls += st.copy.stalls;
+                row.retries += st.copy.retries;
             }
         }
         row.gbps = gbit_per_s(row.bytes, row.kind == "guest" ? s_.zero_copy.seconds : s_.copy.seconds);

@@ -31,7 +31,7 @@ ordered usage_json(const ndisshm_usage_stats& u) {
 ordered phase_json(const PhaseRow& p) {
     return {{"packets", p.packets}, {"bytes", p.bytes},   {"seconds", p.seconds},
             {"gbps", p.gbps},       {"mpps", p.mpps},     {"host_cpu_ns_per_packet", p.cpu_ns_per_packet},
-            {"stalls", p.stalls}};
+            {"retries", p.retries}};
 }
 
 }  // namespace
@@ -40,10 +40,10 @@ std::string render_live_table(const LiveSummary& s) {
     std::string out = "\n";
     Table paths({{"path"}, {"packets", Align::Right}, {"bytes", Align::Right}, {"seconds", Align::Right},
                  {"Gbit/s", Align::Right}, {"Mpps", Align::Right}, {"host ns/packet", Align::Right},
-                 {"stalls", Align::Right}});
+                 {"retries", Align::Right}});
     for (const PhaseRow* p : {&s.zero_copy, &s.copy})
         paths.add_row({path_name(p->path), n(p->packets), human_bytes(p->bytes), fixed(p->seconds), fixed(p->gbps),
-                       fixed(p->mpps, 3), fixed(p->cpu_ns_per_packet, 0), n(p->stalls)});
+                       fixed(p->mpps, 3), fixed(p->cpu_ns_per_packet, 0), n(p->retries)});
     out += paths.render();
     if (s.copy.packets != 0 || s.options.nic != "afxdp")
         out += "zero-copy/copy: " + fixed(s.ratio_gbps) + "x the throughput; the copy costs the host " +
@@ -63,12 +63,12 @@ std::string render_live_table(const LiveSummary& s) {
     out += guests.render() + "\n";
 
     Table queues({{"queue", Align::Right}, {"kind"}, {"path"}, {"feeds"}, {"lookahead"}, {"packets", Align::Right},
-                  {"bytes", Align::Right}, {"Gbit/s", Align::Right}, {"drops", Align::Right}, {"stalls", Align::Right},
+                  {"bytes", Align::Right}, {"Gbit/s", Align::Right}, {"drops", Align::Right}, {"retries", Align::Right},
                   {"blocks", Align::Right}, {"allocated", Align::Right}, {"peak", Align::Right},
                   {"failures", Align::Right}});
     for (const QueueRow& q : s.queues)
         queues.add_row({n(q.id), q.kind, q.path, q.feeds, lookahead(q), n(q.packets),
-                        human_bytes(q.bytes), fixed(q.gbps), n(q.drops), n(q.stalls), n(q.books.blocks),
+                        human_bytes(q.bytes), fixed(q.gbps), n(q.drops), n(q.retries), n(q.books.blocks),
                         human_bytes(q.books.bytes), n(q.books.peak_blocks) + " / " + human_bytes(q.books.peak_bytes),
                         n(q.books.failures)});
     out += queues.render() + "\n";
@@ -136,14 +136,14 @@ std::string render_live_json(const LiveSummary& s) {
                           {"bytes", q.bytes},
                           {"gbps", q.gbps},
                           {"drops", q.drops},
-                          {"stalls", q.stalls},
+                          {"retries", q.retries},
                           {"slots", q.slots},
                           {"books", usage_json(q.books)}});
     j["queues"] = queues;
     j["adapter"] = usage_json(s.adapter);
     j["hub"] = {{"accepted", s.hub.accepted}, {"running", s.hub.running},   {"closed", s.hub.closed},
                 {"refused", s.hub.refused},   {"delivered", s.hub.delivered}, {"copied", s.hub.copied},
-                {"returned", s.hub.returned}, {"dropped_or_retried", s.hub.dropped}};
+                {"returned", s.hub.returned}, {"dropped", s.hub.dropped}};
     j["drops"] = s.drops;
     j["lost"] = s.lost;
     j["out_of_order"] = s.out_of_order;

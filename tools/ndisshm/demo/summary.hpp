@@ -32,7 +32,7 @@ struct DemoOptions {
 
 struct PhaseRow {
     Path path = Path::ZeroCopy;
-    uint64_t packets = 0, bytes = 0, stalls = 0;
+    uint64_t packets = 0, bytes = 0, retries = 0;  // retries: Counters::retries
     double seconds = 0, gbps = 0, mpps = 0;
     double cpu_ns_per_packet = 0;  // the generator thread's CPU: what the path costs the host
 };
@@ -60,7 +60,7 @@ struct QueueRow {
     uint32_t lookahead_size = 0;
     uint32_t lookahead_blocks = 0;       // with split: ReceiveLookahead blocks
     uint32_t post_lookahead_blocks = 0;  // with split: ReceivePostLookahead blocks (books.blocks also counts the rings)
-    uint64_t packets = 0, bytes = 0, drops = 0, stalls = 0;
+    uint64_t packets = 0, bytes = 0, drops = 0, retries = 0;
     double gbps = 0;
     ndisshm_usage_stats books{};  // the runtime's, just before teardown
     uint64_t slots = 0;

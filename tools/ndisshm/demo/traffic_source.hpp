@@ -47,7 +47,7 @@ struct Phase {
     std::string payload;           // after the bytes: "" or " of payload"
     std::string cpu_owner = "host";      // whose CPU the figure is: "host", "sender"
     std::string per_unit = "packet";     // "ns CPU per <per_unit>"
-    bool progress_stalls = true;         // the progress line shows stalls
+    bool progress_retries = true;        // the progress line shows retries
 };
 
 class TrafficSource {
