@@ -88,7 +88,7 @@ public:
         c.on_packet = &Guest::packet_trampoline;
         c.on_event = &Guest::event_trampoline;
         c.context = this;
-        char error[256] = {};
+        char error[kErrorBytes] = {};
         const NDIS_STATUS s = ndisshm_guest_create(&c, &g_, error, sizeof(error));
         if (s != NDIS_STATUS_SUCCESS) throw GuestError(error, s);
     }
@@ -197,7 +197,11 @@ private:
     EventHandler on_event_;
     std::exception_ptr pending_;
     ndisshm_guest* g_ = nullptr;
-    char error_[256] = {};  // the reason of the last call that failed
+    // The reason of the last call that failed: a host's reason (up to 1 KiB
+    // on the wire) with ours around it, twice when a reconnection gave up
+    // (the loss and the last attempt's), never cut.
+    static constexpr size_t kErrorBytes = 4096;
+    char error_[kErrorBytes] = {};
 };
 
 }  // namespace ndisshm

@@ -51,11 +51,7 @@ private:
     std::atomic<int> played_{0};
 };
 
-void refuse(ipc::Channel& c, uint32_t code, const char* reason) {
-    ipc::ErrorMessage e{code, 0, {}};
-    std::strncpy(e.reason, reason, sizeof(e.reason) - 1);
-    ASSERT_TRUE(c.send(MessageType::Error, e));
-}
+void refuse(ipc::Channel& c, uint32_t code, const char* reason) { ASSERT_TRUE(c.send_error(code, reason)); }
 
 struct Events {
     std::vector<ndisshm_guest_event_kind> kinds;
