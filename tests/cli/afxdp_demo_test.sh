@@ -15,11 +15,7 @@ set -uo pipefail
 cli=${1:?usage: afxdp_demo_test.sh PATH/TO/ndisshm}
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
-failures=0
-fail() {
-    echo "FAIL: $*" >&2
-    failures=$((failures + 1))
-}
+source "$(dirname "$0")/lib.sh"
 
 # ---- JSON: two guests, two packet sizes, about 2 s -------------------------
 "$cli" demo --nic afxdp --duration 2 --json --quiet --guests 2 --packet-size 64,1472 \

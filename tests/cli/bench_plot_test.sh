@@ -11,11 +11,7 @@ src=${1:?usage: bench_plot_test.sh SOURCE_DIR}
 run="$src/bench/run.sh"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-failures=0
-fail() {
-    echo "FAIL: $*" >&2
-    failures=$((failures + 1))
-}
+source "$(dirname "$0")/lib.sh"
 results="$src/bench/results"
 cp "$results/2026-12-05-memif.json" "$tmp/memif.json"
 cp "$results/2026-12-01-memory.json" "$tmp/pairs.json"

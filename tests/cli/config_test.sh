@@ -8,11 +8,7 @@ set -uo pipefail
 cli=${1:?usage: config_test.sh PATH/TO/ndisshm}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-failures=0
-fail() {
-    echo "FAIL: $*" >&2
-    failures=$((failures + 1))
-}
+source "$(dirname "$0")/lib.sh"
 
 # case NAME EXPECTED_STATUS 'JSON' NEEDLE_IN_STDERR ARGS...: writes the file,
 # runs the CLI with --config and ARGS, checks the status and stderr.

@@ -7,12 +7,8 @@ set -uo pipefail
 cli=${1:?usage: demo_test.sh PATH/TO/ndisshm}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-failures=0
+source "$(dirname "$0")/lib.sh"
 
-fail() {
-    echo "FAIL: $*" >&2
-    failures=$((failures + 1))
-}
 
 # run NAME ARGS...: runs the CLI, keeps stdout, stderr and the exit status.
 run() {

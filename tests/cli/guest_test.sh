@@ -14,11 +14,7 @@ set -uo pipefail
 cli=${1:?usage: guest_test.sh PATH/TO/ndisshm}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-failures=0
-fail() {
-    echo "FAIL: $*" >&2
-    failures=$((failures + 1))
-}
+source "$(dirname "$0")/lib.sh"
 
 cat >"$tmp/host.py" <<'PY'
 import fcntl, mmap, os, select, signal, socket, struct, sys, time

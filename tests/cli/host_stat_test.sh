@@ -16,21 +16,7 @@ cleanup() {
     rm -rf "$tmp"
 }
 trap cleanup EXIT
-failures=0
-fail() {
-    echo "FAIL: $*" >&2
-    failures=$((failures + 1))
-}
-# wait_for SECONDS COMMAND...: polls until the command succeeds.
-wait_for() {
-    local tries=$(($1 * 20))
-    shift
-    for _ in $(seq "$tries"); do
-        "$@" && return 0
-        sleep 0.05
-    done
-    return 1
-}
+source "$(dirname "$0")/lib.sh"
 
 mkdir "$tmp/run"  # host --socket makes no directory
 sock="$tmp/run/host.sock"

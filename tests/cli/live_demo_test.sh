@@ -14,11 +14,7 @@ cleanup() {
     rm -rf "$tmp"
 }
 trap cleanup EXIT
-failures=0
-fail() {
-    echo "FAIL: $*" >&2
-    failures=$((failures + 1))
-}
+source "$(dirname "$0")/lib.sh"
 
 # ---- JSON: three guests, two host queues, three packet sizes ---------------
 "$cli" demo --duration 1 --json --quiet --guests 3 --queues 5 --packet-size 64,1500,9000 \

@@ -11,11 +11,7 @@ set -uo pipefail
 cli=${1:?usage: soak_test.sh PATH/TO/ndisshm}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-failures=0
-fail() {
-    echo "FAIL: $*" >&2
-    failures=$((failures + 1))
-}
+source "$(dirname "$0")/lib.sh"
 
 # ---- the short soak ------------------------------------------------------------
 "$cli" soak --seconds 6 --threads 2 --guests 2 --seed 20261125 --json >"$tmp/soak.json" 2>"$tmp/soak.err"

@@ -8,11 +8,7 @@ set -uo pipefail
 cli=${1:?usage: usage_test.sh PATH/TO/ndisshm}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-failures=0
-fail() {
-    echo "FAIL: $*" >&2
-    failures=$((failures + 1))
-}
+source "$(dirname "$0")/lib.sh"
 # usage WANT ARGS...: exit 2, and stderr holds WANT (a fixed string).
 usage() {
     local want=$1
