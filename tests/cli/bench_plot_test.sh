@@ -47,11 +47,12 @@ else
 import sys, xml.etree.ElementTree as ET
 text = open(sys.argv[1]).read()
 ET.fromstring(text)  # well-formed SVG
-errors = [w for w in ("Receive into a guest: packets/s", "Receive into a guest: Gbit/s", "Allocate+free pair",
-                      "memif (DPDK), copy mode", "zero copy, shared cores", "zero copy, own cores", "not in this run")
+errors = [w for w in ("Receive into a guest (own cores): packets/s", "Receive into a guest (own cores): Gbit/s",
+                      "Allocate+free pair", "memif (DPDK), copy mode", "zero copy, guest checks every byte",
+                      "not in this run")
           if w not in text]
-# This run has no pairs and no copy path: those series are left out, not drawn empty.
-errors += [w for w in (">glibc calloc<", ">copy, shared cores<") if w in text]
+# This run has no pairs, no copy path and no rxonly guests: those series are left out, not drawn empty.
+errors += [w for w in (">glibc calloc<", ">copy, guest checks every byte<", ">zero copy, rxonly guest<") if w in text]
 for e in errors:
     print("chart:", e, file=sys.stderr)
 sys.exit(1 if errors else 0)
@@ -64,6 +65,13 @@ PY
     bash "$run" --plot "$tmp/pairs.json" "$tmp/memif.json" >/dev/null 2>&1 || fail "--plot A.json B.json (SVG) failed"
     for want in "glibc calloc" "DPDK rte_memzone" "memif (DPDK), copy mode"; do
         grep -qF "$want" "$tmp/pairs.svg" || fail "the merged chart lacks '$want'"
+    done
+    # A whole run of the suite: every series of the three panels.
+    cp "$results/2026-12-05-s3-full.json" "$tmp/full.json"
+    bash "$run" --plot "$tmp/full.json" >/dev/null 2>&1 || fail "--plot of a whole run failed"
+    for want in "zero copy, rxonly guest" "copy, rxonly guest" "zero copy, guest checks every byte" \
+        "copy, guest checks every byte" "memif (DPDK), copy mode" "glibc calloc" "DPDK rte_malloc"; do
+        grep -qF ">$want<" "$tmp/full.svg" || fail "the chart of a whole run lacks '$want'"
     done
 fi
 
