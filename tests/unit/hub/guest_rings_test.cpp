@@ -114,6 +114,40 @@ TEST_F(GuestRingsTest, EachCookieComesBackOnceWithTheHostsOwnCopy) {
     EXPECT_EQ(guest_.done.load_consumer(), 2u) << "the host's consumer index published";
 }
 
+TEST_F(GuestRingsTest, AMiniportPacketIsPushedAsItsSegmentsAndComesBackAsItsDescriptor) {
+    nic::RxDescriptor one{30, 0x40, 64, 0x500000001, 1, {}};
+    nic::RxDescriptor two{40, 0x80, 128, 0x700000002, 2, {41, 0x1000, 1372}};
+    rings_->push_rx(one);
+    rings_->push_rx(two);
+    rings_->publish();
+    const auto got = guest_.take();
+    ASSERT_EQ(got.size(), 3u);
+    EXPECT_EQ(got[0].handle, 30u);
+    EXPECT_EQ(got[0].offset, 0x40u);
+    EXPECT_EQ(got[0].length, 64u);
+    EXPECT_EQ(got[0].flags, 0u);
+    EXPECT_EQ(got[1].handle, 40u);
+    EXPECT_EQ(got[1].length, 128u);
+    EXPECT_EQ(got[1].flags, kSegmentFollows);
+    EXPECT_EQ(got[2].handle, 41u);
+    EXPECT_EQ(got[2].offset, 0x1000u);
+    EXPECT_EQ(got[2].length, 1372u);
+    EXPECT_EQ(got[2].flags, 0u);
+    for (const PacketDescriptor& d : got) EXPECT_EQ(d.reserved, 0u);
+    EXPECT_EQ(got[1].cookie, got[2].cookie) << "one cookie per packet";
+    EXPECT_NE(got[0].cookie, got[1].cookie);
+    EXPECT_NE(got[0].cookie, one.cookie) << "the ring's cookie is the host's table's, not the miniport's";
+    guest_.complete({got[1].cookie, got[0].cookie});
+    std::vector<nic::RxDescriptor> back;
+    EXPECT_EQ(rings_->reap([&](const Outstanding& o) { back.push_back(o.rx); }), "");
+    ASSERT_EQ(back.size(), 2u);
+    EXPECT_EQ(back[0].cookie, two.cookie);
+    EXPECT_EQ(back[0].segments, 2u);
+    EXPECT_EQ(back[0].next.length, 1372u);
+    EXPECT_EQ(back[1].cookie, one.cookie);
+    EXPECT_EQ(rings_->outstanding(), 0u);
+}
+
 TEST_F(GuestRingsTest, AReplayedCookieIsRefusedAndNothingIsGivenBackTwice) {
     push(1);
     rings_->publish();
