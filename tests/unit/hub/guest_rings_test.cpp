@@ -255,5 +255,35 @@ TEST_F(GuestRingsTest, TheHostAsksForACompletionKickOnlyWhenItWantsOne) {
     EXPECT_EQ(guest_.done.load_flags(), 0u);
 }
 
+// A long run of completions, past what one delivery's batch gives back:
+// each accepted once, in order, and a replay deep in the run stops the reap
+// exactly there.
+TEST(GuestRingsReap, ManyCompletionsAreEachTakenOnceUpToABadOne) {
+    constexpr uint32_t kBig = 128;
+    const RingGeometry g = RingGeometry::for_size(kBig);
+    std::vector<uint64_t> words((g.bytes + 7) / 8);
+    auto* base = reinterpret_cast<std::byte*>(words.data());
+    auto rx = os::WakeFd::create();
+    auto done = os::WakeFd::create();
+    ASSERT_TRUE(rx && done);
+    GuestRings rings(base, g, std::move(*rx), std::move(*done));
+    GuestRingEnd guest = GuestRingEnd::over(base, kBig, g.done_offset);
+    for (uint64_t h = 1; h <= 100; ++h) rings.push_rx(nic::RxDescriptor{h, 0, 64, h, 1, {}});
+    rings.publish();
+    const auto got = guest.take();
+    ASSERT_EQ(got.size(), 100u);
+    std::vector<uint64_t> cookies;
+    for (uint32_t i = 0; i < 70; ++i) cookies.push_back(got[i].cookie);
+    cookies.push_back(got[3].cookie);  // given back twice: the 71st
+    for (uint32_t i = 70; i < 100; ++i) cookies.push_back(got[i].cookie);
+    guest.complete(cookies);
+    std::vector<uint64_t> back;
+    const std::string why = rings.reap([&](const Outstanding& o) { back.push_back(o.rx.handle); });
+    EXPECT_NE(why.find("entry 70: cookie"), std::string::npos) << why;
+    ASSERT_EQ(back.size(), 70u) << "every entry before the bad one, none after";
+    for (uint64_t i = 0; i < 70; ++i) EXPECT_EQ(back[i], i + 1);
+    EXPECT_EQ(rings.outstanding(), 30u);
+}
+
 }  // namespace
 }  // namespace ndisshm::test
