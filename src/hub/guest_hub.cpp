@@ -340,7 +340,9 @@ void GuestHub::reap_locked(const SessionPtr& s) {
             say("queue " + std::to_string(queue) + ": the miniport took back " + std::to_string(back) + " of " +
                 std::to_string(rs.size()) + " packets the hub held");
     }
-    returned_.fetch_add(back, std::memory_order_relaxed);
+    // Each of these counters is a locked add on a line every queue's thread
+    // shares: none when there is nothing to add.
+    if (back != 0) returned_.fetch_add(back, std::memory_order_relaxed);
     if (!why.empty()) violation_locked(s, why);
 }
 
@@ -379,20 +381,14 @@ size_t GuestHub::deliver_batch(uint32_t queue, std::span<const std::span<const s
     // The zero-copy writes, into the guest's memory, as many as the ring and
     // the table take (a split packet's chain is never cut).
     miniport_->receive_batch(queue, packets.first(std::min<size_t>(packets.size(), room)), descriptors, held);
-    for (const nic::RxDescriptor& d : held)
-        rings.push_with([&d](Outstanding& o) {
-            o.rx = d;
-            o.segments = static_cast<uint8_t>(d.segments);
-            o.seg[0] = {d.handle, d.offset, d.length, 0, d.segments > 1 ? kSegmentFollows : 0u, 0};
-            if (d.segments > 1) o.seg[1] = {d.next.handle, d.next.offset, d.next.length, 0, 0, 0};
-        });
+    for (const nic::RxDescriptor& d : held) rings.push_rx(d);
     if (rings.publish()) kicks_.fetch_add(1, std::memory_order_relaxed);
     if (!held.empty() && !s->unreaped.load(std::memory_order_relaxed)) {
         s->unreaped.store(true, std::memory_order_relaxed);
         wake_->signal();  // the hub thread starts its reap timer (once per idle-to-busy turn)
     }
-    dropped_.fetch_add(packets.size() - held.size(), std::memory_order_relaxed);
-    delivered_.fetch_add(held.size(), std::memory_order_relaxed);
+    if (held.size() != packets.size()) dropped_.fetch_add(packets.size() - held.size(), std::memory_order_relaxed);
+    if (!held.empty()) delivered_.fetch_add(held.size(), std::memory_order_relaxed);
     return held.size();
 }
 

@@ -22,6 +22,7 @@
 // Not thread-safe: the hub calls it under its session's lock.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -33,7 +34,9 @@
 namespace ndisshm::ipc {
 
 // One packet the guest holds: what the host gives back when it returns.
-struct Outstanding {
+// A line per entry, the fields the data path writes and reaps (all but seg[],
+// a queue driver's) within the first: one line per packet, not two.
+struct alignas(64) Outstanding {
     uint32_t generation = 0;  // of the slot; the cookie's high half
     bool held = false;
     uint8_t segments = 0;     // descriptors of the packet in the receive ring
@@ -43,6 +46,7 @@ struct Outstanding {
     // announced them, its own cookie included, for give_back.
     PacketDescriptor seg[kMaxSegmentsPerPacket]{};
 };
+static_assert(offsetof(Outstanding, seg) <= 64, "the data path's fields on one line");
 
 struct GuestRingStats {
     uint64_t kicks = 0;           // receive-kick eventfd writes (the guest was asleep)
@@ -81,6 +85,10 @@ public:
     // rx, segments and seg[]): the data path copies nothing twice.
     template <class F>
     void push_with(F&& fill);
+    // As push, for a packet of the hub's miniport: the table keeps `d` (rx
+    // and segments; seg[] is left as it was), the ring gets its segments.
+    // Each word is written once, from `d`: the data path's push.
+    void push_rx(const nic::RxDescriptor& d);
     // Makes the pushed entries visible (one release store), then wakes the
     // guest if it asked to be (a fence, its flag, an eventfd write): true
     // when it did.
@@ -113,6 +121,21 @@ private:
     bool wanting_ = false;
     GuestRingStats stats_;
 };
+
+inline void GuestRings::push_rx(const nic::RxDescriptor& d) {
+    const uint32_t slot = free_.back();
+    free_.pop_back();
+    Outstanding& o = table_[slot];
+    const uint32_t generation = o.generation + 1 == 0 ? 1 : o.generation + 1;  // cookie 0 is never valid
+    o.generation = generation;
+    o.held = true;
+    o.segments = static_cast<uint8_t>(d.segments);
+    o.rx = d;
+    const uint64_t cookie = (uint64_t{generation} << 32) | slot;
+    const bool split = d.segments > 1;
+    rx_.store_words(rx_prod_++, descriptor_words(d.handle, d.offset, d.length, cookie, split ? kSegmentFollows : 0u));
+    if (split) rx_.store_words(rx_prod_++, descriptor_words(d.next.handle, d.next.offset, d.next.length, cookie, 0));
+}
 
 template <class F>
 void GuestRings::push_with(F&& fill) {

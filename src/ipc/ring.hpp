@@ -40,6 +40,7 @@
 // touched.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <bit>
 #include <cstddef>
@@ -128,6 +129,16 @@ public:
             std::atomic_ref<uint64_t>(dst[i]).store(src[i], std::memory_order_relaxed);
     }
 
+    // As store, from the entry's 64-bit words as the caller computed them:
+    // nothing is stored in pieces and read back whole on its way to the ring
+    // (a load that store forwarding cannot serve waits for every older store,
+    // the packets' writes into the peer's memory included).
+    void store_words(uint32_t index, const std::array<uint64_t, sizeof(Entry) / 8>& words) const {
+        auto* dst = slot(index);
+        for (size_t i = 0; i < words.size(); ++i)
+            std::atomic_ref<uint64_t>(dst[i]).store(words[i], std::memory_order_relaxed);
+    }
+
 private:
     static_assert(sizeof(Entry) % 8 == 0 && alignof(Entry) <= 8);
     std::atomic_ref<uint32_t> word(uint32_t offset) const {
@@ -142,6 +153,15 @@ private:
 };
 
 using ReceiveRing = RingView<PacketDescriptor>;
+
+// A receive ring entry's words, as ReceiveRing::store_words takes them.
+inline std::array<uint64_t, 4> descriptor_words(uint64_t handle, uint32_t offset, uint32_t length, uint64_t cookie,
+                                                uint32_t flags) {
+    static_assert(std::endian::native == std::endian::little);
+    static_assert(offsetof(PacketDescriptor, offset) == 8 && offsetof(PacketDescriptor, length) == 12);
+    static_assert(offsetof(PacketDescriptor, reserved) == 28);
+    return {handle, offset | uint64_t{length} << 32, cookie, flags};
+}
 using CompletionRing = RingView<Completion>;
 
 

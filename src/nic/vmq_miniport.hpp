@@ -171,8 +171,9 @@ private:
         VmqQueueStats stats;
     };
     std::shared_ptr<Queue> find(NDIS_RECEIVE_QUEUE_ID queue) const;
-    // receive and give_back on a queue whose lock the caller holds.
-    std::optional<RxDescriptor> receive_locked(Queue& q, std::span<const std::byte> packet);
+    // receive and give_back on a queue whose lock the caller holds; receive
+    // writes the descriptor into `d` (false: refused, `d` unspecified).
+    bool receive_locked(Queue& q, std::span<const std::byte> packet, RxDescriptor& d);
     bool give_back_locked(Queue& q, const RxDescriptor& d);
     uint32_t segments_of(const Queue& q, size_t length) const {
         return q.lookahead_size != 0 && length > q.lookahead_size ? 2u : 1u;

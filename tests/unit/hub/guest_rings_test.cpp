@@ -114,6 +114,40 @@ TEST_F(GuestRingsTest, EachCookieComesBackOnceWithTheHostsOwnCopy) {
     EXPECT_EQ(guest_.done.load_consumer(), 2u) << "the host's consumer index published";
 }
 
+TEST_F(GuestRingsTest, AMiniportPacketIsPushedAsItsSegmentsAndComesBackAsItsDescriptor) {
+    nic::RxDescriptor one{30, 0x40, 64, 0x500000001, 1, {}};
+    nic::RxDescriptor two{40, 0x80, 128, 0x700000002, 2, {41, 0x1000, 1372}};
+    rings_->push_rx(one);
+    rings_->push_rx(two);
+    rings_->publish();
+    const auto got = guest_.take();
+    ASSERT_EQ(got.size(), 3u);
+    EXPECT_EQ(got[0].handle, 30u);
+    EXPECT_EQ(got[0].offset, 0x40u);
+    EXPECT_EQ(got[0].length, 64u);
+    EXPECT_EQ(got[0].flags, 0u);
+    EXPECT_EQ(got[1].handle, 40u);
+    EXPECT_EQ(got[1].length, 128u);
+    EXPECT_EQ(got[1].flags, kSegmentFollows);
+    EXPECT_EQ(got[2].handle, 41u);
+    EXPECT_EQ(got[2].offset, 0x1000u);
+    EXPECT_EQ(got[2].length, 1372u);
+    EXPECT_EQ(got[2].flags, 0u);
+    for (const PacketDescriptor& d : got) EXPECT_EQ(d.reserved, 0u);
+    EXPECT_EQ(got[1].cookie, got[2].cookie) << "one cookie per packet";
+    EXPECT_NE(got[0].cookie, got[1].cookie);
+    EXPECT_NE(got[0].cookie, one.cookie) << "the ring's cookie is the host's table's, not the miniport's";
+    guest_.complete({got[1].cookie, got[0].cookie});
+    std::vector<nic::RxDescriptor> back;
+    EXPECT_EQ(rings_->reap([&](const Outstanding& o) { back.push_back(o.rx); }), "");
+    ASSERT_EQ(back.size(), 2u);
+    EXPECT_EQ(back[0].cookie, two.cookie);
+    EXPECT_EQ(back[0].segments, 2u);
+    EXPECT_EQ(back[0].next.length, 1372u);
+    EXPECT_EQ(back[1].cookie, one.cookie);
+    EXPECT_EQ(rings_->outstanding(), 0u);
+}
+
 TEST_F(GuestRingsTest, AReplayedCookieIsRefusedAndNothingIsGivenBackTwice) {
     push(1);
     rings_->publish();
@@ -219,6 +253,36 @@ TEST_F(GuestRingsTest, TheHostAsksForACompletionKickOnlyWhenItWantsOne) {
     EXPECT_EQ(rings_->stats().completion_waits, 1u) << "counted once per wait";
     rings_->stop_wanting_completions();
     EXPECT_EQ(guest_.done.load_flags(), 0u);
+}
+
+// A long run of completions, past what one delivery's batch gives back:
+// each accepted once, in order, and a replay deep in the run stops the reap
+// exactly there.
+TEST(GuestRingsReap, ManyCompletionsAreEachTakenOnceUpToABadOne) {
+    constexpr uint32_t kBig = 128;
+    const RingGeometry g = RingGeometry::for_size(kBig);
+    std::vector<uint64_t> words((g.bytes + 7) / 8);
+    auto* base = reinterpret_cast<std::byte*>(words.data());
+    auto rx = os::WakeFd::create();
+    auto done = os::WakeFd::create();
+    ASSERT_TRUE(rx && done);
+    GuestRings rings(base, g, std::move(*rx), std::move(*done));
+    GuestRingEnd guest = GuestRingEnd::over(base, kBig, g.done_offset);
+    for (uint64_t h = 1; h <= 100; ++h) rings.push_rx(nic::RxDescriptor{h, 0, 64, h, 1, {}});
+    rings.publish();
+    const auto got = guest.take();
+    ASSERT_EQ(got.size(), 100u);
+    std::vector<uint64_t> cookies;
+    for (uint32_t i = 0; i < 70; ++i) cookies.push_back(got[i].cookie);
+    cookies.push_back(got[3].cookie);  // given back twice: the 71st
+    for (uint32_t i = 70; i < 100; ++i) cookies.push_back(got[i].cookie);
+    guest.complete(cookies);
+    std::vector<uint64_t> back;
+    const std::string why = rings.reap([&](const Outstanding& o) { back.push_back(o.rx.handle); });
+    EXPECT_NE(why.find("entry 70: cookie"), std::string::npos) << why;
+    ASSERT_EQ(back.size(), 70u) << "every entry before the bad one, none after";
+    for (uint64_t i = 0; i < 70; ++i) EXPECT_EQ(back[i], i + 1);
+    EXPECT_EQ(rings.outstanding(), 30u);
 }
 
 }  // namespace

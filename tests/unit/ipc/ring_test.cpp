@@ -37,6 +37,23 @@ TEST(RingLayout, OnlyPowersOfTwoInRangeAreValidSizes) {
     for (uint32_t bad : {0u, 1u, 4u, 48u, 513u, 131072u, 0x80000000u}) EXPECT_FALSE(RingGeometry::valid_size(bad)) << bad;
 }
 
+TEST(RingView, AnEntryStoredAsItsWordsReadsBackAsTheSameDescriptor) {
+    Block b(8);
+    ReceiveRing ring(b.base(), 8);
+    ring.store_words(9, descriptor_words(0x1122334455667788, 0x800, 1500, 0xAABBCCDD00000007, kSegmentFollows));
+    const PacketDescriptor d = ring.load(9);
+    EXPECT_EQ(d.handle, 0x1122334455667788u);
+    EXPECT_EQ(d.offset, 0x800u);
+    EXPECT_EQ(d.length, 1500u);
+    EXPECT_EQ(d.cookie, 0xAABBCCDD00000007u);
+    EXPECT_EQ(d.flags, kSegmentFollows);
+    EXPECT_EQ(d.reserved, 0u);
+    PacketDescriptor same{0x1122334455667788, 0x800, 1500, 0xAABBCCDD00000007, kSegmentFollows, 0};
+    ring.store(10, same);
+    EXPECT_EQ(std::memcmp(b.base() + kRingHeaderBytes + 1 * 32, b.base() + kRingHeaderBytes + 2 * 32, 32), 0)
+        << "store_words and store write the same bytes";
+}
+
 TEST(RingView, WordsLandWhereTheLayoutSays) {
     Block b(8);
     ReceiveRing rx(b.base(), 8);
