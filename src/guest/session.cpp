@@ -261,7 +261,7 @@ void Session::publish_completions() {
         if (r.done_published == r.done_prod) continue;
         r.done_published = r.done_prod;
         r.done.publish_producer(r.done_prod);  // seq_cst, then the flag: ring.hpp's wake-up protocol
-        if ((r.done.load_flags() & ipc::kNeedWakeup) != 0) r.done_kick.signal();
+        if (r.done.take_wakeup()) r.done_kick.signal();  // once until the host sleeps again
     }
 }
 

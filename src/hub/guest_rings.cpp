@@ -36,7 +36,8 @@ bool GuestRings::publish() {
     if (rx_published_ == rx_prod_) return false;
     rx_published_ = rx_prod_;
     rx_.publish_producer(rx_prod_);  // seq_cst, then the flag: ring.hpp's wake-up protocol
-    if ((rx_.load_flags() & kNeedWakeup) == 0) return false;
+    // Taken: a guest that has not woken yet is kicked once, not each batch.
+    if (!rx_.take_wakeup()) return false;
     ++stats_.kicks;
     rx_kick_.signal();
     return true;

@@ -38,6 +38,14 @@
 // TSan cannot check fences; a seq_cst store is an xchg, the same cost as
 // mfence, once per batch). Under load the flag stays clear and no eventfd is
 // touched.
+//
+// The producer that kicks takes the flag (take_wakeup: an exchange to 0), so
+// a consumer that has not woken yet is kicked once, not once per batch: a
+// stopped or slow guest filling its ring costs one eventfd write, not one a
+// batch. The consumer sets the flag again each time it is about to sleep (and
+// looks once more), so no wake-up is lost: the flag it set is either seen and
+// taken by a producer that then kicks, or not yet set when the producer
+// looked, and then the consumer's second look sees the entries.
 #pragma once
 
 #include <array>
@@ -110,6 +118,14 @@ public:
     void store_consumer(uint32_t v) const { word(kConsumerOffset).store(v, std::memory_order_release); }
     uint32_t load_flags() const { return word(kFlagsOffset).load(std::memory_order_seq_cst); }
     void store_flags(uint32_t v) const { word(kFlagsOffset).store(v, std::memory_order_seq_cst); }
+    // The producer's side of waking: true if the consumer asked to be woken
+    // (kNeedWakeup), and then the flag is clear again, so the caller writes
+    // the eventfd exactly once. A plain load first: under load the flag is
+    // clear and the consumer's line is not taken from it.
+    bool take_wakeup() const {
+        if ((load_flags() & kNeedWakeup) == 0) return false;
+        return (word(kFlagsOffset).exchange(0, std::memory_order_seq_cst) & kNeedWakeup) != 0;
+    }
 
     // The entry's 64-bit words, one by one, relaxed: the peer may be writing
     // them (a hostile one, or a torn read of a slot it reuses); the caller

@@ -245,6 +245,25 @@ TEST_F(GuestRingsTest, ASleepingGuestIsKickedAndAnAwakeOneIsNot) {
     EXPECT_FALSE(rings_->publish()) << "nothing new: no kick";
 }
 
+TEST_F(GuestRingsTest, AGuestThatHasNotWokenYetIsKickedOnceNotOnceABatch) {
+    guest_.rx.store_flags(kNeedWakeup);  // asleep (or stopped) with the flag set
+    push(1);
+    EXPECT_TRUE(rings_->publish());
+    EXPECT_EQ(guest_.rx.load_flags(), 0u) << "the kick took the flag";
+    for (uint64_t h = 2; h < kSize; ++h) {
+        push(h);
+        EXPECT_FALSE(rings_->publish()) << "batch " << h << ": it has its kick already";
+    }
+    EXPECT_EQ(rings_->stats().kicks, 1u);
+    // It wakes, takes them all, and sleeps again (the flag set anew): the
+    // next batch kicks again.
+    EXPECT_EQ(guest_.take().size(), kSize - 1);
+    guest_.rx.store_flags(kNeedWakeup);
+    push(kSize);
+    EXPECT_TRUE(rings_->publish());
+    EXPECT_EQ(rings_->stats().kicks, 2u);
+}
+
 TEST_F(GuestRingsTest, TheHostAsksForACompletionKickOnlyWhenItWantsOne) {
     EXPECT_EQ(guest_.done.load_flags(), 0u);
     rings_->want_completions();

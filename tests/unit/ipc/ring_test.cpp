@@ -92,6 +92,16 @@ TEST(RingView, IndicesRunFreeAcross2To32AndEntriesWrapByTheMask) {
     EXPECT_EQ(prod - cons, 0u) << "empty";
 }
 
+TEST(RingView, TakingTheWakeupClearsTheFlagOnceAndOnlyWhenSet) {
+    Block b(8);
+    const ReceiveRing r(b.base(), 8);
+    EXPECT_FALSE(r.take_wakeup()) << "nobody asked";
+    r.store_flags(kNeedWakeup);
+    EXPECT_TRUE(r.take_wakeup());
+    EXPECT_EQ(r.load_flags(), 0u);
+    EXPECT_FALSE(r.take_wakeup()) << "one kick per request";
+}
+
 TEST(RingView, ABatchIsVisibleOnlyOnceItsIndexIsPublished) {
     Block b(16);
     ReceiveRing host(b.base(), 16), guest(b.base(), 16);
