@@ -7,10 +7,11 @@
 #
 # REV is built Release (-O2, as bench/run.sh builds) in a git worktree under ${TMPDIR:-/tmp}; the working
 # tree's build-bench/ is built first. Each run is --benchmark_min_time=0.3; RUNS defaults to 3.
+# NDISSHM_AB_COUNTERS='host_cpu_ns packets_per_s' adds the medians of those user counters, after / before.
 set -euo pipefail
 
 if [[ ${1:-} == -h || ${1:-} == --help ]]; then
-    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
 fi
 if [[ $# -lt 2 ]]; then
@@ -47,15 +48,20 @@ for ((i = 1; i <= runs; i++)); do
             --benchmark_format=json >"$out/$side-$i.json" 2>/dev/null
     done
 done
-python3 - "$out" "$rev" <<'PY'
+python3 - "$out" "$rev" "${NDISSHM_AB_COUNTERS:-}" <<'PY'
 import glob, json, statistics, sys
-out, rev = sys.argv[1], sys.argv[2]
-times = {}
+out, rev, wanted = sys.argv[1], sys.argv[2], sys.argv[3].split()
+times, counters = {}, {}
 for side in ("before", "after"):
     for f in sorted(glob.glob(f"{out}/{side}-*.json")):
         for b in json.load(open(f))["benchmarks"]:
-            if not b.get("error_occurred"):
-                times.setdefault((side, b["name"]), []).append(b["real_time"])
+            if b.get("error_occurred"):
+                print(f"error ({side}): {b['name']}: {b.get('error_message', '')}")
+                continue
+            times.setdefault((side, b["name"]), []).append(b["real_time"])
+            for k in wanted:
+                if k in b:
+                    counters.setdefault((side, b["name"], k), []).append(b[k])
 names = sorted({n for _, n in times})
 print(f"| benchmark | before ({rev}) | after (working tree) | before / after |")
 print("|---|---:|---:|---:|")
@@ -64,4 +70,14 @@ for n in names:
     if b and a:
         mb, ma = statistics.median(b), statistics.median(a)
         print(f"| {n} | {mb:,.1f} | {ma:,.1f} | {mb / ma:.2f}x |")
+if counters:
+    print()
+    print(f"| benchmark | counter | before ({rev}) | after (working tree) | after / before |")
+    print("|---|---|---:|---:|---:|")
+    for n in names:
+        for k in wanted:
+            b, a = counters.get(("before", n, k)), counters.get(("after", n, k))
+            if b and a:
+                mb, ma = statistics.median(b), statistics.median(a)
+                print(f"| {n} | {k} | {mb:,.2f} | {ma:,.2f} | {ma / mb if mb else float('nan'):.2f} |")
 PY
