@@ -45,9 +45,11 @@ sys.exit(0 if ok else 1)
 PY
 }
 
+# 20 s: the three hosts need about 5 s on a quiet machine; the rest is slack for a
+# loaded CI runner, where each "all running" wait may take several seconds.
 start_host 1
 for n in 1 2 3; do
-    "$cli" guest --socket "$sock" --name "vm$n" --memory 8M --verify --json --reconnect 30 --duration 14 \
+    "$cli" guest --socket "$sock" --name "vm$n" --memory 8M --verify --json --reconnect 30 --duration 20 \
         >"$tmp/vm$n.out" 2>"$tmp/vm$n.err" &
     guest_pids+=($!)
 done
