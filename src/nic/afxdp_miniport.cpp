@@ -5,6 +5,7 @@
 #include <thread>
 #include <vector>
 
+#include "nic/vmq_miniport.hpp"  // allocate_queue_block: one way a driver allocates a queue's block
 #include "os/fd_checks.hpp"
 
 namespace ndisshm::nic {
@@ -80,26 +81,14 @@ NDIS_STATUS AfxdpMiniport::start_queue(NDIS_RECEIVE_QUEUE_ID queue, const AfxdpQ
     q->length = uint64_t{config.frames} * config.frame_bytes;
 
     // The UMEM's memory, as a driver allocates receive buffers for a VMQ.
-    const ULONG max_elements = BYTES_TO_PAGES(static_cast<ULONG>(q->length));
-    std::vector<unsigned char> sg(NDISSHM_SG_LIST_BYTES(max_elements));
-    NDIS_SHARED_MEMORY_PARAMETERS p;
-    NdisZeroMemory(&p, sizeof(p));
-    p.Header.Type = NDIS_OBJECT_TYPE_DEFAULT;
-    p.Header.Revision = NDIS_SHARED_MEMORY_PARAMETERS_REVISION_2;
-    p.Header.Size = NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_2;
-    p.QueueId = queue;
-    p.PreferredNode = MM_ANY_NODE_OK;
-    p.Usage = NdisSharedMemoryUsageReceive;
-    p.Length = static_cast<ULONG>(q->length);
-    auto* list = reinterpret_cast<PSCATTER_GATHER_LIST>(sg.data());
-    list->NumberOfElements = max_elements;
-    p.SGListBufferLength = static_cast<ULONG>(sg.size());
-    p.SGListBuffer = list;
     NDIS_HANDLE handle = nullptr;
-    if (NDIS_STATUS s = NdisAllocateSharedMemory(adapter_, &p, &handle); s != NDIS_STATUS_SUCCESS)
+    void* address = nullptr;
+    if (NDIS_STATUS s = allocate_queue_block(adapter_, queue, NdisSharedMemoryUsageReceive,
+                                             static_cast<ULONG>(q->length), &handle, &address);
+        s != NDIS_STATUS_SUCCESS)
         return fail(s, "NdisAllocateSharedMemory(" + std::to_string(q->length) + " bytes of UMEM) failed");
     q->block = handle;
-    q->address = static_cast<std::byte*>(p.VirtualAddress);
+    q->address = static_cast<std::byte*>(address);
 
     // From here a failure frees the block again, after the socket (if any) is gone.
     auto undo = [&](NDIS_STATUS s, const std::string& reason) {

@@ -79,7 +79,8 @@ struct RxDescriptor {
 // One NdisAllocateSharedMemory call as a VMQ miniport makes it for a block
 // of `queue` (spec section 6): revision 2 parameters, any node, an SG buffer
 // of one element per page. The receive buffers and the rings of a guest's
-// queue (hub/guest_session) are both allocated through it. On success
+// queue (hub/guest_session) and the AF_XDP miniport's UMEM are all
+// allocated through it. On success
 // `*handle` and `*address` are the block's.
 NDIS_STATUS allocate_queue_block(NDIS_HANDLE adapter, NDIS_RECEIVE_QUEUE_ID queue, NDIS_SHARED_MEMORY_USAGE usage,
                                  ULONG length, NDIS_HANDLE* handle, void** address);
