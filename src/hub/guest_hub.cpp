@@ -322,7 +322,8 @@ void GuestHub::reap_locked(const SessionPtr& s) {
     QueueDriver* driver = config_.queue_driver;
     uint64_t back = 0;
     std::string why;
-    if (driver != nullptr) {
+    if (s->rings->cookies() == Cookies::Table) {
+        // Rings of a queue driver's queue (attach_rings chose by it).
         why = s->rings->reap([&](const Outstanding& o) {
             for (uint8_t i = 0; i < o.segments; ++i)
                 if (!driver->give_back(queue, o.seg[i]))
@@ -330,15 +331,14 @@ void GuestHub::reap_locked(const SessionPtr& s) {
             ++back;
         });
     } else {
-        static thread_local std::vector<nic::RxDescriptor> rs;
-        rs.clear();
-        why = s->rings->reap([&](const Outstanding& o) { rs.push_back(o.rx); });
-        // The hub's own copies, each taken from the miniport once: a refusal
-        // here would be the hub's bug, not the guest's.
-        back = miniport_->give_back_batch(queue, rs);
-        if (back != rs.size())
-            say("queue " + std::to_string(queue) + ": the miniport took back " + std::to_string(back) + " of " +
-                std::to_string(rs.size()) + " packets the hub held");
+        // The guest's cookies are the miniport's: it checks each one (held
+        // now, of its generation) and takes each packet back exactly once.
+        why = s->rings->reap_cookies(
+            [&](std::span<const uint64_t> cookies) {
+                back = miniport_->give_back_cookies(queue, cookies);
+                return back;
+            },
+            [&](uint64_t cookie) { return miniport_->why_refused(queue, cookie); });
     }
     // Each of these counters is a locked add on a line every queue's thread
     // shares: none when there is nothing to add.
@@ -359,9 +359,9 @@ void GuestHub::reap_kicked(const SessionPtr& s) {
 size_t GuestHub::deliver_batch(uint32_t queue, std::span<const std::span<const std::byte>> packets) {
     auto s = session_of_queue(queue);
     if (s == nullptr || packets.empty()) return 0;
-    // Per thread, so a batch allocates nothing once it has grown.
+    // Per thread, only ever grown: a batch constructs and allocates nothing.
     static thread_local std::vector<nic::RxDescriptor> held;
-    held.clear();
+    if (held.size() < packets.size()) held.resize(packets.size());
     // Held across the writes and the publication: teardown takes it first,
     // so no write can land in memory the queue no longer owns.
     std::lock_guard lock(s->mu);
@@ -373,6 +373,9 @@ size_t GuestHub::deliver_batch(uint32_t queue, std::span<const std::span<const s
         return 0;
     }
     GuestRings& rings = *s->rings;
+    // A queue driver's queue takes its packets through announce.
+    if (rings.cookies() != Cookies::Miniport) [[unlikely]]
+        return 0;
     // What the guest gave back since the last batch: its buffers are free again.
     reap_locked(s);
     uint32_t descriptors = 0, room = 0;
@@ -380,16 +383,17 @@ size_t GuestHub::deliver_batch(uint32_t queue, std::span<const std::span<const s
     if (!s->accepting) return 0;
     // The zero-copy writes, into the guest's memory, as many as the ring and
     // the table take (a split packet's chain is never cut).
-    miniport_->receive_batch(queue, packets.first(std::min<size_t>(packets.size(), room)), descriptors, held);
-    for (const nic::RxDescriptor& d : held) rings.push_rx(d);
+    const size_t got = miniport_->receive_batch(queue, packets.first(std::min<size_t>(packets.size(), room)),
+                                                descriptors, held.data());
+    rings.push_rx(std::span<const nic::RxDescriptor>(held.data(), got));
     if (rings.publish()) kicks_.fetch_add(1, std::memory_order_relaxed);
-    if (!held.empty() && !s->unreaped.load(std::memory_order_relaxed)) {
+    if (got != 0 && !s->unreaped.load(std::memory_order_relaxed)) {
         s->unreaped.store(true, std::memory_order_relaxed);
         wake_->signal();  // the hub thread starts its reap timer (once per idle-to-busy turn)
     }
-    if (held.size() != packets.size()) dropped_.fetch_add(packets.size() - held.size(), std::memory_order_relaxed);
-    if (!held.empty()) delivered_.fetch_add(held.size(), std::memory_order_relaxed);
-    return held.size();
+    if (got != packets.size()) dropped_.fetch_add(packets.size() - got, std::memory_order_relaxed);
+    if (got != 0) delivered_.fetch_add(got, std::memory_order_relaxed);
+    return got;
 }
 
 Delivery GuestHub::announce(uint32_t queue, std::span<const PacketDescriptor> packets) {
@@ -403,6 +407,8 @@ Delivery GuestHub::announce(uint32_t queue, std::span<const PacketDescriptor> pa
     // last in the handshake): not yet room, so the driver tries again.
     if (s->rings == nullptr) return Delivery::Dropped;
     GuestRings& rings = *s->rings;
+    if (rings.cookies() != Cookies::Table) [[unlikely]]
+        return Delivery::NoGuest;  // rings made before the driver came: the hub's miniport names their packets
     reap_locked(s);
     uint32_t descriptors = 0, room = 0;
     if (std::string why = rings.room(descriptors, room); !why.empty()) violation_locked(s, why);

@@ -5,15 +5,19 @@
 
 namespace ndisshm::ipc {
 
-GuestRings::GuestRings(std::byte* block, RingGeometry geometry, os::WakeFd rx_kick, os::WakeFd done_kick)
+GuestRings::GuestRings(std::byte* block, RingGeometry geometry, os::WakeFd rx_kick, os::WakeFd done_kick,
+                       Cookies cookies)
     : geometry_(geometry),
       rx_(block, geometry.size),
       done_(block + geometry.done_offset, geometry.size),
       rx_kick_(std::move(rx_kick)),
       done_kick_(std::move(done_kick)),
-      table_(geometry.size) {
+      cookies_(cookies) {
     // Before the guest learns where the rings are: nothing races these.
     std::memset(block, 0, geometry.bytes);
+    // The table exists only where it names the packets.
+    if (cookies_ != Cookies::Table) return;
+    table_.resize(geometry.size);
     free_.reserve(geometry.size);
     for (uint32_t i = geometry.size; i-- > 0;) free_.push_back(i);
 }
@@ -28,7 +32,7 @@ std::string GuestRings::room(uint32_t& descriptors, uint32_t& packets) {
                std::to_string(rx_prod_) + " (the ring holds " + std::to_string(geometry_.size) + ")";
     }
     descriptors = geometry_.size - used;
-    packets = static_cast<uint32_t>(free_.size());
+    packets = geometry_.size - outstanding();
     return {};
 }
 
@@ -62,11 +66,15 @@ std::vector<Outstanding> GuestRings::held() const {
     return out;
 }
 
+std::string GuestRings::hex(uint64_t v) {
+    char buf[24];
+    std::snprintf(buf, sizeof(buf), "0x%llx", static_cast<unsigned long long>(v));
+    return buf;
+}
+
 std::string GuestRings::bad_completion(uint32_t index, uint64_t cookie) const {
-    char hex[24];
-    std::snprintf(hex, sizeof(hex), "0x%llx", static_cast<unsigned long long>(cookie));
     const uint32_t slot = static_cast<uint32_t>(cookie);
-    std::string what = "completion ring entry " + std::to_string(index) + ": cookie " + hex;
+    std::string what = "completion ring entry " + std::to_string(index) + ": cookie " + hex(cookie);
     if (slot >= table_.size()) return what + " names no slot (the table has " + std::to_string(table_.size()) + ")";
     if (!table_[slot].held) return what + " names a packet the guest does not hold (given back twice, or never given)";
     return what + " is of an old generation of its slot (a replay)";

@@ -16,14 +16,24 @@
 // * a violation is reported (reap and room return the reason) and the
 //   caller ends the session; nothing is freed or reused on a bad entry.
 //
-// Outstanding packets are bounded by the table, whose size is the rings':
-// the completion ring can therefore never overflow with honest completions.
+// Who names a packet (Cookies): for a queue driver's packets, the host's
+// table above; for the hub's own miniport, the miniport's cookie (its slot
+// and the slot's generation) goes into the ring as it is, and the miniport
+// checks each one that comes back the same way (held now, of that
+// generation, exactly once): one record per packet on the data path instead
+// of two, and no table entry to write and read back.
+//
+// Outstanding packets are bounded by the ring size (the table's, or a count
+// of packets in flight): the completion ring can therefore never overflow
+// with honest completions.
 //
 // Not thread-safe: the hub calls it under its session's lock.
 #pragma once
 
 #include <cstddef>
+#include <algorithm>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -54,11 +64,19 @@ struct GuestRingStats {
     uint64_t ring_full = 0;       // packets dropped for want of ring or table room
 };
 
+enum class Cookies {
+    Table,     // push / push_with, reap: the host's table names each packet
+    Miniport,  // push_rx, reap_cookies: the miniport's own cookie, checked by it
+};
+
 class GuestRings {
 public:
     // Over the ring block at `block` (the host's mapping of it), zeroed here:
-    // both rings empty, no flag set.
-    GuestRings(std::byte* block, RingGeometry geometry, os::WakeFd rx_kick, os::WakeFd done_kick);
+    // both rings empty, no flag set. `cookies` says which of the two pairs of
+    // calls below the caller uses; it never mixes them.
+    GuestRings(std::byte* block, RingGeometry geometry, os::WakeFd rx_kick, os::WakeFd done_kick,
+               Cookies cookies = Cookies::Table);
+    Cookies cookies() const { return cookies_; }
 
     const RingGeometry& geometry() const { return geometry_; }
     int done_kick_fd() const { return done_kick_.fd(); }
@@ -70,6 +88,15 @@ public:
     // session), the entries before it were taken. Empty string: all good.
     template <class F>
     std::string reap(F&& give_back);
+    // Cookies::Miniport: reads the completions the guest has published (each
+    // cookie copied out once) and hands them, in order, to
+    // `give_back(std::span<const uint64_t>) -> size_t`, the miniport, which
+    // checks each and returns how many it took; the rest of the batch was
+    // not taken, and the first of them is the violation whose reason comes
+    // back, in the words of `explain(uint64_t cookie) -> std::string`.
+    // Empty string: all good.
+    template <class F, class E>
+    std::string reap_cookies(F&& give_back, E&& explain);
 
     // Room for a batch: descriptors free in the receive ring and packets free
     // in the table. A guest consumer index that is impossible is a violation
@@ -85,10 +112,13 @@ public:
     // rx, segments and seg[]): the data path copies nothing twice.
     template <class F>
     void push_with(F&& fill);
-    // As push, for a packet of the hub's miniport: the table keeps `d` (rx
-    // and segments; seg[] is left as it was), the ring gets its segments.
-    // Each word is written once, from `d`: the data path's push.
-    void push_rx(const nic::RxDescriptor& d);
+    // Cookies::Miniport, the data path's push: a packet of the hub's
+    // miniport, its segments into the ring with the miniport's cookie, each
+    // word written once, from `d`. Nothing is recorded but the count in
+    // flight; the caller checked room() first.
+    void push_rx(const nic::RxDescriptor& d) { push_rx(std::span<const nic::RxDescriptor>(&d, 1)); }
+    // As push_rx for each in turn; the indices are written once.
+    void push_rx(std::span<const nic::RxDescriptor> ds);
     // Makes the pushed entries visible (one release store), then wakes the
     // guest if it asked to be (a fence, its flag, an eventfd write): true
     // when it did.
@@ -100,14 +130,17 @@ public:
     void want_completions();
     void stop_wanting_completions();
 
-    uint32_t outstanding() const { return geometry_.size - static_cast<uint32_t>(free_.size()); }
+    uint32_t outstanding() const {
+        return cookies_ == Cookies::Table ? geometry_.size - static_cast<uint32_t>(free_.size()) : in_flight_;
+    }
     // The host's copies of the packets the guest holds now (for teardown
-    // reports and tests).
+    // reports and tests); Cookies::Table only (the miniport keeps its own).
     std::vector<Outstanding> held() const;
     const GuestRingStats& stats() const { return stats_; }
 
 private:
     std::string bad_completion(uint32_t index, uint64_t cookie) const;
+    static std::string hex(uint64_t v);
 
     RingGeometry geometry_;
     ReceiveRing rx_;
@@ -119,22 +152,23 @@ private:
     std::vector<Outstanding> table_;
     std::vector<uint32_t> free_;  // a stack of free slots
     bool wanting_ = false;
+    Cookies cookies_;
+    uint32_t in_flight_ = 0;  // Cookies::Miniport: packets pushed, not yet given back
+    std::vector<uint64_t> back_;  // reap_cookies' batch, kept to allocate nothing once grown
     GuestRingStats stats_;
 };
 
-inline void GuestRings::push_rx(const nic::RxDescriptor& d) {
-    const uint32_t slot = free_.back();
-    free_.pop_back();
-    Outstanding& o = table_[slot];
-    const uint32_t generation = o.generation + 1 == 0 ? 1 : o.generation + 1;  // cookie 0 is never valid
-    o.generation = generation;
-    o.held = true;
-    o.segments = static_cast<uint8_t>(d.segments);
-    o.rx = d;
-    const uint64_t cookie = (uint64_t{generation} << 32) | slot;
-    const bool split = d.segments > 1;
-    rx_.store_words(rx_prod_++, descriptor_words(d.handle, d.offset, d.length, cookie, split ? kSegmentFollows : 0u));
-    if (split) rx_.store_words(rx_prod_++, descriptor_words(d.next.handle, d.next.offset, d.next.length, cookie, 0));
+inline void GuestRings::push_rx(std::span<const nic::RxDescriptor> ds) {
+    // In locals: each store on this path queues behind the packets' writes
+    // into the guest's memory, so the members are written once a batch.
+    uint32_t prod = rx_prod_;
+    for (const nic::RxDescriptor& d : ds) {
+        const bool split = d.segments > 1;
+        rx_.store_words(prod++, descriptor_words(d.handle, d.offset, d.length, d.cookie, split ? kSegmentFollows : 0u));
+        if (split) rx_.store_words(prod++, descriptor_words(d.next.handle, d.next.offset, d.next.length, d.cookie, 0));
+    }
+    rx_prod_ = prod;
+    in_flight_ += static_cast<uint32_t>(ds.size());
 }
 
 template <class F>
@@ -178,6 +212,34 @@ std::string GuestRings::reap(F&& give_back) {
         free_.push_back(slot);
         give_back(static_cast<const Outstanding&>(o));
     }
+    done_cons_ += taken;
+    done_.store_consumer(done_cons_);
+    return why;
+}
+
+template <class F, class E>
+std::string GuestRings::reap_cookies(F&& give_back, E&& explain) {
+    const uint32_t prod = done_.load_producer();  // the guest's: read once
+    const uint32_t ready = prod - done_cons_;
+    if (ready == 0) return {};
+    if (ready > geometry_.size)
+        return "completion ring: producer index " + std::to_string(prod) + " claims " + std::to_string(ready) +
+               " entries ready past consumer " + std::to_string(done_cons_) + " (the ring holds " +
+               std::to_string(geometry_.size) + ")";
+    back_.resize(ready);
+    for (uint32_t i = 0; i < ready; ++i) back_[i] = done_.load(done_cons_ + i).cookie;  // copied once
+    // Never more than were handed out: a guest that completes more than it
+    // holds is caught here even before the miniport looks.
+    const uint32_t offered = std::min(ready, in_flight_);
+    const auto taken = static_cast<uint32_t>(give_back(std::span<const uint64_t>(back_.data(), offered)));
+    std::string why;
+    if (taken < ready)
+        why = "completion ring entry " + std::to_string(done_cons_ + taken) + ": cookie " + hex(back_[taken]) +
+              " " + explain(back_[taken]) +
+              (taken < offered ? ""
+                               : "; more completions than the " + std::to_string(in_flight_) +
+                                     " packets the guest held");
+    in_flight_ -= taken;
     done_cons_ += taken;
     done_.store_consumer(done_cons_);
     return why;

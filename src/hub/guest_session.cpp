@@ -196,8 +196,11 @@ bool GuestHub::attach_rings(const SessionPtr& s) {
     }
     const int fds[] = {rx_kick->fd(), done_kick->fd()};
     const RingsAttached ra{queue, g.size, reinterpret_cast<uintptr_t>(block), g.done_offset, 0};
+    // The hub's own miniport names its packets itself; a queue driver's
+    // cookies are its own business, so the host's table names those.
     auto rings = std::make_unique<GuestRings>(static_cast<std::byte*>(address), g, std::move(*rx_kick),
-                                              std::move(*done_kick));
+                                              std::move(*done_kick),
+                                              config_.queue_driver != nullptr ? Cookies::Table : Cookies::Miniport);
     s->done_kick_fd = rings->done_kick_fd();
     std::lock_guard lock(s->mu);
     // Set before the guest can know of them, so that its first kick finds them.

@@ -184,29 +184,41 @@ std::optional<RxDescriptor> VmqMiniport::receive(NDIS_RECEIVE_QUEUE_ID queue, st
     std::lock_guard lock(q->mu);
     RxDescriptor d;
     if (!receive_locked(*q, packet, d)) return std::nullopt;
+    ++q->stats.received;
+    ++q->stats.outstanding;
     return d;
 }
 
 size_t VmqMiniport::receive_batch(NDIS_RECEIVE_QUEUE_ID queue, std::span<const std::span<const std::byte>> packets,
                                   size_t max_segments, std::vector<RxDescriptor>& out) {
+    const size_t first = out.size();
+    out.resize(first + packets.size());
+    const size_t received = receive_batch(queue, packets, max_segments, out.data() + first);
+    out.resize(first + received);
+    return received;
+}
+
+size_t VmqMiniport::receive_batch(NDIS_RECEIVE_QUEUE_ID queue, std::span<const std::span<const std::byte>> packets,
+                                  size_t max_segments, RxDescriptor* out) {
     auto q = find(queue);
     if (q == nullptr) return 0;
-    const size_t first = out.size();
-    // Room for the whole batch first: each descriptor is then written once,
-    // in place, and never read back here. (A copy of one returned by value
-    // would read, 16 bytes at a time, what was just stored 4 and 8 bytes at a
-    // time: no store forwarding, so the NIC would wait for its writes into
-    // the guest's memory, packet by packet.)
-    out.resize(first + packets.size());
+    // Each descriptor is written once, in place, and never read back here.
+    // (A copy of one returned by value would read, 16 bytes at a time, what
+    // was just stored 4 and 8 bytes at a time: no store forwarding, so the
+    // NIC would wait for its writes into the guest's memory, packet by
+    // packet.)
     std::lock_guard lock(q->mu);
     size_t received = 0, segments = 0;
     for (const auto& p : packets) {
         segments += segments_of(*q, p.size());
         if (segments > max_segments) break;  // checked first: a refused packet costs nothing
-        if (!receive_locked(*q, p, out[first + received])) break;
+        if (!receive_locked(*q, p, out[received])) break;
         ++received;
     }
-    out.resize(first + received);
+    // Counted once a batch: on the data path every store waits in line
+    // behind the packets' writes into the guest's memory.
+    q->stats.received += received;
+    q->stats.outstanding += received;
     return received;
 }
 
@@ -236,8 +248,7 @@ bool VmqMiniport::receive_locked(Queue& q, std::span<const std::byte> packet, Rx
     d.offset = s.offset;
     d.length = first;
     d.cookie = (uint64_t{s.generation} << 32) | index;
-    d.segments = 1;
-    d.next = {};
+    d.segments = 1;  // `next` is read only when there are two: not written otherwise
     if (rest != 0) {
         const RxBlock& post = q.blocks[s.post_block];
         std::memcpy(post.address + s.post_offset, packet.data() + first, rest);
@@ -245,8 +256,6 @@ bool VmqMiniport::receive_locked(Queue& q, std::span<const std::byte> packet, Rx
         d.next = {post.handle, s.post_offset, rest};
         ++q.stats.split;
     }
-    ++q.stats.received;
-    ++q.stats.outstanding;
     return true;
 }
 
@@ -280,12 +289,51 @@ bool VmqMiniport::give_back_locked(Queue& q, const RxDescriptor& d) {
     if (d.segments == 2 && (q.blocks[s.post_block].handle != d.next.handle ||
                             s.post_offset != d.next.offset || s.post_length != d.next.length))
         return false;
+    release_locked(q, s, static_cast<uint32_t>(index));
+    return true;
+}
+
+size_t VmqMiniport::give_back_cookies(NDIS_RECEIVE_QUEUE_ID queue, std::span<const uint64_t> cookies) {
+    if (cookies.empty()) return 0;
+    auto q = find(queue);
+    if (q == nullptr) return 0;
+    std::lock_guard lock(q->mu);
+    size_t back = 0;
+    while (back < cookies.size() && give_back_cookie_locked(*q, cookies[back])) ++back;
+    return back;
+}
+
+bool VmqMiniport::give_back_cookie_locked(Queue& q, uint64_t cookie) {
+    const uint64_t index = cookie & 0xffffffffu;
+    if (!q.running || index >= q.slots.size()) return false;
+    Slot& s = q.slots[index];
+    if (!s.held || s.generation != (cookie >> 32)) return false;
+    release_locked(q, s, static_cast<uint32_t>(index));
+    return true;
+}
+
+std::string VmqMiniport::why_refused(NDIS_RECEIVE_QUEUE_ID queue, uint64_t cookie) const {
+    auto q = find(queue);
+    if (q == nullptr) return "names a queue (" + std::to_string(queue) + ") that is not running";
+    std::lock_guard lock(q->mu);
+    const uint64_t index = cookie & 0xffffffffu;
+    if (!q->running) return "names a queue (" + std::to_string(queue) + ") that is not running";
+    if (index >= q->slots.size())
+        return "names no slot (the queue has " + std::to_string(q->slots.size()) + ")";
+    const Slot& s = q->slots[index];
+    if (!s.held) return "names a packet the guest does not hold (given back twice, or never given)";
+    if (s.generation != (cookie >> 32))
+        return "is not of its slot's generation now (" + std::to_string(s.generation) +
+               "): a replay of an earlier packet in that slot";
+    return "is taken back now (it was not when refused)";
+}
+
+void VmqMiniport::release_locked(Queue& q, Slot& s, uint32_t index) {
     s.held = false;
-    ++s.generation;
-    q.free.push_back(static_cast<uint32_t>(index));
+    ++s.generation;  // the cookie receive gave is void from here
+    q.free.push_back(index);
     ++q.stats.returned;
     --q.stats.outstanding;
-    return true;
 }
 
 std::vector<RxBlock> VmqMiniport::blocks(NDIS_RECEIVE_QUEUE_ID queue) const {

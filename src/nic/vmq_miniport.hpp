@@ -71,7 +71,7 @@ struct RxDescriptor {
     uint32_t length = 0;  // this segment's bytes; packet_length() is the whole packet's
     uint64_t cookie = 0;
     uint32_t segments = 1;  // 2: the packet goes on in `next` (its post-lookahead part)
-    RxSegment next{};
+    RxSegment next{};       // meaningful only when segments is 2 (receive leaves it as it was otherwise)
 
     uint32_t packet_length() const { return length + (segments > 1 ? next.length : 0); }
 };
@@ -140,9 +140,24 @@ public:
     // `out` from this call past `max_segments`. Returns how many it received.
     size_t receive_batch(NDIS_RECEIVE_QUEUE_ID queue, std::span<const std::span<const std::byte>> packets,
                          size_t max_segments, std::vector<RxDescriptor>& out);
+    // The same into `out[0..]`, which must hold packets.size() descriptors:
+    // the data path's, with storage it keeps (nothing to construct a batch).
+    size_t receive_batch(NDIS_RECEIVE_QUEUE_ID queue, std::span<const std::span<const std::byte>> packets,
+                         size_t max_segments, RxDescriptor* out);
     // As give_back() for each in turn, under one lock: stops at the first it
     // refuses (which changes nothing). Returns how many it took back.
     size_t give_back_batch(NDIS_RECEIVE_QUEUE_ID queue, std::span<const RxDescriptor> ds);
+    // As give_back_batch for packets named by their cookies alone, as a
+    // consumer of the shared rings returns them: a cookie is taken back when
+    // it names a slot of the queue that is held now, with the generation
+    // receive gave it (the whole packet, both segments, comes back). A slot
+    // given back, reused since, or never received is refused, so each packet
+    // comes back exactly once whatever the consumer writes. Stops at the first
+    // it refuses (which changes nothing); returns how many it took back.
+    size_t give_back_cookies(NDIS_RECEIVE_QUEUE_ID queue, std::span<const uint64_t> cookies);
+    // Why give_back_cookies refuses `cookie` now, in words that complete
+    // "cookie 0x...": for the report that ends a consumer's session.
+    std::string why_refused(NDIS_RECEIVE_QUEUE_ID queue, uint64_t cookie) const;
 
     std::vector<RxBlock> blocks(NDIS_RECEIVE_QUEUE_ID queue) const;
     // The bytes of buffers start_queue allocates for one queue, with lookahead
@@ -173,9 +188,12 @@ private:
     };
     std::shared_ptr<Queue> find(NDIS_RECEIVE_QUEUE_ID queue) const;
     // receive and give_back on a queue whose lock the caller holds; receive
-    // writes the descriptor into `d` (false: refused, `d` unspecified).
+    // writes the descriptor into `d` (false: refused, `d` unspecified; its
+    // caller counts what it received).
     bool receive_locked(Queue& q, std::span<const std::byte> packet, RxDescriptor& d);
     bool give_back_locked(Queue& q, const RxDescriptor& d);
+    bool give_back_cookie_locked(Queue& q, uint64_t cookie);
+    void release_locked(Queue& q, Slot& s, uint32_t index);
     uint32_t segments_of(const Queue& q, size_t length) const {
         return q.lookahead_size != 0 && length > q.lookahead_size ? 2u : 1u;
     }

@@ -24,6 +24,14 @@
 //   * a reap that refuses names a reason, and the run ends there, as the
 //     session would.
 // At the end: nothing is both free and held.
+//
+// The first byte picks who names the packets (hub/guest_rings.hpp's
+// Cookies): the host's table (a queue driver's packets), or the hub's
+// miniport, played here by a model of VmqMiniport's slots (index and
+// generation in the cookie, taken back only while held and of that
+// generation). In the second, the guest also forges cookies of slots it
+// never had, of the next generation and of a slot taken back, and a
+// give_back is checked against the model the same way.
 #include <cstdint>
 #include <cstring>
 #include <map>
@@ -45,17 +53,50 @@ struct Handed {
     uint8_t segments;
 };
 
+// VmqMiniport's slots as give_back_cookies sees them.
+struct MiniportModel {
+    struct Slot {
+        uint32_t generation = 0;
+        bool held = false;
+    };
+    std::vector<Slot> slots = std::vector<Slot>(2 * kSize);  // more slots than the ring: as the hub's miniport has
+    uint64_t receive() {
+        for (uint32_t i = 0; i < slots.size(); ++i)
+            if (!slots[i].held) {
+                slots[i].held = true;
+                return (uint64_t{slots[i].generation} << 32) | i;
+            }
+        return ~uint64_t{0};
+    }
+    bool give_back(uint64_t cookie) {
+        const uint64_t i = cookie & 0xffffffffu;
+        if (i >= slots.size() || !slots[i].held || slots[i].generation != cookie >> 32) return false;
+        slots[i].held = false;
+        ++slots[i].generation;
+        return true;
+    }
+    size_t held() const {
+        size_t n = 0;
+        for (const Slot& s : slots) n += s.held ? 1 : 0;
+        return n;
+    }
+};
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     ByteReader in(data, size);
+    const bool by_miniport = in.flag();
+    const ipc::Cookies cookies = by_miniport ? ipc::Cookies::Miniport : ipc::Cookies::Table;
+    MiniportModel miniport;
+    std::set<uint64_t> miniport_out;  // cookies the "miniport" handed out and holds
     const ipc::RingGeometry g = ipc::RingGeometry::for_size(kSize);
     std::vector<uint64_t> words((g.bytes + 7) / 8);
     auto* block = reinterpret_cast<std::byte*>(words.data());
     auto rx_kick = ndisshm::os::WakeFd::create();
     auto done_kick = ndisshm::os::WakeFd::create();
     FUZZ_CHECK(rx_kick.ok() && done_kick.ok(), "eventfd");
-    ipc::GuestRings rings(block, g, std::move(*rx_kick), std::move(*done_kick));
+    ipc::GuestRings rings(block, g, std::move(*rx_kick), std::move(*done_kick), cookies);
     // The guest's view, as an honest guest would keep it (the fuzzer decides
     // how honest it is).
     ipc::ReceiveRing rx(block, kSize);
@@ -78,6 +119,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                 for (uint32_t i = 0; i < want; ++i) {
                     const uint8_t segs = static_cast<uint8_t>(1 + in.below(ipc::kMaxSegmentsPerPacket));
                     if (segs > descriptors || packets == 0) break;
+                    if (by_miniport) {
+                        const uint8_t n = segs > 2 ? 2 : segs;  // the miniport splits in two at most
+                        const uint64_t cookie = miniport.receive();
+                        FUZZ_CHECK(cookie != ~uint64_t{0}, "the model ran out of slots: the ring bounds them");
+                        ndisshm::nic::RxDescriptor d{next_handle++, 0, 64, cookie, n, {}};
+                        if (n == 2) d.next = {d.handle, 64, 64};
+                        rings.push_rx(d);
+                        miniport_out.insert(cookie);
+                        ++handed;
+                        descriptors -= n;
+                        --packets;
+                        continue;
+                    }
                     ipc::Outstanding o;
                     o.segments = segs;
                     const uint64_t handle = next_handle++;
@@ -118,7 +172,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                         if (!completed_cookies.empty())
                             cookie = completed_cookies[in.below(static_cast<uint32_t>(completed_cookies.size()))];
                         break;
-                    case 2: cookie = (uint64_t{in.byte()} << 32) | in.below(2 * kSize); break;
+                    case 2:
+                        if (by_miniport && !completed_cookies.empty() && in.flag()) {
+                            // The next generation of a slot it gave back, or the slot's own cookie again.
+                            cookie = completed_cookies[in.below(static_cast<uint32_t>(completed_cookies.size()))] +
+                                     (in.flag() ? uint64_t{1} << 32 : 0);
+                            break;
+                        }
+                        cookie = (uint64_t{in.byte()} << 32) | in.below(3 * kSize);
+                        break;
                     default: cookie = in.take<uint64_t>(); break;
                 }
                 done.store(guest_done_prod++, ipc::Completion{cookie});
@@ -135,6 +197,26 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                 break;
             }
             default: {  // reap
+                if (by_miniport) {
+                    const std::string why = rings.reap_cookies(
+                        [&](std::span<const uint64_t> cs) {
+                            FUZZ_CHECK(cs.size() <= miniport_out.size(), "offered %zu cookies, %zu in flight",
+                                       cs.size(), miniport_out.size());
+                            size_t n = 0;
+                            for (; n < cs.size(); ++n) {
+                                if (!miniport.give_back(cs[n])) break;
+                                FUZZ_CHECK(miniport_out.erase(cs[n]) == 1, "a cookie came back twice");
+                                ++back;
+                            }
+                            return n;
+                        },
+                        [](uint64_t) { return std::string("refused by the model"); });
+                    FUZZ_CHECK(rings.outstanding() == handed - back, "outstanding %u, handed %llu, back %llu",
+                               rings.outstanding(), static_cast<unsigned long long>(handed),
+                               static_cast<unsigned long long>(back));
+                    if (!why.empty()) return 0;
+                    break;
+                }
                 std::set<uint64_t> seen;
                 const std::string why = rings.reap([&](const ipc::Outstanding& o) {
                     const auto it = out.find(o.rx.handle);
@@ -155,9 +237,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                 break;
             }
         }
-        FUZZ_CHECK(rings.outstanding() == out.size(), "outstanding %u, the model holds %zu", rings.outstanding(),
-                   out.size());
+        const size_t model_holds = by_miniport ? miniport_out.size() : out.size();
+        FUZZ_CHECK(rings.outstanding() == model_holds, "outstanding %u, the model holds %zu", rings.outstanding(),
+                   model_holds);
+        FUZZ_CHECK(miniport.held() == miniport_out.size(), "the miniport's slots and the model disagree");
     }
+    if (by_miniport) return 0;  // the miniport keeps the packets, not the table
     // Nothing is both free and held: what the host still holds is what the
     // model says it handed out and did not have back.
     const auto held = rings.held();

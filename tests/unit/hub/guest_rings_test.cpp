@@ -3,8 +3,10 @@
 // by common/ring_support.hpp's GuestRingEnd over the same memory.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -114,11 +116,50 @@ TEST_F(GuestRingsTest, EachCookieComesBackOnceWithTheHostsOwnCopy) {
     EXPECT_EQ(guest_.done.load_consumer(), 2u) << "the host's consumer index published";
 }
 
-TEST_F(GuestRingsTest, AMiniportPacketIsPushedAsItsSegmentsAndComesBackAsItsDescriptor) {
+// The hub's own miniport names its packets: rings of Cookies::Miniport.
+class MiniportCookieRingsTest : public GuestRingsTest {
+protected:
+    MiniportCookieRingsTest() {
+        auto rx = os::WakeFd::create();
+        auto done = os::WakeFd::create();
+        EXPECT_TRUE(rx && done);
+        rings_.reset();
+        rings_.emplace(base(), geometry_, std::move(*rx), std::move(*done), Cookies::Miniport);
+    }
+    // The miniport's side, as VmqMiniport::give_back_cookies checks it: a
+    // cookie it handed out and holds now, taken back once.
+    std::vector<uint64_t> miniport_holds_;
+    std::vector<uint64_t> taken_;
+    std::string reap_cookies() {
+        return rings_->reap_cookies(
+            [&](std::span<const uint64_t> cookies) {
+                size_t n = 0;
+                for (; n < cookies.size(); ++n) {
+                    auto it = std::find(miniport_holds_.begin(), miniport_holds_.end(), cookies[n]);
+                    if (it == miniport_holds_.end()) break;
+                    miniport_holds_.erase(it);
+                    taken_.push_back(cookies[n]);
+                }
+                return n;
+            },
+            [](uint64_t) { return std::string("is not held (the miniport's words)"); });
+    }
+    void push_rx(const nic::RxDescriptor& d) {
+        rings_->push_rx(d);
+        miniport_holds_.push_back(d.cookie);
+    }
+};
+
+TEST_F(MiniportCookieRingsTest, AMiniportPacketIsPushedAsItsSegmentsWithTheMiniportsCookie) {
     nic::RxDescriptor one{30, 0x40, 64, 0x500000001, 1, {}};
     nic::RxDescriptor two{40, 0x80, 128, 0x700000002, 2, {41, 0x1000, 1372}};
-    rings_->push_rx(one);
-    rings_->push_rx(two);
+    push_rx(one);
+    push_rx(two);
+    EXPECT_EQ(rings_->outstanding(), 2u);
+    uint32_t descriptors = 0, packets = 0;
+    EXPECT_EQ(rings_->room(descriptors, packets), "");
+    EXPECT_EQ(descriptors, kSize - 3) << "three entries pushed (not yet published: the producer's own count)";
+    EXPECT_EQ(packets, kSize - 2);
     rings_->publish();
     const auto got = guest_.take();
     ASSERT_EQ(got.size(), 3u);
@@ -134,18 +175,64 @@ TEST_F(GuestRingsTest, AMiniportPacketIsPushedAsItsSegmentsAndComesBackAsItsDesc
     EXPECT_EQ(got[2].length, 1372u);
     EXPECT_EQ(got[2].flags, 0u);
     for (const PacketDescriptor& d : got) EXPECT_EQ(d.reserved, 0u);
-    EXPECT_EQ(got[1].cookie, got[2].cookie) << "one cookie per packet";
-    EXPECT_NE(got[0].cookie, got[1].cookie);
-    EXPECT_NE(got[0].cookie, one.cookie) << "the ring's cookie is the host's table's, not the miniport's";
-    guest_.complete({got[1].cookie, got[0].cookie});
-    std::vector<nic::RxDescriptor> back;
-    EXPECT_EQ(rings_->reap([&](const Outstanding& o) { back.push_back(o.rx); }), "");
-    ASSERT_EQ(back.size(), 2u);
-    EXPECT_EQ(back[0].cookie, two.cookie);
-    EXPECT_EQ(back[0].segments, 2u);
-    EXPECT_EQ(back[0].next.length, 1372u);
-    EXPECT_EQ(back[1].cookie, one.cookie);
+    EXPECT_EQ(got[0].cookie, one.cookie) << "the ring carries the miniport's cookie as it is";
+    EXPECT_EQ(got[1].cookie, two.cookie);
+    EXPECT_EQ(got[2].cookie, two.cookie) << "one cookie per packet";
+    guest_.complete({two.cookie, one.cookie});
+    EXPECT_EQ(reap_cookies(), "");
+    EXPECT_EQ(taken_, (std::vector<uint64_t>{two.cookie, one.cookie})) << "handed over in the guest's order";
     EXPECT_EQ(rings_->outstanding(), 0u);
+    EXPECT_EQ(guest_.done.load_consumer(), 2u);
+}
+
+TEST_F(MiniportCookieRingsTest, ACookieTheMiniportRefusesEndsTheReapThereAndNamesIt) {
+    push_rx({30, 0, 64, 0x100000001, 1, {}});
+    push_rx({31, 0, 64, 0x100000002, 1, {}});
+    rings_->publish();
+    guest_.take();
+    // A good one, a replay of it, then the other good one.
+    guest_.complete({0x100000001, 0x100000001, 0x100000002});
+    const std::string why = reap_cookies();
+    EXPECT_NE(why.find("completion ring entry 1"), std::string::npos) << why;
+    EXPECT_NE(why.find("0x100000001"), std::string::npos) << why;
+    EXPECT_NE(why.find("0x100000001 is not held (the miniport's words)"), std::string::npos) << why;
+    EXPECT_EQ(taken_, std::vector<uint64_t>{0x100000001}) << "the entries before the bad one were taken";
+    EXPECT_EQ(rings_->outstanding(), 1u) << "the live packet is still held";
+    EXPECT_EQ(guest_.done.load_consumer(), 1u) << "the consumer stops at the bad entry";
+}
+
+TEST_F(MiniportCookieRingsTest, MoreCompletionsThanPacketsInFlightIsAViolationBeforeTheMiniportLooks) {
+    push_rx({30, 0, 64, 0x100000001, 1, {}});
+    rings_->publish();
+    guest_.take();
+    guest_.complete({0x100000001, 0x100000001});
+    size_t offered = 0;
+    const std::string why = rings_->reap_cookies(
+        [&](std::span<const uint64_t> cookies) {
+            offered = cookies.size();
+            return cookies.size();  // a miniport that took anything would still be offered one only
+        },
+        [](uint64_t) { return std::string("is given back twice"); });
+    EXPECT_EQ(offered, 1u);
+    EXPECT_NE(why.find("0x100000001 is given back twice; more completions than the 1 packets the guest held"), std::string::npos) << why;
+    EXPECT_EQ(rings_->outstanding(), 0u);
+}
+
+TEST_F(MiniportCookieRingsTest, AnImpossibleCompletionProducerIndexTakesNothing) {
+    push_rx({30, 0, 64, 0x100000001, 1, {}});
+    rings_->publish();
+    guest_.take();
+    guest_.done.store_producer(kSize + 1);
+    bool called = false;
+    const std::string why = rings_->reap_cookies(
+        [&](std::span<const uint64_t>) {
+            called = true;
+            return size_t{0};
+        },
+        [](uint64_t) { return std::string(); });
+    EXPECT_FALSE(called);
+    EXPECT_NE(why.find("claims"), std::string::npos) << why;
+    EXPECT_EQ(rings_->outstanding(), 1u);
 }
 
 TEST_F(GuestRingsTest, AReplayedCookieIsRefusedAndNothingIsGivenBackTwice) {
@@ -287,7 +374,13 @@ TEST(GuestRingsReap, ManyCompletionsAreEachTakenOnceUpToABadOne) {
     ASSERT_TRUE(rx && done);
     GuestRings rings(base, g, std::move(*rx), std::move(*done));
     GuestRingEnd guest = GuestRingEnd::over(base, kBig, g.done_offset);
-    for (uint64_t h = 1; h <= 100; ++h) rings.push_rx(nic::RxDescriptor{h, 0, 64, h, 1, {}});
+    for (uint64_t h = 1; h <= 100; ++h) {
+        Outstanding o;
+        o.segments = 1;
+        o.rx.handle = h;
+        o.seg[0] = {h, 0, 64, 0, 0, 0};
+        rings.push(o);
+    }
     rings.publish();
     const auto got = guest.take();
     ASSERT_EQ(got.size(), 100u);

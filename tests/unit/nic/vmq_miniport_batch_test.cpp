@@ -1,4 +1,4 @@
-// nic::VmqMiniport's batch calls, receive_batch and give_back_batch: what the
+// nic::VmqMiniport's batch calls, receive_batch, give_back_batch and give_back_cookies: what the
 // hub's delivery and its reaping of completions use, one lock per batch instead of one
 // per packet. They must do exactly what receive and give_back do packet by
 // packet, stop where those would refuse, never cut a split packet's chain,
@@ -125,6 +125,64 @@ TEST_F(VmqMiniportBatch, BatchCallsOnAStoppedQueueDoNothing) {
     EXPECT_EQ(nic.receive_batch(kQueue, spans_, SIZE_MAX, more), 0u);
     EXPECT_TRUE(more.empty());
     EXPECT_EQ(nic.give_back_batch(kQueue, out), 0u);
+}
+
+
+std::vector<uint64_t> cookies_of(const std::vector<RxDescriptor>& ds) {
+    std::vector<uint64_t> c;
+    for (const RxDescriptor& d : ds) c.push_back(d.cookie);
+    return c;
+}
+
+TEST_F(VmqMiniportBatch, GiveBackCookiesTakesEachPacketBackByItsCookieAlone) {
+    open_queue({sizeof(ndisshm_queue_params), NDISSHM_QUEUE_LOOKAHEAD_SPLIT, 128});
+    VmqMiniport nic(adapter_, {2, 16384, 2048});
+    ASSERT_EQ(nic.start_queue(kQueue), NDIS_STATUS_SUCCESS);
+    make_packets(4, 1500);  // split: two segments each
+    std::vector<RxDescriptor> out;
+    ASSERT_EQ(nic.receive_batch(kQueue, spans_, SIZE_MAX, out), 4u);
+    EXPECT_EQ(nic.give_back_cookies(kQueue, cookies_of(out)), 4u);
+    EXPECT_EQ(nic.stats(kQueue).outstanding, 0u) << "both halves of each packet back";
+    EXPECT_EQ(nic.stats(kQueue).returned, 4u);
+    // The slots are free again: as many packets fit as before.
+    out.clear();
+    EXPECT_EQ(nic.receive_batch(kQueue, spans_, SIZE_MAX, out), 4u);
+    EXPECT_EQ(nic.give_back_cookies(kQueue, cookies_of(out)), 4u);
+    nic.stop_queue(kQueue);
+}
+
+TEST_F(VmqMiniportBatch, GiveBackCookiesRefusesReplayedStaleAndForgedCookies) {
+    open_queue({sizeof(ndisshm_queue_params), 0, 0});
+    VmqMiniport nic(adapter_, {1, 8192, 2048});  // 4 slots
+    ASSERT_EQ(nic.start_queue(kQueue), NDIS_STATUS_SUCCESS);
+    make_packets(2, 100);
+    std::vector<RxDescriptor> first;
+    ASSERT_EQ(nic.receive_batch(kQueue, spans_, SIZE_MAX, first), 2u);
+    const uint64_t a = first[0].cookie, b = first[1].cookie;
+    // A replay inside one batch: the first is taken, the batch stops at the second.
+    const uint64_t replay[] = {a, a, b};
+    EXPECT_EQ(nic.give_back_cookies(kQueue, replay), 1u);
+    EXPECT_EQ(nic.stats(kQueue).outstanding, 1u);
+    // The slot of `a` is received into again (the last given back is reused
+    // first): `a` is now of an old generation.
+    std::vector<RxDescriptor> again;
+    ASSERT_EQ(nic.receive_batch(kQueue, std::span(spans_).first(1), SIZE_MAX, again), 1u);
+    ASSERT_EQ(again[0].cookie & 0xffffffffu, a & 0xffffffffu) << "the same slot";
+    const uint64_t stale[] = {a};
+    EXPECT_EQ(nic.give_back_cookies(kQueue, stale), 0u);
+    // Forged: no such slot; a free slot; a held slot of a generation to come.
+    const uint64_t no_slot[] = {uint64_t{4}};
+    const uint64_t free_slot[] = {(a & ~uint64_t{0xffffffffu}) | 3u};
+    const uint64_t future[] = {b + (uint64_t{1} << 32)};
+    EXPECT_EQ(nic.give_back_cookies(kQueue, no_slot), 0u);
+    EXPECT_EQ(nic.give_back_cookies(kQueue, free_slot), 0u);
+    EXPECT_EQ(nic.give_back_cookies(kQueue, future), 0u);
+    EXPECT_EQ(nic.stats(kQueue).outstanding, 2u) << "nothing a refusal named was freed";
+    const uint64_t live[] = {b, again[0].cookie};
+    EXPECT_EQ(nic.give_back_cookies(kQueue, live), 2u);
+    EXPECT_EQ(nic.stats(kQueue).outstanding, 0u);
+    nic.stop_queue(kQueue);
+    EXPECT_EQ(nic.give_back_cookies(kQueue, live), 0u) << "a stopped queue takes nothing back";
 }
 
 }  // namespace
