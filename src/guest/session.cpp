@@ -203,14 +203,14 @@ uint32_t Session::take(ndisshm_guest_packet* out, uint32_t max, ndisshm_guest_se
             ndisshm_guest_segment* segs = segments_out + size_t{got} * ipc::kMaxSegmentsPerPacket;
             for (uint32_t k = 0; k < n && good; ++k) {
                 const ipc::PacketDescriptor& d = chain[k];
-                const auto it = blocks_.find(d.handle);
+                const Block* b = find_block(d.handle);
                 // A segment is read only if it names a block of this queue and
                 // lies inside it: the block itself was checked against our
                 // memory when it was added, so the read stays in our mapping.
-                good = it != blocks_.end() && it->second.queue_id == r.queue_id && d.length != 0 &&
-                       uint64_t{d.offset} + d.length <= it->second.length && d.cookie == chain[0].cookie &&
+                good = b != nullptr && b->queue_id == r.queue_id && d.length != 0 &&
+                       uint64_t{d.offset} + d.length <= b->length && d.cookie == chain[0].cookie &&
                        (d.flags & ~ipc::kSegmentFollows) == 0 && d.reserved == 0;
-                if (good) segs[k] = {d.handle, d.offset, d.length, memory_ + it->second.guest_offset + d.offset};
+                if (good) segs[k] = {d.handle, d.offset, d.length, memory_ + b->guest_offset + d.offset};
                 packet_length += d.length;
             }
             good = good && packet_length <= UINT32_MAX;  // four near-4 GiB segments from a lying host
@@ -251,7 +251,14 @@ void Session::complete(Rings& r, uint64_t cookie) {
     // Never more out than the ring holds with an honest host (its table is
     // the ring's size); a host that lies about its consumer index loses the
     // completion, not our memory.
-    if (r.done_prod - r.done.load_consumer() >= r.done.size()) return;
+    // The host's index is read only when the room we knew of is used up
+    // (once a ring's worth, not once a packet: its line is the host's).
+    if (r.done_room == 0) {
+        const uint32_t used = r.done_prod - r.done.load_consumer();
+        r.done_room = used >= r.done.size() ? 0 : r.done.size() - used;
+        if (r.done_room == 0) return;
+    }
+    --r.done_room;
     r.done.store(r.done_prod++, ipc::Completion{cookie});
 }
 
@@ -425,6 +432,7 @@ void Session::on_block_removed(uint64_t handle) {
     }
     const Block block = it->second;
     if (Rings* r = rings_of(block.queue_id); r != nullptr && r->handle == handle) drop_rings(block.queue_id);
+    last_block_ = nullptr;
     blocks_.erase(it);
     emit(block_event(NDISSHM_GUEST_BLOCK_REMOVED, handle, block));
 }
@@ -440,6 +448,7 @@ void Session::on_queue_detached(uint32_t queue_id) {
         }
         const auto handle = it->first;
         const Block block = it->second;
+        last_block_ = nullptr;
         it = blocks_.erase(it);
         emit(block_event(NDISSHM_GUEST_BLOCK_REMOVED, handle, block));
     }

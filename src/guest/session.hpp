@@ -82,6 +82,7 @@ private:
         ipc::CompletionRing done;
         uint32_t rx_cons = 0;    // ours
         uint32_t done_prod = 0;  // ours
+        uint32_t done_room = 0;  // completions we may write before looking at the host's index again
         uint32_t done_published = 0;
         os::WakeFd rx_kick, done_kick;
     };
@@ -176,6 +177,18 @@ private:
     std::optional<ipc::Channel> channel_;
     bool used_ = false;  // one session per guest: connect was called
     std::unordered_map<uint64_t, Block> blocks_;
+    // The block the last descriptor named: a burst's packets mostly lie in
+    // one block, so most look-ups end here. Elements of blocks_ stay where
+    // they are until erased; every erase forgets this.
+    uint64_t last_handle_ = 0;
+    const Block* last_block_ = nullptr;
+    const Block* find_block(uint64_t handle) {
+        if (last_block_ != nullptr && last_handle_ == handle) return last_block_;
+        const auto it = blocks_.find(handle);
+        if (it == blocks_.end()) return nullptr;
+        last_handle_ = handle;
+        return last_block_ = &it->second;
+    }
     std::unordered_map<uint32_t, Queue> queues_;
     std::vector<std::unique_ptr<Rings>> rings_;  // one per queue with rings; stable addresses
     std::vector<Held> held_;                     // as many as the rings now attached hold, at most
