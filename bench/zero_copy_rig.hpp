@@ -56,7 +56,7 @@
 namespace zero_copy {
 
 inline constexpr uint32_t kBatch = 64;  // packets per delivery, Linux NAPI's budget
-inline constexpr uint32_t kRingSize = 2048;  // each guest ring's entries: 32 batches in the guest's hands
+inline constexpr uint32_t kRingSize = 1024;  // each guest ring's entries: 32 batches in the guest's hands
 inline constexpr uint32_t kBlocksPerQueue = 8;
 inline constexpr uint32_t kBlockBytes = 1u << 20;
 
