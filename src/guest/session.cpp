@@ -165,7 +165,7 @@ bool Session::rings_ready() const {
     return false;
 }
 
-uint32_t Session::take(ndisshm_guest_packet* out, uint32_t max, ndisshm_guest_segment* segments_out) {
+uint32_t Session::take(ndisshm_guest_packet* out, uint32_t max) {
     disarm();  // awake: the host need not kick us
     uint32_t got = 0;
     for (auto& rp : rings_) {
@@ -200,7 +200,12 @@ uint32_t Session::take(ndisshm_guest_packet* out, uint32_t max, ndisshm_guest_se
             ready -= n;
             uint64_t packet_length = 0;
             bool good = true;
-            ndisshm_guest_segment* segs = segments_out + size_t{got} * ipc::kMaxSegmentsPerPacket;
+            // The segments go straight into the slot that will hold the
+            // packet (taken off the free list only if the packet is good), so
+            // they stay valid until it is returned.
+            const uint32_t slot = free_held_.back();
+            Held& h = held_[slot];
+            ndisshm_guest_segment* segs = h.segments;
             for (uint32_t k = 0; k < n && good; ++k) {
                 const ipc::PacketDescriptor& d = chain[k];
                 const Block* b = find_block(d.handle);
@@ -221,26 +226,24 @@ uint32_t Session::take(ndisshm_guest_packet* out, uint32_t max, ndisshm_guest_se
                 complete(r, chain[0].cookie);
                 continue;
             }
-            const uint32_t slot = free_held_.back();
             free_held_.pop_back();
-            Held& h = held_[slot];
             h.held = true;
             h.cookie = chain[0].cookie;
             h.queue_id = r.queue_id;
             ++stats_.packets;
             stats_.bytes += packet_length;
-            ndisshm_guest_packet& p = out[got++];
-            p = ndisshm_guest_packet{};
-            p.queue_id = r.queue_id;
-            p.length = chain[0].length;
-            p.handle = chain[0].handle;
-            p.offset = chain[0].offset;
-            p.segment_count = n;
-            p.data = segs[0].data;
-            p.packet_length = static_cast<uint32_t>(packet_length);
-            p.segments = segs;
-            // Slot and generation: a return is checked against both.
-            p.token = (uint64_t{h.generation} << 32) | slot;
+            // Each field written once (no zeroing first). Slot and
+            // generation in the token: a return is checked against both.
+            out[got++] = ndisshm_guest_packet{r.queue_id,
+                                              chain[0].length,
+                                              chain[0].handle,
+                                              chain[0].offset,
+                                              n,
+                                              segs[0].data,
+                                              static_cast<uint32_t>(packet_length),
+                                              0,
+                                              segs,
+                                              (uint64_t{h.generation} << 32) | slot};
         }
         r.rx.store_consumer(r.rx_cons);
     }
@@ -274,15 +277,7 @@ void Session::publish_completions() {
 
 uint32_t Session::rx_burst(ndisshm_guest_packet* packets, uint32_t max) {
     if (!channel_ || max == 0) return 0;
-    // Segments live with the held slot, so they stay valid until returned.
-    static thread_local std::vector<ndisshm_guest_segment> scratch;
-    scratch.resize(size_t{max} * ipc::kMaxSegmentsPerPacket);
-    const uint32_t n = take(packets, max, scratch.data());
-    for (uint32_t i = 0; i < n; ++i) {
-        Held& h = held_[static_cast<uint32_t>(packets[i].token)];
-        std::copy_n(packets[i].segments, packets[i].segment_count, h.segments);
-        packets[i].segments = h.segments;
-    }
+    const uint32_t n = take(packets, max);  // segments live with the held slot until returned
     publish_completions();  // the bad ones
     return n;
 }
@@ -378,8 +373,7 @@ NDIS_STATUS Session::poll(int timeout_ms) {
     NDIS_STATUS status = wait(timeout_ms);
     if (status != NDIS_STATUS_SUCCESS || !channel_) return status;
     static thread_local std::vector<ndisshm_guest_packet> packets(kPacketsPerPoll);
-    static thread_local std::vector<ndisshm_guest_segment> segments(size_t{kPacketsPerPoll} * ipc::kMaxSegmentsPerPacket);
-    const uint32_t n = take(packets.data(), kPacketsPerPoll, segments.data());
+    const uint32_t n = take(packets.data(), kPacketsPerPoll);
     for (uint32_t i = 0; i < n; ++i) {
         if (on_packet_ != nullptr) on_packet_(context_, &packets[i]);
         // Given back as soon as the callback returns: the packet is valid

@@ -86,8 +86,9 @@ private:
         uint32_t done_published = 0;
         os::WakeFd rx_kick, done_kick;
     };
-    // A packet handed out and not yet given back.
-    struct Held {
+    // A packet handed out and not yet given back. Two lines, the fields
+    // every packet touches and its first two segments in the first.
+    struct alignas(64) Held {
         uint64_t cookie = 0;
         uint32_t queue_id = 0;
         uint32_t generation = 1;  // the token's high bits; bumped at each release
@@ -150,7 +151,7 @@ private:
     // Up to `max` good packets of the rings into `out` (tokens taken), bad
     // ones given back at once. PROTOCOL ends the session on an impossible
     // index or a chain cut short.
-    uint32_t take(ndisshm_guest_packet* out, uint32_t max, ndisshm_guest_segment* segments_out);
+    uint32_t take(ndisshm_guest_packet* out, uint32_t max);
     void complete(Rings& r, uint64_t cookie);
     void publish_completions();
     Rings* rings_of(uint32_t queue_id);
