@@ -254,7 +254,10 @@ NDISSHM_API NDIS_STATUS ndisshm_guest_wait(ndisshm_guest *guest, int timeout_ms,
  * system call, as rte_eth_rx_burst does. Each stays valid (its segments
  * included) until given back with ndisshm_guest_rx_return, in any order; the
  * host reuses its buffers only then. A packet with a bad segment is not
- * handed out (counted in bad_descriptors) and goes back at once.
+ * handed out (counted in bad_descriptors) and goes back at once. Each
+ * packet's first cache line is prefetched as it is handed out, so a caller
+ * that reads the headers of the whole burst waits for them once, not once a
+ * packet.
  * @param guest a connected guest (none: 0).
  * @param packets room for `max` packets.
  * @param max how many at most.

@@ -226,6 +226,10 @@ uint32_t Session::take(ndisshm_guest_packet* out, uint32_t max) {
                 complete(r, chain[0].cookie);
                 continue;
             }
+            // Its first line is what every reader reads first, and it is
+            // the host's (it wrote it last): asked for now, the burst's
+            // lines arrive together instead of one miss at a time.
+            __builtin_prefetch(segs[0].data, 0, 3);
             free_held_.pop_back();
             h.held = true;
             h.cookie = chain[0].cookie;

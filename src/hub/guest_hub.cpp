@@ -383,8 +383,9 @@ size_t GuestHub::deliver_batch(uint32_t queue, std::span<const std::span<const s
     if (!s->accepting) return 0;
     // The zero-copy writes, into the guest's memory, as many as the ring and
     // the table take (a split packet's chain is never cut).
-    const size_t got = miniport_->receive_batch(queue, packets.first(std::min<size_t>(packets.size(), room)),
-                                                descriptors, held.data());
+    const size_t offered = std::min<size_t>(packets.size(), room);
+    rings.prefetch_rx(static_cast<uint32_t>(std::min<size_t>(offered, descriptors)));
+    const size_t got = miniport_->receive_batch(queue, packets.first(offered), descriptors, held.data());
     rings.push_rx(std::span<const nic::RxDescriptor>(held.data(), got));
     if (rings.publish()) kicks_.fetch_add(1, std::memory_order_relaxed);
     if (got != 0 && !s->unreaped.load(std::memory_order_relaxed)) {

@@ -155,6 +155,10 @@ public:
             std::atomic_ref<uint64_t>(dst[i]).store(words[i], std::memory_order_relaxed);
     }
 
+    // The address of entry `index`, for a prefetch of what is about to be
+    // written there (base/prefetch.hpp); never read or written through.
+    const void* entry_address(uint32_t index) const { return slot(index); }
+
 private:
     static_assert(sizeof(Entry) % 8 == 0 && alignof(Entry) <= 8);
     std::atomic_ref<uint32_t> word(uint32_t offset) const {
