@@ -22,6 +22,17 @@ GuestRings::GuestRings(std::byte* block, RingGeometry geometry, os::WakeFd rx_ki
     for (uint32_t i = geometry.size; i-- > 0;) free_.push_back(i);
 }
 
+std::string GuestRings::completions_ready(uint32_t& ready) const {
+    const uint32_t prod = done_.load_producer();  // the guest's: read once
+    ready = prod - done_cons_;
+    if (ready <= geometry_.size) return {};
+    const uint32_t claimed = ready;
+    ready = 0;
+    return "completion ring: producer index " + std::to_string(prod) + " claims " + std::to_string(claimed) +
+           " entries ready past consumer " + std::to_string(done_cons_) + " (the ring holds " +
+           std::to_string(geometry_.size) + ")";
+}
+
 std::string GuestRings::room(uint32_t& descriptors, uint32_t& packets) {
     const uint32_t cons = rx_.load_consumer();  // the guest's: read once
     const uint32_t used = rx_prod_ - cons;

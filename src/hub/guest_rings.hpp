@@ -44,16 +44,15 @@
 
 namespace ndisshm::ipc {
 
-// One packet the guest holds: what the host gives back when it returns.
-// A line per entry, the fields the data path writes and reaps (all but seg[],
-// a queue driver's) within the first: one line per packet, not two.
+// One packet of a queue driver the guest holds (Cookies::Table): what the
+// host gives back when it returns. The fields every push and reap touch
+// come first, on the entry's first line.
 struct alignas(64) Outstanding {
     uint32_t generation = 0;  // of the slot; the cookie's high half
     bool held = false;
     uint8_t segments = 0;     // descriptors of the packet in the receive ring
-    nic::RxDescriptor rx;     // the hub's miniport's packet (its own cookie)
     // The segments as the guest sees them (the ring entries but for the
-    // cookie, which push sets): for a queue driver, its descriptors as it
+    // cookie, which push sets): the queue driver's descriptors as it
     // announced them, its own cookie included, for give_back.
     PacketDescriptor seg[kMaxSegmentsPerPacket]{};
 };
@@ -148,6 +147,10 @@ public:
 
 private:
     std::string bad_completion(uint32_t index, uint64_t cookie) const;
+    // The completions the guest has published past ours: its producer index
+    // read once and bounded by the ring (the reason when it is impossible,
+    // `ready` then 0).
+    std::string completions_ready(uint32_t& ready) const;
     static std::string hex(uint64_t v);
 
     RingGeometry geometry_;
@@ -198,13 +201,8 @@ void GuestRings::push_with(F&& fill) {
 
 template <class F>
 std::string GuestRings::reap(F&& give_back) {
-    const uint32_t prod = done_.load_producer();  // the guest's: read once
-    const uint32_t ready = prod - done_cons_;
-    if (ready == 0) return {};
-    if (ready > geometry_.size)
-        return "completion ring: producer index " + std::to_string(prod) + " claims " + std::to_string(ready) +
-               " entries ready past consumer " + std::to_string(done_cons_) + " (the ring holds " +
-               std::to_string(geometry_.size) + ")";
+    uint32_t ready = 0;
+    if (std::string why = completions_ready(ready); !why.empty() || ready == 0) return why;
     std::string why;
     uint32_t taken = 0;
     for (; taken < ready; ++taken) {
@@ -227,13 +225,8 @@ std::string GuestRings::reap(F&& give_back) {
 
 template <class F, class E>
 std::string GuestRings::reap_cookies(F&& give_back, E&& explain) {
-    const uint32_t prod = done_.load_producer();  // the guest's: read once
-    const uint32_t ready = prod - done_cons_;
-    if (ready == 0) return {};
-    if (ready > geometry_.size)
-        return "completion ring: producer index " + std::to_string(prod) + " claims " + std::to_string(ready) +
-               " entries ready past consumer " + std::to_string(done_cons_) + " (the ring holds " +
-               std::to_string(geometry_.size) + ")";
+    uint32_t ready = 0;
+    if (std::string why = completions_ready(ready); !why.empty() || ready == 0) return why;
     back_.resize(ready);
     for (uint32_t i = 0; i < ready; ++i) back_[i] = done_.load(done_cons_ + i).cookie;  // copied once
     // Never more than were handed out: a guest that completes more than it

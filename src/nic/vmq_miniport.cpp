@@ -279,50 +279,51 @@ bool VmqMiniport::give_back(NDIS_RECEIVE_QUEUE_ID queue, const RxDescriptor& d) 
     return give_back_locked(*q, d);
 }
 
-size_t VmqMiniport::give_back_batch(NDIS_RECEIVE_QUEUE_ID queue, std::span<const RxDescriptor> ds) {
-    if (ds.empty()) return 0;
+// Each of `items` in turn, as `one(Queue&, const T&) -> bool` takes it back,
+// under one look-up and one lock; stops at the first refused.
+template <class T, class F>
+size_t VmqMiniport::give_back_each(NDIS_RECEIVE_QUEUE_ID queue, std::span<const T> items, F&& one) {
+    if (items.empty()) return 0;
     auto q = find(queue);
     if (q == nullptr) return 0;
     std::lock_guard lock(q->mu);
     size_t back = 0;
-    while (back < ds.size() && give_back_locked(*q, ds[back])) ++back;
+    while (back < items.size() && one(*q, items[back])) ++back;
     return back;
 }
 
-bool VmqMiniport::give_back_locked(Queue& q, const RxDescriptor& d) {
-    const uint64_t index = d.cookie & 0xffffffffu;
-    if (!q.running || index >= q.slots.size()) return false;
+size_t VmqMiniport::give_back_batch(NDIS_RECEIVE_QUEUE_ID queue, std::span<const RxDescriptor> ds) {
+    return give_back_each(queue, ds, [this](Queue& q, const RxDescriptor& d) { return give_back_locked(q, d); });
+}
+
+VmqMiniport::Slot* VmqMiniport::held_slot(Queue& q, uint64_t cookie) {
+    const uint64_t index = cookie & 0xffffffffu;
+    if (!q.running || index >= q.slots.size()) return nullptr;
     Slot& s = q.slots[index];
-    if (!s.held || s.generation != (d.cookie >> 32) || q.blocks[s.block].handle != d.handle || s.offset != d.offset ||
-        s.length != d.length)
-        return false;
+    return s.held && s.generation == (cookie >> 32) ? &s : nullptr;
+}
+
+bool VmqMiniport::give_back_locked(Queue& q, const RxDescriptor& d) {
+    Slot* slot = held_slot(q, d.cookie);
+    if (slot == nullptr) return false;
+    const Slot& s = *slot;
+    if (q.blocks[s.block].handle != d.handle || s.offset != d.offset || s.length != d.length) return false;
     // The second segment must be exactly the one the packet had, or absent
     // when it had none: a consumer cannot return half a packet.
     if (d.segments != (s.post_length != 0 ? 2u : 1u)) return false;
     if (d.segments == 2 && (q.blocks[s.post_block].handle != d.next.handle ||
                             s.post_offset != d.next.offset || s.post_length != d.next.length))
         return false;
-    release_locked(q, s, static_cast<uint32_t>(index));
+    release_locked(q, *slot, static_cast<uint32_t>(d.cookie));
     return true;
 }
 
 size_t VmqMiniport::give_back_cookies(NDIS_RECEIVE_QUEUE_ID queue, std::span<const uint64_t> cookies) {
-    if (cookies.empty()) return 0;
-    auto q = find(queue);
-    if (q == nullptr) return 0;
-    std::lock_guard lock(q->mu);
-    size_t back = 0;
-    while (back < cookies.size() && give_back_cookie_locked(*q, cookies[back])) ++back;
-    return back;
-}
-
-bool VmqMiniport::give_back_cookie_locked(Queue& q, uint64_t cookie) {
-    const uint64_t index = cookie & 0xffffffffu;
-    if (!q.running || index >= q.slots.size()) return false;
-    Slot& s = q.slots[index];
-    if (!s.held || s.generation != (cookie >> 32)) return false;
-    release_locked(q, s, static_cast<uint32_t>(index));
-    return true;
+    return give_back_each(queue, cookies, [](Queue& q, uint64_t cookie) {
+        Slot* s = held_slot(q, cookie);
+        if (s != nullptr) release_locked(q, *s, static_cast<uint32_t>(cookie));
+        return s != nullptr;
+    });
 }
 
 std::string VmqMiniport::why_refused(NDIS_RECEIVE_QUEUE_ID queue, uint64_t cookie) const {

@@ -192,8 +192,12 @@ private:
     // caller counts what it received).
     bool receive_locked(Queue& q, std::span<const std::byte> packet, RxDescriptor& d);
     bool give_back_locked(Queue& q, const RxDescriptor& d);
-    bool give_back_cookie_locked(Queue& q, uint64_t cookie);
-    void release_locked(Queue& q, Slot& s, uint32_t index);
+    // The slot `cookie` names if it is held now, with that generation, on a
+    // running queue: the check every give back makes first.
+    static Slot* held_slot(Queue& q, uint64_t cookie);
+    static void release_locked(Queue& q, Slot& s, uint32_t index);
+    template <class T, class F>
+    size_t give_back_each(NDIS_RECEIVE_QUEUE_ID queue, std::span<const T> items, F&& one);
     uint32_t segments_of(const Queue& q, size_t length) const {
         return q.lookahead_size != 0 && length > q.lookahead_size ? 2u : 1u;
     }

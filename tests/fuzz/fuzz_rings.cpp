@@ -137,7 +137,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                     const uint64_t handle = next_handle++;
                     for (uint8_t k = 0; k < segs; ++k)
                         o.seg[k] = {handle, k * 64u, 64, 0, k + 1u < segs ? ipc::kSegmentFollows : 0u, 0};
-                    o.rx.handle = handle;
                     rings.push(o);
                     out[handle] = {handle, segs};
                     ++handed;
@@ -219,9 +218,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                 }
                 std::set<uint64_t> seen;
                 const std::string why = rings.reap([&](const ipc::Outstanding& o) {
-                    const auto it = out.find(o.rx.handle);
+                    const auto it = out.find(o.seg[0].handle);
                     FUZZ_CHECK(it != out.end(), "gave back handle %llu, never handed out or back already",
-                               static_cast<unsigned long long>(o.rx.handle));
+                               static_cast<unsigned long long>(o.seg[0].handle));
                     FUZZ_CHECK(o.segments == it->second.segments, "segments changed");
                     for (uint8_t k = 0; k < o.segments; ++k)
                         FUZZ_CHECK(o.seg[k].handle == it->second.handle && o.seg[k].offset == k * 64u &&
@@ -247,6 +246,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // model says it handed out and did not have back.
     const auto held = rings.held();
     FUZZ_CHECK(held.size() == out.size(), "held %zu, model %zu", held.size(), out.size());
-    for (const auto& o : held) FUZZ_CHECK(out.count(o.rx.handle) == 1, "held a packet the model does not");
+    for (const auto& o : held) FUZZ_CHECK(out.count(o.seg[0].handle) == 1, "held a packet the model does not");
     return 0;
 }

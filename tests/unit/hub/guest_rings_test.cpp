@@ -38,7 +38,6 @@ protected:
     static Outstanding packet(uint64_t handle, uint8_t segments = 1) {
         Outstanding o;
         o.segments = segments;
-        o.rx.handle = handle;
         for (uint8_t k = 0; k < segments; ++k)
             o.seg[k] = {handle, k * 100u, 100, 0, k + 1u < segments ? kSegmentFollows : 0u, 0};
         return o;
@@ -52,7 +51,7 @@ protected:
     }
     std::vector<uint64_t> reap(std::string* why = nullptr) {
         std::vector<uint64_t> back;
-        const std::string w = rings_->reap([&](const Outstanding& o) { back.push_back(o.rx.handle); });
+        const std::string w = rings_->reap([&](const Outstanding& o) { back.push_back(o.seg[0].handle); });
         if (why != nullptr) *why = w;
         else EXPECT_EQ(w, "");
         return back;
@@ -108,10 +107,10 @@ TEST_F(GuestRingsTest, EachCookieComesBackOnceWithTheHostsOwnCopy) {
     std::vector<Outstanding> back;
     EXPECT_EQ(rings_->reap([&](const Outstanding& o) { back.push_back(o); }), "");
     ASSERT_EQ(back.size(), 2u);
-    EXPECT_EQ(back[0].rx.handle, 20u);
+    EXPECT_EQ(back[0].seg[0].handle, 20u);
     EXPECT_EQ(back[0].segments, 2u);
     EXPECT_EQ(back[0].seg[1].offset, 100u);
-    EXPECT_EQ(back[1].rx.handle, 10u);
+    EXPECT_EQ(back[1].seg[0].handle, 10u);
     EXPECT_EQ(rings_->outstanding(), 0u);
     EXPECT_EQ(guest_.done.load_consumer(), 2u) << "the host's consumer index published";
 }
@@ -377,7 +376,6 @@ TEST(GuestRingsReap, ManyCompletionsAreEachTakenOnceUpToABadOne) {
     for (uint64_t h = 1; h <= 100; ++h) {
         Outstanding o;
         o.segments = 1;
-        o.rx.handle = h;
         o.seg[0] = {h, 0, 64, 0, 0, 0};
         rings.push(o);
     }
@@ -390,7 +388,7 @@ TEST(GuestRingsReap, ManyCompletionsAreEachTakenOnceUpToABadOne) {
     for (uint32_t i = 70; i < 100; ++i) cookies.push_back(got[i].cookie);
     guest.complete(cookies);
     std::vector<uint64_t> back;
-    const std::string why = rings.reap([&](const Outstanding& o) { back.push_back(o.rx.handle); });
+    const std::string why = rings.reap([&](const Outstanding& o) { back.push_back(o.seg[0].handle); });
     EXPECT_NE(why.find("entry 70: cookie"), std::string::npos) << why;
     ASSERT_EQ(back.size(), 70u) << "every entry before the bad one, none after";
     for (uint64_t i = 0; i < 70; ++i) EXPECT_EQ(back[i], i + 1);
