@@ -15,6 +15,8 @@ constexpr uint32_t kCacheLine = 64;
 // enough for a line from another core to arrive, near enough that the slots
 // asked for are the ones used (the free list's top).
 constexpr size_t kAhead = 8;
+// How much of the next packet's slot it asks for past the first line.
+constexpr size_t kAheadBytes = 2048;
 }  // namespace
 
 VmqMiniport::VmqMiniport(NDIS_HANDLE adapter, const VmqMiniportConfig& config) : adapter_(adapter), config_(config) {
@@ -222,6 +224,16 @@ size_t VmqMiniport::receive_batch(NDIS_RECEIVE_QUEUE_ID queue, std::span<const s
             // line is often the guest's last read, so ask for it now.
             const Slot& ahead = q->slots[q->free[nfree - 1 - received - kAhead]];
             base::prefetch_for_write(q->blocks[ahead.block].address + ahead.offset);
+        }
+        if (&p + 1 != packets.data() + packets.size() && (&p)[1].size() > kCacheLine &&
+            q->lookahead_size == 0 && received + 1 < nfree) {
+            // The next packet's lines past its first (which the prefetch
+            // above asked for), up to kAheadBytes: each store of a large
+            // packet's write would otherwise wait for its line in turn.
+            const Slot& next = q->slots[q->free[nfree - 2 - received]];
+            const std::byte* at = q->blocks[next.block].address + next.offset;
+            const size_t len = std::min<size_t>({(&p)[1].size(), config_.slot_bytes, kAheadBytes});
+            for (size_t off = kCacheLine; off < len; off += kCacheLine) base::prefetch_for_write(at + off);
         }
         segments += segments_of(*q, p.size());
         if (segments > max_segments) break;  // checked first: a refused packet costs nothing
