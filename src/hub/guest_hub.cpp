@@ -335,7 +335,7 @@ void GuestHub::reap_locked(const SessionPtr& s) {
         // now, of its generation) and takes each packet back exactly once.
         why = s->rings->reap_cookies(
             [&](std::span<const uint64_t> cookies) {
-                back = miniport_->give_back_cookies(queue, cookies);
+                back = miniport_->give_back_cookies(s->miniport_queue, cookies);
                 return back;
             },
             [&](uint64_t cookie) { return miniport_->why_refused(queue, cookie); });
@@ -359,9 +359,6 @@ void GuestHub::reap_kicked(const SessionPtr& s) {
 size_t GuestHub::deliver_batch(uint32_t queue, std::span<const std::span<const std::byte>> packets) {
     auto s = session_of_queue(queue);
     if (s == nullptr || packets.empty()) return 0;
-    // Per thread, only ever grown: a batch constructs and allocates nothing.
-    static thread_local std::vector<nic::RxDescriptor> held;
-    if (held.size() < packets.size()) held.resize(packets.size());
     // Held across the writes and the publication: teardown takes it first,
     // so no write can land in memory the queue no longer owns.
     std::lock_guard lock(s->mu);
@@ -384,8 +381,11 @@ size_t GuestHub::deliver_batch(uint32_t queue, std::span<const std::span<const s
     // The zero-copy writes, into the guest's memory, as many as the ring and
     // the table take (a split packet's chain is never cut).
     const size_t offered = std::min<size_t>(packets.size(), room);
+    // The session's, only ever grown: a batch constructs and allocates nothing.
+    std::vector<nic::RxDescriptor>& held = s->held;
+    if (held.size() < offered) held.resize(offered);
     rings.prefetch_rx(static_cast<uint32_t>(std::min<size_t>(offered, descriptors)));
-    const size_t got = miniport_->receive_batch(queue, packets.first(offered), descriptors, held.data());
+    const size_t got = miniport_->receive_batch(s->miniport_queue, packets.first(offered), descriptors, held.data());
     rings.push_rx(std::span<const nic::RxDescriptor>(held.data(), got));
     if (rings.publish()) kicks_.fetch_add(1, std::memory_order_relaxed);
     if (got != 0 && !s->unreaped.load(std::memory_order_relaxed)) {

@@ -205,6 +205,7 @@ bool GuestHub::attach_rings(const SessionPtr& s) {
     std::lock_guard lock(s->mu);
     // Set before the guest can know of them, so that its first kick finds them.
     s->rings = std::move(rings);
+    if (config_.queue_driver == nullptr) s->miniport_queue = miniport_->queue_ref(queue);
     return s->send_locked(MessageType::RingsAttached, &ra, sizeof(ra), fds);
 }
 
@@ -220,6 +221,7 @@ void GuestHub::close_session(const SessionPtr& s, const std::string& reason, End
         s->accepting = false;
         s->tell_blocks = graceful;
         rings = std::move(s->rings);
+        s->miniport_queue.reset();
     }
     s->done_kick_fd = -1;
     rings.reset();  // the eventfds close; the guest's copies are its own

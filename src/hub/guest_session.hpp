@@ -46,6 +46,10 @@ struct GuestHub::Session {
     std::mutex mu;
     bool accepting = false;     // deliver may write into the queue and its rings
     std::unique_ptr<GuestRings> rings;  // set once RINGS_ATTACHED went out; gone before the ring block is
+    // The hub's miniport's queue, with the rings (Cookies::Miniport): found
+    // once, not once a batch. Gone with the rings, before the queue stops.
+    nic::VmqMiniport::QueueRef miniport_queue;
+    std::vector<nic::RxDescriptor> held;  // deliver_batch's descriptors: grown, never shrunk
     bool channel_ok = true;     // sends may be tried
     bool tell_blocks = true;    // BLOCK_ADDED / BLOCK_REMOVED go out (not to a guest being dropped)
     std::string send_error;     // why channel_ok went false

@@ -19,6 +19,21 @@ constexpr size_t kAhead = 8;
 constexpr size_t kAheadBytes = 2048;
 }  // namespace
 
+// Defined here: callers hold it only as a QueueRef.
+struct VmqMiniport::Queue {
+    std::mutex mu;
+    bool running = true;
+    uint32_t lookahead_size = 0;  // 0: no split
+    std::vector<RxBlock> blocks;
+    std::vector<Slot> slots;
+    std::vector<uint32_t> free;  // slot indexes, a stack: the last returned is the warmest in cache
+    VmqQueueStats stats;
+};
+
+uint32_t VmqMiniport::segments_of(const Queue& q, size_t length) {
+    return q.lookahead_size != 0 && length > q.lookahead_size ? 2u : 1u;
+}
+
 VmqMiniport::VmqMiniport(NDIS_HANDLE adapter, const VmqMiniportConfig& config) : adapter_(adapter), config_(config) {
     if (config_.slot_bytes == 0 || config_.slot_bytes > config_.block_bytes) config_.slot_bytes = config_.block_bytes;
 }
@@ -206,9 +221,15 @@ size_t VmqMiniport::receive_batch(NDIS_RECEIVE_QUEUE_ID queue, std::span<const s
     return received;
 }
 
+VmqMiniport::QueueRef VmqMiniport::queue_ref(NDIS_RECEIVE_QUEUE_ID queue) const { return find(queue); }
+
 size_t VmqMiniport::receive_batch(NDIS_RECEIVE_QUEUE_ID queue, std::span<const std::span<const std::byte>> packets,
                                   size_t max_segments, RxDescriptor* out) {
-    auto q = find(queue);
+    return receive_batch(find(queue), packets, max_segments, out);
+}
+
+size_t VmqMiniport::receive_batch(const QueueRef& q, std::span<const std::span<const std::byte>> packets,
+                                  size_t max_segments, RxDescriptor* out) {
     if (q == nullptr) return 0;
     // Each descriptor is written once, in place, and never read back here.
     // (A copy of one returned by value would read, 16 bytes at a time, what
@@ -216,6 +237,8 @@ size_t VmqMiniport::receive_batch(NDIS_RECEIVE_QUEUE_ID queue, std::span<const s
     // NIC would wait for its writes into the guest's memory, packet by
     // packet.)
     std::lock_guard lock(q->mu);
+    // Stopped (through a QueueRef): its blocks are gone, so not even a prefetch.
+    if (!q->running) return 0;
     size_t received = 0, segments = 0;
     const size_t nfree = q->free.size();
     for (const auto& p : packets) {
@@ -292,12 +315,10 @@ bool VmqMiniport::give_back(NDIS_RECEIVE_QUEUE_ID queue, const RxDescriptor& d) 
 }
 
 // Each of `items` in turn, as `one(Queue&, const T&) -> bool` takes it back,
-// under one look-up and one lock; stops at the first refused.
+// under one lock; stops at the first refused.
 template <class T, class F>
-size_t VmqMiniport::give_back_each(NDIS_RECEIVE_QUEUE_ID queue, std::span<const T> items, F&& one) {
-    if (items.empty()) return 0;
-    auto q = find(queue);
-    if (q == nullptr) return 0;
+size_t VmqMiniport::give_back_each(const QueueRef& q, std::span<const T> items, F&& one) {
+    if (items.empty() || q == nullptr) return 0;
     std::lock_guard lock(q->mu);
     size_t back = 0;
     while (back < items.size() && one(*q, items[back])) ++back;
@@ -305,7 +326,7 @@ size_t VmqMiniport::give_back_each(NDIS_RECEIVE_QUEUE_ID queue, std::span<const 
 }
 
 size_t VmqMiniport::give_back_batch(NDIS_RECEIVE_QUEUE_ID queue, std::span<const RxDescriptor> ds) {
-    return give_back_each(queue, ds, [this](Queue& q, const RxDescriptor& d) { return give_back_locked(q, d); });
+    return give_back_each(find(queue), ds, [this](Queue& q, const RxDescriptor& d) { return give_back_locked(q, d); });
 }
 
 VmqMiniport::Slot* VmqMiniport::held_slot(Queue& q, uint64_t cookie) {
@@ -331,6 +352,10 @@ bool VmqMiniport::give_back_locked(Queue& q, const RxDescriptor& d) {
 }
 
 size_t VmqMiniport::give_back_cookies(NDIS_RECEIVE_QUEUE_ID queue, std::span<const uint64_t> cookies) {
+    return give_back_cookies(find(queue), cookies);
+}
+
+size_t VmqMiniport::give_back_cookies(const QueueRef& queue, std::span<const uint64_t> cookies) {
     return give_back_each(queue, cookies, [](Queue& q, uint64_t cookie) {
         Slot* s = held_slot(q, cookie);
         if (s != nullptr) release_locked(q, *s, static_cast<uint32_t>(cookie));

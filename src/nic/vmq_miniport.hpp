@@ -159,6 +159,19 @@ public:
     // "cookie 0x...": for the report that ends a consumer's session.
     std::string why_refused(NDIS_RECEIVE_QUEUE_ID queue, uint64_t cookie) const;
 
+    // A queue looked up once, for a caller that calls on it every batch (the
+    // hub's data path): the calls below on it skip the look-up by id, which
+    // costs a lock and two reference counts. It keeps the queue's records
+    // alive, not the queue running: after stop_queue, receive_batch on it
+    // receives nothing and give_back_cookies takes nothing back.
+    struct Queue;
+    using QueueRef = std::shared_ptr<Queue>;
+    // nullptr when the queue is not running.
+    QueueRef queue_ref(NDIS_RECEIVE_QUEUE_ID queue) const;
+    size_t receive_batch(const QueueRef& queue, std::span<const std::span<const std::byte>> packets,
+                         size_t max_segments, RxDescriptor* out);
+    size_t give_back_cookies(const QueueRef& queue, std::span<const uint64_t> cookies);
+
     std::vector<RxBlock> blocks(NDIS_RECEIVE_QUEUE_ID queue) const;
     // The bytes of buffers start_queue allocates for one queue, with lookahead
     // split at `lookahead_size` bytes (0: none): what a guest's memory must hold.
@@ -177,15 +190,6 @@ private:
         uint32_t length = 0;       // in the first half
         uint32_t post_length = 0;  // in the second; 0: one segment
     };
-    struct Queue {
-        std::mutex mu;
-        bool running = true;
-        uint32_t lookahead_size = 0;  // 0: no split
-        std::vector<RxBlock> blocks;
-        std::vector<Slot> slots;
-        std::vector<uint32_t> free;  // slot indexes, a stack: the last returned is the warmest in cache
-        VmqQueueStats stats;
-    };
     std::shared_ptr<Queue> find(NDIS_RECEIVE_QUEUE_ID queue) const;
     // receive and give_back on a queue whose lock the caller holds; receive
     // writes the descriptor into `d` (false: refused, `d` unspecified; its
@@ -197,10 +201,8 @@ private:
     static Slot* held_slot(Queue& q, uint64_t cookie);
     static void release_locked(Queue& q, Slot& s, uint32_t index);
     template <class T, class F>
-    size_t give_back_each(NDIS_RECEIVE_QUEUE_ID queue, std::span<const T> items, F&& one);
-    uint32_t segments_of(const Queue& q, size_t length) const {
-        return q.lookahead_size != 0 && length > q.lookahead_size ? 2u : 1u;
-    }
+    size_t give_back_each(const QueueRef& q, std::span<const T> items, F&& one);
+    static uint32_t segments_of(const Queue& q, size_t length);
     void free_blocks(std::vector<RxBlock>& blocks);
     // `count` blocks of `usage` appended to q.blocks; the first failure's
     // status (what it got so far stays in q.blocks, for the caller to free).

@@ -185,5 +185,38 @@ TEST_F(VmqMiniportBatch, GiveBackCookiesRefusesReplayedStaleAndForgedCookies) {
     EXPECT_EQ(nic.give_back_cookies(kQueue, live), 0u) << "a stopped queue takes nothing back";
 }
 
+TEST_F(VmqMiniportBatch, QueueRefReceivesAndGivesBackAsTheQueueIdDoes) {
+    open_queue({sizeof(ndisshm_queue_params), 0, 0});
+    VmqMiniport nic(adapter_, {1, 8192, 2048});  // 4 slots
+    ASSERT_EQ(nic.start_queue(kQueue), NDIS_STATUS_SUCCESS);
+    EXPECT_EQ(nic.queue_ref(kQueue + 1), nullptr) << "no such queue";
+    const VmqMiniport::QueueRef q = nic.queue_ref(kQueue);
+    ASSERT_NE(q, nullptr);
+    make_packets(3, 100);
+    std::vector<RxDescriptor> out(3);
+    ASSERT_EQ(nic.receive_batch(q, spans_, SIZE_MAX, out.data()), 3u);
+    EXPECT_EQ(nic.stats(kQueue).outstanding, 3u) << "the same queue as by its id";
+    const uint64_t forged[] = {out[0].cookie + (uint64_t{1} << 32)};
+    EXPECT_EQ(nic.give_back_cookies(q, forged), 0u) << "the same checks as by its id";
+    EXPECT_EQ(nic.give_back_cookies(q, cookies_of(out)), 3u);
+    EXPECT_EQ(nic.stats(kQueue).outstanding, 0u);
+    nic.stop_queue(kQueue);
+}
+
+TEST_F(VmqMiniportBatch, QueueRefKeptPastStopQueueReceivesNothingAndTakesNothingBack) {
+    open_queue({sizeof(ndisshm_queue_params), 0, 0});
+    VmqMiniport nic(adapter_, {1, 16384, 2048});
+    ASSERT_EQ(nic.start_queue(kQueue), NDIS_STATUS_SUCCESS);
+    const VmqMiniport::QueueRef q = nic.queue_ref(kQueue);
+    make_packets(2, 1500);  // two lines and more: receive_batch would ask ahead for slots
+    std::vector<RxDescriptor> out(2);
+    ASSERT_EQ(nic.receive_batch(q, spans_, SIZE_MAX, out.data()), 2u);
+    nic.stop_queue(kQueue);  // its blocks are freed; the ref keeps only the records
+    std::vector<RxDescriptor> more(2);
+    EXPECT_EQ(nic.receive_batch(q, spans_, SIZE_MAX, more.data()), 0u);
+    EXPECT_EQ(nic.give_back_cookies(q, cookies_of(out)), 0u);
+    EXPECT_EQ(nic.queue_ref(kQueue), nullptr);
+}
+
 }  // namespace
 }  // namespace ndisshm::test
