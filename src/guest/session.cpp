@@ -185,7 +185,7 @@ uint32_t Session::take(ndisshm_guest_packet* out, uint32_t max) {
             uint32_t n = 0;
             bool follows = true;
             while (follows && n < ready && n < ipc::kMaxSegmentsPerPacket) {
-                chain[n] = r.rx.load(r.rx_cons + n);  // copied once, then checked
+                r.rx.load_into(r.rx_cons + n, chain[n]);  // copied once, then checked
                 follows = (chain[n].flags & ipc::kSegmentFollows) != 0;
                 ++n;
             }
