@@ -181,7 +181,7 @@ uint32_t Session::take(ndisshm_guest_packet* out, uint32_t max) {
         }
         ++stats_.batches;
         while (ready > 0 && got < max && !free_held_.empty()) {
-            ipc::PacketDescriptor chain[ipc::kMaxSegmentsPerPacket];
+            ipc::RxEntry chain[ipc::kMaxSegmentsPerPacket];
             uint32_t n = 0;
             bool follows = true;
             while (follows && n < ready && n < ipc::kMaxSegmentsPerPacket) {
@@ -207,15 +207,15 @@ uint32_t Session::take(ndisshm_guest_packet* out, uint32_t max) {
             Held& h = held_[slot];
             ndisshm_guest_segment* segs = h.segments;
             for (uint32_t k = 0; k < n && good; ++k) {
-                const ipc::PacketDescriptor& d = chain[k];
-                const Block* b = find_block(d.handle);
+                const ipc::RxEntry& d = chain[k];
+                const Block* b = block_at(d.block);
                 // A segment is read only if it names a block of this queue and
                 // lies inside it: the block itself was checked against our
                 // memory when it was added, so the read stays in our mapping.
                 good = b != nullptr && b->queue_id == r.queue_id && d.length != 0 &&
                        uint64_t{d.offset} + d.length <= b->length && d.cookie == chain[0].cookie &&
-                       (d.flags & ~ipc::kSegmentFollows) == 0 && d.reserved == 0;
-                if (good) segs[k] = {d.handle, d.offset, d.length, memory_ + b->guest_offset + d.offset};
+                       (d.flags & ~ipc::kSegmentFollows) == 0;
+                if (good) segs[k] = {b->handle, d.offset, d.length, memory_ + b->guest_offset + d.offset};
                 packet_length += d.length;
             }
             good = good && packet_length <= UINT32_MAX;  // four near-4 GiB segments from a lying host
@@ -240,7 +240,7 @@ uint32_t Session::take(ndisshm_guest_packet* out, uint32_t max) {
             // generation in the token: a return is checked against both.
             out[got++] = ndisshm_guest_packet{r.queue_id,
                                               chain[0].length,
-                                              chain[0].handle,
+                                              segs[0].handle,
                                               chain[0].offset,
                                               n,
                                               segs[0].data,
@@ -254,7 +254,7 @@ uint32_t Session::take(ndisshm_guest_packet* out, uint32_t max) {
     return got;
 }
 
-void Session::complete(Rings& r, uint64_t cookie) {
+void Session::complete(Rings& r, uint32_t cookie) {
     // Never more out than the ring holds with an honest host (its table is
     // the ring's size); a host that lies about its consumer index loses the
     // completion, not our memory.
@@ -413,12 +413,16 @@ int Session::fd() {
 
 void Session::on_block_added(const ipc::BlockAdded& b) {
     const bool inside = b.length > 0 && b.guest_offset <= bytes_ && b.length <= bytes_ - b.guest_offset;
-    if (!inside || blocks_.count(b.handle) != 0) {
+    // An index another block holds would make the rings name two blocks at once.
+    const bool index_free = b.index < ipc::kMaxBlocks && block_at(static_cast<uint16_t>(b.index)) == nullptr;
+    if (!inside || !index_free || blocks_.count(b.handle) != 0) {
         ++stats_.bad_blocks;  // never recorded, so no packet can be read from it
         return;
     }
-    const Block block{b.guest_offset, b.length, b.queue_id, b.usage};
-    blocks_.emplace(b.handle, block);
+    const Block block{b.guest_offset, b.length, b.queue_id, b.usage, static_cast<uint16_t>(b.index), b.handle};
+    const Block& kept = blocks_.emplace(b.handle, block).first->second;
+    if (by_index_.size() <= kept.index) by_index_.resize(size_t{kept.index} + 1, nullptr);
+    by_index_[kept.index] = &kept;
     emit(block_event(NDISSHM_GUEST_BLOCK_ADDED, b.handle, block));
 }
 
@@ -430,7 +434,7 @@ void Session::on_block_removed(uint64_t handle) {
     }
     const Block block = it->second;
     if (Rings* r = rings_of(block.queue_id); r != nullptr && r->handle == handle) drop_rings(block.queue_id);
-    last_block_ = nullptr;
+    forget_block(it->second);
     blocks_.erase(it);
     emit(block_event(NDISSHM_GUEST_BLOCK_REMOVED, handle, block));
 }
@@ -446,7 +450,7 @@ void Session::on_queue_detached(uint32_t queue_id) {
         }
         const auto handle = it->first;
         const Block block = it->second;
-        last_block_ = nullptr;
+        forget_block(it->second);
         it = blocks_.erase(it);
         emit(block_event(NDISSHM_GUEST_BLOCK_REMOVED, handle, block));
     }

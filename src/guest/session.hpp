@@ -69,6 +69,8 @@ private:
         uint32_t length;
         uint32_t queue_id;
         uint32_t usage;
+        uint16_t index;   // BLOCK_ADDED's: what ring entries name it by
+        uint64_t handle;  // what readers are told (NET_BUFFER_SHARED_MEMORY's handle)
     };
     struct Queue {
         uint32_t flags;
@@ -89,7 +91,7 @@ private:
     // A packet handed out and not yet given back. Two lines, the fields
     // every packet touches and its first two segments in the first.
     struct alignas(64) Held {
-        uint64_t cookie = 0;
+        uint32_t cookie = 0;
         uint32_t queue_id = 0;
         uint32_t generation = 1;  // the token's high bits; bumped at each release
         bool held = false;
@@ -152,7 +154,7 @@ private:
     // ones given back at once. PROTOCOL ends the session on an impossible
     // index or a chain cut short.
     uint32_t take(ndisshm_guest_packet* out, uint32_t max);
-    void complete(Rings& r, uint64_t cookie);
+    void complete(Rings& r, uint32_t cookie);
     void publish_completions();
     Rings* rings_of(uint32_t queue_id);
     // Frees a held slot: not held, its generation bumped (its token goes stale).
@@ -178,18 +180,12 @@ private:
     std::optional<ipc::Channel> channel_;
     bool used_ = false;  // one session per guest: connect was called
     std::unordered_map<uint64_t, Block> blocks_;
-    // The block the last descriptor named: a burst's packets mostly lie in
-    // one block, so most look-ups end here. Elements of blocks_ stay where
-    // they are until erased; every erase forgets this.
-    uint64_t last_handle_ = 0;
-    const Block* last_block_ = nullptr;
-    const Block* find_block(uint64_t handle) {
-        if (last_block_ != nullptr && last_handle_ == handle) return last_block_;
-        const auto it = blocks_.find(handle);
-        if (it == blocks_.end()) return nullptr;
-        last_handle_ = handle;
-        return last_block_ = &it->second;
-    }
+    // blocks_' elements by their BLOCK_ADDED index, as ring entries name
+    // them (elements of an unordered_map stay where they are until erased;
+    // each erase clears its entry here). Grown to the highest index seen.
+    std::vector<const Block*> by_index_;
+    const Block* block_at(uint16_t index) const { return index < by_index_.size() ? by_index_[index] : nullptr; }
+    void forget_block(const Block& b) { by_index_[b.index] = nullptr; }
     std::unordered_map<uint32_t, Queue> queues_;
     std::vector<std::unique_ptr<Rings>> rings_;  // one per queue with rings; stable addresses
     std::vector<Held> held_;                     // as many as the rings now attached hold, at most

@@ -334,11 +334,11 @@ void GuestHub::reap_locked(const SessionPtr& s) {
         // The guest's cookies are the miniport's: it checks each one (held
         // now, of its generation) and takes each packet back exactly once.
         why = s->rings->reap_cookies(
-            [&](std::span<const uint64_t> cookies) {
+            [&](std::span<const uint32_t> cookies) {
                 back = miniport_->give_back_cookies(s->miniport_queue, cookies);
                 return back;
             },
-            [&](uint64_t cookie) { return miniport_->why_refused(queue, cookie); });
+            [&](uint32_t cookie) { return miniport_->why_refused(queue, cookie); });
     }
     // Each of these counters is a locked add on a line every queue's thread
     // shares: none when there is nothing to add.
@@ -417,6 +417,11 @@ Delivery GuestHub::announce(uint32_t queue, std::span<const PacketDescriptor> pa
     size_t chains = 0;
     for (size_t i = 0; i < packets.size(); i += chain_length(packets, i)) ++chains;
     if (packets.size() > descriptors || chains > room) return Delivery::Dropped;
+    // A block the guest was never told of has no index to name it by.
+    if (!rings.names_known_blocks(packets)) [[unlikely]] {
+        say("queue " + std::to_string(queue) + ": the driver announced a packet in a block the guest does not know");
+        return Delivery::Dropped;
+    }
     for (size_t i = 0; i < packets.size();) {
         const size_t n = std::min<size_t>(chain_length(packets, i), kMaxSegmentsPerPacket);
         rings.push_with([&](Outstanding& o) {
@@ -442,9 +447,19 @@ Delivery GuestHub::announce(uint32_t queue, std::span<const PacketDescriptor> pa
 void GuestHub::block_added(uint32_t guest_id, const providers::GuestBlock& b) {
     auto s = session_of_guest(guest_id);
     if (s == nullptr) return;
-    const BlockAdded m{b.handle, b.guest_offset, static_cast<uint32_t>(b.length), b.queue_id, b.usage, 0};
     std::lock_guard lock(s->mu);
-    if (s->tell_blocks && !s->send_locked(MessageType::BlockAdded, &m, sizeof(m))) wake_->signal();
+    if (!s->tell_blocks) return;
+    const std::optional<uint16_t> index = s->blocks.add(b.handle);
+    if (!index) {
+        // Not one the rings can name: the guest would be given packets it cannot read.
+        s->fail_locked("block " + to_hex(b.handle) + ": more than " + std::to_string(kMaxBlocks) +
+                           " blocks at once, or announced twice",
+                       true);
+        wake_->signal();
+        return;
+    }
+    const BlockAdded m{b.handle, b.guest_offset, static_cast<uint32_t>(b.length), b.queue_id, b.usage, *index};
+    if (!s->send_locked(MessageType::BlockAdded, &m, sizeof(m))) wake_->signal();
 }
 
 void GuestHub::block_removed(uint32_t guest_id, const providers::GuestBlock& b) {
@@ -452,6 +467,7 @@ void GuestHub::block_removed(uint32_t guest_id, const providers::GuestBlock& b) 
     if (s == nullptr) return;
     const BlockRemoved m{b.handle};
     std::lock_guard lock(s->mu);
+    s->blocks.remove(b.handle);
     if (s->tell_blocks) s->send_locked(MessageType::BlockRemoved, &m, sizeof(m));
 }
 

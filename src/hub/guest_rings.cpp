@@ -1,17 +1,41 @@
 #include "hub/guest_rings.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
 namespace ndisshm::ipc {
 
+std::optional<uint16_t> BlockIndex::add(uint64_t handle) {
+    if (index_.count(handle) != 0) return std::nullopt;
+    uint16_t index;
+    if (next_ < kMaxBlocks) {
+        index = static_cast<uint16_t>(next_++);
+    } else if (!free_.empty()) {
+        index = free_.front();
+        free_.pop_front();
+    } else {
+        return std::nullopt;
+    }
+    index_.emplace(handle, index);
+    return index;
+}
+
+void BlockIndex::remove(uint64_t handle) {
+    const auto it = index_.find(handle);
+    if (it == index_.end()) return;
+    free_.push_back(it->second);
+    index_.erase(it);
+}
+
 GuestRings::GuestRings(std::byte* block, RingGeometry geometry, os::WakeFd rx_kick, os::WakeFd done_kick,
-                       Cookies cookies)
+                       const BlockIndex& blocks, Cookies cookies)
     : geometry_(geometry),
       rx_(block, geometry.size),
       done_(block + geometry.done_offset, geometry.size),
       rx_kick_(std::move(rx_kick)),
       done_kick_(std::move(done_kick)),
+      blocks_(blocks),
       cookies_(cookies) {
     // Before the guest learns where the rings are: nothing races these.
     std::memset(block, 0, geometry.bytes);
@@ -20,6 +44,20 @@ GuestRings::GuestRings(std::byte* block, RingGeometry geometry, os::WakeFd rx_ki
     table_.resize(geometry.size);
     free_.reserve(geometry.size);
     for (uint32_t i = geometry.size; i-- > 0;) free_.push_back(i);
+}
+
+bool GuestRings::names_known_blocks(std::span<const PacketDescriptor> ds) const {
+    return std::all_of(ds.begin(), ds.end(), [&](const PacketDescriptor& d) { return blocks_.find(d.handle).has_value(); });
+}
+
+std::string GuestRings::map_blocks(std::span<const nic::RxBlock> blocks) {
+    wire_block_.assign(blocks.size(), 0);
+    for (size_t i = 0; i < blocks.size(); ++i) {
+        const std::optional<uint16_t> index = blocks_.find(blocks[i].handle);
+        if (!index) return "block " + hex(blocks[i].handle) + " of the queue was never announced to the guest";
+        wire_block_[i] = *index;
+    }
+    return {};
 }
 
 std::string GuestRings::completions_ready(uint32_t& ready) const {
@@ -83,8 +121,8 @@ std::string GuestRings::hex(uint64_t v) {
     return buf;
 }
 
-std::string GuestRings::bad_completion(uint32_t index, uint64_t cookie) const {
-    const uint32_t slot = static_cast<uint32_t>(cookie);
+std::string GuestRings::bad_completion(uint32_t index, uint32_t cookie) const {
+    const uint32_t slot = cookie & kCookieSlotMask;
     std::string what = "completion ring entry " + std::to_string(index) + ": cookie " + hex(cookie);
     if (slot >= table_.size()) return what + " names no slot (the table has " + std::to_string(table_.size()) + ")";
     if (!table_[slot].held) return what + " names a packet the guest does not hold (given back twice, or never given)";

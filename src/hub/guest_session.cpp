@@ -199,13 +199,24 @@ bool GuestHub::attach_rings(const SessionPtr& s) {
     // The hub's own miniport names its packets itself; a queue driver's
     // cookies are its own business, so the host's table names those.
     auto rings = std::make_unique<GuestRings>(static_cast<std::byte*>(address), g, std::move(*rx_kick),
-                                              std::move(*done_kick),
+                                              std::move(*done_kick), s->blocks,
                                               config_.queue_driver != nullptr ? Cookies::Table : Cookies::Miniport);
     s->done_kick_fd = rings->done_kick_fd();
-    std::lock_guard lock(s->mu);
+    std::unique_lock lock(s->mu);
+    if (config_.queue_driver == nullptr) {
+        // Every buffer of the queue was announced before the rings (the
+        // handshake's order): each has its index by now.
+        if (std::string why = rings->map_blocks(miniport_->blocks(queue)); !why.empty()) {
+            lock.unlock();
+            s->done_kick_fd = -1;
+            close_session(s, "the rings of queue " + std::to_string(queue) + ": " + why, Ending::Refused,
+                          static_cast<uint32_t>(NDIS_STATUS_FAILURE));
+            return false;
+        }
+        s->miniport_queue = miniport_->queue_ref(queue);
+    }
     // Set before the guest can know of them, so that its first kick finds them.
     s->rings = std::move(rings);
-    if (config_.queue_driver == nullptr) s->miniport_queue = miniport_->queue_ref(queue);
     return s->send_locked(MessageType::RingsAttached, &ra, sizeof(ra), fds);
 }
 

@@ -45,6 +45,9 @@ struct GuestHub::Session {
     // Under mu: the data path and every send.
     std::mutex mu;
     bool accepting = false;     // deliver may write into the queue and its rings
+    // The BLOCK_ADDED index of each block the guest was told of: what the
+    // rings' entries name blocks by. Before `rings`, which refers to it.
+    BlockIndex blocks;
     std::unique_ptr<GuestRings> rings;  // set once RINGS_ATTACHED went out; gone before the ring block is
     // The hub's miniport's queue, with the rings (Cookies::Miniport): found
     // once, not once a batch. Gone with the rings, before the queue stops.

@@ -6,10 +6,11 @@
 // its descriptor rings) holds two single-producer, single-consumer rings:
 //
 //   offset 0                  receive ring: host produces, guest consumes;
-//                             entries are PacketDescriptors (one per
+//                             entries are RxEntries, 16 bytes (one per
 //                             segment, chained by kSegmentFollows)
 //   offset done_offset        completion ring: guest produces, host consumes;
-//                             entries are the cookies of packets given back
+//                             entries are the 4-byte cookies of packets
+//                             given back
 //
 // Each ring starts with two 64-byte lines, then `size` entries (a power of
 // two): line 0 holds the producer's index and nothing else, line 1 the
@@ -53,6 +54,7 @@
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "ipc/protocol.hpp"
 
@@ -73,9 +75,9 @@ inline constexpr uint32_t kFlagsOffset = kRingLine + 4;
 // A completion: the cookie of a packet the guest is done with (every segment
 // of a chain carries the same cookie; one completion gives back the chain).
 struct Completion {
-    uint64_t cookie;
+    uint32_t cookie;
 };
-static_assert(sizeof(Completion) == 8);
+static_assert(sizeof(Completion) == 4);
 
 // Where the two rings lie in the ring block: what RINGS_ATTACHED carries.
 struct RingGeometry {
@@ -86,7 +88,7 @@ struct RingGeometry {
     static constexpr RingGeometry for_size(uint32_t size) {
         RingGeometry g;
         g.size = size;
-        const uint32_t rx_bytes = kRingHeaderBytes + size * static_cast<uint32_t>(sizeof(PacketDescriptor));
+        const uint32_t rx_bytes = kRingHeaderBytes + size * static_cast<uint32_t>(sizeof(RxEntry));
         g.done_offset = (rx_bytes + kRingLine - 1) / kRingLine * kRingLine;
         g.bytes = g.done_offset + kRingHeaderBytes + size * static_cast<uint32_t>(sizeof(Completion));
         return g;
@@ -95,7 +97,7 @@ struct RingGeometry {
         return size >= kMinRingSize && size <= kMaxRingSize && std::has_single_bit(size);
     }
 };
-static_assert(RingGeometry::for_size(512).bytes == 128 + 512 * 32 + 128 + 512 * 8);
+static_assert(RingGeometry::for_size(512).bytes == 128 + 512 * 16 + 128 + 512 * 4);
 
 // One ring's words, over memory either side maps. The view owns nothing and
 // checks nothing: the host's and the guest's wrappers decide what to trust.
@@ -127,9 +129,9 @@ public:
         return (word(kFlagsOffset).exchange(0, std::memory_order_seq_cst) & kNeedWakeup) != 0;
     }
 
-    // The entry's 64-bit words, one by one, relaxed: the peer may be writing
-    // them (a hostile one, or a torn read of a slot it reuses); the caller
-    // checks the copy.
+    // The entry's words (64-bit, or 32 for a 4-byte entry), one by one,
+    // relaxed: the peer may be writing them (a hostile one, or a torn read of
+    // a slot it reuses); the caller checks the copy.
     Entry load(uint32_t index) const {
         Entry e;
         load_into(index, e);
@@ -141,24 +143,24 @@ public:
     // serve, so every entry's copy waited for the stores before it to leave
     // the store buffer (the guest's take() spent a third of its time there).
     void load_into(uint32_t index, Entry& out) const {
-        auto* dst = reinterpret_cast<uint64_t*>(&out);
+        auto* dst = reinterpret_cast<Word*>(&out);
         auto* src = slot(index);
-        for (size_t i = 0; i < sizeof(Entry) / 8; ++i)
-            dst[i] = std::atomic_ref<uint64_t>(src[i]).load(std::memory_order_relaxed);
+        for (size_t i = 0; i < kWords; ++i) dst[i] = std::atomic_ref<Word>(src[i]).load(std::memory_order_relaxed);
     }
     void store(uint32_t index, const Entry& e) const {
-        auto* src = reinterpret_cast<const uint64_t*>(&e);
+        auto* src = reinterpret_cast<const Word*>(&e);
         auto* dst = slot(index);
-        for (size_t i = 0; i < sizeof(Entry) / 8; ++i)
-            std::atomic_ref<uint64_t>(dst[i]).store(src[i], std::memory_order_relaxed);
+        for (size_t i = 0; i < kWords; ++i) std::atomic_ref<Word>(dst[i]).store(src[i], std::memory_order_relaxed);
     }
 
     // As store, from the entry's 64-bit words as the caller computed them:
     // nothing is stored in pieces and read back whole on its way to the ring
     // (a load that store forwarding cannot serve waits for every older store,
     // the packets' writes into the peer's memory included).
-    void store_words(uint32_t index, const std::array<uint64_t, sizeof(Entry) / 8>& words) const {
-        auto* dst = slot(index);
+    void store_words(uint32_t index, const std::array<uint64_t, sizeof(Entry) / 8>& words) const
+        requires(sizeof(Entry) % 8 == 0)
+    {
+        auto* dst = reinterpret_cast<uint64_t*>(slot(index));
         for (size_t i = 0; i < words.size(); ++i)
             std::atomic_ref<uint64_t>(dst[i]).store(words[i], std::memory_order_relaxed);
     }
@@ -168,27 +170,28 @@ public:
     const void* entry_address(uint32_t index) const { return slot(index); }
 
 private:
-    static_assert(sizeof(Entry) % 8 == 0 && alignof(Entry) <= 8);
+    using Word = std::conditional_t<sizeof(Entry) % 8 == 0, uint64_t, uint32_t>;
+    static constexpr size_t kWords = sizeof(Entry) / sizeof(Word);
+    static_assert(sizeof(Entry) % sizeof(Word) == 0 && alignof(Entry) <= sizeof(Word));
     std::atomic_ref<uint32_t> word(uint32_t offset) const {
         return std::atomic_ref<uint32_t>(*reinterpret_cast<uint32_t*>(base_ + offset));
     }
-    uint64_t* slot(uint32_t index) const {
-        return reinterpret_cast<uint64_t*>(base_ + kRingHeaderBytes + size_t{index & mask_} * sizeof(Entry));
+    Word* slot(uint32_t index) const {
+        return reinterpret_cast<Word*>(base_ + kRingHeaderBytes + size_t{index & mask_} * sizeof(Entry));
     }
 
     std::byte* base_ = nullptr;
     uint32_t mask_ = 0;
 };
 
-using ReceiveRing = RingView<PacketDescriptor>;
+using ReceiveRing = RingView<RxEntry>;
 
 // A receive ring entry's words, as ReceiveRing::store_words takes them.
-inline std::array<uint64_t, 4> descriptor_words(uint64_t handle, uint32_t offset, uint32_t length, uint64_t cookie,
-                                                uint32_t flags) {
+inline std::array<uint64_t, 2> entry_words(uint16_t block, uint32_t offset, uint32_t length, uint32_t cookie,
+                                           uint16_t flags) {
     static_assert(std::endian::native == std::endian::little);
-    static_assert(offsetof(PacketDescriptor, offset) == 8 && offsetof(PacketDescriptor, length) == 12);
-    static_assert(offsetof(PacketDescriptor, reserved) == 28);
-    return {handle, offset | uint64_t{length} << 32, cookie, flags};
+    static_assert(offsetof(RxEntry, offset) == 0 && offsetof(RxEntry, length) == 4);
+    return {offset | uint64_t{length} << 32, cookie | uint64_t{block} << 32 | uint64_t{flags} << 48};
 }
 using CompletionRing = RingView<Completion>;
 

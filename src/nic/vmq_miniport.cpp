@@ -130,6 +130,14 @@ NDIS_STATUS VmqMiniport::start_queue(NDIS_RECEIVE_QUEUE_ID queue, std::string* w
         }
         q->lookahead_size = params.lookahead_size;
     }
+    if (slots_per_queue() > kMaxSlots) {
+        if (why != nullptr)
+            *why = "a queue of " + std::to_string(config_.blocks_per_queue) + " blocks of " +
+                   std::to_string(config_.block_bytes) + " bytes has " + std::to_string(slots_per_queue()) +
+                   " slots of " + std::to_string(config_.slot_bytes) + " bytes; at most " +
+                   std::to_string(kMaxSlots) + " fit a cookie: use fewer blocks or larger slots";
+        return NDIS_STATUS_INVALID_PARAMETER;
+    }
     const uint32_t per_block = config_.block_bytes / config_.slot_bytes;
     NDIS_STATUS s = NDIS_STATUS_SUCCESS;
     if (q->lookahead_size == 0) {
@@ -295,13 +303,14 @@ bool VmqMiniport::receive_locked(Queue& q, std::span<const std::byte> packet, Rx
     d.handle = b.handle;
     d.offset = s.offset;
     d.length = first;
-    d.cookie = (uint64_t{s.generation} << 32) | index;
+    d.block = s.block;
+    d.cookie = uint32_t{s.generation} << 16 | index;
     d.segments = 1;  // `next` is read only when there are two: not written otherwise
     if (rest != 0) {
         const RxBlock& post = q.blocks[s.post_block];
         std::memcpy(post.address + s.post_offset, packet.data() + first, rest);
         d.segments = 2;
-        d.next = {post.handle, s.post_offset, rest};
+        d.next = {post.handle, s.post_offset, rest, s.post_block};
         ++q.stats.split;
     }
     return true;
@@ -329,11 +338,11 @@ size_t VmqMiniport::give_back_batch(NDIS_RECEIVE_QUEUE_ID queue, std::span<const
     return give_back_each(find(queue), ds, [this](Queue& q, const RxDescriptor& d) { return give_back_locked(q, d); });
 }
 
-VmqMiniport::Slot* VmqMiniport::held_slot(Queue& q, uint64_t cookie) {
-    const uint64_t index = cookie & 0xffffffffu;
+VmqMiniport::Slot* VmqMiniport::held_slot(Queue& q, uint32_t cookie) {
+    const uint32_t index = cookie & 0xffffu;
     if (!q.running || index >= q.slots.size()) return nullptr;
     Slot& s = q.slots[index];
-    return s.held && s.generation == (cookie >> 32) ? &s : nullptr;
+    return s.held && s.generation == (cookie >> 16) ? &s : nullptr;
 }
 
 bool VmqMiniport::give_back_locked(Queue& q, const RxDescriptor& d) {
@@ -347,33 +356,33 @@ bool VmqMiniport::give_back_locked(Queue& q, const RxDescriptor& d) {
     if (d.segments == 2 && (q.blocks[s.post_block].handle != d.next.handle ||
                             s.post_offset != d.next.offset || s.post_length != d.next.length))
         return false;
-    release_locked(q, *slot, static_cast<uint32_t>(d.cookie));
+    release_locked(q, *slot, d.cookie & 0xffffu);
     return true;
 }
 
-size_t VmqMiniport::give_back_cookies(NDIS_RECEIVE_QUEUE_ID queue, std::span<const uint64_t> cookies) {
+size_t VmqMiniport::give_back_cookies(NDIS_RECEIVE_QUEUE_ID queue, std::span<const uint32_t> cookies) {
     return give_back_cookies(find(queue), cookies);
 }
 
-size_t VmqMiniport::give_back_cookies(const QueueRef& queue, std::span<const uint64_t> cookies) {
-    return give_back_each(queue, cookies, [](Queue& q, uint64_t cookie) {
+size_t VmqMiniport::give_back_cookies(const QueueRef& queue, std::span<const uint32_t> cookies) {
+    return give_back_each(queue, cookies, [](Queue& q, uint32_t cookie) {
         Slot* s = held_slot(q, cookie);
-        if (s != nullptr) release_locked(q, *s, static_cast<uint32_t>(cookie));
+        if (s != nullptr) release_locked(q, *s, cookie & 0xffffu);
         return s != nullptr;
     });
 }
 
-std::string VmqMiniport::why_refused(NDIS_RECEIVE_QUEUE_ID queue, uint64_t cookie) const {
+std::string VmqMiniport::why_refused(NDIS_RECEIVE_QUEUE_ID queue, uint32_t cookie) const {
     auto q = find(queue);
     if (q == nullptr) return "names a queue (" + std::to_string(queue) + ") that is not running";
     std::lock_guard lock(q->mu);
-    const uint64_t index = cookie & 0xffffffffu;
+    const uint32_t index = cookie & 0xffffu;
     if (!q->running) return "names a queue (" + std::to_string(queue) + ") that is not running";
     if (index >= q->slots.size())
         return "names no slot (the queue has " + std::to_string(q->slots.size()) + ")";
     const Slot& s = q->slots[index];
     if (!s.held) return "names a packet the guest does not hold (given back twice, or never given)";
-    if (s.generation != (cookie >> 32))
+    if (s.generation != (cookie >> 16))
         return "is not of its slot's generation now (" + std::to_string(s.generation) +
                "): a replay of an earlier packet in that slot";
     return "is taken back now (it was not when refused)";

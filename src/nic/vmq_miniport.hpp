@@ -13,8 +13,10 @@
 // (or replace it) without the guest hub changing.
 //
 // Slots: each block of block_bytes is cut into block_bytes / slot_bytes slots
-// of one packet each. A descriptor's cookie names the slot and a generation,
-// so a stale or forged give_back is told from a real one.
+// of one packet each, at most kMaxSlots a queue (start_queue refuses more). A
+// descriptor's cookie names the slot (low 16 bits) and its generation (high
+// 16), so a stale or forged give_back is told from a real one; it is 32 bits
+// because the shared rings carry it as it is (ipc/protocol.hpp's RxEntry).
 //
 // Lookahead split: the miniport reads the queue's parameters
 // (ndisshm_queue_get_params, as a miniport reads NDIS_RECEIVE_QUEUE_PARAMETERS)
@@ -50,6 +52,9 @@
 
 namespace ndisshm::nic {
 
+// The most packet slots a queue may have: the cookie's slot field is 16 bits.
+inline constexpr uint32_t kMaxSlots = 1u << 16;
+
 struct VmqMiniportConfig {
     uint32_t blocks_per_queue = 4;
     uint32_t block_bytes = 64 * 1024;
@@ -60,6 +65,7 @@ struct RxSegment {
     uint64_t handle = 0;
     uint32_t offset = 0;
     uint32_t length = 0;
+    uint32_t block = 0;  // the block's index in blocks(queue): a consumer's own table can follow it
 };
 
 // One received packet: NET_BUFFER_SHARED_MEMORY's handle, offset, length of
@@ -69,7 +75,8 @@ struct RxDescriptor {
     uint64_t handle = 0;
     uint32_t offset = 0;
     uint32_t length = 0;  // this segment's bytes; packet_length() is the whole packet's
-    uint64_t cookie = 0;
+    uint32_t cookie = 0;
+    uint32_t block = 0;     // the block's index in blocks(queue)
     uint32_t segments = 1;  // 2: the packet goes on in `next` (its post-lookahead part)
     RxSegment next{};       // meaningful only when segments is 2 (receive leaves it as it was otherwise)
 
@@ -154,10 +161,10 @@ public:
     // given back, reused since, or never received is refused, so each packet
     // comes back exactly once whatever the consumer writes. Stops at the first
     // it refuses (which changes nothing); returns how many it took back.
-    size_t give_back_cookies(NDIS_RECEIVE_QUEUE_ID queue, std::span<const uint64_t> cookies);
+    size_t give_back_cookies(NDIS_RECEIVE_QUEUE_ID queue, std::span<const uint32_t> cookies);
     // Why give_back_cookies refuses `cookie` now, in words that complete
     // "cookie 0x...": for the report that ends a consumer's session.
-    std::string why_refused(NDIS_RECEIVE_QUEUE_ID queue, uint64_t cookie) const;
+    std::string why_refused(NDIS_RECEIVE_QUEUE_ID queue, uint32_t cookie) const;
 
     // A queue looked up once, for a caller that calls on it every batch (the
     // hub's data path): the calls below on it skip the look-up by id, which
@@ -170,7 +177,7 @@ public:
     QueueRef queue_ref(NDIS_RECEIVE_QUEUE_ID queue) const;
     size_t receive_batch(const QueueRef& queue, std::span<const std::span<const std::byte>> packets,
                          size_t max_segments, RxDescriptor* out);
-    size_t give_back_cookies(const QueueRef& queue, std::span<const uint64_t> cookies);
+    size_t give_back_cookies(const QueueRef& queue, std::span<const uint32_t> cookies);
 
     std::vector<RxBlock> blocks(NDIS_RECEIVE_QUEUE_ID queue) const;
     // The bytes of buffers start_queue allocates for one queue, with lookahead
@@ -185,7 +192,7 @@ private:
         uint32_t offset = 0;
         uint32_t post_block = 0;  // split only: the post-lookahead half
         uint32_t post_offset = 0;
-        uint32_t generation = 0;
+        uint16_t generation = 0;  // the cookie's high half: wraps, as it does there
         bool held = false;
         uint32_t length = 0;       // in the first half
         uint32_t post_length = 0;  // in the second; 0: one segment
@@ -198,7 +205,7 @@ private:
     bool give_back_locked(Queue& q, const RxDescriptor& d);
     // The slot `cookie` names if it is held now, with that generation, on a
     // running queue: the check every give back makes first.
-    static Slot* held_slot(Queue& q, uint64_t cookie);
+    static Slot* held_slot(Queue& q, uint32_t cookie);
     static void release_locked(Queue& q, Slot& s, uint32_t index);
     template <class T, class F>
     size_t give_back_each(const QueueRef& q, std::span<const T> items, F&& one);

@@ -19,7 +19,7 @@ source "$(dirname "$0")/lib.sh"
 cat >"$tmp/host.py" <<'PY'
 import fcntl, mmap, os, select, signal, socket, struct, sys, time
 path, mode, out = sys.argv[1], sys.argv[2], sys.argv[3]
-MAGIC, VERSION, HDR = 0x4D53444E, 4, struct.Struct('<IHHII')
+MAGIC, VERSION, HDR = 0x4D53444E, 5, struct.Struct('<IHHII')
 seq = 0
 srv = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 srv.bind(path)
@@ -68,18 +68,18 @@ if mode == 'refuse':
 mem = mmap.mmap(fds[0], size)
 send(4, struct.pack('<Q', size))
 send(5, struct.pack('<IIII', 1, 0, 0, 0))
-send(7, struct.pack('<QQIIII', 0xB10C, 4096, 65536, 1, 4, 0))
+send(7, struct.pack('<QQIIII', 0xB10C, 4096, 65536, 1, 4, 3))  # index 3: what ring entries name it by
 # The rings (ring.hpp): one block of Usage Other (9) at 128 KiB; the receive
 # ring at its start, the completion ring at DONE; each ring a producer line,
 # a consumer line (flags at +4), then SIZE entries.
 RING, SIZE = 131072, 64
-DONE = 128 + SIZE * 32
+DONE = 128 + SIZE * 16
 send(7, struct.pack('<QQIIII', 0x5160, RING, 4096, 1, 9, 0))
 rx_kick = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
 done_kick = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
 send(13, struct.pack('<IIQII', 1, SIZE, 0x5160, DONE, 0), (rx_kick, done_kick))
 u32 = struct.Struct('<I')
-DESC = struct.Struct('<QIIQII')  # handle, offset, length, cookie, flags (1: a segment follows), reserved
+DESC = struct.Struct('<IIIHH')  # offset, length, cookie, block index, flags (1: a segment follows)
 prod, done_cons = 0, 0
 c.setblocking(False)
 for b in range(5):
@@ -91,16 +91,16 @@ for b in range(5):
             tail = 32768 + b * 2048
             mem[4096 + off:4096 + off + 128] = bytes([(b * 4 + i) & 255]) * 128
             mem[4096 + tail:4096 + tail + 1372] = bytes([(b * 4 + i) & 255]) * 1372
-            descs.append(DESC.pack(0xB10C, off, 128, b * 4 + i, 1, 0))
-            descs.append(DESC.pack(0xB10C, tail, 1372, b * 4 + i, 0, 0))
+            descs.append(DESC.pack(off, 128, b * 4 + i, 3, 1))
+            descs.append(DESC.pack(tail, 1372, b * 4 + i, 3, 0))
             continue
         mem[4096 + off:4096 + off + 1500] = bytes([(b * 4 + i) & 255]) * 1500
-        descs.append(DESC.pack(0xB10C, off, 1500, b * 4 + i, 0, 0))
+        descs.append(DESC.pack(off, 1500, b * 4 + i, 3, 0))
     if b == 0:
-        descs.append(DESC.pack(0xB10C, 65000, 1500, 99, 0, 0))  # past the block's end
+        descs.append(DESC.pack(65000, 1500, 99, 3, 0))  # past the block's end
         cookies.append(99)
     for d in descs:
-        mem[RING + 128 + (prod % SIZE) * 32:RING + 128 + (prod % SIZE) * 32 + 32] = d
+        mem[RING + 128 + (prod % SIZE) * 16:RING + 128 + (prod % SIZE) * 16 + 16] = d
         prod += 1
     mem[RING:RING + 4] = u32.pack(prod)  # publish
     if u32.unpack_from(mem, RING + 68)[0] & 1:  # the guest sleeps: kick it
@@ -110,7 +110,7 @@ for b in range(5):
         global done_cons
         done_prod = u32.unpack_from(mem, RING + DONE)[0]
         while done_cons != done_prod:
-            got.append(struct.unpack_from('<Q', mem, RING + DONE + 128 + (done_cons % SIZE) * 8)[0])
+            got.append(struct.unpack_from('<I', mem, RING + DONE + 128 + (done_cons % SIZE) * 4)[0])
             done_cons += 1
         mem[RING + DONE + 64:RING + DONE + 68] = u32.pack(done_cons)
     deadline = time.time() + 10

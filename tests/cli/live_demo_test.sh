@@ -25,7 +25,7 @@ rc=$?
 python3 - "$tmp/json.out" <<'PY' || fail "demo --json: checks failed"
 import json, sys
 d = json.load(open(sys.argv[1]))
-RING_BLOCK_BYTES = 24576  # a guest queue's rings: 512 entries each, 20736 bytes in whole pages
+RING_BLOCK_BYTES = 12288  # a guest queue's rings: 512 entries each, 10496 bytes in whole pages
 errors = []
 def expect(ok, what):
     if not ok:

@@ -16,6 +16,17 @@
 
 namespace ndisshm::test {
 
+// The BLOCK_ADDED index the tests' fake hosts give a block: its handle's low
+// 16 bits, so a test names blocks by handle and HostRingEnd writes the index.
+inline uint16_t test_block_index(uint64_t handle) { return static_cast<uint16_t>(handle); }
+
+// A descriptor as the receive ring carries it, its block named as the fake
+// hosts announce it (test_block_index).
+inline ipc::RxEntry to_entry(const ipc::PacketDescriptor& d) {
+    return {d.offset, d.length, static_cast<uint32_t>(d.cookie), test_block_index(d.handle),
+            static_cast<uint16_t>(d.flags)};
+}
+
 struct HostRingEnd {
     ipc::ReceiveRing rx;
     ipc::CompletionRing done;
@@ -37,24 +48,25 @@ struct HostRingEnd {
         }
         return h;
     }
-    // Writes `ds` as they are (chains and cookies the caller's) and
-    // publishes them; kicks the guest if it asked to be woken.
+    // Writes `ds` as they are (chains and cookies the caller's, blocks by
+    // test_block_index) and publishes them; kicks the guest if it asked to
+    // be woken.
     void send(const std::vector<ipc::PacketDescriptor>& ds) {
-        for (const auto& d : ds) rx.store(prod++, d);
+        for (const auto& d : ds) rx.store(prod++, to_entry(d));
         rx.publish_producer(prod);
         if ((rx.load_flags() & ipc::kNeedWakeup) != 0) rx_kick.signal();
     }
     // The completions published so far (cookies), taken.
-    std::vector<uint64_t> take_completions() {
-        std::vector<uint64_t> out;
+    std::vector<uint32_t> take_completions() {
+        std::vector<uint32_t> out;
         const uint32_t p = done.load_producer();
         while (done_cons != p) out.push_back(done.load(done_cons++).cookie);
         done.store_consumer(done_cons);
         return out;
     }
     // Waits until `n` completions have come in all (up to timeout_ms).
-    std::vector<uint64_t> await_completions(size_t n, int timeout_ms = 5000) {
-        std::vector<uint64_t> out;
+    std::vector<uint32_t> await_completions(size_t n, int timeout_ms = 5000) {
+        std::vector<uint32_t> out;
         const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
         while (out.size() < n && std::chrono::steady_clock::now() < until) {
             auto more = take_completions();
@@ -78,16 +90,16 @@ struct GuestRingEnd {
         return g;
     }
     // Every receive entry published so far, taken (the consumer index moves).
-    std::vector<ipc::PacketDescriptor> take() {
-        std::vector<ipc::PacketDescriptor> out;
+    std::vector<ipc::RxEntry> take() {
+        std::vector<ipc::RxEntry> out;
         const uint32_t p = rx.load_producer();
         while (cons != p) out.push_back(rx.load(cons++));
         rx.store_consumer(cons);
         return out;
     }
     // Completes `cookies` (whatever they are) and publishes them.
-    void complete(const std::vector<uint64_t>& cookies) {
-        for (uint64_t c : cookies) done.store(done_prod++, ipc::Completion{c});
+    void complete(const std::vector<uint32_t>& cookies) {
+        for (uint32_t c : cookies) done.store(done_prod++, ipc::Completion{c});
         done.store_producer(done_prod);
     }
 };

@@ -56,21 +56,21 @@ struct Handed {
 // VmqMiniport's slots as give_back_cookies sees them.
 struct MiniportModel {
     struct Slot {
-        uint32_t generation = 0;
+        uint16_t generation = 0;
         bool held = false;
     };
     std::vector<Slot> slots = std::vector<Slot>(2 * kSize);  // more slots than the ring: as the hub's miniport has
-    uint64_t receive() {
+    uint32_t receive() {
         for (uint32_t i = 0; i < slots.size(); ++i)
             if (!slots[i].held) {
                 slots[i].held = true;
-                return (uint64_t{slots[i].generation} << 32) | i;
+                return uint32_t{slots[i].generation} << 16 | i;
             }
-        return ~uint64_t{0};
+        return ~uint32_t{0};
     }
-    bool give_back(uint64_t cookie) {
-        const uint64_t i = cookie & 0xffffffffu;
-        if (i >= slots.size() || !slots[i].held || slots[i].generation != cookie >> 32) return false;
+    bool give_back(uint32_t cookie) {
+        const uint32_t i = cookie & 0xffffu;
+        if (i >= slots.size() || !slots[i].held || slots[i].generation != cookie >> 16) return false;
         slots[i].held = false;
         ++slots[i].generation;
         return true;
@@ -89,21 +89,31 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const bool by_miniport = in.flag();
     const ipc::Cookies cookies = by_miniport ? ipc::Cookies::Miniport : ipc::Cookies::Table;
     MiniportModel miniport;
-    std::set<uint64_t> miniport_out;  // cookies the "miniport" handed out and holds
+    std::set<uint32_t> miniport_out;  // cookies the "miniport" handed out and holds
     const ipc::RingGeometry g = ipc::RingGeometry::for_size(kSize);
     std::vector<uint64_t> words((g.bytes + 7) / 8);
     auto* block = reinterpret_cast<std::byte*>(words.data());
     auto rx_kick = ndisshm::os::WakeFd::create();
     auto done_kick = ndisshm::os::WakeFd::create();
     FUZZ_CHECK(rx_kick.ok() && done_kick.ok(), "eventfd");
-    ipc::GuestRings rings(block, g, std::move(*rx_kick), std::move(*done_kick), cookies);
+    // The blocks the guest was told of: the miniport's queue has four
+    // (miniport block numbers 0..3); a queue driver's packets each name one
+    // of their own, announced as it is pushed.
+    ipc::BlockIndex blocks;
+    std::vector<ndisshm::nic::RxBlock> miniport_blocks;
+    for (uint64_t h = 1001; h <= 1004; ++h) {
+        FUZZ_CHECK(blocks.add(h).has_value(), "BlockIndex refused block %llu", static_cast<unsigned long long>(h));
+        miniport_blocks.push_back({h, nullptr, 65536, 4});
+    }
+    ipc::GuestRings rings(block, g, std::move(*rx_kick), std::move(*done_kick), blocks, cookies);
+    if (by_miniport) FUZZ_CHECK(rings.map_blocks(miniport_blocks).empty(), "map_blocks refused announced blocks");
     // The guest's view, as an honest guest would keep it (the fuzzer decides
     // how honest it is).
     ipc::ReceiveRing rx(block, kSize);
     ipc::CompletionRing done(block + g.done_offset, kSize);
     uint32_t guest_cons = 0, guest_done_prod = 0;
-    std::vector<uint64_t> held_cookies;                 // taken from the ring, not completed
-    std::vector<uint64_t> completed_cookies;            // for replays
+    std::vector<uint32_t> held_cookies;                 // taken from the ring, not completed
+    std::vector<uint32_t> completed_cookies;            // for replays
     std::map<uint64_t, Handed> out;                     // handle -> what the host handed out and holds
     uint64_t next_handle = 1, handed = 0, back = 0;
 
@@ -121,10 +131,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                     if (segs > descriptors || packets == 0) break;
                     if (by_miniport) {
                         const uint8_t n = segs > 2 ? 2 : segs;  // the miniport splits in two at most
-                        const uint64_t cookie = miniport.receive();
-                        FUZZ_CHECK(cookie != ~uint64_t{0}, "the model ran out of slots: the ring bounds them");
-                        ndisshm::nic::RxDescriptor d{next_handle++, 0, 64, cookie, n, {}};
-                        if (n == 2) d.next = {d.handle, 64, 64};
+                        const uint32_t cookie = miniport.receive();
+                        FUZZ_CHECK(cookie != ~uint32_t{0}, "the model ran out of slots: the ring bounds them");
+                        const auto b = static_cast<uint32_t>(next_handle++ % miniport_blocks.size());
+                        ndisshm::nic::RxDescriptor d{miniport_blocks[b].handle, 0, 64, cookie, b, n, {}};
+                        if (n == 2) d.next = {d.handle, 64, 64, b};
                         rings.push_rx(d);
                         miniport_out.insert(cookie);
                         ++handed;
@@ -135,8 +146,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                     ipc::Outstanding o;
                     o.segments = segs;
                     const uint64_t handle = next_handle++;
+                    FUZZ_CHECK(blocks.add(handle).has_value(), "BlockIndex refused a new block");
                     for (uint8_t k = 0; k < segs; ++k)
                         o.seg[k] = {handle, k * 64u, 64, 0, k + 1u < segs ? ipc::kSegmentFollows : 0u, 0};
+                    FUZZ_CHECK(rings.names_known_blocks(std::span(o.seg, segs)), "an announced block is unknown");
                     rings.push(o);
                     out[handle] = {handle, segs};
                     ++handed;
@@ -149,14 +162,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             case 1: {  // consume honestly what is published
                 const uint32_t prod = rx.load_producer();
                 while (guest_cons != prod && static_cast<uint32_t>(prod - guest_cons) <= kSize) {
-                    const ipc::PacketDescriptor d = rx.load(guest_cons++);
+                    const ipc::RxEntry d = rx.load(guest_cons++);
                     if ((d.flags & ipc::kSegmentFollows) == 0) held_cookies.push_back(d.cookie);
                 }
                 rx.store_consumer(guest_cons);
                 break;
             }
             case 2: {  // complete: honest, replayed, forged
-                uint64_t cookie = 0;
+                uint32_t cookie = 0;
                 switch (in.below(4)) {
                     case 0:
                         if (held_cookies.empty()) break;
@@ -175,12 +188,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                         if (by_miniport && !completed_cookies.empty() && in.flag()) {
                             // The next generation of a slot it gave back, or the slot's own cookie again.
                             cookie = completed_cookies[in.below(static_cast<uint32_t>(completed_cookies.size()))] +
-                                     (in.flag() ? uint64_t{1} << 32 : 0);
+                                     (in.flag() ? 1u << 16 : 0u);
                             break;
                         }
-                        cookie = (uint64_t{in.byte()} << 32) | in.below(3 * kSize);
+                        cookie = uint32_t{in.byte()} << 16 | in.below(3 * kSize);
                         break;
-                    default: cookie = in.take<uint64_t>(); break;
+                    default: cookie = in.take<uint32_t>(); break;
                 }
                 done.store(guest_done_prod++, ipc::Completion{cookie});
                 if (in.flag())
@@ -198,7 +211,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             default: {  // reap
                 if (by_miniport) {
                     const std::string why = rings.reap_cookies(
-                        [&](std::span<const uint64_t> cs) {
+                        [&](std::span<const uint32_t> cs) {
                             FUZZ_CHECK(cs.size() <= miniport_out.size(), "offered %zu cookies, %zu in flight",
                                        cs.size(), miniport_out.size());
                             size_t n = 0;
@@ -209,7 +222,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                             }
                             return n;
                         },
-                        [](uint64_t) { return std::string("refused by the model"); });
+                        [](uint32_t) { return std::string("refused by the model"); });
                     FUZZ_CHECK(rings.outstanding() == handed - back, "outstanding %u, handed %llu, back %llu",
                                rings.outstanding(), static_cast<unsigned long long>(handed),
                                static_cast<unsigned long long>(back));

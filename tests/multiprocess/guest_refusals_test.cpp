@@ -88,12 +88,12 @@ protected:
 
 TEST_F(RingRefusal, ACompletionOfACookieNeverHandedOut) {
     // Slot 5, generation 1: well-formed, but not a packet this guest holds.
-    expect_ring_refused({"--behavior", "forge-cookie", "--forge-cookie", std::to_string((1ull << 32) | 5)},
+    expect_ring_refused({"--behavior", "forge-cookie", "--forge-cookie", std::to_string((1u << 16) | 5)},
                         "names a packet the guest does not hold", 2);
 }
 
 TEST_F(RingRefusal, ACompletionOutsideTheTable) {
-    expect_ring_refused({"--behavior", "forge-cookie", "--forge-cookie", std::to_string((1ull << 32) | 999999)},
+    expect_ring_refused({"--behavior", "forge-cookie", "--forge-cookie", std::to_string((1u << 16) | 0xffff)},
                         "names no slot", 2);
 }
 

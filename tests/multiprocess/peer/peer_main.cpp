@@ -115,6 +115,7 @@ int guest(const std::string& path, const std::string& name, const Options& o) {
         ch.send(MessageType::Hello, h);
     }
     std::map<uint64_t, Block> blocks;
+    std::map<uint32_t, uint64_t> handle_of_index;  // BLOCK_ADDED's index: what ring entries name a block by
     uint64_t total = 0, bad = 0;
     bool forged = false;
     // The queue's rings, once RINGS_ATTACHED names them (no checks: this
@@ -128,18 +129,19 @@ int guest(const std::string& path, const std::string& name, const Options& o) {
         if (!rx.attached()) return;
         const uint32_t prod = rx.load_producer();
         if (prod == cons) return;
-        std::vector<uint64_t> cookies;
+        std::vector<uint32_t> cookies;
         while (cons != prod) {
             // One packet: its chain of segments (two with lookahead split).
             std::span<const std::byte> pieces[kMaxSegmentsPerPacket];
             size_t n = 0;
             bool ok = mem != nullptr, follows = true;
-            uint64_t cookie = 0;
+            uint32_t cookie = 0;
             while (follows && cons != prod && n < kMaxSegmentsPerPacket) {
-                const PacketDescriptor d = rx.load(cons++);
+                const RxEntry d = rx.load(cons++);
                 follows = (d.flags & kSegmentFollows) != 0;
                 cookie = d.cookie;
-                auto b = blocks.find(d.handle);
+                const auto h = handle_of_index.find(d.block);
+                auto b = h == handle_of_index.end() ? blocks.end() : blocks.find(h->second);
                 ok = ok && b != blocks.end() && d.offset + uint64_t{d.length} <= b->second.length;
                 // Read in place: the packet is where the host wrote it, in our memory.
                 if (ok) pieces[n] = {mem + b->second.offset + d.offset, d.length};
@@ -154,7 +156,7 @@ int guest(const std::string& path, const std::string& name, const Options& o) {
         out("GOT " + std::to_string(total) + " " + std::to_string(bad));
         if (!forged && o.behavior != "normal" && o.behavior != "shrink") {
             forged = true;
-            if (o.behavior == "forge-cookie") cookies[0] = o.forge_cookie;
+            if (o.behavior == "forge-cookie") cookies[0] = static_cast<uint32_t>(o.forge_cookie);
             if (o.behavior == "double-done") cookies.push_back(cookies[0]);
             if (o.behavior == "wild-index") {
                 rx.store_consumer(cons + 1000);  // claims to have read what was never written
@@ -167,7 +169,7 @@ int guest(const std::string& path, const std::string& name, const Options& o) {
             if (o.behavior == "hold") return;  // never gives anything back
         }
         if (o.behavior == "hold") return;
-        for (uint64_t c : cookies) done.store(done_prod++, Completion{c});
+        for (uint32_t c : cookies) done.store(done_prod++, Completion{c});
         done.store_producer(done_prod);
     };
     const auto end = Clock::now() + std::chrono::milliseconds(o.life_ms);
@@ -209,6 +211,7 @@ int guest(const std::string& path, const std::string& name, const Options& o) {
             case MessageType::BlockAdded: {
                 const auto b = m.as<BlockAdded>();
                 blocks[b.handle] = {b.guest_offset, b.length};
+                handle_of_index[b.index] = b.handle;
                 out("BLOCK " + std::to_string(b.handle) + " " + std::to_string(b.guest_offset) + " " +
                     std::to_string(b.length));
                 break;

@@ -34,7 +34,7 @@ struct HostSide {
 
     ~HostSide() { os::unmap(memory, set.size); }
     void send_block(uint64_t handle, uint64_t offset, uint32_t length, uint32_t queue, uint32_t usage = 4) {
-        EXPECT_TRUE(channel.send(MessageType::BlockAdded, ipc::BlockAdded{handle, offset, length, queue, usage, 0}));
+        EXPECT_TRUE(channel.send(MessageType::BlockAdded, ipc::BlockAdded{handle, offset, length, queue, usage, test_block_index(handle)}));
     }
     // The queue's rings: a block of Usage Other at `offset`, then
     // RINGS_ATTACHED with the two eventfds. The host's end of them.

@@ -15,7 +15,7 @@ namespace {
 
 TEST(GuestRing, RxBurstHoldsPacketsUntilTheyAreReturned) {
     std::atomic<bool> attached{false}, sent{false}, returned_two{false}, taken{false};
-    std::vector<uint64_t> first, second;
+    std::vector<uint32_t> first, second;
     FakeHost host([&](os::UniqueFd s) {
         HostSide h;
         handshake(h, std::move(s));
@@ -55,13 +55,13 @@ TEST(GuestRing, RxBurstHoldsPacketsUntilTheyAreReturned) {
     EXPECT_EQ(ndisshm_guest_rx_return(g.handle(), &p[1], 1), NDIS_STATUS_SUCCESS);
     EXPECT_EQ(g.run(), NDISSHM_STATUS_HOST_BYE);
     host.join();
-    EXPECT_EQ(first, (std::vector<uint64_t>{3, 1})) << "each once, in the order returned";
-    EXPECT_EQ(second, std::vector<uint64_t>{2});
+    EXPECT_EQ(first, (std::vector<uint32_t>{3, 1})) << "each once, in the order returned";
+    EXPECT_EQ(second, std::vector<uint32_t>{2});
 }
 
 TEST(GuestRing, TheCppGuestReceivesBurstsAndGivesThemBack) {
     std::atomic<bool> attached{false};
-    std::vector<uint64_t> back;
+    std::vector<uint32_t> back;
     FakeHost host([&](os::UniqueFd s) {
         HostSide h;
         handshake(h, std::move(s));
@@ -89,7 +89,7 @@ TEST(GuestRing, TheCppGuestReceivesBurstsAndGivesThemBack) {
     EXPECT_GE(g.fd(), 0);
     EXPECT_EQ(g.run(), NDISSHM_STATUS_HOST_BYE);
     host.join();
-    EXPECT_EQ(back, (std::vector<uint64_t>{5, 6}));
+    EXPECT_EQ(back, (std::vector<uint32_t>{5, 6}));
 }
 
 // Interrupt mode (the default): a guest with nothing to do sleeps with

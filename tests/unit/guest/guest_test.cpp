@@ -56,7 +56,7 @@ TEST(Guest, HandshakeGivesTheHostASealedMemfdOfTheRightSize) {
 }
 
 TEST(Guest, PacketsAreReadInPlaceFromTheRingAndGivenBackByCookie) {
-    std::vector<uint64_t> returned;
+    std::vector<uint32_t> returned;
     std::atomic<bool> attached{false};
     FakeHost host([&](os::UniqueFd s) {
         HostSide h;
@@ -91,7 +91,7 @@ TEST(Guest, PacketsAreReadInPlaceFromTheRingAndGivenBackByCookie) {
     EXPECT_EQ(seen.packets[1].queue_id, 3u);
     EXPECT_EQ(seen.packets[1].handle, 0xB10Cu);
     EXPECT_EQ(seen.packets[1].offset, 2048u);
-    EXPECT_EQ(returned, (std::vector<uint64_t>{11, 22, 33})) << "each cookie once, as received";
+    EXPECT_EQ(returned, (std::vector<uint32_t>{11, 22, 33})) << "each cookie once, as received";
     const auto st = g.stats();
     EXPECT_EQ(st.packets, 3u);
     EXPECT_EQ(st.bytes, 22u);
@@ -137,12 +137,12 @@ TEST(Guest, DescriptorsOutsideTheirBlockAreCountedAndNotRead) {
 // guest hands it over as one packet of two segments that point into its
 // memory where the host wrote them, and returns both descriptors.
 TEST(Guest, AChainedPacketIsReadInPlaceAcrossItsSegments) {
-    std::vector<uint64_t> returned;
+    std::vector<uint32_t> returned;
     FakeHost host([&](os::UniqueFd s) {
         HostSide h;
         handshake(h, std::move(s));
-        ASSERT_TRUE(h.channel.send(MessageType::BlockAdded, ipc::BlockAdded{1, 0, 4096, 1, 5, 0}));
-        ASSERT_TRUE(h.channel.send(MessageType::BlockAdded, ipc::BlockAdded{2, 65536, 4096, 1, 6, 0}));
+        ASSERT_TRUE(h.channel.send(MessageType::BlockAdded, ipc::BlockAdded{1, 0, 4096, 1, 5, 1}));
+        ASSERT_TRUE(h.channel.send(MessageType::BlockAdded, ipc::BlockAdded{2, 65536, 4096, 1, 6, 2}));
         HostRingEnd r = h.attach_rings(1);
         std::memcpy(h.memory + 128, "HEAD", 4);
         std::memcpy(h.memory + 65536 + 2048, "payload!", 8);
@@ -176,7 +176,7 @@ TEST(Guest, AChainedPacketIsReadInPlaceAcrossItsSegments) {
     EXPECT_EQ(where[1], g.memory().data() + 65536 + 2048);
     EXPECT_EQ(g.stats().packets, 2u);
     EXPECT_EQ(g.stats().bytes, 16u);
-    EXPECT_EQ(returned, (std::vector<uint64_t>{42, 43})) << "one completion per packet, the chain's cookie";
+    EXPECT_EQ(returned, (std::vector<uint32_t>{42, 43})) << "one completion per packet, the chain's cookie";
 }
 
 // One bad segment spoils its packet: neither half is read, both go back.
@@ -292,7 +292,7 @@ TEST(Guest, PacketsPublishedTogetherAreTakenInOnePoll) {
     // poll takes them all (one read of the producer index) and gives their
     // cookies back in the order received, with one publication.
     std::atomic<bool> attached{false}, queued{false};
-    std::vector<uint64_t> returned;
+    std::vector<uint32_t> returned;
     FakeHost host([&](os::UniqueFd s) {
         HostSide h;
         handshake(h, std::move(s));
@@ -317,11 +317,11 @@ TEST(Guest, PacketsPublishedTogetherAreTakenInOnePoll) {
     EXPECT_EQ(g.stats().packets, 5u);
     EXPECT_EQ(g.run(), NDISSHM_STATUS_HOST_BYE);
     host.join();
-    EXPECT_EQ(returned, (std::vector<uint64_t>{1, 2, 3, 4, 5})) << "in the order received";
+    EXPECT_EQ(returned, (std::vector<uint32_t>{1, 2, 3, 4, 5})) << "in the order received";
 }
 
 TEST(Guest, EachQueuesCompletionsGoToItsOwnRing) {
-    std::vector<uint64_t> back1, back2;
+    std::vector<uint32_t> back1, back2;
     FakeHost host([&](os::UniqueFd s) {
         HostSide h;
         handshake(h, std::move(s));
@@ -340,8 +340,8 @@ TEST(Guest, EachQueuesCompletionsGoToItsOwnRing) {
     g.connect(host.path());
     EXPECT_EQ(g.run(), NDISSHM_STATUS_HOST_BYE);
     host.join();
-    EXPECT_EQ(back1, std::vector<uint64_t>{101});
-    EXPECT_EQ(back2, std::vector<uint64_t>{202});
+    EXPECT_EQ(back1, std::vector<uint32_t>{101});
+    EXPECT_EQ(back2, std::vector<uint32_t>{202});
     ASSERT_EQ(seen.packets.size(), 2u);
 }
 

@@ -29,8 +29,15 @@ protected:
         EXPECT_TRUE(rx && done);
         rx_kick_ = rx->fd();
         done_kick_ = done->fd();
-        rings_.emplace(base(), geometry_, std::move(*rx), std::move(*done));
+        rings_.emplace(base(), geometry_, std::move(*rx), std::move(*done), blocks_);
         guest_ = GuestRingEnd::over(base(), kSize, geometry_.done_offset);
+    }
+    // The BLOCK_ADDED index of `handle`, announced now if it was not yet.
+    uint16_t index_of(uint64_t handle) {
+        if (!blocks_.find(handle)) {
+            EXPECT_TRUE(blocks_.add(handle));
+        }
+        return *blocks_.find(handle);
     }
     std::byte* base() { return reinterpret_cast<std::byte*>(words_.data()); }
 
@@ -47,6 +54,7 @@ protected:
         ASSERT_EQ(rings_->room(d, p), "");
         ASSERT_GE(d, segments);
         ASSERT_GE(p, 1u);
+        index_of(handle);
         rings_->push(packet(handle, segments));
     }
     std::vector<uint64_t> reap(std::string* why = nullptr) {
@@ -63,6 +71,7 @@ protected:
 
     RingGeometry geometry_;
     std::vector<uint64_t> words_;
+    BlockIndex blocks_;
     std::optional<GuestRings> rings_;
     GuestRingEnd guest_;
     int rx_kick_ = -1, done_kick_ = -1;
@@ -86,7 +95,8 @@ TEST_F(GuestRingsTest, PushedPacketsAreSeenOnlyOncePublishedEachChainWithOneCook
     EXPECT_FALSE(rings_->publish()) << "the guest did not ask to be woken";
     const auto got = guest_.take();
     ASSERT_EQ(got.size(), 3u);
-    EXPECT_EQ(got[0].handle, 1u);
+    EXPECT_EQ(got[0].block, index_of(1)) << "the block by its BLOCK_ADDED index";
+    EXPECT_EQ(got[1].block, index_of(2));
     EXPECT_EQ(got[0].flags, 0u);
     EXPECT_EQ(got[1].flags, kSegmentFollows);
     EXPECT_EQ(got[2].flags, 0u);
@@ -102,7 +112,7 @@ TEST_F(GuestRingsTest, EachCookieComesBackOnceWithTheHostsOwnCopy) {
     rings_->publish();
     const auto got = guest_.take();
     // The guest scribbles over the entries it read: the host gives back its own copies.
-    for (uint32_t i = 0; i < 3; ++i) guest_.rx.store(i, PacketDescriptor{0xBAD, 0xBAD, 0xBAD, got[i].cookie});
+    for (uint32_t i = 0; i < 3; ++i) guest_.rx.store(i, RxEntry{0xBAD, 0xBAD, got[i].cookie, 0xBAD, 0});
     guest_.complete({got[2].cookie, got[0].cookie});  // out of order, the chain once
     std::vector<Outstanding> back;
     EXPECT_EQ(rings_->reap([&](const Outstanding& o) { back.push_back(o); }), "");
@@ -123,15 +133,21 @@ protected:
         auto done = os::WakeFd::create();
         EXPECT_TRUE(rx && done);
         rings_.reset();
-        rings_.emplace(base(), geometry_, std::move(*rx), std::move(*done), Cookies::Miniport);
+        rings_.emplace(base(), geometry_, std::move(*rx), std::move(*done), blocks_, Cookies::Miniport);
+        // The miniport's queue: blocks 0..3 (handles 30, 31, 40, 41), announced in another order.
+        for (uint64_t h : {41, 40, 31, 30}) index_of(h);
+        std::vector<nic::RxBlock> queue_blocks;
+        for (uint64_t h : kMiniportBlocks) queue_blocks.push_back({h, nullptr, 65536, 4});
+        EXPECT_EQ(rings_->map_blocks(queue_blocks), "");
     }
+    static constexpr uint64_t kMiniportBlocks[] = {30, 31, 40, 41};
     // The miniport's side, as VmqMiniport::give_back_cookies checks it: a
     // cookie it handed out and holds now, taken back once.
-    std::vector<uint64_t> miniport_holds_;
-    std::vector<uint64_t> taken_;
+    std::vector<uint32_t> miniport_holds_;
+    std::vector<uint32_t> taken_;
     std::string reap_cookies() {
         return rings_->reap_cookies(
-            [&](std::span<const uint64_t> cookies) {
+            [&](std::span<const uint32_t> cookies) {
                 size_t n = 0;
                 for (; n < cookies.size(); ++n) {
                     auto it = std::find(miniport_holds_.begin(), miniport_holds_.end(), cookies[n]);
@@ -141,7 +157,7 @@ protected:
                 }
                 return n;
             },
-            [](uint64_t) { return std::string("is not held (the miniport's words)"); });
+            [](uint32_t) { return std::string("is not held (the miniport's words)"); });
     }
     void push_rx(const nic::RxDescriptor& d) {
         rings_->push_rx(d);
@@ -150,8 +166,8 @@ protected:
 };
 
 TEST_F(MiniportCookieRingsTest, AMiniportPacketIsPushedAsItsSegmentsWithTheMiniportsCookie) {
-    nic::RxDescriptor one{30, 0x40, 64, 0x500000001, 1, {}};
-    nic::RxDescriptor two{40, 0x80, 128, 0x700000002, 2, {41, 0x1000, 1372}};
+    nic::RxDescriptor one{30, 0x40, 64, 0x50001, 0, 1, {}};
+    nic::RxDescriptor two{40, 0x80, 128, 0x70002, 2, 2, {41, 0x1000, 1372, 3}};
     push_rx(one);
     push_rx(two);
     EXPECT_EQ(rings_->outstanding(), 2u);
@@ -162,73 +178,72 @@ TEST_F(MiniportCookieRingsTest, AMiniportPacketIsPushedAsItsSegmentsWithTheMinip
     rings_->publish();
     const auto got = guest_.take();
     ASSERT_EQ(got.size(), 3u);
-    EXPECT_EQ(got[0].handle, 30u);
+    EXPECT_EQ(got[0].block, index_of(30)) << "the miniport's block by its BLOCK_ADDED index";
     EXPECT_EQ(got[0].offset, 0x40u);
     EXPECT_EQ(got[0].length, 64u);
     EXPECT_EQ(got[0].flags, 0u);
-    EXPECT_EQ(got[1].handle, 40u);
+    EXPECT_EQ(got[1].block, index_of(40));
     EXPECT_EQ(got[1].length, 128u);
     EXPECT_EQ(got[1].flags, kSegmentFollows);
-    EXPECT_EQ(got[2].handle, 41u);
+    EXPECT_EQ(got[2].block, index_of(41));
     EXPECT_EQ(got[2].offset, 0x1000u);
     EXPECT_EQ(got[2].length, 1372u);
     EXPECT_EQ(got[2].flags, 0u);
-    for (const PacketDescriptor& d : got) EXPECT_EQ(d.reserved, 0u);
     EXPECT_EQ(got[0].cookie, one.cookie) << "the ring carries the miniport's cookie as it is";
     EXPECT_EQ(got[1].cookie, two.cookie);
     EXPECT_EQ(got[2].cookie, two.cookie) << "one cookie per packet";
     guest_.complete({two.cookie, one.cookie});
     EXPECT_EQ(reap_cookies(), "");
-    EXPECT_EQ(taken_, (std::vector<uint64_t>{two.cookie, one.cookie})) << "handed over in the guest's order";
+    EXPECT_EQ(taken_, (std::vector<uint32_t>{two.cookie, one.cookie})) << "handed over in the guest's order";
     EXPECT_EQ(rings_->outstanding(), 0u);
     EXPECT_EQ(guest_.done.load_consumer(), 2u);
 }
 
 TEST_F(MiniportCookieRingsTest, ACookieTheMiniportRefusesEndsTheReapThereAndNamesIt) {
-    push_rx({30, 0, 64, 0x100000001, 1, {}});
-    push_rx({31, 0, 64, 0x100000002, 1, {}});
+    push_rx({30, 0, 64, 0x10001, 0, 1, {}});
+    push_rx({31, 0, 64, 0x10002, 1, 1, {}});
     rings_->publish();
     guest_.take();
     // A good one, a replay of it, then the other good one.
-    guest_.complete({0x100000001, 0x100000001, 0x100000002});
+    guest_.complete({0x10001, 0x10001, 0x10002});
     const std::string why = reap_cookies();
     EXPECT_NE(why.find("completion ring entry 1"), std::string::npos) << why;
-    EXPECT_NE(why.find("0x100000001"), std::string::npos) << why;
-    EXPECT_NE(why.find("0x100000001 is not held (the miniport's words)"), std::string::npos) << why;
-    EXPECT_EQ(taken_, std::vector<uint64_t>{0x100000001}) << "the entries before the bad one were taken";
+    EXPECT_NE(why.find("0x10001"), std::string::npos) << why;
+    EXPECT_NE(why.find("0x10001 is not held (the miniport's words)"), std::string::npos) << why;
+    EXPECT_EQ(taken_, std::vector<uint32_t>{0x10001}) << "the entries before the bad one were taken";
     EXPECT_EQ(rings_->outstanding(), 1u) << "the live packet is still held";
     EXPECT_EQ(guest_.done.load_consumer(), 1u) << "the consumer stops at the bad entry";
 }
 
 TEST_F(MiniportCookieRingsTest, MoreCompletionsThanPacketsInFlightIsAViolationBeforeTheMiniportLooks) {
-    push_rx({30, 0, 64, 0x100000001, 1, {}});
+    push_rx({30, 0, 64, 0x10001, 0, 1, {}});
     rings_->publish();
     guest_.take();
-    guest_.complete({0x100000001, 0x100000001});
+    guest_.complete({0x10001, 0x10001});
     size_t offered = 0;
     const std::string why = rings_->reap_cookies(
-        [&](std::span<const uint64_t> cookies) {
+        [&](std::span<const uint32_t> cookies) {
             offered = cookies.size();
             return cookies.size();  // a miniport that took anything would still be offered one only
         },
-        [](uint64_t) { return std::string("is given back twice"); });
+        [](uint32_t) { return std::string("is given back twice"); });
     EXPECT_EQ(offered, 1u);
-    EXPECT_NE(why.find("0x100000001 is given back twice; more completions than the 1 packets the guest held"), std::string::npos) << why;
+    EXPECT_NE(why.find("0x10001 is given back twice; more completions than the 1 packets the guest held"), std::string::npos) << why;
     EXPECT_EQ(rings_->outstanding(), 0u);
 }
 
 TEST_F(MiniportCookieRingsTest, AnImpossibleCompletionProducerIndexTakesNothing) {
-    push_rx({30, 0, 64, 0x100000001, 1, {}});
+    push_rx({30, 0, 64, 0x10001, 0, 1, {}});
     rings_->publish();
     guest_.take();
     guest_.done.store_producer(kSize + 1);
     bool called = false;
     const std::string why = rings_->reap_cookies(
-        [&](std::span<const uint64_t>) {
+        [&](std::span<const uint32_t>) {
             called = true;
             return size_t{0};
         },
-        [](uint64_t) { return std::string(); });
+        [](uint32_t) { return std::string(); });
     EXPECT_FALSE(called);
     EXPECT_NE(why.find("claims"), std::string::npos) << why;
     EXPECT_EQ(rings_->outstanding(), 1u);
@@ -237,7 +252,7 @@ TEST_F(MiniportCookieRingsTest, AnImpossibleCompletionProducerIndexTakesNothing)
 TEST_F(GuestRingsTest, AReplayedCookieIsRefusedAndNothingIsGivenBackTwice) {
     push(1);
     rings_->publish();
-    const uint64_t cookie = guest_.take()[0].cookie;
+    const uint32_t cookie = guest_.take()[0].cookie;
     guest_.complete({cookie});
     EXPECT_EQ(reap(), std::vector<uint64_t>{1});
     guest_.complete({cookie});
@@ -249,13 +264,13 @@ TEST_F(GuestRingsTest, AReplayedCookieIsRefusedAndNothingIsGivenBackTwice) {
 TEST_F(GuestRingsTest, ACookieOfAnOldGenerationOfAReusedSlotIsRefused) {
     push(1);
     rings_->publish();
-    const uint64_t first = guest_.take()[0].cookie;
+    const uint32_t first = guest_.take()[0].cookie;
     guest_.complete({first});
     reap();
     push(2);  // the same slot (the free list is a stack), a new generation
     rings_->publish();
-    const uint64_t second = guest_.take()[0].cookie;
-    EXPECT_EQ(static_cast<uint32_t>(first), static_cast<uint32_t>(second)) << "same slot";
+    const uint32_t second = guest_.take()[0].cookie;
+    EXPECT_EQ(first & kCookieSlotMask, second & kCookieSlotMask) << "same slot";
     EXPECT_NE(first, second) << "another generation";
     guest_.complete({first});
     std::string why;
@@ -269,7 +284,7 @@ TEST_F(GuestRingsTest, ACookieNamingNoSlotIsRefusedAfterTheGoodOnesBeforeIt) {
     push(2);
     rings_->publish();
     const auto got = guest_.take();
-    guest_.complete({got[0].cookie, (uint64_t{1} << 32) | 999, got[1].cookie});
+    guest_.complete({got[0].cookie, (1u << kCookieSlotBits) | 999, got[1].cookie});
     std::string why;
     EXPECT_EQ(reap(&why), std::vector<uint64_t>{1}) << "the entry before the bad one was taken";
     EXPECT_NE(why.find("names no slot"), std::string::npos) << why;
@@ -371,9 +386,11 @@ TEST(GuestRingsReap, ManyCompletionsAreEachTakenOnceUpToABadOne) {
     auto rx = os::WakeFd::create();
     auto done = os::WakeFd::create();
     ASSERT_TRUE(rx && done);
-    GuestRings rings(base, g, std::move(*rx), std::move(*done));
+    BlockIndex blocks;
+    GuestRings rings(base, g, std::move(*rx), std::move(*done), blocks);
     GuestRingEnd guest = GuestRingEnd::over(base, kBig, g.done_offset);
     for (uint64_t h = 1; h <= 100; ++h) {
+        ASSERT_TRUE(blocks.add(h));
         Outstanding o;
         o.segments = 1;
         o.seg[0] = {h, 0, 64, 0, 0, 0};
@@ -382,7 +399,7 @@ TEST(GuestRingsReap, ManyCompletionsAreEachTakenOnceUpToABadOne) {
     rings.publish();
     const auto got = guest.take();
     ASSERT_EQ(got.size(), 100u);
-    std::vector<uint64_t> cookies;
+    std::vector<uint32_t> cookies;
     for (uint32_t i = 0; i < 70; ++i) cookies.push_back(got[i].cookie);
     cookies.push_back(got[3].cookie);  // given back twice: the 71st
     for (uint32_t i = 70; i < 100; ++i) cookies.push_back(got[i].cookie);

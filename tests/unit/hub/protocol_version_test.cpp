@@ -42,7 +42,7 @@ TEST(ProtocolVersion, AnOlderPeerGetsAnErrorNamingBothVersions) {
     ASSERT_EQ(m->type(), ipc::MessageType::Error);
     const auto e = m->as<ipc::ErrorMessage>();
     EXPECT_EQ(e.code, static_cast<uint32_t>(NDIS_STATUS_INVALID_PARAMETER));
-    EXPECT_NE(m->error_reason().find("unsupported protocol version 2 (expected 4)"), std::string::npos)
+    EXPECT_NE(m->error_reason().find("unsupported protocol version 2 (expected 5)"), std::string::npos)
         << m->error_reason();
     auto end = ch.receive(5000);
     ASSERT_FALSE(end);

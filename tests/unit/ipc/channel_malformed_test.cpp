@@ -85,19 +85,24 @@ TEST_F(ChannelMalformed, WrongLengthForAFixedType) {
 }
 
 // Older peers (version 1: 24-byte descriptors; version 2: descriptors in
-// PACKETS messages; version 3: ERROR with a fixed 120-byte reason) are
-// refused at once, by version, with both named, and never parsed with the
-// new layout.
+// PACKETS messages; version 3: ERROR with a fixed 120-byte reason; version 4:
+// 32-byte ring entries naming blocks by handle) are refused at once, by
+// version, with both named, and never parsed with the new layout.
 TEST_F(ChannelMalformed, OlderPeersAreRefusedByVersionNamingBoth) {
     const std::byte v1_packets[8 + 24] = {std::byte{1}};
     expect_refused(datagram(9, v1_packets, sizeof(v1_packets), sizeof(v1_packets), kMagic, 1),
-                   "unsupported protocol version 1 (expected 4)");
+                   "unsupported protocol version 1 (expected 5)");
     Hello hello{};
     expect_refused(datagram(1, &hello, sizeof(hello), sizeof(hello), kMagic, 2),
-                   "unsupported protocol version 2 (expected 4)");
+                   "unsupported protocol version 2 (expected 5)");
     const std::byte v3_error[8 + 120] = {};
     expect_refused(datagram(12, v3_error, sizeof(v3_error), sizeof(v3_error), kMagic, 3),
-                   "unsupported protocol version 3 (expected 4)");
+                   "unsupported protocol version 3 (expected 5)");
+    // A version-4 BLOCK_ADDED is the same size as ours (its last field was
+    // reserved, ours is the index): only the version tells them apart.
+    const BlockAdded v4_block{1, 0, 4096, 1, 4, 0};
+    expect_refused(datagram(7, &v4_block, sizeof(v4_block), sizeof(v4_block), kMagic, 4),
+                   "unsupported protocol version 4 (expected 5)");
 }
 
 TEST_F(ChannelMalformed, TheRetiredPacketTypesAreUnknown) {

@@ -24,12 +24,12 @@ struct Block {
 
 TEST(RingLayout, EachRingHasAProducerLineAConsumerLineAndItsEntries) {
     static_assert(kProducerOffset == 0 && kConsumerOffset == 64 && kFlagsOffset == 68);
-    static_assert(sizeof(PacketDescriptor) == 32 && sizeof(Completion) == 8);
+    static_assert(sizeof(RxEntry) == 16 && sizeof(Completion) == 4);
     const RingGeometry g = RingGeometry::for_size(512);
     EXPECT_EQ(g.size, 512u);
-    EXPECT_EQ(g.done_offset, 128u + 512 * 32) << "the completion ring right after the receive entries";
+    EXPECT_EQ(g.done_offset, 128u + 512 * 16) << "the completion ring right after the receive entries";
     EXPECT_EQ(g.done_offset % kRingLine, 0u) << "on a line of its own";
-    EXPECT_EQ(g.bytes, g.done_offset + 128 + 512 * 8);
+    EXPECT_EQ(g.bytes, g.done_offset + 128 + 512 * 4);
 }
 
 TEST(RingLayout, OnlyPowersOfTwoInRangeAreValidSizes) {
@@ -37,21 +37,35 @@ TEST(RingLayout, OnlyPowersOfTwoInRangeAreValidSizes) {
     for (uint32_t bad : {0u, 1u, 4u, 48u, 513u, 131072u, 0x80000000u}) EXPECT_FALSE(RingGeometry::valid_size(bad)) << bad;
 }
 
-TEST(RingView, AnEntryStoredAsItsWordsReadsBackAsTheSameDescriptor) {
+TEST(RingView, AnEntryStoredAsItsWordsReadsBackAsTheSameEntry) {
     Block b(8);
     ReceiveRing ring(b.base(), 8);
-    ring.store_words(9, descriptor_words(0x1122334455667788, 0x800, 1500, 0xAABBCCDD00000007, kSegmentFollows));
-    const PacketDescriptor d = ring.load(9);
-    EXPECT_EQ(d.handle, 0x1122334455667788u);
+    ring.store_words(9, entry_words(0xBEEF, 0x800, 1500, 0xAABB0007, kSegmentFollows));
+    const RxEntry d = ring.load(9);
+    EXPECT_EQ(d.block, 0xBEEFu);
     EXPECT_EQ(d.offset, 0x800u);
     EXPECT_EQ(d.length, 1500u);
-    EXPECT_EQ(d.cookie, 0xAABBCCDD00000007u);
+    EXPECT_EQ(d.cookie, 0xAABB0007u);
     EXPECT_EQ(d.flags, kSegmentFollows);
-    EXPECT_EQ(d.reserved, 0u);
-    PacketDescriptor same{0x1122334455667788, 0x800, 1500, 0xAABBCCDD00000007, kSegmentFollows, 0};
+    RxEntry same{0x800, 1500, 0xAABB0007, 0xBEEF, kSegmentFollows};
     ring.store(10, same);
-    EXPECT_EQ(std::memcmp(b.base() + kRingHeaderBytes + 1 * 32, b.base() + kRingHeaderBytes + 2 * 32, 32), 0)
+    EXPECT_EQ(std::memcmp(b.base() + kRingHeaderBytes + 1 * 16, b.base() + kRingHeaderBytes + 2 * 16, 16), 0)
         << "store_words and store write the same bytes";
+    RxEntry into{};
+    ring.load_into(9, into);
+    EXPECT_EQ(std::memcmp(&into, &d, sizeof(d)), 0) << "load_into reads what load does";
+}
+
+TEST(RingView, FourByteCompletionsAreWordsOfTheirOwn) {
+    Block b(8);
+    CompletionRing done(b.base() + b.geometry.done_offset, 8);
+    for (uint32_t i = 0; i < 8; ++i) done.store(i, Completion{0x10000u * i + 7});
+    for (uint32_t i = 0; i < 8; ++i) {
+        uint32_t raw;
+        std::memcpy(&raw, b.base() + b.geometry.done_offset + kRingHeaderBytes + 4 * i, 4);
+        EXPECT_EQ(raw, 0x10000u * i + 7) << "entry " << i << " at 4 bytes a piece";
+        EXPECT_EQ(done.load(i).cookie, raw);
+    }
 }
 
 TEST(RingView, WordsLandWhereTheLayoutSays) {
@@ -67,10 +81,11 @@ TEST(RingView, WordsLandWhereTheLayoutSays) {
     EXPECT_EQ(at[0], 0x11111111u);
     EXPECT_EQ(at[1], 0x22222222u);
     EXPECT_EQ(at[2], kNeedWakeup);
-    rx.store(3, PacketDescriptor{7, 8, 9, 10, kSegmentFollows, 0});
-    PacketDescriptor d;
-    std::memcpy(&d, b.base() + kRingHeaderBytes + 3 * sizeof(PacketDescriptor), sizeof(d));
-    EXPECT_EQ(d.handle, 7u);
+    rx.store(3, RxEntry{8, 9, 10, 7, kSegmentFollows});
+    RxEntry d;
+    std::memcpy(&d, b.base() + kRingHeaderBytes + 3 * sizeof(RxEntry), sizeof(d));
+    EXPECT_EQ(d.block, 7u);
+    EXPECT_EQ(d.offset, 8u);
     EXPECT_EQ(d.cookie, 10u);
     EXPECT_EQ(d.flags, kSegmentFollows);
 }
@@ -81,13 +96,13 @@ TEST(RingView, IndicesRunFreeAcross2To32AndEntriesWrapByTheMask) {
     // A producer 3 short of wrapping, a consumer 5 behind it: 5 ready, then
     // 8 (full) across the wrap, then empty again.
     uint32_t prod = 0xFFFFFFFDu, cons = prod - 5;
-    for (uint32_t i = cons; i != prod; ++i) rx.store(i, PacketDescriptor{i, 0, 1, i});
+    for (uint32_t i = cons; i != prod; ++i) rx.store(i, RxEntry{0, 1, i, 0, 0});
     EXPECT_EQ(prod - cons, 5u);
-    for (int i = 0; i < 3; ++i, ++prod) rx.store(prod, PacketDescriptor{prod, 0, 1, prod});
+    for (int i = 0; i < 3; ++i, ++prod) rx.store(prod, RxEntry{0, 1, prod, 0, 0});
     EXPECT_EQ(prod, 0u) << "wrapped";
     EXPECT_EQ(prod - cons, 8u) << "full: the unsigned difference is still right";
     // Entry i is at i & 7: the eight live ones are the last eight written.
-    for (uint32_t i = cons; i != prod; ++i) EXPECT_EQ(rx.load(i).handle, uint64_t{i});
+    for (uint32_t i = cons; i != prod; ++i) EXPECT_EQ(rx.load(i).cookie, i);
     cons = prod;
     EXPECT_EQ(prod - cons, 0u) << "empty";
 }
@@ -105,11 +120,11 @@ TEST(RingView, TakingTheWakeupClearsTheFlagOnceAndOnlyWhenSet) {
 TEST(RingView, ABatchIsVisibleOnlyOnceItsIndexIsPublished) {
     Block b(16);
     ReceiveRing host(b.base(), 16), guest(b.base(), 16);
-    for (uint32_t i = 0; i < 4; ++i) host.store(i, PacketDescriptor{i + 1, 0, 1, i});
+    for (uint32_t i = 0; i < 4; ++i) host.store(i, RxEntry{0, 1, i + 1, 0, 0});
     EXPECT_EQ(guest.load_producer(), 0u) << "written, not yet published";
     host.store_producer(4);
     EXPECT_EQ(guest.load_producer(), 4u);
-    for (uint32_t i = 0; i < 4; ++i) EXPECT_EQ(guest.load(i).handle, i + 1);
+    for (uint32_t i = 0; i < 4; ++i) EXPECT_EQ(guest.load(i).cookie, i + 1);
 }
 
 }  // namespace

@@ -128,8 +128,8 @@ TEST_F(VmqMiniportBatch, BatchCallsOnAStoppedQueueDoNothing) {
 }
 
 
-std::vector<uint64_t> cookies_of(const std::vector<RxDescriptor>& ds) {
-    std::vector<uint64_t> c;
+std::vector<uint32_t> cookies_of(const std::vector<RxDescriptor>& ds) {
+    std::vector<uint32_t> c;
     for (const RxDescriptor& d : ds) c.push_back(d.cookie);
     return c;
 }
@@ -158,27 +158,27 @@ TEST_F(VmqMiniportBatch, GiveBackCookiesRefusesReplayedStaleAndForgedCookies) {
     make_packets(2, 100);
     std::vector<RxDescriptor> first;
     ASSERT_EQ(nic.receive_batch(kQueue, spans_, SIZE_MAX, first), 2u);
-    const uint64_t a = first[0].cookie, b = first[1].cookie;
+    const uint32_t a = first[0].cookie, b = first[1].cookie;
     // A replay inside one batch: the first is taken, the batch stops at the second.
-    const uint64_t replay[] = {a, a, b};
+    const uint32_t replay[] = {a, a, b};
     EXPECT_EQ(nic.give_back_cookies(kQueue, replay), 1u);
     EXPECT_EQ(nic.stats(kQueue).outstanding, 1u);
     // The slot of `a` is received into again (the last given back is reused
     // first): `a` is now of an old generation.
     std::vector<RxDescriptor> again;
     ASSERT_EQ(nic.receive_batch(kQueue, std::span(spans_).first(1), SIZE_MAX, again), 1u);
-    ASSERT_EQ(again[0].cookie & 0xffffffffu, a & 0xffffffffu) << "the same slot";
-    const uint64_t stale[] = {a};
+    ASSERT_EQ(again[0].cookie & 0xffffu, a & 0xffffu) << "the same slot";
+    const uint32_t stale[] = {a};
     EXPECT_EQ(nic.give_back_cookies(kQueue, stale), 0u);
     // Forged: no such slot; a free slot; a held slot of a generation to come.
-    const uint64_t no_slot[] = {uint64_t{4}};
-    const uint64_t free_slot[] = {(a & ~uint64_t{0xffffffffu}) | 3u};
-    const uint64_t future[] = {b + (uint64_t{1} << 32)};
+    const uint32_t no_slot[] = {4u};
+    const uint32_t free_slot[] = {(a & ~0xffffu) | 3u};
+    const uint32_t future[] = {b + (1u << 16)};
     EXPECT_EQ(nic.give_back_cookies(kQueue, no_slot), 0u);
     EXPECT_EQ(nic.give_back_cookies(kQueue, free_slot), 0u);
     EXPECT_EQ(nic.give_back_cookies(kQueue, future), 0u);
     EXPECT_EQ(nic.stats(kQueue).outstanding, 2u) << "nothing a refusal named was freed";
-    const uint64_t live[] = {b, again[0].cookie};
+    const uint32_t live[] = {b, again[0].cookie};
     EXPECT_EQ(nic.give_back_cookies(kQueue, live), 2u);
     EXPECT_EQ(nic.stats(kQueue).outstanding, 0u);
     nic.stop_queue(kQueue);
@@ -196,7 +196,7 @@ TEST_F(VmqMiniportBatch, QueueRefReceivesAndGivesBackAsTheQueueIdDoes) {
     std::vector<RxDescriptor> out(3);
     ASSERT_EQ(nic.receive_batch(q, spans_, SIZE_MAX, out.data()), 3u);
     EXPECT_EQ(nic.stats(kQueue).outstanding, 3u) << "the same queue as by its id";
-    const uint64_t forged[] = {out[0].cookie + (uint64_t{1} << 32)};
+    const uint32_t forged[] = {out[0].cookie + (1u << 16)};
     EXPECT_EQ(nic.give_back_cookies(q, forged), 0u) << "the same checks as by its id";
     EXPECT_EQ(nic.give_back_cookies(q, cookies_of(out)), 3u);
     EXPECT_EQ(nic.stats(kQueue).outstanding, 0u);

@@ -232,7 +232,7 @@ TEST_F(GuestProviderTest, MiniportTakesBackOnlyTheSlotsItGaveAndFreesItsBuffersO
     EXPECT_FALSE(nic.receive(1, pkt)) << "ring full";
     EXPECT_EQ(nic.stats(1).ring_full, 1u);
     auto forged = got[0];
-    forged.cookie ^= uint64_t{1} << 32;
+    forged.cookie ^= 1u << 16;
     EXPECT_FALSE(nic.give_back(1, forged)) << "stale generation";
     forged = got[0];
     forged.offset += 64;
