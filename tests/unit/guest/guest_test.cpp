@@ -239,6 +239,35 @@ TEST(Guest, BlocksOutsideGuestMemoryAreRefused) {
     EXPECT_EQ(st.packets, 1u);
 }
 
+// Ring entries name a block by its BLOCK_ADDED index: a second block
+// announced with an index another holds (or one past 16 bits) is refused,
+// and the index keeps naming the first, whose handle the reader is given.
+TEST(Guest, ABlockIndexAnotherBlockHoldsIsRefusedAndKeepsNamingTheFirst) {
+    FakeHost host([&](os::UniqueFd s) {
+        HostSide h;
+        handshake(h, std::move(s));
+        h.send_block(1, 0, 4096, 1);  // index 1
+        ASSERT_TRUE(h.channel.send(MessageType::BlockAdded, ipc::BlockAdded{0xB2, 8192, 4096, 1, 4, 1}));
+        ASSERT_TRUE(
+            h.channel.send(MessageType::BlockAdded, ipc::BlockAdded{0xB3, 16384, 4096, 1, 4, ipc::kMaxBlocks}));
+        std::memcpy(h.memory + 100, "first", 5);
+        std::memcpy(h.memory + 8192 + 100, "other", 5);
+        HostRingEnd r = h.attach_rings(1);
+        r.send({{1, 100, 5, 1}});
+        r.await_completions(1);
+        ASSERT_TRUE(h.channel.send(MessageType::Bye, ipc::Bye{}));
+    });
+    Seen seen;
+    Guest g = make_guest(seen);
+    g.connect(host.path());
+    EXPECT_EQ(g.run(), NDISSHM_STATUS_HOST_BYE);
+    host.join();
+    EXPECT_EQ(g.stats().bad_blocks, 2u) << "an index in use, an index past 16 bits";
+    ASSERT_EQ(seen.packets.size(), 1u);
+    EXPECT_EQ(seen.packets[0].handle, 1u) << "the handle BLOCK_ADDED paired with the index";
+    EXPECT_EQ(seen.contents[0], "first");
+}
+
 TEST(Guest, QueueEventsAndDetachForgetTheQueuesBlocks) {
     std::vector<ndisshm_guest_event> events;
     FakeHost host([&](os::UniqueFd s) {

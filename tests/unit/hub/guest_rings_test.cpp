@@ -375,6 +375,43 @@ TEST_F(GuestRingsTest, TheHostAsksForACompletionKickOnlyWhenItWantsOne) {
     EXPECT_EQ(guest_.done.load_flags(), 0u);
 }
 
+// Ring entries name blocks by the index BLOCK_ADDED gave them: fresh ones
+// first, a freed one last, so that an index names one block for as long as
+// it can.
+TEST(BlockIndexTest, IndicesGoOutInOrderAndAFreedOneIsReusedLast) {
+    BlockIndex blocks;
+    EXPECT_EQ(blocks.add(0xA), std::optional<uint16_t>(0));
+    EXPECT_EQ(blocks.add(0xB), std::optional<uint16_t>(1));
+    EXPECT_FALSE(blocks.add(0xA)) << "a block announced twice gets no second index";
+    blocks.remove(0xA);
+    EXPECT_FALSE(blocks.find(0xA));
+    EXPECT_EQ(blocks.add(0xC), std::optional<uint16_t>(2)) << "a fresh index before the freed 0";
+    EXPECT_EQ(blocks.find(0xB), std::optional<uint16_t>(1));
+    EXPECT_EQ(blocks.size(), 2u);
+}
+
+TEST(BlockIndexTest, NoMoreBlocksAtOnceThanA16BitIndexNames) {
+    BlockIndex blocks;
+    for (uint64_t h = 1; h <= kMaxBlocks; ++h) ASSERT_TRUE(blocks.add(h)) << h;
+    EXPECT_FALSE(blocks.add(kMaxBlocks + 1)) << "every index in use";
+    blocks.remove(5);  // index 4
+    EXPECT_EQ(blocks.add(kMaxBlocks + 1), std::optional<uint16_t>(4)) << "the freed one, once no fresh one is left";
+}
+
+TEST_F(MiniportCookieRingsTest, AQueueBlockNeverAnnouncedToTheGuestCannotBeMapped) {
+    const std::vector<nic::RxBlock> queue_blocks{{30, nullptr, 65536, 4}, {0x63, nullptr, 65536, 4}};
+    const std::string why = rings_->map_blocks(queue_blocks);
+    EXPECT_NE(why.find("block 0x63 of the queue was never announced"), std::string::npos) << why;
+}
+
+TEST_F(GuestRingsTest, OnlyDescriptorsOfBlocksTheGuestKnowsCanBePushed) {
+    index_of(1);
+    const PacketDescriptor known[] = {{1, 0, 64, 0, 0, 0}};
+    const PacketDescriptor unknown[] = {{1, 0, 64, 0, kSegmentFollows, 0}, {77, 0, 64, 0, 0, 0}};
+    EXPECT_TRUE(rings_->names_known_blocks(known));
+    EXPECT_FALSE(rings_->names_known_blocks(unknown)) << "one segment in a block never announced";
+}
+
 // A long run of completions, past what one delivery's batch gives back:
 // each accepted once, in order, and a replay deep in the run stops the reap
 // exactly there.

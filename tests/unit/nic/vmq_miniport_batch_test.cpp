@@ -185,6 +185,17 @@ TEST_F(VmqMiniportBatch, GiveBackCookiesRefusesReplayedStaleAndForgedCookies) {
     EXPECT_EQ(nic.give_back_cookies(kQueue, live), 0u) << "a stopped queue takes nothing back";
 }
 
+// A cookie names its slot in 16 bits, as the shared rings carry it.
+TEST_F(VmqMiniportBatch, AQueueOfMoreSlotsThanACookieNamesIsRefusedSayingWhatToChange) {
+    open_queue({sizeof(ndisshm_queue_params), 0, 0});
+    VmqMiniport nic(adapter_, {65, 65536, 64});  // 65 blocks of 1024 slots
+    std::string why;
+    EXPECT_EQ(nic.start_queue(kQueue, &why), NDIS_STATUS_INVALID_PARAMETER);
+    EXPECT_NE(why.find("66560 slots of 64 bytes; at most 65536"), std::string::npos) << why;
+    EXPECT_NE(why.find("fewer blocks or larger slots"), std::string::npos) << why;
+    EXPECT_EQ(nic.queue_ref(kQueue), nullptr) << "nothing started";
+}
+
 TEST_F(VmqMiniportBatch, QueueRefReceivesAndGivesBackAsTheQueueIdDoes) {
     open_queue({sizeof(ndisshm_queue_params), 0, 0});
     VmqMiniport nic(adapter_, {1, 8192, 2048});  // 4 slots
