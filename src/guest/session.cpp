@@ -358,8 +358,14 @@ NDIS_STATUS Session::wait(int timeout_ms) {
             const NDIS_STATUS c = control_now();
             return c == NDISSHM_STATUS_TIMEOUT ? NDIS_STATUS_SUCCESS : c;
         }
-        polls_since_control_ = 0;
-        if (const NDIS_STATUS c = control_now(); c != NDISSHM_STATUS_TIMEOUT) return c;
+        // Empty. A message may be what the caller waits for; a busy-polling
+        // caller spins here, and asks the socket (a system call, longer than
+        // a batch takes to arrive) once every kPollsPerControlCheck turns,
+        // not at each: its turns watch the ring, as a polling driver's do.
+        if (!busy_poll_ || ++polls_since_control_ >= kPollsPerControlCheck) {
+            polls_since_control_ = 0;
+            if (const NDIS_STATUS c = control_now(); c != NDISSHM_STATUS_TIMEOUT) return c;
+        }
         int left = -1;
         if (timeout_ms >= 0) {
             left = static_cast<int>(
