@@ -240,8 +240,9 @@ void GuestRings::push_with(F&& fill) {
     const uint32_t cookie = uint32_t{generation} << kCookieSlotBits | slot;
     for (uint8_t i = 0; i < o.segments; ++i) {
         const PacketDescriptor& d = o.seg[i];
-        // names_known_blocks() said yes; a block unknown after all would be
-        // named 0xffff, which no guest has.
+        // The caller checked names_known_blocks(): each is found. (A caller
+        // that did not would name index 0xffff, which a guest holds only
+        // with all 65536 indices in use, and refuses otherwise.)
         const uint16_t block = blocks_.find(d.handle).value_or(0xffff);
         rx_.store_words(rx_prod_++, entry_words(block, d.offset, d.length, cookie,
                                                 static_cast<uint16_t>(d.flags & kSegmentFollows)));
