@@ -17,6 +17,12 @@ constexpr uint32_t kCacheLine = 64;
 constexpr size_t kAhead = 8;
 // How much of the next packet's slot it asks for past the first line.
 constexpr size_t kAheadBytes = 2048;
+
+// A cookie: the slot in the low 16 bits, its generation in the high 16
+// (the header says why 32 bits); written and read only through these.
+constexpr uint32_t cookie_of(uint16_t generation, uint32_t slot) { return uint32_t{generation} << 16 | slot; }
+constexpr uint32_t slot_of(uint32_t cookie) { return cookie & 0xffffu; }
+constexpr uint32_t generation_of(uint32_t cookie) { return cookie >> 16; }
 }  // namespace
 
 // Defined here: callers hold it only as a QueueRef.
@@ -304,7 +310,7 @@ bool VmqMiniport::receive_locked(Queue& q, std::span<const std::byte> packet, Rx
     d.offset = s.offset;
     d.length = first;
     d.block = s.block;
-    d.cookie = uint32_t{s.generation} << 16 | index;
+    d.cookie = cookie_of(s.generation, index);
     d.segments = 1;  // `next` is read only when there are two: not written otherwise
     if (rest != 0) {
         const RxBlock& post = q.blocks[s.post_block];
@@ -339,10 +345,10 @@ size_t VmqMiniport::give_back_batch(NDIS_RECEIVE_QUEUE_ID queue, std::span<const
 }
 
 VmqMiniport::Slot* VmqMiniport::held_slot(Queue& q, uint32_t cookie) {
-    const uint32_t index = cookie & 0xffffu;
+    const uint32_t index = slot_of(cookie);
     if (!q.running || index >= q.slots.size()) return nullptr;
     Slot& s = q.slots[index];
-    return s.held && s.generation == (cookie >> 16) ? &s : nullptr;
+    return s.held && s.generation == generation_of(cookie) ? &s : nullptr;
 }
 
 bool VmqMiniport::give_back_locked(Queue& q, const RxDescriptor& d) {
@@ -356,7 +362,7 @@ bool VmqMiniport::give_back_locked(Queue& q, const RxDescriptor& d) {
     if (d.segments == 2 && (q.blocks[s.post_block].handle != d.next.handle ||
                             s.post_offset != d.next.offset || s.post_length != d.next.length))
         return false;
-    release_locked(q, *slot, d.cookie & 0xffffu);
+    release_locked(q, *slot, slot_of(d.cookie));
     return true;
 }
 
@@ -367,7 +373,7 @@ size_t VmqMiniport::give_back_cookies(NDIS_RECEIVE_QUEUE_ID queue, std::span<con
 size_t VmqMiniport::give_back_cookies(const QueueRef& queue, std::span<const uint32_t> cookies) {
     return give_back_each(queue, cookies, [](Queue& q, uint32_t cookie) {
         Slot* s = held_slot(q, cookie);
-        if (s != nullptr) release_locked(q, *s, cookie & 0xffffu);
+        if (s != nullptr) release_locked(q, *s, slot_of(cookie));
         return s != nullptr;
     });
 }
@@ -376,13 +382,13 @@ std::string VmqMiniport::why_refused(NDIS_RECEIVE_QUEUE_ID queue, uint32_t cooki
     auto q = find(queue);
     if (q == nullptr) return "names a queue (" + std::to_string(queue) + ") that is not running";
     std::lock_guard lock(q->mu);
-    const uint32_t index = cookie & 0xffffu;
+    const uint32_t index = slot_of(cookie);
     if (!q->running) return "names a queue (" + std::to_string(queue) + ") that is not running";
     if (index >= q->slots.size())
         return "names no slot (the queue has " + std::to_string(q->slots.size()) + ")";
     const Slot& s = q->slots[index];
     if (!s.held) return "names a packet the guest does not hold (given back twice, or never given)";
-    if (s.generation != (cookie >> 16))
+    if (s.generation != generation_of(cookie))
         return "is not of its slot's generation now (" + std::to_string(s.generation) +
                "): a replay of an earlier packet in that slot";
     return "is taken back now (it was not when refused)";
