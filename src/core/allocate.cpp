@@ -191,8 +191,7 @@ NDIS_STATUS Runtime::refuse(AllocCall& c, NDIS_STATUS status, bool report, ndiss
         if (c.readable && p->PreferredNode < NDISSHM_MAX_NODES) ++c.book.by_node[p->PreferredNode].failures;
         if (c.readable) ++c.book.by_usage[usage_slot(raw_usage(p))].failures;
         if (c.readable) {
-            auto it = c.adapter->queues.find(p->QueueId);
-            if (it != c.adapter->queues.end()) ++it->second->books[c.s].stats.failures;
+            if (Queue* q = c.adapter->queues.find(p->QueueId)) ++q->books[c.s].stats.failures;
         }
     }
     if (report)
@@ -233,13 +232,13 @@ NDIS_STATUS Runtime::admit(AllocCall& c) {
                          what + "; accepted, as Windows does, on " + describe(c.adapter));
 
     std::unique_lock lock(c.book.mu);
-    auto q = c.adapter->queues.find(p->QueueId);
-    if (q == c.adapter->queues.end() || q->second->closing) [[unlikely]] {
+    Queue* const q = c.adapter->queues.find(p->QueueId);
+    if (q == nullptr || q->closing) [[unlikely]] {
         lock.unlock();
         return refuse(c, NDIS_STATUS_INVALID_PARAMETER, true, NDISSHM_VIOLATION_BAD_PARAMETERS,
                       "QueueId " + std::to_string(p->QueueId) + " is not a receive queue");
     }
-    if (!q->second->complete) [[unlikely]] {
+    if (!q->complete) [[unlikely]] {
         lock.unlock();
         return refuse(c, NDIS_STATUS_INVALID_PARAMETER, true, NDISSHM_VIOLATION_BAD_PARAMETERS,
                       "queue " + std::to_string(p->QueueId) +

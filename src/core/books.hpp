@@ -45,6 +45,7 @@
 
 #include "base/cpu_lock.hpp"
 #include "core/intrusive_list.hpp"
+#include "core/queue_map.hpp"
 #include <ndis/ndis_shm.h>
 #include <ndisshm/host.h>
 #include "providers/provider.hpp"
@@ -300,7 +301,7 @@ struct Adapter {
     std::unique_ptr<Book[]> books;
 
     // All books locked to write, any one to read:
-    std::unordered_map<NDIS_RECEIVE_QUEUE_ID, std::unique_ptr<Queue>> queues;
+    QueueMap<Queue> queues;
     std::vector<Binding*> bindings;  // the bindings created on it (not own_binding)
     // A provider registered with the adapter handle itself rides on this one:
     // it serves queue 0 and every queue no providing binding owns.

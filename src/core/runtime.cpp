@@ -122,10 +122,10 @@ NDIS_STATUS Runtime::create_adapter(const char* name, Adapter** out) {
     Adapter* a = adapter_pool().create(this, name != nullptr ? name : "adapter" + std::to_string(index), index,
                                        book_count_);
     if (a == nullptr) return NDIS_STATUS_RESOURCES;
-    a->queues.emplace(NDIS_DEFAULT_RECEIVE_QUEUE_ID,
-                      std::make_unique<Queue>(NDIS_DEFAULT_RECEIVE_QUEUE_ID, book_count_));
+    Queue& q0 = a->queues.add(NDIS_DEFAULT_RECEIVE_QUEUE_ID,
+                              std::make_unique<Queue>(NDIS_DEFAULT_RECEIVE_QUEUE_ID, book_count_));
     a->cap.limit = config_.adapter_limit_bytes;
-    a->queues[NDIS_DEFAULT_RECEIVE_QUEUE_ID]->cap.limit = config_.queue_limit_bytes;
+    q0.cap.limit = config_.queue_limit_bytes;
     adapters_.push_back(a);
     *out = a;
     return NDIS_STATUS_SUCCESS;
@@ -214,8 +214,8 @@ NDIS_STATUS Runtime::create_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id, co
         return NDIS_STATUS_INVALID_PARAMETER;
     {
         AllBooks all(adapter);
-        if (id == NDIS_DEFAULT_RECEIVE_QUEUE_ID || adapter->queues.count(id) != 0) return NDIS_STATUS_INVALID_PARAMETER;
-        auto& q = adapter->queues.emplace(id, std::make_unique<Queue>(id, adapter->book_count)).first->second;
+        if (id == NDIS_DEFAULT_RECEIVE_QUEUE_ID || adapter->queues.contains(id)) return NDIS_STATUS_INVALID_PARAMETER;
+        Queue* q = &adapter->queues.add(id, std::make_unique<Queue>(id, adapter->book_count));
         q->cap.limit = config_.queue_limit_bytes;
         q->complete = false;
         q->owner = owner;
@@ -232,11 +232,10 @@ NDIS_STATUS Runtime::complete_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id) 
     Binding* binding;
     {
         AllBooks all(adapter);
-        auto it = adapter->queues.find(id);
-        if (it == adapter->queues.end() || it->second->complete || it->second->closing)
-            return NDIS_STATUS_INVALID_PARAMETER;
-        it->second->complete = true;
-        provider = provider_for(adapter, it->second.get(), &binding);
+        Queue* q = adapter->queues.find(id);
+        if (q == nullptr || q->complete || q->closing) return NDIS_STATUS_INVALID_PARAMETER;
+        q->complete = true;
+        provider = provider_for(adapter, q, &binding);
     }
     provider->attach_queue(id);
     if (binding != nullptr) binding->leave(0);
@@ -246,10 +245,10 @@ NDIS_STATUS Runtime::complete_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id) 
 NDIS_STATUS Runtime::queue_params(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id, ndisshm_queue_params* out,
                                   int* complete) {
     std::lock_guard lock(adapter->books[book_here(adapter->book_count)].mu);
-    auto it = adapter->queues.find(id);
-    if (it == adapter->queues.end()) return NDIS_STATUS_INVALID_PARAMETER;
-    if (out != nullptr) *out = {sizeof(ndisshm_queue_params), it->second->flags, it->second->lookahead_size};
-    if (complete != nullptr) *complete = it->second->complete ? 1 : 0;
+    const Queue* q = adapter->queues.find(id);
+    if (q == nullptr) return NDIS_STATUS_INVALID_PARAMETER;
+    if (out != nullptr) *out = {sizeof(ndisshm_queue_params), q->flags, q->lookahead_size};
+    if (complete != nullptr) *complete = q->complete ? 1 : 0;
     return NDIS_STATUS_SUCCESS;
 }
 
@@ -257,14 +256,13 @@ NDIS_STATUS Runtime::free_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id) {
     std::vector<Block*> left;
     {
         AllBooks all(adapter);
-        auto it = adapter->queues.find(id);
-        if (id == NDIS_DEFAULT_RECEIVE_QUEUE_ID || it == adapter->queues.end() || it->second->closing)
-            return NDIS_STATUS_INVALID_PARAMETER;
+        Queue* q = adapter->queues.find(id);
+        if (id == NDIS_DEFAULT_RECEIVE_QUEUE_ID || q == nullptr || q->closing) return NDIS_STATUS_INVALID_PARAMETER;
         // From here no allocation can link a block to this queue, so what we
         // collect now is all there will ever be.
-        it->second->closing = true;
+        q->closing = true;
         for (unsigned i = 0; i < adapter->book_count; ++i)
-            for (Block* b = it->second->books[i].blocks.front(); b != nullptr; b = QueueBlocks::next(b))
+            for (Block* b = q->books[i].blocks.front(); b != nullptr; b = QueueBlocks::next(b))
                 left.push_back(b);
     }
     reclaim(adapter, left, NDISSHM_VIOLATION_QUEUE_FREED_WITH_BLOCKS, "ndisshm_queue_free",
@@ -278,7 +276,7 @@ NDIS_STATUS Runtime::free_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id) {
         // blocks, and allocations admitted for it may still be inside their
         // provider (they hold on to the queue); it goes once both are done.
         auto busy = [&] {
-            const Queue& q = *adapter->queues.at(id);
+            const Queue& q = *adapter->queues.find(id);
             for (unsigned i = 0; i < adapter->book_count; ++i)
                 if (!q.books[i].blocks.empty() || q.books[i].pending_bytes != 0) return true;
             return false;
@@ -288,13 +286,13 @@ NDIS_STATUS Runtime::free_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id) {
             std::this_thread::yield();
             all.lock();
         }
-        if (!adapter->queues.at(id)->complete) {
+        if (!adapter->queues.find(id)->complete) {
             adapter->queues.erase(id);
             return NDIS_STATUS_SUCCESS;  // the provider never heard of it
         }
         // Set on every path that reaches the detach below: chosen under one
         // `if` and used after another, GCC -O2 could not tell (-Wmaybe-uninitialized).
-        provider = provider_for(adapter, adapter->queues.at(id).get(), &binding);
+        provider = provider_for(adapter, adapter->queues.find(id), &binding);
         adapter->queues.erase(id);
     }
     provider->detach_queue(id);
@@ -404,9 +402,9 @@ NDIS_STATUS Runtime::set_limit(Adapter* adapter, const NDIS_RECEIVE_QUEUE_ID* qu
         adapter->cap.reset(max_bytes, charged);
         return NDIS_STATUS_SUCCESS;
     }
-    auto it = adapter->queues.find(*queue_id);
-    if (it == adapter->queues.end() || it->second->closing) return NDIS_STATUS_INVALID_PARAMETER;
-    Queue& q = *it->second;
+    Queue* found = adapter->queues.find(*queue_id);
+    if (found == nullptr || found->closing) return NDIS_STATUS_INVALID_PARAMETER;
+    Queue& q = *found;
     for (unsigned i = 0; i < adapter->book_count; ++i) charged += q.books[i].stats.bytes + q.books[i].pending_bytes;
     q.cap.reset(max_bytes, charged);
     return NDIS_STATUS_SUCCESS;
@@ -437,9 +435,9 @@ NDIS_STATUS Runtime::adapter_stats(Adapter* adapter, ndisshm_adapter_stats* out)
 NDIS_STATUS Runtime::queue_stats(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id, ndisshm_usage_stats* out) {
     if (out == nullptr) return NDIS_STATUS_INVALID_PARAMETER;
     AllBooks all(adapter);
-    auto it = adapter->queues.find(id);
-    if (it == adapter->queues.end()) return NDIS_STATUS_INVALID_PARAMETER;
-    const Queue& q = *it->second;
+    const Queue* found = adapter->queues.find(id);
+    if (found == nullptr) return NDIS_STATUS_INVALID_PARAMETER;
+    const Queue& q = *found;
     *out = sum_level(adapter->book_count, q.peak, [&](unsigned i) -> const Tally& { return q.books[i].stats; });
     return NDIS_STATUS_SUCCESS;
 }
