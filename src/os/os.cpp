@@ -9,6 +9,7 @@
 #include <numaif.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/rseq.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -225,10 +226,21 @@ Status set_idle_priority() {
     return Ok{};
 }
 
-unsigned current_cpu() {
+namespace detail {
+
+// struct rseq's cpu_id (<linux/rseq.h>: after the 32-bit cpu_id_start), if
+// glibc registered an area at least that long. Read once, at load: glibc
+// settles both values before any constructor of ours runs.
+const std::ptrdiff_t rseq_cpu_id_offset =
+    __rseq_size >= offsetof(struct rseq, cpu_id) + sizeof(uint32_t) ? __rseq_offset + offsetof(struct rseq, cpu_id)
+                                                                     : 0;
+
+unsigned current_cpu_by_call() {
     const int cpu = ::sched_getcpu();
     return cpu >= 0 ? static_cast<unsigned>(cpu) : 0u;
 }
+
+}  // namespace detail
 
 unsigned node_of_cpu(unsigned cpu) {
     // CPUs and nodes do not change under a running process (hotplug aside, which then reads as node 0).
