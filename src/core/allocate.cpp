@@ -247,7 +247,7 @@ NDIS_STATUS Runtime::admit(AllocCall& c) {
     }
     // Caps count what is outstanding plus what other threads are being given
     // right now, so two racing calls cannot both slip under one.
-    Queue& queue = *q->second;
+    Queue& queue = *q;
     const uint64_t len = p->Length;
     const char* over = nullptr;
     uint64_t limit = 0, used = 0;
@@ -403,7 +403,14 @@ Runtime::Link Runtime::link_in_book(AllocCall& c, bool all) {
     b->token = c.grant.token;
     // As much of the structure as ndis.sys reads: revision 1's fields always
     // (the Header is not checked), VPortId when the Header says revision 2.
-    std::memcpy(&b->params, p, params_bytes(p));
+    // Two copies of fixed size, not one of params_bytes(p): a length known only
+    // at run time made `rep movsq`, whose start-up was 18% of this function.
+    constexpr size_t kRev1 = NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_1;
+    constexpr size_t kRev2 = NDIS_SIZEOF_SHARED_MEMORY_PARAMETERS_REVISION_2;
+    std::memcpy(&b->params, p, kRev1);
+    if (params_bytes(p) == kRev2)
+        std::memcpy(reinterpret_cast<unsigned char*>(&b->params) + kRev1,
+                    reinterpret_cast<const unsigned char*>(p) + kRev1, kRev2 - kRev1);
     b->params.SharedMemoryHandle = b;
     b->first_address = static_cast<uint64_t>(p->SGListBuffer->Elements[0].Address.QuadPart);
     b->node = c.grant.node;

@@ -8,7 +8,9 @@
 
 namespace ndisshm::core {
 namespace {
-thread_local KIRQL t_irql = PASSIVE_LEVEL;
+// initial-exec: read on every NDIS call; the general model would call __tls_get_addr
+// (perf: 2.5% of a same-owner pair). The library is linked, not dlopen'ed late.
+[[gnu::tls_model("initial-exec")]] thread_local KIRQL t_irql = PASSIVE_LEVEL;
 }
 KIRQL current_irql() { return t_irql; }
 }  // namespace ndisshm::core
