@@ -177,7 +177,8 @@ Result<ArenaBlock> Arena::allocate_cached(uint64_t pages, uint64_t owner) {
     }
     slot_lock.unlock();
     if (wake_zeroer) config_.zeroer->poke();
-    return hand_out(CpuCache::entry_page(e), pages, owner, clean || mine, true);
+    // A hit is a block freed on this CPU a moment ago (the stacks are short): likely still in its caches.
+    return hand_out(CpuCache::entry_page(e), pages, owner, clean || mine, true, missed ? Warmth::Cold : Warmth::Warm);
 }
 
 Result<unsigned> Arena::refill(CpuCache::Slot& slot, uint64_t pages, bool clean_only) {
@@ -260,13 +261,14 @@ Result<ArenaBlock> Arena::allocate_uncached(uint64_t pages, bool within_huge_pag
     return no_room(pages << unit_shift_);
 }
 
-ArenaBlock Arena::hand_out(uint64_t first_page, uint64_t pages, uint64_t owner, bool clean, bool counted) {
+ArenaBlock Arena::hand_out(uint64_t first_page, uint64_t pages, uint64_t owner, bool clean, bool counted,
+                           Warmth warmth) {
     const ArenaBlock block{first_page << unit_shift_, pages << unit_shift_, base_ + (first_page << unit_shift_)};
     if (!clean) {
         // Reused memory may hold another owner's data: no byte crosses from one owner to the next.
         // Hugetlb pages are never released (see zeroing.hpp).
         const ZeroMethod how =
-            zero_block(fd_.get(), base_, block.offset, block.length, release_from_, !config_.huge_pages);
+            zero_block(fd_.get(), base_, block.offset, block.length, release_from_, !config_.huge_pages, warmth);
         const ZeroMethod foretold = zero_method(block.length);
         if (!counted || how != foretold) {
             CpuCache::Slot& slot = cache_.local();

@@ -172,8 +172,10 @@ private:
     // Makes memory available under [0, end_bytes): grows the file or commits huge pages. Under mu_.
     Status commit_locked(uint64_t end_bytes);
     // Zeroes the block unless `clean`, and marks it live for `owner`. `counted`: its zeroing was already
-    // counted in a slot, as zero_method() foretold (under the slot lock, on the cache's path).
-    ArenaBlock hand_out(uint64_t first_page, uint64_t pages, uint64_t owner, bool clean, bool counted);
+    // counted in a slot, as zero_method() foretold (under the slot lock, on the cache's path). `warmth`:
+    // whether it was freed on this CPU a moment ago (zeroing.hpp: how that changes the clear).
+    ArenaBlock hand_out(uint64_t first_page, uint64_t pages, uint64_t owner, bool clean, bool counted,
+                        Warmth warmth = Warmth::Cold);
     // How a reused block of `length` bytes will be zeroed, unless the kernel refuses a punch.
     ZeroMethod zero_method(uint64_t length) const {
         return !config_.huge_pages && length >= release_from_ ? ZeroMethod::Release : ZeroMethod::Memset;

@@ -1,7 +1,12 @@
 // Zeroing of reused memory: memset below the threshold, pages released (punched) at and above it, and
 // counted either way. Memory never handed out before is not cleared at all.
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <sys/stat.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
 
 #include "memory/arena.hpp"
 #include "memory/zeroing.hpp"
@@ -109,6 +114,61 @@ TEST(Zeroing, CachedBlocksAreCountedByTheWayTheyWereReallyZeroed) {
         const ArenaStats after = arena->stats();
         EXPECT_EQ(after.zeroed_by_release_bytes - before.zeroed_by_release_bytes, refused ? 0 : threshold);
         EXPECT_EQ(after.zeroed_by_memset_bytes - before.zeroed_by_memset_bytes, refused ? threshold : 0);
+        ASSERT_TRUE(arena->free(b->offset, b->length));
+    }
+}
+
+// clear_bytes takes the vector loop only for warm, 128-byte multiples up to kVectorClearMaxBytes; every
+// other case is memset. Each must clear exactly its range: not a byte short, not a byte past either end.
+TEST(Zeroing, ClearBytesClearsExactlyItsRangeByEitherWay) {
+    constexpr uint64_t kGuard = 256;
+    const uint64_t lengths[] = {128, 4096, 4096 * 3, kVectorClearMaxBytes, kVectorClearMaxBytes + 4096, 100, 4096 + 64};
+    std::vector<unsigned char> buf(kVectorClearMaxBytes + 2 * 4096 + 2 * kGuard + 128);
+    // 128-aligned start, so the warm multiples of 128 really take the loop; +64 makes one misaligned.
+    const auto base = (reinterpret_cast<uintptr_t>(buf.data()) + kGuard + 127) & ~uintptr_t{127};
+    for (const Warmth warmth : {Warmth::Warm, Warmth::Cold}) {
+        for (const uint64_t misalign : {uint64_t{0}, uint64_t{64}}) {
+            for (const uint64_t length : lengths) {
+                std::fill(buf.begin(), buf.end(), 0xA5);
+                auto* p = reinterpret_cast<unsigned char*>(base + misalign);
+                clear_bytes(reinterpret_cast<std::byte*>(p), length, warmth);
+                const std::string what = "length " + std::to_string(length) + ", misaligned by " +
+                                         std::to_string(misalign) + (warmth == Warmth::Warm ? ", warm" : ", cold");
+                EXPECT_EQ(first_nonzero(p, length), length) << what;
+                for (uint64_t i = 1; i <= kGuard; ++i) {
+                    ASSERT_EQ(p[-static_cast<ptrdiff_t>(i)], 0xA5) << what << ": cleared " << i << " bytes before";
+                    ASSERT_EQ(p[length + i - 1], 0xA5) << what << ": cleared " << i << " bytes past the end";
+                }
+            }
+        }
+    }
+}
+
+// The arena's cache hits are warm: a block another owner freed a moment ago is cleared by the loop (where
+// the CPU has AVX2), and must read as zero all the same, at every size the caches hold.
+TEST(Zeroing, AWarmBlockFromAnotherOwnerReadsZeroAtEveryCachedSize) {
+    // On one CPU throughout, so that each free and the allocation after it meet in the same cache.
+    cpu_set_t old, one;
+    ASSERT_EQ(sched_getaffinity(0, sizeof(old), &old), 0);
+    CPU_ZERO(&one);
+    CPU_SET(static_cast<int>(os::current_cpu()), &one);
+    ASSERT_EQ(sched_setaffinity(0, sizeof(one), &one), 0);
+    struct Restore {
+        cpu_set_t* mask;
+        ~Restore() { sched_setaffinity(0, sizeof(*mask), mask); }
+    } restore{&old};
+    auto arena = make_arena(uint64_t{64} << 20, UINT64_MAX, true);
+    ASSERT_TRUE(arena);
+    for (uint64_t pages = 1; pages <= CpuCache::kMaxPages; ++pages) {
+        const uint64_t bytes = pages * os::page_size();
+        auto a = arena->allocate(bytes, false, /*owner=*/1);
+        ASSERT_TRUE(a);
+        fill_pattern(a->address, a->length, pages);
+        ASSERT_TRUE(arena->free(a->offset, a->length));
+        auto b = arena->allocate(bytes, false, /*owner=*/2);
+        ASSERT_TRUE(b);
+        EXPECT_EQ(b->offset, a->offset) << "the same block, back from this CPU's cache";
+        EXPECT_EQ(first_nonzero(b->address, b->length), b->length) << pages << " pages";
         ASSERT_TRUE(arena->free(b->offset, b->length));
     }
 }
