@@ -138,6 +138,46 @@ TEST(GuestRing, ASleepingGuestAsksForAKickAndIsWokenByIt) {
     }
 }
 
+// wait reads the clock only once the rings are empty, and a busy poller only
+// every 64 turns after that: the timeout must hold all the same, in both
+// modes, and a zero timeout must return at once.
+TEST(GuestRing, AWaitWithNothingComingEndsAtItsTimeoutInBothModes) {
+    for (const bool busy : {false, true}) {
+        std::atomic<bool> done{false};
+        FakeHost host([&](os::UniqueFd s) {
+            HostSide h;
+            handshake(h, std::move(s));
+            h.send_block(1, 0, 4096, 1);
+            HostRingEnd r = h.attach_rings(1);
+            while (!done) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            ASSERT_TRUE(h.channel.send(MessageType::Bye, ipc::Bye{}));
+        });
+        ndisshm_guest_config c;
+        ndisshm_guest_config_init(&c);
+        c.name = busy ? "busy-waiter" : "waiter";
+        c.memory_bytes = kMemory;
+        c.flags = busy ? NDISSHM_GUEST_BUSY_POLL : 0;
+        ndisshm_guest* g = nullptr;
+        ASSERT_EQ(ndisshm_guest_create(&c, &g, nullptr, 0), NDIS_STATUS_SUCCESS);
+        ASSERT_EQ(ndisshm_guest_connect(g, host.path().c_str(), 5000, nullptr, 0), NDIS_STATUS_SUCCESS);
+        for (int i = 0; i < 3; ++i) EXPECT_EQ(ndisshm_guest_poll(g, 5000, nullptr, 0), NDIS_STATUS_SUCCESS);
+        const char* mode = busy ? "busy polling" : "interrupt mode";
+        auto t0 = std::chrono::steady_clock::now();
+        EXPECT_EQ(ndisshm_guest_wait(g, 0, nullptr, 0), NDISSHM_STATUS_TIMEOUT) << mode;
+        EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(1)) << mode << ": a zero timeout";
+        t0 = std::chrono::steady_clock::now();
+        EXPECT_EQ(ndisshm_guest_wait(g, 50, nullptr, 0), NDISSHM_STATUS_TIMEOUT) << mode;
+        const auto waited = std::chrono::steady_clock::now() - t0;
+        EXPECT_GE(waited, std::chrono::milliseconds(50)) << mode << ": returned before its timeout";
+        EXPECT_LT(waited, std::chrono::seconds(5)) << mode << ": kept waiting past its timeout";
+        done = true;
+        while (ndisshm_guest_poll(g, 5000, nullptr, 0) >= 0) {
+        }
+        host.join();
+        ndisshm_guest_destroy(g);
+    }
+}
+
 TEST(GuestRing, TheFdBecomesReadableWhenPacketsArriveAfterAnArmedWait) {
     std::atomic<bool> armed{false};
     FakeHost host([&](os::UniqueFd s) {
