@@ -29,7 +29,9 @@
 // holds its outstanding plus in-flight bytes, and an allocation is admitted
 // by compare-and-swap on it. Without a cap nothing shared is written.
 //
-// Providers are never called with any of these locks held.
+// Providers are never called with any of these locks held, but one: NDIS's own
+// memory (the default provider) runs under the book lock that admitted the
+// call (allocate.cpp says why it may).
 #pragma once
 
 #include <atomic>

@@ -123,6 +123,7 @@ private:
     NDIS_STATUS admit(AllocCall& c);
     NDIS_STATUS ask_provider(AllocCall& c);
     NDIS_STATUS check_grant(AllocCall& c);
+    static void let_go(AllocCall& c);
     NDIS_STATUS link(AllocCall& c);
     Link link_in_book(AllocCall& c, bool all);
     [[gnu::cold]] [[gnu::noinline]] NDIS_STATUS provider_refused(AllocCall& c, providers::ProviderStatus ps);
