@@ -293,8 +293,9 @@ typedef struct ndisshm_hub_stats {
  * @param stats receives them; may be NULL */
 NDISSHM_API void ndisshm_hub_get_stats(const ndisshm_hub *hub, ndisshm_hub_stats *stats);
 
-/** Waits until at least `count` guests are running, or timeout_ms passes
- * (< 0: forever). 1 if they are, 0 otherwise.
+/** Waits until at least `count` guests are running and ready for packets
+ * (their handshake done, rings attached: a delivery to their queue can
+ * land), or timeout_ms passes (< 0: forever). 1 if they are, 0 otherwise.
  * @param hub from ndisshm_hub_create
  * @param count guests to wait for
  * @param timeout_ms < 0: forever

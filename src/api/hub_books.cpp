@@ -116,7 +116,9 @@ void ndisshm_hub_get_stats(const ndisshm_hub* h, ndisshm_hub_stats* out) {
 int ndisshm_hub_wait_guests(const ndisshm_hub* h, uint32_t count, int timeout_ms) {
     if (h == nullptr || !h->hub) return 0;
     const auto& hub = *h->hub;
-    return hub.wait_until([&] { return hub.stats().running >= count; }, timeout_ms < 0 ? INT_MAX : timeout_ms) ? 1 : 0;
+    // Ready, not merely running: the rings come last in the handshake, and a
+    // caller that delivers as soon as this returns must not find them missing.
+    return hub.wait_until([&] { return hub.ready_guests() >= count; }, timeout_ms < 0 ? INT_MAX : timeout_ms) ? 1 : 0;
 }
 
 }  // extern "C"

@@ -489,6 +489,22 @@ GuestHubStats GuestHub::stats() const {
     return s;
 }
 
+size_t GuestHub::ready_guests() const {
+    std::vector<SessionPtr> owners;
+    {
+        std::lock_guard lock(mu_);
+        for (const auto& [q, s] : queue_owner_) owners.push_back(s);
+    }
+    // Each session's lock on its own, never under the hub's (deliver takes
+    // them in that order too: the hub's, released, then the session's).
+    size_t ready = 0;
+    for (const SessionPtr& s : owners) {
+        std::lock_guard lock(s->mu);
+        if (s->accepting && s->rings != nullptr) ++ready;
+    }
+    return ready;
+}
+
 std::vector<std::string> GuestHub::closed_reasons() const {
     std::lock_guard lock(mu_);
     return closed_reasons_;

@@ -190,6 +190,10 @@ public:
     uint32_t ring_size() const { return config_.ring_size; }
     std::vector<GuestInfo> guests() const;
     GuestHubStats stats() const;
+    // Guests whose rings are attached: the end of the handshake, from which a
+    // delivery to their queue can land. (stats().running counts a guest from
+    // the moment its queue is assigned, some messages earlier.)
+    size_t ready_guests() const;
     // Why each session ended, oldest first (at most the last 256).
     std::vector<std::string> closed_reasons() const;
     // Waits until `done()` holds (checked after each session event) or
