@@ -98,6 +98,14 @@ inline void handshake(HostSide& h, os::UniqueFd socket) {
     ASSERT_TRUE(h.channel.send(MessageType::MemoryAck, ipc::MemoryAck{h.set.size}));
 }
 
+// The start most tests' hosts share: the handshake, one 4 KiB receive block
+// (index 1, at offset 0, for queue 1) and queue 1's rings.
+inline HostRingEnd one_block_and_rings(HostSide& h, os::UniqueFd socket) {
+    handshake(h, std::move(socket));
+    h.send_block(1, 0, 4096, 1);
+    return h.attach_rings(1);
+}
+
 struct Seen {
     std::vector<GuestPacket> packets;
     std::vector<std::string> contents;

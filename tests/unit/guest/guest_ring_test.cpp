@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -13,14 +14,33 @@
 namespace ndisshm::test {
 namespace {
 
+// A C guest, in interrupt mode or busy polling, connected to the fake host at
+// `path` and through the handshake's three polls (queue, block, rings);
+// nullptr, with the failure recorded, if it got no further.
+ndisshm_guest* connect_c_guest(const char* name, bool busy, const std::string& path) {
+    ndisshm_guest_config c;
+    ndisshm_guest_config_init(&c);
+    c.name = name;
+    c.memory_bytes = kMemory;
+    c.flags = busy ? NDISSHM_GUEST_BUSY_POLL : 0;
+    ndisshm_guest* g = nullptr;
+    EXPECT_EQ(ndisshm_guest_create(&c, &g, nullptr, 0), NDIS_STATUS_SUCCESS);
+    if (g == nullptr) return nullptr;
+    if (ndisshm_guest_connect(g, path.c_str(), 5000, nullptr, 0) != NDIS_STATUS_SUCCESS) {
+        ADD_FAILURE() << name << ": connect failed";
+        ndisshm_guest_destroy(g);
+        return nullptr;
+    }
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(ndisshm_guest_poll(g, 5000, nullptr, 0), NDIS_STATUS_SUCCESS);
+    return g;
+}
+
 TEST(GuestRing, RxBurstHoldsPacketsUntilTheyAreReturned) {
     std::atomic<bool> attached{false}, sent{false}, returned_two{false}, taken{false};
     std::vector<uint32_t> first, second;
     FakeHost host([&](os::UniqueFd s) {
         HostSide h;
-        handshake(h, std::move(s));
-        h.send_block(1, 0, 4096, 1);
-        HostRingEnd r = h.attach_rings(1);
+        HostRingEnd r = one_block_and_rings(h, std::move(s));
         while (!attached) std::this_thread::yield();
         std::memcpy(h.memory + 64, "abc", 3);
         r.send({{1, 0, 8, 1}, {1, 64, 3, 2}, {1, 128, 8, 3}});
@@ -64,9 +84,7 @@ TEST(GuestRing, TheCppGuestReceivesBurstsAndGivesThemBack) {
     std::vector<uint32_t> back;
     FakeHost host([&](os::UniqueFd s) {
         HostSide h;
-        handshake(h, std::move(s));
-        h.send_block(1, 0, 4096, 1);
-        HostRingEnd r = h.attach_rings(1);
+        HostRingEnd r = one_block_and_rings(h, std::move(s));
         while (!attached) std::this_thread::yield();
         r.send({{1, 0, 8, 5}, {1, 64, 8, 6}});
         back = r.await_completions(2);
@@ -100,9 +118,7 @@ TEST(GuestRing, ASleepingGuestAsksForAKickAndIsWokenByIt) {
         bool flag_seen = false;
         FakeHost host([&](os::UniqueFd s) {
             HostSide h;
-            handshake(h, std::move(s));
-            h.send_block(1, 0, 4096, 1);
-            HostRingEnd r = h.attach_rings(1);
+            HostRingEnd r = one_block_and_rings(h, std::move(s));
             while (!attached) std::this_thread::yield();
             // The guest is (or is about to be) in its wait.
             const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
@@ -114,15 +130,8 @@ TEST(GuestRing, ASleepingGuestAsksForAKickAndIsWokenByIt) {
             r.await_completions(1);
             ASSERT_TRUE(h.channel.send(MessageType::Bye, ipc::Bye{}));
         });
-        ndisshm_guest_config c;
-        ndisshm_guest_config_init(&c);
-        c.name = "sleeper";
-        c.memory_bytes = kMemory;
-        c.flags = busy ? NDISSHM_GUEST_BUSY_POLL : 0;
-        ndisshm_guest* g = nullptr;
-        ASSERT_EQ(ndisshm_guest_create(&c, &g, nullptr, 0), NDIS_STATUS_SUCCESS);
-        ASSERT_EQ(ndisshm_guest_connect(g, host.path().c_str(), 5000, nullptr, 0), NDIS_STATUS_SUCCESS);
-        for (int i = 0; i < 3; ++i) EXPECT_EQ(ndisshm_guest_poll(g, 5000, nullptr, 0), NDIS_STATUS_SUCCESS);
+        ndisshm_guest* g = connect_c_guest("sleeper", busy, host.path());
+        ASSERT_NE(g, nullptr);
         attached = true;
         const auto t0 = std::chrono::steady_clock::now();
         EXPECT_EQ(ndisshm_guest_poll(g, 10000, nullptr, 0), NDIS_STATUS_SUCCESS);
@@ -146,21 +155,12 @@ TEST(GuestRing, AWaitWithNothingComingEndsAtItsTimeoutInBothModes) {
         std::atomic<bool> done{false};
         FakeHost host([&](os::UniqueFd s) {
             HostSide h;
-            handshake(h, std::move(s));
-            h.send_block(1, 0, 4096, 1);
-            HostRingEnd r = h.attach_rings(1);
+            HostRingEnd r = one_block_and_rings(h, std::move(s));
             while (!done) std::this_thread::sleep_for(std::chrono::milliseconds(1));
             ASSERT_TRUE(h.channel.send(MessageType::Bye, ipc::Bye{}));
         });
-        ndisshm_guest_config c;
-        ndisshm_guest_config_init(&c);
-        c.name = busy ? "busy-waiter" : "waiter";
-        c.memory_bytes = kMemory;
-        c.flags = busy ? NDISSHM_GUEST_BUSY_POLL : 0;
-        ndisshm_guest* g = nullptr;
-        ASSERT_EQ(ndisshm_guest_create(&c, &g, nullptr, 0), NDIS_STATUS_SUCCESS);
-        ASSERT_EQ(ndisshm_guest_connect(g, host.path().c_str(), 5000, nullptr, 0), NDIS_STATUS_SUCCESS);
-        for (int i = 0; i < 3; ++i) EXPECT_EQ(ndisshm_guest_poll(g, 5000, nullptr, 0), NDIS_STATUS_SUCCESS);
+        ndisshm_guest* g = connect_c_guest(busy ? "busy-waiter" : "waiter", busy, host.path());
+        ASSERT_NE(g, nullptr);
         const char* mode = busy ? "busy polling" : "interrupt mode";
         auto t0 = std::chrono::steady_clock::now();
         EXPECT_EQ(ndisshm_guest_wait(g, 0, nullptr, 0), NDISSHM_STATUS_TIMEOUT) << mode;
@@ -182,9 +182,7 @@ TEST(GuestRing, TheFdBecomesReadableWhenPacketsArriveAfterAnArmedWait) {
     std::atomic<bool> armed{false};
     FakeHost host([&](os::UniqueFd s) {
         HostSide h;
-        handshake(h, std::move(s));
-        h.send_block(1, 0, 4096, 1);
-        HostRingEnd r = h.attach_rings(1);
+        HostRingEnd r = one_block_and_rings(h, std::move(s));
         while (!armed) std::this_thread::yield();
         r.send({{1, 0, 8, 1}});
         r.await_completions(1);
@@ -211,9 +209,7 @@ TEST(GuestRing, TheFdBecomesReadableWhenPacketsArriveAfterAnArmedWait) {
 TEST(GuestRing, AnImpossibleRingIndexFromTheHostEndsTheSession) {
     FakeHost host([&](os::UniqueFd s) {
         HostSide h;
-        handshake(h, std::move(s));
-        h.send_block(1, 0, 4096, 1);
-        HostRingEnd r = h.attach_rings(1);
+        HostRingEnd r = one_block_and_rings(h, std::move(s));
         r.rx.store_producer(65);  // 65 entries ready in a ring of 64
         (void)h.channel.receive(5000);  // until the guest hangs up
     });

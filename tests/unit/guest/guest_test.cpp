@@ -324,9 +324,7 @@ TEST(Guest, PacketsPublishedTogetherAreTakenInOnePoll) {
     std::vector<uint32_t> returned;
     FakeHost host([&](os::UniqueFd s) {
         HostSide h;
-        handshake(h, std::move(s));
-        h.send_block(1, 0, 4096, 1);
-        HostRingEnd r = h.attach_rings(1);
+        HostRingEnd r = one_block_and_rings(h, std::move(s));
         while (!attached) std::this_thread::yield();
         r.send({{1, 0, 8, 1}, {1, 64, 8, 2}});
         r.send({{1, 128, 8, 3}});
@@ -380,9 +378,7 @@ TEST(Guest, LastWordsAfterPacketsAreRead) {
     // then the BYE, which explains the end.
     FakeHost host([&](os::UniqueFd s) {
         HostSide h;
-        handshake(h, std::move(s));
-        h.send_block(1, 0, 4096, 1);
-        HostRingEnd r = h.attach_rings(1);
+        HostRingEnd r = one_block_and_rings(h, std::move(s));
         r.send({{1, 0, 8, 7}});
         ASSERT_TRUE(h.channel.send(MessageType::Bye, ipc::Bye{}));
     });
@@ -525,9 +521,7 @@ TEST(Guest, AHandlerExceptionIsRethrownAndTheBatchStillGoesBack) {
     std::atomic<bool> attached{false};
     FakeHost host([&](os::UniqueFd s) {
         HostSide h;
-        handshake(h, std::move(s));
-        h.send_block(1, 0, 4096, 1);
-        HostRingEnd r = h.attach_rings(1);
+        HostRingEnd r = one_block_and_rings(h, std::move(s));
         while (!attached) std::this_thread::yield();
         r.send({{1, 0, 8, 1}, {1, 8, 8, 2}});
         returned = r.await_completions(2).size();
