@@ -30,6 +30,20 @@
 //   pair/ndisshm_cross_owner_zero_ahead/...
 //     the same with the background zeroer on (NDISSHM_ZERO_AHEAD_ON): it needs
 //     a CPU the benchmark's thread leaves idle (2 or more CPUs).
+//   pair/ndisshm_cross_owner_paired/bytes:B/outstanding:N/real_time
+//     issue 15's two cross-owner ratios measured so that a machine's change of
+//     speed cannot fall between the figures: each iteration times kPairedChunk
+//     cross-owner pairs (as above), then kPairedChunk memsets of a warm B-byte
+//     buffer (zero/memset's work), then kPairedChunk calloc pairs with N callocs
+//     held (pair/calloc's work), a few hundred microseconds in all. Counters:
+//     `vs_memset` and `vs_calloc`, the medians over the iterations of each
+//     iteration's ratio; `ndisshm_ns`, `memset_ns`, `calloc_ns`, the medians
+//     of each chunk's time per operation. The time column is one whole
+//     iteration (3 x kPairedChunk operations): only the counters compare.
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -63,8 +77,12 @@ void BM_NdisPair(benchmark::State& state, Layout layout, NODE_REQUIREMENT node) 
         for (int i = 0; i < runtimes; ++i) b->beds.push_back(std::make_unique<Testbed>(o));
         for (int t = 0; t < state.threads(); ++t) {
             switch (layout) {
-                case Layout::SharedAdapter: b->adapter_of_thread.push_back(b->beds[0]->adapter()); break;
-                case Layout::AdapterPerThread: b->adapter_of_thread.push_back(b->beds[0]->adapter(t)); break;
+                case Layout::SharedAdapter:
+                    b->adapter_of_thread.push_back(b->beds[0]->adapter());
+                    break;
+                case Layout::AdapterPerThread:
+                    b->adapter_of_thread.push_back(b->beds[0]->adapter(t));
+                    break;
                 case Layout::RuntimePerThread:
                     b->adapter_of_thread.push_back(b->beds[static_cast<size_t>(t)]->adapter());
                     break;
@@ -130,16 +148,114 @@ void BM_NdisCrossOwner(benchmark::State& state, bool zero_ahead) {
     const ndisshm_memory_stats after = bed.memory();
     const auto n = static_cast<double>(state.iterations());
     const double reuses = static_cast<double>(after.owner_reuses - before.owner_reuses);
-    const double zeroed = static_cast<double>((after.zeroed_by_memset_bytes - before.zeroed_by_memset_bytes) +
-                                              (after.zeroed_by_release_bytes - before.zeroed_by_release_bytes));
+    const double zeroed =
+        static_cast<double>((after.zeroed_by_memset_bytes - before.zeroed_by_memset_bytes) +
+                            (after.zeroed_by_release_bytes - before.zeroed_by_release_bytes));
     state.counters["owner_reuse"] = reuses / n;
     state.counters["zeroed_in_call"] = zeroed / (n * length);
-    state.counters["pre_zeroed"] = static_cast<double>(after.served_pre_zeroed - before.served_pre_zeroed) / n;
+    state.counters["pre_zeroed"] =
+        static_cast<double>(after.served_pre_zeroed - before.served_pre_zeroed) / n;
     state.SetItemsProcessed(state.iterations());
     state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(length));
     if (reuses > 0.01 * n) state.SkipWithError("blocks did not change hands: not a cross-owner figure");
     fail_on_violations(state, bed);
     g_cross.teardown(state);
+}
+
+constexpr int kPairedChunk = 200;
+
+double median_of(std::vector<double> v) {
+    if (v.empty()) return 0;
+    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+    return v[v.size() / 2];
+}
+
+struct PairedBed {
+    PairedBed(const TestbedOptions& o, size_t bytes, int64_t outstanding)
+        : cross(o), floor(bytes, 1), calloc_held(static_cast<size_t>(outstanding), nullptr) {
+        for (void*& p : calloc_held)
+            if ((p = std::calloc(1, bytes)) == nullptr) die("outstanding calloc failed");
+    }
+    ~PairedBed() {
+        for (void* p : calloc_held) std::free(p);
+    }
+    PairedBed(const PairedBed&) = delete;
+    PairedBed& operator=(const PairedBed&) = delete;
+    CrossBed cross;
+    std::vector<unsigned char> floor;  // zero/memset's warm buffer
+    std::vector<void*> calloc_held;    // pair/calloc's outstanding blocks
+};
+Shared<PairedBed> g_paired;
+
+void BM_NdisCrossOwnerPaired(benchmark::State& state) {
+    using Clock = std::chrono::steady_clock;
+    const auto length = static_cast<ULONG>(state.range(0));
+    const int64_t outstanding = state.range(1);
+    PairedBed& bed =
+        g_paired.setup(state, key_of(state, "ndisshm_cross_owner_paired", {length, outstanding}), [&] {
+            TestbedOptions o;
+            o.adapters = 2;
+            o.outstanding = outstanding;
+            o.outstanding_length = length;
+            o.zero_ahead = NDISSHM_ZERO_AHEAD_OFF;
+            return std::make_unique<PairedBed>(o, length, outstanding);
+        });
+    Testbed& tb = bed.cross.bed;
+    const NDIS_HANDLE adapters[2] = {tb.adapter(0), tb.adapter(1)};
+    DriverRequest req(length);
+    const ndisshm_memory_stats before = tb.memory();
+    std::vector<double> ours, memsets, callocs, vs_memset, vs_calloc;
+    auto per_op = [](Clock::time_point a, Clock::time_point b) {
+        return std::chrono::duration<double, std::nano>(b - a).count() / kPairedChunk;
+    };
+    for (auto _ : state) {
+        const auto t0 = Clock::now();
+        for (int i = 0; i < kPairedChunk; ++i) {
+            const NDIS_HANDLE adapter = adapters[bed.cross.turn++ & 1];
+            NDIS_HANDLE block = nullptr;
+            PNDIS_SHARED_MEMORY_PARAMETERS p = req.fresh();
+            if (NdisAllocateSharedMemory(adapter, p, &block) != NDIS_STATUS_SUCCESS) {
+                state.SkipWithError("NdisAllocateSharedMemory failed");
+                return;
+            }
+            touch_pages(p->VirtualAddress, length);
+            NdisFreeSharedMemory(adapter, block);
+        }
+        const auto t1 = Clock::now();
+        for (int i = 0; i < kPairedChunk; ++i) {
+            std::memset(bed.floor.data(), 0, length);
+            benchmark::DoNotOptimize(bed.floor.data());
+            benchmark::ClobberMemory();
+        }
+        const auto t2 = Clock::now();
+        for (int i = 0; i < kPairedChunk; ++i) {
+            void* p = std::calloc(1, length);
+            if (p == nullptr) {
+                state.SkipWithError("calloc failed");
+                return;
+            }
+            touch_pages(p, length);
+            std::free(p);
+        }
+        const auto t3 = Clock::now();
+        ours.push_back(per_op(t0, t1));
+        memsets.push_back(per_op(t1, t2));
+        callocs.push_back(per_op(t2, t3));
+        vs_memset.push_back(ours.back() / memsets.back());
+        vs_calloc.push_back(ours.back() / callocs.back());
+    }
+    const ndisshm_memory_stats after = tb.memory();
+    const auto pairs = static_cast<double>(state.iterations()) * kPairedChunk;
+    const double reuses = static_cast<double>(after.owner_reuses - before.owner_reuses);
+    state.counters["owner_reuse"] = reuses / pairs;
+    state.counters["ndisshm_ns"] = median_of(ours);
+    state.counters["memset_ns"] = median_of(memsets);
+    state.counters["calloc_ns"] = median_of(callocs);
+    state.counters["vs_memset"] = median_of(vs_memset);
+    state.counters["vs_calloc"] = median_of(vs_calloc);
+    if (reuses > 0.01 * pairs) state.SkipWithError("blocks did not change hands: not a cross-owner figure");
+    fail_on_violations(state, tb);
+    g_paired.teardown(state);
 }
 
 BENCHMARK_CAPTURE(BM_NdisPair, shared_adapter, Layout::SharedAdapter, kAnyNode)
@@ -184,6 +300,12 @@ BENCHMARK_CAPTURE(BM_NdisCrossOwner, zero_ahead, true)
     ->ArgNames({"bytes", "outstanding"})
     ->ArgsProduct({{4 * kKiB, 64 * kKiB}, {1000}})
     ->Threads(1)
+    ->UseRealTime();
+
+BENCHMARK(BM_NdisCrossOwnerPaired)
+    ->Name("pair/ndisshm_cross_owner_paired")
+    ->ArgNames({"bytes", "outstanding"})
+    ->Args({64 * kKiB, 1000})
     ->UseRealTime();
 
 BENCHMARK_CAPTURE(BM_NdisPair, runtime_per_thread, Layout::RuntimePerThread, kAnyNode)

@@ -277,12 +277,23 @@ cross_name = "pair/ndisshm_cross_owner/bytes:65536/outstanding:1000/real_time/th
 cross, c1 = ns.get(cross_name), get("pair/calloc", 65536, 1000, 1)
 if cross_name in errors:
     print(f"- cross owner: ERROR {errors[cross_name]}")
-target("cross owner (every block changes hands): ndisshm pair / memset floor, 64 KiB, 1000 outstanding",
-       None if None in (cross, zero64) else cross / zero64, "<= 1.15x", lambda v: v <= 1.15,
-       f"ndisshm {fmt(cross)} ns, memset of 64 KiB {fmt(zero64)} ns" if None not in (cross, zero64) else "missing")
-target("cross owner: ndisshm / calloc pair, 64 KiB, 1000 outstanding",
-       None if None in (cross, c1) else cross / c1, "<= 1x", lambda v: v <= 1,
-       f"ndisshm {fmt(cross)} ns, calloc {fmt(c1)} ns" if None not in (cross, c1) else "missing")
+# The verdicts come from the paired benchmark: its three chunks run within a millisecond, so a machine
+# that changes speed for seconds at a time (as the shared VMs do) changes all three alike. The ratios of
+# the separate benchmarks, measured seconds apart, follow for reference.
+paired = "pair/ndisshm_cross_owner_paired/bytes:65536/outstanding:1000/real_time"
+if paired in errors:
+    print(f"- cross owner, paired: ERROR {errors[paired]}")
+pv_m, pv_c = counter(paired, "vs_memset"), counter(paired, "vs_calloc")
+p_n, p_m, p_c = (counter(paired, k) for k in ("ndisshm_ns", "memset_ns", "calloc_ns"))
+target("cross owner (every block changes hands): ndisshm pair / memset floor, 64 KiB, 1000 outstanding, paired",
+       pv_m, "<= 1.15x", lambda v: v <= 1.15,
+       f"chunks of ndisshm {fmt(p_n)} ns, memset {fmt(p_m)} ns" if pv_m is not None else "no paired figure")
+target("cross owner: ndisshm / calloc pair, 64 KiB, 1000 outstanding, paired",
+       pv_c, "<= 1x", lambda v: v <= 1,
+       f"chunks of ndisshm {fmt(p_n)} ns, calloc {fmt(p_c)} ns" if pv_c is not None else "no paired figure")
+if None not in (cross, zero64, c1):
+    print(f"- (unpaired, for reference: ndisshm {fmt(cross)} ns / memset {fmt(zero64)} ns = {cross / zero64:.2f}x, "
+          f"/ calloc {fmt(c1)} ns = {cross / c1:.2f}x)")
 for b, label in ((4096, "4 KiB"), (65536, "64 KiB")):
     for k, what in (("pair/ndisshm_cross_owner", "zeroer off"), ("pair/ndisshm_cross_owner_zero_ahead", "zeroer on")):
         name = f"{k}/bytes:{b}/outstanding:1000/real_time/threads:1"
