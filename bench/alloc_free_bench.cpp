@@ -164,12 +164,6 @@ void BM_NdisCrossOwner(benchmark::State& state, bool zero_ahead) {
 
 constexpr int kPairedChunk = 200;
 
-double median_of(std::vector<double> v) {
-    if (v.empty()) return 0;
-    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
-    return v[v.size() / 2];
-}
-
 struct PairedBed {
     PairedBed(const TestbedOptions& o, size_t bytes, int64_t outstanding)
         : cross(o), floor(bytes, 1), calloc_held(static_cast<size_t>(outstanding), nullptr) {

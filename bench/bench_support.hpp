@@ -4,7 +4,10 @@
 #pragma once
 
 #include <benchmark/benchmark.h>
+#include <ndis/ndis_shm.h>
+#include <ndisshm/host.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -16,9 +19,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <ndis/ndis_shm.h>
-#include <ndisshm/host.h>
 
 #include "driver_request.hpp"
 
@@ -35,6 +35,14 @@ inline void touch_pages(void* p, size_t bytes) {
     for (size_t off = 0; off < bytes; off += kTouchStride) bytes_p[off] = 1;
     benchmark::DoNotOptimize(bytes_p);
     benchmark::ClobberMemory();
+}
+
+// The median of v (the upper of the two middle values when there are an even
+// number); 0 for none.
+inline double median_of(std::vector<double> v) {
+    if (v.empty()) return 0;
+    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+    return v[v.size() / 2];
 }
 
 [[noreturn]] inline void die(const std::string& what) {
@@ -69,7 +77,9 @@ void drop_shared_state();
 template <class T>
 class Shared {
 public:
-    Shared() { register_drop([this] { drop(); }); }
+    Shared() {
+        register_drop([this] { drop(); });
+    }
 
     template <class Make>
     T& setup(benchmark::State& state, const std::string& key, Make make) {
@@ -104,7 +114,8 @@ private:
 };
 
 // "what/a/b/threads:n": one key per benchmark instance.
-inline std::string key_of(const benchmark::State& state, const char* what, std::initializer_list<int64_t> args) {
+inline std::string key_of(const benchmark::State& state, const char* what,
+                          std::initializer_list<int64_t> args) {
     std::string k = what;
     for (int64_t a : args) {
         k += '/';

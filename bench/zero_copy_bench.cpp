@@ -308,12 +308,6 @@ void BM_GuestRx(benchmark::State& state, Path path, Cores cores, Reads reads) {
 // medians of the slices. The time column is one iteration (both slices).
 constexpr int kPairedBatches = 128;
 
-double median_of(std::vector<double> v) {
-    if (v.empty()) return 0;
-    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
-    return v[v.size() / 2];
-}
-
 void BM_GuestRxPaired(benchmark::State& state) {
     const auto bytes = static_cast<uint32_t>(state.range(0));
     std::string error;
