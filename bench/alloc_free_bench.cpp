@@ -62,6 +62,21 @@ struct Beds {
 
 Shared<Beds> g_beds;
 
+// One allocate, touch, free on `adapter`: what every pair here times. False
+// (the benchmark marked as an error) if the allocation failed.
+[[gnu::always_inline]] inline bool one_pair(benchmark::State& state, NDIS_HANDLE adapter, DriverRequest& req,
+                                            ULONG length) {
+    NDIS_HANDLE block = nullptr;
+    PNDIS_SHARED_MEMORY_PARAMETERS p = req.fresh();
+    if (NdisAllocateSharedMemory(adapter, p, &block) != NDIS_STATUS_SUCCESS) {
+        state.SkipWithError("NdisAllocateSharedMemory failed");
+        return false;
+    }
+    touch_pages(p->VirtualAddress, length);
+    NdisFreeSharedMemory(adapter, block);
+    return true;
+}
+
 void BM_NdisPair(benchmark::State& state, Layout layout, NODE_REQUIREMENT node) {
     const auto length = static_cast<ULONG>(state.range(0));
     const int64_t outstanding = state.range(1);
@@ -92,16 +107,8 @@ void BM_NdisPair(benchmark::State& state, Layout layout, NODE_REQUIREMENT node) 
     });
     const NDIS_HANDLE adapter = beds.adapter_of_thread[static_cast<size_t>(state.thread_index())];
     DriverRequest req(length, node);
-    for (auto _ : state) {
-        NDIS_HANDLE block = nullptr;
-        PNDIS_SHARED_MEMORY_PARAMETERS p = req.fresh();
-        if (NdisAllocateSharedMemory(adapter, p, &block) != NDIS_STATUS_SUCCESS) {
-            state.SkipWithError("NdisAllocateSharedMemory failed");
-            break;
-        }
-        touch_pages(p->VirtualAddress, length);
-        NdisFreeSharedMemory(adapter, block);
-    }
+    for (auto _ : state)
+        if (!one_pair(state, adapter, req, length)) break;
     state.SetItemsProcessed(state.iterations());
     state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(length));
     for (const auto& bed : beds.beds) fail_on_violations(state, *bed);
@@ -135,15 +142,7 @@ void BM_NdisCrossOwner(benchmark::State& state, bool zero_ahead) {
     const ndisshm_memory_stats before = bed.memory();
     uint64_t& turn = cross.turn;
     for (auto _ : state) {
-        const NDIS_HANDLE adapter = adapters[turn++ & 1];
-        NDIS_HANDLE block = nullptr;
-        PNDIS_SHARED_MEMORY_PARAMETERS p = req.fresh();
-        if (NdisAllocateSharedMemory(adapter, p, &block) != NDIS_STATUS_SUCCESS) {
-            state.SkipWithError("NdisAllocateSharedMemory failed");
-            break;
-        }
-        touch_pages(p->VirtualAddress, length);
-        NdisFreeSharedMemory(adapter, block);
+        if (!one_pair(state, adapters[turn++ & 1], req, length)) break;
     }
     const ndisshm_memory_stats after = bed.memory();
     const auto n = static_cast<double>(state.iterations());
@@ -204,17 +203,8 @@ void BM_NdisCrossOwnerPaired(benchmark::State& state) {
     };
     for (auto _ : state) {
         const auto t0 = Clock::now();
-        for (int i = 0; i < kPairedChunk; ++i) {
-            const NDIS_HANDLE adapter = adapters[bed.cross.turn++ & 1];
-            NDIS_HANDLE block = nullptr;
-            PNDIS_SHARED_MEMORY_PARAMETERS p = req.fresh();
-            if (NdisAllocateSharedMemory(adapter, p, &block) != NDIS_STATUS_SUCCESS) {
-                state.SkipWithError("NdisAllocateSharedMemory failed");
-                return;
-            }
-            touch_pages(p->VirtualAddress, length);
-            NdisFreeSharedMemory(adapter, block);
-        }
+        for (int i = 0; i < kPairedChunk; ++i)
+            if (!one_pair(state, adapters[bed.cross.turn++ & 1], req, length)) return;
         const auto t1 = Clock::now();
         for (int i = 0; i < kPairedChunk; ++i) {
             std::memset(bed.floor.data(), 0, length);

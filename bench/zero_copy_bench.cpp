@@ -211,6 +211,20 @@ private:
     std::string error_;
 };
 
+// After a timed loop of an own-cores or shared benchmark on `rig`: the guest
+// must give back everything and have read every packet, or the benchmark is
+// an error and the rig is forgotten (false). The rig stops spinning either way.
+bool settle(benchmark::State& state, Rig* rig, bool ok, uint32_t bytes, GuestStyle style) {
+    std::string error;
+    if (ok) ok = rig->drain();
+    if (ok) error = rig->check_guest();
+    rig->spin(false);
+    if (ok && error.empty()) return true;
+    state.SkipWithError((ok ? error : rig->error()).c_str());
+    rigs().forget(bytes, style);
+    return false;
+}
+
 enum class Cores { Shared, OwnCores };
 enum class Reads { Verify, RxOnly };
 
@@ -268,13 +282,8 @@ void BM_GuestRx(benchmark::State& state, Path path, Cores cores, Reads reads) {
     const uint64_t guest_cpu = zero_copy::process_cpu_ns(rig->guest_pid()) - guest_cpu0;
     const uint64_t sent = rig->sent() - sent0, waits = rig->stalls() - waits0,
                    dropped = rig->dropped() - dropped0;
-    if (ok) ok = rig->drain();
-    if (ok) error = rig->check_guest();
-    rig->spin(false);
-    if (!ok || !error.empty()) {
-        state.SkipWithError((ok ? error : rig->error()).c_str());
-        restop.on = false;
-        rigs().forget(bytes, style);
+    if (!settle(state, rig, ok, bytes, style)) {
+        restop.on = false;  // the rig is gone
         return;
     }
     const double seconds = std::chrono::duration<double>(t1 - t0).count();
@@ -354,13 +363,8 @@ void BM_GuestRxPaired(benchmark::State& state) {
         if (!ok) break;
         ratio.push_back(ns[1] / ns[0]);
     }
-    if (ok) ok = rig->drain();
-    if (ok) error = rig->check_guest();
-    rig->spin(false);
-    if (!ok || !error.empty()) {
-        state.SkipWithError((ok ? error : rig->error()).c_str());
-        restop.on = false;
-        rigs().forget(bytes, style);
+    if (!settle(state, rig, ok, bytes, style)) {
+        restop.on = false;  // the rig is gone
         return;
     }
     state.counters["zero_over_copy"] = median_of(ratio);
