@@ -201,10 +201,12 @@ void BM_NdisCrossOwnerPaired(benchmark::State& state) {
     auto per_op = [](Clock::time_point a, Clock::time_point b) {
         return std::chrono::duration<double, std::nano>(b - a).count() / kPairedChunk;
     };
+    bool ok = true;
     for (auto _ : state) {
         const auto t0 = Clock::now();
-        for (int i = 0; i < kPairedChunk; ++i)
-            if (!one_pair(state, adapters[bed.cross.turn++ & 1], req, length)) return;
+        for (int i = 0; i < kPairedChunk && ok; ++i)
+            ok = one_pair(state, adapters[bed.cross.turn++ & 1], req, length);
+        if (!ok) break;
         const auto t1 = Clock::now();
         for (int i = 0; i < kPairedChunk; ++i) {
             std::memset(bed.floor.data(), 0, length);
@@ -216,11 +218,13 @@ void BM_NdisCrossOwnerPaired(benchmark::State& state) {
             void* p = std::calloc(1, length);
             if (p == nullptr) {
                 state.SkipWithError("calloc failed");
-                return;
+                ok = false;
+                break;
             }
             touch_pages(p, length);
             std::free(p);
         }
+        if (!ok) break;
         const auto t3 = Clock::now();
         ours.push_back(per_op(t0, t1));
         memsets.push_back(per_op(t1, t2));

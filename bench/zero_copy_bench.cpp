@@ -225,6 +225,20 @@ bool settle(benchmark::State& state, Rig* rig, bool ok, uint32_t bytes, GuestSty
     return false;
 }
 
+// A busy guest is continued for one benchmark only (see Rigs::get): this
+// stops it again when the benchmark ends, unless the rig was forgotten
+// meanwhile (on = false).
+struct Restop {
+    Rig* rig;
+    bool on;
+    Restop(Rig* r, bool busy) : rig(r), on(busy) {}
+    Restop(const Restop&) = delete;
+    Restop& operator=(const Restop&) = delete;
+    ~Restop() {
+        if (on) rig->stop_guest();
+    }
+};
+
 enum class Cores { Shared, OwnCores };
 enum class Reads { Verify, RxOnly };
 
@@ -241,13 +255,7 @@ void BM_GuestRx(benchmark::State& state, Path path, Cores cores, Reads reads) {
     }
     // Continued for this benchmark only (see Rigs::get); stopped again below.
     if (style.busy) rig->continue_guest();
-    struct Restop {
-        Rig* rig;
-        bool on;
-        ~Restop() {
-            if (on && rig != nullptr) rig->stop_guest();
-        }
-    } restop{rig, style.busy};
+    Restop restop{rig, style.busy};
     std::optional<Placement> placement;
     if (cores == Cores::OwnCores) {
         const auto cpus = Placement::cpus(&error);
@@ -327,13 +335,7 @@ void BM_GuestRxPaired(benchmark::State& state) {
         return;
     }
     rig->continue_guest();
-    struct Restop {
-        Rig* rig;
-        bool on;
-        ~Restop() {
-            if (on) rig->stop_guest();
-        }
-    } restop{rig, true};
+    Restop restop{rig, true};
     const auto cpus = Placement::cpus(&error);
     if (!cpus) {
         state.SkipWithError(error.c_str());
