@@ -1,5 +1,7 @@
 // Zeroing of reused memory: memset below the threshold, pages released (punched) at and above it, and
 // counted either way. Memory never handed out before is not cleared at all.
+#include "memory/zeroing.hpp"
+
 #include <gtest/gtest.h>
 #include <sched.h>
 #include <sys/stat.h>
@@ -8,10 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "memory/arena.hpp"
-#include "memory/zeroing.hpp"
-#include "os/fault.hpp"
 #include "common/memory_support.hpp"
+#include "memory/arena.hpp"
+#include "os/fault.hpp"
 
 namespace ndisshm::test {
 using namespace ndisshm::memory;  // the layer under test
@@ -120,9 +121,13 @@ TEST(Zeroing, CachedBlocksAreCountedByTheWayTheyWereReallyZeroed) {
 
 // clear_bytes takes the vector loop only for warm, 128-byte multiples up to kVectorClearMaxBytes; every
 // other case is memset. Each must clear exactly its range: not a byte short, not a byte past either end.
+// The loop writes the two halves of the range in turn: 384 and 4096 + 128 leave it an odd 128-byte piece
+// at the end, and 128 a range with no halves at all.
 TEST(Zeroing, ClearBytesClearsExactlyItsRangeByEitherWay) {
     constexpr uint64_t kGuard = 256;
-    const uint64_t lengths[] = {128, 4096, 4096 * 3, kVectorClearMaxBytes, kVectorClearMaxBytes + 4096, 100, 4096 + 64};
+    const uint64_t lengths[] = {
+        128, 384,      4096, 4096 + 128, 4096 * 3, kVectorClearMaxBytes, kVectorClearMaxBytes + 4096,
+        100, 4096 + 64};
     std::vector<unsigned char> buf(kVectorClearMaxBytes + 2 * 4096 + 2 * kGuard + 128);
     // 128-aligned start, so the warm multiples of 128 really take the loop; +64 makes one misaligned.
     const auto base = (reinterpret_cast<uintptr_t>(buf.data()) + kGuard + 127) & ~uintptr_t{127};
@@ -133,10 +138,12 @@ TEST(Zeroing, ClearBytesClearsExactlyItsRangeByEitherWay) {
                 auto* p = reinterpret_cast<unsigned char*>(base + misalign);
                 clear_bytes(reinterpret_cast<std::byte*>(p), length, warmth);
                 const std::string what = "length " + std::to_string(length) + ", misaligned by " +
-                                         std::to_string(misalign) + (warmth == Warmth::Warm ? ", warm" : ", cold");
+                                         std::to_string(misalign) +
+                                         (warmth == Warmth::Warm ? ", warm" : ", cold");
                 EXPECT_EQ(first_nonzero(p, length), length) << what;
                 for (uint64_t i = 1; i <= kGuard; ++i) {
-                    ASSERT_EQ(p[-static_cast<ptrdiff_t>(i)], 0xA5) << what << ": cleared " << i << " bytes before";
+                    ASSERT_EQ(p[-static_cast<ptrdiff_t>(i)], 0xA5)
+                        << what << ": cleared " << i << " bytes before";
                     ASSERT_EQ(p[length + i - 1], 0xA5) << what << ": cleared " << i << " bytes past the end";
                 }
             }
