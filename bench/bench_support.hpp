@@ -63,9 +63,14 @@ inline uint64_t violations(const ndisshm_runtime* rt) {
     return n;
 }
 
-// main() calls every registered function once the run is over (drop_shared_state).
+// main() calls every registered function once the run is over (drop_shared_state): the Shared<> beds'
+// first, then the others (the DPDK EAL, the guest rigs) in the order they were registered.
 void register_drop(std::function<void()> drop);
+void register_bed_drop(std::function<void()> drop);
 void drop_shared_state();
+// Drops every Shared<> bed now (each is made again by its next benchmark): for a benchmark that needs
+// what the beds hold, such as the huge page pool, whichever benchmarks ran before it in the random order.
+void drop_shared_beds();
 
 // State one benchmark's threads share. Google Benchmark calls the function
 // several times per benchmark (to size the iteration count), on every thread;
@@ -78,7 +83,7 @@ template <class T>
 class Shared {
 public:
     Shared() {
-        register_drop([this] { drop(); });
+        register_bed_drop([this] { drop(); });
     }
 
     template <class Make>

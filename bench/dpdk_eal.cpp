@@ -57,8 +57,8 @@ const Eal& eal() {
             return s;
         }
         s.ok = true;
-        // After the Shared<> drops registered at static initialisation, so the
-        // blocks still outstanding go back before the EAL does; ports and
+        // After the Shared<> beds' drops (drop_shared_state runs those first), so
+        // the blocks still outstanding go back before the EAL does; ports and
         // mempools (before_cleanup) go first, newest first.
         register_drop([] {
             auto& c = closers();

@@ -24,6 +24,10 @@ std::vector<std::function<void()>>& drops() {
     static std::vector<std::function<void()>> v;
     return v;
 }
+std::vector<std::function<void()>>& bed_drops() {
+    static std::vector<std::function<void()>> v;
+    return v;
+}
 
 std::string first_line_of(const char* path, const std::string& prefix) {
     std::ifstream in(path);
@@ -37,8 +41,14 @@ std::string first_line_of(const char* path, const std::string& prefix) {
 }  // namespace
 
 void register_drop(std::function<void()> drop) { drops().push_back(std::move(drop)); }
+void register_bed_drop(std::function<void()> drop) { bed_drops().push_back(std::move(drop)); }
+
+void drop_shared_beds() {
+    for (auto& d : bed_drops()) d();
+}
 
 void drop_shared_state() {
+    drop_shared_beds();  // first: their blocks go back before the EAL or a guest rig goes
     for (auto& d : drops()) d();
 }
 
