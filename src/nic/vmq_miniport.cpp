@@ -255,6 +255,14 @@ size_t VmqMiniport::receive_batch(const QueueRef& q, std::span<const std::span<c
     if (!q->running) return 0;
     size_t received = 0, segments = 0;
     const size_t nfree = q->free.size();
+    // The batch's first kAhead slots: the loop below asks for each slot kAhead
+    // packets before it is written, which leaves these out, and they are the
+    // ones given back since the last batch, whose first lines the guest has
+    // just read (the free list is a stack).
+    for (size_t i = 0; i < std::min({kAhead, packets.size(), nfree}); ++i) {
+        const Slot& s = q->slots[q->free[nfree - 1 - i]];
+        base::prefetch_for_write(q->blocks[s.block].address + s.offset);
+    }
     for (const auto& p : packets) {
         if (received + kAhead < nfree) {
             // The slot kAhead packets on (from the free list's top): its first
