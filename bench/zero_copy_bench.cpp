@@ -72,6 +72,7 @@
 #include <vector>
 
 #include "bench_support.hpp"
+#include "line_round_trip.hpp"
 #include "zero_copy_rig.hpp"
 
 #ifndef NDISSHM_BENCH_GUEST
@@ -322,8 +323,14 @@ void BM_GuestRx(benchmark::State& state, Path path, Cores cores, Reads reads) {
 // Counters: `zero_over_copy`, the median over the iterations of copy's slice
 // time / zero copy's (the zero-copy speed-up); `zero_mpps`, `copy_mpps` and
 // `zero_host_cpu_ns`, `copy_host_cpu_ns` (the NIC thread's CPU per packet),
-// medians of the slices. The time column is one iteration (both slices).
+// medians of the slices; `core_round_trip_ns`, the median of the two CPUs'
+// cache-line round trips (line_round_trip.hpp), measured with the guest
+// stopped before the first iteration and after every kRoundTripEvery-th, the
+// figure the others depend on most. The time column is one iteration (both
+// slices; a round trip's measurement is not in it).
 constexpr int kPairedBatches = 128;
+constexpr int kRoundTripEvery = 8;
+constexpr uint32_t kRoundTrips = 1000;
 
 void BM_GuestRxPaired(benchmark::State& state) {
     const auto bytes = static_cast<uint32_t>(state.range(0));
@@ -347,9 +354,18 @@ void BM_GuestRxPaired(benchmark::State& state) {
         return;
     }
     rig->spin(true);
-    std::vector<double> ratio, mpps[2], cpu[2];
+    LineRoundTrip line(cpus->second);  // after the placement, which pins every thread there is to the host's CPU
+    std::vector<double> ratio, mpps[2], cpu[2], round_trip;
     bool ok = true;
+    // The guest stopped meanwhile: the helper has its CPU to itself.
+    auto measure_round_trip = [&] {
+        if (!rig->stop_guest()) return false;
+        round_trip.push_back(line.measure(kRoundTrips));
+        return rig->continue_guest();
+    };
+    ok = measure_round_trip();
     for (auto _ : state) {
+        if (!ok) break;
         double ns[2] = {0, 0};
         for (const Path path : {Path::ZeroCopy, Path::Copy}) {
             const size_t k = path == Path::ZeroCopy ? 0 : 1;
@@ -364,6 +380,11 @@ void BM_GuestRxPaired(benchmark::State& state) {
         }
         if (!ok) break;
         ratio.push_back(ns[1] / ns[0]);
+        if (ratio.size() % kRoundTripEvery == 0) {
+            state.PauseTiming();
+            ok = measure_round_trip();
+            state.ResumeTiming();
+        }
     }
     if (!settle(state, rig, ok, bytes, style)) {
         restop.on = false;  // the rig is gone
@@ -374,6 +395,7 @@ void BM_GuestRxPaired(benchmark::State& state) {
     state.counters["copy_mpps"] = median_of(mpps[1]);
     state.counters["zero_host_cpu_ns"] = median_of(cpu[0]);
     state.counters["copy_host_cpu_ns"] = median_of(cpu[1]);
+    state.counters["core_round_trip_ns"] = median_of(round_trip);
 }
 
 // Every guest_rx benchmark: the three packet sizes, real time, ns per batch.
