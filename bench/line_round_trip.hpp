@@ -3,10 +3,10 @@
 //
 // Why: the rings' figures (the NIC's writes into lines the guest's core read,
 // the guest's reads of lines the NIC wrote) are set by that time more than by
-// anything of ours, and a VM's two vCPUs can be one die or two apart, and move
-// while it runs: on the development VM the same build spent 25-30 ns of the
-// NIC thread's CPU a 64 B packet with a round trip of ~160 ns, and 45-50 ns
-// with one of ~460 ns. The paired rings benchmark measures it between its
+// anything of ours, and a VM's two vCPUs can be near or far apart, and move
+// while it runs: on the development VM the same build spent 22-30 ns of the
+// NIC thread's CPU a 64 B packet with a round trip of 58-82 ns, and 42-60 ns
+// with one of 389-503 ns. The paired rings benchmark measures it between its
 // slices so that each run says which of the two it was taken in.
 //
 // A helper thread, pinned to `far_cpu`, sleeps (a futex: it takes nothing from

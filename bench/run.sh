@@ -477,12 +477,13 @@ else:
              "n/a" if h is None else f"{h:.1f} ns", "<= 30 ns", lambda v: v <= 30)
     hp, hrt = counter(pr(64), "zero_host_cpu_ns"), counter(pr(64), "core_round_trip_ns")
     measured("host CPU per packet, 64 B, zero copy, the NIC thread with the guest on its own core, paired slices", hp,
-             "n/a" if hp is None else f"{hp:.1f} ns", "<= 30 ns", lambda v: v <= 30, rt(hrt).removeprefix("; "))
+             "n/a" if hp is None else f"{hp:.1f} ns", "<= 30 ns", lambda v: v <= 30,
+             rt(hrt).removeprefix("; "))
     if any(v is not None and v > 300 for v in (prt, hrt)):
-        # What the development VM showed (bench/README.md, fifth session): ~160 ns apart, the paired 64 B slices
-        # cost the NIC thread 25-30 ns a packet; ~460 ns apart, 45-50.
-        print("  (the two CPUs were far apart in this run: a line took over 300 ns to go and come back, and the "
-              "rings' figures follow that time; see bench/README.md)")
+        # The development VM (bench/README.md, fifth session): 58-82 ns apart, the paired 64 B slices cost the
+        # NIC thread 22-30 ns a packet; 389-503 ns apart, 42-60.
+        print("  (the two CPUs were far apart in this run: a line took over 300 ns to go and come back, "
+              "and the rings' figures follow that time; see bench/README.md)")
     for r, limit in ((0, 0.01), (100000, 0.10)):
         n = f"guest_rx_interrupt/packets_per_s:{r}/iterations:10/real_time"
         hs, gs = counter(n, "host_cpu_share"), counter(n, "guest_cpu_share")

@@ -354,7 +354,8 @@ void BM_GuestRxPaired(benchmark::State& state) {
         return;
     }
     rig->spin(true);
-    LineRoundTrip line(cpus->second);  // after the placement, which pins every thread there is to the host's CPU
+    // Made after the placement, which pins every thread there is to the host's CPU.
+    LineRoundTrip line(cpus->second);
     std::vector<double> ratio, mpps[2], cpu[2], round_trip;
     bool ok = true;
     // The guest stopped meanwhile: the helper has its CPU to itself.
