@@ -1,6 +1,4 @@
-// Placement: the host and the guest on CPUs of their own for the length of
-// one benchmark (zero_copy_bench.cpp's guest_rx_own_cores and the paired
-// slices).
+// Placement (zero_copy_bench.cpp's guest_rx_own_cores and paired slices): see the class.
 #pragma once
 
 #include <dirent.h>

@@ -255,28 +255,28 @@ size_t VmqMiniport::receive_batch(const QueueRef& q, std::span<const std::span<c
     if (!q->running) return 0;
     size_t received = 0, segments = 0;
     const size_t nfree = q->free.size();
+    // Where the packet `n` on from this batch's first will be written: the
+    // slot n below the free list's top (receive_locked pops from there).
+    const auto slot_start = [&](size_t n) -> const std::byte* {
+        const Slot& s = q->slots[q->free[nfree - 1 - n]];
+        return q->blocks[s.block].address + s.offset;
+    };
     // The batch's first kAhead slots: the loop below asks for each slot kAhead
     // packets before it is written, which leaves these out, and they are the
     // ones given back since the last batch, whose first lines the guest has
     // just read (the free list is a stack).
-    for (size_t i = 0; i < std::min({kAhead, packets.size(), nfree}); ++i) {
-        const Slot& s = q->slots[q->free[nfree - 1 - i]];
-        base::prefetch_for_write(q->blocks[s.block].address + s.offset);
-    }
+    for (size_t i = 0; i < std::min({kAhead, packets.size(), nfree}); ++i)
+        base::prefetch_for_write(slot_start(i));
     for (const auto& p : packets) {
-        if (received + kAhead < nfree) {
-            // The slot kAhead packets on (from the free list's top): its first
-            // line is often the guest's last read, so ask for it now.
-            const Slot& ahead = q->slots[q->free[nfree - 1 - received - kAhead]];
-            base::prefetch_for_write(q->blocks[ahead.block].address + ahead.offset);
-        }
+        // The slot kAhead packets on: its first line is often the guest's
+        // last read, so ask for it now.
+        if (received + kAhead < nfree) base::prefetch_for_write(slot_start(received + kAhead));
         if (&p + 1 != packets.data() + packets.size() && (&p)[1].size() > kCacheLine &&
             q->lookahead_size == 0 && received + 1 < nfree) {
             // The next packet's lines past its first (which the prefetch
             // above asked for), up to kAheadBytes: each store of a large
             // packet's write would otherwise wait for its line in turn.
-            const Slot& next = q->slots[q->free[nfree - 2 - received]];
-            const std::byte* at = q->blocks[next.block].address + next.offset;
+            const std::byte* at = slot_start(received + 1);
             const size_t len = std::min<size_t>({(&p)[1].size(), config_.slot_bytes, kAheadBytes});
             for (size_t off = kCacheLine; off < len; off += kCacheLine) base::prefetch_for_write(at + off);
         }
