@@ -69,6 +69,7 @@
 #include <utility>
 #include <vector>
 
+#include "bare_ring.hpp"
 #include "bench_support.hpp"
 #include "line_round_trip.hpp"
 #include "placement.hpp"
@@ -251,11 +252,15 @@ void BM_GuestRx(benchmark::State& state, Path path, Cores cores, Reads reads) {
 // medians of the slices; `core_round_trip_ns`, the median of the two CPUs'
 // cache-line round trips (line_round_trip.hpp), measured with the guest
 // stopped before the first iteration and after every kRoundTripEvery-th, the
-// figure the others depend on most. The time column is one iteration (both
-// slices; a round trip's measurement is not in it).
+// figure the others depend on most; `bare_ring_ns`, the median of what a bare
+// ring of our shape (bare_ring.hpp: the same work, nothing of ours) costs its
+// producer a packet on the same two CPUs, measured alongside, the floor for
+// `zero_host_cpu_ns`. The time column is one iteration (both slices; the
+// measurements with the guest stopped are not in it).
 constexpr int kPairedBatches = 128;
 constexpr int kRoundTripEvery = 8;
 constexpr uint32_t kRoundTrips = 1000;
+constexpr uint32_t kBareBatches = kPairedBatches;  // a slice's worth
 
 void BM_GuestRxPaired(benchmark::State& state) {
     const auto bytes = static_cast<uint32_t>(state.range(0));
@@ -281,17 +286,22 @@ void BM_GuestRxPaired(benchmark::State& state) {
     rig->spin(true);
     // Made after the placement, which pins every thread there is to the host's CPU.
     LineRoundTrip line(cpus->second);
-    std::vector<double> ratio, mpps[2], cpu[2], round_trip;
+    const auto bare = std::make_unique<BareRing>(cpus->second, rig->slot_bytes());
+    error.clear();  // from here: the bare ring's
+    std::vector<double> ratio, mpps[2], cpu[2], round_trip, bare_ns;
     bool ok = true;
-    // The guest stopped meanwhile: the helper has its CPU to itself.
-    auto measure_round_trip = [&] {
+    // The guest stopped meanwhile: the helpers have its CPU to themselves.
+    auto measure_placement = [&] {
         if (!rig->stop_guest()) return false;
         round_trip.push_back(line.measure(kRoundTrips));
+        const std::optional<double> floor = bare->measure(bytes, kBareBatches);
+        if (floor) bare_ns.push_back(*floor);
+        if (!floor) error = "bare ring: a packet lost, repeated or misplaced, or no memory or CPU for it";
         return rig->continue_guest();
     };
-    ok = measure_round_trip();
+    ok = measure_placement();
     for (auto _ : state) {
-        if (!ok) break;
+        if (!ok || !error.empty()) break;
         double ns[2] = {0, 0};
         for (const Path path : {Path::ZeroCopy, Path::Copy}) {
             const size_t k = path == Path::ZeroCopy ? 0 : 1;
@@ -308,12 +318,16 @@ void BM_GuestRxPaired(benchmark::State& state) {
         ratio.push_back(ns[1] / ns[0]);
         if (ratio.size() % kRoundTripEvery == 0) {
             state.PauseTiming();
-            ok = measure_round_trip();
+            ok = measure_placement();
             state.ResumeTiming();
         }
     }
     if (!settle(state, rig, ok, bytes, style)) {
         restop.on = false;  // the rig is gone
+        return;
+    }
+    if (!error.empty()) {
+        state.SkipWithError(error.c_str());
         return;
     }
     state.counters["zero_over_copy"] = median_of(ratio);
@@ -322,6 +336,7 @@ void BM_GuestRxPaired(benchmark::State& state) {
     state.counters["zero_host_cpu_ns"] = median_of(cpu[0]);
     state.counters["copy_host_cpu_ns"] = median_of(cpu[1]);
     state.counters["core_round_trip_ns"] = median_of(round_trip);
+    state.counters["bare_ring_ns"] = median_of(bare_ns);
 }
 
 // Every guest_rx benchmark: the three packet sizes, real time, ns per batch.
