@@ -288,7 +288,14 @@ typedef struct ndisshm_provider_ops {
     ALLOCATE_SHARED_MEMORY_HANDLER allocate; /**< required */
     FREE_SHARED_MEMORY_HANDLER free;       /**< required */
     /** @{ */
-    /** Optional: a queue of the adapter appears / goes (after its blocks are freed). */
+    /** Optional: a queue of the adapter appears / goes for this provider. attach_queue: it serves the
+     * queue from now on (the queue completed, or its provider changed to this one). detach_queue: it
+     * no longer does, and no block it gave for the queue is live. When another provider takes the
+     * queue over (the binding that owns it registers one) while this one's blocks of it are live, the
+     * queue's allocations go to the new provider at once (spec section 7), those blocks still free
+     * through this one, and detach_queue comes only when the queue goes, or this provider is replaced
+     * or its binding goes, whichever is first; if the queue comes back to it before, it hears neither
+     * call. */
     void (*attach_queue)(NDIS_HANDLE context, NDIS_RECEIVE_QUEUE_ID queue_id);
     void (*detach_queue)(NDIS_HANDLE context, NDIS_RECEIVE_QUEUE_ID queue_id);
     /** @} */

@@ -238,6 +238,12 @@ struct Queue {
     Binding* owner = nullptr;
     uint32_t flags = 0;    // NDISSHM_QUEUE_LOOKAHEAD_SPLIT
     uint32_t lookahead_size = 0;
+    // Providers that stopped serving the queue while blocks they gave for it
+    // were live (another provider took it over): each is told detach_queue
+    // when the queue goes, or when its own binding re-registers or goes,
+    // whichever comes first, never while one of those blocks is live.
+    // All books locked.
+    std::vector<providers::Provider*> former;
     Cap cap;
     Peak peak;
     std::unique_ptr<QueueBook[]> books;

@@ -194,17 +194,65 @@ std::map<NDIS_RECEIVE_QUEUE_ID, providers::Provider*> Runtime::queue_servers(con
     return out;
 }
 
-void Runtime::announce(const std::map<NDIS_RECEIVE_QUEUE_ID, providers::Provider*>& before,
-                       const std::map<NDIS_RECEIVE_QUEUE_ID, providers::Provider*>& after) {
+Runtime::QueueCalls Runtime::plan_queue_calls(Adapter* adapter, const QueueServers& before,
+                                              const QueueServers& after) {
     // A provider sees each queue it serves in pairs: attach when it begins,
-    // detach when it ends (a registration, a re-registration, a detach).
+    // detach when it ends (a registration, a re-registration, a detach), and
+    // the detach only once none of its blocks of the queue is live.
+    // An allocation admitted for the queue and still inside a provider may
+    // be this one's: waiting is always safe, so it counts as live.
+    const auto gave_live_blocks = [&](const Queue& q, const providers::Provider* p) {
+        for (unsigned i = 0; i < adapter->book_count; ++i) {
+            if (q.books[i].pending_bytes != 0) return true;
+            for (const Block* b = q.books[i].blocks.front(); b != nullptr; b = QueueBlocks::next(b))
+                if (b->provider == p) return true;
+        }
+        return false;
+    };
+    QueueCalls calls;
     for (auto& [id, old] : before) {
         auto it = after.find(id);
-        if (it == after.end() || it->second != old) old->detach_queue(id);
+        if (it != after.end() && it->second == old) continue;
+        Queue* q = adapter->queues.find(id);
+        if (q != nullptr && gave_live_blocks(*q, old)) {
+            q->former.push_back(old);  // told when the queue, or the provider, goes
+            continue;
+        }
+        calls.emplace_back(old, id, false);
     }
     for (auto& [id, now] : after) {
         auto it = before.find(id);
-        if (it == before.end() || it->second != now) now->attach_queue(id);
+        if (it != before.end() && it->second == now) continue;
+        // Back to a provider that was never told it had stopped: nothing to tell.
+        Queue* q = adapter->queues.find(id);
+        if (q != nullptr) {
+            auto f = std::find(q->former.begin(), q->former.end(), now);
+            if (f != q->former.end()) {
+                q->former.erase(f);
+                continue;
+            }
+        }
+        calls.emplace_back(now, id, true);
+    }
+    return calls;
+}
+
+void Runtime::take_former(Adapter* adapter, const providers::Provider* provider, QueueCalls& calls) {
+    if (provider == nullptr) return;
+    for (auto& [id, q] : adapter->queues) {
+        auto f = std::find(q->former.begin(), q->former.end(), provider);
+        if (f == q->former.end()) continue;
+        calls.emplace_back(*f, id, false);
+        q->former.erase(f);
+    }
+}
+
+void Runtime::announce(const QueueCalls& calls) {
+    for (const auto& [provider, id, attach] : calls) {
+        if (attach)
+            provider->attach_queue(id);
+        else
+            provider->detach_queue(id);
     }
 }
 
@@ -254,6 +302,7 @@ NDIS_STATUS Runtime::queue_params(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id, nd
 
 NDIS_STATUS Runtime::free_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id) {
     std::vector<Block*> left;
+    QueueCalls former;
     {
         AllBooks all(adapter);
         Queue* q = adapter->queues.find(id);
@@ -293,8 +342,11 @@ NDIS_STATUS Runtime::free_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id) {
         // Set on every path that reaches the detach below: chosen under one
         // `if` and used after another, GCC -O2 could not tell (-Wmaybe-uninitialized).
         provider = provider_for(adapter, adapter->queues.find(id), &binding);
+        // Its blocks are all gone: the providers that served it before hear now.
+        for (providers::Provider* p : adapter->queues.find(id)->former) former.emplace_back(p, id, false);
         adapter->queues.erase(id);
     }
+    announce(former);
     provider->detach_queue(id);
     if (binding != nullptr) binding->leave(0);
     return NDIS_STATUS_SUCCESS;
@@ -345,14 +397,19 @@ void Runtime::destroy_binding(Binding* binding) {
     }
     // Frees of this binding's blocks racing the reclaim above may still be
     // inside its provider: it must outlive them.
+    QueueCalls calls;
     for (;;) {
         {
             AllBooks all(adapter);
-            if (binding_blocks(binding) == 0 && binding->in_flight() == 0) break;
+            if (binding_blocks(binding) == 0 && binding->in_flight() == 0) {
+                calls = plan_queue_calls(adapter, before, after);
+                take_former(adapter, binding->provider.get(), calls);  // it goes, its blocks gone
+                break;
+            }
         }
         std::this_thread::yield();
     }
-    announce(before, after);
+    announce(calls);
     if (binding->adapter_own)
         adapter->own_binding.reset();
     else
@@ -373,6 +430,7 @@ NDIS_STATUS Runtime::register_provider(Binding* binding, const char* call,
     Adapter* adapter = binding->adapter;
     std::unique_ptr<providers::Provider> replaced;  // a re-registration's old provider
     std::map<NDIS_RECEIVE_QUEUE_ID, providers::Provider*> before, after;
+    QueueCalls calls;
     {
         AllBooks all(adapter);
         if (binding_blocks(binding) != 0 || binding->in_flight() != 0) {
@@ -386,8 +444,11 @@ NDIS_STATUS Runtime::register_provider(Binding* binding, const char* call,
         replaced = std::move(binding->provider);
         binding->provider = std::move(provider);
         after = queue_servers(adapter);
+        calls = plan_queue_calls(adapter, before, after);
+        // The provider replaced has no block live (checked above) and goes.
+        take_former(adapter, replaced.get(), calls);
     }
-    announce(before, after);
+    announce(calls);
     return NDIS_STATUS_SUCCESS;
 }
 

@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "base/result.hpp"
@@ -99,9 +100,21 @@ private:
     providers::Provider* provider_for(Adapter* adapter, const Queue* queue, Binding** binding);
     // Every book locked: which provider serves each completed queue but 0.
     std::map<NDIS_RECEIVE_QUEUE_ID, providers::Provider*> queue_servers(const Adapter* adapter);
-    // Tells each provider of the queues it began or stopped serving.
-    static void announce(const std::map<NDIS_RECEIVE_QUEUE_ID, providers::Provider*>& before,
-                         const std::map<NDIS_RECEIVE_QUEUE_ID, providers::Provider*>& after);
+    // What each provider must hear of the queues it began or stopped serving:
+    // attach_queue and detach_queue calls, made in this order.
+    using QueueCalls = std::vector<std::tuple<providers::Provider*, NDIS_RECEIVE_QUEUE_ID, bool>>;
+    // Every book locked: the calls that take the adapter from `before` to
+    // `after`. A provider that stops serving a queue while blocks it gave
+    // for the queue are live is not told now (host.h: a queue goes from a
+    // provider after its blocks): it joins the queue's `former`, and one
+    // that serves the queue again from there hears nothing either way.
+    using QueueServers = std::map<NDIS_RECEIVE_QUEUE_ID, providers::Provider*>;
+    QueueCalls plan_queue_calls(Adapter* adapter, const QueueServers& before, const QueueServers& after);
+    // Every book locked: detach calls for every queue whose `former` holds
+    // `provider`, which is then off those lists (it is about to go).
+    static void take_former(Adapter* adapter, const providers::Provider* provider, QueueCalls& calls);
+    // Makes the calls, no lock held.
+    static void announce(const QueueCalls& calls);
     // The block's book locked. Takes the block off its lists and counts a
     // call in flight on its binding (returned; nullptr for the default
     // provider), which the caller ends once the provider's free has returned.
