@@ -143,7 +143,9 @@ private:
     // The producer: the rig's send() with the miniport's write and the hub's push, and no books.
     bool produce(uint32_t bytes, uint32_t packets) {
         uint32_t prod = 0, done_cons = 0;
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        // A consumer that stopped (it found a bad packet) gives nothing back:
+        // after 5 s without room the run fails instead of hanging.
+        std::chrono::steady_clock::time_point stalled{};
         for (uint32_t sent = 0; sent < packets;) {
             // Reap what came back: the consumer's index once, its entries copied out.
             const uint32_t done_prod = done_prod_.value.load(std::memory_order_acquire);
@@ -154,10 +156,13 @@ private:
             const uint32_t room = kRingSize - (prod - rx_cons_.value.load(std::memory_order_acquire));
             const uint32_t n = std::min({kBatch, packets - sent, room, static_cast<uint32_t>(free_.size())});
             if (n == 0) {
-                if (std::chrono::steady_clock::now() > deadline) return false;
+                const auto now = std::chrono::steady_clock::now();
+                if (stalled == std::chrono::steady_clock::time_point{}) stalled = now;
+                if (now - stalled > std::chrono::seconds(5)) return false;
                 std::this_thread::yield();  // as the rig does when the guest holds a full ring
                 continue;
             }
+            stalled = {};
             const size_t nfree = free_.size();
             const auto next = [&](uint32_t k) { return slot(free_[nfree - 1 - k]); };
             for (uint32_t i = 0; i < std::min(kAhead, n); ++i) prefetch_for_write(next(i));
@@ -233,7 +238,7 @@ private:
         }
         sink_ = fold;
         good_.store(good, std::memory_order_release);
-        // A bad run: the producer, short of slots, gives up after its deadline.
+        // A bad run: the producer, short of slots, gives up after 5 s without room.
     }
 
     void serve(int cpu) {
