@@ -18,15 +18,12 @@
 // the checks of a peer that may lie, a second process (both sides are
 // threads of this one), the packet source's headers.
 //
-// A helper thread pinned to `far_cpu` sleeps (a futex) until measure() hands
-// it a run, then consumes it; the caller produces on its own CPU, with
+// A helper thread pinned to `far_cpu` (pinned_helper.hpp: asleep between
+// measurements) consumes each run; the caller produces on its own CPU, with
 // nothing else busy on `far_cpu` (the guest stopped). The consumer checks that
 // every packet arrives once, in order, with its stamp: measure() fails
 // otherwise, so a broken floor never reads as a fast one.
 #pragma once
-
-#include <pthread.h>
-#include <sched.h>
 
 #include <algorithm>
 #include <atomic>
@@ -39,6 +36,8 @@
 #include <optional>
 #include <thread>
 #include <vector>
+
+#include "pinned_helper.hpp"
 
 namespace bench {
 
@@ -57,26 +56,16 @@ public:
           slots_(static_cast<uint32_t>(kPoolBytes / slot_bytes_)),
           pool_(static_cast<std::byte*>(std::aligned_alloc(4096, kPoolBytes))),
           source_(static_cast<std::byte*>(std::aligned_alloc(4096, size_t{kBatch} * slot_bytes_))),
-          helper_([this, far_cpu] { serve(far_cpu); }) {
+          helper_(far_cpu) {
         // Touched now: no measurement takes the pages' first faults.
         if (pool_ != nullptr) std::memset(pool_.get(), 0, kPoolBytes);
         if (source_ != nullptr) std::memset(source_.get(), 0x5a, size_t{kBatch} * slot_bytes_);
-    }
-    ~BareRing() {
-        run_.packets = kStop;
-        work_.fetch_add(1, std::memory_order_release);
-        work_.notify_one();
-        helper_.join();
     }
     BareRing(const BareRing&) = delete;
     BareRing& operator=(const BareRing&) = delete;
 
     // False if the memory could not be had or the helper not pinned.
-    bool ready() {
-        int p;
-        while ((p = pinned_.load(std::memory_order_acquire)) == kUnknown) std::this_thread::yield();
-        return p == kYes && pool_ != nullptr && source_ != nullptr;
-    }
+    bool ready() { return helper_.pinned() && pool_ != nullptr && source_ != nullptr; }
 
     // Sends `batches` batches of `bytes`-byte packets (at most slot_bytes)
     // through the rings and returns the producer's ns a packet; nullopt when
@@ -85,40 +74,26 @@ public:
     std::optional<double> measure(uint32_t bytes, uint32_t batches) {
         if (!ready() || bytes == 0 || bytes > slot_bytes_ || batches == 0) return std::nullopt;
         reset();
-        run_ = Run{batches * kBatch, bytes};
-        const uint32_t ticket = work_.fetch_add(1, std::memory_order_release) + 1;
-        work_.notify_one();
-        // The consumer is awake and polling: its wake-up is not timed.
-        while (awake_.load(std::memory_order_acquire) != ticket) std::this_thread::yield();
+        const uint32_t packets = batches * kBatch;
+        helper_.start([this, packets, bytes] { consume(packets, bytes); });
         const auto t0 = std::chrono::steady_clock::now();
-        const bool sent = produce(bytes, batches * kBatch);
+        const bool sent = produce(bytes, packets);
         const auto t1 = std::chrono::steady_clock::now();
-        while (finished_.load(std::memory_order_acquire) != ticket) std::this_thread::yield();
+        helper_.finish();
         if (!sent || !good_.load(std::memory_order_acquire)) return std::nullopt;
         return std::chrono::duration<double, std::nano>(t1 - t0).count() / (batches * kBatch);
     }
 
 private:
-    static constexpr uint32_t kStop = UINT32_MAX;
-    static constexpr int kUnknown = 0, kYes = 1, kNo = 2;
     static constexpr uint32_t kMask = kRingSize - 1;
     struct Free {
         void operator()(std::byte* p) const { std::free(p); }
-    };
-    struct Run {
-        uint32_t packets = 0;
-        uint32_t bytes = 0;
     };
     struct alignas(64) Index {
         std::atomic<uint32_t> value{0};
         std::atomic<uint32_t> flags{0};  // the consumer's need-wakeup word (never set here: both poll)
     };
 
-    static void pause() {
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#endif
-    }
     static void prefetch_for_write(const void* p) {
 #if defined(__x86_64__)
         asm volatile("prefetchw %0" ::"m"(*static_cast<const char*>(p)));
@@ -192,15 +167,15 @@ private:
 
     // The consumer: the bench guest's rxonly loop on the guest library's
     // take() and give-back, without the library.
-    void consume(const Run& run) {
+    void consume(uint32_t packets, uint32_t bytes) {
         uint32_t cons = 0, done_prod = 0;
         uint64_t expect = 0, fold = 0;
         bool good = true;
-        while (expect < run.packets) {
+        while (expect < packets) {
             const uint32_t prod = rx_prod_.value.load(std::memory_order_acquire);
             const uint32_t ready = std::min(prod - cons, kBurst);
             if (ready == 0) {
-                pause();
+                PinnedHelper::pause();
                 continue;
             }
             uint32_t taken[kBurst];
@@ -209,8 +184,8 @@ private:
                 const uint64_t w0 = std::atomic_ref<uint64_t>(e[0]).load(std::memory_order_relaxed);
                 const uint64_t w1 = std::atomic_ref<uint64_t>(e[1]).load(std::memory_order_relaxed);
                 taken[i] = static_cast<uint32_t>(w0);
-                good = good && taken[i] < slots_ && static_cast<uint32_t>(w0 >> 32) == run.bytes &&
-                       w1 == expect + i;
+                good =
+                    good && taken[i] < slots_ && static_cast<uint32_t>(w0 >> 32) == bytes && w1 == expect + i;
                 if (!good) break;
                 __builtin_prefetch(slot(taken[i]), 0, 3);
             }
@@ -222,7 +197,7 @@ private:
                 uint64_t stamp;
                 std::memcpy(&stamp, p, sizeof(stamp));
                 good = good && stamp == expect + i;
-                for (uint32_t off = 8; off + 8 <= std::min<uint32_t>(run.bytes, 64); off += 8) {
+                for (uint32_t off = 8; off + 8 <= std::min<uint32_t>(bytes, 64); off += 8) {
                     uint64_t w;
                     std::memcpy(&w, p + off, sizeof(w));
                     fold ^= w;
@@ -241,24 +216,6 @@ private:
         // A bad run: the producer, short of slots, gives up after 5 s without room.
     }
 
-    void serve(int cpu) {
-        cpu_set_t set;
-        CPU_ZERO(&set);
-        CPU_SET(cpu, &set);
-        const bool ok = ::pthread_setaffinity_np(::pthread_self(), sizeof(set), &set) == 0;
-        pinned_.store(ok ? kYes : kNo, std::memory_order_release);
-        uint32_t seen = 0;
-        for (;;) {
-            work_.wait(seen, std::memory_order_acquire);
-            seen = work_.load(std::memory_order_acquire);
-            const Run run = run_;
-            if (run.packets == kStop) return;
-            awake_.store(seen, std::memory_order_release);
-            consume(run);
-            finished_.store(seen, std::memory_order_release);
-        }
-    }
-
     const uint32_t slot_bytes_;
     const uint32_t slots_;
     std::unique_ptr<std::byte, Free> pool_;
@@ -267,14 +224,9 @@ private:
     Index rx_prod_, rx_cons_, done_prod_, done_cons_;
     alignas(64) uint64_t rx_[kRingSize * 2] = {};
     alignas(64) uint32_t completions_[kRingSize] = {};
-    Run run_;                                    // written before work_'s release, read after its acquire
-    alignas(64) std::atomic<uint32_t> work_{0};  // measure() calls so far (the helper's futex)
-    std::atomic<uint32_t> awake_{0};
-    std::atomic<uint32_t> finished_{0};
-    std::atomic<bool> good_{true};
-    std::atomic<int> pinned_{kUnknown};
+    std::atomic<bool> good_{true};  // the consumer's verdict on the last run
     uint64_t sink_ = 0;
-    std::thread helper_;  // last: it starts once the rest is made
+    PinnedHelper helper_;  // last: its thread starts once the rest is made
 };
 
 }  // namespace bench

@@ -174,69 +174,68 @@ TEST_F(Routing, HostOpsProviderIsToldWhenTheQueuesGoWithTheirAdapter) {
 }
 
 // host.h: a queue goes from a provider "after its blocks are freed", also when another provider takes
-// the queue over. Here the adapter's provider serves queue 4 (its binding has no provider yet) and holds a
-// block of it when the binding registers its own: the new one serves the queue at once (spec section 7),
-// the old one hears detach_queue only when the queue goes, and its block still frees through it.
-TEST_F(Routing, ATakenOverProviderHearsOfItsQueueOnlyAfterItsBlocksGo) {
+// the queue over. Set-up of both tests below: the adapter's provider ("miniport") serves queue 4 of a
+// binding that has no provider yet and holds a block of it (`held`), when the binding registers its own
+// ("vswitch"): the new one serves the queue at once (spec section 7).
+class TakeOver : public NdisTest {
+protected:
     using Events = std::vector<std::pair<NDIS_RECEIVE_QUEUE_ID, bool>>;
-    TestProvider& miniport = new_provider();
-    const ndisshm_provider_ops miniport_ops = miniport.ops();
-    ASSERT_EQ(ndisshm_binding_register_provider(adapter_, &miniport_ops), NDIS_STATUS_SUCCESS);
-    NDIS_HANDLE binding = new_binding(adapter_, "vswitch");
-    ASSERT_EQ(ndisshm_queue_create(binding, 4), NDIS_STATUS_SUCCESS);
-    Alloc held = allocate(adapter_, PAGE_SIZE, 4);
-    ASSERT_TRUE(held.ok());
-    ASSERT_EQ(miniport.live(), 1u);
+    void SetUp() override {
+        NdisTest::SetUp();
+        miniport_ = &new_provider();
+        vswitch_ = &new_provider();
+        const ndisshm_provider_ops miniport_ops = miniport_->ops();
+        ASSERT_EQ(ndisshm_binding_register_provider(adapter_, &miniport_ops), NDIS_STATUS_SUCCESS);
+        binding_ = new_binding(adapter_, "vswitch");
+        ASSERT_EQ(ndisshm_queue_create(binding_, 4), NDIS_STATUS_SUCCESS);
+        held_ = allocate(adapter_, PAGE_SIZE, 4);
+        ASSERT_TRUE(held_.ok());
+        ASSERT_EQ(miniport_->live(), 1u);
+        const ndisshm_provider_ops vswitch_ops = vswitch_->ops();
+        ASSERT_EQ(ndisshm_binding_register_provider(binding_, &vswitch_ops), NDIS_STATUS_SUCCESS);
+    }
+    TestProvider* miniport_ = nullptr;
+    TestProvider* vswitch_ = nullptr;
+    NDIS_HANDLE binding_ = nullptr;
+    Alloc held_ = Alloc(PAGE_SIZE, 4, 4, NdisSharedMemoryUsageReceive, 0);
+};
 
-    TestProvider& vswitch = new_provider();
-    const ndisshm_provider_ops vswitch_ops = vswitch.ops();
-    ASSERT_EQ(ndisshm_binding_register_provider(binding, &vswitch_ops), NDIS_STATUS_SUCCESS);
-    EXPECT_EQ(vswitch.queue_events(), (Events{{4, true}}));
-    EXPECT_EQ(miniport.queue_events(), (Events{{4, true}})) << "told while its block of the queue is live";
+// The old provider hears detach_queue only when the queue goes, and its block still frees through it.
+TEST_F(TakeOver, ATakenOverProviderHearsOfItsQueueOnlyAfterItsBlocksGo) {
+    EXPECT_EQ(vswitch_->queue_events(), (Events{{4, true}}));
+    EXPECT_EQ(miniport_->queue_events(), (Events{{4, true}})) << "told while its block of the queue is live";
     Alloc fresh = allocate(adapter_, PAGE_SIZE, 4);
     ASSERT_TRUE(fresh.ok());
-    EXPECT_EQ(vswitch.live(), 1u) << "the queue's new allocations go to the provider that serves it now";
+    EXPECT_EQ(vswitch_->live(), 1u) << "the queue's new allocations go to the provider that serves it now";
 
-    NdisFreeSharedMemory(adapter_, held.handle);
+    NdisFreeSharedMemory(adapter_, held_.handle);
     NdisFreeSharedMemory(adapter_, fresh.handle);
-    EXPECT_EQ(miniport.free_calls().size(), 1u) << "a block frees through the provider that made it";
-    EXPECT_EQ(vswitch.free_calls().size(), 1u);
+    EXPECT_EQ(miniport_->free_calls().size(), 1u) << "a block frees through the provider that made it";
+    EXPECT_EQ(vswitch_->free_calls().size(), 1u);
     ASSERT_EQ(ndisshm_queue_free(adapter_, 4), NDIS_STATUS_SUCCESS);
-    EXPECT_EQ(miniport.queue_events(), (Events{{4, true}, {4, false}}));
-    EXPECT_EQ(vswitch.queue_events(), (Events{{4, true}, {4, false}}));
-    EXPECT_EQ(miniport.detached_with_live_blocks(), 0u);
-    EXPECT_EQ(vswitch.detached_with_live_blocks(), 0u);
+    EXPECT_EQ(miniport_->queue_events(), (Events{{4, true}, {4, false}}));
+    EXPECT_EQ(vswitch_->queue_events(), (Events{{4, true}, {4, false}}));
+    EXPECT_EQ(miniport_->detached_with_live_blocks(), 0u);
+    EXPECT_EQ(vswitch_->detached_with_live_blocks(), 0u);
     EXPECT_EQ(log_.size(), 0u);
 }
 
-// The same take-over, undone: the binding goes while the adapter's provider still holds its block of the
+// The take-over undone: the binding goes while the miniport's provider still holds its block of the
 // queue, so the queue comes back to a provider that was never told it had left: it hears nothing either way
 // until the queue goes.
-TEST_F(Routing, AProviderThatGetsItsQueueBackBeforeItsBlocksGoHearsNothing) {
-    using Events = std::vector<std::pair<NDIS_RECEIVE_QUEUE_ID, bool>>;
-    TestProvider& miniport = new_provider();
-    const ndisshm_provider_ops miniport_ops = miniport.ops();
-    ASSERT_EQ(ndisshm_binding_register_provider(adapter_, &miniport_ops), NDIS_STATUS_SUCCESS);
-    NDIS_HANDLE binding = new_binding(adapter_, "vswitch");
-    ASSERT_EQ(ndisshm_queue_create(binding, 4), NDIS_STATUS_SUCCESS);
-    Alloc held = allocate(adapter_, PAGE_SIZE, 4);
-    ASSERT_TRUE(held.ok());
-    TestProvider& vswitch = new_provider();
-    const ndisshm_provider_ops vswitch_ops = vswitch.ops();
-    ASSERT_EQ(ndisshm_binding_register_provider(binding, &vswitch_ops), NDIS_STATUS_SUCCESS);
-
-    ndisshm_binding_destroy(binding);  // it has no block: no report
-    EXPECT_EQ(vswitch.queue_events(), (Events{{4, true}, {4, false}}));
-    EXPECT_EQ(miniport.queue_events(), (Events{{4, true}}));
+TEST_F(TakeOver, AProviderThatGetsItsQueueBackBeforeItsBlocksGoHearsNothing) {
+    ndisshm_binding_destroy(binding_);  // it has no block: no report
+    EXPECT_EQ(vswitch_->queue_events(), (Events{{4, true}, {4, false}}));
+    EXPECT_EQ(miniport_->queue_events(), (Events{{4, true}}));
     Alloc again = allocate(adapter_, PAGE_SIZE, 4);
     ASSERT_TRUE(again.ok());
-    EXPECT_EQ(miniport.live(), 2u) << "the queue is the miniport's again, and so its provider's";
+    EXPECT_EQ(miniport_->live(), 2u) << "the queue is the miniport's again, and so its provider's";
 
-    NdisFreeSharedMemory(adapter_, held.handle);
+    NdisFreeSharedMemory(adapter_, held_.handle);
     NdisFreeSharedMemory(adapter_, again.handle);
     ASSERT_EQ(ndisshm_queue_free(adapter_, 4), NDIS_STATUS_SUCCESS);
-    EXPECT_EQ(miniport.queue_events(), (Events{{4, true}, {4, false}}));
-    EXPECT_EQ(miniport.detached_with_live_blocks(), 0u);
+    EXPECT_EQ(miniport_->queue_events(), (Events{{4, true}, {4, false}}));
+    EXPECT_EQ(miniport_->detached_with_live_blocks(), 0u);
     EXPECT_EQ(log_.size(), 0u);
 }
 
