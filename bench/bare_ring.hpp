@@ -81,7 +81,7 @@ public:
         const auto t1 = std::chrono::steady_clock::now();
         helper_.finish();
         if (!sent || !good_.load(std::memory_order_acquire)) return std::nullopt;
-        return std::chrono::duration<double, std::nano>(t1 - t0).count() / (batches * kBatch);
+        return std::chrono::duration<double, std::nano>(t1 - t0).count() / packets;
     }
 
 private:

@@ -484,7 +484,7 @@ else:
     measured("host CPU per packet, 64 B, zero copy, the NIC thread with the guest on its own core, paired slices", hp,
              "n/a" if hp is None else f"{hp:.1f} ns", "<= 30 ns", lambda v: v <= 30,
              (bare(hbare) + rt(hrt)).removeprefix("; "))
-    if any(v is not None and v > 30 for v in (hbare,)):
+    if hbare is not None and hbare > 30:
         print("  (a bare ring of the same shape, nothing of ours in it, took over 30 ns a 64 B packet on these two "
               "CPUs: no ring of this shape meets that target here)")
     if any(v is not None and v > 300 for v in (prt, hrt)):

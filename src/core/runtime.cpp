@@ -339,11 +339,12 @@ NDIS_STATUS Runtime::free_queue(Adapter* adapter, NDIS_RECEIVE_QUEUE_ID id) {
             adapter->queues.erase(id);
             return NDIS_STATUS_SUCCESS;  // the provider never heard of it
         }
+        Queue* q = adapter->queues.find(id);
         // Set on every path that reaches the detach below: chosen under one
         // `if` and used after another, GCC -O2 could not tell (-Wmaybe-uninitialized).
-        provider = provider_for(adapter, adapter->queues.find(id), &binding);
+        provider = provider_for(adapter, q, &binding);
         // Its blocks are all gone: the providers that served it before hear now.
-        for (providers::Provider* p : adapter->queues.find(id)->former) former.emplace_back(p, id, false);
+        for (providers::Provider* p : q->former) former.emplace_back(p, id, false);
         adapter->queues.erase(id);
     }
     announce(former);
